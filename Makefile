@@ -1,0 +1,52 @@
+# tapwire — every target installs what it needs first (idempotent, cached under $(CACHE)).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+CACHE ?= $(HOME)/.cache/tapwire
+KAFKA_VERSION ?= 4.1.1
+export TAPWIRE_KAFKA_HOME ?= $(CACHE)/kafka-$(KAFKA_VERSION)
+export UV_PYTHON_DOWNLOADS := never
+UV := $(PYTHON) -m uv
+PYTEST_ARGS ?=
+
+.PHONY: help deps infra kafka postgres run test bench lint k8s clean
+
+help:
+	@echo "make run    - start the embedded suite (all services, one process)"
+	@echo "make test   - install everything, start Kafka + PostgreSQL, run the whole suite"
+	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+	@echo "make lint   - ruff + mypy"
+
+# Python toolchain and the workspace's locked dependencies.
+deps:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --frozen --all-packages --quiet
+
+# Apache Kafka broker and tools, as jars from Maven Central (cached per version).
+kafka:
+	@KAFKA_VERSION=$(KAFKA_VERSION) bash deploy/local/fetch-kafka.sh "$(TAPWIRE_KAFKA_HOME)"
+
+# PostgreSQL server binaries from Debian's packages (tests start their own cluster on a free port).
+postgres:
+	@bash deploy/local/ensure-postgres.sh
+
+infra: kafka postgres
+
+run: deps
+	@$(UV) run --frozen tapwire up
+
+test: deps infra
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+bench: deps infra
+	@$(UV) run --frozen python -m tests.bench.run
+
+lint: deps
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy libs/src ingest/src query/src messaging/src privacy-worker/src services/src
+
+clean:
+	rm -rf .venv .tapwire

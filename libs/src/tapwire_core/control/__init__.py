@@ -1,0 +1,1 @@
+"""Control-plane store: accounts, credentials, later campaigns and privacy requests."""

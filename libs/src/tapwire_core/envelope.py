@@ -1,0 +1,84 @@
+"""The canonical event envelope: one shape for every input path (CleverTap, Segment) on the bus.
+
+``msgspec`` structs rather than pydantic models: the envelope is encoded and decoded once per event on the
+gateway and loader hot paths, where msgspec is several times faster (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+RecordKind = Literal["event", "profile", "token"]
+Source = Literal["clevertap", "segment", "internal"]
+
+
+class Identities(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Every identifier a record names its user by. At least one is set."""
+
+    identity: str | None = None
+    object_id: str | None = None
+    fbid: str | None = None
+    gpid: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    anonymous_id: str | None = None
+
+    def user_key(self) -> str:
+        """The stable per-account user key: the strongest identifier present, prefixed by its kind.
+
+        Identity resolution (merges) maps several keys to one person later; this key only fixes which
+        warehouse shard and bus partition a record belongs to, so it must never change for a record.
+        """
+        if self.identity:
+            return "i:" + self.identity
+        if self.object_id:
+            return "o:" + self.object_id
+        if self.fbid:
+            return "f:" + self.fbid
+        if self.gpid:
+            return "g:" + self.gpid
+        if self.anonymous_id:
+            return "a:" + self.anonymous_id
+        if self.email:
+            return "e:" + self.email
+        if self.phone:
+            return "p:" + self.phone
+        return ""
+
+
+class Envelope(msgspec.Struct, omit_defaults=True, frozen=True):
+    """One accepted record, as the gateway publishes it and the loader stores it.
+
+    ``client_ts`` and ``received_ts`` are epoch milliseconds. ``properties`` holds ``evtData`` for events,
+    ``profileData`` for profiles and ``tokenData`` for tokens.
+    """
+
+    account_id: str
+    event_id: str
+    kind: RecordKind
+    ids: Identities
+    client_ts: int
+    received_ts: int
+    source: Source
+    name: str = ""
+    properties: dict[str, Any] = msgspec.field(default_factory=dict)
+    context: dict[str, Any] | None = None
+
+    def partition_key(self) -> bytes:
+        """Bus key: account + user, so one user's records stay in order on one partition."""
+        return f"{self.account_id}\x1f{self.ids.user_key()}".encode()
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode(payload: bytes) -> Envelope:
+    """Decode a bus payload. Raises ``msgspec.ValidationError``/``DecodeError`` on a malformed one."""
+    return _decoder.decode(payload)

@@ -1,0 +1,59 @@
+"""The Warehouse: ClickHouse, reached either in-process (chDB) or over HTTP (clickhouse-connect).
+
+Both implementations run the same SQL. Values travel as server-side parameters (``{name:Type}``), never
+pasted into SQL text; ``tests/contract/test_warehouse_contract.py`` runs against both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class WarehouseError(Exception):
+    """A statement failed for a reason other than reachability (bad SQL, type error)."""
+
+
+class WarehouseUnavailable(WarehouseError):
+    """ClickHouse could not be reached or timed out. Retryable; never dead-letter on this."""
+
+
+Params = Mapping[str, Any]
+
+
+class Warehouse(abc.ABC):
+    """Async access to one ClickHouse database. Safe to share between tasks."""
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def command(self, sql: str, params: Params | None = None) -> None:
+        """Run a statement that returns no rows (DDL, mutations)."""
+
+    @abc.abstractmethod
+    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        """Run a SELECT and return its rows as dicts keyed by column name."""
+
+    @abc.abstractmethod
+    async def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """Insert rows atomically per call. ``dedup_token`` makes a retried identical insert a no-op where the
+        engine supports it; correctness never depends on it (tables deduplicate on event id)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def database(self) -> str: ...
