@@ -1,1 +1,111 @@
-def main() -> None: ...
+"""The ``tapwire`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from tapwire_core import log as logs
+from tapwire_core.settings import Settings
+
+
+def _serve(app: object, settings: Settings) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from tapwire_services.assembly import embedded_app
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    _serve(embedded_app(settings), settings)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tapwire_services.assembly import service_app
+    from tapwire_services.runtime import ConfigurationError
+
+    settings = Settings()
+    logs.configure(settings.log_level)
+    try:
+        app = service_app(settings, args.service)
+    except ConfigurationError as exc:
+        print(f"tapwire serve {args.service}: {exc}", file=sys.stderr)
+        return 2
+    _serve(app, settings)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tapwire_services import generate
+
+    out = sys.stdout.buffer if args.out in (None, "-") else Path(args.out).open("wb")  # noqa: SIM115
+    try:
+        records = [*generate.profiles(args.users, args.seed), *generate.events(args.users, args.events, args.seed)]
+        if args.upload:
+            from tapwire_services.upload_client import upload_all
+
+            asyncio.run(upload_all(records, url=args.upload, account=args.account, passcode=args.passcode))
+            return 0
+        for batch in generate.batches(iter(records), 100):
+            out.write(orjson.dumps({"d": batch}) + b"\n")
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="tapwire", description="tapwire event ingestion and engagement suite")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run every service in one process (embedded mode)")
+    up.set_defaults(func=cmd_up)
+
+    serve = commands.add_parser("serve", help="run one service in distributed mode")
+    serve.add_argument("service", choices=["gateway", "loader", "query", "messaging", "privacy-worker"])
+    serve.set_defaults(func=cmd_serve)
+
+    gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
+    gen.add_argument("--users", type=int, required=True)
+    gen.add_argument("--events", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--out", help="file for upload bodies, one JSON object per line (default: stdout)")
+    gen.add_argument("--upload", metavar="URL", help="send to a running tapwire at URL instead")
+    gen.add_argument("--account", help="account id for --upload")
+    gen.add_argument("--passcode", help="passcode for --upload")
+    gen.set_defaults(func=cmd_generate)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

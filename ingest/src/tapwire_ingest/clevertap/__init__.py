@@ -1,0 +1,1 @@
+"""CleverTap Server API v1 wire format."""

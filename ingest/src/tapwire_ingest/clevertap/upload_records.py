@@ -1,0 +1,366 @@
+"""Validation of CleverTap upload records into canonical envelopes.
+
+This loop runs once per ingested record, so it is hand-written over the plain dicts orjson produces rather
+than pydantic models: it rejects a record with the documented code as soon as one check fails, and the
+common case (short strings, a handful of properties) touches each value once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from tapwire_core.envelope import Envelope, Identities
+
+from tapwire_ingest.clevertap import limits
+from tapwire_ingest.clevertap import record_errors as rc
+from tapwire_ingest.clevertap.record_errors import RecordRejected
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_DATE = re.compile(r"^\$D_-?[0-9]{1,12}$")
+_GENDERS = frozenset({"M", "F", "O", "Male", "Female", "Other", "Others"})
+_YES_NO = frozenset({"Y", "N"})
+_EDUCATION = frozenset({"School", "College", "Graduate"})
+_PROFILE_OPERATORS = frozenset({"$add", "$remove", "$incr", "$decr", "$delete"})
+_IDENTITY_KEYS = (("identity", "identity"), ("objectId", "object_id"), ("FBID", "fbid"), ("GPID", "gpid"))
+_CLIENT_ID_KEY = "evtId"
+_MAX_CLIENT_ID_CHARS = 128
+
+
+@dataclass(slots=True)
+class UploadOutcome:
+    accepted: list[Envelope] = field(default_factory=list)
+    unprocessed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if not self.unprocessed:
+            return "success"
+        return "partial" if self.accepted else "fail"
+
+
+def validate_upload(
+    records: list[Any], *, account_id: str, received_ms: int, request_digest: bytes
+) -> UploadOutcome:
+    """Split ``records`` into accepted envelopes and ``unprocessed`` entries in CleverTap's response shape.
+
+    ``request_digest`` identifies the request body: a record without ``ts`` gets its event id from it and
+    its position, so a client retrying the same request produces the same ids.
+    """
+    outcome = UploadOutcome()
+    for index, record in enumerate(records):
+        try:
+            outcome.accepted.append(
+                parse_record(
+                    record,
+                    account_id=account_id,
+                    received_ms=received_ms,
+                    request_digest=request_digest,
+                    position=index,
+                )
+            )
+        except RecordRejected as rejected:
+            outcome.unprocessed.append(
+                {
+                    "status": "fail",
+                    "code": rejected.code,
+                    "error": f"{rejected.reason}. Skipped record number : {index + 1}",
+                    "record": record,
+                }
+            )
+    return outcome
+
+
+def parse_record(
+    record: Any, *, account_id: str, received_ms: int, request_digest: bytes, position: int
+) -> Envelope:
+    """One record to an envelope; raises ``RecordRejected`` with the documented code."""
+    if type(record) is not dict:
+        raise RecordRejected(rc.UNKNOWN_RECORD_TYPE, "Record is not an object")
+    kind = record.get("type")
+    ts_ms = _timestamp_ms(record, received_ms)
+    if kind == "event":
+        ids = _identities(record)
+        name, properties = _event(record)
+    elif kind == "profile":
+        ids = _identities(record)
+        name, properties = "", _profile(record)
+        ids = _with_contact(ids, properties)
+    elif kind == "token":
+        ids = _token_identities(record)
+        name, properties = "", _token(record)
+    else:
+        raise RecordRejected(rc.UNKNOWN_RECORD_TYPE, "Record type must be event, profile or token")
+    return Envelope(
+        account_id=account_id,
+        event_id=_event_id(record, account_id, request_digest, position),
+        kind=kind,
+        ids=ids,
+        client_ts=ts_ms,
+        received_ts=received_ms,
+        source="clevertap",
+        name=name,
+        properties=properties,
+    )
+
+
+def _timestamp_ms(record: dict[str, Any], received_ms: int) -> int:
+    if "ts" not in record:
+        return received_ms
+    ts = record["ts"]
+    if type(ts) is not int or not 0 <= ts <= limits.MAX_TS_SECONDS:
+        raise RecordRejected(rc.TS_INVALID, "ts must be a UNIX epoch in seconds")
+    return ts * 1000
+
+
+def _identity_text(value: Any) -> str:
+    # Numeric identities (phone numbers, numeric customer ids) are common in the wild.
+    if type(value) is str:
+        text = value
+    elif type(value) is int:
+        text = str(value)
+    else:
+        raise RecordRejected(rc.IDENTITY_INVALID, "Identity must be a string")
+    if not text.strip() or len(text) >= limits.MAX_IDENTITY_CHARS:
+        raise RecordRejected(
+            rc.IDENTITY_INVALID,
+            f"Identity must be non-empty and under {limits.MAX_IDENTITY_CHARS} characters",
+        )
+    if not text.isprintable():
+        raise RecordRejected(rc.IDENTITY_INVALID, "Identity contains control characters")
+    return text
+
+
+def _identities(record: dict[str, Any]) -> Identities:
+    found: dict[str, str] = {}
+    for wire, attr in _IDENTITY_KEYS:
+        if wire in record:
+            found[attr] = _identity_text(record[wire])
+    if not found:
+        raise RecordRejected(rc.IDENTITY_INVALID, "Record has no identity, objectId, FBID or GPID")
+    return Identities(**found)
+
+
+def _with_contact(ids: Identities, profile: dict[str, Any]) -> Identities:
+    email, phone = profile.get("Email"), profile.get("Phone")
+    if type(email) is not str and type(phone) is not str:
+        return ids
+    return Identities(
+        identity=ids.identity,
+        object_id=ids.object_id,
+        fbid=ids.fbid,
+        gpid=ids.gpid,
+        email=email if type(email) is str else None,
+        phone=phone if type(phone) is str else None,
+    )
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > limits.MAX_KEY_CHARS:
+        raise RecordRejected(
+            rc.BAD_EVENT_STRUCTURE, f"Property keys must be 1 to {limits.MAX_KEY_CHARS} characters"
+        )
+
+
+def _check_scalar(key: str, value: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        # Most values are short; only measure bytes when the characters could exceed the cap.
+        if len(value) * 4 > limits.MAX_VALUE_BYTES and len(value.encode()) > limits.MAX_VALUE_BYTES:
+            raise RecordRejected(
+                rc.BAD_EVENT_STRUCTURE,
+                f"Value of {key!r} is longer than {limits.MAX_VALUE_BYTES} bytes",
+            )
+    elif kind is float:
+        if not math.isfinite(value):
+            raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"Value of {key!r} is not a finite number")
+    elif kind is not int and kind is not bool and value is not None:
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"Value of {key!r} must be a string, number or boolean")
+
+
+def _check_flat_object(key: str, value: dict[str, Any]) -> None:
+    for inner_key, inner in value.items():
+        _check_key(inner_key)
+        _check_scalar(f"{key}.{inner_key}", inner)
+
+
+def _event(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = record.get("evtName")
+    if type(name) is not str or not name.strip():
+        raise RecordRejected(rc.EVENT_NAME_MISSING, "Event name is missing")
+    if len(name) > limits.MAX_EVENT_NAME_CHARS or not name.isprintable():
+        raise RecordRejected(
+            rc.BAD_EVENT_STRUCTURE,
+            f"Event name must be printable and at most {limits.MAX_EVENT_NAME_CHARS} characters",
+        )
+    if name in limits.RESTRICTED_EVENT_NAMES:
+        raise RecordRejected(rc.RESTRICTED_EVENT, f"{name!r} is a restricted system event")
+    data = record.get("evtData", {})
+    if type(data) is not dict:
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "evtData must be an object")
+    if len(data) > limits.MAX_EVENT_PROPERTIES:
+        raise RecordRejected(
+            rc.TOO_MANY_PROPERTIES, f"An event may carry at most {limits.MAX_EVENT_PROPERTIES} properties"
+        )
+    for key, value in data.items():
+        _check_key(key)
+        if type(value) is list:
+            _check_event_list(name, key, value)
+        else:
+            _check_scalar(key, value)
+    return name, data
+
+
+def _check_event_list(event_name: str, key: str, values: list[Any]) -> None:
+    if event_name == "Charged" and key == "Items":
+        if len(values) > limits.MAX_CHARGED_ITEMS:
+            raise RecordRejected(
+                rc.BAD_EVENT_STRUCTURE, f"Charged may carry at most {limits.MAX_CHARGED_ITEMS} items"
+            )
+        for item in values:
+            if type(item) is not dict:
+                raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "Each Charged item must be an object")
+            _check_flat_object(key, item)
+        return
+    if len(values) > limits.MAX_MULTI_VALUES:
+        raise RecordRejected(
+            rc.BAD_EVENT_STRUCTURE, f"List {key!r} has more than {limits.MAX_MULTI_VALUES} values"
+        )
+    for value in values:
+        if type(value) is list or type(value) is dict:
+            raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"List {key!r} may hold only scalar values")
+        _check_scalar(key, value)
+
+
+def _profile(record: dict[str, Any]) -> dict[str, Any]:
+    data = record.get("profileData")
+    if type(data) is not dict:
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "profileData must be an object")
+    if len(data) > limits.MAX_PROFILE_KEYS:
+        raise RecordRejected(
+            rc.TOO_MANY_PROPERTIES, f"A profile may carry at most {limits.MAX_PROFILE_KEYS} properties"
+        )
+    for key, value in data.items():
+        _check_key(key)
+        if type(value) is dict:
+            _check_profile_operator(key, value)
+        elif type(value) is list:
+            _check_string_list(key, value)
+        else:
+            _check_scalar(key, value)
+            _check_reserved(key, value)
+    return data
+
+
+def _check_string_list(key: str, values: list[Any]) -> None:
+    if len(values) > limits.MAX_MULTI_VALUES:
+        raise RecordRejected(
+            rc.BAD_EVENT_STRUCTURE, f"Multi-value {key!r} has more than {limits.MAX_MULTI_VALUES} values"
+        )
+    for value in values:
+        if type(value) is not str:
+            raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"Multi-value {key!r} may hold only strings")
+        _check_scalar(key, value)
+
+
+def _check_profile_operator(key: str, value: dict[str, Any]) -> None:
+    if len(value) != 1:
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"Value of {key!r} must be a scalar or one operator")
+    ((op, operand),) = value.items()
+    if op not in _PROFILE_OPERATORS:
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"Unknown operator {op!r} on {key!r}")
+    if op in ("$add", "$remove"):
+        if type(operand) is str:
+            _check_scalar(key, operand)
+        elif type(operand) is list:
+            _check_string_list(key, operand)
+        else:
+            raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"{op} on {key!r} takes a string or list of strings")
+    elif op in ("$incr", "$decr") and (type(operand) not in (int, float) or not math.isfinite(operand)):
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"{op} on {key!r} takes a number")
+
+
+def _check_reserved(key: str, value: Any) -> None:
+    if key == "Email":
+        if type(value) is not str or not _EMAIL.match(value):
+            raise RecordRejected(rc.EMAIL_INVALID, "Profile data is incorrect. Email is not valid")
+    elif key == "Phone":
+        if type(value) is not str or not _PHONE.match(value):
+            raise RecordRejected(
+                rc.PHONE_INVALID, "Profile data is incorrect. Phone must be +<country code><number>"
+            )
+    elif key == "Gender":
+        if value not in _GENDERS:
+            raise RecordRejected(rc.GENDER_INVALID, "Profile data is incorrect. Gender must be M or F")
+    elif key == "Age":
+        if not _valid_age(value):
+            raise RecordRejected(rc.AGE_INVALID, "Profile data is incorrect. Age must be an integer")
+    elif key == "Employed":
+        if value not in _YES_NO:
+            raise RecordRejected(rc.EMPLOYED_INVALID, "Profile data is incorrect. Employed must be Y or N")
+    elif key == "Married":
+        if value not in _YES_NO:
+            raise RecordRejected(rc.MARRIED_INVALID, "Profile data is incorrect. Married must be Y or N")
+    elif key == "Education":
+        if value not in _EDUCATION:
+            raise RecordRejected(
+                rc.EDUCATION_INVALID,
+                "Profile data is incorrect. Education must be School, College or Graduate",
+            )
+    elif key == "DOB" and (type(value) is not str or not _DATE.match(value)):
+        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "Profile data is incorrect. DOB must be $D_<epoch>")
+
+
+def _valid_age(value: Any) -> bool:
+    if type(value) is int:
+        return 0 <= value <= 150
+    # A captured real upload sent "18" as a string and was accepted.
+    return type(value) is str and value.isdigit() and int(value) <= 150
+
+
+def _token_identities(record: dict[str, Any]) -> Identities:
+    object_id = record.get("objectId")
+    if type(object_id) is not str or not object_id.strip() or len(object_id) >= limits.MAX_IDENTITY_CHARS:
+        raise RecordRejected(rc.TOKEN_OBJECT_ID_INVALID, "Token records need a valid objectId")
+    return Identities(object_id=object_id)
+
+
+def _token(record: dict[str, Any]) -> dict[str, Any]:
+    data = record.get("tokenData")
+    if type(data) is not dict:
+        raise RecordRejected(rc.TOKEN_DATA_INVALID, "tokenData must be an object")
+    token = data.get("id")
+    if type(token) is not str or not token:
+        raise RecordRejected(rc.TOKEN_ID_MISSING, "tokenData.id is missing")
+    if len(token) > 4096:
+        raise RecordRejected(rc.TOKEN_DATA_INVALID, "tokenData.id is too long")
+    token_type = data.get("type")
+    if token_type is None:
+        raise RecordRejected(rc.TOKEN_TYPE_MISSING, "tokenData.type is missing")
+    if token_type not in limits.TOKEN_TYPES:
+        raise RecordRejected(rc.TOKEN_TYPE_INVALID, f"tokenData.type {token_type!r} is not valid")
+    if token_type == "chrome":
+        keys = data.get("keys")
+        if type(keys) is not dict or type(keys.get("p256dh")) is not str or type(keys.get("auth")) is not str:
+            raise RecordRejected(rc.TOKEN_DATA_INVALID, "chrome tokens need keys.p256dh and keys.auth")
+    return data
+
+
+def _event_id(record: dict[str, Any], account_id: str, request_digest: bytes, position: int) -> str:
+    client_id = record.get(_CLIENT_ID_KEY)
+    if type(client_id) is str and 0 < len(client_id) <= _MAX_CLIENT_ID_CHARS:
+        return client_id
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(account_id.encode())
+    digest.update(b"\x00")
+    if "ts" not in record:
+        # Without a client timestamp two identical records are only told apart by the request they came in.
+        digest.update(request_digest)
+        digest.update(position.to_bytes(4, "big"))
+    digest.update(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()

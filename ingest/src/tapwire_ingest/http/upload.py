@@ -1,0 +1,96 @@
+"""``POST /1/upload``: CleverTap event, profile and token records."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+from tapwire_core import metrics
+from tapwire_core.bus import BusUnavailable, Record
+from tapwire_core.envelope import Envelope, encode
+from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.http.errors import ApiError, json_response
+
+from tapwire_ingest.clevertap.limits import MAX_RECORDS_PER_UPLOAD
+from tapwire_ingest.clevertap.upload_records import UploadOutcome, validate_upload
+from tapwire_ingest.http.body import parse_json, read_body
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+_ACCEPTED = metrics.RECORDS.labels("clevertap", "accepted", "")
+
+
+@router.post("/1/upload")
+async def upload(request: Request, account: PasscodeAccount, context: Context) -> Response:
+    settings = context.settings
+    limit = int(account.settings.get("upload_concurrency", settings.upload_concurrency))
+    async with context.limiter.slot(account.id, limit):
+        body = await read_body(
+            request, max_bytes=settings.max_body_bytes, max_inflated=settings.max_inflated_bytes
+        )
+        payload = parse_json(body)
+        if type(payload) is not dict or type(payload.get("d")) is not list:
+            raise ApiError(400, 'Body must be an object with a list of records under "d"')
+        records = payload["d"]
+        if len(records) > MAX_RECORDS_PER_UPLOAD:
+            raise ApiError(400, f"At most {MAX_RECORDS_PER_UPLOAD} records per upload, got {len(records)}")
+        outcome = validate_upload(
+            records,
+            account_id=account.id,
+            received_ms=time.time_ns() // 1_000_000,
+            request_digest=hashlib.blake2b(body, digest_size=16).digest(),
+        )
+        dry_run = request.query_params.get("dryRun", "0") not in ("0", "", "false")
+        if outcome.accepted and not dry_run:
+            await publish(context, outcome.accepted)
+        _count(outcome)
+        return json_response(
+            {
+                "status": outcome.status,
+                "processed": len(outcome.accepted),
+                "unprocessed": [_echoable(entry) for entry in outcome.unprocessed],
+            }
+        )
+
+
+async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:
+    """Hand the records to the bus and return only once they are durable; 503 when that cannot be had."""
+    records = [Record(key=e.partition_key(), value=encode(e)) for e in envelopes]
+    started = time.perf_counter()
+    try:
+        await context.bus.publish(
+            context.settings.events_topic, records, timeout_s=context.settings.bus_timeout_s
+        )
+    except BusUnavailable as exc:
+        metrics.BUS_FAILURES.inc()
+        log.warning("bus unavailable, refusing upload", extra={"error": str(exc)})
+        raise ApiError(
+            503,
+            "Ingestion is temporarily unavailable; retry later",
+            retry_after=context.settings.retry_after_s,
+        ) from exc
+    metrics.BUS_PUBLISH.observe(time.perf_counter() - started)
+
+
+def _echoable(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry itself, unless its echoed record cannot be written back as JSON (nesting past the
+    encoder's depth limit); then the record is replaced by a note so the rest of the answer still goes out."""
+    try:
+        orjson.dumps({"unprocessed": [entry]})  # same depth as in the response
+    except TypeError:
+        return entry | {"record": "record not echoed: nested too deeply"}
+    return entry
+
+
+def _count(outcome: UploadOutcome) -> None:
+    if outcome.accepted:
+        _ACCEPTED.inc(len(outcome.accepted))
+    for entry in outcome.unprocessed:
+        metrics.RECORDS.labels("clevertap", "rejected", str(entry["code"])).inc()

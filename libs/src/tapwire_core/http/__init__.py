@@ -1,0 +1,1 @@
+"""HTTP building blocks shared by every service: error shape, authentication, injected context."""

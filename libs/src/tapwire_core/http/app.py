@@ -1,0 +1,80 @@
+"""The app factory: one FastAPI app per process, its state injected, its lifespan owning every connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tapwire_core import metrics
+from tapwire_core.http import health
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.http.errors import install_error_handlers
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class RequestMetrics:
+    """Counts requests by matched route template (bounded label set) and status; pure ASGI for low overhead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(template, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(template).observe(time.perf_counter() - started)
+
+
+def create_app(
+    context: ServiceContext,
+    routers: Sequence[APIRouter],
+    *,
+    on_start: Hook | None = None,
+    on_stop: Hook | None = None,
+    title: str = "tapwire",
+) -> FastAPI:
+    """Build an app serving ``routers`` plus health endpoints.
+
+    ``on_start`` runs before the first request is served (connect, migrate, start background workers);
+    ``on_stop`` after the last (drain, close).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        if on_start is not None:
+            await on_start()
+        try:
+            yield {}
+        finally:
+            if on_stop is not None:
+                await on_stop()
+
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestMetrics)
+    return app

@@ -1,0 +1,46 @@
+"""Authentication dependencies: CleverTap headers, region pinning."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tapwire_core.http.context import AccountView, ServiceContext
+from tapwire_core.http.errors import ApiError
+
+REGION_HOSTS = "{region}.api.clevertap.com"
+
+
+def service_context(request: Request) -> ServiceContext:
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ServiceContext, Depends(service_context)]
+
+
+async def passcode_account(request: Request, context: Context) -> AccountView:
+    """The account named by ``X-CleverTap-Account-Id`` whose passcode matches; 401 otherwise.
+
+    An account homed in another region gets 403 naming that region: its data may not be processed here.
+    """
+    account_id = request.headers.get("x-clevertap-account-id", "").strip()
+    passcode = request.headers.get("x-clevertap-passcode", "")
+    if not account_id:
+        raise ApiError(401, "Account ID is missing")
+    if not passcode:
+        raise ApiError(401, "Passcode is missing")
+    account = await context.authenticator.authenticate_passcode(account_id, passcode)
+    if account is None:
+        raise ApiError(401, "Account ID or passcode is not valid")
+    if account.region != context.settings.region:
+        raise ApiError(
+            403,
+            f"Account {account.id} belongs to region {account.region}; "
+            f"send its requests to the {account.region} deployment",
+        )
+    return account
+
+
+PasscodeAccount = Annotated[AccountView, Depends(passcode_account)]

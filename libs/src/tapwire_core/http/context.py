@@ -1,0 +1,56 @@
+"""What the gateway's routes need, injected through the app factory (never imported as globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tapwire_core.bus import Bus
+from tapwire_core.http.concurrency import ConcurrencyLimiter
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse
+
+
+class AccountView(Protocol):
+    """The parts of an account the gateway reads."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def settings(self) -> Mapping[str, Any]: ...
+
+
+class Authenticator(Protocol):
+    async def authenticate_passcode(self, account_id: str, passcode: str) -> AccountView | None:
+        """The account when ``passcode`` is one of its live passcodes, else None. May hit the database."""
+        ...
+
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+@dataclass
+class ServiceContext:
+    """Per-process dependencies. A service that does not use the bus or the warehouse leaves it None."""
+
+    settings: Settings
+    authenticator: Authenticator
+    readiness: ReadinessCheck
+    bus_: Bus | None = None
+    warehouse_: Warehouse | None = None
+    limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+
+    @property
+    def bus(self) -> Bus:
+        if self.bus_ is None:
+            raise RuntimeError("this service runs without a bus")
+        return self.bus_
+
+    @property
+    def warehouse(self) -> Warehouse:
+        if self.warehouse_ is None:
+            raise RuntimeError("this service runs without a warehouse")
+        return self.warehouse_

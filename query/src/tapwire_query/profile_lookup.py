@@ -1,0 +1,70 @@
+"""Reading one profile back: identity/email/objectId → profile record in CleverTap's shape."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from tapwire_core.warehouse import Warehouse
+
+Selector = Literal["identity", "email", "objectId"]
+
+# Selector → column; identifiers come only from this table, values are always bound.
+_SELECTOR_COLUMNS: dict[Selector, str] = {"identity": "identity", "email": "email", "objectId": "object_id"}
+
+
+async def find_user_key(
+    warehouse: Warehouse, *, account_id: str, selector: Selector, value: str
+) -> str | None:
+    column = _SELECTOR_COLUMNS[selector]
+    rows = await warehouse.query(
+        f"SELECT user_key FROM profiles WHERE account_id = {{account:String}} "
+        f"GROUP BY user_key HAVING anyLast({column}) = {{value:String}} "
+        f"ORDER BY max(last_seen) DESC LIMIT 1",
+        {"account": account_id, "value": value},
+    )
+    return str(rows[0]["user_key"]) if rows else None
+
+
+async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str) -> dict[str, Any] | None:
+    """The profile with its custom properties and a per-event summary, or None when unknown."""
+    params = {"account": account_id, "user": user_key}
+    heads = await warehouse.query(
+        "SELECT anyLast(identity) AS identity, anyLast(object_id) AS object_id, anyLast(email) AS email, "
+        "anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
+        "toUnixTimestamp(max(last_seen)) AS last_seen "
+        "FROM profiles WHERE account_id = {account:String} AND user_key = {user:String}",
+        params,
+    )
+    if not heads or heads[0]["first_seen"] in (None, 0):
+        return None
+    head = heads[0]
+    props = await warehouse.query(
+        "SELECT key, value FROM profile_props FINAL "
+        "WHERE account_id = {account:String} AND user_key = {user:String} AND deleted = 0 ORDER BY key",
+        params,
+    )
+    events = await warehouse.query(
+        "SELECT name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
+        "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
+        "WHERE account_id = {account:String} AND user_key = {user:String} GROUP BY name ORDER BY name",
+        params,
+    )
+    record: dict[str, Any] = {
+        "identity": head["identity"],
+        "objectId": head["object_id"],
+        "email": head["email"],
+        "phone": head["phone"],
+        "first_seen": int(head["first_seen"]),
+        "last_seen": int(head["last_seen"]),
+        "profileData": {row["key"]: orjson.loads(row["value"]) for row in props},
+        "events": {
+            row["name"]: {
+                "count": int(row["count"]),
+                "first_seen": int(row["first_seen"]),
+                "last_seen": int(row["last_seen"]),
+            }
+            for row in events
+        },
+    }
+    return {key: value for key, value in record.items() if value is not None}

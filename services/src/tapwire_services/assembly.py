@@ -1,0 +1,127 @@
+"""Which routes and background workers each service runs, in embedded mode and one by one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI
+
+from tapwire_core.http.app import create_app
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.settings import Settings
+from tapwire_ingest.http.upload import router as upload_router
+from tapwire_ingest.loader.pipeline import Loader
+from tapwire_query.routes import router as query_router
+from tapwire_services import runtime
+from tapwire_services.accounts import announce_accounts, directory_for
+
+log = logging.getLogger(__name__)
+
+ServiceName = Literal["gateway", "loader", "query", "messaging", "privacy-worker"]
+SERVICES: tuple[ServiceName, ...] = ("gateway", "loader", "query", "messaging", "privacy-worker")
+
+
+class LoaderSupervisor:
+    """Runs the loader in a task and restarts it after a crash; every restart replays from the last commit."""
+
+    def __init__(self, loader: Loader, *, max_backoff_s: float = 30.0) -> None:
+        self.loader = loader
+        self._max_backoff_s = max_backoff_s
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="loader")
+
+    async def _supervise(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await self.loader.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("loader crashed; restarting from the last committed offsets", extra={"retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        self._stopping = True
+        self.loader.stop()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except (TimeoutError, Exception):
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+def build_app(
+    settings: Settings, components: runtime.Components, *, routers: Sequence[APIRouter], loader: bool, embedded: bool
+) -> FastAPI:
+    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
+    context = ServiceContext(
+        settings=settings,
+        authenticator=directory_for(components.store),
+        readiness=components.readiness,
+        bus_=components.bus,
+        warehouse_=components.warehouse,
+    )
+    supervisor: LoaderSupervisor | None = None
+
+    async def on_start() -> None:
+        nonlocal supervisor
+        await components.start()
+        await announce_accounts(components.store, settings, embedded=embedded)
+        if loader:
+            assert components.bus is not None and components.warehouse is not None
+            supervisor = LoaderSupervisor(Loader(bus=components.bus, warehouse=components.warehouse, settings=settings))
+            supervisor.start()
+
+    async def on_stop() -> None:
+        if supervisor is not None:
+            await supervisor.stop()
+        await components.close()
+
+    return create_app(context, routers, on_start=on_start, on_stop=on_stop)
+
+
+def embedded_app(settings: Settings) -> FastAPI:
+    return build_app(
+        settings,
+        runtime.embedded(settings),
+        routers=[upload_router, query_router],
+        loader=True,
+        embedded=True,
+    )
+
+
+def service_app(settings: Settings, service: ServiceName) -> FastAPI:
+    if service == "gateway":
+        return build_app(
+            settings,
+            runtime.distributed(settings, bus=True, warehouse=False),
+            routers=[upload_router],
+            loader=False,
+            embedded=False,
+        )
+    if service == "loader":
+        return build_app(
+            settings, runtime.distributed(settings, bus=True, warehouse=True), routers=[], loader=True, embedded=False
+        )
+    if service == "query":
+        return build_app(
+            settings,
+            runtime.distributed(settings, bus=False, warehouse=True),
+            routers=[query_router],
+            loader=False,
+            embedded=False,
+        )
+    raise runtime.ConfigurationError(f"service {service!r} is not available in this release")

@@ -1,0 +1,104 @@
+"""Assembling a process from settings: which bus, warehouse and control store, started and stopped in order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from tapwire_core.bus import Bus
+from tapwire_core.control.store import ControlStore
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse
+from tapwire_core.warehouse.migrations import migrate, schema_is_current
+
+log = logging.getLogger(__name__)
+
+
+class ConfigurationError(Exception):
+    """Settings do not describe a runnable process (e.g. distributed mode without a Kafka address)."""
+
+
+@dataclass
+class Components:
+    """The connections one process holds. ``start`` brings them up in dependency order; ``close`` reverses."""
+
+    settings: Settings
+    store: ControlStore
+    bus: Bus | None = None
+    warehouse: Warehouse | None = None
+    _started: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.store.start()
+        self._started.append("store")
+        if self.bus is not None:
+            await self.bus.start()
+            self._started.append("bus")
+            await self.bus.ensure_topic(settings.events_topic, settings.topic_partitions)
+            await self.bus.ensure_topic(settings.dead_letter_topic, settings.topic_partitions)
+        if self.warehouse is not None:
+            await self.warehouse.start()
+            self._started.append("warehouse")
+            await migrate(self.warehouse, cluster=settings.clickhouse_cluster)
+
+    async def readiness(self) -> dict[str, bool]:
+        checks: dict[str, bool] = {"control_store": await _safe(self.store.ping())}
+        if self.bus is not None:
+            checks["bus"] = await _safe(self.bus.healthy())
+        if self.warehouse is not None:
+            checks["warehouse"] = await _safe(self.warehouse.ping())
+            checks["warehouse_schema"] = checks["warehouse"] and await _safe(schema_is_current(self.warehouse))
+        return checks
+
+    async def close(self) -> None:
+        for name in reversed(self._started):
+            resource = {"store": self.store, "bus": self.bus, "warehouse": self.warehouse}[name]
+            if resource is None:
+                continue
+            try:
+                await resource.close()
+            except Exception:
+                log.exception("closing %s failed", name)
+        self._started.clear()
+
+
+async def _safe(check: object) -> bool:
+    with contextlib.suppress(Exception):
+        return bool(await check)  # type: ignore[misc]
+    return False
+
+
+def embedded(settings: Settings) -> Components:
+    """Everything in-process under ``TAPWIRE_DATA_DIR``: SQLite log, chDB, SQLite control plane."""
+    from tapwire_core.bus.embedded import EmbeddedBus
+    from tapwire_core.warehouse.chdb import ChdbWarehouse
+
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return Components(
+        settings=settings,
+        store=ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}"),
+        bus=EmbeddedBus(data / "log"),
+        warehouse=ChdbWarehouse(data / "chdb"),
+    )
+
+
+def distributed(settings: Settings, *, bus: bool, warehouse: bool) -> Components:
+    """Kafka, ClickHouse and PostgreSQL from the environment; only the ones this service needs."""
+    from tapwire_core.bus.kafka import KafkaBus
+    from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
+
+    if not settings.database_url:
+        raise ConfigurationError("TAPWIRE_DATABASE_URL is required in distributed mode")
+    if bus and not settings.kafka_bootstrap:
+        raise ConfigurationError("TAPWIRE_KAFKA_BOOTSTRAP is required for this service")
+    if warehouse and not settings.clickhouse_url:
+        raise ConfigurationError("TAPWIRE_CLICKHOUSE_URL is required for this service")
+    return Components(
+        settings=settings,
+        store=ControlStore(settings.database_url),
+        bus=KafkaBus(settings.kafka_bootstrap or "") if bus else None,
+        warehouse=ClickHouseWarehouse(settings.clickhouse_url or "") if warehouse else None,
+    )

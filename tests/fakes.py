@@ -1,0 +1,60 @@
+"""In-memory stand-ins for unit tests only. Integration tests use the real implementations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tapwire_core.bus import Bus, BusConsumer, BusUnavailable, Record
+
+
+@dataclass(frozen=True)
+class FakeAccount:
+    id: str
+    region: str = "eu1"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+class FakeAuthenticator:
+    def __init__(self, accounts: dict[str, tuple[str, FakeAccount]]) -> None:
+        self._accounts = accounts
+
+    async def authenticate_passcode(self, account_id: str, passcode: str) -> FakeAccount | None:
+        entry = self._accounts.get(account_id)
+        return entry[1] if entry and entry[0] == passcode else None
+
+
+class RecordingBus(Bus):
+    """Keeps published records in a list; can be told to fail or to stall publishes."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, list[Record]] = {}
+        self.fail = False
+        self.stall: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ensure_topic(self, topic: str, partitions: int) -> None:
+        self.published.setdefault(topic, [])
+
+    async def publish(self, topic: str, records: Sequence[Record], *, timeout_s: float) -> None:
+        if self.stall is not None:
+            try:
+                await asyncio.wait_for(self.stall.wait(), timeout_s)
+            except TimeoutError as exc:
+                raise BusUnavailable("stalled") from exc
+        if self.fail:
+            raise BusUnavailable("down")
+        self.published.setdefault(topic, []).extend(records)
+
+    def consumer(self, topics: Sequence[str], group: str) -> BusConsumer:
+        raise NotImplementedError("unit fake: no consumers")
+
+    async def healthy(self) -> bool:
+        return not self.fail
