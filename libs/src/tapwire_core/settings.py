@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     loader_batch_rows: int = 50_000
     loader_batch_seconds: float = 0.5
     loader_max_consecutive_invalid: int = 1000
+    loader_group: str = "tapwire-loader"
 
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
+from tapwire_core.profile_values import ProfileOp, fold
 from tapwire_core.warehouse import Warehouse
 
 Selector = Literal["identity", "email", "objectId"]
@@ -39,11 +40,7 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
     if not heads or heads[0]["first_seen"] in (None, 0):
         return None
     head = heads[0]
-    props = await warehouse.query(
-        "SELECT key, value FROM profile_props FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String} AND deleted = 0 ORDER BY key",
-        params,
-    )
+    profile_data = await _profile_data(warehouse, params)
     events = await warehouse.query(
         "SELECT name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
         "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
@@ -57,7 +54,7 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
         "phone": head["phone"],
         "first_seen": int(head["first_seen"]),
         "last_seen": int(head["last_seen"]),
-        "profileData": {row["key"]: orjson.loads(row["value"]) for row in props},
+        "profileData": profile_data,
         "events": {
             row["name"]: {
                 "count": int(row["count"]),
@@ -68,3 +65,33 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
         },
     }
     return {key: value for key, value in record.items() if value is not None}
+
+
+async def _profile_data(warehouse: Warehouse, params: dict[str, str]) -> dict[str, Any]:
+    """Latest set per property with later operators folded on; deleted properties are left out."""
+    sets = await warehouse.query(
+        "SELECT key, value, toUnixTimestamp64Milli(ts) AS ts_ms, deleted FROM profile_props FINAL "
+        "WHERE account_id = {account:String} AND user_key = {user:String}",
+        params,
+    )
+    ops = await warehouse.query(
+        "SELECT key, op, operand, toUnixTimestamp64Milli(ts) AS ts_ms, event_id FROM profile_ops FINAL "
+        "WHERE account_id = {account:String} AND user_key = {user:String} ORDER BY key, ts, event_id",
+        params,
+    )
+    base: dict[str, tuple[Any, int | None]] = {
+        row["key"]: (None if row["deleted"] else orjson.loads(row["value"]), int(row["ts_ms"]))
+        for row in sets
+    }
+    pending: dict[str, list[ProfileOp]] = {}
+    for row in ops:
+        pending.setdefault(row["key"], []).append(
+            ProfileOp(row["op"], orjson.loads(row["operand"]), int(row["ts_ms"]), row["event_id"])
+        )
+    data: dict[str, Any] = {}
+    for key in sorted(base.keys() | pending.keys()):
+        value, ts_ms = base.get(key, (None, None))
+        folded = fold(value, ts_ms, pending.get(key, ()))
+        if folded is not None:
+            data[key] = folded
+    return data

@@ -25,7 +25,6 @@ from tapwire_ingest.loader.writer import batch_token, write_with_retry
 
 log = logging.getLogger(__name__)
 
-LOADER_GROUP = "tapwire-loader"
 _LAG_REFRESH_S = 5.0
 
 
@@ -48,12 +47,12 @@ class Loader:
     """One loader instance: a consumer-group member that owns some partitions of the events topic."""
 
     def __init__(
-        self, *, bus: Bus, warehouse: Warehouse, settings: Settings, group: str = LOADER_GROUP
+        self, *, bus: Bus, warehouse: Warehouse, settings: Settings, group: str | None = None
     ) -> None:
         self._bus = bus
         self._warehouse = warehouse
         self._settings = settings
-        self._group = group
+        self._group = group or settings.loader_group
         self._stop = asyncio.Event()
         self._dead_letters = DeadLetters(
             bus,
@@ -151,4 +150,4 @@ class Loader:
             metrics.LOADER_LAG.labels(tp.topic, str(tp.partition)).set(value)
 
 
-__all__ = ["LOADER_GROUP", "Loader"]
+__all__ = ["Loader"]

@@ -26,6 +26,7 @@ EVENT_COLUMNS: Final = (
     "context",
 )
 PROFILE_PROP_COLUMNS: Final = ("account_id", "user_key", "key", "value", "ts", "deleted")
+PROFILE_OP_COLUMNS: Final = ("account_id", "user_key", "key", "op", "operand", "ts", "event_id")
 PROFILE_COLUMNS: Final = (
     "account_id",
     "user_key",
@@ -59,6 +60,7 @@ class TableRows:
 
     events: list[tuple[Any, ...]] = field(default_factory=list)
     profile_props: list[tuple[Any, ...]] = field(default_factory=list)
+    profile_ops: list[tuple[Any, ...]] = field(default_factory=list)
     _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
 
     def add(self, env: Envelope) -> None:
@@ -125,7 +127,7 @@ class TableRows:
         ]
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.profile_props)
+        return len(self.events) + len(self.profile_props) + len(self.profile_ops)
 
 
 def _merge_ids(old: Identities, new: Identities) -> Identities:

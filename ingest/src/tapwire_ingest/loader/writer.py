@@ -11,7 +11,13 @@ from collections.abc import Callable
 from tapwire_core import metrics
 from tapwire_core.warehouse import Warehouse, WarehouseUnavailable
 
-from tapwire_ingest.loader.rows import EVENT_COLUMNS, PROFILE_COLUMNS, PROFILE_PROP_COLUMNS, TableRows
+from tapwire_ingest.loader.rows import (
+    EVENT_COLUMNS,
+    PROFILE_COLUMNS,
+    PROFILE_OP_COLUMNS,
+    PROFILE_PROP_COLUMNS,
+    TableRows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,9 @@ async def write_rows(warehouse: Warehouse, rows: TableRows, *, token: str) -> No
             "profile_props", PROFILE_PROP_COLUMNS, rows.profile_props, dedup_token=f"{token}:p"
         )
         metrics.LOADER_ROWS.labels("profile_props").inc(len(rows.profile_props))
+    if rows.profile_ops:
+        await warehouse.insert("profile_ops", PROFILE_OP_COLUMNS, rows.profile_ops, dedup_token=f"{token}:o")
+        metrics.LOADER_ROWS.labels("profile_ops").inc(len(rows.profile_ops))
     profiles = rows.profiles()
     if profiles:
         await warehouse.insert("profiles", PROFILE_COLUMNS, profiles, dedup_token=f"{token}:u")

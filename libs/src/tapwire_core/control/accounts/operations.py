@@ -1,0 +1,207 @@
+"""Account and credential operations on one open session. The caller owns the transaction and its locking.
+
+Secrets arrive in plain text and leave only as a lookup digest and a scrypt hash; hashing runs in a worker
+thread so the event loop keeps serving while it burns ~50 ms of CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, cast
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tapwire_core.control.accounts.hashing import hash_secret, lookup_digest
+from tapwire_core.control.accounts.models import AccountRow, CredentialRow
+from tapwire_core.control.accounts.types import (
+    Account,
+    AccountNotFoundError,
+    CredentialConflictError,
+    CredentialInfo,
+    CredentialKind,
+    CredentialMatch,
+    IssuedCredential,
+)
+from tapwire_core.control.regions import REGIONS, is_region
+
+
+def to_account(row: AccountRow) -> Account:
+    return Account(id=row.id, name=row.name, region=row.region, settings=MappingProxyType(dict(row.settings)))
+
+
+def to_credential_info(row: CredentialRow) -> CredentialInfo:
+    return CredentialInfo(
+        id=row.id,
+        account_id=row.account_id,
+        kind=cast(CredentialKind, row.kind),
+        created_at=_aware(row.created_at),
+        revoked_at=None if row.revoked_at is None else _aware(row.revoked_at),
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite keeps no zone; every timestamp the store writes is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account | None:
+    row = await session.get(AccountRow, account_id)
+    return None if row is None else to_account(row)
+
+
+async def list_accounts(session: AsyncSession) -> list[Account]:
+    rows = await session.scalars(select(AccountRow).order_by(AccountRow.id))
+    return [to_account(row) for row in rows]
+
+
+async def upsert_account(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    passcode: str,
+    write_key: str,
+    region: str,
+    name: str | None,
+    settings: Mapping[str, Any] | None,
+) -> Account:
+    """Create the account or update it in place, leaving exactly ``passcode`` and ``write_key`` live.
+
+    Re-applying the same secrets changes nothing (no rehash); other live credentials of the account are revoked.
+    Raises CredentialConflictError when ``write_key`` belongs to another account, ValueError for an empty secret
+    or an unknown region.
+    """
+    if not is_region(region):
+        raise ValueError(f"region {region!r} is not one of {', '.join(REGIONS)}")
+    _require_secret(passcode, "passcode")
+    _require_secret(write_key, "write_key")
+    row = await session.get(AccountRow, account_id)
+    if row is None:
+        row = AccountRow(id=account_id, name=name or account_id, region=region, settings=dict(settings or {}))
+        session.add(row)
+        await session.flush()
+    else:
+        row.region = region
+        if name is not None:
+            row.name = name
+        if settings is not None:
+            row.settings = dict(settings)
+    await _make_sole_live(session, account_id=account_id, kind="passcode", secret=passcode)
+    await _make_sole_live(session, account_id=account_id, kind="write_key", secret=write_key)
+    await session.flush()
+    return to_account(row)
+
+
+async def add_credential(
+    session: AsyncSession, *, account_id: str, kind: CredentialKind, secret: str
+) -> IssuedCredential:
+    """A further live credential for the account. Raises AccountNotFoundError, CredentialConflictError, ValueError."""
+    _require_secret(secret, kind)
+    if await session.get(AccountRow, account_id) is None:
+        raise AccountNotFoundError(account_id)
+    digest = _digest(kind, account_id, secret)
+    existing = await session.scalar(select(CredentialRow).where(CredentialRow.lookup_digest == digest))
+    if existing is not None:
+        if existing.account_id != account_id or existing.revoked_at is None:
+            raise CredentialConflictError(f"this {_label(kind)} is already in use")
+        existing.revoked_at = None
+        await session.flush()
+        return IssuedCredential(id=existing.id, account_id=account_id, kind=kind, secret=secret)
+    row = await _insert(session, account_id=account_id, kind=kind, digest=digest, secret=secret)
+    return IssuedCredential(id=row.id, account_id=account_id, kind=kind, secret=secret)
+
+
+async def revoke_credential(session: AsyncSession, credential_id: int) -> str | None:
+    """Revoke one credential; the id of its account when it was live, None when unknown or already revoked."""
+    row = await session.get(CredentialRow, credential_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    row.revoked_at = datetime.now(UTC)
+    await session.flush()
+    return row.account_id
+
+
+async def list_credentials(session: AsyncSession, account_id: str) -> list[CredentialInfo]:
+    rows = await session.scalars(
+        select(CredentialRow).where(CredentialRow.account_id == account_id).order_by(CredentialRow.id)
+    )
+    return [to_credential_info(row) for row in rows]
+
+
+async def match_credential(
+    session: AsyncSession, *, kind: CredentialKind, digest: str
+) -> CredentialMatch | None:
+    """The live credential of ``kind`` whose lookup digest is ``digest``, with its account; not yet verified."""
+    found = (
+        await session.execute(
+            select(CredentialRow, AccountRow)
+            .join(AccountRow, AccountRow.id == CredentialRow.account_id)
+            .where(
+                CredentialRow.lookup_digest == digest,
+                CredentialRow.kind == kind,
+                CredentialRow.revoked_at.is_(None),
+            )
+        )
+    ).first()
+    if found is None:
+        return None
+    credential, account = found
+    return CredentialMatch(
+        credential_id=credential.id, account=to_account(account), secret_hash=credential.secret_hash
+    )
+
+
+async def _make_sole_live(
+    session: AsyncSession, *, account_id: str, kind: CredentialKind, secret: str
+) -> None:
+    digest = _digest(kind, account_id, secret)
+    existing = await session.scalar(select(CredentialRow).where(CredentialRow.lookup_digest == digest))
+    if existing is not None and existing.account_id != account_id:
+        raise CredentialConflictError(f"this {_label(kind)} belongs to another account")
+    others = [
+        CredentialRow.account_id == account_id,
+        CredentialRow.kind == kind,
+        CredentialRow.revoked_at.is_(None),
+    ]
+    if existing is not None:
+        others.append(CredentialRow.id != existing.id)
+    await session.execute(
+        update(CredentialRow)
+        .where(*others)
+        .values(revoked_at=datetime.now(UTC))
+        .execution_options(synchronize_session="fetch")
+    )
+    if existing is None:
+        await _insert(session, account_id=account_id, kind=kind, digest=digest, secret=secret)
+    elif existing.revoked_at is not None:
+        existing.revoked_at = None
+
+
+async def _insert(
+    session: AsyncSession, *, account_id: str, kind: CredentialKind, digest: str, secret: str
+) -> CredentialRow:
+    row = CredentialRow(
+        account_id=account_id,
+        kind=kind,
+        lookup_digest=digest,
+        secret_hash=await asyncio.to_thread(hash_secret, secret),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _digest(kind: CredentialKind, account_id: str, secret: str) -> str:
+    return lookup_digest(kind, secret, account_id=account_id)
+
+
+def _require_secret(secret: str, kind: CredentialKind) -> None:
+    if not secret:
+        raise ValueError(f"an empty {_label(kind)} is not a credential")
+
+
+def _label(kind: CredentialKind) -> str:
+    return "write key" if kind == "write_key" else "passcode"

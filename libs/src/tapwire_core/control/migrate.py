@@ -1,0 +1,72 @@
+"""Running the control-plane migrations from code, on PostgreSQL and SQLite alike.
+
+``upgrade_to_head`` is synchronous on purpose: async callers hand it to ``AsyncConnection.run_sync`` so the
+migrations run on the very connection (and transaction) the caller holds.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Serialises concurrent starts (gateway and loader booting together) on one PostgreSQL database.
+_ADVISORY_LOCK_KEY = 0x7A9_C0_17
+
+
+def alembic_config(url: str | None = None, *, output_buffer: io.StringIO | None = None) -> Config:
+    """An Alembic config built in code, pointing at the packaged migrations (no alembic.ini needed)."""
+    config = Config(output_buffer=output_buffer)
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation treats "%" specially; percent-encoded passwords must survive.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this build."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found under {MIGRATIONS_DIR}")
+    return head
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    """Apply every pending revision on ``connection``; a no-op when already at head. Safe to re-run.
+
+    On PostgreSQL a transaction-scoped advisory lock makes concurrent callers wait for each other, so the
+    second one finds the schema current instead of racing to create it.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def downgrade_to(connection: Connection, revision: str) -> None:
+    """Step back to ``revision`` (``"base"`` removes every control-plane table). Destroys the data above it."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade_sql(url: str) -> str:
+    """The SQL an upgrade to head would run on a fresh database of ``url``'s dialect, without connecting."""
+    buffer = io.StringIO()
+    config = alembic_config(url, output_buffer=buffer)
+    command.upgrade(config, "head", sql=True)
+    return buffer.getvalue()

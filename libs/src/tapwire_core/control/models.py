@@ -1,0 +1,6 @@
+"""Every control-plane table, imported in one place so the metadata is complete (Alembic, schema checks)."""
+
+from tapwire_core.control.accounts.models import AccountRow, CredentialRow
+from tapwire_core.control.base import Base
+
+__all__ = ["AccountRow", "Base", "CredentialRow"]

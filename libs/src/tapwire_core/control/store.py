@@ -1,0 +1,216 @@
+"""The control-plane store: one async SQLAlchemy engine on PostgreSQL (distributed) or SQLite (embedded)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tapwire_core.control import migrate
+from tapwire_core.control.accounts import operations
+from tapwire_core.control.accounts.hashing import generate_secret
+from tapwire_core.control.accounts.types import (
+    Account,
+    CredentialInfo,
+    CredentialKind,
+    CredentialMatch,
+    IssuedCredential,
+)
+from tapwire_core.control.engine import create_engine, normalise_url
+
+log = logging.getLogger(__name__)
+
+# Serialises credential writes across processes sharing one PostgreSQL database.
+_WRITE_LOCK_KEY = 0x7A9_C0_18
+
+
+class ControlStore:
+    """Accounts and credentials behind ``postgresql+asyncpg://`` or ``sqlite+aiosqlite:///path`` URLs.
+
+    ``start()`` connects and migrates to head; every other coroutine requires a started store and raises
+    RuntimeError otherwise. Reads and writes may raise SQLAlchemyError when the database is unreachable.
+    Values returned are frozen dataclasses, never ORM objects. Listeners registered with
+    ``add_credentials_listener`` hear the account id after every committed change to its credentials or settings.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = normalise_url(url)
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._write_lock = asyncio.Lock()
+        self._listeners: list[Callable[[str], None]] = []
+
+    @property
+    def dialect(self) -> str:
+        return self._url.get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the control store is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        """Create the engine and apply pending migrations. Idempotent."""
+        if self._engine is not None:
+            return
+        engine = create_engine(self._url)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(migrate.upgrade_to_head)
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        log.info("control store ready", extra={"dialect": self.dialect, "revision": migrate.head_revision()})
+
+    async def close(self) -> None:
+        engine, self._engine, self._sessions = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # Health and schema.
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query; False (never an exception) otherwise."""
+        if self._engine is None:
+            return False
+        try:
+            async with self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
+    @staticmethod
+    def migration_head() -> str:
+        """The newest schema revision this build ships."""
+        return migrate.head_revision()
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(migrate.current_revision)
+
+    async def is_current(self) -> bool:
+        """True when the database is at :meth:`migration_head` (for ``/readyz``); False when unreachable."""
+        try:
+            return await self.current_revision() == self.migration_head()
+        except (SQLAlchemyError, OSError):
+            return False
+
+    # Accounts.
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self._read() as session:
+            return await operations.get_account(session, account_id)
+
+    async def list_accounts(self) -> list[Account]:
+        async with self._read() as session:
+            return await operations.list_accounts(session)
+
+    async def upsert_account(
+        self,
+        account_id: str,
+        *,
+        passcode: str,
+        write_key: str,
+        region: str,
+        name: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Account:
+        """Create or update the account; afterwards ``passcode`` and ``write_key`` are its only live credentials.
+
+        ``name`` and ``settings`` left as None keep their stored values (a new account is named after its id).
+        Raises CredentialConflictError when the write key belongs to another account.
+        """
+        async with self._write(account_id) as session:
+            return await operations.upsert_account(
+                session,
+                account_id=account_id,
+                passcode=passcode,
+                write_key=write_key,
+                region=region,
+                name=name,
+                settings=settings,
+            )
+
+    async def add_passcode(self, account_id: str, passcode: str | None = None) -> IssuedCredential:
+        """One more live passcode (generated when None). Raises AccountNotFoundError, CredentialConflictError."""
+        return await self.add_credential(account_id, "passcode", passcode)
+
+    async def add_credential(
+        self, account_id: str, kind: CredentialKind, secret: str | None = None
+    ) -> IssuedCredential:
+        async with self._write(account_id) as session:
+            return await operations.add_credential(
+                session,
+                account_id=account_id,
+                kind=kind,
+                secret=generate_secret() if secret is None else secret,
+            )
+
+    async def revoke_credential(self, credential_id: int) -> bool:
+        """Revoke a credential by id; False when it is unknown or already revoked."""
+        async with self._write(None) as session:
+            account_id = await operations.revoke_credential(session, credential_id)
+        if account_id is not None:
+            self._notify(account_id)
+        return account_id is not None
+
+    async def list_credentials(self, account_id: str) -> list[CredentialInfo]:
+        async with self._read() as session:
+            return await operations.list_credentials(session, account_id)
+
+    async def match_credential(self, *, kind: CredentialKind, digest: str) -> CredentialMatch | None:
+        """The live credential with this lookup digest; verification is the caller's (``AccountDirectory``)."""
+        async with self._read() as session:
+            return await operations.match_credential(session, kind=kind, digest=digest)
+
+    def add_credentials_listener(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    # Sessions.
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        if self._sessions is None:
+            raise RuntimeError("the control store is not started")
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _write(self, account_id: str | None) -> AsyncIterator[AsyncSession]:
+        """A transaction that commits on success, serialised with every other credential write.
+
+        In-process writers queue on a lock (SQLite would otherwise fail a read-then-write upgrade); processes
+        sharing PostgreSQL queue on an advisory lock. Listeners hear ``account_id`` once the commit succeeded.
+        """
+        if self._sessions is None:
+            raise RuntimeError("the control store is not started")
+        async with self._write_lock, self._sessions() as session, session.begin():
+            if self.dialect == "postgresql":
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK_KEY})
+            yield session
+        if account_id is not None:
+            self._notify(account_id)
+
+    def _notify(self, account_id: str) -> None:
+        for listener in self._listeners:
+            listener(account_id)

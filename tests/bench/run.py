@@ -1,0 +1,242 @@
+"""``make bench``: ingestion benchmarks on this machine, side by side with Kafka's own producer tool.
+
+Writes docs/benchmarks.md and prints one JSON object as the last line. Every figure comes from this run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tapwire_core.bus.kafka import KafkaBus
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse.chdb import ChdbWarehouse
+from tapwire_core.warehouse.migrations import migrate
+from tapwire_ingest.loader.pipeline import Loader
+from tests.bench.loadgen import LoadResult, drive, upload_bodies
+from tests.infra.kafka_broker import KafkaBroker, kafka_home
+from tests.infra.producer_perf import run_producer_perf
+from tests.integration.processes import TapwireProcess
+
+ACCOUNT, PASSCODE = "TAP-BENCH-0001", "passcode-bench-0123456789abcdef"
+ACCOUNTS = f"{ACCOUNT}:{PASSCODE}:writekey-bench-0123456789abcdef"
+RECORDS_PER_BODY = 100
+DURATION_S = float(os.environ.get("BENCH_DURATION_S", "20"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+REPORT = Path("docs/benchmarks.md")
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def envelope_size(bodies: list[bytes]) -> int:
+    """Average bytes per record on the bus, so the Kafka tool sends records of the same size."""
+    from tapwire_core.envelope import encode
+    from tapwire_ingest.clevertap.upload_records import validate_upload
+
+    records = orjson.loads(bodies[0])["d"]
+    outcome = validate_upload(records, account_id=ACCOUNT, received_ms=0, request_digest=b"x" * 16)
+    return sum(len(encode(e)) for e in outcome.accepted) // len(outcome.accepted)
+
+
+async def count_visible(url: str, name_filter: list[str]) -> int:
+    total = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        for name in name_filter:
+            response = await client.post(
+                f"{url}/1/counts/events.json",
+                headers={"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE},
+                json={"event_name": name, "from": 20260101, "to": 20260201},
+            )
+            total += int(response.json()["count"])
+    return total
+
+
+async def time_until_visible(url: str, expected: int, timeout_s: float = 300) -> float:
+    from tapwire_services.generate import EVENT_NAMES
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if await count_visible(url, list(EVENT_NAMES)) >= expected:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"not all {expected} events visible after {timeout_s}s")
+
+
+async def load(proc: TapwireProcess, bodies: list[bytes]) -> LoadResult:
+    return await drive(
+        host="127.0.0.1",
+        port=proc.port,
+        account=ACCOUNT,
+        passcode=PASSCODE,
+        bodies=bodies,
+        records_per_body=RECORDS_PER_BODY,
+        connections=CONNECTIONS,
+        duration_s=DURATION_S,
+    )
+
+
+def bench_gateway(work: Path, broker: KafkaBroker, bodies: list[bytes], topic: str) -> LoadResult:
+    env = {
+        "TAPWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
+        "TAPWIRE_ACCOUNTS": ACCOUNTS,
+        "TAPWIRE_EVENTS_TOPIC": topic,
+        "TAPWIRE_DEAD_LETTER_TOPIC": topic + ".dlq",
+        "TAPWIRE_LOG_LEVEL": "WARNING",
+        "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
+    }
+    gateway = TapwireProcess(["serve", "gateway"], env, work / "gateway.log").start()
+    try:
+        gateway.wait_ready()
+        asyncio.run(load(gateway, bodies[:50]))  # warm-up: connections, JIT-free paths, producer metadata
+        result = asyncio.run(load(gateway, bodies[50:]))
+    finally:
+        gateway.stop()
+    return result
+
+
+async def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int) -> tuple[float, int]:
+    """Kafka → loader → chDB over the topic the gateway filled: rows per second of the whole pipeline step."""
+    settings = Settings(
+        events_topic=topic,
+        dead_letter_topic=topic + ".dlq",
+        loader_group="bench-loader",
+        loader_batch_rows=50_000,
+        loader_batch_seconds=1.0,
+    )
+    bus = KafkaBus(broker.bootstrap)
+    warehouse = ChdbWarehouse(work / "loader-chdb")
+    await bus.start()
+    await warehouse.start()
+    try:
+        await migrate(warehouse, cluster=None)
+        loader = Loader(bus=bus, warehouse=warehouse, settings=settings)
+        started = time.perf_counter()
+        task = asyncio.create_task(loader.run())
+        while loader.rows_written < expected_rows:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        loader.stop()
+        await task
+        rows = await warehouse.query("SELECT count() AS n FROM events")
+        return elapsed, int(rows[0]["n"])
+    finally:
+        await warehouse.close()
+        await bus.close()
+
+
+def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
+    env = {
+        "TAPWIRE_DATA_DIR": str(work / "embedded"),
+        "TAPWIRE_ACCOUNTS": ACCOUNTS,
+        "TAPWIRE_LOG_LEVEL": "WARNING",
+        "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
+    }
+    suite = TapwireProcess(["up"], env, work / "embedded.log").start()
+    try:
+        suite.wait_ready()
+        result = asyncio.run(load(suite, bodies))
+        visible_s = asyncio.run(time_until_visible(suite.url, result.records))
+    finally:
+        suite.stop()
+    return result, visible_s
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="tapwire-bench-"))
+    figures: dict[str, Any] = {}
+    broker = KafkaBroker(kafka_home(), work / "kafka")
+    broker.start()
+    try:
+        total_bodies = int(os.environ.get("BENCH_MAX_BODIES", "20000"))
+        log(f"building {total_bodies} distinct {RECORDS_PER_BODY}-record bodies")
+        bodies = upload_bodies(total_bodies, records_per_body=RECORDS_PER_BODY, users=100_000, seed=7)
+        record_size = envelope_size(bodies)
+
+        log("Kafka ProducerPerformance (acks=all)")
+        perf = run_producer_perf(kafka_home(), broker.bootstrap, "bench-perf", 2_000_000, record_size)
+        log(f"  {perf}")
+
+        log("gateway → Kafka")
+        gateway = bench_gateway(work, broker, bodies, "bench-events")
+        log(f"  {gateway.records_per_s:.0f} events/s, statuses {gateway.statuses}")
+
+        log("loader: Kafka → chDB")
+        loader_s, loader_rows = asyncio.run(bench_loader(work, broker, "bench-events", gateway.records + 50 * 100))
+        log(f"  {loader_rows} rows in {loader_s:.2f}s")
+
+        log("embedded suite")
+        embedded, visible_s = bench_embedded(work, bodies[: min(len(bodies), 6000)])
+        log(f"  {embedded.records_per_s:.0f} events/s; all visible {visible_s:.2f}s after the last 200")
+
+        figures = {
+            "gateway_events_per_s": round(gateway.records_per_s),
+            "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
+            "gateway_p99_ms": round(gateway.percentile_ms(99), 2),
+            "gateway_errors": gateway.errors,
+            "kafka_perf_events_per_s": round(perf["records_per_s"]),
+            "kafka_perf_p99_ms": perf.get("p99_ms"),
+            "gateway_vs_kafka_ratio": round(gateway.records_per_s / perf["records_per_s"], 3),
+            "loader_rows_per_s": round(loader_rows / loader_s),
+            "embedded_events_per_s": round(embedded.records_per_s),
+            "embedded_p99_ms": round(embedded.percentile_ms(99), 2),
+            "embedded_visible_after_s": round(visible_s, 2),
+            "record_bytes": record_size,
+            "connections": CONNECTIONS,
+            "duration_s": DURATION_S,
+        }
+        write_report(figures)
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(orjson.dumps(figures).decode(), flush=True)
+
+
+TARGETS = {
+    "gateway_events_per_s": 50_000,
+    "gateway_vs_kafka_ratio": 0.25,
+    "loader_rows_per_s": 100_000,
+    "embedded_events_per_s": 20_000,
+}
+
+
+def write_report(figures: dict[str, Any]) -> None:
+    lines = [
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for key, value in figures.items():
+        target = TARGETS.get(key)
+        met = "" if target is None else ("yes" if value >= target else "**no**")
+        lines.append(f"| `{key}` | {value} | {'' if target is None else f'≥ {target}'} | {met} |")
+    block = "\n".join(lines)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
+    marker_start, marker_end = "<!-- bench:latest -->", "<!-- /bench:latest -->"
+    latest = f"{marker_start}\nLatest `make bench` run: {stamp} on {machine}.\n\n{block}\n{marker_end}"
+    if marker_start in text:
+        head, _, rest = text.partition(marker_start)
+        _, _, tail = rest.partition(marker_end)
+        text = head + latest + tail
+    else:
+        text = text.rstrip() + "\n\n" + latest + "\n"
+    REPORT.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
