@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+
 from tapwire_services import generate
 
 

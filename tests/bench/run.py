@@ -176,7 +176,9 @@ def main() -> None:
         log(f"  {gateway.records_per_s:.0f} events/s, statuses {gateway.statuses}")
 
         log("loader: Kafka → chDB")
-        loader_s, loader_rows = asyncio.run(bench_loader(work, broker, "bench-events", gateway.records + 50 * 100))
+        loader_s, loader_rows = asyncio.run(
+            bench_loader(work, broker, "bench-events", gateway.records + 50 * 100)
+        )
         log(f"  {loader_rows} rows in {loader_s:.2f}s")
 
         log("embedded suite")

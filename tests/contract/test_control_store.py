@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, MetaData, inspect, select, text
 from sqlalchemy.exc import IntegrityError
+
 from tapwire_core.control import migrate
 from tapwire_core.control.accounts import (
     AccountDirectory,

@@ -13,9 +13,9 @@ from typing import Any
 import clickhouse_connect
 import httpx
 import pytest
+
 from tapwire_core.bus import Record
 from tapwire_core.bus.kafka import KafkaBus
-
 from tests.integration.processes import TapwireProcess
 
 ACCOUNT, PASSCODE = "TAP-DIST-0001", "passcode-dist-0123456789abcdef"

@@ -7,6 +7,7 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tapwire_core.control.accounts import Account
 from tapwire_core.control.bootstrap import (
     DEMO_ACCOUNT_ID,

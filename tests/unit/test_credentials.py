@@ -7,6 +7,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 
 import pytest
+
 from tapwire_core.control.accounts import Account, AccountDirectory
 from tapwire_core.control.accounts.cache import VerifiedCredentialCache
 from tapwire_core.control.accounts.hashing import (

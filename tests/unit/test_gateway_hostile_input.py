@@ -21,7 +21,9 @@ from tapwire_ingest.http.upload import router as upload_router
 from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
 
 HEADERS = {"X-CleverTap-Account-Id": "A", "X-CleverTap-Passcode": "p"}
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 scalars = st.one_of(
     st.none(),
@@ -35,7 +37,9 @@ scalars = st.one_of(
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 hostile_records = st.one_of(
@@ -55,7 +59,12 @@ hostile_records = st.one_of(
     ),
 )
 valid_records = st.builds(
-    lambda i, name, value: {"type": "event", "identity": f"user-{i}", "evtName": f"evt {name}", "evtData": {"v": value}},
+    lambda i, name, value: {
+        "type": "event",
+        "identity": f"user-{i}",
+        "evtName": f"evt {name}",
+        "evtData": {"v": value},
+    },
     st.integers(0, 10_000),
     st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
     st.one_of(st.integers(-1000, 1000), st.text(max_size=30).filter(str.isprintable)),
@@ -72,7 +81,7 @@ async def client(bus: RecordingBus) -> AsyncIterator[httpx.AsyncClient]:
     context = ServiceContext(
         settings=Settings(max_body_bytes=1024 * 1024),
         authenticator=FakeAuthenticator({"A": ("p", FakeAccount("A"))}),
-        readiness=lambda: _ready(),
+        readiness=_ready,
         bus_=bus,
     )
     app = create_app(context, [upload_router])

@@ -18,7 +18,11 @@ from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import router as upload_router
 from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
 
-HEADERS = {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": "secret", "Content-Type": "application/json"}
+HEADERS = {
+    "X-CleverTap-Account-Id": "ACC-1",
+    "X-CleverTap-Passcode": "secret",
+    "Content-Type": "application/json",
+}
 
 
 async def _ready() -> dict[str, bool]:
@@ -32,11 +36,15 @@ def bus() -> RecordingBus:
 
 @pytest.fixture
 async def client(bus: RecordingBus) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(max_body_bytes=64 * 1024, max_inflated_bytes=256 * 1024, bus_timeout_s=0.2, upload_concurrency=2)
+    settings = Settings(
+        max_body_bytes=64 * 1024, max_inflated_bytes=256 * 1024, bus_timeout_s=0.2, upload_concurrency=2
+    )
     auth = FakeAuthenticator(
         {"ACC-1": ("secret", FakeAccount("ACC-1")), "ACC-US": ("secret", FakeAccount("ACC-US", region="us1"))}
     )
-    app = create_app(ServiceContext(settings=settings, authenticator=auth, readiness=_ready, bus_=bus), [upload_router])
+    app = create_app(
+        ServiceContext(settings=settings, authenticator=auth, readiness=_ready, bus_=bus), [upload_router]
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c
 
@@ -65,7 +73,9 @@ async def test_upload_accepts_and_publishes(client: httpx.AsyncClient, bus: Reco
 
 async def test_partial_batch_keeps_valid_neighbours(client: httpx.AsyncClient, bus: RecordingBus) -> None:
     bad = {"type": "event", "identity": "u", "evtData": {}}
-    response = await client.post("/1/upload", headers=HEADERS, content=orjson.dumps({"d": [ev(1), bad, ev(3)]}))
+    response = await client.post(
+        "/1/upload", headers=HEADERS, content=orjson.dumps({"d": [ev(1), bad, ev(3)]})
+    )
     body = response.json()
     assert response.status_code == 200
     assert body["status"] == "partial" and body["processed"] == 2
@@ -93,7 +103,9 @@ async def test_gzip_bomb_is_413(client: httpx.AsyncClient) -> None:
 
 
 async def test_corrupt_gzip_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.post("/1/upload", headers=HEADERS | {"Content-Encoding": "gzip"}, content=b"\x1f\x8bnope")
+    response = await client.post(
+        "/1/upload", headers=HEADERS | {"Content-Encoding": "gzip"}, content=b"\x1f\x8bnope"
+    )
     assert_error(response, 400)
 
 
@@ -104,7 +116,14 @@ async def test_body_over_cap_is_413(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b"", b'{"d": [NaN]}', b'{"d": [Infinity]}', b'{"d": ["\xff\xfe"]}', b"[" * 5000 + b"]" * 5000],
+    [
+        b"{not json",
+        b"",
+        b'{"d": [NaN]}',
+        b'{"d": [Infinity]}',
+        b'{"d": ["\xff\xfe"]}',
+        b"[" * 5000 + b"]" * 5000,
+    ],
 )
 async def test_malformed_json_is_400(client: httpx.AsyncClient, body: bytes) -> None:
     assert_error(await client.post("/1/upload", headers=HEADERS, content=body), 400)
@@ -116,7 +135,9 @@ async def test_wrong_shape_is_400(client: httpx.AsyncClient, payload: Any) -> No
 
 
 async def test_1001_records_is_400(client: httpx.AsyncClient, bus: RecordingBus) -> None:
-    response = await client.post("/1/upload", headers=HEADERS, content=orjson.dumps({"d": [{"type": "event"}] * 1001}))
+    response = await client.post(
+        "/1/upload", headers=HEADERS, content=orjson.dumps({"d": [{"type": "event"}] * 1001})
+    )
     assert "1000" in assert_error(response, 400)["error"]
     assert bus.published.get("tapwire.events", []) == []
 
@@ -136,7 +157,9 @@ async def test_bad_credentials_are_401(client: httpx.AsyncClient, headers: dict[
 
 async def test_other_region_is_403_naming_it(client: httpx.AsyncClient) -> None:
     headers = HEADERS | {"X-CleverTap-Account-Id": "ACC-US"}
-    body = assert_error(await client.post("/1/upload", headers=headers, content=orjson.dumps({"d": [ev()]})), 403)
+    body = assert_error(
+        await client.post("/1/upload", headers=headers, content=orjson.dumps({"d": [ev()]})), 403
+    )
     assert "us1" in body["error"]
 
 
@@ -153,7 +176,9 @@ async def test_bus_down_is_503_with_retry_after(client: httpx.AsyncClient, bus: 
 async def test_concurrency_limit_is_429(client: httpx.AsyncClient, bus: RecordingBus) -> None:
     bus.stall = asyncio.Event()
     body = orjson.dumps({"d": [ev()]})
-    in_flight = [asyncio.create_task(client.post("/1/upload", headers=HEADERS, content=body)) for _ in range(2)]
+    in_flight = [
+        asyncio.create_task(client.post("/1/upload", headers=HEADERS, content=body)) for _ in range(2)
+    ]
     await asyncio.sleep(0.05)
     refused = await client.post("/1/upload", headers=HEADERS, content=body)
     assert_error(refused, 429)

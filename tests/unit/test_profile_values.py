@@ -9,7 +9,14 @@ from tapwire_core.profile_values import ProfileOp, apply, classify, fold
 
 @pytest.mark.parametrize(
     ("value", "kind"),
-    [("x", "set"), (["a"], "set"), ({"$delete": 1}, "delete"), ({"$incr": 1}, "op"), ({"$add": ["a"]}, "op"), ({"a": 1}, "set")],
+    [
+        ("x", "set"),
+        (["a"], "set"),
+        ({"$delete": 1}, "delete"),
+        ({"$incr": 1}, "op"),
+        ({"$add": ["a"]}, "op"),
+        ({"a": 1}, "set"),
+    ],
 )
 def test_classify(value: Any, kind: str) -> None:
     assert classify(value) == kind
@@ -34,7 +41,11 @@ def test_remove() -> None:
 
 
 def test_fold_ignores_ops_older_than_the_set() -> None:
-    ops = [ProfileOp("$incr", 1, 100, "e1"), ProfileOp("$incr", 10, 300, "e2"), ProfileOp("$incr", 5, 200, "e0")]
+    ops = [
+        ProfileOp("$incr", 1, 100, "e1"),
+        ProfileOp("$incr", 10, 300, "e2"),
+        ProfileOp("$incr", 5, 200, "e0"),
+    ]
     ordered = sorted(ops, key=lambda o: (o.ts_ms, o.event_id))
     assert fold(1000, 200, ordered) == 1015
     assert fold(None, None, ordered) == 16

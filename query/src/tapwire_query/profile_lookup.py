@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
+
 from tapwire_core.profile_values import ProfileOp, fold
 from tapwire_core.warehouse import Warehouse
 

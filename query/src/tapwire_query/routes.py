@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
+
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
-
 from tapwire_query.dates import QueryDate
 from tapwire_query.event_counts import count_events
 from tapwire_query.profile_lookup import Selector, find_user_key, profile_record

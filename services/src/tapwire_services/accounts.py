@@ -22,9 +22,13 @@ async def announce_accounts(store: ControlStore, settings: Settings, *, embedded
 
     Demo credentials go to stdout, not the log stream: they are for the person at the terminal, once.
     """
-    result = await bootstrap_accounts(store, accounts=settings.accounts, region=settings.region, embedded=embedded)
+    result = await bootstrap_accounts(
+        store, accounts=settings.accounts, region=settings.region, embedded=embedded
+    )
     lines = result.announcement()
     if result.demo_credentials is not None:
-        print("\n".join([*lines, f"Listening on {settings.resolved_public_url()}"]), file=sys.stdout, flush=True)
+        print(
+            "\n".join([*lines, f"Listening on {settings.resolved_public_url()}"]), file=sys.stdout, flush=True
+        )
     elif lines:
         log.info(" ".join(lines))

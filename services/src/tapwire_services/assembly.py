@@ -46,7 +46,9 @@ class LoaderSupervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("loader crashed; restarting from the last committed offsets", extra={"retry_in_s": delay})
+                log.exception(
+                    "loader crashed; restarting from the last committed offsets", extra={"retry_in_s": delay}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff_s)
 
@@ -64,7 +66,12 @@ class LoaderSupervisor:
 
 
 def build_app(
-    settings: Settings, components: runtime.Components, *, routers: Sequence[APIRouter], loader: bool, embedded: bool
+    settings: Settings,
+    components: runtime.Components,
+    *,
+    routers: Sequence[APIRouter],
+    loader: bool,
+    embedded: bool,
 ) -> FastAPI:
     """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
     context = ServiceContext(
@@ -82,7 +89,9 @@ def build_app(
         await announce_accounts(components.store, settings, embedded=embedded)
         if loader:
             assert components.bus is not None and components.warehouse is not None
-            supervisor = LoaderSupervisor(Loader(bus=components.bus, warehouse=components.warehouse, settings=settings))
+            supervisor = LoaderSupervisor(
+                Loader(bus=components.bus, warehouse=components.warehouse, settings=settings)
+            )
             supervisor.start()
 
     async def on_stop() -> None:
@@ -114,7 +123,11 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         )
     if service == "loader":
         return build_app(
-            settings, runtime.distributed(settings, bus=True, warehouse=True), routers=[], loader=True, embedded=False
+            settings,
+            runtime.distributed(settings, bus=True, warehouse=True),
+            routers=[],
+            loader=True,
+            embedded=False,
         )
     if service == "query":
         return build_app(

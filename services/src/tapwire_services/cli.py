@@ -59,7 +59,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     out = sys.stdout.buffer if args.out in (None, "-") else Path(args.out).open("wb")  # noqa: SIM115
     try:
-        records = [*generate.profiles(args.users, args.seed), *generate.events(args.users, args.events, args.seed)]
+        records = [
+            *generate.profiles(args.users, args.seed),
+            *generate.events(args.users, args.events, args.seed),
+        ]
         if args.upload:
             from tapwire_services.upload_client import upload_all
 
@@ -73,6 +76,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    data = settings.data_dir.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{data / 'control.db'}"
+
+
+def cmd_reset_demo(_: argparse.Namespace) -> int:
+    from tapwire_core.control.bootstrap import reset_demo_credentials
+    from tapwire_core.control.store import ControlStore
+
+    settings = Settings()
+
+    async def reset() -> None:
+        store = ControlStore(_control_url(settings))
+        await store.start()
+        try:
+            creds = await reset_demo_credentials(store, region=settings.region)
+        finally:
+            await store.close()
+        print(f"account id: {creds.account_id}\npasscode:   {creds.passcode}\nwrite key:  {creds.write_key}")
+
+    asyncio.run(reset())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tapwire", description="tapwire event ingestion and engagement suite")
     commands = root.add_subparsers(dest="command", required=True)
@@ -83,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run one service in distributed mode")
     serve.add_argument("service", choices=["gateway", "loader", "query", "messaging", "privacy-worker"])
     serve.set_defaults(func=cmd_serve)
+
+    accounts = commands.add_parser("accounts", help="manage accounts")
+    account_commands = accounts.add_subparsers(dest="accounts_command", required=True)
+    reset = account_commands.add_parser("reset-demo", help="issue new credentials for the demo account")
+    reset.set_defaults(func=cmd_reset_demo)
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

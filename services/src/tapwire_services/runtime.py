@@ -49,7 +49,9 @@ class Components:
             checks["bus"] = await _safe(self.bus.healthy())
         if self.warehouse is not None:
             checks["warehouse"] = await _safe(self.warehouse.ping())
-            checks["warehouse_schema"] = checks["warehouse"] and await _safe(schema_is_current(self.warehouse))
+            checks["warehouse_schema"] = checks["warehouse"] and await _safe(
+                schema_is_current(self.warehouse)
+            )
         return checks
 
     async def close(self) -> None:

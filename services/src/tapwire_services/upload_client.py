@@ -12,7 +12,12 @@ from tapwire_services.generate import batches
 
 
 async def upload_all(
-    records: Sequence[dict[str, Any]], *, url: str, account: str | None, passcode: str | None, batch: int = 100
+    records: Sequence[dict[str, Any]],
+    *,
+    url: str,
+    account: str | None,
+    passcode: str | None,
+    batch: int = 100,
 ) -> int:
     """Upload ``records`` in order; returns how many the server processed. Raises on any non-200."""
     if not account or not passcode:

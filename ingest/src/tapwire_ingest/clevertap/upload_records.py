@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from tapwire_core.envelope import Envelope, Identities
 
+from tapwire_core.envelope import Envelope, Identities
 from tapwire_ingest.clevertap import limits
 from tapwire_ingest.clevertap import record_errors as rc
 from tapwire_ingest.clevertap.record_errors import RecordRejected

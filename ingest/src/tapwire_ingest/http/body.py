@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+
 from tapwire_core.http.errors import ApiError
 
 

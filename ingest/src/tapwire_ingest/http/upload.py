@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
+
 from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable, Record
 from tapwire_core.envelope import Envelope, encode
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
-
 from tapwire_ingest.clevertap.limits import MAX_RECORDS_PER_UPLOAD
 from tapwire_ingest.clevertap.upload_records import UploadOutcome, validate_upload
 from tapwire_ingest.http.body import parse_json, read_body

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 
 import msgspec
+
 from tapwire_core import metrics
 from tapwire_core.bus import Bus, BusConsumer, Delivered, TopicPartition
 from tapwire_core.envelope import Envelope, decode
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
-
 from tapwire_ingest.loader.dead_letters import DeadLetters
 from tapwire_ingest.loader.rows import TableRows
 from tapwire_ingest.loader.writer import batch_token, write_with_retry

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+
 from tapwire_core.envelope import Envelope, Identities
 
 EVENT_COLUMNS: Final = (

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from tapwire_core import metrics
 from tapwire_core.warehouse import Warehouse, WarehouseUnavailable
-
 from tapwire_ingest.loader.rows import (
     EVENT_COLUMNS,
     PROFILE_COLUMNS,

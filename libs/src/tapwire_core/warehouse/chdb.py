@@ -1,0 +1,52 @@
+"""The embedded warehouse: chDB (ClickHouse in-process) on a data directory that survives restarts.
+
+chDB runs one engine per process on one data directory, is synchronous, and must not be entered concurrently.
+Every call of every ``ChdbWarehouse`` in the process therefore runs on one dedicated worker thread, so the
+event loop never blocks and the engine never sees two statements at once. Warehouses on the same directory
+share the engine, each with its own current database; a second directory in the same process is refused.
+
+``dedup_token`` is accepted and passed as ``insert_deduplication_token``; plain (non-replicated) MergeTree
+tables ignore it, which is fine because every table deduplicates on its key.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from tapwire_core.warehouse.connect import ConnectWarehouse
+
+DEFAULT_DATABASE = "tapwire"
+
+# The process's one chDB thread. The executor starts its thread on first use, so importing costs nothing.
+_CHDB_THREAD: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chdb")
+
+
+class ChdbWarehouse(ConnectWarehouse):
+    """chDB on ``path`` (created if missing), database ``database`` (created if missing)."""
+
+    def __init__(self, path: Path | str, *, database: str = DEFAULT_DATABASE) -> None:
+        super().__init__(database)
+        self._path = Path(path).resolve()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _executor(self) -> Executor:
+        return _CHDB_THREAD
+
+    def _open(self) -> Client:
+        self._path.mkdir(parents=True, exist_ok=True)
+        client = clickhouse_connect.get_client(interface="chdb", path=str(self._path), tz_mode="aware")
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            client.database = self.database
+        except BaseException:
+            client.close()
+            raise
+        return client

@@ -1,0 +1,85 @@
+"""The distributed warehouse: a ClickHouse server over HTTP through clickhouse-connect.
+
+Configured by a URL, ``http[s]://user:password@host:port/database`` (``TAPWIRE_CLICKHOUSE_URL``). The
+synchronous client runs on a small thread pool (its connection pool is sized to match); no HTTP session id
+is used, so calls from several threads never collide on a server session. Request bodies are compressed
+with lz4; responses arrive uncompressed.
+
+Unreachable server, refused connection or timeout -> ``WarehouseUnavailable``; a statement the server
+rejects -> ``WarehouseError`` (except overload-type server codes, which are retryable).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, ThreadPoolExecutor
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver import httputil
+from clickhouse_connect.driver.client import Client
+
+from tapwire_core.warehouse.base import WarehouseError
+from tapwire_core.warehouse.connect import ConnectWarehouse, checked_identifier
+
+DEFAULT_DATABASE = "default"
+
+
+class ClickHouseWarehouse(ConnectWarehouse):
+    """ClickHouse at ``url``; the database named in the URL path is created if missing."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 3.0,
+        timeout_s: float = 60.0,
+        workers: int = 4,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise WarehouseError("ClickHouse URL must look like http://user:password@host:8123/database")
+        database = unquote(parts.path.strip("/")) or DEFAULT_DATABASE
+        super().__init__(checked_identifier(database))
+        self._secure = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (8443 if self._secure else 8123)
+        self._user = unquote(parts.username) if parts.username else "default"
+        self._password = unquote(parts.password) if parts.password else ""
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="clickhouse")
+        return self._pool
+
+    def _open(self) -> Client:
+        client = clickhouse_connect.get_client(
+            host=self._host,
+            port=self._port,
+            username=self._user,
+            password=self._password,
+            secure=self._secure,
+            compress="lz4",
+            autogenerate_session_id=False,
+            connect_timeout=self._connect_timeout_s,
+            send_receive_timeout=self._timeout_s,
+            query_retries=0,
+            tz_mode="aware",
+            pool_mgr=httputil.get_pool_manager(maxsize=self._workers, num_pools=1),
+        )
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            client.database = self.database
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        await super().close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)

@@ -1,0 +1,191 @@
+"""What both engines share: a clickhouse-connect client behind the async ``Warehouse`` interface.
+
+chDB (in-process) and ClickHouse (HTTP) are both driven through clickhouse-connect, so both run the same SQL,
+bind parameters the same way and return identically typed rows (timezone-aware UTC datetimes, ints, strings).
+The synchronous client runs on an executor the subclass chooses; the event loop never blocks on it.
+
+Parameters are always sent server-side: every key must appear in the SQL as a ``{name:Type}`` placeholder,
+which is what makes clickhouse-connect bind it as ``param_name`` instead of formatting it into the SQL text.
+A statement that would fall back to client-side formatting is refused with ``WarehouseError``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Any, Final, TypeVar
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError as ConnectDatabaseError
+
+from tapwire_core.warehouse.base import Params, Warehouse, WarehouseError, WarehouseUnavailable
+
+T = TypeVar("T")
+
+_PLACEHOLDER: Final = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:[^{}]+\}")
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Server error codes that mean "try again later", not "this statement is wrong": overload, timeouts,
+# a replica that lost its coordination session, network trouble between cluster nodes.
+RETRYABLE_CODES: Final = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY (replica temporarily read-only)
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        252,  # TOO_MANY_PARTS
+        279,  # ALL_CONNECTION_TRIES_FAILED
+        425,  # SYSTEM_ERROR
+        999,  # KEEPER_EXCEPTION
+    }
+)
+
+
+def checked_identifier(name: str) -> str:
+    """``name`` if it is a plain ClickHouse identifier; identifiers are never taken from user input."""
+    if not _IDENTIFIER.match(name):
+        raise WarehouseError(f"not a plain identifier: {name!r}")
+    return name
+
+
+def server_side_params(sql: str, params: Params | None) -> dict[str, Any] | None:
+    """The parameters, after checking that each one is bound by a ``{name:Type}`` placeholder in ``sql``."""
+    if not params:
+        return None
+    bound = set(_PLACEHOLDER.findall(sql))
+    unbound = sorted(set(params) - bound)
+    if unbound:
+        raise WarehouseError(f"parameters without a {{name:Type}} placeholder: {', '.join(unbound)}")
+    return dict(params)
+
+
+def translate(exc: Exception) -> WarehouseError:
+    """Map a clickhouse-connect (or serialization) failure onto the warehouse's two error types."""
+    if isinstance(exc, OperationalError):
+        return WarehouseUnavailable(str(exc))
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ConnectDatabaseError) and code in RETRYABLE_CODES:
+        return WarehouseUnavailable(str(exc))
+    return WarehouseError(str(exc))
+
+
+class ConnectWarehouse(Warehouse):
+    """A ``Warehouse`` over one clickhouse-connect client. Subclasses open the client and pick the executor."""
+
+    def __init__(self, database: str) -> None:
+        self._database = checked_identifier(database)
+        self._client: Client | None = None
+        # Column types per (table, columns): saves a DESCRIBE round trip on every insert. DDL clears it.
+        self._column_types: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    @abc.abstractmethod
+    def _executor(self) -> Executor:
+        """Where every blocking client call runs."""
+
+    @abc.abstractmethod
+    def _open(self) -> Client:
+        """Open the client with ``self.database`` created and selected. Runs on ``_executor()``."""
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), fn)
+        except WarehouseError:
+            raise
+        except ClickHouseError as exc:
+            raise translate(exc) from exc
+        except (ValueError, TypeError, OverflowError, KeyError, IndexError) as exc:
+            # Raised while serializing rows that do not fit the column types: the data is wrong.
+            raise WarehouseError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _require(self) -> Client:
+        if self._client is None:
+            raise WarehouseError("warehouse is not started")
+        return self._client
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = await self._call(self._open)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await self._call(client.close)
+
+    async def command(self, sql: str, params: Params | None = None) -> None:
+        client = self._require()
+        bound = server_side_params(sql, params)
+        self._column_types.clear()
+        await self._call(lambda: client.command(sql, parameters=bound))
+
+    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+        client = self._require()
+        bound = server_side_params(sql, params)
+
+        def run() -> list[dict[str, Any]]:
+            result = client.query(sql, parameters=bound)
+            names = result.column_names
+            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+        return await self._call(run)
+
+    async def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """Insert in clickhouse-connect's Native format: values travel as binary column data, never SQL."""
+        client = self._require()
+        if not rows:
+            return
+        checked_identifier(table)
+        names = tuple(checked_identifier(column) for column in columns)
+        width = len(names)
+        if any(len(row) != width for row in rows):
+            raise WarehouseError(f"every row must have {width} values for {table}")
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        key = (table, names)
+
+        def run() -> None:
+            types = self._column_types.get(key)
+            if types is None:
+                described = client.query(f"DESCRIBE TABLE {table}")
+                by_name = {row[0]: row[1] for row in described.result_rows}
+                missing = [name for name in names if name not in by_name]
+                if missing:
+                    raise WarehouseError(f"{table} has no column(s) {', '.join(missing)}")
+                types = [by_name[name] for name in names]
+                self._column_types[key] = types
+            client.insert(
+                table,
+                rows,
+                column_names=list(names),
+                column_type_names=types,
+                settings=settings,
+            )
+
+        await self._call(run)
+
+    async def ping(self) -> bool:
+        client = self._client
+        if client is None:
+            return False
+        try:
+            return bool(await self._call(lambda: client.command("SELECT 1") == 1))
+        except WarehouseError:
+            return False

@@ -1,0 +1,65 @@
+"""Warehouse table names and the initial column lists: a contract with the loader and the query service."""
+
+from __future__ import annotations
+
+from typing import Final
+
+EVENTS: Final = "events"
+PROFILE_PROPS: Final = "profile_props"
+PROFILE_OPS: Final = "profile_ops"
+PROFILES: Final = "profiles"
+MIGRATIONS: Final = "tapwire_migrations"
+
+UTC_MS: Final = "DateTime64(3, 'UTC')"
+LATEST_STRING: Final = "SimpleAggregateFunction(anyLast, Nullable(String))"
+
+EVENT_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("event_id", "String"),
+    ("user_key", "String"),
+    ("identity", "String"),
+    ("object_id", "String"),
+    ("email", "String"),
+    ("phone", "String"),
+    ("anonymous_id", "String"),
+    ("name", "LowCardinality(String)"),
+    ("ts", UTC_MS),
+    ("received_at", UTC_MS),
+    ("source", "LowCardinality(String)"),
+    ("properties", "String"),
+    ("context", "String"),
+)
+
+PROFILE_PROP_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("user_key", "String"),
+    ("key", "String"),
+    ("value", "String"),
+    ("ts", UTC_MS),
+    ("deleted", "UInt8"),
+)
+
+PROFILE_OP_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("user_key", "String"),
+    ("key", "String"),
+    ("op", "LowCardinality(String)"),
+    ("operand", "String"),
+    ("ts", UTC_MS),
+    ("event_id", "String"),
+)
+
+PROFILE_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("user_key", "String"),
+    ("identity", LATEST_STRING),
+    ("object_id", LATEST_STRING),
+    ("email", LATEST_STRING),
+    ("phone", LATEST_STRING),
+    ("anonymous_id", LATEST_STRING),
+    ("first_seen", f"SimpleAggregateFunction(min, {UTC_MS})"),
+    ("last_seen", f"SimpleAggregateFunction(max, {UTC_MS})"),
+)
+
+# Rows of one user land on one shard, so per-user reads and merges never cross shards.
+SHARDING_KEY: Final = "cityHash64(account_id, user_key)"

@@ -1,0 +1,291 @@
+"""One behaviour suite for every Warehouse: chDB in-process and ClickHouse over HTTP (the chDB-backed rig)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
+from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
+from tapwire_core.warehouse.migrations import (
+    migrate,
+    migrations,
+    plan,
+    rollback,
+    schema_is_current,
+    schema_version,
+)
+from tapwire_core.warehouse.schema import EVENT_COLUMNS, PROFILE_COLUMNS, PROFILE_PROP_COLUMNS
+from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory, running_rig
+
+pytestmark = pytest.mark.integration
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 1, 5, 12, 0, 0, 123000, tzinfo=UTC)
+ACCOUNT = "ACC-1"
+TRICKY = [
+    "plain",
+    "it's",
+    'say "hi"',
+    "back\\slash\\",
+    "\\N",
+    "line\nbreak\r\n",
+    "tab\there",
+    "nul\x00byte",
+    "ünïcødé ✓ 😀",
+    "{x:String}",
+    "{account:String}",
+    "%(x)s %s",
+    "'; DROP TABLE events; --",
+    "' OR 1=1 --",
+    "",
+]
+EVENT_NAMES = [name for name, _ in EVENT_COLUMNS]
+PROP_NAMES = [name for name, _ in PROFILE_PROP_COLUMNS]
+PROFILE_NAMES = [name for name, _ in PROFILE_COLUMNS]
+
+
+@pytest.fixture(params=ENGINES)
+async def warehouse(request: pytest.FixtureRequest, warehouse_factory: WarehouseFactory) -> Warehouse:
+    engine: Engine = request.param
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    return warehouse
+
+
+def event(
+    event_id: str, *, user: str = "u1", name: str = "Bought", props: str = "{}", at: dt.datetime = T0
+) -> tuple[Any, ...]:
+    return (
+        ACCOUNT,
+        event_id,
+        f"i:{user}",
+        user,
+        "",
+        "",
+        "",
+        "",
+        name,
+        at,
+        at + dt.timedelta(seconds=1),
+        "clevertap",
+        props,
+        "",
+    )
+
+
+async def test_migrations_apply_once_and_rerun_as_no_op(warehouse: Warehouse) -> None:
+    assert await schema_version(warehouse) == len(migrations())
+    assert await schema_is_current(warehouse)
+    assert await migrate(warehouse, cluster=None) == []
+    assert await migrate(warehouse, cluster=None, dry_run=True) == []
+    tables = await warehouse.query(
+        "SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name"
+    )
+    assert {row["name"]: row["engine"] for row in tables} == {
+        "events": "ReplacingMergeTree",
+        "profile_ops": "ReplacingMergeTree",
+        "profile_props": "ReplacingMergeTree",
+        "profiles": "AggregatingMergeTree",
+        "tapwire_migrations": "ReplacingMergeTree",
+    }
+    columns = await warehouse.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'events' "
+        "ORDER BY position"
+    )
+    assert [(row["name"], row["type"]) for row in columns] == [
+        (name, kind.replace(", ", ",").replace(",", ", ")) for name, kind in EVENT_COLUMNS
+    ]
+
+
+async def test_fresh_database_reports_version_zero_and_dry_run_lists_everything(
+    warehouse_factory: WarehouseFactory,
+) -> None:
+    for engine in ENGINES:
+        empty = await warehouse_factory(engine)
+        assert await schema_version(empty) == 0
+        assert not await schema_is_current(empty)
+        assert await migrate(empty, cluster=None, dry_run=True) == plan(None, database=empty.database)
+        assert await schema_version(empty) == 0, "a dry run must not change anything"
+
+
+async def test_half_applied_migration_reruns_cleanly(warehouse: Warehouse) -> None:
+    await rollback(warehouse, cluster=None, to_version=0)
+    assert await schema_version(warehouse) == 0
+    # A crash after the first table was created but before the status row was written.
+    first_statements = plan(None, database=warehouse.database)
+    for statement in first_statements[:2]:
+        await warehouse.command(statement)
+    assert await migrate(warehouse, cluster=None) == ["0001_initial"]
+    assert await schema_is_current(warehouse)
+
+
+async def test_tricky_values_round_trip_as_bound_parameters(warehouse: Warehouse) -> None:
+    rows = [event(f"e{i}", user=value, props=value) for i, value in enumerate(TRICKY)]
+    await warehouse.insert("events", EVENT_NAMES, rows)
+    for i, value in enumerate(TRICKY):
+        got = await warehouse.query(
+            "SELECT event_id, identity, properties, {echo:String} AS echo FROM events "
+            "WHERE account_id = {account:String} AND identity = {value:String}",
+            {"account": ACCOUNT, "value": value, "echo": value},
+        )
+        assert got == [{"event_id": f"e{i}", "identity": value, "properties": value, "echo": value}], value
+    total = await warehouse.query("SELECT count() AS n FROM events")
+    assert total == [{"n": len(TRICKY)}]
+
+
+async def test_typed_results(warehouse: Warehouse) -> None:
+    await warehouse.insert("events", EVENT_NAMES, [event("e1")])
+    got = await warehouse.query(
+        "SELECT ts, received_at, toUnixTimestamp64Milli(ts) AS ms, count() OVER () AS n, "
+        "{day:Date} AS day, {nothing:Nullable(String)} AS nothing FROM events",
+        {"day": dt.date(2026, 1, 5), "nothing": None},
+    )
+    assert got == [
+        {
+            "ts": T0,
+            "received_at": T0 + dt.timedelta(seconds=1),
+            "ms": int(T0.timestamp() * 1000),
+            "n": 1,
+            "day": dt.date(2026, 1, 5),
+            "nothing": None,
+        }
+    ]
+    assert got[0]["ts"].tzinfo is not None
+
+
+async def test_redelivered_event_is_one_row_with_final(warehouse: Warehouse) -> None:
+    await warehouse.insert("events", EVENT_NAMES, [event("dup"), event("other")], dedup_token="batch-1")
+    await warehouse.insert("events", EVENT_NAMES, [event("dup")], dedup_token="batch-2")
+    raw = await warehouse.query("SELECT count() AS n FROM events WHERE event_id = {id:String}", {"id": "dup"})
+    final = await warehouse.query(
+        "SELECT count() AS n FROM events FINAL WHERE event_id = {id:String}", {"id": "dup"}
+    )
+    assert raw == [{"n": 2}]
+    assert final == [{"n": 1}]
+
+
+async def test_profile_property_latest_ts_wins(warehouse: Warehouse) -> None:
+    later, earlier = T0 + dt.timedelta(minutes=5), T0
+    await warehouse.insert("profile_props", PROP_NAMES, [(ACCOUNT, "u1", "Tier", '"gold"', later, 0)])
+    await warehouse.insert("profile_props", PROP_NAMES, [(ACCOUNT, "u1", "Tier", '"bronze"', earlier, 0)])
+    await warehouse.insert("profile_props", PROP_NAMES, [(ACCOUNT, "u1", "Gone", '"x"', earlier, 0)])
+    await warehouse.insert("profile_props", PROP_NAMES, [(ACCOUNT, "u1", "Gone", "null", later, 1)])
+    got = await warehouse.query(
+        "SELECT key, value, deleted FROM profile_props FINAL WHERE account_id = {a:String} AND user_key = {u:String} "
+        "ORDER BY key",
+        {"a": ACCOUNT, "u": "u1"},
+    )
+    assert got == [
+        {"key": "Gone", "value": "null", "deleted": 1},
+        {"key": "Tier", "value": '"gold"', "deleted": 0},
+    ]
+
+
+async def test_profiles_keep_first_last_seen_and_last_non_null_identifier(warehouse: Warehouse) -> None:
+    def row(email: str | None, first: dt.datetime, last: dt.datetime) -> tuple[Any, ...]:
+        return (ACCOUNT, "u1", "u1", None, email, None, None, first, last)
+
+    t1, t2, t3 = T0, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2)
+    await warehouse.insert("profiles", PROFILE_NAMES, [row("old@example.com", t2, t2)])
+    await warehouse.insert("profiles", PROFILE_NAMES, [row("new@example.com", t1, t2)])
+    await warehouse.insert("profiles", PROFILE_NAMES, [row(None, t2, t3)])
+    got = await warehouse.query(
+        "SELECT identity, email, object_id, first_seen, last_seen FROM profiles FINAL "
+        "WHERE account_id = {a:String} AND user_key = {u:String}",
+        {"a": ACCOUNT, "u": "u1"},
+    )
+    assert got == [
+        {"identity": "u1", "email": "new@example.com", "object_id": None, "first_seen": t1, "last_seen": t3}
+    ]
+    await warehouse.command("OPTIMIZE TABLE profiles FINAL")
+    merged = await warehouse.query("SELECT email, first_seen, last_seen FROM profiles")
+    assert merged == [{"email": "new@example.com", "first_seen": t1, "last_seen": t3}]
+
+
+async def test_large_batch_arrives_whole(warehouse: Warehouse) -> None:
+    # Large enough that clients split it into several blocks (and compressed frames) on the wire.
+    rows = [event(f"big-{i}", user=f"u{i % 977}", props=f'{{"n":{i}}}') for i in range(60_000)]
+    await warehouse.insert("events", EVENT_NAMES, rows, dedup_token="big")
+    got = await warehouse.query(
+        "SELECT count() AS n, uniqExact(event_id) AS ids, uniqExact(user_key) AS users FROM events FINAL"
+    )
+    assert got == [{"n": 60_000, "ids": 60_000, "users": 977}]
+
+
+async def test_empty_insert_is_a_no_op(warehouse: Warehouse) -> None:
+    await warehouse.insert("events", EVENT_NAMES, [])
+    assert await warehouse.query("SELECT count() AS n FROM events") == [{"n": 0}]
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT nosuch_function()", None),
+        ("SELECT * FROM no_such_table", None),
+        ("SELEKT 1", None),
+        ("SELECT {n:UInt8} AS n", {"n": "not a number"}),
+    ],
+)
+async def test_bad_statements_raise_warehouse_error(
+    warehouse: Warehouse, sql: str, params: dict[str, Any] | None
+) -> None:
+    with pytest.raises(WarehouseError) as raised:
+        await warehouse.query(sql, params)
+    assert not isinstance(raised.value, WarehouseUnavailable)
+    assert await warehouse.ping()
+
+
+async def test_parameters_are_never_formatted_into_sql(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match="placeholder"):
+        await warehouse.query("SELECT %(x)s AS x", {"x": "1"})
+    with pytest.raises(WarehouseError, match="placeholder"):
+        await warehouse.command("SELECT 1", {"x": "1"})
+
+
+async def test_rows_that_do_not_fit_raise_warehouse_error(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError):
+        await warehouse.insert("events", EVENT_NAMES, [event("e1")[:-1]])
+    with pytest.raises(WarehouseError):
+        await warehouse.insert("profile_props", PROP_NAMES, [(ACCOUNT, "u1", "k", "1", "not a time", 0)])
+    with pytest.raises(WarehouseError):
+        await warehouse.insert("events", ["no_such_column"], [("x",)])
+    assert await warehouse.query("SELECT count() AS n FROM events") == [{"n": 0}]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_closed_port_is_unavailable_quickly() -> None:
+    warehouse = ClickHouseWarehouse(
+        f"http://default:@127.0.0.1:{_closed_port()}/tapwire", connect_timeout_s=2
+    )
+    started = time.monotonic()
+    with pytest.raises(WarehouseUnavailable):
+        await warehouse.start()
+    assert time.monotonic() - started < 3
+    assert not await warehouse.ping()
+    await warehouse.close()
+
+
+async def test_server_gone_after_start_is_unavailable(tmp_path: Path) -> None:
+    with running_rig(tmp_path) as url:
+        warehouse = ClickHouseWarehouse(f"{url}/gone", connect_timeout_s=2)
+        await warehouse.start()
+        assert await warehouse.ping()
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseUnavailable):
+            await warehouse.query("SELECT 1 AS one")
+        assert time.monotonic() - started < 3
+        assert not await warehouse.ping()
+    finally:
+        await warehouse.close()

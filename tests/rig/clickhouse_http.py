@@ -1,0 +1,277 @@
+"""TEST RIG, not product code: a minimal ClickHouse HTTP interface backed by chDB.
+
+No ClickHouse server is available to the test suite, so this process speaks enough of ClickHouse's HTTP
+protocol for clickhouse-connect (and so ``ClickHouseWarehouse``) to run the same test suite as chDB:
+
+- ``GET /ping`` -> ``Ok.``
+- ``GET /`` and ``POST /`` with ``query`` in the URL and/or the body; ``param_<name>`` URL parameters are
+  ClickHouse's server-side query parameters and are handed to chDB as its query parameters (both parse the
+  values in ClickHouse's escaped text form); ``database`` selects the current database; ``default_format``
+  picks the output format when the SQL has no ``FORMAT`` clause (default ``TabSeparated``).
+- ``INSERT ... FORMAT <fmt>`` in the URL with a data body (clickhouse-connect sends ``Native``) is streamed
+  into chDB in that format.
+- Request bodies may be compressed (``Content-Encoding: lz4|gzip|deflate``) and may be chunked; responses
+  are never compressed (ClickHouse compresses only on request, and clients honour ``Content-Encoding``).
+- Other URL parameters (settings, ``session_id``, ``query_id``, ``insert_deduplication_token`` ...) are
+  accepted and ignored. Credentials are not checked.
+- Responses carry ``X-ClickHouse-Summary``, ``-Format``, ``-Timezone``, ``-Query-Id``,
+  ``-Server-Display-Name``; errors are HTTP 500 with ``Code: N. DB::Exception: ...`` text and the
+  ``X-ClickHouse-Exception-Code`` header, so clients raise their usual errors.
+
+chDB is not entered concurrently: a lock serializes statements. Run as
+``python -m tests.rig.clickhouse_http --data DIR [--port N]``; it prints ``LISTENING <port>`` once ready and
+stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib
+import json
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from chdb import session as chdb_session
+
+# Neither package ships type information; both are used through these two names only.
+_Session: Any = chdb_session.Session
+_lz4_frame: Any = importlib.import_module("lz4.frame")
+
+_INSERT_WITH_FORMAT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)\s*$", re.IGNORECASE | re.DOTALL)
+_BODY_INSERT = re.compile(
+    rb"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)[ \t]*\r?\n", re.IGNORECASE | re.DOTALL
+)
+_TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+_ERROR_CODE = re.compile(r"Code:\s*(\d+)")
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TEXT_FORMATS = ("TabSeparated", "TSV", "CSV", "JSON", "Pretty", "Values", "Vertical", "Markdown")
+
+
+class RigError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Engine:
+    """The chDB session and the lock that keeps it to one statement at a time."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.session: Any = _Session(str(path))
+        self.lock = threading.Lock()
+        self.version = self.session.query("SELECT version()", "TabSeparated").bytes().decode().strip()
+        self._current_database = "default"
+
+    def _use(self, database: str | None) -> None:
+        if not database or database == self._current_database:
+            return
+        if not _DATABASE_NAME.match(database):
+            raise RigError(
+                81, f"Code: 81. DB::Exception: Database {database} does not exist. (UNKNOWN_DATABASE)"
+            )
+        self.session.query(f"USE `{database}`", "TabSeparated")
+        self._current_database = database
+
+    def run(
+        self, sql: str, fmt: str, params: dict[str, str], database: str | None
+    ) -> tuple[bytes, dict[str, Any]]:
+        with self.lock:
+            self._use(database)
+            started = time.perf_counter_ns()
+            result = self.session.query(sql, fmt, params=params)
+            summary = {
+                "read_rows": result.rows_read(),
+                "read_bytes": result.bytes_read(),
+                "written_rows": 0,
+                "written_bytes": 0,
+                "elapsed_ns": time.perf_counter_ns() - started,
+            }
+            return result.bytes() or b"", summary
+
+    def insert(self, statement: str, fmt: str, data: bytes, database: str | None) -> dict[str, Any]:
+        with self.lock:
+            self._use(database)
+            started = time.perf_counter_ns()
+            with self.session.send_insert(statement, fmt) as inserter:
+                if data:
+                    inserter.append(data)
+                done = inserter.finish()
+            return {
+                "read_rows": 0,
+                "read_bytes": 0,
+                "written_rows": done.rows_written,
+                "written_bytes": done.bytes_written,
+                "elapsed_ns": time.perf_counter_ns() - started,
+            }
+
+
+def _decompress(body: bytes, encoding: str | None) -> bytes:
+    if not encoding or encoding == "identity":
+        return body
+    if encoding == "lz4":
+        # Streaming clients send one lz4 frame per block, back to back.
+        parts = []
+        while body:
+            decompressor = _lz4_frame.LZ4FrameDecompressor()
+            parts.append(decompressor.decompress(body))
+            body = decompressor.unused_data
+        return b"".join(parts)
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    raise RigError(
+        1,
+        f"Code: 1. DB::Exception: Unsupported Content-Encoding {encoding} in the test rig. (UNSUPPORTED_METHOD)",
+    )
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "ClickHouse"
+    engine: Engine
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the rig's output is only its LISTENING line and errors."""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/ping":
+            self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
+            return
+        self._handle(b"")
+
+    def do_POST(self) -> None:
+        self._handle(self._read_body())
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            body = b"".join(chunks)
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        return body
+
+    def _handle(self, body: bytes) -> None:
+        query_id = str(uuid.uuid4())
+        try:
+            params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
+            query_id = params.get("query_id") or query_id
+            body = _decompress(body, self.headers.get("Content-Encoding"))
+            database = params.get("database") or self.headers.get("X-ClickHouse-Database")
+            bound = {key[6:]: value for key, value in params.items() if key.startswith("param_")}
+            sql = params.get("query", "")
+            insert = _INSERT_WITH_FORMAT.match(sql) if sql else None
+            if insert is None and not sql:
+                body_insert = _BODY_INSERT.match(body)
+                if body_insert is not None:
+                    sql = body_insert.group(0).decode()
+                    insert = _INSERT_WITH_FORMAT.match(sql)
+                    body = body[body_insert.end() :]
+            if insert is not None:
+                summary = self.engine.insert(insert.group(1), insert.group(2), body, database)
+                self._send(200, b"", self._headers(query_id, summary, "TabSeparated"))
+                return
+            if body:
+                sql = f"{sql}\n{body.decode()}" if sql else body.decode()
+            if not sql.strip():
+                raise RigError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
+            trailing = _TRAILING_FORMAT.search(sql)
+            fmt = trailing.group(1) if trailing else params.get("default_format") or "TabSeparated"
+            data, summary = self.engine.run(sql, fmt, bound, database)
+            self._send(200, data, self._headers(query_id, summary, fmt))
+        except RigError as exc:
+            self._error(exc.code, str(exc), query_id)
+        except Exception as exc:
+            message = str(exc)
+            found = _ERROR_CODE.search(message)
+            code = int(found.group(1)) if found else 1001
+            if not message.startswith("Code:"):
+                message = f"Code: {code}. DB::Exception: {message}. (STD_EXCEPTION)"
+            self._error(code, message, query_id)
+
+    def _headers(self, query_id: str, summary: dict[str, Any], fmt: str) -> dict[str, str]:
+        text = fmt.startswith(_TEXT_FORMATS)
+        return {
+            "Content-Type": "text/plain; charset=UTF-8" if text else "application/octet-stream",
+            "X-ClickHouse-Server-Display-Name": "tapwire-test-rig",
+            "X-ClickHouse-Query-Id": query_id,
+            "X-ClickHouse-Format": fmt,
+            "X-ClickHouse-Timezone": "UTC",
+            "X-ClickHouse-Summary": json.dumps(
+                {key: str(value) for key, value in summary.items()} | {"total_rows_to_read": "0"}
+            ),
+        }
+
+    def _error(self, code: int, message: str, query_id: str) -> None:
+        text = f"{message} (version {self.engine.version} (test rig))\n".encode()
+        self._send(
+            500,
+            text,
+            {
+                "Content-Type": "text/plain; charset=UTF-8",
+                "X-ClickHouse-Exception-Code": str(code),
+                "X-ClickHouse-Query-Id": query_id,
+                "X-ClickHouse-Server-Display-Name": "tapwire-test-rig",
+            },
+        )
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def serve(data: Path, port: int) -> None:
+    engine = Engine(data)
+    handler = type("BoundHandler", (Handler,), {"engine": engine})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sys.stdout.write(f"LISTENING {server.server_address[1]}\n")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        engine.session.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="TEST RIG: ClickHouse HTTP interface over chDB")
+    parser.add_argument("--data", type=Path, required=True, help="chDB data directory")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
+    args = parser.parse_args()
+    serve(args.data, args.port)
+
+
+if __name__ == "__main__":
+    main()

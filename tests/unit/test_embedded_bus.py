@@ -1,0 +1,169 @@
+"""Embedded log specifics beyond the shared Bus contract: retention, group commit, wake-ups, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tapwire_core.bus import BusUnavailable, Record, TopicPartition
+from tapwire_core.bus.embedded import EmbeddedBus
+from tapwire_core.bus.embedded_store import LogWriter, Retention, partition_for
+
+TOPIC = "events"
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
+    opened = EmbeddedBus(tmp_path, retention=Retention(keep_records=10, interval_s=3600))
+    await opened.start()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def batch(count: int, key: bytes = b"k", start: int = 0) -> list[Record]:
+    return [Record(key=key, value=str(start + i).encode()) for i in range(count)]
+
+
+def test_partitioning_is_stable_across_processes_and_releases() -> None:
+    # Fixed values: changing the hash would move existing users to other partitions.
+    assert [partition_for(k, 12) for k in (b"user-1", b"acc\x1fi:42", b"")] == [8, 3, 0]
+
+
+async def test_retention_deletes_what_every_group_committed_but_keeps_the_minimum(
+    bus: EmbeddedBus,
+) -> None:
+    await bus.ensure_topic(TOPIC, 1)
+    await bus.publish(TOPIC, batch(100), timeout_s=5)
+    tp = TopicPartition(TOPIC, 0)
+    ahead, behind = bus.consumer([TOPIC], "ahead"), bus.consumer([TOPIC], "behind")
+    await ahead.start()
+    await behind.start()
+    await ahead.commit({tp: 95})
+    await behind.commit({tp: 40})
+
+    await bus.run_retention()
+    fresh = bus.consumer([TOPIC], "fresh")
+    await fresh.start()
+    first = await fresh.fetch(max_records=1000, timeout_s=1)
+    assert [r.offset for r in first] == list(range(40, 100))
+
+    await behind.commit({tp: 100})
+    await bus.run_retention()
+    # Everyone is at >= 95 now, but the newest ten records stay.
+    assert await fresh.lag() == {tp: 10}
+    assert [r.offset for r in await behind.fetch(max_records=1000, timeout_s=1)] == list(range(90, 100))
+    for consumer in (ahead, behind, fresh):
+        await consumer.close()
+
+
+async def test_offsets_continue_after_retention_emptied_a_partition(tmp_path: Path) -> None:
+    first = EmbeddedBus(tmp_path, retention=Retention(keep_records=0, interval_s=3600))
+    await first.start()
+    await first.ensure_topic(TOPIC, 1)
+    await first.publish(TOPIC, batch(5), timeout_s=5)
+    consumer = first.consumer([TOPIC], "g")
+    await consumer.start()
+    await consumer.commit({TopicPartition(TOPIC, 0): 5})
+    await first.run_retention()
+    await first.close()
+
+    second = EmbeddedBus(tmp_path)
+    await second.start()
+    try:
+        await second.publish(TOPIC, batch(1, start=5), timeout_s=5)
+        reader = second.consumer([TOPIC], "other")
+        await reader.start()
+        (only,) = await reader.fetch(max_records=100, timeout_s=1)
+        assert (only.offset, only.value) == (5, b"5")
+    finally:
+        await second.close()
+
+
+async def test_waiting_fetch_wakes_as_soon_as_records_commit(bus: EmbeddedBus) -> None:
+    await bus.ensure_topic(TOPIC, 2)
+    consumer = bus.consumer([TOPIC], "g")
+    await consumer.start()
+    waiting = asyncio.create_task(consumer.fetch(max_records=10, timeout_s=10))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    started = time.monotonic()
+    await bus.publish(TOPIC, batch(3), timeout_s=5)
+    got = await waiting
+    assert time.monotonic() - started < 0.5
+    assert [r.value for r in got] == [b"0", b"1", b"2"]
+    await consumer.close()
+
+
+async def test_concurrent_publishes_share_transactions(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transactions: list[int] = []
+    original = LogWriter._write
+
+    def counting(self: LogWriter, writes: list[object]) -> None:
+        transactions.append(len(writes))
+        original(self, writes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LogWriter, "_write", counting)
+    await bus.ensure_topic(TOPIC, 4)
+    transactions.clear()
+    await asyncio.gather(*(bus.publish(TOPIC, batch(100, key=b"%d" % i), timeout_s=5) for i in range(64)))
+    assert sum(transactions) == 64
+    assert len(transactions) < 32, f"64 publishes took {len(transactions)} transactions"
+
+
+async def test_publish_throughput_with_many_concurrent_small_publishes(bus: EmbeddedBus) -> None:
+    await bus.ensure_topic(TOPIC, 12)
+    value = b"x" * 300
+
+    async def publisher(n: int) -> None:
+        for _ in range(20):
+            records = [Record(key=b"%d-%d" % (n, i), value=value) for i in range(100)]
+            await bus.publish(TOPIC, records, timeout_s=10)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(publisher(n) for n in range(32)))
+    rate = 32 * 20 * 100 / (time.perf_counter() - started)
+    # Measured well above 100k records/s on the 2-core development machine; this floor catches a lost
+    # group commit (one fsync per publish), not noise.
+    assert rate > 25_000, f"{rate:.0f} records/s"
+
+
+async def test_publish_gives_up_within_its_bound_when_the_log_is_locked(bus: EmbeddedBus) -> None:
+    await bus.ensure_topic(TOPIC, 1)
+    blocker = sqlite3.connect(bus.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            await bus.publish(TOPIC, batch(1), timeout_s=0.5)
+        assert time.monotonic() - started < 1.0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await bus.publish(TOPIC, batch(1, start=1), timeout_s=5)
+
+
+async def test_closed_bus_refuses_publishes(tmp_path: Path) -> None:
+    closed = EmbeddedBus(tmp_path)
+    await closed.start()
+    await closed.close()
+    with pytest.raises(BusUnavailable):
+        await closed.publish(TOPIC, batch(1), timeout_s=1)
+    assert not await closed.healthy()
+
+
+async def test_records_without_headers_or_with_empty_values_round_trip(bus: EmbeddedBus) -> None:
+    await bus.publish(TOPIC, [Record(key=b"", value=b""), Record(key=b"k", value=b"v")], timeout_s=5)
+    consumer = bus.consumer([TOPIC], "g")
+    await consumer.start()
+    got = await consumer.fetch(max_records=10, timeout_s=1)
+    assert [(r.key, r.value, r.headers) for r in got] == [(b"", b"", ()), (b"k", b"v", ())]
+    await consumer.close()
