@@ -4,14 +4,41 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
 
 from tapwire_core import log as logs
 from tapwire_core.settings import Settings
+
+
+class _QuietExitServer:
+    """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, which makes a clean stop exit with -15;
+    tapwire treats a completed graceful shutdown as success (exit 0)."""
+
+    def __init__(self, config: object) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                handlers = {
+                    sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+                }
+                try:
+                    yield
+                finally:
+                    for sig, handler in handlers.items():
+                        signal.signal(sig, handler)
+
+        self._server = Server(config)  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        self._server.run()
 
 
 def _serve(app: object, settings: Settings) -> None:
@@ -27,7 +54,7 @@ def _serve(app: object, settings: Settings) -> None:
         http="httptools",
         timeout_graceful_shutdown=30,
     )
-    uvicorn.Server(config).run()
+    _QuietExitServer(config).run()
 
 
 def cmd_up(_: argparse.Namespace) -> int:
