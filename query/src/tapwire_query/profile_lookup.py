@@ -19,8 +19,9 @@ async def find_user_key(
     warehouse: Warehouse, *, account_id: str, selector: Selector, value: str
 ) -> str | None:
     column = _SELECTOR_COLUMNS[selector]
+    # FINAL: anyLast() is only "the latest non-null" once parts are merged; unmerged parts come in any order.
     rows = await warehouse.query(
-        f"SELECT user_key FROM profiles WHERE account_id = {{account:String}} "
+        f"SELECT user_key FROM profiles FINAL WHERE account_id = {{account:String}} "
         f"GROUP BY user_key HAVING anyLast({column}) = {{value:String}} "
         f"ORDER BY max(last_seen) DESC LIMIT 1",
         {"account": account_id, "value": value},
@@ -35,7 +36,7 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
         "SELECT anyLast(identity) AS identity, anyLast(object_id) AS object_id, anyLast(email) AS email, "
         "anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
         "toUnixTimestamp(max(last_seen)) AS last_seen "
-        "FROM profiles WHERE account_id = {account:String} AND user_key = {user:String}",
+        "FROM profiles FINAL WHERE account_id = {account:String} AND user_key = {user:String}",
         params,
     )
     if not heads or heads[0]["first_seen"] in (None, 0):
