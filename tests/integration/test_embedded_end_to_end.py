@@ -126,6 +126,29 @@ def test_profile_latest_ts_wins(suite: TapwireProcess) -> None:
     assert response.json()["record"]["profileData"] == {"Plan": "pro", "City": "Oslo"}
 
 
+def test_profile_operators_fold_in_order(suite: TapwireProcess) -> None:
+    records = [
+        {"type": "profile", "identity": "cy", "ts": JAN_5, "profileData": {"Score": 10, "Tags": ["a"]}},
+        {"type": "profile", "identity": "cy", "ts": JAN_5 + 1, "profileData": {"Score": {"$incr": 5}}},
+        {"type": "profile", "identity": "cy", "ts": JAN_5 + 2, "profileData": {"Score": {"$decr": 1}}},
+        {"type": "profile", "identity": "cy", "ts": JAN_5 + 3, "profileData": {"Tags": {"$add": ["b", "c"]}}},
+        {"type": "profile", "identity": "cy", "ts": JAN_5 + 4, "profileData": {"Tags": {"$remove": "a"}}},
+    ]
+    body = {"d": records}
+    for _ in range(2):  # the same request twice: a retry must not apply the operators again
+        assert httpx.post(f"{suite.url}/1/upload", headers=HEADERS, json=body, timeout=10).status_code == 200
+    deadline = time.monotonic() + 30
+    data: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{suite.url}/1/profile.json?identity=cy", headers=HEADERS)
+        if response.status_code == 200:
+            data = response.json()["record"]["profileData"]
+            if data.get("Tags") == ["b", "c"]:
+                break
+        time.sleep(0.2)
+    assert data == {"Score": 14, "Tags": ["b", "c"]}
+
+
 def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     first = embedded(data_dir, tmp_path / "first.log").start()

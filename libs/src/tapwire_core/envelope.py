@@ -71,8 +71,29 @@ class Envelope(msgspec.Struct, omit_defaults=True, frozen=True):
         return f"{self.account_id}\x1f{self.ids.user_key()}".encode()
 
 
+class StoredEnvelope(msgspec.Struct, omit_defaults=True, frozen=True):
+    """The loader's view of an envelope: ``properties`` and ``context`` stay raw JSON.
+
+    Events store their properties as JSON text, so parsing them only to serialise them again would be the
+    loader's largest per-record cost; profiles parse theirs on demand with :func:`decode_properties`.
+    """
+
+    account_id: str
+    event_id: str
+    kind: RecordKind
+    ids: Identities
+    client_ts: int
+    received_ts: int
+    source: Source
+    name: str = ""
+    properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+    context: msgspec.Raw | None = None
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Envelope)
+_stored_decoder = msgspec.json.Decoder(StoredEnvelope)
+_properties_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -82,3 +103,12 @@ def encode(envelope: Envelope) -> bytes:
 def decode(payload: bytes) -> Envelope:
     """Decode a bus payload. Raises ``msgspec.ValidationError``/``DecodeError`` on a malformed one."""
     return _decoder.decode(payload)
+
+
+def decode_stored(payload: bytes) -> StoredEnvelope:
+    """Decode a bus payload for storage, leaving properties unparsed. Raises like :func:`decode`."""
+    return _stored_decoder.decode(payload)
+
+
+def decode_properties(raw: msgspec.Raw) -> dict[str, Any]:
+    return _properties_decoder.decode(raw)

@@ -59,6 +59,12 @@ class DeadLetters:
 
     async def flush(self) -> None:
         """Publish pending dead letters durably; must succeed before the batch's offsets are committed."""
-        if self._pending:
-            await self._bus.publish(self._topic, self._pending, timeout_s=self._timeout_s)
-            self._pending = []
+        # Take the list first: records of the next batch may be added while this publish is awaited.
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            await self._bus.publish(self._topic, pending, timeout_s=self._timeout_s)
+        except BaseException:
+            self._pending = pending + self._pending
+            raise

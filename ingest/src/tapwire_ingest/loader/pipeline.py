@@ -16,7 +16,7 @@ import msgspec
 
 from tapwire_core import metrics
 from tapwire_core.bus import Bus, BusConsumer, Delivered, TopicPartition
-from tapwire_core.envelope import Envelope, decode
+from tapwire_core.envelope import StoredEnvelope, decode_stored
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
 from tapwire_ingest.loader.dead_letters import DeadLetters
@@ -31,7 +31,7 @@ _LAG_REFRESH_S = 5.0
 @dataclass
 class _Batch:
     rows: TableRows = field(default_factory=TableRows)
-    items: list[tuple[Delivered, Envelope]] = field(default_factory=list)
+    items: list[tuple[Delivered, StoredEnvelope]] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     records: int = 0
     opened_at: float = field(default_factory=time.monotonic)
@@ -61,6 +61,8 @@ class Loader:
             timeout_s=settings.bus_timeout_s,
         )
         self.rows_written = 0
+        # When the first record arrived: throughput figures exclude the consumer group join before it.
+        self.first_record_at: float | None = None
 
     def stop(self) -> None:
         """Ask the loop to flush what it holds and return. Safe to call from any task."""
@@ -71,9 +73,15 @@ class Loader:
         consumer = self._bus.consumer([self._settings.events_topic], self._group)
         await consumer.start()
         batch = _Batch()
+        # At most one batch is being written while the next is fetched and decoded: the insert runs in the
+        # warehouse's own thread, so overlapping it with Python-side work nearly doubles throughput. Awaiting
+        # the previous write before starting the next keeps offsets committed in order.
+        in_flight: asyncio.Task[None] | None = None
         next_lag_refresh = 0.0
         try:
             while not self._stop.is_set():
+                if in_flight is not None and in_flight.done():
+                    in_flight.result()  # surface a failed write now rather than at the next flush
                 wait = max(0.0, self._settings.loader_batch_seconds - (time.monotonic() - batch.opened_at))
                 room = self._settings.loader_batch_rows - batch.records
                 for record in await consumer.fetch(
@@ -84,28 +92,46 @@ class Loader:
                     batch.records >= self._settings.loader_batch_rows
                     or time.monotonic() - batch.opened_at >= self._settings.loader_batch_seconds
                 ):
-                    await self._flush(consumer, batch)
+                    if in_flight is not None:
+                        await in_flight
+                    in_flight = asyncio.create_task(self._flush(consumer, batch), name="loader-flush")
                     batch = _Batch()
                 if time.monotonic() >= next_lag_refresh:
                     await self._export_lag(consumer)
                     next_lag_refresh = time.monotonic() + _LAG_REFRESH_S
+            if in_flight is not None:
+                await in_flight
+                in_flight = None
             if batch.records:
                 await self._flush(consumer, batch)
         finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()
+                with contextlib.suppress(BaseException):
+                    await in_flight
             with contextlib.suppress(Exception):
                 await consumer.close()
 
     def _accept(self, batch: _Batch, record: Delivered) -> None:
+        if self.first_record_at is None:
+            self.first_record_at = time.monotonic()
         batch.track(record)
         try:
-            envelope = decode(record.value)
+            envelope = decode_stored(record.value)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._dead_letters.add(record, f"undecodable envelope: {exc}", "decode")
             return
         if not envelope.account_id or not envelope.ids.user_key():
             self._dead_letters.add(record, "envelope names no account or no user", "invalid")
             return
-        batch.rows.add(envelope)
+        if not bytes(envelope.properties).lstrip().startswith(b"{"):
+            self._dead_letters.add(record, "envelope properties are not a JSON object", "invalid")
+            return
+        try:
+            batch.rows.add(envelope)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self._dead_letters.add(record, f"undecodable profile properties: {exc}", "decode")
+            return
         batch.items.append((record, envelope))
         self._dead_letters.valid()
 

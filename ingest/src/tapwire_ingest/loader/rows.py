@@ -2,50 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
-from tapwire_core.envelope import Envelope, Identities
+from tapwire_core.envelope import Identities, StoredEnvelope, decode_properties
+from tapwire_core.profile_values import classify
+from tapwire_core.warehouse import schema
 
-EVENT_COLUMNS: Final = (
-    "account_id",
-    "event_id",
-    "user_key",
-    "identity",
-    "object_id",
-    "email",
-    "phone",
-    "anonymous_id",
-    "name",
-    "ts",
-    "received_at",
-    "source",
-    "properties",
-    "context",
-)
-PROFILE_PROP_COLUMNS: Final = ("account_id", "user_key", "key", "value", "ts", "deleted")
-PROFILE_OP_COLUMNS: Final = ("account_id", "user_key", "key", "op", "operand", "ts", "event_id")
-PROFILE_COLUMNS: Final = (
-    "account_id",
-    "user_key",
-    "identity",
-    "object_id",
-    "email",
-    "phone",
-    "anonymous_id",
-    "first_seen",
-    "last_seen",
-)
+EVENT_COLUMNS: Final = tuple(name for name, _ in schema.EVENT_COLUMNS)
+PROFILE_PROP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_PROP_COLUMNS)
+PROFILE_OP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_OP_COLUMNS)
+PROFILE_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_COLUMNS)
 TOKEN_EVENT_NAME: Final = "__push_token"
 
-_UTC = dt.UTC
-
-
-def _when(epoch_ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch_ms / 1000, _UTC)
+# DateTime64(3) columns are given epoch milliseconds: they are the column's ticks, so the Native writer copies
+# them as they are instead of converting a datetime object per value.
 
 
 @dataclass(slots=True)
@@ -64,23 +37,13 @@ class TableRows:
     profile_ops: list[tuple[Any, ...]] = field(default_factory=list)
     _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
 
-    def add(self, env: Envelope) -> None:
+    def add(self, env: StoredEnvelope) -> None:
+        """Add one envelope's rows. Raises ``msgspec.ValidationError`` when a profile's properties are not an
+        object (only possible for a payload the gateway did not write)."""
         ids = env.ids
         user_key = ids.user_key()
         if env.kind == "profile":
-            when = _when(env.client_ts)
-            for key, value in env.properties.items():
-                deleted = type(value) is dict and "$delete" in value
-                self.profile_props.append(
-                    (
-                        env.account_id,
-                        user_key,
-                        key,
-                        "null" if deleted else orjson.dumps(value).decode(),
-                        when,
-                        int(deleted),
-                    )
-                )
+            self._add_profile(env, user_key)
         else:
             # Token uploads are kept as events too, so device tokens are queryable and erasable with the rest.
             self.events.append(
@@ -94,11 +57,11 @@ class TableRows:
                     ids.phone or "",
                     ids.anonymous_id or "",
                     env.name if env.kind == "event" else TOKEN_EVENT_NAME,
-                    _when(env.client_ts),
-                    _when(env.received_ts),
+                    env.client_ts,
+                    env.received_ts,
                     env.source,
-                    orjson.dumps(env.properties).decode(),
-                    orjson.dumps(env.context).decode() if env.context else "",
+                    bytes(env.properties).decode(),
+                    bytes(env.context).decode() if env.context is not None else "",
                 )
             )
         seen_key = (env.account_id, user_key)
@@ -109,6 +72,29 @@ class TableRows:
             seen.first_ms = min(seen.first_ms, env.client_ts)
             seen.last_ms = max(seen.last_ms, env.client_ts)
             seen.ids = _merge_ids(seen.ids, ids)
+
+    def _add_profile(self, env: StoredEnvelope, user_key: str) -> None:
+        for key, value in decode_properties(env.properties).items():
+            kind = classify(value)
+            if kind == "op":
+                ((op, operand),) = value.items()
+                self.profile_ops.append(
+                    (
+                        env.account_id,
+                        user_key,
+                        key,
+                        op,
+                        orjson.dumps(operand).decode(),
+                        env.client_ts,
+                        env.event_id,
+                    )
+                )
+            else:
+                deleted = kind == "delete"
+                encoded = "null" if deleted else orjson.dumps(value).decode()
+                self.profile_props.append(
+                    (env.account_id, user_key, key, encoded, env.client_ts, int(deleted))
+                )
 
     def profiles(self) -> list[tuple[Any, ...]]:
         """One row per user in the batch: identifiers seen and the batch's first/last timestamps."""
@@ -121,8 +107,8 @@ class TableRows:
                 seen.ids.email,
                 seen.ids.phone,
                 seen.ids.anonymous_id,
-                _when(seen.first_ms),
-                _when(seen.last_ms),
+                seen.first_ms,
+                seen.last_ms,
             )
             for (account_id, user_key), seen in self._seen.items()
         ]

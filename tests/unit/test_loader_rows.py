@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from tapwire_core.envelope import Envelope, Identities, decode_stored, encode
+from tapwire_ingest.loader.rows import EVENT_COLUMNS, PROFILE_OP_COLUMNS, PROFILE_PROP_COLUMNS, TableRows
+
+
+def stored(**fields: object) -> object:
+    base: dict[str, object] = {
+        "account_id": "A",
+        "event_id": "e1",
+        "kind": "event",
+        "ids": Identities(identity="u1"),
+        "client_ts": 1_000,
+        "received_ts": 2_000,
+        "source": "clevertap",
+        "name": "Viewed",
+        "properties": {"price": 9.5, "tags": ["a"]},
+    }
+    return decode_stored(encode(Envelope(**(base | fields))))  # type: ignore[arg-type]
+
+
+def test_event_row_keeps_properties_as_json_text_and_ms_ticks() -> None:
+    rows = TableRows()
+    rows.add(stored())  # type: ignore[arg-type]
+    (row,) = rows.events
+    values = dict(zip(EVENT_COLUMNS, row, strict=True))
+    assert values["properties"] == '{"price":9.5,"tags":["a"]}'
+    assert (values["ts"], values["received_at"]) == (1_000, 2_000)
+    assert values["user_key"] == "i:u1" and values["name"] == "Viewed" and values["context"] == ""
+
+
+def test_profile_sets_deletes_and_operators_go_to_their_tables() -> None:
+    rows = TableRows()
+    props = {"Plan": "pro", "Old": {"$delete": 1}, "Score": {"$incr": 2}, "Tags": {"$add": ["x"]}}
+    rows.add(stored(kind="profile", name="", properties=props, event_id="p1"))  # type: ignore[arg-type]
+    sets = {r[2]: dict(zip(PROFILE_PROP_COLUMNS, r, strict=True)) for r in rows.profile_props}
+    assert sets["Plan"]["value"] == '"pro"' and sets["Plan"]["deleted"] == 0
+    assert sets["Old"]["deleted"] == 1
+    ops = {r[2]: dict(zip(PROFILE_OP_COLUMNS, r, strict=True)) for r in rows.profile_ops}
+    assert (ops["Score"]["op"], ops["Score"]["operand"], ops["Score"]["event_id"]) == ("$incr", "2", "p1")
+    assert ops["Tags"]["operand"] == '["x"]'
+    assert rows.events == []
+
+
+def test_profiles_row_spans_first_and_last_seen_per_user() -> None:
+    rows = TableRows()
+    rows.add(stored(client_ts=5_000))  # type: ignore[arg-type]
+    rows.add(stored(client_ts=3_000, event_id="e2", ids=Identities(identity="u1", email="u@example.com")))  # type: ignore[arg-type]
+    ((account, user, identity, _obj, email, _phone, _anon, first, last),) = rows.profiles()
+    assert (account, user, identity, email, first, last) == ("A", "i:u1", "u1", "u@example.com", 3_000, 5_000)
