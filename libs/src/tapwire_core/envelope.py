@@ -48,12 +48,8 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True):
         return ""
 
 
-class Envelope(msgspec.Struct, omit_defaults=True, frozen=True):
-    """One accepted record, as the gateway publishes it and the loader stores it.
-
-    ``client_ts`` and ``received_ts`` are epoch milliseconds. ``properties`` holds ``evtData`` for events,
-    ``profileData`` for profiles and ``tokenData`` for tokens.
-    """
+class _EnvelopeHead(msgspec.Struct, omit_defaults=True, frozen=True):
+    """Fields every view of an envelope shares."""
 
     account_id: str
     event_id: str
@@ -63,6 +59,15 @@ class Envelope(msgspec.Struct, omit_defaults=True, frozen=True):
     received_ts: int
     source: Source
     name: str = ""
+
+
+class Envelope(_EnvelopeHead, frozen=True):
+    """One accepted record, as the gateway publishes it and the loader stores it.
+
+    ``client_ts`` and ``received_ts`` are epoch milliseconds. ``properties`` holds ``evtData`` for events,
+    ``profileData`` for profiles and ``tokenData`` for tokens.
+    """
+
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
     context: dict[str, Any] | None = None
 
@@ -71,21 +76,13 @@ class Envelope(msgspec.Struct, omit_defaults=True, frozen=True):
         return f"{self.account_id}\x1f{self.ids.user_key()}".encode()
 
 
-class StoredEnvelope(msgspec.Struct, omit_defaults=True, frozen=True):
+class StoredEnvelope(_EnvelopeHead, frozen=True):
     """The loader's view of an envelope: ``properties`` and ``context`` stay raw JSON.
 
     Events store their properties as JSON text, so parsing them only to serialise them again would be the
     loader's largest per-record cost; profiles parse theirs on demand with :func:`decode_properties`.
     """
 
-    account_id: str
-    event_id: str
-    kind: RecordKind
-    ids: Identities
-    client_ts: int
-    received_ts: int
-    source: Source
-    name: str = ""
     properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     context: msgspec.Raw | None = None
 

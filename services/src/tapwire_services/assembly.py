@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI
@@ -112,29 +113,30 @@ def embedded_app(settings: Settings) -> FastAPI:
     )
 
 
+@dataclass(frozen=True)
+class _ServiceSpec:
+    bus: bool
+    warehouse: bool
+    routers: tuple[APIRouter, ...]
+    loader: bool
+
+
+_SERVICE_SPECS: dict[str, _ServiceSpec] = {
+    "gateway": _ServiceSpec(bus=True, warehouse=False, routers=(upload_router,), loader=False),
+    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
+    "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
+}
+
+
 def service_app(settings: Settings, service: ServiceName) -> FastAPI:
-    if service == "gateway":
-        return build_app(
-            settings,
-            runtime.distributed(settings, bus=True, warehouse=False),
-            routers=[upload_router],
-            loader=False,
-            embedded=False,
-        )
-    if service == "loader":
-        return build_app(
-            settings,
-            runtime.distributed(settings, bus=True, warehouse=True),
-            routers=[],
-            loader=True,
-            embedded=False,
-        )
-    if service == "query":
-        return build_app(
-            settings,
-            runtime.distributed(settings, bus=False, warehouse=True),
-            routers=[query_router],
-            loader=False,
-            embedded=False,
-        )
-    raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    """One service in distributed mode, connected only to the stores it uses."""
+    spec = _SERVICE_SPECS.get(service)
+    if spec is None:
+        raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    return build_app(
+        settings,
+        runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse),
+        routers=spec.routers,
+        loader=spec.loader,
+        embedded=False,
+    )
