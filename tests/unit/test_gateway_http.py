@@ -202,3 +202,13 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'tapwire_ingest_records_total{outcome="rejected",reason="524",source="clevertap"}' in text
     assert "tapwire_http_requests_total" in text
+
+
+def test_literal_params_keep_plus_and_survive_bad_percent_encoding() -> None:
+    from tapwire_core.http.query_string import literal_params
+
+    assert literal_params(b"identity=+1415&email=a%40b.c&identity=ignored") == {
+        "identity": "+1415",
+        "email": "a@b.c",
+    }
+    assert literal_params(b"%ff=1&x=%ff") == {"\ufffd": "1", "x": "\ufffd"}

@@ -60,7 +60,7 @@ class LoaderSupervisor:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-        except (TimeoutError, Exception):
+        except Exception:  # includes TimeoutError: the loader did not drain in time
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task

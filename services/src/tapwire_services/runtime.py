@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tapwire_core.bus import Bus
 from tapwire_core.control.store import ControlStore
@@ -19,6 +20,10 @@ class ConfigurationError(Exception):
     """Settings do not describe a runnable process (e.g. distributed mode without a Kafka address)."""
 
 
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Components:
     """The connections one process holds. ``start`` brings them up in dependency order; ``close`` reverses."""
@@ -27,20 +32,20 @@ class Components:
     store: ControlStore
     bus: Bus | None = None
     warehouse: Warehouse | None = None
-    _started: list[str] = field(default_factory=list)
+    _started: list[tuple[str, _Closable]] = field(default_factory=list)
 
     async def start(self) -> None:
         settings = self.settings
         await self.store.start()
-        self._started.append("store")
+        self._started.append(("store", self.store))
         if self.bus is not None:
             await self.bus.start()
-            self._started.append("bus")
+            self._started.append(("bus", self.bus))
             await self.bus.ensure_topic(settings.events_topic, settings.topic_partitions)
             await self.bus.ensure_topic(settings.dead_letter_topic, settings.topic_partitions)
         if self.warehouse is not None:
             await self.warehouse.start()
-            self._started.append("warehouse")
+            self._started.append(("warehouse", self.warehouse))
             await migrate(self.warehouse, cluster=settings.clickhouse_cluster)
 
     async def readiness(self) -> dict[str, bool]:
@@ -55,10 +60,7 @@ class Components:
         return checks
 
     async def close(self) -> None:
-        for name in reversed(self._started):
-            resource = {"store": self.store, "bus": self.bus, "warehouse": self.warehouse}[name]
-            if resource is None:
-                continue
+        for name, resource in reversed(self._started):
             try:
                 await resource.close()
             except Exception:

@@ -27,21 +27,16 @@ async def write_rows(warehouse: Warehouse, rows: TableRows, *, token: str) -> No
     Events go first and profiles last: a crash in between replays the batch, and every table deduplicates.
     """
     started = time.perf_counter()
-    if rows.events:
-        await warehouse.insert("events", EVENT_COLUMNS, rows.events, dedup_token=f"{token}:e")
-        metrics.LOADER_ROWS.labels("events").inc(len(rows.events))
-    if rows.profile_props:
-        await warehouse.insert(
-            "profile_props", PROFILE_PROP_COLUMNS, rows.profile_props, dedup_token=f"{token}:p"
-        )
-        metrics.LOADER_ROWS.labels("profile_props").inc(len(rows.profile_props))
-    if rows.profile_ops:
-        await warehouse.insert("profile_ops", PROFILE_OP_COLUMNS, rows.profile_ops, dedup_token=f"{token}:o")
-        metrics.LOADER_ROWS.labels("profile_ops").inc(len(rows.profile_ops))
-    profiles = rows.profiles()
-    if profiles:
-        await warehouse.insert("profiles", PROFILE_COLUMNS, profiles, dedup_token=f"{token}:u")
-        metrics.LOADER_ROWS.labels("profiles").inc(len(profiles))
+    tables = (
+        ("events", EVENT_COLUMNS, rows.events, "e"),
+        ("profile_props", PROFILE_PROP_COLUMNS, rows.profile_props, "p"),
+        ("profile_ops", PROFILE_OP_COLUMNS, rows.profile_ops, "o"),
+        ("profiles", PROFILE_COLUMNS, rows.profiles(), "u"),
+    )
+    for table, columns, table_rows, suffix in tables:
+        if table_rows:
+            await warehouse.insert(table, columns, table_rows, dedup_token=f"{token}:{suffix}")
+            metrics.LOADER_ROWS.labels(table).inc(len(table_rows))
     metrics.LOADER_INSERT.observe(time.perf_counter() - started)
 
 

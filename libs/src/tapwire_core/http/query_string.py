@@ -16,6 +16,6 @@ def literal_params(raw_query: bytes) -> dict[str, str]:
         if not pair:
             continue
         key, _, value = pair.partition("=")
-        key = unquote(key, errors="strict") if "%" in key else key
+        key = unquote(key, errors="replace") if "%" in key else key
         params.setdefault(key, unquote(value, encoding="utf-8", errors="replace"))
     return params

@@ -40,13 +40,6 @@ class ChdbWarehouse(ConnectWarehouse):
     def _executor(self) -> Executor:
         return _CHDB_THREAD
 
-    def _open(self) -> Client:
+    def _connect(self) -> Client:
         self._path.mkdir(parents=True, exist_ok=True)
-        client = clickhouse_connect.get_client(interface="chdb", path=str(self._path), tz_mode="aware")
-        try:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            client.database = self.database
-        except BaseException:
-            client.close()
-            raise
-        return client
+        return clickhouse_connect.get_client(interface="chdb", path=str(self._path), tz_mode="aware")

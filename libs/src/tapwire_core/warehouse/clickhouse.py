@@ -55,7 +55,7 @@ class ClickHouseWarehouse(ConnectWarehouse):
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="clickhouse")
         return self._pool
 
-    def _open(self) -> Client:
+    def _connect(self) -> Client:
         client = clickhouse_connect.get_client(
             host=self._host,
             port=self._port,
@@ -70,12 +70,6 @@ class ClickHouseWarehouse(ConnectWarehouse):
             tz_mode="aware",
             pool_mgr=httputil.get_pool_manager(maxsize=self._workers, num_pools=1),
         )
-        try:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            client.database = self.database
-        except BaseException:
-            client.close()
-            raise
         return client
 
     async def close(self) -> None:

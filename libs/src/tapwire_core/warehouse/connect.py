@@ -95,8 +95,19 @@ class ConnectWarehouse(Warehouse):
         """Where every blocking client call runs."""
 
     @abc.abstractmethod
+    def _connect(self) -> Client:
+        """Open a client on the server or engine. Runs on ``_executor()``."""
+
     def _open(self) -> Client:
-        """Open the client with ``self.database`` created and selected. Runs on ``_executor()``."""
+        """A connected client with ``self.database`` created and selected; closed again if that fails."""
+        client = self._connect()
+        try:
+            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            client.database = self.database
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     async def _call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
