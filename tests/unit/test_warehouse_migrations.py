@@ -27,7 +27,7 @@ from tapwire_core.warehouse.migrations import (
 )
 from tapwire_core.warehouse.schema import EVENT_COLUMNS
 
-PUBLIC_TABLES = ("events", "profile_props", "profile_ops", "profiles")
+PUBLIC_TABLES = ("events", "profile_props", "profile_ops", "profiles", "user_aliases")
 
 
 def creates(statements: list[str]) -> dict[str, str]:
@@ -76,12 +76,13 @@ def test_cluster_plan_is_replicated_local_tables_behind_distributed_ones() -> No
     tables = creates(statements)
     assert set(tables) == {*PUBLIC_TABLES, *(f"{t}_local" for t in PUBLIC_TABLES), "tapwire_migrations"}
     for table in PUBLIC_TABLES:
+        key_column = "alias_key" if table == "user_aliases" else "user_key"
         local = tables[f"{table}_local"]
         assert f"'/clickhouse/tables/{{shard}}/{{database}}/{table}_local', '{{replica}}'" in local
         assert re.search(r"ENGINE = Replicated(Replacing|Aggregating)MergeTree\(", local)
         assert tables[table] == (
             f"CREATE TABLE IF NOT EXISTS tw.{table} ON CLUSTER main AS tw.{table}_local\n"
-            f"ENGINE = Distributed(main, tw, {table}_local, cityHash64(account_id, user_key))"
+            f"ENGINE = Distributed(main, tw, {table}_local, cityHash64(account_id, {key_column}))"
         )
         # The local table must exist before the Distributed table that copies its structure.
         assert statements.index(local) < statements.index(tables[table])

@@ -63,3 +63,17 @@ PROFILE_COLUMNS: Final = (
 
 # Rows of one user land on one shard, so per-user reads and merges never cross shards.
 SHARDING_KEY: Final = "cityHash64(account_id, user_key)"
+
+USER_ALIASES: Final = "user_aliases"
+
+# The identity graph's projection for queries: each merged-away user key points at the key that absorbed it.
+# A row with active=0 (written on demerge) undoes the link; the highest version per alias wins. Keys that were
+# never merged have no row, so a reader maps user_key -> canonical_key when an active row exists, else keeps it.
+USER_ALIAS_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("alias_key", "String"),
+    ("canonical_key", "String"),
+    ("merged_at", UTC_MS),
+    ("version", "UInt64"),
+    ("active", "UInt8"),
+)
