@@ -81,6 +81,7 @@ def build_app(
         readiness=components.readiness,
         bus_=components.bus,
         warehouse_=components.warehouse,
+        store_=components.store,
     )
     supervisor: LoaderSupervisor | None = None
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tapwire_core.bus import Bus
+from tapwire_core.control.store import ControlStore
 from tapwire_core.http.concurrency import ConcurrencyLimiter
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
@@ -34,13 +35,14 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 @dataclass
 class ServiceContext:
-    """Per-process dependencies. A service that does not use the bus or the warehouse leaves it None."""
+    """Per-process dependencies. A service leaves the stores it does not use as None."""
 
     settings: Settings
     authenticator: Authenticator
     readiness: ReadinessCheck
     bus_: Bus | None = None
     warehouse_: Warehouse | None = None
+    store_: ControlStore | None = None
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
 
     @property
@@ -54,3 +56,9 @@ class ServiceContext:
         if self.warehouse_ is None:
             raise RuntimeError("this service runs without a warehouse")
         return self.warehouse_
+
+    @property
+    def store(self) -> ControlStore:
+        if self.store_ is None:
+            raise RuntimeError("this service runs without a control store")
+        return self.store_
