@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tapwire_core.bus import Bus, BusConsumer, BusUnavailable, Record
+from tapwire_core.bus import Bus, BusConsumer, BusUnavailable, Record, partition_for
+from tapwire_core.envelope import Envelope, decode
+from tapwire_core.envelope_packs import is_pack, split_pack
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class RecordingBus(Bus):
         self.published: dict[str, list[Record]] = {}
         self.fail = False
         self.stall: asyncio.Event | None = None
+        self.partition_count = 12
 
     async def start(self) -> None:
         return None
@@ -52,6 +55,24 @@ class RecordingBus(Bus):
         if self.fail:
             raise BusUnavailable("down")
         self.published.setdefault(topic, []).extend(records)
+
+    def envelopes(self, topic: str) -> list[Envelope]:
+        """Every envelope published on ``topic``, unpacked, checking each sits on its pack's partition."""
+        found: list[Envelope] = []
+        for record in self.published.get(topic, []):
+            members = split_pack(record.value) if is_pack(record.value) else [record.value]
+            for member in members:
+                envelope = decode(member)
+                assert partition_for(envelope.partition_key(), self.partition_count) == partition_for(
+                    record.key, self.partition_count
+                ), "an envelope was packed away from its partition"
+                found.append(envelope)
+        return found
+
+    async def partitions(self, topic: str) -> int:
+        if self.fail:
+            raise BusUnavailable("down")
+        return self.partition_count
 
     def consumer(self, topics: Sequence[str], group: str) -> BusConsumer:
         raise NotImplementedError("unit fake: no consumers")

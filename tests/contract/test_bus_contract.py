@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 
-from tapwire_core.bus import Bus, BusConsumer, BusUnavailable, Delivered, Record, TopicPartition
+from tapwire_core.bus import (
+    Bus,
+    BusConsumer,
+    BusUnavailable,
+    Delivered,
+    Record,
+    TopicPartition,
+    partition_for,
+)
 from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.bus.kafka import KafkaBus
 from tests.infra.kafka_broker import kafka_home
@@ -138,6 +146,9 @@ async def test_one_key_stays_on_one_partition_in_order(log: LogUnderTest) -> Non
             f"{key.decode()}:{batch}:{i}".encode() for batch in range(5) for i in range(3)
         ]
     assert len({r.partition for r in got}) > 1, "eight keys should use more than one of four partitions"
+    # Producers pre-group by partition, so placement must be the documented function on every bus.
+    assert await bus.partitions(log.topic) == 4
+    assert all(r.partition == partition_for(r.key or b"", 4) for r in got)
 
 
 async def test_group_resumes_at_committed_offset_after_reopening(log: LogUnderTest) -> None:

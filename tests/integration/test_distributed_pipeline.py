@@ -16,6 +16,7 @@ import pytest
 
 from tapwire_core.bus import Record
 from tapwire_core.bus.kafka import KafkaBus
+from tapwire_core.envelope import Envelope, Identities, decode, encode
 from tests.integration.processes import TapwireProcess
 
 ACCOUNT, PASSCODE = "TAP-DIST-0001", "passcode-dist-0123456789abcdef"
@@ -208,31 +209,64 @@ def test_poison_record_goes_to_dead_letter_topic(
         bus = KafkaBus(kafka_broker.bootstrap)
         await bus.start()
         try:
+            # A pack with one malformed member between two good ones, as a buggy producer might send.
+            good = [Envelope(**(base | {"event_id": f"packed-{i}"})) for i in range(4)]  # type: ignore[arg-type]
+            broken = b"[" + encode(good[0]) + b',{"account_id":7},' + encode(good[1]) + b"]"
+            # And one whose members all decode, but one names no user: the warehouse cannot take it.
+            anonymous = Envelope(**(base | {"event_id": "nobody", "ids": Identities()}))  # type: ignore[arg-type]
+            unstorable = b"[" + b",".join(encode(e) for e in (good[2], anonymous, good[3])) + b"]"
             await bus.publish(
-                env["TAPWIRE_EVENTS_TOPIC"], [Record(key=b"k", value=b"\x00not an envelope")], timeout_s=10
+                env["TAPWIRE_EVENTS_TOPIC"],
+                [
+                    Record(key=b"k", value=b"\x00not an envelope"),
+                    Record(key=good[0].partition_key(), value=broken),
+                    Record(key=good[2].partition_key(), value=unstorable),
+                ],
+                timeout_s=10,
             )
             consumer = bus.consumer([env["TAPWIRE_DEAD_LETTER_TOPIC"]], "dlq-reader-" + uuid.uuid4().hex[:6])
             await consumer.start()
             try:
                 deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    got = await consumer.fetch(max_records=10, timeout_s=1)
-                    if got:
-                        return got
-                return []
+                got: list[Any] = []
+                while time.monotonic() < deadline and len(got) < 3:
+                    got += await consumer.fetch(max_records=10, timeout_s=1)
+                return got
             finally:
                 await consumer.close()
         finally:
             await bus.close()
 
+    base = {
+        "account_id": ACCOUNT,
+        "kind": "event",
+        "ids": Identities(identity="packed-user"),
+        "client_ts": JAN_5 * 1000,
+        "received_ts": JAN_5 * 1000,
+        "source": "clevertap",
+        "name": "Bought",
+        "properties": {"packed": True},
+    }
     assert upload(cluster.gateway.url, events("around", 5)).status_code == 200
-    dead = asyncio.run(poison_then_read())
-    assert len(dead) == 1
-    assert dead[0].value == b"\x00not an envelope"
-    headers = dict(dead[0].headers)
-    assert headers["tapwire-origin-topic"].decode() == env["TAPWIRE_EVENTS_TOPIC"]
-    assert b"undecodable" in headers["tapwire-reason"]
+    # Decode failures first (poison before the broken member), then the unstorable member.
+    dead = sorted(
+        asyncio.run(poison_then_read()),
+        key=lambda d: (dict(d.headers)["tapwire-reason-category"] != b"decode", d.value),
+    )
+    assert [d.value for d in dead[:2]] == [b"\x00not an envelope", b'{"account_id":7}']
+    for letter in dead[:2]:
+        headers = dict(letter.headers)
+        assert headers["tapwire-origin-topic"].decode() == env["TAPWIRE_EVENTS_TOPIC"]
+        assert b"undecodable" in headers["tapwire-reason"]
+    assert dict(dead[1].headers)["tapwire-pack-index"] == b"1"
+    assert decode(dead[2].value).event_id == "nobody"
+    assert dict(dead[2].headers)["tapwire-pack-index"] == b"1"
+    assert dict(dead[2].headers)["tapwire-reason-category"] == b"invalid"
     url = env["TAPWIRE_CLICKHOUSE_URL"]
-    wait_until(lambda: warehouse_counts(url, "Bought")[0] == 5, what="valid neighbours of the poison record")
+    wait_until(
+        lambda: warehouse_counts(url, "Bought")[0] == 9,
+        what="valid neighbours of the poison record and of the broken pack member",
+    )
     metrics = httpx.get(f"{cluster.loader.url}/metrics").text
-    assert 'tapwire_dead_letters_total{reason="decode"} 1.0' in metrics
+    assert 'tapwire_dead_letters_total{reason="decode"} 2.0' in metrics
+    assert 'tapwire_dead_letters_total{reason="invalid"} 1.0' in metrics

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tapwire_core.bus import BusUnavailable, Record, TopicPartition
+from tapwire_core.bus import BusUnavailable, Record, TopicPartition, partition_for
 from tapwire_core.bus.embedded import EmbeddedBus
-from tapwire_core.bus.embedded_store import LogWriter, Retention, partition_for
+from tapwire_core.bus.embedded_store import LogWriter, Retention
 
 TOPIC = "events"
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tapwire_core.envelope import decode
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
@@ -109,7 +108,7 @@ async def test_each_record_is_accepted_or_explained(
         assert isinstance(entry["code"], int) and 509 <= entry["code"] <= 535
         assert (entry["code"], entry["error"]) == (wanted["code"], wanted["error"])
         assert " Skipped record number : " in entry["error"]
-    stored = [decode(r.value) for r in bus.published.get("tapwire.events", [])]
+    stored = bus.envelopes("tapwire.events")
     assert len(stored) == body["processed"]
     valid_in = [r for r in records if isinstance(r, dict) and str(r.get("identity", "")).startswith("user-")]
     assert {e.ids.identity for e in stored} >= {r["identity"] for r in valid_in if _plainly_valid(r)}
@@ -143,7 +142,7 @@ async def test_duplicate_keys_last_one_wins(client: httpx.AsyncClient, bus: Reco
     body = b'{"d":[{"type":"event","identity":"first","identity":"second","evtName":"E","evtData":{}}]}'
     response = await client.post("/1/upload", headers=HEADERS, content=body)
     assert response.json()["processed"] == 1
-    assert decode(bus.published["tapwire.events"][0].value).ids.identity == "second"
+    assert bus.envelopes("tapwire.events")[0].ids.identity == "second"
 
 
 async def test_huge_string_is_rejected_per_record(client: httpx.AsyncClient) -> None:

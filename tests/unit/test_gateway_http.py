@@ -11,7 +11,6 @@ import httpx
 import orjson
 import pytest
 
-from tapwire_core.envelope import decode
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
@@ -66,7 +65,7 @@ async def test_upload_accepts_and_publishes(client: httpx.AsyncClient, bus: Reco
     response = await client.post("/1/upload", headers=HEADERS, content=orjson.dumps({"d": [ev(1), ev(2)]}))
     assert response.status_code == 200
     assert response.json() == {"status": "success", "processed": 2, "unprocessed": []}
-    envelopes = [decode(r.value) for r in bus.published["tapwire.events"]]
+    envelopes = bus.envelopes("tapwire.events")
     assert [e.ids.identity for e in envelopes] == ["u1", "u2"]
     assert all(e.account_id == "ACC-1" for e in envelopes)
 
@@ -80,7 +79,7 @@ async def test_partial_batch_keeps_valid_neighbours(client: httpx.AsyncClient, b
     assert response.status_code == 200
     assert body["status"] == "partial" and body["processed"] == 2
     assert body["unprocessed"][0]["code"] == 509
-    assert len(bus.published["tapwire.events"]) == 2
+    assert len(bus.envelopes("tapwire.events")) == 2
 
 
 async def test_dry_run_stores_nothing(client: httpx.AsyncClient, bus: RecordingBus) -> None:

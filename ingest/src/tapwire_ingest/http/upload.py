@@ -12,8 +12,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tapwire_core import metrics
-from tapwire_core.bus import BusUnavailable, Record
-from tapwire_core.envelope import Envelope, encode
+from tapwire_core.bus import BusUnavailable
+from tapwire_core.envelope import Envelope
+from tapwire_core.envelope_packs import pack
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
@@ -62,12 +63,11 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
 
 async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:
     """Hand the records to the bus and return only once they are durable; 503 when that cannot be had."""
-    records = [Record(key=e.partition_key(), value=encode(e)) for e in envelopes]
+    topic = context.settings.events_topic
     started = time.perf_counter()
     try:
-        await context.bus.publish(
-            context.settings.events_topic, records, timeout_s=context.settings.bus_timeout_s
-        )
+        records = pack(envelopes, await context.bus.partitions(topic))
+        await context.bus.publish(topic, records, timeout_s=context.settings.bus_timeout_s)
     except BusUnavailable as exc:
         metrics.BUS_FAILURES.inc()
         log.warning("bus unavailable, refusing upload", extra={"error": str(exc)})

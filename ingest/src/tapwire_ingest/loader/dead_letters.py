@@ -35,7 +35,9 @@ class DeadLetters:
                 f"{self._consecutive} invalid records in a row on {record.topic}[{record.partition}] "
                 f"at offset {record.offset}; last reason: {reason}"
             )
+        # The record's own headers travel along (for a pack member, its index in the pack).
         headers = (
+            *record.headers,
             ("tapwire-origin-topic", record.topic.encode()),
             ("tapwire-origin-partition", str(record.partition).encode()),
             ("tapwire-origin-offset", str(record.offset).encode()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,23 +18,27 @@ import msgspec
 from tapwire_core import metrics
 from tapwire_core.bus import Bus, BusConsumer, Delivered, TopicPartition
 from tapwire_core.envelope import StoredEnvelope, decode_stored
+from tapwire_core.envelope_packs import decode_pack, is_pack, split_pack
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
 from tapwire_ingest.loader.dead_letters import DeadLetters
-from tapwire_ingest.loader.rows import TableRows
+from tapwire_ingest.loader.rows import TableRows, UnstorableEnvelope
 from tapwire_ingest.loader.writer import batch_token, write_with_retry
 
 log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 5.0
+_DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
 
 @dataclass
 class _Batch:
     rows: TableRows = field(default_factory=TableRows)
-    items: list[tuple[Delivered, StoredEnvelope]] = field(default_factory=list)
+    # Each bus record with the envelopes admitted from it and their indexes in its pack (0 when unpacked).
+    items: list[tuple[Delivered, list[tuple[int, StoredEnvelope]]]] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     records: int = 0
+    envelopes: int = 0
     opened_at: float = field(default_factory=time.monotonic)
 
     def track(self, record: Delivered) -> None:
@@ -61,6 +66,9 @@ class Loader:
             timeout_s=settings.bus_timeout_s,
         )
         self.rows_written = 0
+        # Envelopes per bus record, smoothed: bus fetches count records, batches are sized in envelopes.
+        # Unknown until the first fetch, which therefore takes a single record.
+        self._per_record: float | None = None
         # When the first record arrived: throughput figures exclude the consumer group join before it.
         self.first_record_at: float | None = None
 
@@ -83,13 +91,18 @@ class Loader:
                 if in_flight is not None and in_flight.done():
                     in_flight.result()  # surface a failed write now rather than at the next flush
                 wait = max(0.0, self._settings.loader_batch_seconds - (time.monotonic() - batch.opened_at))
-                room = self._settings.loader_batch_rows - batch.records
-                for record in await consumer.fetch(
-                    max_records=room, timeout_s=wait if batch.records else 0.5
-                ):
+                fetched = await consumer.fetch(
+                    max_records=self._room(batch), timeout_s=wait if batch.records else 0.5
+                )
+                before = batch.envelopes
+                for record in fetched:
                     self._accept(batch, record)
+                if fetched:
+                    observed = max(1.0, (batch.envelopes - before) / len(fetched))
+                    previous = self._per_record
+                    self._per_record = observed if previous is None else 0.8 * previous + 0.2 * observed
                 if batch.records and (
-                    batch.records >= self._settings.loader_batch_rows
+                    batch.envelopes >= self._settings.loader_batch_rows
                     or time.monotonic() - batch.opened_at >= self._settings.loader_batch_seconds
                 ):
                     if in_flight is not None:
@@ -112,28 +125,75 @@ class Loader:
             with contextlib.suppress(Exception):
                 await consumer.close()
 
+    def _room(self, batch: _Batch) -> int:
+        """How many bus records to fetch so the batch ends near ``loader_batch_rows`` envelopes."""
+        if self._per_record is None:
+            return 1
+        return max(1, int((self._settings.loader_batch_rows - batch.envelopes) / self._per_record))
+
     def _accept(self, batch: _Batch, record: Delivered) -> None:
         if self.first_record_at is None:
             self.first_record_at = time.monotonic()
         batch.track(record)
-        try:
-            envelope = decode_stored(record.value)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self._dead_letters.add(record, f"undecodable envelope: {exc}", "decode")
-            return
-        if not envelope.account_id or not envelope.ids.user_key():
-            self._dead_letters.add(record, "envelope names no account or no user", "invalid")
-            return
-        if not bytes(envelope.properties).lstrip().startswith(b"{"):
-            self._dead_letters.add(record, "envelope properties are not a JSON object", "invalid")
+        if not is_pack(record.value):
+            try:
+                single = decode_stored(record.value)
+            except _DECODE_ERRORS as exc:
+                self._dead_letters.add(record, f"undecodable envelope: {exc}", "decode")
+                return
+            self._admit(batch, record, [(0, single)])
             return
         try:
-            batch.rows.add(envelope)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self._dead_letters.add(record, f"undecodable profile properties: {exc}", "decode")
+            envelopes = decode_pack(record.value)
+        except _DECODE_ERRORS:
+            self._admit(batch, record, self._take_apart(record))
             return
-        batch.items.append((record, envelope))
-        self._dead_letters.valid()
+        # The common case, kept tight: every envelope of the pack is stored unless the rows refuse one.
+        rows = batch.rows
+        for envelope in envelopes:
+            try:
+                rows.add(envelope)
+            except UnstorableEnvelope:
+                # Start over on this pack the slow way, from the rows of the envelopes admitted before it.
+                batch.rows = _rebuilt(batch)
+                self._admit(batch, record, list(enumerate(envelopes)))
+                return
+        if envelopes:
+            batch.items.append((record, list(enumerate(envelopes))))
+            batch.envelopes += len(envelopes)
+            self._dead_letters.valid()
+
+    def _take_apart(self, record: Delivered) -> list[tuple[int, StoredEnvelope]]:
+        """The decodable members of a pack that failed to decode as a whole; the rest are dead-lettered."""
+        try:
+            members = split_pack(record.value)
+        except _DECODE_ERRORS as exc:
+            self._dead_letters.add(record, f"undecodable envelope pack: {exc}", "decode")
+            return []
+        decoded: list[tuple[int, StoredEnvelope]] = []
+        for index, member in enumerate(members):
+            try:
+                decoded.append((index, decode_stored(member)))
+            except _DECODE_ERRORS as exc:
+                self._dead_letters.add(
+                    _member(record, index, member), f"undecodable envelope: {exc}", "decode"
+                )
+        return decoded
+
+    def _admit(self, batch: _Batch, record: Delivered, envelopes: list[tuple[int, StoredEnvelope]]) -> None:
+        """Add envelopes one by one, dead-lettering each the warehouse cannot take."""
+        admitted: list[tuple[int, StoredEnvelope]] = []
+        for index, envelope in envelopes:
+            try:
+                batch.rows.add(envelope)
+            except UnstorableEnvelope as exc:
+                self._dead_letters.add(_member_of(record, index), exc.reason, exc.category)
+                continue
+            admitted.append((index, envelope))
+            self._dead_letters.valid()
+        if admitted:
+            batch.items.append((record, admitted))
+            batch.envelopes += len(admitted)
 
     async def _flush(self, consumer: BusConsumer, batch: _Batch) -> None:
         token = batch_token(batch.offsets)
@@ -151,20 +211,24 @@ class Loader:
 
     async def _isolate(self, batch: _Batch) -> None:
         """Insert record by record; a record the warehouse refuses goes to the dead-letter topic."""
-        for record, envelope in batch.items:
+        for record, index, envelope in ((r, i, e) for r, admitted in batch.items for i, e in admitted):
             rows = TableRows()
             rows.add(envelope)
             try:
                 await write_with_retry(
                     self._warehouse,
                     rows,
-                    token=f"{record.topic}:{record.partition}:{record.offset}",
+                    token=f"{record.topic}:{record.partition}:{record.offset}:{index}",
                     stopping=self._stop.is_set,
                 )
             except WarehouseUnavailable:
                 raise
             except WarehouseError as exc:
-                self._dead_letters.add(record, f"warehouse refused record: {exc}", "insert")
+                self._dead_letters.add(
+                    _member(record, index, bytes(msgspec.json.encode(envelope))),
+                    f"warehouse refused record: {exc}",
+                    "insert",
+                )
 
     async def _export_lag(self, consumer: BusConsumer) -> None:
         try:
@@ -174,6 +238,31 @@ class Loader:
             return
         for tp, value in lag.items():
             metrics.LOADER_LAG.labels(tp.topic, str(tp.partition)).set(value)
+
+
+def _rebuilt(batch: _Batch) -> TableRows:
+    """The batch's rows rebuilt from the envelopes admitted so far: a pack's rows are added before any of
+    its members is found unstorable, and rows cannot be taken out one by one."""
+    rebuilt = TableRows()
+    for _record, admitted in batch.items:
+        for _index, envelope in admitted:
+            rebuilt.add(envelope)
+    return rebuilt
+
+
+def _member_of(record: Delivered, index: int) -> Delivered:
+    if not is_pack(record.value):
+        return record
+    return _member(record, index, split_pack(record.value)[index])
+
+
+def _member(record: Delivered, index: int, value: bytes) -> Delivered:
+    """One envelope of a pack as a record of its own, for the dead-letter topic; unpacked records stay as-is."""
+    if not is_pack(record.value):
+        return record
+    return dataclasses.replace(
+        record, value=value, headers=(*record.headers, ("tapwire-pack-index", b"%d" % index))
+    )
 
 
 __all__ = ["Loader"]

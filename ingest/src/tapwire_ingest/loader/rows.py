@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from tapwire_core.envelope import Identities, StoredEnvelope, decode_properties
@@ -19,6 +20,15 @@ TOKEN_EVENT_NAME: Final = "__push_token"
 
 # DateTime64(3) columns are given epoch milliseconds: they are the column's ticks, so the Native writer copies
 # them as they are instead of converting a datetime object per value.
+
+
+class UnstorableEnvelope(ValueError):
+    """An envelope the warehouse cannot take; it goes to the dead-letter topic with ``reason``."""
+
+    def __init__(self, reason: str, category: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.category = category
 
 
 @dataclass(slots=True)
@@ -38,12 +48,21 @@ class TableRows:
     _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
 
     def add(self, env: StoredEnvelope) -> None:
-        """Add one envelope's rows. Raises ``msgspec.ValidationError`` when a profile's properties are not an
-        object (only possible for a payload the gateway did not write)."""
+        """Add one envelope's rows, or none: raises ``UnstorableEnvelope`` for an envelope without account or
+        user, or whose properties are not a JSON object (only possible for a payload the gateway did not
+        write). The checks live here, on values this method computes anyway, because it runs per record."""
         ids = env.ids
         user_key = ids.user_key()
+        if not user_key or not env.account_id:
+            raise UnstorableEnvelope("envelope names no account or no user", "invalid")
+        properties = bytes(env.properties)
+        if not properties.lstrip().startswith(b"{"):
+            raise UnstorableEnvelope("envelope properties are not a JSON object", "invalid")
         if env.kind == "profile":
-            self._add_profile(env, user_key)
+            try:
+                self._add_profile(env, user_key)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise UnstorableEnvelope(f"undecodable profile properties: {exc}", "decode") from exc
         else:
             # Token uploads are kept as events too, so device tokens are queryable and erasable with the rest.
             self.events.append(
@@ -60,7 +79,7 @@ class TableRows:
                     env.client_ts,
                     env.received_ts,
                     env.source,
-                    bytes(env.properties).decode(),
+                    properties.decode(),
                     bytes(env.context).decode() if env.context is not None else "",
                 )
             )

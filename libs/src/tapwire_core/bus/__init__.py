@@ -8,6 +8,16 @@ from tapwire_core.bus.base import (
     Delivered,
     Record,
     TopicPartition,
+    partition_for,
 )
 
-__all__ = ["Bus", "BusConsumer", "BusError", "BusUnavailable", "Delivered", "Record", "TopicPartition"]
+__all__ = [
+    "Bus",
+    "BusConsumer",
+    "BusError",
+    "BusUnavailable",
+    "Delivered",
+    "Record",
+    "TopicPartition",
+    "partition_for",
+]

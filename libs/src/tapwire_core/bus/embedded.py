@@ -101,6 +101,9 @@ class EmbeddedBus(Bus):
             return
         await _await(self._require_writer().publish(topic, records), timeout_s)
 
+    async def partitions(self, topic: str) -> int:
+        return self._require_writer().partition_count(topic)
+
     def consumer(self, topics: Sequence[str], group: str) -> BusConsumer:
         return EmbeddedConsumer(self, topics, group)
 

@@ -17,7 +17,6 @@ import logging
 import sqlite3
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +26,14 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from tapwire_core.bus.base import BusError, BusUnavailable, Delivered, Record, TopicPartition
+from tapwire_core.bus.base import (
+    BusError,
+    BusUnavailable,
+    Delivered,
+    Record,
+    TopicPartition,
+    partition_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +78,6 @@ _SCHEMA = (
 
 _headers_encoder = msgspec.msgpack.Encoder()
 _headers_decoder = msgspec.msgpack.Decoder(list[tuple[str, bytes]])
-
-
-def partition_for(key: bytes, partitions: int) -> int:
-    """Stable across processes and versions (CRC-32), unlike Python's salted ``hash``."""
-    return zlib.crc32(key) % partitions
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
@@ -189,6 +190,10 @@ class LogWriter:
 
     def commit(self, group: str, offsets: dict[TopicPartition, int]) -> Future[None]:
         return self._submit(_Commit(group, offsets))
+
+    def partition_count(self, topic: str) -> int:
+        """Partitions of ``topic``; a topic not yet created will get the default count on first publish."""
+        return self._partitions.get(topic, self._default_partitions)
 
     def ensure_topic(self, topic: str, partitions: int) -> Future[None]:
         return self._submit(_EnsureTopic(topic, partitions))

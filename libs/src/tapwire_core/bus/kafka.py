@@ -24,7 +24,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition as KafkaTopicPartition  # type: ignore[import-untyped]
 
-from tapwire_core.bus.base import Bus, BusConsumer, BusUnavailable, Delivered, Record, TopicPartition
+from tapwire_core.bus.base import (
+    Bus,
+    BusConsumer,
+    BusUnavailable,
+    Delivered,
+    Record,
+    TopicPartition,
+    partition_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a delivery outcome as seen: a publish that timed out no longer awaits its futures."""
     if not future.cancelled():
         future.exception()
+
+
+def _place(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """The producer's partitioner: the Bus-wide ``partition_for`` (CRC-32), not aiokafka's pure-Python
+    murmur2, so a key lands where the embedded bus would put it and producers can pre-group by partition."""
+    return all_partitions[partition_for(key or b"", len(all_partitions))]
 
 
 class KafkaBus(Bus):
@@ -141,6 +155,14 @@ class KafkaBus(Bus):
                 failure = None if future.cancelled() else future.exception()
                 raise BusUnavailable(f"publish to {topic!r} failed: {failure!r}") from failure
 
+    async def partitions(self, topic: str) -> int:
+        try:
+            async with asyncio.timeout(_ADMIN_TIMEOUT_S):
+                producer = await self._current_producer(_ADMIN_TIMEOUT_S)
+                return len(await producer.partitions_for(topic))
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise BusUnavailable(f"partitions of {topic!r} unknown: {exc!r}") from exc
+
     def consumer(self, topics: Sequence[str], group: str) -> BusConsumer:
         return KafkaConsumer(
             self._bootstrap,
@@ -178,6 +200,7 @@ class KafkaBus(Bus):
                 linger_ms=_LINGER_MS,
                 max_batch_size=_MAX_BATCH_BYTES,
                 request_timeout_ms=_REQUEST_TIMEOUT_MS,
+                partitioner=_place,
             )
             try:
                 async with asyncio.timeout(timeout_s):
