@@ -121,7 +121,8 @@ class Loader:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._dead_letters.add(record, f"undecodable envelope: {exc}", "decode")
             return
-        if not envelope.account_id or not envelope.ids.user_key():
+        # Alias envelopes carry their keys in properties: they name a link, not one user.
+        if not envelope.account_id or (envelope.kind != "alias" and not envelope.ids.user_key()):
             self._dead_letters.add(record, "envelope names no account or no user", "invalid")
             return
         if not bytes(envelope.properties).lstrip().startswith(b"{"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from tapwire_core.envelope import Identities, StoredEnvelope, decode_properties
@@ -15,10 +16,21 @@ EVENT_COLUMNS: Final = tuple(name for name, _ in schema.EVENT_COLUMNS)
 PROFILE_PROP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_PROP_COLUMNS)
 PROFILE_OP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_OP_COLUMNS)
 PROFILE_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_COLUMNS)
+USER_ALIAS_COLUMNS: Final = tuple(name for name, _ in schema.USER_ALIAS_COLUMNS)
 TOKEN_EVENT_NAME: Final = "__push_token"
 
 # DateTime64(3) columns are given epoch milliseconds: they are the column's ticks, so the Native writer copies
 # them as they are instead of converting a datetime object per value.
+
+
+class _AliasProperties(msgspec.Struct, frozen=True):
+    alias_key: str
+    canonical_key: str
+    version: int
+    active: int
+
+
+_alias_decoder = msgspec.json.Decoder(_AliasProperties)
 
 
 @dataclass(slots=True)
@@ -35,11 +47,16 @@ class TableRows:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     profile_props: list[tuple[Any, ...]] = field(default_factory=list)
     profile_ops: list[tuple[Any, ...]] = field(default_factory=list)
+    user_aliases: list[tuple[Any, ...]] = field(default_factory=list)
     _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
 
     def add(self, env: StoredEnvelope) -> None:
         """Add one envelope's rows. Raises ``msgspec.ValidationError`` when a profile's properties are not an
-        object (only possible for a payload the gateway did not write)."""
+        object or an alias's are not a ``user_aliases`` row (only possible for a payload the gateway did not
+        write)."""
+        if env.kind == "alias":
+            self._add_alias(env)
+            return
         ids = env.ids
         user_key = ids.user_key()
         if env.kind == "profile":
@@ -96,6 +113,12 @@ class TableRows:
                     (env.account_id, user_key, key, encoded, env.client_ts, int(deleted))
                 )
 
+    def _add_alias(self, env: StoredEnvelope) -> None:
+        row = _alias_decoder.decode(env.properties)
+        self.user_aliases.append(
+            (env.account_id, row.alias_key, row.canonical_key, env.received_ts, row.version, row.active)
+        )
+
     def profiles(self) -> list[tuple[Any, ...]]:
         """One row per user in the batch: identifiers seen and the batch's first/last timestamps."""
         return [
@@ -114,7 +137,7 @@ class TableRows:
         ]
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.profile_props) + len(self.profile_ops)
+        return len(self.events) + len(self.profile_props) + len(self.profile_ops) + len(self.user_aliases)
 
 
 def _merge_ids(old: Identities, new: Identities) -> Identities:
