@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -13,12 +14,16 @@ ACCOUNT = "ACC-GRAPH"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-async def graph(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[IdentityGraph]:
+def graph_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/control.db"
-    else:
-        url = request.getfixturevalue("fresh_postgres_url")
-    store = ControlStore(url)
+        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
+@pytest.fixture
+async def graph(graph_url: str) -> AsyncIterator[IdentityGraph]:
+    store = ControlStore(graph_url)
     await store.start()
     try:
         for account in (ACCOUNT, "ACC-OTHER"):

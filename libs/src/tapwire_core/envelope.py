@@ -89,7 +89,8 @@ class StoredEnvelope(_EnvelopeHead, frozen=True):
     """
 
     properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
-    context: msgspec.Raw | None = None
+    # msgspec cannot decode Raw inside an Optional, so "no context" is an empty Raw rather than None.
+    context: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
 
 
 _encoder = msgspec.json.Encoder()

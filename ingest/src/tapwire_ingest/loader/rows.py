@@ -78,7 +78,7 @@ class TableRows:
                     env.received_ts,
                     env.source,
                     bytes(env.properties).decode(),
-                    bytes(env.context).decode() if env.context is not None else "",
+                    _context_text(env.context),
                 )
             )
         seen_key = (env.account_id, user_key)
@@ -138,6 +138,11 @@ class TableRows:
 
     def __len__(self) -> int:
         return len(self.events) + len(self.profile_props) + len(self.profile_ops) + len(self.user_aliases)
+
+
+def _context_text(raw: msgspec.Raw) -> str:
+    text = bytes(raw)
+    return "" if text in (b"", b"null") else text.decode()
 
 
 def _merge_ids(old: Identities, new: Identities) -> Identities:
