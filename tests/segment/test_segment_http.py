@@ -304,6 +304,15 @@ async def test_wrapper_context_and_integrations_merge_into_items(
     assert event.context["integrations"] == {"All": True, "Mixpanel": False}
 
 
+async def test_direct_context_records_the_callers_address(
+    client: httpx.AsyncClient, bus: RecordingBus
+) -> None:
+    message = track(1, context={"direct": True})
+    assert (await client.post("/v1/track", headers=BASIC, content=orjson.dumps(message))).status_code == 200
+    (event,) = published(bus, "event")
+    assert event.context is not None and event.context["context"]["ip"] == "127.0.0.1"
+
+
 async def test_numeric_ids_are_coerced_and_batches_past_the_limit_lose_only_the_excess(
     client: httpx.AsyncClient, bus: RecordingBus
 ) -> None:

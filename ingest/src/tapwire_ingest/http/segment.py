@@ -84,6 +84,7 @@ async def ingest(request: Request, context: ServiceContext, *, implied_type: str
             received_ms=received_ms,
             request_digest=hashlib.blake2b(body, digest_size=16).digest(),
             max_event_bytes=settings.segment_max_event_bytes,
+            client_ip=request.client.host if request.client else None,
         )
         outcome = map_messages(
             messages, batch, implied_type=implied_type, max_events=settings.segment_max_batch_events

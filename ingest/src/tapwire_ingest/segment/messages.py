@@ -57,6 +57,7 @@ class BatchContext:
     received_ms: int
     request_digest: bytes
     max_event_bytes: int
+    client_ip: str | None = None
     wrapper_sent_at: Any = None
     wrapper_context: dict[str, Any] | None = None
     wrapper_integrations: dict[str, Any] | None = None
@@ -70,6 +71,7 @@ def batch_context(
     received_ms: int,
     request_digest: bytes,
     max_event_bytes: int,
+    client_ip: str | None = None,
 ) -> BatchContext:
     context = payload.get("context")
     integrations = payload.get("integrations")
@@ -79,6 +81,7 @@ def batch_context(
         received_ms=received_ms,
         request_digest=request_digest,
         max_event_bytes=max_event_bytes,
+        client_ip=client_ip,
         wrapper_sent_at=payload.get("sentAt"),
         wrapper_context=context if type(context) is dict and context else None,
         wrapper_integrations=integrations if type(integrations) is dict and integrations else None,
@@ -123,6 +126,9 @@ def map_message(
     if user_id is None and anonymous_id is None:
         raise MessageRejected("no_user_anon_id", "Message has neither userId nor anonymousId")
     context = _merged_object(batch.wrapper_context, message.get("context"), "context")
+    if context.get("direct") is True and "ip" not in context and batch.client_ip:
+        # A client without a server in front asks for the caller's address to be recorded.
+        context = context | {"ip": batch.client_ip}
     integrations = _merged_object(batch.wrapper_integrations, message.get("integrations"), "integrations")
     message_id = _optional_id(message, "messageId")
     event_id = _event_id(batch, message_id, position)
