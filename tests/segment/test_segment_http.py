@@ -196,6 +196,10 @@ async def test_write_key_in_body_header_wins_and_bare_key_works(
         await client.post("/v1/track", headers=BASIC, content=orjson.dumps(wrong_body))
     ).status_code == 200
     assert_error(await client.post("/v1/track", content=orjson.dumps(track())), 401)
+    bearer = {"Authorization": "Bearer oauth-token"}
+    with_key = orjson.dumps(track(4) | {"writeKey": KEY})
+    assert (await client.post("/v1/track", headers=bearer, content=with_key)).status_code == 200
+    assert_error(await client.post("/v1/track", headers=bearer, content=orjson.dumps(track())), 401)
     bad = {"Authorization": "Basic " + base64.b64encode(b"nope:").decode()}
     assert (
         assert_error(await client.post("/v1/track", headers=bad, content=b"{}"), 401)["message"]
@@ -208,7 +212,7 @@ async def test_write_key_in_body_header_wins_and_bare_key_works(
             "message"
         ]
     )
-    assert len(published(bus, "event")) == 3
+    assert len(published(bus, "event")) == 4
 
 
 async def test_invalid_messages_are_dead_lettered_and_neighbours_kept(

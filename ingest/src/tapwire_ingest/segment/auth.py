@@ -14,13 +14,13 @@ from tapwire_core.http.errors import ApiError
 
 
 def write_key_of(request: Request, payload: Any) -> str:
-    """The write key: the Basic user name when an Authorization header is present (it wins over the body, as
-    Segment recommends), else the body's ``writeKey``. 401 when neither gives one."""
+    """The write key: the user name of an ``Authorization: Basic`` header (it wins over the body, as Segment
+    recommends), else the body's ``writeKey`` (also with a Bearer header, Segment's OAuth mode). 401 when
+    neither gives one."""
     header = request.headers.get("authorization")
-    if header:
-        scheme, _, credentials = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            raise ApiError(401, "Authorization must be HTTP Basic with the write key as user name")
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    # Segment's OAuth mode sends "Bearer <token>" with the write key in the body: the body names the source.
+    if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as exc:
@@ -32,6 +32,8 @@ def write_key_of(request: Request, payload: Any) -> str:
     body_key = payload.get("writeKey") if type(payload) is dict else None
     if type(body_key) is str and body_key:
         return body_key
+    if scheme and scheme.lower() != "basic":
+        raise ApiError(401, "Authorization must be HTTP Basic with the write key as user name")
     raise ApiError(401, "Write key is missing: send it as the Basic user name or as writeKey in the body")
 
 
