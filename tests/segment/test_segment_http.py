@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 from collections.abc import AsyncIterator
@@ -48,7 +49,7 @@ async def graph(tmp_path: Path) -> AsyncIterator[IdentityGraph]:
 
 
 @pytest.fixture
-async def client(bus: RecordingBus, graph: IdentityGraph) -> AsyncIterator[httpx.AsyncClient]:
+def context(bus: RecordingBus) -> ServiceContext:
     settings = Settings(bus_timeout_s=0.2, segment_max_batch_events=10, upload_concurrency=4)
     auth = FakeAuthenticator(
         {"ACC-1": ("secret", ACCOUNT)},
@@ -59,10 +60,12 @@ async def client(bus: RecordingBus, graph: IdentityGraph) -> AsyncIterator[httpx
             "WK-locked": LOCKED,
         },
     )
-    app = create_app(
-        ServiceContext(settings=settings, authenticator=auth, readiness=_ready, bus_=bus),
-        [segment_router, upload_router, identity_router],
-    )
+    return ServiceContext(settings=settings, authenticator=auth, readiness=_ready, bus_=bus)
+
+
+@pytest.fixture
+async def client(context: ServiceContext, graph: IdentityGraph) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(context, [segment_router, upload_router, identity_router])
     app.state.identity_graph = graph
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c
@@ -352,6 +355,22 @@ async def test_bus_outage_is_503_with_retry_after(client: httpx.AsyncClient, bus
     response = await client.post("/v1/batch", headers=BASIC, content=orjson.dumps({"batch": [track()]}))
     assert response.status_code == 200
     assert [e.properties["alias_key"] for e in published(bus, "alias")] == ["a:anon-1"]
+
+
+async def test_concurrency_limit_is_429_with_retry_after(
+    client: httpx.AsyncClient, bus: RecordingBus, context: ServiceContext
+) -> None:
+    context.settings.bus_timeout_s = 60  # the stalled publishes wait for the test, not for a timeout
+    bus.stall = asyncio.Event()
+    body = orjson.dumps({"batch": [track(anonymousId=None)]})
+    in_flight = [asyncio.create_task(client.post("/v1/batch", headers=BASIC, content=body)) for _ in range(4)]
+    while context.limiter.in_flight("ACC-1") < 4:
+        await asyncio.sleep(0.001)
+    refused = await client.post("/v1/batch", headers=BASIC, content=body)
+    assert_error(refused, 429)
+    assert refused.headers["Retry-After"] == "1"
+    bus.stall.set()
+    assert [r.status_code for r in await asyncio.gather(*in_flight)] == [200] * 4
 
 
 async def test_browser_beacon_and_cors(client: httpx.AsyncClient, bus: RecordingBus) -> None:
