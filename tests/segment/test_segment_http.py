@@ -364,8 +364,12 @@ async def test_concurrency_limit_is_429_with_retry_after(
     bus.stall = asyncio.Event()
     body = orjson.dumps({"batch": [track(anonymousId=None)]})
     in_flight = [asyncio.create_task(client.post("/v1/batch", headers=BASIC, content=body)) for _ in range(4)]
-    while context.limiter.in_flight("ACC-1") < 4:
+    for _ in range(30_000):  # until all four hold their slot (bounded: a hang fails instead of blocking)
+        if context.limiter.in_flight("ACC-1") == 4:
+            break
         await asyncio.sleep(0.001)
+    else:
+        raise AssertionError("the four requests never held their slots")
     refused = await client.post("/v1/batch", headers=BASIC, content=body)
     assert_error(refused, 429)
     assert refused.headers["Retry-After"] == "1"
