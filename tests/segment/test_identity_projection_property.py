@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tapwire_core.control.store import ControlStore
-from tapwire_core.identity import AliasRow, IdentityGraph
+from tapwire_core.identity import AliasRow, IdentityGraph, LinkRequest
 from tapwire_core.identity.keys import canonical_rank
 
 ACCOUNT = "ACC-PROP"
@@ -25,7 +25,9 @@ demerge = st.tuples(
 detach = st.tuples(
     st.just("disassociate"), st.lists(st.sampled_from(KEYS), min_size=1, max_size=1), st.just(False)
 )
-OPERATIONS = st.lists(st.one_of(link, link, demerge, detach), min_size=1, max_size=12)
+# Several links in one transaction, as one ingestion request makes them.
+many = st.tuples(st.just("many"), st.lists(st.sampled_from(KEYS), min_size=4, max_size=6), st.booleans())
+OPERATIONS = st.lists(st.one_of(link, link, many, demerge, detach), min_size=1, max_size=12)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,10 @@ def test_alias_rows_describe_the_graph(store_url: str, operations: list[tuple[st
             keys = [scoped(k) for k in names]
             if kind == "link":
                 record((await graph.link(ACCOUNT, keys, reason="test", explicit=explicit)).rows)
+            elif kind == "many":
+                pairs = [LinkRequest((a, b), "test", explicit) for a, b in itertools.pairwise(keys)]
+                for outcome in await graph.link_many(ACCOUNT, pairs):
+                    record(outcome.rows)
             elif kind == "demerge":
                 record(await graph.demerge(ACCOUNT, keys))
             else:

@@ -19,7 +19,7 @@ from tapwire_core import metrics
 from tapwire_core.envelope import Envelope
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError
-from tapwire_core.identity import IdentityGraph, alias_envelopes
+from tapwire_core.identity import AliasRow, IdentityGraph, LinkRequest, alias_envelopes
 from tapwire_core.identity.keys import keys_of
 
 log = logging.getLogger(__name__)
@@ -77,27 +77,34 @@ async def resolve_links(
     """Apply ``links`` to the graph. Raises ApiError 503 when the control store is unreachable."""
     pending = PendingLinks()
     seen: set[tuple[tuple[str, ...], bool]] = set()
+    requests: list[LinkRequest] = []
+    named: set[str] = set()  # keys of this request's earlier links, which the graph will know by then
     try:
         for link in links:
             if (link.keys, link.explicit) in seen:
                 continue
             seen.add((link.keys, link.explicit))
-            keys = await _resolved_keys(graph, account_id, link.keys)
-            if graph.recently_linked(account_id, keys):
-                continue
-            outcome = await graph.link(account_id, keys, reason=link.reason, explicit=link.explicit)
-            if outcome.refused is not None:
-                _REFUSED.inc()
-                continue
-            if outcome.merged:
-                _MERGES.inc()
-            pending.envelopes.extend(alias_envelopes(account_id, outcome.rows, received_ms=received_ms))
-            pending.made.append(tuple(keys))
+            keys = await _resolved_keys(graph, account_id, link.keys, earlier=named)
+            named.update(keys)
+            if not graph.recently_linked(account_id, keys):
+                requests.append(LinkRequest(tuple(keys), link.reason, link.explicit))
+        outcomes = await graph.link_many(account_id, requests) if requests else []
     except (SQLAlchemyError, OSError) as exc:
         log.warning("identity graph unavailable", extra={"error": str(exc)})
         raise ApiError(
             503, "Identity resolution is temporarily unavailable; retry later", retry_after=retry_after_s
         ) from exc
+    # Links into one profile each hand back its whole state: publish every (alias, version) once.
+    rows: dict[tuple[str, int], AliasRow] = {}
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if outcome.refused is not None:
+            _REFUSED.inc()
+            continue
+        if outcome.merged:
+            _MERGES.inc()
+        rows.update(((row.alias_key, row.version), row) for row in outcome.rows)
+        pending.made.append(request.keys)
+    pending.envelopes = alias_envelopes(account_id, rows.values(), received_ms=received_ms)
     return pending
 
 
@@ -133,14 +140,16 @@ async def link_request(
     return RequestLinks(pending.envelopes, graph, pending, account_id)
 
 
-async def _resolved_keys(graph: IdentityGraph, account_id: str, keys: tuple[str, ...]) -> list[str]:
+async def _resolved_keys(
+    graph: IdentityGraph, account_id: str, keys: tuple[str, ...], *, earlier: set[str]
+) -> list[str]:
     resolved = []
     for key in keys:
         if key.startswith(PREVIOUS_ID_PREFIX):
             value = key[len(PREVIOUS_ID_PREFIX) :]
             as_user = "i:" + value
-            known = await graph.existing(account_id, [as_user])
-            resolved.append(as_user if as_user in known else "a:" + value)
+            known = as_user in earlier or as_user in await graph.existing(account_id, [as_user])
+            resolved.append(as_user if known else "a:" + value)
         else:
             resolved.append(key)
     return resolved

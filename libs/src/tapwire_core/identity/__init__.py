@@ -6,7 +6,7 @@ comes back as ``projection.AliasRow`` values: the rows of the warehouse's ``user
 ingestion path publishes on the bus so queries count a merged user's earlier events for the merged user.
 """
 
-from tapwire_core.identity.graph import IdentityGraph, LinkOutcome, MergeRefused
+from tapwire_core.identity.graph import IdentityGraph, LinkOutcome, LinkRequest, MergeRefused
 from tapwire_core.identity.keys import KINDS, NodeKind, canonical_rank, kind_of, parse_identifier
 from tapwire_core.identity.projection import AliasRow, alias_envelopes
 
@@ -15,6 +15,7 @@ __all__ = [
     "AliasRow",
     "IdentityGraph",
     "LinkOutcome",
+    "LinkRequest",
     "MergeRefused",
     "NodeKind",
     "alias_envelopes",
