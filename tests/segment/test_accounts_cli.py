@@ -2,51 +2,45 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import asyncio
 from pathlib import Path
 
-from tapwire_core.control.accounts import AccountDirectory
+import pytest
+
+from tapwire_core.control.accounts import Account, AccountDirectory
 from tapwire_core.control.bootstrap import DEMO_ACCOUNT_ID
 from tapwire_core.control.store import ControlStore
+from tapwire_services.cli import main
 
 
-def tapwire(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"TAPWIRE_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [sys.executable, "-m", "tapwire_services.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def test_issue_write_key_and_restrict_origins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TAPWIRE_DATA_DIR", str(tmp_path))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
 
+    def by_write_key(write_key: str) -> Account | None:
+        async def look_up() -> Account | None:
+            async with ControlStore(url) as store:
+                return await AccountDirectory(store).authenticate_write_key(write_key)
 
-async def test_issue_write_key_and_restrict_origins(tmp_path: Path) -> None:
-    assert tapwire(tmp_path, "accounts", "reset-demo").returncode == 0
-    issued = tapwire(tmp_path, "accounts", "add-write-key", DEMO_ACCOUNT_ID)
-    assert issued.returncode == 0, issued.stderr
-    write_key = issued.stdout.split("write key:")[1].strip()
-    restricted = tapwire(tmp_path, "accounts", "set-origins", DEMO_ACCOUNT_ID, "https://shop.example")
-    assert restricted.returncode == 0 and "https://shop.example" in restricted.stdout
-    missing = tapwire(tmp_path, "accounts", "add-write-key", "NO-SUCH-ACCOUNT")
-    assert missing.returncode == 1 and "NO-SUCH-ACCOUNT" in missing.stderr
+        return asyncio.run(look_up())
 
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    await store.start()
-    try:
-        account = await AccountDirectory(store).authenticate_write_key(write_key)
-        assert account is not None and account.id == DEMO_ACCOUNT_ID
-        assert account.settings["cors_origins"] == ["https://shop.example"]
-    finally:
-        await store.close()
-    assert tapwire(tmp_path, "accounts", "set-origins", DEMO_ACCOUNT_ID).returncode == 0
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    await store.start()
-    try:
-        account = await store.get_account(DEMO_ACCOUNT_ID)
-        assert account is not None and "cors_origins" not in account.settings
-    finally:
-        await store.close()
+    assert main(["accounts", "reset-demo"]) == 0
+    capsys.readouterr()
+    assert main(["accounts", "add-write-key", DEMO_ACCOUNT_ID]) == 0
+    write_key = capsys.readouterr().out.split("write key:")[1].strip()
+    assert main(["accounts", "set-origins", DEMO_ACCOUNT_ID, "https://shop.example"]) == 0
+    assert "https://shop.example" in capsys.readouterr().out
+
+    account = by_write_key(write_key)
+    assert account is not None and account.id == DEMO_ACCOUNT_ID
+    assert account.settings["cors_origins"] == ["https://shop.example"]
+
+    assert main(["accounts", "set-origins", DEMO_ACCOUNT_ID]) == 0
+    assert "any origin" in capsys.readouterr().out
+    account = by_write_key(write_key)
+    assert account is not None and "cors_origins" not in account.settings
+
+    assert main(["accounts", "add-write-key", "NO-SUCH-ACCOUNT"]) == 1
+    assert "NO-SUCH-ACCOUNT" in capsys.readouterr().err
