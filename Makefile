@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps infra kafka postgres run test bench lint k8s clean
+.PHONY: help deps infra kafka postgres clients run test bench lint k8s clean
 
 help:
 	@echo "make run    - start the embedded suite (all services, one process)"
@@ -32,12 +32,16 @@ kafka:
 postgres:
 	@bash deploy/local/ensure-postgres.sh
 
+# SDK packages from npm (tests/clients, npm ci) and Debian's chromium, for the real-client tests.
+clients:
+	@bash deploy/local/ensure-clients.sh tests/clients
+
 infra: kafka postgres
 
 run: deps
 	@$(UV) run --frozen tapwire up
 
-test: deps infra
+test: deps infra clients
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 bench: deps infra

@@ -20,8 +20,16 @@ class FakeAccount:
 
 
 class FakeAuthenticator:
-    def __init__(self, accounts: dict[str, tuple[str, FakeAccount]]) -> None:
+    def __init__(
+        self,
+        accounts: dict[str, tuple[str, FakeAccount]],
+        write_keys: dict[str, FakeAccount] | None = None,
+    ) -> None:
         self._accounts = accounts
+        self._write_keys = write_keys or {}
+
+    async def authenticate_write_key(self, write_key: str) -> FakeAccount | None:
+        return self._write_keys.get(write_key)
 
     async def authenticate_passcode(self, account_id: str, passcode: str) -> FakeAccount | None:
         entry = self._accounts.get(account_id)

@@ -7,12 +7,16 @@ server under test, and on a 2-core machine the generator's CPU is taken from the
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import orjson
 
 from tapwire_services import generate
+from tapwire_services.generate import BASE_TS
 
 
 @dataclass
@@ -39,6 +43,44 @@ def upload_bodies(count: int, *, records_per_body: int, users: int, seed: int) -
     """Distinct 100-record CleverTap bodies (distinct event ids), built before the clock starts."""
     source = generate.events(users, count * records_per_body, seed)
     return [orjson.dumps({"d": batch}) for batch in generate.batches(source, records_per_body)]
+
+
+def segment_bodies(count: int, *, records_per_body: int, users: int, seed: int) -> list[bytes]:
+    """Distinct gzip-compressed ``/v1/batch`` bodies shaped as segment-analytics-python sends them (server-side
+    tracks: a userId, no anonymousId, so no identity link per event), built before the clock starts."""
+    library = {"library": {"name": "analytics-python", "version": "2.4.0"}}
+    sent_at = "2026-01-31T00:00:00.000000+00:00"
+    bodies = []
+    source = generate.events(users, count * records_per_body, seed)
+    for number, batch in enumerate(generate.batches(source, records_per_body)):
+        messages = [
+            {
+                "integrations": {},
+                "anonymousId": None,
+                "properties": record["evtData"],
+                "timestamp": f"2026-01-{1 + (record['ts'] - BASE_TS) // 86_400:02d}T12:00:00.000+00:00",
+                "context": library,
+                "userId": record["identity"],
+                "type": "track",
+                "event": record["evtName"],
+                "messageId": str(uuid.UUID(int=(seed << 64) + number * records_per_body + i)),
+            }
+            for i, record in enumerate(batch)
+        ]
+        bodies.append(gzip.compress(orjson.dumps({"batch": messages, "sentAt": sent_at}), compresslevel=6))
+    return bodies
+
+
+def segment_requests(host: str, port: int, write_key: str, bodies: list[bytes]) -> list[bytes]:
+    auth = base64.b64encode(f"{write_key}:".encode()).decode()
+    return [
+        (
+            f"POST /v1/batch HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in bodies
+    ]
 
 
 def _request(host: str, port: int, account: str, passcode: str, body: bytes) -> bytes:
@@ -77,8 +119,28 @@ async def drive(
 
     Each body is sent at most once, so every accepted record is a distinct event.
     """
-    result = LoadResult()
     requests = [_request(host, port, account, passcode, b) for b in bodies]
+    return await drive_requests(
+        host=host,
+        port=port,
+        requests=requests,
+        records_per_body=records_per_body,
+        connections=connections,
+        duration_s=duration_s,
+    )
+
+
+async def drive_requests(
+    *,
+    host: str,
+    port: int,
+    requests: list[bytes],
+    records_per_body: int,
+    connections: int,
+    duration_s: float,
+) -> LoadResult:
+    """Send ready-made HTTP requests (each at most once) over ``connections`` keep-alive connections."""
+    result = LoadResult()
     next_index = 0
     deadline = time.perf_counter() + duration_s
 

@@ -23,7 +23,9 @@ from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_ingest.loader.pipeline import Loader
-from tests.bench.loadgen import LoadResult, drive, upload_bodies
+from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
+from tests.bench.segment_batch import bench_segment_gateway
+from tests.bench.segment_batch import figures as segment_figures
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 from tests.infra.producer_perf import run_producer_perf
 from tests.integration.processes import TapwireProcess
@@ -177,6 +179,20 @@ def main() -> None:
         gateway = bench_gateway(work, broker, bodies, "bench-events")
         log(f"  {gateway.records_per_s:.0f} events/s, statuses {gateway.statuses}")
 
+        log("gateway → Kafka, Segment /v1/batch (100 events, gzip)")
+        segment = bench_segment_gateway(
+            work,
+            broker,
+            # Enough for 20 s at ~40k events/s; gzip-compressing more would only lengthen the set-up.
+            segment_bodies(
+                min(total_bodies, 8000), records_per_body=RECORDS_PER_BODY, users=100_000, seed=11
+            ),
+            "bench-segment",
+            connections=CONNECTIONS,
+            duration_s=DURATION_S,
+        )
+        log(f"  {segment.records_per_s:.0f} events/s, statuses {segment.statuses}")
+
         log("loader: Kafka → chDB")
         loader_s, loader_rows = asyncio.run(
             bench_loader(work, broker, "bench-events", gateway.records + 50 * 100)
@@ -192,6 +208,7 @@ def main() -> None:
             "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
             "gateway_p99_ms": round(gateway.percentile_ms(99), 2),
             "gateway_errors": gateway.errors,
+            **segment_figures(segment),
             "kafka_perf_events_per_s": round(perf["records_per_s"]),
             "kafka_perf_p99_ms": perf.get("p99_ms"),
             "gateway_vs_kafka_ratio": round(gateway.records_per_s / perf["records_per_s"], 3),

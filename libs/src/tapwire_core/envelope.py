@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-RecordKind = Literal["event", "profile", "token"]
+RecordKind = Literal["event", "profile", "token", "alias"]
 Source = Literal["clevertap", "segment", "internal"]
 
 
@@ -24,6 +24,8 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True):
     email: str | None = None
     phone: str | None = None
     anonymous_id: str | None = None
+    # A Segment group (a company, an organisation): set alone, on the group's own trait records.
+    group_id: str | None = None
 
     def user_key(self) -> str:
         """The stable per-account user key: the strongest identifier present, prefixed by its kind.
@@ -45,6 +47,8 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True):
             return "e:" + self.email
         if self.phone:
             return "p:" + self.phone
+        if self.group_id:
+            return "grp:" + self.group_id
         return ""
 
 
@@ -65,7 +69,8 @@ class Envelope(_EnvelopeHead, frozen=True):
     """One accepted record, as the gateway publishes it and the loader stores it.
 
     ``client_ts`` and ``received_ts`` are epoch milliseconds. ``properties`` holds ``evtData`` for events,
-    ``profileData`` for profiles and ``tokenData`` for tokens.
+    ``profileData`` for profiles, ``tokenData`` for tokens and one ``user_aliases`` row (the identity graph's
+    projection, see ``tapwire_core.identity``) for aliases.
     """
 
     properties: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -84,7 +89,8 @@ class StoredEnvelope(_EnvelopeHead, frozen=True):
     """
 
     properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
-    context: msgspec.Raw | None = None
+    # msgspec cannot decode Raw inside an Optional, so "no context" is an empty Raw rather than None.
+    context: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
 
 
 _encoder = msgspec.json.Encoder()

@@ -66,6 +66,11 @@ DEAD_LETTERS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SEGMENT_RETRIES = Counter(
+    "tapwire_segment_retried_requests_total",
+    "Segment-spec requests the SDK marked as retries (X-Retry-Count header).",
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

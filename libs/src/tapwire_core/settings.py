@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     bus_timeout_s: float = 5.0
     retry_after_s: int = 5
 
+    # Segment-spec ingestion (/v1/*): limits on decompressed bytes, and the identity graph's merge cap.
+    segment_max_batch_bytes: int = Field(default=512 * 1024, description="decompressed /v1 request cap")
+    segment_max_event_bytes: int = Field(default=32 * 1024, description="one message, JSON-encoded")
+    segment_max_batch_events: int = 2500
+    identity_max_per_profile: int = 100
+
     # Loader micro-batches.
     loader_batch_rows: int = 50_000
     loader_batch_seconds: float = 0.5

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import orjson
 
+from tapwire_core.identity.warehouse_view import canonical_user_key, merged_user_keys
 from tapwire_core.profile_values import ProfileOp, fold
 from tapwire_core.warehouse import Warehouse
 
@@ -13,6 +14,11 @@ Selector = Literal["identity", "email", "objectId"]
 
 # Selector → column; identifiers come only from this table, values are always bound.
 _SELECTOR_COLUMNS: dict[Selector, str] = {"identity": "identity", "email": "email", "objectId": "object_id"}
+
+_PREFER_CANONICAL = ", ".join(
+    f"coalesce(anyLastIf({column}, user_key = {{canonical:String}}), anyLast({column})) AS {column}"
+    for column in ("identity", "object_id", "email", "phone")
+)
 
 
 async def find_user_key(
@@ -30,14 +36,20 @@ async def find_user_key(
 
 
 async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str) -> dict[str, Any] | None:
-    """The profile with its custom properties and a per-event summary, or None when unknown."""
-    params = {"account": account_id, "user": user_key}
+    """The profile with its custom properties and a per-event summary, or None when unknown.
+
+    Keys merged into ``user_key`` by the identity graph (``user_aliases``) count as this profile: an anonymous
+    visitor's events from before the identify call show up under the identified user.
+    """
+    canonical = await canonical_user_key(warehouse, account_id=account_id, user_key=user_key)
+    users = await merged_user_keys(warehouse, account_id=account_id, canonical_key=canonical)
+    params: dict[str, Any] = {"account": account_id, "users": users}
     heads = await warehouse.query(
-        "SELECT anyLast(identity) AS identity, anyLast(object_id) AS object_id, anyLast(email) AS email, "
-        "anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
+        # The canonical key's own identifiers first; a merged key's only where the canonical one has none.
+        f"SELECT {_PREFER_CANONICAL}, toUnixTimestamp(min(first_seen)) AS first_seen, "
         "toUnixTimestamp(max(last_seen)) AS last_seen "
-        "FROM profiles FINAL WHERE account_id = {account:String} AND user_key = {user:String}",
-        params,
+        "FROM profiles FINAL WHERE account_id = {account:String} AND user_key IN {users:Array(String)}",
+        params | {"canonical": canonical},
     )
     if not heads or heads[0]["first_seen"] in (None, 0):
         return None
@@ -46,7 +58,7 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
     events = await warehouse.query(
         "SELECT name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
         "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String} GROUP BY name ORDER BY name",
+        "WHERE account_id = {account:String} AND user_key IN {users:Array(String)} GROUP BY name ORDER BY name",
         params,
     )
     record: dict[str, Any] = {
@@ -69,16 +81,17 @@ async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str
     return {key: value for key, value in record.items() if value is not None}
 
 
-async def _profile_data(warehouse: Warehouse, params: dict[str, str]) -> dict[str, Any]:
-    """Latest set per property with later operators folded on; deleted properties are left out."""
+async def _profile_data(warehouse: Warehouse, params: dict[str, Any]) -> dict[str, Any]:
+    """Latest set per property (across the merged keys) with later operators folded on; deleted properties
+    are left out."""
     sets = await warehouse.query(
         "SELECT key, value, toUnixTimestamp64Milli(ts) AS ts_ms, deleted FROM profile_props FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String}",
+        "WHERE account_id = {account:String} AND user_key IN {users:Array(String)} ORDER BY ts",
         params,
     )
     ops = await warehouse.query(
         "SELECT key, op, operand, toUnixTimestamp64Milli(ts) AS ts_ms, event_id FROM profile_ops FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String} ORDER BY key, ts, event_id",
+        "WHERE account_id = {account:String} AND user_key IN {users:Array(String)} ORDER BY key, ts, event_id",
         params,
     )
     base: dict[str, tuple[Any, int | None]] = {

@@ -14,6 +14,8 @@ from fastapi import APIRouter, FastAPI
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
+from tapwire_ingest.http.identity import router as identity_router
+from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
 from tapwire_query.routes import router as query_router
@@ -108,7 +110,7 @@ def embedded_app(settings: Settings) -> FastAPI:
     return build_app(
         settings,
         runtime.embedded(settings),
-        routers=[upload_router, query_router],
+        routers=[upload_router, segment_router, identity_router, query_router],
         loader=True,
         embedded=True,
     )
@@ -123,7 +125,9 @@ class _ServiceSpec:
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
-    "gateway": _ServiceSpec(bus=True, warehouse=False, routers=(upload_router,), loader=False),
+    "gateway": _ServiceSpec(
+        bus=True, warehouse=False, routers=(upload_router, segment_router, identity_router), loader=False
+    ),
     "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
 }

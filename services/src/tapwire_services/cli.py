@@ -130,6 +130,52 @@ def cmd_reset_demo(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_write_key(args: argparse.Namespace) -> int:
+    from tapwire_core.control.accounts import AccountNotFoundError
+    from tapwire_core.control.store import ControlStore
+
+    settings = Settings()
+
+    async def issue() -> int:
+        store = ControlStore(_control_url(settings))
+        await store.start()
+        try:
+            issued = await store.add_credential(args.account_id, "write_key")
+        except AccountNotFoundError:
+            print(f"tapwire accounts: no account {args.account_id!r}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        print(f"write key:  {issued.secret}")
+        return 0
+
+    return asyncio.run(issue())
+
+
+def cmd_set_origins(args: argparse.Namespace) -> int:
+    from tapwire_core.control.accounts import AccountNotFoundError
+    from tapwire_core.control.store import ControlStore
+    from tapwire_ingest.segment.cors import ORIGINS_SETTING
+
+    settings = Settings()
+
+    async def update() -> int:
+        store = ControlStore(_control_url(settings))
+        await store.start()
+        try:
+            await store.update_settings(args.account_id, {ORIGINS_SETTING: list(args.origins) or None})
+        except AccountNotFoundError:
+            print(f"tapwire accounts: no account {args.account_id!r}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        allowed = ", ".join(args.origins) if args.origins else "any origin"
+        print(f"{args.account_id}: browsers may send events from {allowed}")
+        return 0
+
+    return asyncio.run(update())
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tapwire", description="tapwire event ingestion and engagement suite")
     commands = root.add_subparsers(dest="command", required=True)
@@ -145,6 +191,17 @@ def parser() -> argparse.ArgumentParser:
     account_commands = accounts.add_subparsers(dest="accounts_command", required=True)
     reset = account_commands.add_parser("reset-demo", help="issue new credentials for the demo account")
     reset.set_defaults(func=cmd_reset_demo)
+    write_key = account_commands.add_parser(
+        "add-write-key", help="issue one more write key (Segment-style ingestion) for an account"
+    )
+    write_key.add_argument("account_id")
+    write_key.set_defaults(func=cmd_add_write_key)
+    origins = account_commands.add_parser(
+        "set-origins", help="web origins allowed to send events with the account's write keys (none: any)"
+    )
+    origins.add_argument("account_id")
+    origins.add_argument("origins", nargs="*", metavar="ORIGIN", help="e.g. https://shop.example")
+    origins.set_defaults(func=cmd_set_origins)
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

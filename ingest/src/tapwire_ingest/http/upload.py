@@ -21,6 +21,7 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_ingest.clevertap.limits import MAX_RECORDS_PER_UPLOAD
 from tapwire_ingest.clevertap.upload_records import UploadOutcome, validate_upload
 from tapwire_ingest.http.body import parse_json, read_body
+from tapwire_ingest.identity_links import link_request, links_from_envelopes
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -50,7 +51,17 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
         )
         dry_run = request.query_params.get("dryRun", "0") not in ("0", "", "false")
         if outcome.accepted and not dry_run:
-            await publish(context, outcome.accepted)
+            # Records naming several identifiers (a login: identity + objectId; a profile with Email/Phone)
+            # link them in the identity graph; the alias rows ride on the same durable publish.
+            links = await link_request(
+                request,
+                account.id,
+                links_from_envelopes(outcome.accepted, "clevertap"),
+                received_ms=outcome.accepted[0].received_ts,
+                retry_after_s=settings.retry_after_s,
+            )
+            await publish(context, [*outcome.accepted, *links.envelopes])
+            links.confirm()
         _count(outcome)
         return json_response(
             {

@@ -16,6 +16,7 @@ EVENT_COLUMNS: Final = tuple(name for name, _ in schema.EVENT_COLUMNS)
 PROFILE_PROP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_PROP_COLUMNS)
 PROFILE_OP_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_OP_COLUMNS)
 PROFILE_COLUMNS: Final = tuple(name for name, _ in schema.PROFILE_COLUMNS)
+USER_ALIAS_COLUMNS: Final = tuple(name for name, _ in schema.USER_ALIAS_COLUMNS)
 TOKEN_EVENT_NAME: Final = "__push_token"
 
 # DateTime64(3) columns are given epoch milliseconds: they are the column's ticks, so the Native writer copies
@@ -29,6 +30,16 @@ class UnstorableEnvelope(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.category = category
+
+
+class _AliasProperties(msgspec.Struct, frozen=True):
+    alias_key: str
+    canonical_key: str
+    version: int
+    active: int
+
+
+_alias_decoder = msgspec.json.Decoder(_AliasProperties)
 
 
 @dataclass(slots=True)
@@ -45,12 +56,22 @@ class TableRows:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     profile_props: list[tuple[Any, ...]] = field(default_factory=list)
     profile_ops: list[tuple[Any, ...]] = field(default_factory=list)
+    user_aliases: list[tuple[Any, ...]] = field(default_factory=list)
     _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
 
     def add(self, env: StoredEnvelope) -> None:
         """Add one envelope's rows, or none: raises ``UnstorableEnvelope`` for an envelope without account or
-        user, or whose properties are not a JSON object (only possible for a payload the gateway did not
-        write). The checks live here, on values this method computes anyway, because it runs per record."""
+        user, whose properties are not a JSON object, or an alias whose properties are not a ``user_aliases``
+        row (only possible for a payload the gateway did not write). The checks live here, on values this
+        method computes anyway, because it runs per record."""
+        if env.kind == "alias":
+            if not env.account_id:
+                raise UnstorableEnvelope("alias names no account", "invalid")
+            try:
+                self._add_alias(env)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                raise UnstorableEnvelope(f"undecodable alias row: {exc}", "decode") from exc
+            return
         ids = env.ids
         user_key = ids.user_key()
         if not user_key or not env.account_id:
@@ -80,7 +101,7 @@ class TableRows:
                     env.received_ts,
                     env.source,
                     properties.decode(),
-                    bytes(env.context).decode() if env.context is not None else "",
+                    _context_text(env.context),
                 )
             )
         seen_key = (env.account_id, user_key)
@@ -115,6 +136,12 @@ class TableRows:
                     (env.account_id, user_key, key, encoded, env.client_ts, int(deleted))
                 )
 
+    def _add_alias(self, env: StoredEnvelope) -> None:
+        row = _alias_decoder.decode(env.properties)
+        self.user_aliases.append(
+            (env.account_id, row.alias_key, row.canonical_key, env.received_ts, row.version, row.active)
+        )
+
     def profiles(self) -> list[tuple[Any, ...]]:
         """One row per user in the batch: identifiers seen and the batch's first/last timestamps."""
         return [
@@ -133,7 +160,12 @@ class TableRows:
         ]
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.profile_props) + len(self.profile_ops)
+        return len(self.events) + len(self.profile_props) + len(self.profile_ops) + len(self.user_aliases)
+
+
+def _context_text(raw: msgspec.Raw) -> str:
+    text = bytes(raw)
+    return "" if text in (b"", b"null") else text.decode()
 
 
 def _merge_ids(old: Identities, new: Identities) -> Identities:

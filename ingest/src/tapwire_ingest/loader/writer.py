@@ -15,6 +15,7 @@ from tapwire_ingest.loader.rows import (
     PROFILE_COLUMNS,
     PROFILE_OP_COLUMNS,
     PROFILE_PROP_COLUMNS,
+    USER_ALIAS_COLUMNS,
     TableRows,
 )
 
@@ -32,6 +33,7 @@ async def write_rows(warehouse: Warehouse, rows: TableRows, *, token: str) -> No
         ("profile_props", PROFILE_PROP_COLUMNS, rows.profile_props, "p"),
         ("profile_ops", PROFILE_OP_COLUMNS, rows.profile_ops, "o"),
         ("profiles", PROFILE_COLUMNS, rows.profiles(), "u"),
+        ("user_aliases", USER_ALIAS_COLUMNS, rows.user_aliases, "a"),
     )
     for table, columns, table_rows, suffix in tables:
         if table_rows:

@@ -151,6 +151,11 @@ class ControlStore:
                 settings=settings,
             )
 
+    async def update_settings(self, account_id: str, changes: Mapping[str, Any]) -> Account:
+        """Merge ``changes`` into the account's settings (None removes a key). Raises AccountNotFoundError."""
+        async with self._write(account_id) as session:
+            return await operations.update_settings(session, account_id=account_id, changes=changes)
+
     async def add_passcode(self, account_id: str, passcode: str | None = None) -> IssuedCredential:
         """One more live passcode (generated when None). Raises AccountNotFoundError, CredentialConflictError."""
         return await self.add_credential(account_id, "passcode", passcode)

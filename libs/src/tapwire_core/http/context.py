@@ -29,6 +29,10 @@ class Authenticator(Protocol):
         """The account when ``passcode`` is one of its live passcodes, else None. May hit the database."""
         ...
 
+    async def authenticate_write_key(self, write_key: str) -> AccountView | None:
+        """The account holding ``write_key`` as a live write key, else None. May hit the database."""
+        ...
+
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 

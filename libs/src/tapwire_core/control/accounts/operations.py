@@ -95,6 +95,25 @@ async def upsert_account(
     return to_account(row)
 
 
+async def update_settings(session: AsyncSession, *, account_id: str, changes: Mapping[str, Any]) -> Account:
+    """Merge ``changes`` into the account's settings; a None value removes that setting.
+
+    Raises AccountNotFoundError.
+    """
+    row = await session.get(AccountRow, account_id)
+    if row is None:
+        raise AccountNotFoundError(account_id)
+    merged = dict(row.settings)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    row.settings = merged
+    await session.flush()
+    return to_account(row)
+
+
 async def add_credential(
     session: AsyncSession, *, account_id: str, kind: CredentialKind, secret: str
 ) -> IssuedCredential:

@@ -1,0 +1,93 @@
+"""The gateway benchmark with Segment ``/v1/batch`` payloads (100 events, gzip): ``segment_batch_events_per_s``.
+
+Run alone for a quick look (``python -m tests.bench.segment_batch``, short with ``BENCH_DURATION_S=3``); ``make
+bench`` runs it beside the CleverTap figures on the same broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from tests.bench.loadgen import LoadResult, drive_requests, segment_bodies, segment_requests
+from tests.infra.kafka_broker import KafkaBroker, kafka_home
+from tests.integration.processes import TapwireProcess
+
+ACCOUNT, PASSCODE = "TAP-BENCH-0001", "passcode-bench-0123456789abcdef"
+WRITE_KEY = "writekey-bench-0123456789abcdef"
+ACCOUNTS = f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY}"
+RECORDS_PER_BODY = 100
+
+
+def bench_segment_gateway(
+    work: Path, broker: KafkaBroker, bodies: list[bytes], topic: str, *, connections: int, duration_s: float
+) -> LoadResult:
+    """``tapwire serve gateway`` on Kafka, driven with ready gzip bodies after a 50-body warm-up."""
+    env = {
+        "TAPWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'segment-control.db'}",
+        "TAPWIRE_ACCOUNTS": ACCOUNTS,
+        "TAPWIRE_EVENTS_TOPIC": topic,
+        "TAPWIRE_DEAD_LETTER_TOPIC": topic + ".dlq",
+        "TAPWIRE_LOG_LEVEL": "WARNING",
+        "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
+    }
+    gateway = TapwireProcess(["serve", "gateway"], env, work / "segment-gateway.log").start()
+    try:
+        gateway.wait_ready()
+        requests = segment_requests("127.0.0.1", gateway.port, WRITE_KEY, bodies)
+
+        async def run(batch: list[bytes]) -> LoadResult:
+            return await drive_requests(
+                host="127.0.0.1",
+                port=gateway.port,
+                requests=batch,
+                records_per_body=RECORDS_PER_BODY,
+                connections=connections,
+                duration_s=duration_s,
+            )
+
+        asyncio.run(run(requests[:50]))
+        result = asyncio.run(run(requests[50:]))
+    finally:
+        gateway.stop()
+    return result
+
+
+def figures(result: LoadResult) -> dict[str, float | int]:
+    return {
+        "segment_batch_events_per_s": round(result.records_per_s),
+        "segment_batch_p50_ms": round(result.percentile_ms(50), 2),
+        "segment_batch_p99_ms": round(result.percentile_ms(99), 2),
+        "segment_batch_errors": result.errors,
+    }
+
+
+def main() -> None:
+    import os
+
+    duration_s = float(os.environ.get("BENCH_DURATION_S", "20"))
+    connections = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+    total = int(os.environ.get("BENCH_MAX_BODIES", "20000"))
+    work = Path(tempfile.mkdtemp(prefix="tapwire-bench-segment-"))
+    broker = KafkaBroker(kafka_home(), work / "kafka")
+    broker.start()
+    try:
+        bodies = segment_bodies(total, records_per_body=RECORDS_PER_BODY, users=100_000, seed=11)
+        result = bench_segment_gateway(
+            work, broker, bodies, "bench-segment", connections=connections, duration_s=duration_s
+        )
+        print(f"[bench] statuses {result.statuses}", file=sys.stderr)
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(orjson.dumps(figures(result)).decode(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Property: whatever sequence of links, demerges and disassociations, the alias rows the graph hands out
+(latest version per alias wins, as in ``user_aliases``) describe exactly the graph's current profiles."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tapwire_core.control.store import ControlStore
+from tapwire_core.identity import AliasRow, IdentityGraph, LinkRequest
+from tapwire_core.identity.keys import canonical_rank
+
+ACCOUNT = "ACC-PROP"
+KEYS = ("i:u1", "i:u2", "i:u3", "a:x1", "a:x2", "a:x3", "e:m@example.com", "p:+14155550000", "o:g1")
+CAP = 6
+
+link = st.tuples(st.just("link"), st.lists(st.sampled_from(KEYS), min_size=2, max_size=3), st.booleans())
+demerge = st.tuples(
+    st.just("demerge"), st.lists(st.sampled_from(KEYS[:3]), min_size=1, max_size=2), st.just(False)
+)
+detach = st.tuples(
+    st.just("disassociate"), st.lists(st.sampled_from(KEYS), min_size=1, max_size=1), st.just(False)
+)
+# Several links in one transaction, as one ingestion request makes them.
+many = st.tuples(st.just("many"), st.lists(st.sampled_from(KEYS), min_size=4, max_size=6), st.booleans())
+OPERATIONS = st.lists(st.one_of(link, link, many, demerge, detach), min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite control store with the account in place; each example opens it on its own event loop."""
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('graph-property') / 'control.db'}"
+
+    async def prepare() -> None:
+        async with ControlStore(url) as control:
+            await control.upsert_account(ACCOUNT, passcode="p", write_key="w-prop", region="eu1")
+
+    asyncio.run(prepare())
+    return url
+
+
+_runs = itertools.count()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=OPERATIONS)
+def test_alias_rows_describe_the_graph(store_url: str, operations: list[tuple[str, list[str], bool]]) -> None:
+    # Each example uses its own keys (a run prefix after the kind), so examples never see each other's nodes.
+    run = f"r{next(_runs)}-"
+
+    def scoped(key: str) -> str:
+        return key[:2] + run + key[2:]
+
+    async def scenario() -> None:
+        async with ControlStore(store_url) as store:
+            await check(IdentityGraph(store.engine, max_identifiers_per_profile=CAP))
+
+    async def check(graph: IdentityGraph) -> None:
+        published: dict[str, AliasRow] = {}
+
+        def record(rows: list[AliasRow] | tuple[AliasRow, ...]) -> None:
+            for row in rows:
+                current = published.get(row.alias_key)
+                assert current is None or row.version >= current.version
+                published[row.alias_key] = row
+
+        for kind, names, explicit in operations:
+            keys = [scoped(k) for k in names]
+            if kind == "link":
+                record((await graph.link(ACCOUNT, keys, reason="test", explicit=explicit)).rows)
+            elif kind == "many":
+                pairs = [LinkRequest((a, b), "test", explicit) for a, b in itertools.pairwise(keys)]
+                for outcome in await graph.link_many(ACCOUNT, pairs):
+                    record(outcome.rows)
+            elif kind == "demerge":
+                record(await graph.demerge(ACCOUNT, keys))
+            else:
+                record(await graph.disassociate(ACCOUNT, keys[0]))
+
+        seen: set[str] = set()
+        for key in (scoped(k) for k in KEYS):
+            members = await graph.linked_identifiers(ACCOUNT, key)
+            if not members or key in seen:
+                continue
+            seen.update(members)
+            assert len(members) <= CAP
+            canonicals = {await graph.canonical_key(ACCOUNT, m) for m in members}
+            assert len(canonicals) == 1, canonicals
+            (profile_canonical,) = canonicals
+            # The canonical key is the strongest kind present in the profile.
+            assert canonical_rank(profile_canonical) == min(canonical_rank(m) for m in members)
+            assert profile_canonical in members
+            for member in members:
+                row = published.get(member)
+                if member == profile_canonical:
+                    assert row is None or not row.active
+                else:
+                    assert row is not None and row.active and row.canonical_key == profile_canonical
+
+    asyncio.run(scenario())
