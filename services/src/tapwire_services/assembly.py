@@ -16,6 +16,9 @@ from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
+from tapwire_messaging.routes import links_router as messaging_links_router
+from tapwire_messaging.routes import router as messaging_router
+from tapwire_messaging.service import MessagingService
 from tapwire_query.routes import router as query_router
 from tapwire_services import runtime
 from tapwire_services.accounts import announce_accounts, directory_for
@@ -73,6 +76,7 @@ def build_app(
     routers: Sequence[APIRouter],
     loader: bool,
     embedded: bool,
+    messaging: bool = False,
 ) -> FastAPI:
     """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
     context = ServiceContext(
@@ -84,6 +88,11 @@ def build_app(
         store_=components.store,
     )
     supervisor: LoaderSupervisor | None = None
+    messenger = (
+        MessagingService(settings, store=components.store, bus=components.bus, warehouse=components.warehouse)
+        if messaging
+        else None
+    )
 
     async def on_start() -> None:
         nonlocal supervisor
@@ -95,22 +104,29 @@ def build_app(
                 Loader(bus=components.bus, warehouse=components.warehouse, settings=settings)
             )
             supervisor.start()
+        if messenger is not None:
+            await messenger.start()
 
     async def on_stop() -> None:
+        if messenger is not None:
+            await messenger.stop()
         if supervisor is not None:
             await supervisor.stop()
         await components.close()
 
-    return create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    app = create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    app.state.messaging = messenger
+    return app
 
 
 def embedded_app(settings: Settings) -> FastAPI:
     return build_app(
         settings,
         runtime.embedded(settings),
-        routers=[upload_router, query_router],
+        routers=[upload_router, query_router, messaging_router, messaging_links_router],
         loader=True,
         embedded=True,
+        messaging=True,
     )
 
 
@@ -120,12 +136,20 @@ class _ServiceSpec:
     warehouse: bool
     routers: tuple[APIRouter, ...]
     loader: bool
+    messaging: bool = False
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
     "gateway": _ServiceSpec(bus=True, warehouse=False, routers=(upload_router,), loader=False),
     "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
+    "messaging": _ServiceSpec(
+        bus=True,
+        warehouse=True,
+        routers=(messaging_router, messaging_links_router),
+        loader=False,
+        messaging=True,
+    ),
 }
 
 
@@ -140,4 +164,5 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         routers=spec.routers,
         loader=spec.loader,
         embedded=False,
+        messaging=spec.messaging,
     )

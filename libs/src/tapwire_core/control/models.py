@@ -2,5 +2,14 @@
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
+from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 
-__all__ = ["AccountRow", "Base", "CredentialRow"]
+__all__ = [
+    "AccountRow",
+    "Base",
+    "CampaignRow",
+    "ConsentRow",
+    "CredentialRow",
+    "InteractionRow",
+    "OutboxRow",
+]
