@@ -198,6 +198,15 @@ class Outbox:
             )
         return bool(changed.rowcount)
 
+    async def stopped_among(self, campaign_ids: Sequence[int]) -> set[int]:
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(CampaignRow.id).where(
+                    CampaignRow.id.in_(list(campaign_ids)), CampaignRow.status == "stopped"
+                )
+            )
+            return {int(i) for i in rows.scalars()}
+
     async def complete_finished(self, now_ms: int) -> list[int]:
         """Mark running, filled campaigns with nothing left pending or in flight as completed."""
         open_rows = (

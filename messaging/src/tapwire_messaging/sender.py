@@ -103,6 +103,7 @@ class Sender:
         self._inflight: set[int] = set()
         self._dead_tokens: list[tuple[str, str, int]] = []
         self._views: dict[int, _CampaignView] = {}
+        self._stopped: set[int] = set()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -169,6 +170,8 @@ class Sender:
             await self.outbox.mark_filled(campaign.id, size)
             self._wake.set()
         await self.outbox.complete_finished(self.now_ms())
+        if self._views:
+            self._stopped = await self.outbox.stopped_among(list(self._views))
 
     async def fill(self, campaign: Campaign) -> int:
         """Write one outbox row per audience member: variant and control group assigned, address resolved."""
@@ -382,6 +385,8 @@ class Sender:
             if bucket is None or bucket.rate != throttle:
                 bucket = self._buckets[bucket_key] = TokenBucket(float(throttle))
             await bucket.acquire()
+        if campaign.id in self._stopped:
+            return Verdict(row.id, "stopped", "campaign stopped"), None
         target = LinkTarget(campaign.account_id, campaign.id, row.variant, row.user_key, row.channel)
         content = view.content.get(row.variant) or next(iter(view.content.values()))
         context = {
