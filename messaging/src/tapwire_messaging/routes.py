@@ -185,16 +185,20 @@ async def subscribe(request: Request, account: PasscodeAccount, service: Messagi
             )
             continue
         kind, channel = _SUBSCRIBE_KINDS[item["type"]]
+        now = service.now_ms()
+        unsubscribe = item["status"] == "Unsubscribe"
         await consent.set_consent(
             service.store.engine,
             account_id=account.id,
             kind=kind,
             subject=item["value"],
             channel=channel,
-            state="unsubscribed" if item["status"] == "Unsubscribe" else "subscribed",
+            state="unsubscribed" if unsubscribe else "subscribed",
             source="subscribe_api",
-            now_ms=service.now_ms(),
+            now_ms=now,
         )
+        if unsubscribe:
+            service.sender.note_opt_out(account.id, kind, item["value"], channel, now)
         processed += 1
     status = "success" if not unprocessed else ("partial" if processed else "fail")
     return json_response({"status": status, "processed": processed, "unprocessed": unprocessed})
@@ -339,6 +343,7 @@ def _verify(service: MessagingService, purpose: str, token: str) -> LinkTarget:
 async def one_click_unsubscribe(token: str, service: Messaging) -> Response:
     """RFC 8058 one-click unsubscribe: the mail client POSTs ``List-Unsubscribe=One-Click`` here."""
     target = _verify(service, "unsubscribe", token)
+    now = service.now_ms()
     await consent.set_consent(
         service.store.engine,
         account_id=target.account_id,
@@ -347,8 +352,9 @@ async def one_click_unsubscribe(token: str, service: Messaging) -> Response:
         channel=target.channel,
         state="unsubscribed",
         source="one_click",
-        now_ms=service.now_ms(),
+        now_ms=now,
     )
+    service.sender.note_opt_out(target.account_id, "user", target.user_key, target.channel, now)
     await _interaction(service, target, "unsubscribed", "Channel Unsubscribed")
     return json_response({"status": "success", "message": "You are unsubscribed"})
 

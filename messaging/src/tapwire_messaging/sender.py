@@ -48,6 +48,9 @@ from tapwire_messaging.templates import CompiledContent, TemplateError, compile_
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# How long an opt-out is remembered in memory for rows claimed before it (claims older than this are re-checked
+# against the database when they are claimed again after their lease).
+OPT_OUT_MEMORY_MS = 15 * 60 * 1000
 
 
 def idempotency_key(campaign_id: int, variant: str, user_key: str, channel: str) -> str:
@@ -96,7 +99,7 @@ class Sender:
         self.clock = clock
         self.worker = worker_id or f"sender-{uuid.uuid4().hex[:12]}"
         self.stats = SenderStats()
-        self._queue: asyncio.Queue[tuple[Claimed, _CampaignView]] = asyncio.Queue(
+        self._queue: asyncio.Queue[tuple[Claimed, _CampaignView, int]] = asyncio.Queue(
             maxsize=max(2 * settings.messaging_claim_batch, settings.messaging_senders)
         )
         self._results: asyncio.Queue[tuple[Verdict, Feedback | None]] = asyncio.Queue()
@@ -104,6 +107,9 @@ class Sender:
         self._dead_tokens: list[tuple[str, str, int]] = []
         self._views: dict[int, _CampaignView] = {}
         self._stopped: set[int] = set()
+        # Opt-outs seen since start: (account, subject kind, subject) -> {channel or "all": updated ms}.
+        self._opt_outs: dict[tuple[str, str, str], dict[str, int]] = {}
+        self._opt_outs_seen_ms = self.now_ms()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -172,6 +178,45 @@ class Sender:
         await self.outbox.complete_finished(self.now_ms())
         if self._views:
             self._stopped = await self.outbox.stopped_among(list(self._views))
+        await self._refresh_opt_outs()
+
+    async def _refresh_opt_outs(self) -> None:
+        """Catch opt-outs written by any process since the last look, for rows claimed before them."""
+        since = self._opt_outs_seen_ms - 5_000  # overlap: writers' clocks and commit order may lag a little
+        changes = await consent.opt_outs_since(self.engine, since_ms=since)
+        for change in changes:
+            self.note_opt_out(
+                change.account_id, change.kind, change.subject, change.channel, change.updated_ms
+            )
+        self._opt_outs_seen_ms = max([self._opt_outs_seen_ms, *(c.updated_ms for c in changes)])
+        horizon = self.now_ms() - OPT_OUT_MEMORY_MS
+        for key in [k for k, channels in self._opt_outs.items() if max(channels.values()) < horizon]:
+            del self._opt_outs[key]
+
+    def note_opt_out(self, account_id: str, kind: str, subject: str, channel: str, updated_ms: int) -> None:
+        """Refuse sends to ``subject`` on ``channel`` (or every channel for ``all``) from now on, including
+        messages already claimed. Called by the unsubscribe endpoint in this process and by the poll above."""
+        key = (account_id, kind, consent.normalise_subject(kind, subject))  # type: ignore[arg-type]
+        self._opt_outs.setdefault(key, {})[channel] = updated_ms
+
+    def refuses(self, row: Claimed, account_id: str, *, since_ms: int) -> bool:
+        """Whether an opt-out written at or after ``since_ms`` (just before ``row`` was claimed and checked
+        against the database) forbids sending it now."""
+        if not self._opt_outs:
+            return False
+        subjects = [("user", row.user_key)]
+        if row.channel == "email":
+            subjects.append(("email", row.address.strip().lower()))
+        elif row.channel == "sms":
+            subjects.append(("phone", row.address.strip()))
+        for kind, subject in subjects:
+            channels = self._opt_outs.get((account_id, kind, subject))
+            if not channels:
+                continue
+            latest = max(channels.get(row.channel, -1), channels.get(consent.ALL_CHANNELS, -1))
+            if latest >= since_ms:
+                return True
+        return False
 
     async def fill(self, campaign: Campaign) -> int:
         """Write one outbox row per audience member: variant and control group assigned, address resolved."""
@@ -282,7 +327,7 @@ class Sender:
                 continue
             for row, verdict in zip(batch, await self._judge(view, batch, now), strict=True):
                 if verdict is None:
-                    await self._queue.put((row, view))
+                    await self._queue.put((row, view, now))
                 else:
                     self._results.put_nowait((verdict, None))
         return len(rows)
@@ -363,9 +408,9 @@ class Sender:
 
     async def _send_loop(self) -> None:
         while True:
-            row, view = await self._queue.get()
+            row, view, claimed_ms = await self._queue.get()
             try:
-                verdict, feedback = await self.send_one(row, view)
+                verdict, feedback = await self.send_one(row, view, claimed_ms)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -373,7 +418,9 @@ class Sender:
                 verdict, feedback = self._retry_or_fail(row, f"internal error: {exc}"), None
             self._results.put_nowait((verdict, feedback))
 
-    async def send_one(self, row: Claimed, view: _CampaignView) -> tuple[Verdict, Feedback | None]:
+    async def send_one(
+        self, row: Claimed, view: _CampaignView, claimed_ms: int
+    ) -> tuple[Verdict, Feedback | None]:
         campaign = view.campaign
         adapter = self.providers.get(campaign.channel)  # type: ignore[arg-type]
         if adapter is None:
@@ -387,6 +434,8 @@ class Sender:
             await bucket.acquire()
         if campaign.id in self._stopped:
             return Verdict(row.id, "stopped", "campaign stopped"), None
+        if self.refuses(row, campaign.account_id, since_ms=claimed_ms - 1000):
+            return Verdict(row.id, "suppressed", "opted out after the message was queued"), None
         target = LinkTarget(campaign.account_id, campaign.id, row.variant, row.user_key, row.channel)
         content = view.content.get(row.variant) or next(iter(view.content.values()))
         context = {

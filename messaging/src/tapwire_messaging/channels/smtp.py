@@ -9,12 +9,12 @@ by the caller in ``OutboundMessage.headers``.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
-import email.policy
 import email.utils
 import logging
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -23,7 +23,6 @@ from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, Sen
 
 log = logging.getLogger(__name__)
 
-_POLICY = email.policy.SMTP.clone(max_line_length=998)
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -83,24 +82,41 @@ class SmtpAdapter(ChannelAdapter):
         self._slots = asyncio.Semaphore(config.pool_size)
         self._open: set[aiosmtplib.SMTP] = set()
 
-    def build(self, message: OutboundMessage) -> EmailMessage:
-        """The RFC 5322 message for ``message`` (also used by tests to inspect what goes out)."""
-        mail = EmailMessage(policy=_POLICY)
-        mail["From"] = self.sender
-        mail["To"] = message.to
-        mail["Subject"] = message.subject or ""
-        mail["Date"] = email.utils.formatdate(usegmt=True)
-        mail["Message-ID"] = f"<{message.idempotency_key}@{self._sender_domain}>"
-        for name, value in message.headers.items():
-            mail[name] = value
-        mail.set_content(message.body)
+    def message_id(self, message: OutboundMessage) -> str:
+        return f"<{message.idempotency_key}@{self._sender_domain}>"
+
+    def build(self, message: OutboundMessage) -> bytes:
+        """The RFC 5322 message for ``message``, as bytes ready for DATA.
+
+        Built directly rather than through ``email.message``: its header machinery costs about a millisecond
+        per message, the largest cost of a send. Header values lose CR/LF (no header injection from templates),
+        non-ASCII values are RFC 2047 encoded, bodies are UTF-8 quoted-printable.
+        """
+        headers = [
+            ("From", self.sender),
+            ("To", message.to),
+            ("Subject", message.subject or ""),
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Message-ID", self.message_id(message)),
+            ("MIME-Version", "1.0"),
+            *message.headers.items(),
+        ]
+        lines = [f"{name}: {_header_value(value)}" for name, value in headers]
         if message.html:
-            mail.add_alternative(message.html, subtype="html")
-        return mail
+            boundary = f"=_tw_{message.idempotency_key}"
+            lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+            parts = [
+                f"--{boundary}\r\n{_text_part(message.body, 'plain')}",
+                f"--{boundary}\r\n{_text_part(message.html, 'html')}",
+                f"--{boundary}--\r\n",
+            ]
+            body = "\r\n" + "\r\n".join(parts)
+        else:
+            body = _text_part(message.body, "plain")
+        return ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        mail = self.build(message)
-        payload = mail.as_bytes(policy=_POLICY)
+        payload = self.build(message)
         async with self._slots:
             try:
                 client = await self._checkout()
@@ -121,7 +137,7 @@ class SmtpAdapter(ChannelAdapter):
         if errors:
             code, text = next(iter(errors.values()))
             return self._refused(code, text)
-        return SendResult("sent", reply, provider_id=mail["Message-ID"])
+        return SendResult("sent", reply, provider_id=self.message_id(message))
 
     @staticmethod
     def _refused(code: int, text: str) -> SendResult:
@@ -159,3 +175,22 @@ class SmtpAdapter(ChannelAdapter):
                 await client.quit()
         while not self._idle.empty():
             self._idle.get_nowait()
+
+
+def _header_value(value: str) -> str:
+    flat = " ".join(value.splitlines())
+    if flat.isascii():
+        return flat
+    return Header(flat, "utf-8").encode()
+
+
+def _text_part(text: str, subtype: str) -> str:
+    """A text part's headers and UTF-8 quoted-printable body, CRLF line ends."""
+    normalised = "\r\n".join(text.splitlines()).encode("utf-8")
+    encoded = (
+        binascii.b2a_qp(normalised, istext=True).decode("ascii").replace("\r\n", "\n").replace("\n", "\r\n")
+    )
+    return (
+        f"Content-Type: text/{subtype}; charset=utf-8\r\n"
+        f"Content-Transfer-Encoding: quoted-printable\r\n\r\n{encoded}\r\n"
+    )

@@ -169,3 +169,30 @@ async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[
             )
         )
         return {str(subject) for subject in rows.scalars()}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    account_id: str
+    kind: str
+    subject: str
+    channel: str
+    state: str
+    updated_ms: int
+
+
+async def opt_outs_since(engine: AsyncEngine, *, since_ms: int) -> list[ConsentChange]:
+    """Unsubscribes and objections written at or after ``since_ms`` (senders poll this to catch opt-outs for
+    messages they already claimed)."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(
+                ConsentRow.account_id,
+                ConsentRow.subject_kind,
+                ConsentRow.subject,
+                ConsentRow.channel,
+                ConsentRow.state,
+                ConsentRow.updated_ms,
+            ).where(ConsentRow.updated_ms >= since_ms, ConsentRow.state.in_(("unsubscribed", "objected")))
+        )
+        return [ConsentChange(*row) for row in rows.all()]
