@@ -79,9 +79,11 @@ async def run(work: Path) -> dict[str, Any]:
     settings: Settings = settings_for(work, f"smtp://127.0.0.1:{sink.port}", messaging_senders=32)
     settings.log_level = "WARNING"
     profiles = [
-        (f"i:user{i}", {"Email": f"user{i}@example.com", "Name": f"User {i}"} | (
-            {"MSG-email": False} if i % OPTED_OUT_EVERY == 0 else {}
-        ))
+        (
+            f"i:user{i}",
+            {"Email": f"user{i}@example.com", "Name": f"User {i}"}
+            | ({"MSG-email": False} if i % OPTED_OUT_EVERY == 0 else {}),
+        )
         for i in range(USERS)
     ]
     for start in range(0, USERS, 50_000):
@@ -141,7 +143,8 @@ async def run(work: Path) -> dict[str, Any]:
     opted_out = {f"user{i}@example.com" for i in range(0, USERS, OPTED_OUT_EVERY)}
     reached_opted_out = opted_out & set(per_recipient)
     late = [
-        to for ts, to, _ in receipts[first["sent"] :]
+        to
+        for ts, to, _ in receipts[first["sent"] :]
         if f"i:{to.split('@')[0]}" in posted_at and ts > posted_at[f"i:{to.split('@')[0]}"]
     ]
     return {

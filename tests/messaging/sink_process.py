@@ -20,9 +20,7 @@ class CountingSink:
     def __init__(self) -> None:
         self.receipts: list[tuple[float, str, str]] = []
 
-    async def handle_DATA(  # noqa: N802 (aiosmtpd hook name)
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         head = (envelope.original_content or b"").split(b"\r\n\r\n", 1)[0]
         message_id = ""
         for line in head.split(b"\r\n"):
