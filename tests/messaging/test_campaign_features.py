@@ -323,3 +323,101 @@ async def test_subscribe_api_answers_per_item(tmp_path: Path, warehouse_factory:
     body = response.json()
     assert (response.status_code, body["status"], body["processed"]) == (200, "partial", 1)
     assert body["unprocessed"][0]["error"].endswith("Skipped record number : 2")
+
+
+async def test_account_frequency_caps_hold_across_campaigns_unless_ignored(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    email = {"target_mode": "email", "where": {}, "content": {"subject": "s", "body": "b"}}
+    with smtp_sink() as sink:
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
+            account_id, passcode, write_key = str(rig.settings.accounts).split(":")
+            await rig.service.store.upsert_account(
+                account_id,
+                passcode=passcode,
+                write_key=write_key,
+                region="eu1",
+                settings={"frequency_caps": {"email": [{"limit": 1, "window_s": 86400}]}},
+            )
+            await add_profiles(warehouse, [(f"i:u{i}", {"Email": f"u{i}@example.com"}) for i in range(20)])
+            first = await wait_finished(
+                rig, (await rig.post("/1/targets/create.json", {"name": "1"} | email)).json()["id"]
+            )
+            second = await wait_finished(
+                rig, (await rig.post("/1/targets/create.json", {"name": "2"} | email)).json()["id"]
+            )
+            ignoring = await rig.post(
+                "/1/targets/create.json", {"name": "3", "respect_frequency_caps": False} | email
+            )
+            third = await wait_finished(rig, ignoring.json()["id"])
+    assert (first["sent"], second["sent"], second["capped"], third["sent"]) == (20, 0, 20, 20)
+    assert len(sink.receipts) == 40
+
+
+async def test_variants_and_control_group_conversions_to_the_goal(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    import time
+
+    warehouse = await warehouse_factory("chdb")
+    users = [f"i:u{i}" for i in range(200)]
+    with smtp_sink() as sink:
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
+            await add_profiles(warehouse, [(u, {"Email": f"{u[2:]}@example.com"}) for u in users])
+            created = await rig.post(
+                "/messaging/v1/campaigns",
+                {
+                    "name": "ab",
+                    "channel": "email",
+                    "where": {},
+                    "control_group_percent": 20,
+                    "conversion_goal": {"event": "Purchased", "window_s": 3600},
+                    "variants": [
+                        {
+                            "name": "A",
+                            "weight": 1,
+                            "content": {"subject": "A {{ Campaign.variant }}", "body": "a"},
+                        },
+                        {
+                            "name": "B",
+                            "weight": 1,
+                            "content": {"subject": "B {{ Campaign.variant }}", "body": "b"},
+                        },
+                    ],
+                },
+            )
+            campaign_id = created.json()["id"]
+            await wait_finished(rig, campaign_id)
+            converters = users[::4]
+            now = int(time.time() * 1000) + 1000
+            await warehouse.insert(
+                "events",
+                [
+                    "account_id",
+                    "event_id",
+                    "user_key",
+                    "name",
+                    "ts",
+                    "received_at",
+                    "source",
+                    "properties",
+                    "context",
+                ],
+                [
+                    ("TAP-MSG-0001", f"buy-{u}", u, "Purchased", now, now, "clevertap", "{}", "{}")
+                    for u in converters
+                ],
+            )
+            response = await rig.client.get(f"/messaging/v1/campaigns/{campaign_id}", headers=HEADERS)
+    report = response.json()["campaign"]
+    subjects = {str(m["Subject"]) for m in sink.receipts}
+    assert subjects == {"A A", "B B"}
+    variants = report["variants"]
+    assert set(variants) == {"A", "B"}
+    assert sum(v["sent"] + v["control"] for v in variants.values()) == 200
+    conversions = report["conversions"]
+    assert set(conversions) == {"A", "B", "control"}
+    assert conversions["control"]["users"] == report["control"] > 0
+    assert sum(c["converted"] for c in conversions.values()) == len(converters)
+    assert sum(c["users"] for c in conversions.values()) == 200

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tapwire_core.control.accounts.models import AccountRow
 from tapwire_core.control.messaging.models import CampaignRow, InteractionRow, OutboxRow
 from tapwire_messaging.campaigns import CampaignSpec
 
@@ -197,6 +198,27 @@ class Outbox:
                 .values(status="stopped")
             )
         return bool(changed.rowcount)
+
+    async def account_caps(self, account_id: str, channel: str) -> list[dict[str, float]]:
+        """The account's frequency caps for ``channel``: account setting ``frequency_caps``, a map of channel
+        (or ``all``) to a list of ``{limit, window_s}``. Malformed entries are ignored."""
+        async with self.engine.connect() as connection:
+            settings = (
+                await connection.execute(select(AccountRow.settings).where(AccountRow.id == account_id))
+            ).scalar_one_or_none()
+        caps = (settings or {}).get("frequency_caps", {})
+        if not isinstance(caps, dict):
+            return []
+        found = []
+        for key in (channel, "all"):
+            for cap in caps.get(key, []) if isinstance(caps.get(key), list) else []:
+                if (
+                    isinstance(cap, dict)
+                    and isinstance(cap.get("limit"), int)
+                    and isinstance(cap.get("window_s"), int | float)
+                ):
+                    found.append({"limit": int(cap["limit"]), "window_s": float(cap["window_s"])})
+        return found
 
     async def stopped_among(self, campaign_ids: Sequence[int]) -> set[int]:
         async with self.engine.connect() as connection:

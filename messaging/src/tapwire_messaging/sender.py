@@ -63,6 +63,7 @@ class _CampaignView:
     campaign: Campaign
     content: dict[str, CompiledContent]
     quiet: QuietHours | None
+    caps: list[dict[str, float]]
 
 
 @dataclass
@@ -346,7 +347,11 @@ class Sender:
                 )
                 return None
             quiet = campaign.rules.get("quiet_hours")
-            view = _CampaignView(campaign, content, QuietHours.parse(quiet) if quiet else None)
+            caps: list[dict[str, float]] = []
+            if campaign.kind == "campaign" and campaign.rules.get("respect_frequency_caps", True):
+                caps = list(campaign.rules.get("caps", []))
+                caps += await self.outbox.account_caps(campaign.account_id, campaign.channel)
+            view = _CampaignView(campaign, content, QuietHours.parse(quiet) if quiet else None, caps)
             self._views[campaign_id] = view
         return view
 
@@ -375,8 +380,7 @@ class Sender:
                 verdicts[index] = Verdict(row.id, "suppressed", "unsubscribed or objected")
         if campaign.kind == "transactional":
             return verdicts
-        caps = campaign.rules.get("caps", []) if campaign.rules.get("respect_frequency_caps", True) else []
-        for cap in caps:
+        for cap in view.caps:
             open_rows = [r for i, r in enumerate(rows) if verdicts[i] is None]
             counts = await self.outbox.recent_sends(
                 account_id=campaign.account_id,
