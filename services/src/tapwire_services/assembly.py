@@ -158,6 +158,10 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
     spec = _SERVICE_SPECS.get(service)
     if spec is None:
         raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    if spec.messaging and not settings.messaging_secret:
+        raise runtime.ConfigurationError(
+            "TAPWIRE_MESSAGING_SECRET is required: every messaging process must sign links with the same secret"
+        )
     return build_app(
         settings,
         runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse),
