@@ -76,7 +76,11 @@ async def run(work: Path) -> dict[str, Any]:
     warehouse = ChdbWarehouse(work / "chdb")
     await warehouse.start()
     await migrate(warehouse, cluster=None)
-    settings: Settings = settings_for(work, f"smtp://127.0.0.1:{sink.port}", messaging_senders=32)
+    settings: Settings = settings_for(
+        work,
+        f"smtp://127.0.0.1:{sink.port}",
+        messaging_senders=int(os.environ.get("BENCH_MESSAGING_SENDERS", "32")),
+    )
     settings.log_level = "WARNING"
     profiles = [
         (
