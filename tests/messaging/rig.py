@@ -149,7 +149,7 @@ async def add_push_tokens(warehouse: Warehouse, tokens: Sequence[tuple[str, str,
     )
 
 
-async def wait_finished(rig: Rig, campaign_id: int, timeout_s: float = 60) -> dict[str, Any]:
+async def wait_finished(rig: Rig, campaign_id: int, timeout_s: float = 180) -> dict[str, Any]:
     """The native campaign view once the campaign completed or stopped and nothing is in flight."""
     import asyncio
 

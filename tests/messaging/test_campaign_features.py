@@ -201,7 +201,7 @@ async def test_quiet_hours_defer_until_the_window_ends_on_an_injected_clock(
     assert sorted(str(m["To"]) for m in sink.receipts) == ["berlin@example.com", "ny@example.com"]
 
 
-async def _until(predicate: Any, attempts: int = 600) -> None:
+async def _until(predicate: Any, attempts: int = 2400) -> None:
     for _ in range(attempts):
         if predicate():
             return

@@ -23,6 +23,19 @@ from tapwire_messaging.campaigns import CampaignSpec
 
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 
+_CLAIMED_COLUMNS = (
+    OutboxRow.id,
+    OutboxRow.campaign_id,
+    OutboxRow.account_id,
+    OutboxRow.variant,
+    OutboxRow.user_key,
+    OutboxRow.channel,
+    OutboxRow.address,
+    OutboxRow.platform,
+    OutboxRow.context,
+    OutboxRow.attempts,
+)
+
 FINAL_STATUSES = frozenset(
     {
         "sent",
@@ -269,47 +282,54 @@ class Outbox:
             await connection.execute(statement, list(rows))
 
     async def claim(self, *, worker: str, now_ms: int, lease_ms: int, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` due rows of running campaigns, highest priority first, including rows whose
-        previous claimant's lease ran out."""
+        """Claim up to ``limit`` rows of running campaigns: first rows whose previous claimant's lease ran out
+        (a crashed sender's), then due pending rows, highest priority first.
+
+        The pending query walks the (status, priority, id) index backwards and stops after ``limit`` matches,
+        so a claim costs the same with ten rows waiting as with ten million. Within one priority the newest
+        rows go first: delivery order inside a campaign carries no promise, and one index direction keeps
+        the index portable (expression indexes compare unreliably across dialects).
+        """
         running = select(CampaignRow.id).where(CampaignRow.status == "running")
+        expired = (
+            select(OutboxRow.id)
+            .where(
+                OutboxRow.status == "sending",
+                OutboxRow.lease_until_ms < now_ms,
+                OutboxRow.campaign_id.in_(running),
+            )
+            .limit(limit)
+        )
         due = (
             select(OutboxRow.id)
             .where(
-                OutboxRow.campaign_id.in_(running),
-                or_(
-                    and_(OutboxRow.status == "pending", OutboxRow.due_ms <= now_ms),
-                    and_(OutboxRow.status == "sending", OutboxRow.lease_until_ms < now_ms),
-                ),
+                OutboxRow.status == "pending", OutboxRow.due_ms <= now_ms, OutboxRow.campaign_id.in_(running)
             )
-            .order_by(OutboxRow.priority.desc(), OutboxRow.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            .order_by(OutboxRow.priority.desc(), OutboxRow.id.desc())
         )
-        statement = (
-            update(OutboxRow)
-            .where(OutboxRow.id.in_(due.scalar_subquery()))
-            .values(
-                status="sending",
-                lease_until_ms=now_ms + lease_ms,
-                claimed_by=worker,
-                attempts=OutboxRow.attempts + 1,
-            )
-            .returning(
-                OutboxRow.id,
-                OutboxRow.campaign_id,
-                OutboxRow.account_id,
-                OutboxRow.variant,
-                OutboxRow.user_key,
-                OutboxRow.channel,
-                OutboxRow.address,
-                OutboxRow.platform,
-                OutboxRow.context,
-                OutboxRow.attempts,
-            )
-        )
+        claimed: list[Claimed] = []
         async with self.engine.begin() as connection:
-            rows = (await connection.execute(statement)).all()
-        return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: c.id)
+            for candidates in (expired, due):
+                room = limit - len(claimed)
+                if room <= 0:
+                    break
+                statement = (
+                    update(OutboxRow)
+                    .where(
+                        OutboxRow.id.in_(
+                            candidates.limit(room).with_for_update(skip_locked=True).scalar_subquery()
+                        )
+                    )
+                    .values(
+                        status="sending",
+                        lease_until_ms=now_ms + lease_ms,
+                        claimed_by=worker,
+                        attempts=OutboxRow.attempts + 1,
+                    )
+                    .returning(*_CLAIMED_COLUMNS)
+                )
+                claimed += [Claimed(**row._mapping) for row in (await connection.execute(statement)).all()]
+        return sorted(claimed, key=lambda c: c.id)
 
     async def renew(self, ids: Iterable[int], *, worker: str, until_ms: int) -> None:
         ids = list(ids)

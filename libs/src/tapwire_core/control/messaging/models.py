@@ -71,7 +71,9 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("campaign_id", "variant", "user_key", "channel", name="uq_outbox_key"),
-        Index("ix_outbox_claim", "status", "due_ms"),
+        # Claims walk pending rows in priority order, and look up expired leases of in-flight rows.
+        Index("ix_outbox_claim", "status", "priority", "id"),
+        Index("ix_outbox_lease", "status", "lease_until_ms"),
         Index("ix_outbox_recent", "account_id", "user_key", "channel", "sent_ms"),
         Index("ix_outbox_campaign_status", "campaign_id", "status"),
     )

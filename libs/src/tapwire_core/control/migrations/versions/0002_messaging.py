@@ -107,12 +107,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("campaign_id", "variant", "user_key", "channel", name=op.f("uq_outbox_key")),
     )
     op.create_index("ix_outbox_campaign_status", "outbox", ["campaign_id", "status"])
-    op.create_index("ix_outbox_claim", "outbox", ["status", "due_ms"])
+    op.create_index("ix_outbox_claim", "outbox", ["status", "priority", "id"])
+    op.create_index("ix_outbox_lease", "outbox", ["status", "lease_until_ms"])
     op.create_index("ix_outbox_recent", "outbox", ["account_id", "user_key", "channel", "sent_ms"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_recent", table_name="outbox")
+    op.drop_index("ix_outbox_lease", table_name="outbox")
     op.drop_index("ix_outbox_claim", table_name="outbox")
     op.drop_index("ix_outbox_campaign_status", table_name="outbox")
     op.drop_table("outbox")
