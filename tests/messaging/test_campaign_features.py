@@ -421,3 +421,40 @@ async def test_variants_and_control_group_conversions_to_the_goal(
     assert conversions["control"]["users"] == report["control"] > 0
     assert sum(c["converted"] for c in conversions.values()) == len(converters)
     assert sum(c["users"] for c in conversions.values()) == 200
+
+
+async def test_sms_campaign_honours_phone_opt_outs(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    from urllib.parse import parse_qs
+
+    warehouse = await warehouse_factory("chdb")
+    with http_receiver(lambda _r, n: (201, {"sid": f"SM{n}"})) as twilio:
+        url = f"http://AC1:tok@127.0.0.1:{twilio.port}/2010-04-01/Accounts/AC1/Messages.json?From=%2B15550001"
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, None, sms_url=url)) as rig:
+            await add_profiles(
+                warehouse,
+                [
+                    ("i:a", {"Phone": "+4915100000001", "Name": "Ann"}),
+                    ("i:b", {"Phone": "+4915100000002", "MSG-sms": False}),
+                    ("i:c", {"Phone": "+4915100000003", "MSG-dndPhone": True}),
+                    ("i:d", {"Phone": "+4915100000004"}),
+                    ("i:e", {}),
+                ],
+            )
+            await rig.post(
+                "/1/subscribe", {"d": [{"type": "phone", "value": "+4915100000004", "status": "Unsubscribe"}]}
+            )
+            created = await rig.post(
+                "/1/targets/create.json",
+                {
+                    "name": "sms",
+                    "target_mode": "sms",
+                    "where": {},
+                    "content": {"body": "Hi {{ Profile.Name | default: 'you' }}"},
+                },
+            )
+            campaign = await wait_finished(rig, created.json()["id"])
+    forms = [parse_qs(r.body.decode()) for r in twilio.requests]
+    assert [(f["To"], f["Body"]) for f in forms] == [(["+4915100000001"], ["Hi Ann"])]
+    assert (campaign["sent"], campaign["suppressed"], campaign["no_address"]) == (1, 3, 1)

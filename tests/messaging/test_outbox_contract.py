@@ -190,3 +190,26 @@ async def test_consent_objections_unsubscribes_and_resubscribes(store: ControlSt
         now_ms=5,
     )
     assert await refused() == {1, 2}
+
+
+async def test_higher_priority_rows_are_claimed_first(store: ControlStore) -> None:
+    outbox = Outbox(store.engine)
+    bulk = await _campaign(outbox, 50)
+    spec = parse_campaign(
+        {
+            "name": "t",
+            "channel": "email",
+            "to": {"Identity": ["vip"]},
+            "content": {"subject": "s", "body": "b"},
+        },
+        now_ms=1_000,
+        kind="transactional",
+    )
+    urgent = await outbox.create_campaign(ACCOUNT, spec)
+    await outbox.start_campaign(urgent, 1_000)
+    await outbox.add([_row(urgent, "i:vip") | {"priority": spec.priority}])
+    (first,) = await outbox.claim(worker="w", now_ms=2_000, lease_ms=1_000, limit=1)
+    assert (first.campaign_id, first.user_key) == (urgent, "i:vip")
+    assert {
+        r.campaign_id for r in await outbox.claim(worker="w", now_ms=2_000, lease_ms=1_000, limit=100)
+    } == {bulk}
