@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ from tapwire_messaging.templates import CompiledContent, TemplateError, compile_
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Campaigns whose compiled templates and rules stay in memory (each transactional send is a campaign).
+MAX_CACHED_CAMPAIGNS = 1000
 # How long an opt-out is remembered in memory for rows claimed before it (claims older than this are re-checked
 # against the database when they are claimed again after their lease).
 OPT_OUT_MEMORY_MS = 15 * 60 * 1000
@@ -106,7 +109,7 @@ class Sender:
         self._results: asyncio.Queue[tuple[Verdict, Feedback | None]] = asyncio.Queue()
         self._inflight: set[int] = set()
         self._dead_tokens: list[tuple[str, str, int]] = []
-        self._views: dict[int, _CampaignView] = {}
+        self._views: OrderedDict[int, _CampaignView] = OrderedDict()
         self._stopped: set[int] = set()
         # Opt-outs seen since start: (account, subject kind, subject) -> {channel or "all": updated ms}.
         self._opt_outs: dict[tuple[str, str, str], dict[str, int]] = {}
@@ -134,6 +137,11 @@ class Sender:
         """Stop claiming, let in-flight sends finish and record them, then cancel what is left."""
         self._stopping.set()
         self._wake.set()
+        # Hand queued, unsent rows back at once rather than leaving them to their lease.
+        now = self.now_ms()
+        while not self._queue.empty():
+            row, _, _ = self._queue.get_nowait()
+            self._results.put_nowait((Verdict(row.id, "pending", "sender stopped", due_ms=now), None))
         deadline = time.monotonic() + timeout_s
         while (self._inflight or not self._results.empty()) and time.monotonic() < deadline:  # noqa: ASYNC110 (two conditions, no single event)
             await asyncio.sleep(0.05)
@@ -335,7 +343,9 @@ class Sender:
 
     async def _view(self, campaign_id: int) -> _CampaignView | None:
         view = self._views.get(campaign_id)
-        if view is None:
+        if view is not None:
+            self._views.move_to_end(campaign_id)
+        else:
             campaign = await self.outbox.campaign(campaign_id)
             if campaign is None:
                 return None
@@ -353,6 +363,8 @@ class Sender:
                 caps += await self.outbox.account_caps(campaign.account_id, campaign.channel)
             view = _CampaignView(campaign, content, QuietHours.parse(quiet) if quiet else None, caps)
             self._views[campaign_id] = view
+            while len(self._views) > MAX_CACHED_CAMPAIGNS:
+                self._views.popitem(last=False)
         return view
 
     async def _judge(self, view: _CampaignView, rows: Sequence[Claimed], now_ms: int) -> list[Verdict | None]:
