@@ -52,9 +52,11 @@ class SinkProcess:
         self.proc.stdout.readline()
 
     def receipts(self) -> list[tuple[float, str, str]]:
-        """Stop the sink and read what it accepted."""
+        """Stop the sink and read what it accepted (and how much CPU it used, in ``cpu_s``)."""
         self.proc.terminate()
-        self.proc.wait(30)
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_s = usage.ru_utime + usage.ru_stime
         rows = []
         for line in self.out.read_text().splitlines():
             ts, to, mid = line.split("\t")
@@ -102,9 +104,11 @@ async def run(work: Path) -> dict[str, Any]:
             "content": {"subject": "Hi {{ Profile.Name }}", "body": "Deals for {{ Profile.Name }}"},
         }
         started = time.time()
+        cpu_started = time.process_time()
         created = await client.post("/1/targets/create.json", headers=HEADERS, json=campaign)
         first = await wait_finished(client, created.json()["id"])
         end_to_end_s = time.time() - started
+        sender_cpu_s = time.process_time() - cpu_started
         log(f"campaign: {first['sent']} sent in {end_to_end_s:.1f}s end to end")
 
         # Unsubscribes during a running campaign: from the POST until the send-time check refuses the user.
@@ -163,6 +167,9 @@ async def run(work: Path) -> dict[str, Any]:
         "messaging_opted_out_skipped_pct": round(100 * (1 - len(reached_opted_out) / len(opted_out)), 2),
         "unsubscribe_to_suppression_ms": round(max(latencies), 2),
         "unsubscribe_sends_after_post": len(late),
+        # CPU per delivered message on each side (the sink's covers both campaigns).
+        "messaging_sender_cpu_us_per_msg": round(1e6 * sender_cpu_s / max(1, first["sent"])),
+        "messaging_sink_cpu_us_per_msg": round(1e6 * sink.cpu_s / max(1, len(receipts))),
     }
 
 
