@@ -213,3 +213,25 @@ async def test_higher_priority_rows_are_claimed_first(store: ControlStore) -> No
     assert {
         r.campaign_id for r in await outbox.claim(worker="w", now_ms=2_000, lease_ms=1_000, limit=100)
     } == {bulk}
+
+
+async def test_erasure_strips_personal_data_but_keeps_counts_and_suppressions(store: ControlStore) -> None:
+    from tapwire_core.control.messaging.erasure import erase_user
+
+    outbox = Outbox(store.engine)
+    campaign_id = await _campaign(outbox, 3)
+    await outbox.record_interaction(
+        campaign_id=campaign_id, variant="A", user_key="i:u1", kind="clicked", ts_ms=5
+    )
+    await consent.record_objection(
+        store.engine, account_id=ACCOUNT, user_key="i:u1", source="privacy", now_ms=6
+    )
+    assert await erase_user(store.engine, account_id=ACCOUNT, user_key="i:u1") == 1
+    rows = await outbox.claim(worker="w", now_ms=2_000, lease_ms=1_000, limit=10)
+    erased = next(r for r in rows if r.user_key == "i:u1")
+    assert (erased.address, erased.context) == ("", {})
+    assert all(r.address for r in rows if r.user_key != "i:u1")
+    assert await outbox.interaction_counts([campaign_id]) == {}
+    assert await consent.blocked(
+        store.engine, account_id=ACCOUNT, recipients=[consent.Recipient("i:u1", "email")]
+    ) == {0}

@@ -106,6 +106,8 @@ class ConsentRow(Base):
     """
 
     __tablename__ = "message_consent"
+    # Senders poll for recent opt-outs by time.
+    __table_args__ = (Index("ix_message_consent_updated_ms", "updated_ms"),)
 
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     subject_kind: Mapped[str] = mapped_column(String(8), primary_key=True)

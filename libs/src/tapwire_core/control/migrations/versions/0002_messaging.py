@@ -33,6 +33,7 @@ def upgrade() -> None:
             "account_id", "subject_kind", "subject", "channel", name=op.f("pk_message_consent")
         ),
     )
+    op.create_index("ix_message_consent_updated_ms", "message_consent", ["updated_ms"])
     op.create_table(
         "campaigns",
         sa.Column("id", _ID, autoincrement=True, nullable=False),
@@ -122,4 +123,5 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_campaigns_status"), table_name="campaigns")
     op.drop_index(op.f("ix_campaigns_account_id"), table_name="campaigns")
     op.drop_table("campaigns")
+    op.drop_index("ix_message_consent_updated_ms", table_name="message_consent")
     op.drop_table("message_consent")
