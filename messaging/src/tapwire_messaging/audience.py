@@ -104,17 +104,13 @@ class WarehouseEventAudience:
             raise AudienceError("where.to is before where.from")
         return cls(warehouse, name, start, end)
 
-    def _query(self) -> tuple[str, dict[str, Any]]:
+    def _members(self) -> tuple[str, dict[str, Any]]:
+        """SQL selecting the distinct member keys (``{account:String}`` still to bind) and its parameters."""
         if self.event_name is None:
-            return (
-                "SELECT DISTINCT user_key FROM profiles WHERE account_id = {account:String} "
-                "AND user_key > {after:String} ORDER BY user_key LIMIT {limit:UInt32}",
-                {},
-            )
+            return "SELECT DISTINCT user_key FROM profiles WHERE account_id = {account:String}", {}
         return (
             "SELECT DISTINCT user_key FROM events WHERE account_id = {account:String} AND name = {name:String} "
-            "AND toDate(ts) BETWEEN {first:Date} AND {last:Date} "
-            "AND user_key > {after:String} ORDER BY user_key LIMIT {limit:UInt32}",
+            "AND toDate(ts) BETWEEN {first:Date} AND {last:Date}",
             {
                 "name": self.event_name,
                 "first": self.start.isoformat() if self.start else "1970-01-01",
@@ -123,7 +119,8 @@ class WarehouseEventAudience:
         )
 
     async def chunks(self, account_id: str) -> AsyncIterator[Sequence[str]]:
-        sql, params = self._query()
+        members, params = self._members()
+        sql = f"{members} AND user_key > {{after:String}} ORDER BY user_key LIMIT {{limit:UInt32}}"
         after = ""
         while True:
             rows = await self.warehouse.query(
@@ -138,10 +135,12 @@ class WarehouseEventAudience:
                 return
 
     async def estimate(self, account_id: str) -> int:
-        count = 0
-        async for chunk in self.chunks(account_id):
-            count += len(chunk)
-        return count
+        """The audience size in one aggregate query (no paging)."""
+        members, params = self._members()
+        rows = await self.warehouse.query(
+            f"SELECT count() AS n FROM ({members})", {**params, "account": account_id}
+        )
+        return int(rows[0]["n"]) if rows else 0
 
 
 def _day(where: Mapping[str, Any], key: str) -> date:
