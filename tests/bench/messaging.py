@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvloop
 
 from tapwire_core.control.messaging import consent
 from tapwire_core.settings import Settings
@@ -176,7 +177,8 @@ async def run(work: Path) -> dict[str, Any]:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tapwire-bench-messaging-"))
     try:
-        figures = asyncio.run(run(work))
+        # uvloop, as `tapwire up` and `tapwire serve` run the service.
+        figures = uvloop.run(run(work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(orjson.dumps(figures).decode(), flush=True)

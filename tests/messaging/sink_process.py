@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -34,7 +35,7 @@ class CountingSink:
 def main() -> None:
     port, out = int(sys.argv[1]), Path(sys.argv[2])
     sink = CountingSink()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, loop=uvloop.new_event_loop())
     controller.start()
     stop = asyncio.Event()
     loop = asyncio.new_event_loop()
