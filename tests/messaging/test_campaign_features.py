@@ -48,7 +48,10 @@ async def test_webhook_send_is_signed_and_a_500_then_200_is_accepted_once(
                 "/1/send/webhook.json",
                 {
                     "to": {"Identity": ["ann", "bob"]},
-                    "content": {"body": 'Hello {{ Profile.Name | default: "friend" }}'},
+                    "content": {
+                        "body": 'Hello {{ Profile.Name | default: "friend" }}, {{ Event.Amount }} EUR'
+                    },
+                    "event": {"Amount": 42},
                     "webhook": {"url": f"{receiver.url}/hook", "secret": HOOK_SECRET},
                 },
             )
@@ -65,7 +68,7 @@ async def test_webhook_send_is_signed_and_a_500_then_200_is_accepted_once(
             signature=request.headers["x-tapwire-signature"],
         )
     bodies = {r.json()["user_key"]: r.json()["content"]["body"] for r in receiver.requests}
-    assert bodies == {"i:ann": "Hello Ann", "i:bob": "Hello friend"}
+    assert bodies == {"i:ann": "Hello Ann, 42 EUR", "i:bob": "Hello friend, 42 EUR"}
 
 
 async def test_push_tokens_reported_unregistered_are_not_used_again(

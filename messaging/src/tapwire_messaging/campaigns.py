@@ -214,6 +214,11 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName) -> dict[str, Any]:
     devices = payload.get("devices")
     if devices is not None:
         rules["devices"] = [str(d).lower() for d in devices] if isinstance(devices, list) else []
+    event = payload.get("event")
+    if event is not None:
+        if not isinstance(event, dict):
+            raise ApiError(422, "event must be an object of event properties (seen by templates as Event)")
+        rules["event"] = event
     labels = payload.get("labels", [])
     rules["labels"] = [str(label) for label in labels] if isinstance(labels, list) else []
     return rules

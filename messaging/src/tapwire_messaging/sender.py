@@ -456,7 +456,7 @@ class Sender:
         content = view.content.get(row.variant) or next(iter(view.content.values()))
         context = {
             "Profile": row.context.get("profile", {}),
-            "Event": row.context.get("event", {}),
+            "Event": row.context.get("event") or campaign.rules.get("event", {}),
             "Campaign": {"id": campaign.id, "name": campaign.name, "variant": row.variant},
         }
         try:
