@@ -461,3 +461,37 @@ async def test_sms_campaign_honours_phone_opt_outs(
     forms = [parse_qs(r.body.decode()) for r in twilio.requests]
     assert [(f["To"], f["Body"]) for f in forms] == [(["+4915100000001"], ["Hi Ann"])]
     assert (campaign["sent"], campaign["suppressed"], campaign["no_address"]) == (1, 3, 1)
+
+
+async def test_a_profile_opt_out_uploaded_after_the_campaign_started_still_counts(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    now = [datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp()]
+    with smtp_sink() as sink:
+        settings = settings_for(tmp_path, sink.url)
+        async with messaging_rig(tmp_path, warehouse, settings, clock=lambda: now[0]) as rig:
+            await add_profiles(
+                warehouse,
+                [
+                    (f"i:{name}", {"Email": f"{name}@example.com", "Timezone": "Europe/Berlin"})
+                    for name in ("stays", "leaves")
+                ],
+            )
+            created = await rig.post(
+                "/messaging/v1/campaigns",
+                {
+                    "name": "overnight",
+                    "channel": "email",
+                    "where": {},
+                    "quiet_hours": {"start": "22:00", "end": "08:00"},
+                    "content": {"subject": "s", "body": "b"},
+                },
+            )
+            await _until(lambda: rig.service.sender.stats.deferred == 2)
+            await asyncio.sleep(0.01)  # the opt-out below gets a later timestamp than the snapshot
+            await add_profiles(warehouse, [("i:leaves", {"MSG-email": False})])
+            now[0] = datetime(2026, 3, 11, 7, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin
+            campaign = await wait_finished(rig, created.json()["id"])
+    assert [str(m["To"]) for m in sink.receipts] == ["stays@example.com"]
+    assert (campaign["sent"], campaign["suppressed"]) == (1, 1)

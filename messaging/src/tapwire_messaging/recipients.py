@@ -82,3 +82,28 @@ async def load_profiles(
             if row["token"]:
                 profiles[row["user_key"]].tokens.append((str(row["token"]), str(row["kind"]).lower()))
     return profiles
+
+
+async def load_subscription_flags(
+    warehouse: Warehouse, *, account_id: str, user_keys: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The latest ``MSG-*`` profile fields of ``user_keys`` (matched case-insensitively), for a send-time check
+    when the profile snapshot taken at fill time may be stale."""
+    if not user_keys:
+        return {}
+    rows = await warehouse.query(
+        "SELECT user_key, key, argMax(value, ts) AS value, argMax(deleted, ts) AS deleted FROM profile_props "
+        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} "
+        "AND startsWith(lower(key), 'msg-') GROUP BY user_key, key",
+        {"account": account_id, "keys": list(user_keys)},
+    )
+    flags: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["deleted"]:
+            continue
+        try:
+            value = orjson.loads(row["value"])
+        except orjson.JSONDecodeError:
+            value = row["value"]
+        flags.setdefault(str(row["user_key"]), {})[str(row["key"])] = value
+    return flags

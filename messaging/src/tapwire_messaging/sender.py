@@ -34,7 +34,7 @@ from tapwire_messaging.channels import OutboundMessage, Providers, SendResult
 from tapwire_messaging.feedback import Feedback, FeedbackPublisher
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Campaign, Claimed, Outbox, Verdict
-from tapwire_messaging.recipients import RecipientProfile, load_profiles
+from tapwire_messaging.recipients import RecipientProfile, load_profiles, load_subscription_flags
 from tapwire_messaging.rules import (
     Clock,
     QuietHours,
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 # Campaigns whose compiled templates and rules stay in memory (each transactional send is a campaign).
 MAX_CACHED_CAMPAIGNS = 1000
+# Profile snapshots taken at fill time are trusted for this long; later claims re-read the MSG-* flags.
+PROFILE_SNAPSHOT_FRESH_MS = 60_000
 # How long an opt-out is remembered in memory for rows claimed before it (claims older than this are re-checked
 # against the database when they are claimed again after their lease).
 OPT_OUT_MEMORY_MS = 15 * 60 * 1000
@@ -387,8 +389,16 @@ class Sender:
                 for r in rows
             ],
         )
+        fresh_flags: dict[str, dict[str, Any]] = {}
+        snapshot_age_ms = now_ms - (campaign.started_ms or campaign.scheduled_ms)
+        if self.warehouse is not None and snapshot_age_ms > PROFILE_SNAPSHOT_FRESH_MS:
+            # Profiles were read when the campaign started; MSG-* opt-outs uploaded since must count too.
+            fresh_flags = await load_subscription_flags(
+                self.warehouse, account_id=campaign.account_id, user_keys=[r.user_key for r in rows]
+            )
         for index, row in enumerate(rows):
-            if index in refused or profile_opted_out(row.context.get("profile", {}), row.channel):
+            profile = row.context.get("profile", {}) | fresh_flags.get(row.user_key, {})
+            if index in refused or profile_opted_out(profile, row.channel):
                 verdicts[index] = Verdict(row.id, "suppressed", "unsubscribed or objected")
         if campaign.kind == "transactional":
             return verdicts
