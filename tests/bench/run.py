@@ -9,6 +9,7 @@ import asyncio
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,6 +161,19 @@ def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
     return result, visible_s
 
 
+def bench_messaging() -> dict[str, Any]:
+    """In its own process: chDB allows one data directory per process and the loader bench holds one here."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.messaging"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    )
+    figures: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tapwire-bench-"))
     figures: dict[str, Any] = {}
@@ -203,6 +217,10 @@ def main() -> None:
         embedded, visible_s = bench_embedded(work, bodies[: min(len(bodies), 6000)])
         log(f"  {embedded.records_per_s:.0f} events/s; all visible {visible_s:.2f}s after the last 200")
 
+        log("messaging: campaign over SMTP to a sink process")
+        messaging = bench_messaging()
+        log(f"  {messaging}")
+
         figures = {
             "gateway_events_per_s": round(gateway.records_per_s),
             "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
@@ -216,6 +234,7 @@ def main() -> None:
             "embedded_events_per_s": round(embedded.records_per_s),
             "embedded_p99_ms": round(embedded.percentile_ms(99), 2),
             "embedded_visible_after_s": round(visible_s, 2),
+            **messaging,
             "record_bytes": record_size,
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
@@ -232,6 +251,7 @@ TARGETS = {
     "gateway_vs_kafka_ratio": 0.25,
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
+    "messaging_msgs_per_s": 2_000,
 }
 
 

@@ -177,6 +177,11 @@ class Handler(BaseHTTPRequestHandler):
             params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
             query_id = params.get("query_id") or query_id
             body = _decompress(body, self.headers.get("Content-Encoding"))
+            content_type = self.headers.get("Content-Type", "")
+            if content_type.startswith("multipart/form-data"):
+                # Large bound parameters travel as form fields (``query``, ``param_<name>``), as ClickHouse accepts.
+                params.update(_form_fields(content_type, body))
+                body = b""
             database = params.get("database") or self.headers.get("X-ClickHouse-Database")
             bound = {key[6:]: value for key, value in params.items() if key.startswith("param_")}
             sql = params.get("query", "")
@@ -263,6 +268,22 @@ def serve(data: Path, port: int) -> None:
     finally:
         server.server_close()
         engine.session.close()
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    import email.parser
+    import email.policy
+
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode()
+    return fields
 
 
 def main() -> None:

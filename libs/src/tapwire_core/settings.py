@@ -54,5 +54,17 @@ class Settings(BaseSettings):
     loader_max_consecutive_invalid: int = 1000
     loader_group: str = "tapwire-loader"
 
+    # Messaging providers and delivery.
+    smtp_url: str | None = Field(default=None, description="smtp://[user:pass@]host:port[?starttls=true]")
+    email_from: str | None = None
+    fcm_url: str | None = None
+    apns_url: str | None = None
+    sms_url: str | None = None
+    messaging_secret: str | None = Field(default=None, description="signs unsubscribe, open and click links")
+    messaging_senders: int = 16
+    messaging_claim_batch: int = 200
+    messaging_lease_s: float = 30.0
+    messaging_poll_s: float = 0.2
+
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

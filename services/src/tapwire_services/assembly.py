@@ -18,6 +18,9 @@ from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
+from tapwire_messaging.routes import links_router as messaging_links_router
+from tapwire_messaging.routes import router as messaging_router
+from tapwire_messaging.service import MessagingService
 from tapwire_query.routes import router as query_router
 from tapwire_services import runtime
 from tapwire_services.accounts import announce_accounts, directory_for
@@ -75,6 +78,7 @@ def build_app(
     routers: Sequence[APIRouter],
     loader: bool,
     embedded: bool,
+    messaging: bool = False,
 ) -> FastAPI:
     """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
     context = ServiceContext(
@@ -86,6 +90,11 @@ def build_app(
         store_=components.store,
     )
     supervisor: LoaderSupervisor | None = None
+    messenger = (
+        MessagingService(settings, store=components.store, bus=components.bus, warehouse=components.warehouse)
+        if messaging
+        else None
+    )
 
     async def on_start() -> None:
         nonlocal supervisor
@@ -97,22 +106,36 @@ def build_app(
                 Loader(bus=components.bus, warehouse=components.warehouse, settings=settings)
             )
             supervisor.start()
+        if messenger is not None:
+            await messenger.start()
 
     async def on_stop() -> None:
+        if messenger is not None:
+            await messenger.stop()
         if supervisor is not None:
             await supervisor.stop()
         await components.close()
 
-    return create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    app = create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    app.state.messaging = messenger
+    return app
 
 
 def embedded_app(settings: Settings) -> FastAPI:
     return build_app(
         settings,
         runtime.embedded(settings),
-        routers=[upload_router, segment_router, identity_router, query_router],
+        routers=[
+            upload_router,
+            segment_router,
+            identity_router,
+            query_router,
+            messaging_router,
+            messaging_links_router,
+        ],
         loader=True,
         embedded=True,
+        messaging=True,
     )
 
 
@@ -122,6 +145,7 @@ class _ServiceSpec:
     warehouse: bool
     routers: tuple[APIRouter, ...]
     loader: bool
+    messaging: bool = False
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
@@ -130,6 +154,13 @@ _SERVICE_SPECS: dict[str, _ServiceSpec] = {
     ),
     "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
+    "messaging": _ServiceSpec(
+        bus=True,
+        warehouse=True,
+        routers=(messaging_router, messaging_links_router),
+        loader=False,
+        messaging=True,
+    ),
 }
 
 
@@ -138,10 +169,15 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
     spec = _SERVICE_SPECS.get(service)
     if spec is None:
         raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    if spec.messaging and not settings.messaging_secret:
+        raise runtime.ConfigurationError(
+            "TAPWIRE_MESSAGING_SECRET is required: every messaging process must sign links with the same secret"
+        )
     return build_app(
         settings,
         runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse),
         routers=spec.routers,
         loader=spec.loader,
         embedded=False,
+        messaging=spec.messaging,
     )

@@ -2,6 +2,17 @@
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
+from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
-__all__ = ["AccountRow", "Base", "CredentialRow", "IdentityEdgeRow", "IdentityNodeRow"]
+__all__ = [
+    "AccountRow",
+    "Base",
+    "CampaignRow",
+    "ConsentRow",
+    "CredentialRow",
+    "IdentityEdgeRow",
+    "IdentityNodeRow",
+    "InteractionRow",
+    "OutboxRow",
+]

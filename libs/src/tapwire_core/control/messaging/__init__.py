@@ -1,0 +1,1 @@
+"""Control-plane tables of the messaging service, and the consent API other services (privacy) write to."""

@@ -1,0 +1,198 @@
+"""The consent (suppression) API: who may receive which channel. Messaging reads it before every send.
+
+Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) and the privacy worker
+(objections). A change is visible to the next claim of the sender, i.e. the next message.
+
+- :func:`set_consent` records ``unsubscribed`` / ``subscribed`` for a user key, an email address or a phone
+  number on one channel (``email``, ``sms``, ``push``, ``whatsapp``, ``webhook``) or on ``all``.
+- :func:`record_objection` / :func:`lift_objection`: a privacy objection blocks every marketing message to a
+  user key until lifted, whatever subscription changes come in between.
+- :func:`blocked` answers, for many recipients at once, which of them must not be sent to.
+
+Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
+``token`` (a push token the provider reported as unregistered; never used again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tapwire_core.control.messaging.models import ConsentRow
+
+SubjectKind = Literal["user", "email", "phone", "token"]
+ConsentState = Literal["unsubscribed", "subscribed", "objected"]
+ALL_CHANNELS = "all"
+
+
+def normalise_subject(kind: SubjectKind, subject: str) -> str:
+    return subject.strip().lower() if kind == "email" else subject.strip()
+
+
+async def set_consent(
+    engine: AsyncEngine,
+    *,
+    account_id: str,
+    kind: SubjectKind,
+    subject: str,
+    channel: str,
+    state: ConsentState,
+    source: str,
+    now_ms: int,
+) -> None:
+    """Upsert one consent entry; the latest write for (subject, channel) wins."""
+    values = {
+        "account_id": account_id,
+        "subject_kind": kind,
+        "subject": normalise_subject(kind, subject),
+        "channel": channel,
+        "state": state,
+        "source": source,
+        "updated_ms": now_ms,
+    }
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(ConsentRow).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["account_id", "subject_kind", "subject", "channel"],
+        set_={"state": state, "source": source, "updated_ms": now_ms},
+    )
+    async with engine.begin() as connection:
+        await connection.execute(statement)
+
+
+async def record_objection(
+    engine: AsyncEngine, *, account_id: str, user_key: str, source: str, now_ms: int
+) -> None:
+    """Block all marketing to ``user_key`` (privacy objection) from the next message on."""
+    await set_consent(
+        engine,
+        account_id=account_id,
+        kind="user",
+        subject=user_key,
+        channel=ALL_CHANNELS,
+        state="objected",
+        source=source,
+        now_ms=now_ms,
+    )
+
+
+async def lift_objection(engine: AsyncEngine, *, account_id: str, user_key: str) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            delete(ConsentRow).where(
+                ConsentRow.account_id == account_id,
+                ConsentRow.subject_kind == "user",
+                ConsentRow.subject == user_key,
+                ConsentRow.channel == ALL_CHANNELS,
+                ConsentRow.state == "objected",
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    user_key: str
+    channel: str
+    email: str | None = None
+    phone: str | None = None
+
+
+async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[Recipient]) -> set[int]:
+    """Indexes of ``recipients`` that must not receive a message now.
+
+    An objection on the user blocks every channel. Otherwise the most recent entry among the user's, the
+    address's and ``all`` entries for the recipient's channel decides; no entry means subscribed.
+    """
+    if not recipients:
+        return set()
+    users = {r.user_key for r in recipients}
+    emails = {normalise_subject("email", r.email) for r in recipients if r.email}
+    phones = {r.phone for r in recipients if r.phone}
+    conditions = [and_(ConsentRow.subject_kind == "user", ConsentRow.subject.in_(users))]
+    if emails:
+        conditions.append(and_(ConsentRow.subject_kind == "email", ConsentRow.subject.in_(emails)))
+    if phones:
+        conditions.append(and_(ConsentRow.subject_kind == "phone", ConsentRow.subject.in_(phones)))
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(
+                    ConsentRow.subject_kind,
+                    ConsentRow.subject,
+                    ConsentRow.channel,
+                    ConsentRow.state,
+                    ConsentRow.updated_ms,
+                ).where(ConsentRow.account_id == account_id, or_(*conditions))
+            )
+        ).all()
+    entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for kind, subject, channel, state, updated in rows:
+        entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
+    refused: set[int] = set()
+    for index, recipient in enumerate(recipients):
+        subjects: list[tuple[str, str]] = [("user", recipient.user_key)]
+        if recipient.email:
+            subjects.append(("email", normalise_subject("email", recipient.email)))
+        if recipient.phone:
+            subjects.append(("phone", recipient.phone))
+        if _refused(recipient.channel, (e for s in subjects for e in entries.get(s, ()))):
+            refused.add(index)
+    return refused
+
+
+def _refused(channel: str, entries: Iterable[tuple[str, str, int]]) -> bool:
+    latest: tuple[int, str] | None = None
+    for entry_channel, state, updated in entries:
+        if state == "objected":
+            return True
+        if entry_channel in (channel, ALL_CHANNELS) and (latest is None or updated >= latest[0]):
+            latest = (updated, state)
+    return latest is not None and latest[1] == "unsubscribed"
+
+
+async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[str]) -> set[str]:
+    """The push tokens among ``tokens`` that a provider reported as unregistered."""
+    if not tokens:
+        return set()
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(ConsentRow.subject).where(
+                ConsentRow.account_id == account_id,
+                ConsentRow.subject_kind == "token",
+                ConsentRow.subject.in_(list(tokens)),
+            )
+        )
+        return {str(subject) for subject in rows.scalars()}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    account_id: str
+    kind: str
+    subject: str
+    channel: str
+    state: str
+    updated_ms: int
+
+
+async def opt_outs_since(engine: AsyncEngine, *, since_ms: int) -> list[ConsentChange]:
+    """Unsubscribes and objections written at or after ``since_ms`` (senders poll this to catch opt-outs for
+    messages they already claimed)."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(
+                ConsentRow.account_id,
+                ConsentRow.subject_kind,
+                ConsentRow.subject,
+                ConsentRow.channel,
+                ConsentRow.state,
+                ConsentRow.updated_ms,
+            ).where(ConsentRow.updated_ms >= since_ms, ConsentRow.state.in_(("unsubscribed", "objected")))
+        )
+        return [ConsentChange(*row) for row in rows.all()]

@@ -1,0 +1,69 @@
+"""What every provider adapter takes and answers.
+
+An adapter never raises for a provider's answer: it returns a :class:`SendResult` saying whether the message was
+accepted, may be retried later, was refused for good, or went to an address the provider no longer knows.
+Programming errors (a message missing what the adapter needs) do raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ChannelName = Literal["email", "push", "sms", "webhook"]
+CHANNELS: tuple[ChannelName, ...] = ("email", "push", "sms", "webhook")
+
+# sent: the provider accepted it. failed: transient (timeout, 5xx, 4xx SMTP), the outbox retries later.
+# rejected: refused for good (4xx HTTP, 5xx SMTP). unregistered: the address or token is gone; stop using it.
+SendOutcome = Literal["sent", "failed", "rejected", "unregistered"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One rendered message for one recipient.
+
+    ``idempotency_key`` is derived from the outbox key (campaign, variant, user, channel); adapters pass it to
+    providers that accept one (Message-ID for SMTP, ``Idempotency-Key`` for webhooks, ``apns-id`` for APNs).
+    ``to`` is an email address, a phone number, a push token or a webhook URL. ``platform`` names the push
+    token's kind (``fcm`` or ``apns``). ``data`` is the provider payload's free part (push data, webhook JSON).
+    """
+
+    idempotency_key: str
+    to: str
+    body: str
+    subject: str | None = None
+    title: str | None = None
+    html: str | None = None
+    platform: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: SendOutcome
+    detail: str = ""
+    provider_id: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome == "failed"
+
+
+class ChannelAdapter(abc.ABC):
+    """A connection to one provider. Safe to share between tasks once started."""
+
+    name: str
+
+    async def start(self) -> None:  # noqa: B027 (optional hook)
+        """Open connections or pools. Idempotent."""
+
+    @abc.abstractmethod
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Deliver ``message``; the result says what the provider answered. Never raises for provider errors."""
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections; further sends are an error."""

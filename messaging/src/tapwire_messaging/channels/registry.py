@@ -1,0 +1,57 @@
+"""Building the configured providers from settings: one adapter per channel, None where unconfigured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tapwire_core.settings import Settings
+from tapwire_messaging.channels.base import ChannelAdapter, ChannelName
+from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
+from tapwire_messaging.channels.sms import TwilioSmsAdapter
+from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
+from tapwire_messaging.channels.webhook import WebhookAdapter
+
+
+@dataclass
+class Providers:
+    """The adapters of one process. ``get`` returns None for a channel with no provider configured."""
+
+    email: ChannelAdapter | None = None
+    push: ChannelAdapter | None = None
+    sms: ChannelAdapter | None = None
+    webhook: ChannelAdapter | None = None
+
+    def get(self, channel: ChannelName) -> ChannelAdapter | None:
+        adapter: ChannelAdapter | None = getattr(self, channel)
+        return adapter
+
+    async def start(self) -> None:
+        for adapter in self._all():
+            await adapter.start()
+
+    async def close(self) -> None:
+        for adapter in self._all():
+            await adapter.close()
+
+    def _all(self) -> list[ChannelAdapter]:
+        return [a for a in (self.email, self.push, self.sms, self.webhook) if a is not None]
+
+
+def build_providers(settings: Settings) -> Providers:
+    """Adapters for every provider the settings name. Raises ValueError naming a malformed setting."""
+    email = None
+    if settings.smtp_url:
+        if not settings.email_from:
+            raise ValueError("TAPWIRE_EMAIL_FROM is required with TAPWIRE_SMTP_URL")
+        email = SmtpAdapter(
+            SmtpConfig.from_url(settings.smtp_url, pool_size=settings.messaging_senders),
+            sender=settings.email_from,
+        )
+    fcm = FcmAdapter(settings.fcm_url) if settings.fcm_url else None
+    apns = ApnsAdapter(settings.apns_url) if settings.apns_url else None
+    return Providers(
+        email=email,
+        push=PushRouter(fcm, apns) if fcm or apns else None,
+        sms=TwilioSmsAdapter(settings.sms_url) if settings.sms_url else None,
+        webhook=WebhookAdapter(),
+    )

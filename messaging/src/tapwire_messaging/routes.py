@@ -1,0 +1,386 @@
+"""HTTP surface: CleverTap's targets, send, subscribe and message-report endpoints, the native
+``/messaging/v1`` API, and the public link endpoints (one-click unsubscribe, open pixel, click redirect)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from tapwire_core.control.messaging import consent
+from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.errors import ApiError, json_response
+from tapwire_messaging import reports
+from tapwire_messaging.audience import AudienceError
+from tapwire_messaging.campaigns import Kind, parse_campaign
+from tapwire_messaging.feedback import Feedback, FeedbackName
+from tapwire_messaging.outbox import Campaign
+from tapwire_messaging.service import MessagingService
+from tapwire_messaging.signing import BadToken, LinkTarget
+
+router = APIRouter()
+links_router = APIRouter()
+
+_PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook"}
+
+
+def messaging_service(request: Request) -> MessagingService:
+    service: MessagingService | None = getattr(request.app.state, "messaging", None)
+    if service is None:
+        raise ApiError(503, "messaging is not running in this process")
+    return service
+
+
+Messaging = Annotated[MessagingService, Depends(messaging_service)]
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "Malformed JSON body") from exc
+
+
+async def _create(
+    service: Messaging, account_id: str, payload: Any, *, kind: Kind, estimate: bool
+) -> dict[str, Any]:
+    spec = parse_campaign(payload, now_ms=service.now_ms(), kind=kind)
+    if spec.channel != "webhook" and service.sender.providers.get(spec.channel) is None:
+        raise ApiError(422, f"no {spec.channel} provider is configured on this deployment")
+    if estimate:
+        try:
+            source = service.resolver.source(spec.audience)
+            reach = await source.estimate(account_id)
+        except AudienceError as exc:
+            raise ApiError(422, str(exc)) from exc
+        return {"status": "success", "estimate": {"reach": reach, "channel": spec.channel}}
+    try:
+        service.resolver.source(spec.audience)
+    except AudienceError as exc:
+        raise ApiError(422, str(exc)) from exc
+    campaign_id = await service.outbox.create_campaign(account_id, spec)
+    service.sender.wake()
+    return {"status": "success", "id": campaign_id, "scheduled_on": reports.ymd(spec.scheduled_ms)}
+
+
+async def _campaign(service: MessagingService, account_id: str, payload: Any) -> Campaign:
+    raw = payload.get("id") if isinstance(payload, dict) else None
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise ApiError(400, "id (the campaign id, an integer) is required")
+    campaign = await service.outbox.campaign(raw, account_id)
+    if campaign is None:
+        raise ApiError(404, f"Campaign {raw} not found")
+    return campaign
+
+
+# CleverTap's campaign API.
+
+
+@router.post("/1/targets/create.json")
+async def targets_create(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    payload = await _body(request)
+    estimate = isinstance(payload, dict) and bool(payload.get("estimate_only"))
+    return json_response(await _create(service, account.id, payload, kind="campaign", estimate=estimate))
+
+
+@router.post("/1/targets/estimate.json")
+async def targets_estimate(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    return json_response(
+        await _create(service, account.id, await _body(request), kind="campaign", estimate=True)
+    )
+
+
+@router.api_route("/1/targets/list.json", methods=["GET", "POST"])
+async def targets_list(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    payload = await _body(request) if await request.body() else {}
+    start, end = _range(payload)
+    campaigns = await service.outbox.campaigns(account.id, start_ms=start, end_ms=end)
+    return json_response(
+        {
+            "status": "success",
+            "targets": [
+                {
+                    "id": c.id,
+                    "name": c.name,
+                    "status": c.status,
+                    "channel": c.channel,
+                    "scheduled_on": reports.ymd(c.scheduled_ms),
+                }
+                for c in campaigns
+            ],
+        }
+    )
+
+
+@router.post("/1/targets/result.json")
+async def targets_result(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    campaign = await _campaign(service, account.id, await _body(request))
+    if campaign.status in ("scheduled", "running"):
+        raise ApiError(
+            409,
+            f"Campaign {campaign.id} is {campaign.status}; results are ready once it has completed or stopped",
+        )
+    (summary,) = await reports.summaries(service.outbox, [campaign])
+    return json_response({"status": "success", "result": summary})
+
+
+@router.post("/1/targets/stop.json")
+async def targets_stop(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    campaign = await _campaign(service, account.id, await _body(request))
+    await service.outbox.stop_campaign(campaign.id, service.now_ms())
+    return json_response({"status": "success", "id": campaign.id})
+
+
+@router.post("/1/send/{channel}.json")
+async def send_to_identities(
+    channel: str, request: Request, account: PasscodeAccount, service: Messaging
+) -> Response:
+    if channel not in _SEND_CHANNELS:
+        raise ApiError(404, f"unknown channel {channel!r}; use one of {sorted(_SEND_CHANNELS)}")
+    payload = await _body(request)
+    if not isinstance(payload, dict) or "to" not in payload:
+        raise ApiError(400, 'to is required, e.g. {"Identity": ["ann"]}')
+    body = {"name": payload.get("name") or f"{channel} send", **payload, "channel": _SEND_CHANNELS[channel]}
+    body.pop("target_mode", None)
+    created = await _create(service, account.id, body, kind="transactional", estimate=False)
+    return json_response(
+        {"status": "success", "message": "Added to queue for processing", "id": created["id"]}
+    )
+
+
+# Subscriptions.
+
+
+_SUBSCRIBE_KINDS: dict[str, tuple[consent.SubjectKind, str]] = {
+    "email": ("email", "email"),
+    "phone": ("phone", "sms"),
+    "whatsapp": ("phone", "whatsapp"),
+}
+
+
+@router.post("/1/subscribe")
+@router.post("/1/subscribe/", include_in_schema=False)
+async def subscribe(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    payload = await _body(request)
+    if not isinstance(payload, dict) or not isinstance(payload.get("d"), list):
+        raise ApiError(400, 'Body must be an object with a list of items under "d"')
+    items = payload["d"]
+    if len(items) > 1000:
+        raise ApiError(400, f"At most 1000 items per request, got {len(items)}")
+    processed, unprocessed = 0, []
+    for position, item in enumerate(items, start=1):
+        problem = _subscription_problem(item)
+        if problem:
+            unprocessed.append(
+                {
+                    "status": "fail",
+                    "code": 400,
+                    "error": f"{problem}. Skipped record number : {position}",
+                    "record": item,
+                }
+            )
+            continue
+        kind, channel = _SUBSCRIBE_KINDS[item["type"]]
+        now = service.now_ms()
+        unsubscribe = item["status"] == "Unsubscribe"
+        await consent.set_consent(
+            service.store.engine,
+            account_id=account.id,
+            kind=kind,
+            subject=item["value"],
+            channel=channel,
+            state="unsubscribed" if unsubscribe else "subscribed",
+            source="subscribe_api",
+            now_ms=now,
+        )
+        if unsubscribe:
+            service.sender.note_opt_out(account.id, kind, item["value"], channel, now)
+        processed += 1
+    status = "success" if not unprocessed else ("partial" if processed else "fail")
+    return json_response({"status": status, "processed": processed, "unprocessed": unprocessed})
+
+
+def _subscription_problem(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "Each item must be an object"
+    if item.get("type") not in _SUBSCRIBE_KINDS:
+        return f"type must be one of {sorted(_SUBSCRIBE_KINDS)}"
+    if not isinstance(item.get("value"), str) or not item["value"].strip():
+        return "value must be a non-empty string"
+    if item.get("status") not in ("Unsubscribe", "Resubscribe"):
+        return "status must be Unsubscribe or Resubscribe"
+    return None
+
+
+# Reports.
+
+
+@router.post("/1/message/report.json")
+async def message_report(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    payload = await _body(request)
+    if not isinstance(payload, dict) or "from" not in payload or "to" not in payload:
+        raise ApiError(400, "from and to (YYYYMMDD) are required")
+    start, end = _range(payload)
+    campaigns = await service.outbox.campaigns(account.id, start_ms=start, end_ms=end)
+    channels = _multi(payload.get("channel"))
+    statuses = _multi(payload.get("status"))
+    if channels:
+        wanted = {"webhooks": "webhook"}
+        campaigns = [c for c in campaigns if c.channel in {wanted.get(ch, ch) for ch in channels}]
+    if statuses:
+        campaigns = [c for c in campaigns if c.status in statuses]
+    labels = _multi(payload.get("label"))
+    if labels:
+        campaigns = [c for c in campaigns if set(c.rules.get("labels", [])) & labels]
+    return json_response(
+        {"status": "success", "messages": await reports.summaries(service.outbox, campaigns)}
+    )
+
+
+def _multi(value: Any) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {part.strip() for part in value.split(",") if part.strip()}
+    if isinstance(value, list):
+        return {str(part) for part in value}
+    raise ApiError(400, "filters must be a list or a comma-separated string")
+
+
+def _range(payload: Any) -> tuple[int | None, int | None]:
+    if not isinstance(payload, dict):
+        raise ApiError(400, "Body must be a JSON object")
+    bounds: list[int | None] = []
+    for key, extra_days in (("from", 0), ("to", 1)):
+        raw = payload.get(key)
+        if raw is None:
+            bounds.append(None)
+            continue
+        try:
+            day = datetime.strptime(str(int(str(raw))), "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise ApiError(400, f"{key} must be a date YYYYMMDD, got {raw!r}") from exc
+        bounds.append(int(day.timestamp() * 1000) + extra_days * 86_400_000)
+    return bounds[0], bounds[1]
+
+
+# Native API.
+
+
+@router.post("/messaging/v1/campaigns")
+async def native_create(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    payload = await _body(request)
+    estimate = isinstance(payload, dict) and bool(payload.get("estimate_only"))
+    return json_response(
+        await _create(service, account.id, payload, kind="campaign", estimate=estimate),
+        201 if not estimate else 200,
+    )
+
+
+@router.post("/messaging/v1/sends")
+async def native_send(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
+    """A transactional send to named users; ``priority`` (default 10) orders it ahead of campaigns."""
+    return json_response(
+        await _create(service, account.id, await _body(request), kind="transactional", estimate=False), 201
+    )
+
+
+@router.get("/messaging/v1/campaigns/{campaign_id}")
+async def native_get(campaign_id: int, account: PasscodeAccount, service: Messaging) -> Response:
+    campaign = await service.outbox.campaign(campaign_id, account.id)
+    if campaign is None:
+        raise ApiError(404, f"Campaign {campaign_id} not found")
+    (summary,) = await reports.summaries(service.outbox, [campaign])
+    detail = await reports.per_variant(service.outbox, service.warehouse, campaign)
+    return json_response({"status": "success", "campaign": summary | detail | {"rules": campaign.rules}})
+
+
+@router.post("/messaging/v1/campaigns/{campaign_id}/stop")
+async def native_stop(campaign_id: int, account: PasscodeAccount, service: Messaging) -> Response:
+    campaign = await service.outbox.campaign(campaign_id, account.id)
+    if campaign is None:
+        raise ApiError(404, f"Campaign {campaign_id} not found")
+    await service.outbox.stop_campaign(campaign.id, service.now_ms())
+    return json_response({"status": "success", "id": campaign.id})
+
+
+# Public links: no account headers, the signature is the credential.
+
+
+async def _interaction(service: MessagingService, target: LinkTarget, kind: str, name: FeedbackName) -> None:
+    now = service.now_ms()
+    first = await service.outbox.record_interaction(
+        campaign_id=target.campaign_id, variant=target.variant, user_key=target.user_key, kind=kind, ts_ms=now
+    )
+    if first or kind == "clicked":
+        await service.publisher.publish(
+            [
+                Feedback(
+                    target.account_id,
+                    target.user_key,
+                    name,
+                    target.campaign_id,
+                    target.variant,
+                    target.channel,
+                    now,
+                )
+            ]
+        )
+
+
+def _verify(service: MessagingService, purpose: str, token: str) -> LinkTarget:
+    try:
+        return service.links.signer.verify(purpose, token)
+    except BadToken as exc:
+        raise ApiError(404, "This link is not valid") from exc
+
+
+@links_router.post("/m/u/{token}")
+async def one_click_unsubscribe(token: str, service: Messaging) -> Response:
+    """RFC 8058 one-click unsubscribe: the mail client POSTs ``List-Unsubscribe=One-Click`` here."""
+    target = _verify(service, "unsubscribe", token)
+    now = service.now_ms()
+    await consent.set_consent(
+        service.store.engine,
+        account_id=target.account_id,
+        kind="user",
+        subject=target.user_key,
+        channel=target.channel,
+        state="unsubscribed",
+        source="one_click",
+        now_ms=now,
+    )
+    service.sender.note_opt_out(target.account_id, "user", target.user_key, target.channel, now)
+    await _interaction(service, target, "unsubscribed", "Channel Unsubscribed")
+    return json_response({"status": "success", "message": "You are unsubscribed"})
+
+
+@links_router.get("/m/u/{token}")
+async def unsubscribe_page(token: str, service: Messaging) -> Response:
+    """A confirmation page; a GET never unsubscribes (link scanners follow GETs)."""
+    _verify(service, "unsubscribe", token)
+    return HTMLResponse(
+        '<!doctype html><title>Unsubscribe</title><form method="post">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        "<p>Stop receiving these messages?</p><button>Unsubscribe</button></form>"
+    )
+
+
+@links_router.get("/m/o/{token}.gif")
+async def open_pixel(token: str, service: Messaging) -> Response:
+    target = _verify(service, "open", token)
+    await _interaction(service, target, "viewed", "Notification Viewed")
+    return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+
+@links_router.get("/m/c/{token}")
+async def click(token: str, service: Messaging) -> Response:
+    target = _verify(service, "click", token)
+    if not target.url:
+        raise ApiError(404, "This link is not valid")
+    await _interaction(service, target, "clicked", "Notification Clicked")
+    return RedirectResponse(target.url, status_code=302)

@@ -1,0 +1,94 @@
+"""The messaging service of one process: providers, link signing, the sender loop, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tapwire_core.bus import Bus
+from tapwire_core.control.store import ControlStore
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse
+from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
+from tapwire_messaging.channels import Providers, build_providers
+from tapwire_messaging.feedback import FeedbackPublisher
+from tapwire_messaging.links import Links
+from tapwire_messaging.outbox import Outbox
+from tapwire_messaging.rules import Clock
+from tapwire_messaging.sender import Sender
+from tapwire_messaging.signing import LinkSigner, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+
+class MessagingService:
+    """Built from settings and the process's stores; ``start`` needs the control store started first."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ControlStore,
+        bus: Bus | None,
+        warehouse: Warehouse | None,
+        providers: Providers | None = None,
+        resolver: AudienceResolver | None = None,
+        clock: Clock = time.time,
+        run_sender: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.warehouse = warehouse
+        self.clock = clock
+        self.resolver = resolver or DefaultAudienceResolver(warehouse)
+        self.publisher = FeedbackPublisher(bus, settings.events_topic, timeout_s=settings.bus_timeout_s)
+        self._providers = providers
+        self._run_sender = run_sender
+        self._sender: Sender | None = None
+        self._links: Links | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        return Outbox(self.store.engine)
+
+    @property
+    def links(self) -> Links:
+        if self._links is None:
+            raise RuntimeError("the messaging service is not started")
+        return self._links
+
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:
+            raise RuntimeError("the messaging service is not started")
+        return self._sender
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def start(self) -> None:
+        secret = load_or_create_secret(self.settings.messaging_secret, self.settings.data_dir.resolve())
+        self._links = Links(self.settings.resolved_public_url(), LinkSigner(secret))
+        providers = self._providers or build_providers(self.settings)
+        self._providers = providers
+        await providers.start()
+        self._sender = Sender(
+            engine=self.store.engine,
+            providers=providers,
+            publisher=self.publisher,
+            resolver=self.resolver,
+            warehouse=self.warehouse,
+            links=self._links,
+            settings=self.settings,
+            clock=self.clock,
+        )
+        if self._run_sender:
+            self._sender.start()
+        log.info("messaging ready", extra={"worker": self._sender.worker})
+
+    async def stop(self) -> None:
+        if self._sender is not None:
+            await self._sender.stop()
+        if self._providers is not None:
+            await self._providers.close()

@@ -1,0 +1,106 @@
+"""Audiences and recipient profiles from the warehouse, on chDB and on ClickHouse over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from tapwire_core.warehouse import Warehouse
+from tapwire_messaging.audience import (
+    CHUNK,
+    AudienceError,
+    DefaultAudienceResolver,
+    ExplicitIdentities,
+    WarehouseEventAudience,
+)
+from tapwire_messaging.recipients import load_profiles
+from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
+from tests.messaging.rig import ACCOUNT, add_profiles, add_push_tokens
+
+pytestmark = pytest.mark.integration
+
+USERS = CHUNK + 500  # more than one chunk, so keyset paging is exercised
+JAN_10 = 1_768_003_200_000  # 2026-01-10 00:00 UTC, ms
+
+
+@pytest.fixture(params=ENGINES)
+async def warehouse(request: pytest.FixtureRequest, warehouse_factory: WarehouseFactory) -> Warehouse:
+    from tapwire_core.warehouse.migrations import migrate
+
+    engine: Engine = request.param
+    made = await warehouse_factory(engine)
+    await migrate(made, cluster=None)
+    return made
+
+
+async def _events(warehouse: Warehouse, name: str, users: list[str], ts_ms: int) -> None:
+    await warehouse.insert(
+        "events",
+        [
+            "account_id",
+            "event_id",
+            "user_key",
+            "name",
+            "ts",
+            "received_at",
+            "source",
+            "properties",
+            "context",
+        ],
+        [(ACCOUNT, f"{name}-{u}-{ts_ms}", u, name, ts_ms, ts_ms, "clevertap", "{}", "{}") for u in users],
+    )
+
+
+async def test_event_audience_pages_through_every_user_once(warehouse: Warehouse) -> None:
+    users = [f"i:user{i:05d}" for i in range(USERS)]
+    await _events(warehouse, "Bought", users, JAN_10)
+    await _events(warehouse, "Bought", users[:10], JAN_10 + 3_600_000)  # repeat buyers appear once
+    await _events(warehouse, "Bought", ["i:late"], JAN_10 + 5 * 86_400_000)
+    await _events(warehouse, "Viewed", ["i:viewer"], JAN_10)
+    audience = WarehouseEventAudience.from_where(
+        warehouse, {"event_name": "Bought", "from": 20260110, "to": "20260111"}
+    )
+    chunks = [list(chunk) async for chunk in audience.chunks(ACCOUNT)]
+    assert [len(c) for c in chunks] == [CHUNK, 500]
+    assert sorted(k for c in chunks for k in c) == users
+    assert await audience.estimate(ACCOUNT) == USERS
+    assert [c async for c in audience.chunks("OTHER-ACCOUNT")] == []
+
+
+async def test_profiles_and_tokens_for_a_full_chunk(warehouse: Warehouse) -> None:
+    keys = [f"i:u{i}" for i in range(CHUNK)]
+    await add_profiles(warehouse, [(k, {"Email": f"{k[2:]}@example.com", "Name": k}) for k in keys[:-1]])
+    now = int(time.time() * 1000)
+    await warehouse.insert(
+        "profile_props",
+        ["account_id", "user_key", "key", "value", "ts", "deleted"],
+        [
+            (ACCOUNT, keys[0], "Name", orjson.dumps("Renamed").decode(), now + 5000, 0),
+            (ACCOUNT, keys[1], "Name", orjson.dumps("x").decode(), now + 5000, 1),
+        ],
+    )
+    await add_push_tokens(warehouse, [(keys[0], "tok-a", "FCM"), (keys[2], "tok-b", "apns")])
+    profiles = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=keys, with_tokens=True)
+    assert len(profiles) == CHUNK
+    assert profiles[keys[0]].profile["Name"] == "Renamed"
+    assert "Name" not in profiles[keys[1]].profile  # deleted later
+    assert profiles[keys[0]].email == "u0@example.com"
+    assert profiles[keys[0]].tokens == [("tok-a", "fcm")]
+    assert profiles[keys[2]].tokens == [("tok-b", "apns")]
+    assert profiles[keys[-1]].profile == {} and profiles[keys[-1]].email is None
+
+
+def test_identity_audiences_and_unsupported_filters() -> None:
+    assert ExplicitIdentities({"Identity": ["ann", "ann"], "Email": ["b@x.io"]}).user_keys() == [
+        "i:ann",
+        "e:b@x.io",
+    ]
+    with pytest.raises(AudienceError, match="unknown identity kind"):
+        ExplicitIdentities({"Nickname": ["x"]}).user_keys()
+    resolver = DefaultAudienceResolver(None)
+    with pytest.raises(AudienceError, match="saved segments"):
+        resolver.source({"segment_id": "42"})
+    with pytest.raises(AudienceError, match="no warehouse"):
+        resolver.source({"where": {}})
