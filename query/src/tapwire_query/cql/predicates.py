@@ -1,0 +1,147 @@
+"""Property filters -> SQL predicates over JSON documents (event properties, session context, profile values).
+
+Property names are bound parameters (JSON keys), never identifiers, so any name is safe. Semantics, which
+``docs/query.md`` states and the ground-truth tests mirror:
+
+- string values compare with string properties, and with booleans spelled ``"True"``/``"False"``;
+  numeric values compare with numeric properties (as Float64);
+- ``equals`` / ``contains`` / numeric comparisons hold when any listed value matches;
+- ``not_equals`` / ``does_not_contain`` hold when the property exists and no listed value matches;
+- ``exists`` means present and not JSON null; ``does_not_exist`` is its negation;
+- on events, a name ``Items.<key>`` tests ``<key>`` of each object in the ``Items`` list (Charged line
+  items): the filter holds when it holds for any item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from tapwire_query.cql.ast import PropertyFilter
+from tapwire_query.cql.errors import CqlError
+from tapwire_query.cql.sql import Binder
+
+ITEMS_PREFIX: Final = "Items."
+_NUMERIC_TYPES: Final = "('Int64', 'UInt64', 'Double')"
+_COMPARATORS: Final = {
+    "greater_than": ">",
+    "greater_than_equals": ">=",
+    "less_than": "<",
+    "less_than_equals": "<=",
+    "equals": "=",
+}
+
+# Session property names that live at a fixed path of the event's context document.
+SESSION_PATHS: Final[dict[str, tuple[str, ...]]] = {
+    "utm_source": ("campaign", "source"),
+    "utm_medium": ("campaign", "medium"),
+    "utm_campaign": ("campaign", "name"),
+}
+
+
+class JsonValue:
+    """Typed views of one value inside a JSON document: ``doc`` at the bound key path ``keys``."""
+
+    def __init__(self, doc: str, keys: Sequence[str]) -> None:
+        self._args = ", ".join([doc, *keys])
+
+    @property
+    def json_type(self) -> str:
+        return f"JSONType({self._args})"
+
+    @property
+    def exists(self) -> str:
+        return f"{self.json_type} != 'Null'"
+
+    @property
+    def text(self) -> str:
+        """Nullable(String): the string, or ``True``/``False`` for booleans; NULL for other types."""
+        return (
+            f"multiIf({self.json_type} = 'String', JSONExtractString({self._args}), "
+            f"{self.json_type} = 'Bool', if(JSONExtractBool({self._args}), 'True', 'False'), NULL)"
+        )
+
+    @property
+    def number(self) -> str:
+        """Nullable(Float64): the number, NULL for non-numbers."""
+        return f"if({self.json_type} IN {_NUMERIC_TYPES}, JSONExtractFloat({self._args}), NULL)"
+
+    @property
+    def float(self) -> str:
+        """Float64 without a type check (callers filter on ``json_type`` first)."""
+        return f"JSONExtractFloat({self._args})"
+
+    @property
+    def display(self) -> str:
+        """String for grouping: strings as they are, booleans as True/False, numbers as JSON text."""
+        return (
+            f"multiIf({self.json_type} = 'String', JSONExtractString({self._args}), "
+            f"{self.json_type} = 'Bool', if(JSONExtractBool({self._args}), 'True', 'False'), "
+            f"{self.json_type} = 'Null', '', JSONExtractRaw({self._args}))"
+        )
+
+
+def value_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> str:
+    """The filter's condition on ``value``; never NULL (so it can be negated)."""
+    op = flt.operator
+    if op == "exists":
+        return f"({value.exists})"
+    if op == "does_not_exist":
+        return f"NOT ({value.exists})"
+    if op in ("equals", "not_equals"):
+        matched = _equals(binder, value, flt.values)
+        return matched if op == "equals" else f"(({value.exists}) AND NOT {matched})"
+    if op in ("contains", "does_not_contain"):
+        found = " OR ".join(f"position({value.text}, {binder.string(str(v))}) > 0" for v in flt.values)
+        matched = f"coalesce({found}, 0)"
+        return matched if op == "contains" else f"(({value.exists}) AND NOT {matched})"
+    symbol = _COMPARATORS[op]
+    compared = " OR ".join(f"{value.number} {symbol} {binder.number(float(v))}" for v in flt.values)
+    return f"coalesce({compared}, 0)"
+
+
+def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> str:
+    parts = []
+    texts = [v for v in values if isinstance(v, str)]
+    numbers = [v for v in values if isinstance(v, float)]
+    if texts:
+        parts.append(f"{value.text} IN ({', '.join(binder.string(v) for v in texts)})")
+    if numbers:
+        parts.append(f"{value.number} IN ({', '.join(binder.number(v) for v in numbers)})")
+    return f"coalesce({' OR '.join(parts)}, 0)"
+
+
+def event_property(binder: Binder, flt: PropertyFilter, doc: str = "properties") -> str:
+    """Condition of an event property filter on the events row's ``properties`` document."""
+    if flt.name.startswith(ITEMS_PREFIX) and len(flt.name) > len(ITEMS_PREFIX):
+        key = binder.string(flt.name[len(ITEMS_PREFIX) :])
+        inner = value_predicate(binder, JsonValue("_item", [key]), flt)
+        return f"arrayExists(_item -> {inner}, JSONExtractArrayRaw({doc}, 'Items'))"
+    return value_predicate(binder, JsonValue(doc, [binder.string(flt.name)]), flt)
+
+
+def session_property(binder: Binder, flt: PropertyFilter, where: str) -> str:
+    """Condition of a session property filter: ``time_of_day`` on the event time, others on ``context``."""
+    if flt.name == "time_of_day":
+        return _time_of_day(binder, flt, where)
+    path = SESSION_PATHS.get(flt.name, (flt.name,))
+    return value_predicate(binder, JsonValue("context", [binder.string(key) for key in path]), flt)
+
+
+def _time_of_day(binder: Binder, flt: PropertyFilter, where: str) -> str:
+    if flt.operator != "equals" or len(flt.values) != 2:
+        raise CqlError(f'{where}: time_of_day takes a ["HH:MM", "HH:MM"] range')
+    first, last = (_minute_of_day(v, where) for v in flt.values)
+    minute = "(toHour(ts) * 60 + toMinute(ts))"
+    return f"{minute} BETWEEN {binder.bind(first, 'Int64')} AND {binder.bind(last, 'Int64')}"
+
+
+def _minute_of_day(value: str | float, where: str) -> int:
+    text = str(value)
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise CqlError(f"{where}: {text!r} is not a time as HH:MM")
+    result = int(hours) * 60 + int(minutes)
+    if int(hours) > 23 or int(minutes) > 59:
+        raise CqlError(f"{where}: {text!r} is not a time of day")
+    return result
