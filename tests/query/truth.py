@@ -283,7 +283,7 @@ def compare(operator: str, left: float, right: float) -> bool:
 
 
 def property_matches(flt: ast.PropertyFilter, props: dict[str, Any]) -> bool:
-    if flt.name.startswith("Items.") and len(flt.name) > len("Items."):
+    if flt.name.startswith("Items.") and len(flt.name) > len("Items.") and flt.name not in props:
         items = props.get("Items")
         if not isinstance(items, list):
             return False

@@ -130,7 +130,7 @@ class _Scope:
         ]
         parts += [event_property(self.binder, flt) for flt in event.event_properties]
         parts += [
-            session_property(self.binder, flt, f"{where}.session_properties.{i}")
+            session_property(self.binder, flt, _path(where, "session_properties", i))
             for i, flt in enumerate(event.session_properties)
         ]
         return " AND ".join(parts)
@@ -149,7 +149,7 @@ class _Scope:
         as "not among the users whose positive count fails it".
         """
         condition = " OR ".join(
-            f"({self.event_condition(event, f'{where}.{i}' if len(events) > 1 else where)})"
+            f"({self.event_condition(event, _path(where, i) if len(events) > 1 else where)})"
             for i, event in enumerate(events)
         )
         scan = self.events(condition)
@@ -248,7 +248,7 @@ class _Scope:
         parts: list[_Node] = []
         base = query.base_event()
         if include_base and base is not None:
-            parts.append(self.did([base], ast.CountThreshold(), "query"))
+            parts.append(self.did([base], ast.CountThreshold(), ""))
         common = query.common_profile_properties
         if common is not None:
             for flt in (*common.profile_fields, *common.demographics, *common.technographics):
@@ -315,6 +315,11 @@ class _Scope:
         return "1"
 
 
+def _path(*parts: str | int) -> str:
+    """A dotted field path for error messages (``conditions.0.did.session_properties.1``)."""
+    return ".".join(str(part) for part in parts if part != "")
+
+
 def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT uk``: the canonical user keys matching ``query`` (each once, in no particular order)."""
     scope = _Scope(account_id, options)
@@ -343,7 +348,7 @@ def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str) -> str:
     base = query.base_event()
     if base is None:
         raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
-    condition = scope.event_condition(base, "query")
+    condition = scope.event_condition(base, "")
     rest = scope.query(query, include_base=False)
     if not isinstance(rest, _Everyone):
         condition = f"({condition}) AND {canonical()} {scope.in_} ({scope.users(rest)})"

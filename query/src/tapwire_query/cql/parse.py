@@ -16,9 +16,18 @@ def describe(exc: ValidationError) -> str:
     """``field.path: reason; ...`` for every error (at most five), the way the HTTP layer words 422s."""
     parts = []
     for err in exc.errors()[:5]:
-        location = ".".join(str(part) for part in err.get("loc", ()))
+        location = ".".join(_without_union_tags(err.get("loc", ())))
         parts.append(f"{location or 'query'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts)
+
+
+def _without_union_tags(loc: tuple[int | str, ...]) -> list[str]:
+    # A condition's location repeats its kind (union tag, then the field of the same name): say it once.
+    parts: list[str] = []
+    for part in map(str, loc):
+        if not parts or parts[-1] != part:
+            parts.append(part)
+    return parts
 
 
 def parse_as(model: type[M], body: Any) -> M:

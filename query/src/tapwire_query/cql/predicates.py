@@ -9,7 +9,8 @@ Property names are bound parameters (JSON keys), never identifiers, so any name 
 - ``not_equals`` / ``does_not_contain`` hold when the property exists and no listed value matches;
 - ``exists`` means present and not JSON null; ``does_not_exist`` is its negation;
 - on events, a name ``Items.<key>`` tests ``<key>`` of each object in the ``Items`` list (Charged line
-  items): the filter holds when it holds for any item.
+  items): the filter holds when it holds for any item; an event with a top-level property literally named
+  ``Items.<key>`` is tested on that property instead.
 """
 
 from __future__ import annotations
@@ -113,11 +114,15 @@ def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> 
 
 def event_property(binder: Binder, flt: PropertyFilter, doc: str = "properties") -> str:
     """Condition of an event property filter on the events row's ``properties`` document."""
+    name = binder.string(flt.name)
+    top_level = value_predicate(binder, JsonValue(doc, [name]), flt)
     if flt.name.startswith(ITEMS_PREFIX) and len(flt.name) > len(ITEMS_PREFIX):
         key = binder.string(flt.name[len(ITEMS_PREFIX) :])
         inner = value_predicate(binder, JsonValue("_item", [key]), flt)
-        return f"arrayExists(_item -> {inner}, JSONExtractArrayRaw({doc}, 'Items'))"
-    return value_predicate(binder, JsonValue(doc, [binder.string(flt.name)]), flt)
+        items = f"arrayExists(_item -> {inner}, JSONExtractArrayRaw({doc}, 'Items'))"
+        # A property literally named "Items.<key>" takes precedence over the line items.
+        return f"if(JSONHas({doc}, {name}), {top_level}, {items})"
+    return top_level
 
 
 def session_property(binder: Binder, flt: PropertyFilter, where: str) -> str:
@@ -130,7 +135,7 @@ def session_property(binder: Binder, flt: PropertyFilter, where: str) -> str:
 
 def _time_of_day(binder: Binder, flt: PropertyFilter, where: str) -> str:
     if flt.operator != "equals" or len(flt.values) != 2:
-        raise CqlError(f'{where}: time_of_day takes a ["HH:MM", "HH:MM"] range')
+        raise CqlError(f'{where}.value: time_of_day takes a ["HH:MM", "HH:MM"] range')
     first, last = (_minute_of_day(v, where) for v in flt.values)
     minute = "(toHour(ts) * 60 + toMinute(ts))"
     return f"{minute} BETWEEN {binder.bind(first, 'Int64')} AND {binder.bind(last, 'Int64')}"
@@ -140,8 +145,8 @@ def _minute_of_day(value: str | float, where: str) -> int:
     text = str(value)
     hours, _, minutes = text.partition(":")
     if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
-        raise CqlError(f"{where}: {text!r} is not a time as HH:MM")
+        raise CqlError(f"{where}.value: {text!r} is not a time as HH:MM")
     result = int(hours) * 60 + int(minutes)
     if int(hours) > 23 or int(minutes) > 59:
-        raise CqlError(f"{where}: {text!r} is not a time of day")
+        raise CqlError(f"{where}.value: {text!r} is not a time of day")
     return result
