@@ -48,5 +48,11 @@ class Settings(BaseSettings):
     loader_max_consecutive_invalid: int = 1000
     loader_group: str = "tapwire-loader"
 
+    # Query service: cursor signing (set the same secret on every query instance; unset = per process),
+    # cursor lifetime, and how long a count waits before answering "partial" with a req_id to poll.
+    query_cursor_secret: str | None = None
+    query_cursor_ttl_s: int = 3600
+    query_sync_wait_s: float = 10.0
+
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -2,5 +2,6 @@
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
+from tapwire_core.control.segment_models import SegmentRow
 
-__all__ = ["AccountRow", "Base", "CredentialRow"]
+__all__ = ["AccountRow", "Base", "CredentialRow", "SegmentRow"]

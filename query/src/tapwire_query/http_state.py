@@ -1,0 +1,56 @@
+"""Per-app state of the query routes (cursor codec, count jobs), created on first use from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final
+
+import orjson
+from fastapi import Depends, Request
+
+from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.errors import ApiError
+from tapwire_query.cursors import CursorCodec
+from tapwire_query.jobs import QueryJobs
+
+# CleverTap allows 3 concurrent requests per account on its query APIs.
+QUERY_CONCURRENCY: Final = 3
+
+
+@dataclass
+class QueryState:
+    codec: CursorCodec
+    jobs: QueryJobs = field(default_factory=QueryJobs)
+
+
+def query_state(request: Request, context: Context) -> QueryState:
+    state: QueryState | None = getattr(request.app.state, "query", None)
+    if state is None:
+        settings = context.settings
+        state = QueryState(CursorCodec(settings.query_cursor_secret, ttl_s=settings.query_cursor_ttl_s))
+        request.app.state.query = state
+    return state
+
+
+State = Annotated[QueryState, Depends(query_state)]
+
+
+async def query_slot(account: PasscodeAccount, context: Context) -> AsyncIterator[None]:
+    """Holds one of the account's query slots for the request; 429 past the limit."""
+    async with context.limiter.slot(f"{account.id}\x1fquery", QUERY_CONCURRENCY):
+        yield
+
+
+Slot = Depends(query_slot)
+
+
+async def json_body(request: Request) -> Any:
+    """The request body as JSON; 400 when it is empty or malformed."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "A JSON query body is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "Malformed JSON body") from exc
