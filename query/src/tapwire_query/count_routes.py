@@ -27,7 +27,7 @@ from tapwire_query.cql import (
     compile_user_count,
     parse_query,
 )
-from tapwire_query.cql.ast import Name, _Node
+from tapwire_query.cql.ast import Name, StrictModel
 from tapwire_query.cql.identity import aliases_clause, canonical
 from tapwire_query.cql.parse import parse_as
 from tapwire_query.cql.sql import Compiled
@@ -127,7 +127,7 @@ async def count_profiles(
     return await _dispatch(request, account.id, context, state, work_for)
 
 
-class TopGroup(_Node):
+class TopGroup(StrictModel):
     property_type: Literal["event_properties", "session_properties"]
     name: Name
     top_n: int = Field(default=10, ge=1, le=1000)
@@ -187,7 +187,7 @@ async def top_values(request: Request, account: PasscodeAccount, context: Contex
     return await _dispatch(request, account.id, context, state, work_for)
 
 
-class TrendGroup(_Node):
+class TrendGroup(StrictModel):
     trend_type: Literal["daily", "weekly", "monthly"]
 
 

@@ -42,7 +42,7 @@ Scalar = str | float
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 
 
-class _Node(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
@@ -60,7 +60,7 @@ def _scalar(value: Any) -> Scalar:
     raise ValueError("must be a string, a number, a boolean or a list of them")
 
 
-class PropertyFilter(_Node):
+class PropertyFilter(StrictModel):
     """``{"name": …, "operator": …, "value": …}``; a list value means any of them (OR)."""
 
     name: Name
@@ -100,7 +100,7 @@ class PropertyFilter(_Node):
         return self
 
 
-class CountThreshold(_Node):
+class CountThreshold(StrictModel):
     """How many matching events a user must have: ``{"operator": "greater_than_equals", "value": 3}``."""
 
     operator: CountOperator = "greater_than_equals"
@@ -117,7 +117,7 @@ class CountThreshold(_Node):
         }[self.operator]
 
 
-class EventFilter(_Node):
+class EventFilter(StrictModel):
     """Events of one name in a date window, narrowed by event and session property filters."""
 
     event_name: Name
@@ -166,7 +166,7 @@ class CountedEvent(EventFilter):
         return CountThreshold(operator=self.operator, value=self.value)
 
 
-class DidAny(_Node):
+class DidAny(StrictModel):
     any_events: tuple[CountedEvent, ...] = Field(min_length=1, max_length=MAX_CONDITIONS)
     operator: CountOperator | None = None
     value: int | None = Field(default=None, ge=0, le=1_000_000_000)
@@ -178,13 +178,13 @@ class DidAny(_Node):
         return self
 
 
-class AdvancedQuery(_Node):
+class AdvancedQuery(StrictModel):
     did_all: tuple[CountedEvent, ...] = Field(default=(), max_length=MAX_CONDITIONS)
     did_any: DidAny | None = None
     did_none: tuple[CountedEvent, ...] = Field(default=(), max_length=MAX_CONDITIONS)
 
 
-class CommonProfileProperties(_Node):
+class CommonProfileProperties(StrictModel):
     """Profile conditions. ``geo_fields`` paths match the profile's Country, Region and City in order."""
 
     profile_fields: tuple[PropertyFilter, ...] = Field(default=(), max_length=MAX_CONDITIONS)
@@ -203,7 +203,7 @@ class CommonProfileProperties(_Node):
 # Native extensions: a condition is a one-key object naming its kind.
 
 
-class DateRange(_Node):
+class DateRange(StrictModel):
     from_: QueryDate = Field(alias="from")
     to: QueryDate
 
@@ -230,12 +230,12 @@ class AggregateSpec(EventFilter):
         return float(value)
 
 
-class FunnelStep(_Node):
+class FunnelStep(StrictModel):
     event_name: Name
     event_properties: tuple[PropertyFilter, ...] = Field(default=(), max_length=MAX_CONDITIONS)
 
 
-class FunnelSpec(_Node):
+class FunnelSpec(StrictModel):
     """Users who did ``steps`` in order (strictly increasing times), the last within ``within_seconds`` of
     the first, with every step inside the date window."""
 
@@ -251,54 +251,54 @@ class FunnelSpec(_Node):
         return self
 
 
-class RetentionSpec(_Node):
+class RetentionSpec(StrictModel):
     """Users who did ``first`` in its window and then every event of ``returned`` in each one's window."""
 
     first: EventFilter
     returned: tuple[EventFilter, ...] = Field(min_length=1, max_length=30)
 
 
-class AllOf(_Node):
+class AllOf(StrictModel):
     all: tuple[Condition, ...] = Field(min_length=1, max_length=MAX_CONDITIONS)
 
 
-class AnyOf(_Node):
+class AnyOf(StrictModel):
     any: tuple[Condition, ...] = Field(min_length=1, max_length=MAX_CONDITIONS)
 
 
-class NotOf(_Node):
+class NotOf(StrictModel):
     not_: Condition = Field(alias="not")
 
 
-class Did(_Node):
+class Did(StrictModel):
     did: CountedEvent
 
 
-class DidNot(_Node):
+class DidNot(StrictModel):
     did_not: EventFilter
 
 
-class Aggregate(_Node):
+class Aggregate(StrictModel):
     aggregate: AggregateSpec
 
 
-class Profile(_Node):
+class Profile(StrictModel):
     profile: PropertyFilter
 
 
-class FirstSeen(_Node):
+class FirstSeen(StrictModel):
     first_seen: DateRange
 
 
-class LastSeen(_Node):
+class LastSeen(StrictModel):
     last_seen: DateRange
 
 
-class Funnel(_Node):
+class Funnel(StrictModel):
     funnel: FunnelSpec
 
 
-class Retention(_Node):
+class Retention(StrictModel):
     retention: RetentionSpec
 
 
@@ -346,7 +346,7 @@ Condition = Annotated[
 ]
 
 
-class CqlQuery(_Node):
+class CqlQuery(StrictModel):
     """A whole query: CQL's base event, property filters and advanced filters, plus native ``conditions``.
 
     Every part is optional; all given parts must hold (AND). A query with no part at all matches every

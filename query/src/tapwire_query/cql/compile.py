@@ -55,17 +55,17 @@ class _Set:
 
 @dataclass(frozen=True)
 class _Not:
-    inner: _Node
+    inner: _Users
 
 
 @dataclass(frozen=True)
 class _And:
-    parts: tuple[_Node, ...]
+    parts: tuple[_Users, ...]
 
 
 @dataclass(frozen=True)
 class _Or:
-    parts: tuple[_Node, ...]
+    parts: tuple[_Users, ...]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class _Everyone:
     pass
 
 
-_Node = _Set | _Not | _And | _Or | _Everyone
+_Users = _Set | _Not | _And | _Or | _Everyone
 
 
 class _Scope:
@@ -142,7 +142,7 @@ class _Scope:
 
     # Leaves.
 
-    def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: str) -> _Node:
+    def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: str) -> _Users:
         """Users whose number of events matching any of ``events`` satisfies ``threshold``.
 
         A threshold that zero satisfies (``less_than 3``) includes users who never did it: it is compiled
@@ -164,7 +164,7 @@ class _Scope:
     def _count(self, value: int) -> str:
         return self.binder.bind(value, "UInt64")
 
-    def aggregate(self, spec: ast.AggregateSpec, where: str) -> _Node:
+    def aggregate(self, spec: ast.AggregateSpec, where: str) -> _Users:
         value = JsonValue("properties", [self.binder.string(spec.property)])
         numeric = f"{value.json_type} IN ('Int64', 'UInt64', 'Double')"
         scan = self.events(
@@ -174,21 +174,21 @@ class _Scope:
         compared = f"{spec.function}(x) {_COUNT_SQL[spec.operator]} {self.binder.number(spec.value)}"
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {compared}")
 
-    def profile(self, flt: ast.PropertyFilter) -> _Node:
+    def profile(self, flt: ast.PropertyFilter) -> _Users:
         if flt.operator == "does_not_exist":
             exists = flt.model_copy(update={"operator": "exists"})
             return _Not(self.profile(exists))
         condition = value_predicate(self.binder, JsonValue("v", []), flt)
         return _Set(f"SELECT {UK} FROM ({self.profile_values(flt.name)}) WHERE d = 0 AND {condition}")
 
-    def seen(self, column: Literal["f", "l"], window: ast.DateRange) -> _Node:
+    def seen(self, column: Literal["f", "l"], window: ast.DateRange) -> _Users:
         first = self.binder.bind(window.from_.isoformat(), "Date")
         last = self.binder.bind(window.to.isoformat(), "Date")
         return _Set(
             f"SELECT {UK} FROM ({self.profile_seen()}) WHERE toDate({column}) BETWEEN {first} AND {last}"
         )
 
-    def funnel(self, spec: ast.FunnelSpec) -> _Node:
+    def funnel(self, spec: ast.FunnelSpec) -> _Users:
         steps = [self.step_condition(step) for step in spec.steps]
         # Aggregate-function parameters must be literals; this one is an int range-checked by the AST.
         window_ms = int(spec.within_seconds) * 1000
@@ -204,7 +204,7 @@ class _Scope:
         required = self.binder.bind(len(steps), "UInt64")
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {level} = {required}")
 
-    def retention(self, spec: ast.RetentionSpec, where: str) -> _Node:
+    def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
         events = [spec.first, *spec.returned]
         conditions = [
             self.event_condition(event, f"{where}.first" if i == 0 else f"{where}.returned.{i - 1}")
@@ -221,7 +221,7 @@ class _Scope:
 
     # Structure.
 
-    def condition(self, node: ast.Condition, where: str) -> _Node:
+    def condition(self, node: ast.Condition, where: str) -> _Users:
         if isinstance(node, ast.AllOf):
             return _And(tuple(self.condition(c, f"{where}.all.{i}") for i, c in enumerate(node.all)))
         if isinstance(node, ast.AnyOf):
@@ -244,8 +244,8 @@ class _Scope:
             return self.funnel(node.funnel)
         return self.retention(node.retention, f"{where}.retention")
 
-    def query(self, query: ast.CqlQuery, *, include_base: bool) -> _Node:
-        parts: list[_Node] = []
+    def query(self, query: ast.CqlQuery, *, include_base: bool) -> _Users:
+        parts: list[_Users] = []
         base = query.base_event()
         if include_base and base is not None:
             parts.append(self.did([base], ast.CountThreshold(), ""))
@@ -269,7 +269,7 @@ class _Scope:
             return _Everyone()
         return parts[0] if len(parts) == 1 else _And(tuple(parts))
 
-    def _did_any(self, did_any: ast.DidAny) -> _Node:
+    def _did_any(self, did_any: ast.DidAny) -> _Users:
         where = "advanced_query.did_any.any_events"
         if did_any.operator is None or did_any.value is None:
             return _Or(
@@ -280,7 +280,7 @@ class _Scope:
         threshold = ast.CountThreshold(operator=did_any.operator, value=did_any.value)
         return self.did(did_any.any_events, threshold, where)
 
-    def _geo(self, path: Sequence[str]) -> _Node:
+    def _geo(self, path: Sequence[str]) -> _Users:
         parts = tuple(
             self.profile(ast.PropertyFilter.model_validate({"name": key, "value": part}))
             for key, part in zip(_GEO_KEYS, path, strict=False)
@@ -289,7 +289,7 @@ class _Scope:
 
     # Printing the algebra.
 
-    def users(self, node: _Node) -> str:
+    def users(self, node: _Users) -> str:
         """``SELECT uk`` of the distinct canonical users in ``node``."""
         if isinstance(node, _Set):
             return node.sql
@@ -303,7 +303,7 @@ class _Scope:
             return self.everyone()
         return f"SELECT {UK} FROM ({self.everyone()}) WHERE {self.predicate(node)}"
 
-    def predicate(self, node: _Node) -> str:
+    def predicate(self, node: _Users) -> str:
         if isinstance(node, _Set):
             return f"{UK} {self.in_} ({node.sql})"
         if isinstance(node, _Not):

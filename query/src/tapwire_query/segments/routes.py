@@ -13,7 +13,7 @@ from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query import exports
 from tapwire_query.cql import CqlError, compile_user_count, parse_query
-from tapwire_query.cql.ast import _Node
+from tapwire_query.cql.ast import StrictModel
 from tapwire_query.cql.parse import parse_as
 from tapwire_query.cursors import CursorState
 from tapwire_query.execution import client_error, now_ms, options_for, run
@@ -23,7 +23,7 @@ from tapwire_query.segments.store import Segment, create_segment, get_segment
 router = APIRouter(dependencies=[Slot])
 
 
-class NewSegment(_Node):
+class NewSegment(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     definition: dict[str, Any]
 
