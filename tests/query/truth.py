@@ -313,6 +313,6 @@ def value_matches(flt: ast.PropertyFilter, present: bool, value: Any) -> bool:
         )
         return hit if op == "equals" else present and not hit
     if op in ("contains", "does_not_contain"):
-        hit = any(text is not None and str(v) in text for v in flt.values)
+        hit = type(value) is str and any(str(v) in value for v in flt.values)
         return hit if op == "contains" else present and not hit
     return number is not None and any(compare(op, number, float(v)) for v in flt.values)

@@ -73,7 +73,9 @@ def _event_data(rng: random.Random, name: str) -> dict[str, Any]:
             data["Quantity"] = rng.randrange(1, 6)
     elif name == "Searched":
         data["query"] = rng.choice(SEARCH_TERMS)
-        data["results"] = rng.randrange(0, 50)
+        results = rng.randrange(0, 50)
+        # Some clients send numbers as strings; queries must tell the two apart.
+        data["results"] = str(results) if rng.random() < 0.1 else results
     elif name == "Charged":
         items = [
             {"Category": rng.choice(CATEGORIES), "Quantity": rng.randrange(1, 4)}

@@ -90,13 +90,15 @@ class _Scope:
 
     # Table scans: the only place tables are named, each with its tenant condition.
 
-    def events(self, condition: str, columns: str = f"{canonical()} AS {UK}") -> str:
+    def events(self, condition: str, columns: str = f"{canonical()} AS {UK}", *, final: bool = True) -> str:
+        """Rows of the account's events meeting ``condition``. ``final`` collapses redelivered copies (needed
+        wherever rows are counted or listed; existence checks skip it)."""
         snapshot = ""
         if self.options.snapshot_ms is not None:
             bound = self.binder.bind(self.options.snapshot_ms, "Int64")
             snapshot = f" AND received_at <= fromUnixTimestamp64Milli({bound}, 'UTC')"
         return (
-            f"SELECT {columns} FROM {schema.EVENTS} FINAL "
+            f"SELECT {columns} FROM {schema.EVENTS}{' FINAL' if final else ''} "
             f"WHERE account_id = {self.account}{snapshot} AND ({condition})"
         )
 
@@ -152,11 +154,12 @@ class _Scope:
             f"({self.event_condition(event, _path(where, i) if len(events) > 1 else where)})"
             for i, event in enumerate(events)
         )
-        scan = self.events(condition)
+        existence = threshold.operator == "greater_than_equals" and threshold.value <= 1
+        scan = self.events(condition, final=not existence)
         if threshold.holds(0):
             failing = f"NOT (count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)})"
             return _Not(_Set(f"{scan} GROUP BY {UK} HAVING {failing}"))
-        if threshold.operator == "greater_than_equals" and threshold.value <= 1:
+        if existence:
             return _Set(f"{scan} GROUP BY {UK}")
         having = f"count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)}"
         return _Set(f"{scan} GROUP BY {UK} HAVING {having}")
@@ -198,6 +201,8 @@ class _Scope:
             f"toDate(ts) BETWEEN {first} AND {last} AND ({' OR '.join(f'({s})' for s in steps)})",
             f"{canonical()} AS {UK}, toUInt64(toUnixTimestamp64Milli(ts)) AS t, "
             + ", ".join(f"({s}) AS s{i}" for i, s in enumerate(steps)),
+            # Redelivered copies share their original's time, so they can neither complete nor break a chain.
+            final=False,
         )
         flags = ", ".join(f"s{i}" for i in range(len(steps)))
         level = f"windowFunnel({window_ms}, 'strict_increase')(t, {flags})"
@@ -213,6 +218,7 @@ class _Scope:
         scan = self.events(
             " OR ".join(f"({c})" for c in conditions),
             f"{canonical()} AS {UK}, " + ", ".join(f"({c}) AS r{i}" for i, c in enumerate(conditions)),
+            final=False,
         )
         flags = ", ".join(f"r{i}" for i in range(len(conditions)))
         return _Set(

@@ -3,8 +3,8 @@
 Property names are bound parameters (JSON keys), never identifiers, so any name is safe. Semantics, which
 ``docs/query.md`` states and the ground-truth tests mirror:
 
-- string values compare with string properties, and with booleans spelled ``"True"``/``"False"``;
-  numeric values compare with numeric properties (as Float64);
+- string values compare with string properties (``equals "True"``/``"False"`` also matches booleans);
+  numeric values compare with numeric properties (as Float64); ``contains`` looks inside strings only;
 - ``equals`` / ``contains`` / numeric comparisons hold when any listed value matches;
 - ``not_equals`` / ``does_not_contain`` hold when the property exists and no listed value matches;
 - ``exists`` means present and not JSON null; ``does_not_exist`` is its negation;
@@ -55,12 +55,13 @@ class JsonValue:
         return f"{self.json_type} != 'Null'"
 
     @property
-    def text(self) -> str:
-        """Nullable(String): the string, or ``True``/``False`` for booleans; NULL for other types."""
-        return (
-            f"multiIf({self.json_type} = 'String', JSONExtractString({self._args}), "
-            f"{self.json_type} = 'Bool', if(JSONExtractBool({self._args}), 'True', 'False'), NULL)"
-        )
+    def args(self) -> str:
+        return self._args
+
+    @property
+    def string(self) -> str:
+        """String: the value as text (strings as they are; other types as JSON text, missing as '')."""
+        return f"JSONExtractString({self._args})"
 
     @property
     def number(self) -> str:
@@ -69,7 +70,7 @@ class JsonValue:
 
     @property
     def float(self) -> str:
-        """Float64 without a type check (callers filter on ``json_type`` first)."""
+        """Float64 without a type check: the number, numeric strings parsed, 0 for anything else."""
         return f"JSONExtractFloat({self._args})"
 
     @property
@@ -83,7 +84,12 @@ class JsonValue:
 
 
 def value_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> str:
-    """The filter's condition on ``value``; never NULL (so it can be negated)."""
+    """The filter's condition on ``value``; never NULL (so it can be negated).
+
+    Each typed test is written "cheap extraction first, type check second": ``JSONExtractString`` /
+    ``JSONExtractFloat`` never miss a value of the right type, so the ``JSONType`` check, which only removes
+    false positives (numbers as text, numeric strings), runs on the rows that passed the first test.
+    """
     op = flt.operator
     if op == "exists":
         return f"({value.exists})"
@@ -93,23 +99,31 @@ def value_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> st
         matched = _equals(binder, value, flt.values)
         return matched if op == "equals" else f"(({value.exists}) AND NOT {matched})"
     if op in ("contains", "does_not_contain"):
-        found = " OR ".join(f"position({value.text}, {binder.string(str(v))}) > 0" for v in flt.values)
-        matched = f"coalesce({found}, 0)"
+        found = " OR ".join(f"position({value.string}, {binder.string(str(v))}) > 0" for v in flt.values)
+        matched = f"(({found}) AND {value.json_type} = 'String')"
         return matched if op == "contains" else f"(({value.exists}) AND NOT {matched})"
     symbol = _COMPARATORS[op]
-    compared = " OR ".join(f"{value.number} {symbol} {binder.number(float(v))}" for v in flt.values)
-    return f"coalesce({compared}, 0)"
+    compared = " OR ".join(f"{value.float} {symbol} {binder.number(float(v))}" for v in flt.values)
+    return f"(({compared}) AND {value.json_type} IN {_NUMERIC_TYPES})"
 
 
 def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> str:
     parts = []
     texts = [v for v in values if isinstance(v, str)]
+    booleans = [v for v in texts if v in ("True", "False")]
     numbers = [v for v in values if isinstance(v, float)]
     if texts:
-        parts.append(f"{value.text} IN ({', '.join(binder.string(v) for v in texts)})")
+        listed = ", ".join(binder.string(v) for v in texts)
+        parts.append(f"({value.string} IN ({listed}) AND {value.json_type} = 'String')")
+    if booleans:
+        listed = ", ".join(binder.string(v) for v in booleans)
+        parts.append(
+            f"({value.json_type} = 'Bool' AND if(JSONExtractBool({value.args}), 'True', 'False') IN ({listed}))"
+        )
     if numbers:
-        parts.append(f"{value.number} IN ({', '.join(binder.number(v) for v in numbers)})")
-    return f"coalesce({' OR '.join(parts)}, 0)"
+        listed = ", ".join(binder.number(v) for v in numbers)
+        parts.append(f"({value.float} IN ({listed}) AND {value.json_type} IN {_NUMERIC_TYPES})")
+    return f"({' OR '.join(parts)})"
 
 
 def event_property(binder: Binder, flt: PropertyFilter, doc: str = "properties") -> str:
