@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from tapwire_core.warehouse import schema
 from tapwire_query.cql.ast import PropertyFilter
 from tapwire_query.cql.errors import CqlError
 from tapwire_query.cql.sql import Binder
@@ -41,10 +42,16 @@ SESSION_PATHS: Final[dict[str, tuple[str, ...]]] = {
 
 
 class JsonValue:
-    """Typed views of one value inside a JSON document: ``doc`` at the bound key path ``keys``."""
+    """Typed views of one value inside a JSON document: ``doc`` at the bound key path ``keys``.
 
-    def __init__(self, doc: str, keys: Sequence[str]) -> None:
+    ``maps`` names the row's typed property maps (``prop_strings``, ``prop_numbers``) when the value is a
+    top-level event property: lookups in them replace JSON parsing for the common operators.
+    """
+
+    def __init__(self, doc: str, keys: Sequence[str], *, maps: tuple[str, str] | None = None) -> None:
         self._args = ", ".join([doc, *keys])
+        self.maps = maps if len(keys) == 1 else None
+        self.key = keys[0] if keys else ""
 
     @property
     def json_type(self) -> str:
@@ -84,12 +91,16 @@ class JsonValue:
 
 
 def value_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> str:
-    """The filter's condition on ``value``; never NULL (so it can be negated).
+    """The filter's condition on ``value``; never NULL (so it can be negated)."""
+    if value.maps is not None:
+        return _map_predicate(binder, value, value.maps, flt)
+    return _json_predicate(binder, value, flt)
 
-    Each typed test is written "cheap extraction first, type check second": ``JSONExtractString`` /
+
+def _json_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> str:
+    """Each typed test is written "cheap extraction first, type check second": ``JSONExtractString`` /
     ``JSONExtractFloat`` never miss a value of the right type, so the ``JSONType`` check, which only removes
-    false positives (numbers as text, numeric strings), runs on the rows that passed the first test.
-    """
+    false positives (numbers as text, numeric strings), runs on the rows that passed the first test."""
     op = flt.operator
     if op == "exists":
         return f"({value.exists})"
@@ -105,6 +116,39 @@ def value_predicate(binder: Binder, value: JsonValue, flt: PropertyFilter) -> st
     symbol = _COMPARATORS[op]
     compared = " OR ".join(f"{value.float} {symbol} {binder.number(float(v))}" for v in flt.values)
     return f"(({compared}) AND {value.json_type} IN {_NUMERIC_TYPES})"
+
+
+def _map_predicate(binder: Binder, value: JsonValue, maps: tuple[str, str], flt: PropertyFilter) -> str:
+    """The same semantics over the typed maps: strings (and booleans as True/False) in the first, numbers
+    in the second; JSON is parsed only to tell arrays/objects exist and strings from booleans for contains."""
+    strings, numbers = maps
+    key = value.key
+    in_strings, in_numbers = f"mapContains({strings}, {key})", f"mapContains({numbers}, {key})"
+    exists = f"({in_strings} OR {in_numbers} OR {value.exists})"
+    op = flt.operator
+    if op == "exists":
+        return exists
+    if op == "does_not_exist":
+        return f"NOT {exists}"
+    if op in ("equals", "not_equals"):
+        parts = []
+        texts = [v for v in flt.values if isinstance(v, str)]
+        values = [v for v in flt.values if isinstance(v, float)]
+        if texts:
+            listed = ", ".join(binder.string(v) for v in texts)
+            parts.append(f"({strings}[{key}] IN ({listed}) AND {in_strings})")
+        if values:
+            listed = ", ".join(binder.number(v) for v in values)
+            parts.append(f"({numbers}[{key}] IN ({listed}) AND {in_numbers})")
+        matched = f"({' OR '.join(parts)})"
+        return matched if op == "equals" else f"({exists} AND NOT {matched})"
+    if op in ("contains", "does_not_contain"):
+        found = " OR ".join(f"position({strings}[{key}], {binder.string(str(v))}) > 0" for v in flt.values)
+        matched = f"(({found}) AND {in_strings} AND {value.json_type} = 'String')"
+        return matched if op == "contains" else f"({exists} AND NOT {matched})"
+    symbol = _COMPARATORS[op]
+    compared = " OR ".join(f"{numbers}[{key}] {symbol} {binder.number(float(v))}" for v in flt.values)
+    return f"(({compared}) AND {in_numbers})"
 
 
 def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> str:
@@ -126,10 +170,15 @@ def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> 
     return f"({' OR '.join(parts)})"
 
 
-def event_property(binder: Binder, flt: PropertyFilter, doc: str = "properties") -> str:
-    """Condition of an event property filter on the events row's ``properties`` document."""
+EVENT_MAPS: Final = (schema.EVENT_PROPERTY_STRINGS, schema.EVENT_PROPERTY_NUMBERS)
+
+
+def event_property(
+    binder: Binder, flt: PropertyFilter, doc: str = "properties", maps: tuple[str, str] | None = EVENT_MAPS
+) -> str:
+    """Condition of an event property filter on the events row's ``properties`` document (and its maps)."""
     name = binder.string(flt.name)
-    top_level = value_predicate(binder, JsonValue(doc, [name]), flt)
+    top_level = value_predicate(binder, JsonValue(doc, [name], maps=maps), flt)
     if flt.name.startswith(ITEMS_PREFIX) and len(flt.name) > len(ITEMS_PREFIX):
         key = binder.string(flt.name[len(ITEMS_PREFIX) :])
         inner = value_predicate(binder, JsonValue("_item", [key]), flt)
