@@ -24,6 +24,7 @@ from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_ingest.loader.pipeline import Loader
 from tests.bench.loadgen import LoadResult, drive, upload_bodies
+from tests.bench.query import run_in_subprocess as run_query_benchmark
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 from tests.infra.producer_perf import run_producer_perf
 from tests.integration.processes import TapwireProcess
@@ -203,6 +204,8 @@ def main() -> None:
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
         }
+        log("queries: compiled CQL against hand-written SQL (own process)")
+        figures.update(run_query_benchmark())
         write_report(figures)
     finally:
         broker.stop()

@@ -50,7 +50,10 @@ class CompileOptions:
 
 @dataclass(frozen=True)
 class _Set:
+    """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count)."""
+
     sql: str
+    scan: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class _Scope:
             failing = f"NOT (count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)})"
             return _Not(_Set(f"{scan} GROUP BY {UK} HAVING {failing}"))
         if existence:
-            return _Set(f"{scan} GROUP BY {UK}")
+            return _Set(f"{scan} GROUP BY {UK}", scan=scan)
         having = f"count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)}"
         return _Set(f"{scan} GROUP BY {UK} HAVING {having}")
 
@@ -335,7 +338,10 @@ def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOp
 def compile_user_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT n``: how many users match ``query``."""
     scope = _Scope(account_id, options)
-    return scope.finish(f"SELECT count() AS n FROM ({scope.users(scope.query(query, include_base=True))})")
+    node = scope.query(query, include_base=True)
+    if isinstance(node, _Set) and node.scan is not None:
+        return scope.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
+    return scope.finish(f"SELECT count() AS n FROM ({scope.users(node)})")
 
 
 def compile_user_page(
@@ -349,12 +355,14 @@ def compile_user_page(
     return scope.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
 
 
-def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str) -> str:
-    """Rows of the base event, restricted to users matching the rest of the query."""
+def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
+    """Rows of the base event, restricted to users matching the rest of the query (and to ``extra``)."""
     base = query.base_event()
     if base is None:
         raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
     condition = scope.event_condition(base, "")
+    if extra is not None:
+        condition = f"{condition} AND {extra}"
     rest = scope.query(query, include_base=False)
     if not isinstance(rest, _Everyone):
         condition = f"({condition}) AND {canonical()} {scope.in_} ({scope.users(rest)})"
@@ -377,16 +385,18 @@ def compile_event_rows(
 ) -> Compiled:
     """Base-event rows ordered by (ts, event_id), strictly after the ``after`` key, at most ``limit``."""
     scope = _Scope(account_id, options)
-    rows = _base_rows(scope, query, EVENT_ROW_COLUMNS)
-    keyset = ""
+    keyset = None
     if after is not None:
         ts_ms, event_id = after
+        bound_ts, bound_id = scope.binder.bind(ts_ms, "Int64"), scope.binder.string(event_id)
+        # The plain range on ts lets the primary key (by day) skip everything before the last page.
         keyset = (
-            f" WHERE (ts_ms, event_id) > ({scope.binder.bind(ts_ms, 'Int64')}, "
-            f"{scope.binder.string(event_id)})"
+            f"ts >= fromUnixTimestamp64Milli({bound_ts}, 'UTC') "
+            f"AND (toUnixTimestamp64Milli(ts), event_id) > ({bound_ts}, {bound_id})"
         )
+    rows = _base_rows(scope, query, EVENT_ROW_COLUMNS, extra=keyset)
     bound = scope.binder.bind(limit, "UInt64")
-    return scope.finish(f"SELECT * FROM ({rows}){keyset} ORDER BY ts_ms, event_id LIMIT {bound}")
+    return scope.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
 
 
 def compile_event_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
