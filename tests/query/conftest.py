@@ -1,4 +1,5 @@
-"""One loaded copy of the shared dataset per warehouse engine, reused by every query test of a module."""
+"""One loaded copy of the shared dataset per warehouse engine, shared by every query test (each module adds
+its own accounts)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.infra.clickhouse import ENGINES, Engine
 from tests.query.dataset import load_dataset
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="session", params=ENGINES)
 async def loaded(request: pytest.FixtureRequest, chdb_path: Path) -> AsyncIterator[Warehouse]:
     """A warehouse (chDB in-process, or ClickHouse over HTTP via the rig) holding the shared dataset."""
     engine: Engine = request.param
