@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from tapwire_query.cursors import CursorCodec, CursorError, CursorState
-from tapwire_query.jobs import QueryJobs
+from tapwire_query.jobs import QueryJobs, TooManyJobs
 from tapwire_services import generate
 
 NOW = 1_800_000_000.0
@@ -95,6 +95,23 @@ async def test_jobs_answer_fast_work_at_once_and_slow_work_by_req_id() -> None:
 
     failed = await jobs.run("A", broken, wait_s=1)
     assert failed.status == "failed" and isinstance(failed.error, RuntimeError)
+
+
+async def test_an_account_cannot_pile_up_background_jobs() -> None:
+    jobs = QueryJobs(max_running=2)
+    never = asyncio.Event()
+
+    async def stuck() -> int:
+        await never.wait()
+        return 0
+
+    first = await jobs.run("A", stuck, wait_s=0)
+    await jobs.run("A", stuck, wait_s=0)
+    with pytest.raises(TooManyJobs):
+        await jobs.run("A", stuck, wait_s=0)
+    assert (await jobs.run("B", stuck, wait_s=0)).status == "running"
+    await jobs.close()
+    assert jobs.poll("A", first.req_id) is None
 
 
 def test_generator_is_deterministic_and_seed_sensitive() -> None:

@@ -33,7 +33,7 @@ from tapwire_query.cql.parse import parse_as
 from tapwire_query.cql.sql import Compiled
 from tapwire_query.execution import client_error, now_ms, options_for, run
 from tapwire_query.http_state import QueryState, Slot, State, json_body
-from tapwire_query.jobs import JobState
+from tapwire_query.jobs import JobState, TooManyJobs
 
 router = APIRouter(dependencies=[Slot])
 
@@ -54,7 +54,12 @@ def _job_response(job: JobState) -> Response:
 
 
 async def _answer(state: QueryState, account_id: str, context: Context, work: Work) -> Response:
-    job = await state.jobs.run(account_id, work, wait_s=context.settings.query_sync_wait_s)
+    try:
+        job = await state.jobs.run(account_id, work, wait_s=context.settings.query_sync_wait_s)
+    except TooManyJobs as exc:
+        raise ApiError(
+            429, "Too many queries still running for this account; poll their req_id first", retry_after=5
+        ) from exc
     return _job_response(job)
 
 

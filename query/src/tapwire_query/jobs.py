@@ -33,15 +33,27 @@ class JobState:
     error: BaseException | None = None
 
 
+class TooManyJobs(Exception):
+    """The account already has ``max_running`` queries running in the background."""
+
+
 @dataclass
 class QueryJobs:
+    """``max_running`` bounds each account's unfinished jobs: a request that went ``partial`` has released
+    its concurrency slot, so without this bound a client could pile up background queries."""
+
     keep_s: float = 600.0
+    max_running: int = 3
     _jobs: dict[int, _Job] = field(default_factory=dict)
 
     async def run(self, account_id: str, work: Callable[[], Awaitable[Any]], *, wait_s: float) -> JobState:
         """Start ``work``; its state after at most ``wait_s`` seconds. Never raises what ``work`` raises:
-        a failure is returned as ``failed``."""
+        a failure is returned as ``failed``. Raises ``TooManyJobs`` before starting anything when the
+        account is at its limit."""
         self._expire()
+        running = sum(1 for j in self._jobs.values() if j.account_id == account_id and not j.task.done())
+        if running >= self.max_running:
+            raise TooManyJobs(account_id)
         req_id = secrets.randbits(62) | 1
         task = asyncio.ensure_future(work())
         job = _Job(account_id, task)
@@ -57,6 +69,14 @@ class QueryJobs:
         if job is None or job.account_id != account_id:
             return None
         return self._state(req_id, job)
+
+    async def close(self) -> None:
+        """Cancel unfinished jobs (at shutdown) and forget every job."""
+        tasks = [job.task for job in self._jobs.values() if not job.task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._jobs.clear()
 
     def _state(self, req_id: int, job: _Job) -> JobState:
         if not job.task.done():
