@@ -73,6 +73,15 @@ QUERIES: dict[str, dict[str, Any]] = {
     },
     "profile field alone": {"common_profile_properties": {"profile_fields": [prop("Plan", "equals", "pro")]}},
     "profile numeric": {"common_profile_properties": {"profile_fields": [prop("Age", "greater_than", 60)]}},
+    "profile counter after $incr": {
+        "common_profile_properties": {"profile_fields": [prop("Visits", "greater_than_equals", 5)]}
+    },
+    "profile number after $decr": {
+        "common_profile_properties": {"profile_fields": [prop("Score", "less_than", 30)]}
+    },
+    "profile set later wins": {
+        "common_profile_properties": {"profile_fields": [prop("Plan", "equals", "free")]}
+    },
     "profile does_not_exist": {
         "common_profile_properties": {"profile_fields": [prop("Plan", "does_not_exist")]}
     },

@@ -40,6 +40,7 @@ class Truth:
     today: dt.date
     events: list[Event] = field(default_factory=list)
     profile_sets: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    profile_ops: list[tuple[str, str, int, float]] = field(default_factory=list)
     seen: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
@@ -55,6 +56,14 @@ class Truth:
             truth.seen[user] = (min(first, ts_ms), max(last, ts_ms))
             if record["type"] == "profile":
                 for key, value in record["profileData"].items():
+                    if (
+                        isinstance(value, dict)
+                        and len(value) == 1
+                        and next(iter(value)) in ("$incr", "$decr")
+                    ):
+                        ((op, amount),) = value.items()
+                        truth.profile_ops.append((user, key, ts_ms, amount if op == "$incr" else -amount))
+                        continue
                     old = truth.profile_sets.get((user, key))
                     if old is None or old[0] <= ts_ms:
                         truth.profile_sets[(user, key)] = (ts_ms, value)
@@ -75,16 +84,26 @@ class Truth:
     # Values.
 
     def profile_value(self, user: str, key: str) -> tuple[bool, Any]:
+        """Latest set across the user's keys, then every numeric operator at or after it added on."""
+        raws = [raw for raw in self.seen if self.canon(raw) == user]
         best: tuple[int, Any] | None = None
-        for raw, canonical in ((u, self.canon(u)) for u in self.seen):
-            if canonical != user:
-                continue
+        for raw in raws:
             found = self.profile_sets.get((raw, key))
             if found is not None and (best is None or found[0] > best[0]):
                 best = found
-        if best is None or best[1] is None:
+        since = best[0] if best is not None else None
+        deltas = [
+            d
+            for (raw, k, ts, d) in self.profile_ops
+            if k == key and raw in raws and (since is None or ts >= since)
+        ]
+        value = best[1] if best is not None else None
+        if deltas:
+            start = value if type(value) in (int, float) else 0
+            value = start + sum(deltas)
+        if value is None:
             return False, None
-        return True, best[1]
+        return True, value
 
     # Queries.
 

@@ -38,7 +38,8 @@ def identity_of(user: int) -> str:
 
 
 def profiles(users: int, seed: int) -> Iterator[dict[str, Any]]:
-    """One profile record per user within the first ten days; a few fields are left out at random."""
+    """One profile record per user within the first ten days (a few fields left out at random); a quarter of
+    the users get a later update using ``$incr`` / ``$decr`` and sometimes a new plan."""
     rng = random.Random(f"profiles:{seed}")
     for user in range(users):
         country, region, city = rng.choice(CITIES)
@@ -56,12 +57,21 @@ def profiles(users: int, seed: int) -> Iterator[dict[str, Any]]:
         for optional in ("Age", "Plan", "Score"):
             if rng.random() < 0.1:
                 del data[optional]
-        yield {
-            "type": "profile",
-            "identity": identity_of(user),
-            "ts": BASE_TS + rng.randrange(10 * DAY_S),
-            "profileData": data,
-        }
+        ts = BASE_TS + rng.randrange(10 * DAY_S)
+        yield {"type": "profile", "identity": identity_of(user), "ts": ts, "profileData": data}
+        if rng.random() < 0.25:
+            # A later update: counters through CleverTap's value operators, sometimes a plan change.
+            update: dict[str, Any] = {"Visits": {"$incr": rng.randrange(1, 10)}}
+            if rng.random() < 0.5:
+                update["Score"] = {"$decr": round(rng.uniform(0, 20), 1)}
+            if rng.random() < 0.3:
+                update["Plan"] = rng.choice(PLANS)
+            yield {
+                "type": "profile",
+                "identity": identity_of(user),
+                "ts": ts + rng.randrange(1, 5 * DAY_S),
+                "profileData": update,
+            }
 
 
 def _event_data(rng: random.Random, name: str) -> dict[str, Any]:

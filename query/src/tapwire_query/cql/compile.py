@@ -106,11 +106,29 @@ class _Scope:
         )
 
     def profile_values(self, key: str) -> str:
-        """Per canonical user: the latest value of profile property ``key`` (``v``) and whether it is deleted."""
+        """Per canonical user: the value of profile property ``key`` (``v``, JSON) and whether it is deleted
+        (``d``): the latest set across the user's keys, with every ``$incr``/``$decr`` at or after it added
+        on (on 0 when the set is missing, deleted or not a number), as profile reads fold them. List
+        operators (``$add``/``$remove``) are not folded here."""
+        bound = self.binder.string(key)
+        sets = (
+            f"SELECT {canonical()} AS {UK}, argMax(value, ts) AS v, argMax(deleted, ts) AS d, max(ts) AS base_ts "
+            f"FROM {schema.PROFILE_PROPS} WHERE account_id = {self.account} AND key = {bound} GROUP BY {UK}"
+        )
+        ops = (
+            f"SELECT {canonical()} AS {UK}, ts, if(op = '$incr', 1, -1) * JSONExtractFloat(operand) AS x "
+            f"FROM {schema.PROFILE_OPS} FINAL WHERE account_id = {self.account} AND key = {bound} "
+            "AND op IN ('$incr', '$decr')"
+        )
+        # A missing set joins as base_ts = 0 (join_use_nulls is off), so every operator counts.
+        deltas = (
+            f"SELECT o.{UK} AS {UK}, sum(o.x) AS delta, count() AS n FROM ({ops}) AS o "
+            f"LEFT JOIN ({sets}) AS s ON s.{UK} = o.{UK} WHERE o.ts >= s.base_ts GROUP BY o.{UK}"
+        )
         return (
-            f"SELECT {canonical()} AS {UK}, argMax(value, ts) AS v, argMax(deleted, ts) AS d "
-            f"FROM {schema.PROFILE_PROPS} WHERE account_id = {self.account} "
-            f"AND key = {self.binder.string(key)} GROUP BY {UK}"
+            f"SELECT {UK}, multiIf(n = 0, v, d = 0 AND JSONType(v) IN ('Int64', 'UInt64', 'Double'), "
+            "toString(JSONExtractFloat(v) + delta), toString(delta)) AS v, if(n = 0, d, 0) AS d "
+            f"FROM ({sets}) AS s FULL OUTER JOIN ({deltas}) AS o USING ({UK})"
         )
 
     def profile_seen(self) -> str:
