@@ -197,7 +197,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--warehouse",
         action="store_true",
-        help="write straight into the warehouse (TAPWIRE_CLICKHOUSE_URL, else chDB in TAPWIRE_DATA_DIR)",
+        help="write straight into the warehouse: TAPWIRE_CLICKHOUSE_URL, else the chDB in TAPWIRE_DATA_DIR "
+        "(stop `tapwire up` first: one process at a time may open it)",
     )
     gen.add_argument("--account", help="account id for --upload and --warehouse")
     gen.add_argument("--passcode", help="passcode for --upload")
