@@ -134,12 +134,15 @@ def _map_predicate(binder: Binder, value: JsonValue, maps: tuple[str, str], flt:
         parts = []
         texts = [v for v in flt.values if isinstance(v, str)]
         values = [v for v in flt.values if isinstance(v, float)]
+        # A missing key reads as '' / 0, so the presence check is needed only when that could match.
         if texts:
             listed = ", ".join(binder.string(v) for v in texts)
-            parts.append(f"({strings}[{key}] IN ({listed}) AND {in_strings})")
+            present = f" AND {in_strings}" if "" in texts else ""
+            parts.append(f"({strings}[{key}] IN ({listed}){present})")
         if values:
             listed = ", ".join(binder.number(v) for v in values)
-            parts.append(f"({numbers}[{key}] IN ({listed}) AND {in_numbers})")
+            present = f" AND {in_numbers}" if 0.0 in values else ""
+            parts.append(f"({numbers}[{key}] IN ({listed}){present})")
         matched = f"({' OR '.join(parts)})"
         return matched if op == "equals" else f"({exists} AND NOT {matched})"
     if op in ("contains", "does_not_contain"):
@@ -148,7 +151,17 @@ def _map_predicate(binder: Binder, value: JsonValue, maps: tuple[str, str], flt:
         return matched if op == "contains" else f"({exists} AND NOT {matched})"
     symbol = _COMPARATORS[op]
     compared = " OR ".join(f"{numbers}[{key}] {symbol} {binder.number(float(v))}" for v in flt.values)
-    return f"(({compared}) AND {in_numbers})"
+    zero_matches = any(_holds(op, 0.0, float(v)) for v in flt.values)
+    return f"(({compared}) AND {in_numbers})" if zero_matches else f"({compared})"
+
+
+def _holds(op: str, left: float, right: float) -> bool:
+    return {
+        "greater_than": left > right,
+        "greater_than_equals": left >= right,
+        "less_than": left < right,
+        "less_than_equals": left <= right,
+    }[op]
 
 
 def _equals(binder: Binder, value: JsonValue, values: Sequence[str | float]) -> str:
