@@ -271,6 +271,8 @@ async def test_export_errors(client: httpx.AsyncClient) -> None:
     }
     fail(await client.post("/1/events.json", json=bad, headers=headers()), 422, "event_properties.0.operator")
     fail(await client.post("/1/profiles.json", content=b"{nope", headers=headers()), 400, "Malformed")
+    huge = b'{"event_name": "' + b"x" * (1024 * 1024) + b'"}'
+    fail(await client.post("/1/counts/profiles.json", content=huge, headers=headers()), 413, "at most")
     fail(await client.get("/1/profiles.json", headers=headers()), 400, "query")
     fail(await client.get("/1/profiles.json", params={"query": "{"}, headers=headers()), 400, "JSON")
 

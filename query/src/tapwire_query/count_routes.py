@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 from starlette.responses import Response
@@ -251,8 +250,9 @@ def _number(value: Any) -> int | float:
 @router.post("/1/now.json")
 async def active_now(request: Request, account: PasscodeAccount, context: Context) -> Response:
     """Users with an event in the last five minutes; ``{"user_type": true}`` splits new from returning."""
-    raw = await request.body()
-    body = _query_body_or_empty(raw)
+    body = await json_body(request, empty={})
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object")
     split = bool(body.get("user_type"))
     now = now_ms()
     params = {"account": account.id, "since": now - ACTIVE_WINDOW_MS, "until": now}
@@ -275,15 +275,3 @@ async def active_now(request: Request, account: PasscodeAccount, context: Contex
         new = int(rows[0]["new"])
         result["user_type"] = {"new": new, "returning": count - new}
     return json_response(result)
-
-
-def _query_body_or_empty(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "Malformed JSON body") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object")
-    return body

@@ -45,10 +45,24 @@ async def query_slot(account: PasscodeAccount, context: Context) -> AsyncIterato
 Slot = Depends(query_slot)
 
 
-async def json_body(request: Request) -> Any:
-    """The request body as JSON; 400 when it is empty or malformed."""
-    raw = await request.body()
+# A query is a few kilobytes; this bound keeps a hostile body from being buffered whole.
+MAX_QUERY_BYTES: Final = 1024 * 1024
+
+
+async def json_body(request: Request, *, empty: Any = None) -> Any:
+    """The request body as JSON; ``empty`` when there is none (400 if that is None), 400 when malformed,
+    413 past ``MAX_QUERY_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_QUERY_BYTES:
+            raise ApiError(413, f"A query body may hold at most {MAX_QUERY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
+        if empty is not None:
+            return empty
         raise ApiError(400, "A JSON query body is required")
     try:
         return orjson.loads(raw)
