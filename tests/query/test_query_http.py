@@ -442,3 +442,17 @@ async def test_saved_segments(client: httpx.AsyncClient, paging: Warehouse, stor
     assert await count_user_keys(paging, account_id=ACCOUNT, where={}) == len(truth().everyone())
     with pytest.raises(SegmentNotFound):
         await count_user_keys(paging, account_id=OTHER_ACCOUNT, segment_id=segment_id, store=store)
+
+
+async def test_profile_lookup_answers_with_the_merged_person(client: httpx.AsyncClient) -> None:
+    t = truth()
+    merged = ok(await client.get("/1/profile.json?identity=user-0000005", headers=headers()))["record"]
+    canonical = ok(await client.get("/1/profile.json?identity=user-0000003", headers=headers()))["record"]
+    assert merged == canonical and merged["identity"] == "user-0000003"
+    expected = collections.Counter(e.name for e in t.events if t.canon(e.user) == "i:user-0000003")
+    assert {name: summary["count"] for name, summary in merged["events"].items()} == dict(expected)
+    assert merged["profileData"]["City"] == t.profile_value("i:user-0000003", "City")[1]
+    # A demerged key is its own person again.
+    alone = ok(await client.get("/1/profile.json?identity=user-0000011", headers=headers()))["record"]
+    assert alone["identity"] == "user-0000011"
+    fail(await client.get("/1/profile.json?identity=nobody", headers=headers()), 404, "not found")

@@ -1,13 +1,10 @@
-"""Reading one profile back: identity/email/objectId → profile record in CleverTap's shape."""
+"""Finding one profile: identity/email/objectId → user key → the canonical key it counts as."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
-
-from tapwire_core.profile_values import ProfileOp, fold
-from tapwire_core.warehouse import Warehouse
+from tapwire_core.warehouse import Warehouse, schema
 
 Selector = Literal["identity", "email", "objectId"]
 
@@ -29,71 +26,13 @@ async def find_user_key(
     return str(rows[0]["user_key"]) if rows else None
 
 
-async def profile_record(warehouse: Warehouse, *, account_id: str, user_key: str) -> dict[str, Any] | None:
-    """The profile with its custom properties and a per-event summary, or None when unknown."""
-    params = {"account": account_id, "user": user_key}
-    heads = await warehouse.query(
-        "SELECT anyLast(identity) AS identity, anyLast(object_id) AS object_id, anyLast(email) AS email, "
-        "anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
-        "toUnixTimestamp(max(last_seen)) AS last_seen "
-        "FROM profiles FINAL WHERE account_id = {account:String} AND user_key = {user:String}",
-        params,
+async def canonical_key(warehouse: Warehouse, *, account_id: str, user_key: str) -> str:
+    """The key ``user_key`` counts as after identity merges (itself when it was never merged away)."""
+    rows = await warehouse.query(
+        "SELECT argMax(canonical_key, version) AS canonical_key, argMax(active, version) AS active "
+        f"FROM {schema.USER_ALIASES} WHERE account_id = {{account:String}} AND alias_key = {{key:String}}",
+        {"account": account_id, "key": user_key},
     )
-    if not heads or heads[0]["first_seen"] in (None, 0):
-        return None
-    head = heads[0]
-    profile_data = await _profile_data(warehouse, params)
-    events = await warehouse.query(
-        "SELECT name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
-        "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String} GROUP BY name ORDER BY name",
-        params,
-    )
-    record: dict[str, Any] = {
-        "identity": head["identity"],
-        "objectId": head["object_id"],
-        "email": head["email"],
-        "phone": head["phone"],
-        "first_seen": int(head["first_seen"]),
-        "last_seen": int(head["last_seen"]),
-        "profileData": profile_data,
-        "events": {
-            row["name"]: {
-                "count": int(row["count"]),
-                "first_seen": int(row["first_seen"]),
-                "last_seen": int(row["last_seen"]),
-            }
-            for row in events
-        },
-    }
-    return {key: value for key, value in record.items() if value is not None}
-
-
-async def _profile_data(warehouse: Warehouse, params: dict[str, str]) -> dict[str, Any]:
-    """Latest set per property with later operators folded on; deleted properties are left out."""
-    sets = await warehouse.query(
-        "SELECT key, value, toUnixTimestamp64Milli(ts) AS ts_ms, deleted FROM profile_props FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String}",
-        params,
-    )
-    ops = await warehouse.query(
-        "SELECT key, op, operand, toUnixTimestamp64Milli(ts) AS ts_ms, event_id FROM profile_ops FINAL "
-        "WHERE account_id = {account:String} AND user_key = {user:String} ORDER BY key, ts, event_id",
-        params,
-    )
-    base: dict[str, tuple[Any, int | None]] = {
-        row["key"]: (None if row["deleted"] else orjson.loads(row["value"]), int(row["ts_ms"]))
-        for row in sets
-    }
-    pending: dict[str, list[ProfileOp]] = {}
-    for row in ops:
-        pending.setdefault(row["key"], []).append(
-            ProfileOp(row["op"], orjson.loads(row["operand"]), int(row["ts_ms"]), row["event_id"])
-        )
-    data: dict[str, Any] = {}
-    for key in sorted(base.keys() | pending.keys()):
-        value, ts_ms = base.get(key, (None, None))
-        folded = fold(value, ts_ms, pending.get(key, ()))
-        if folded is not None:
-            data[key] = folded
-    return data
+    if rows and int(rows[0]["active"]) == 1 and rows[0]["canonical_key"]:
+        return str(rows[0]["canonical_key"])
+    return user_key

@@ -10,7 +10,8 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
 from tapwire_query.count_routes import router as count_router
 from tapwire_query.export_routes import router as export_router
-from tapwire_query.profile_lookup import Selector, find_user_key, profile_record
+from tapwire_query.profile_batch import profile_records
+from tapwire_query.profile_lookup import Selector, canonical_key, find_user_key
 from tapwire_query.segments.routes import router as segment_router
 
 router = APIRouter()
@@ -29,7 +30,11 @@ async def get_profile(request: Request, account: PasscodeAccount, context: Conte
     user_key = await find_user_key(
         warehouse, account_id=account.id, selector=selector, value=params[selector]
     )
-    record = await profile_record(warehouse, account_id=account.id, user_key=user_key) if user_key else None
+    record = None
+    if user_key is not None:
+        # A merged-away key answers with the person it now belongs to.
+        key = await canonical_key(warehouse, account_id=account.id, user_key=user_key)
+        record = (await profile_records(warehouse, account_id=account.id, canonical=[key])).get(key)
     if record is None:
         raise ApiError(404, "Profile not found")
     return json_response({"status": "success", "record": record})
