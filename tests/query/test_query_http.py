@@ -343,6 +343,13 @@ async def test_top_and_trends(client: httpx.AsyncClient) -> None:
     assert result["by_category"] == dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
     platforms = collections.Counter(e.props["Platform"] for e in events if "Platform" in e.props)
     assert result["least_platform"] == dict(sorted(platforms.items(), key=lambda kv: (kv[1], kv[0])))
+    by_city = {**body, "groups": {"city": {"property_type": "profile_fields", "name": "City", "top_n": 50}}}
+    t = truth()
+    cities = collections.Counter(
+        city for e in events if (city := t.profile_value(t.canon(e.user), "City")[1]) is not None
+    )
+    result = ok(await client.post("/1/counts/top.json", json=by_city, headers=headers()))
+    assert result["city"] == dict(sorted(cities.items(), key=lambda kv: (-kv[1], kv[0])))
     bad = {**body, "groups": {"g": {"property_type": "geo_fields", "name": "x"}}}
     fail(await client.post("/1/counts/top.json", json=bad, headers=headers()), 422, "groups.g.property_type")
 

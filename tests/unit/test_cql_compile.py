@@ -168,6 +168,15 @@ def all_statements(body: dict[str, Any], account: str) -> list[Compiled]:
             top_n=3,
             descending=True,
         ),
+        compile_top(
+            query,
+            account_id=account,
+            options=OPTIONS,
+            source="profile_fields",
+            name=MARKER,
+            top_n=3,
+            descending=False,
+        ),
         compile_trends(
             query, account_id=account, options=OPTIONS, trend="weekly", unique=False, sum_property=MARKER
         ),

@@ -132,7 +132,7 @@ async def count_profiles(
 
 
 class TopGroup(StrictModel):
-    property_type: Literal["event_properties", "session_properties"]
+    property_type: Literal["event_properties", "session_properties", "profile_fields"]
     name: Name
     top_n: int = Field(default=10, ge=1, le=1000)
     order: Literal["asc", "desc"] = "desc"

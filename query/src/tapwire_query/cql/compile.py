@@ -423,7 +423,7 @@ def compile_event_count(query: ast.CqlQuery, *, account_id: str, options: Compil
     return scope.finish(f"SELECT count() AS n FROM ({_base_rows(scope, query, '1 AS one')})")
 
 
-TopSource = Literal["event_properties", "session_properties"]
+TopSource = Literal["event_properties", "session_properties", "profile_fields"]
 
 
 def compile_top(
@@ -436,16 +436,23 @@ def compile_top(
     top_n: int,
     descending: bool,
 ) -> Compiled:
-    """``SELECT value, n``: the ``top_n`` most (or least) frequent values of one property of the base events."""
+    """``SELECT value, n``: the ``top_n`` most (or least) frequent values among the base events of one event
+    property, session property, or profile property of the user who did them (its current value)."""
     scope = _Scope(account_id, options)
-    doc = "properties" if source == "event_properties" else "context"
-    value = JsonValue(doc, [scope.binder.string(name)])
-    rows = _base_rows(scope, query, f"{value.display} AS value, {value.exists} AS present")
     order = "DESC" if descending else "ASC"
+    if source == "profile_fields":
+        value = JsonValue("v", [])
+        users = f"SELECT {UK}, {value.display} AS value FROM ({scope.profile_values(name)}) WHERE d = 0"
+        rows = _base_rows(scope, query, f"{canonical()} AS {UK}")
+        counted = f"SELECT value FROM ({rows}) AS r INNER JOIN ({users}) AS p USING ({UK})"
+    else:
+        doc = "properties" if source == "event_properties" else "context"
+        value = JsonValue(doc, [scope.binder.string(name)])
+        rows = _base_rows(scope, query, f"{value.display} AS value, {value.exists} AS present")
+        counted = f"SELECT value FROM ({rows}) WHERE present"
     bound = scope.binder.bind(top_n, "UInt64")
     return scope.finish(
-        f"SELECT value, count() AS n FROM ({rows}) WHERE present GROUP BY value "
-        f"ORDER BY n {order}, value ASC LIMIT {bound}"
+        f"SELECT value, count() AS n FROM ({counted}) GROUP BY value ORDER BY n {order}, value ASC LIMIT {bound}"
     )
 
 
