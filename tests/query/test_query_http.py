@@ -25,7 +25,7 @@ from tapwire_query.cql import parse_query
 from tapwire_query.cursors import CursorCodec, CursorState
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
-from tests.fakes import FakeAccount, FakeAuthenticator
+from tapwire_services.accounts import directory_for
 from tests.query.dataset import ACCOUNT, OTHER_ACCOUNT, truth
 
 pytestmark = pytest.mark.integration
@@ -68,9 +68,12 @@ async def paging(loaded: Warehouse) -> Warehouse:
 
 def client_for(warehouse: Warehouse, store: ControlStore, **overrides: Any) -> httpx.AsyncClient:
     settings = Settings(query_cursor_secret=SECRET, **overrides)
-    auth = FakeAuthenticator({a: (f"pass-{a}", FakeAccount(a)) for a in ACCOUNTS})
     context = ServiceContext(
-        settings=settings, authenticator=auth, readiness=_ready, warehouse_=warehouse, store_=store
+        settings=settings,
+        authenticator=directory_for(store),
+        readiness=_ready,
+        warehouse_=warehouse,
+        store_=store,
     )
     app = create_app(context, [query_router])
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query", timeout=120)
@@ -271,6 +274,9 @@ async def test_export_errors(client: httpx.AsyncClient) -> None:
     }
     fail(await client.post("/1/events.json", json=bad, headers=headers()), 422, "event_properties.0.operator")
     fail(await client.post("/1/profiles.json", content=b"{nope", headers=headers()), 400, "Malformed")
+    wrong = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": "wrong"}
+    for path in ("/1/counts/profiles.json", "/1/events.json", "/segments"):
+        fail(await client.post(path, json={}, headers=wrong), 401, "not valid")
     huge = b'{"event_name": "' + b"x" * (1024 * 1024) + b'"}'
     fail(await client.post("/1/counts/profiles.json", content=huge, headers=headers()), 413, "at most")
     fail(await client.get("/1/profiles.json", headers=headers()), 400, "query")
