@@ -25,6 +25,7 @@ from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_ingest.loader.pipeline import Loader
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
+from tests.bench.query import run_in_subprocess as run_query_benchmark
 from tests.bench.segment_batch import bench_segment_gateway
 from tests.bench.segment_batch import figures as segment_figures
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
@@ -239,6 +240,8 @@ def main() -> None:
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
         }
+        log("queries: compiled CQL against hand-written SQL (own process)")
+        figures.update(run_query_benchmark())
         write_report(figures)
     finally:
         broker.stop()

@@ -36,6 +36,8 @@ import threading
 import time
 import uuid
 import zlib
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,19 @@ class Engine:
             }
 
 
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    message = BytesParser(policy=policy.default).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload.decode()
+    return fields
+
+
 def _decompress(body: bytes, encoding: str | None) -> bytes:
     if not encoding or encoding == "identity":
         return body
@@ -179,7 +194,8 @@ class Handler(BaseHTTPRequestHandler):
             body = _decompress(body, self.headers.get("Content-Encoding"))
             content_type = self.headers.get("Content-Type", "")
             if content_type.startswith("multipart/form-data"):
-                # Large bound parameters travel as form fields (``query``, ``param_<name>``), as ClickHouse accepts.
+                # clickhouse-connect moves the query and its parameters into a form when they would make
+                # the URL too long (more than 4 KB of parameters), as ClickHouse's HTTP interface allows.
                 params.update(_form_fields(content_type, body))
                 body = b""
             database = params.get("database") or self.headers.get("X-ClickHouse-Database")

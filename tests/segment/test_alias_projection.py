@@ -6,10 +6,11 @@ import pytest
 
 from tapwire_core.envelope import Envelope, Identities, decode_stored, encode
 from tapwire_core.identity import AliasRow, alias_envelopes
-from tapwire_core.identity.warehouse_view import canonical_user_key, merged_user_keys
+from tapwire_core.identity.warehouse_view import canonical_user_key
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_ingest.loader.rows import TableRows
 from tapwire_ingest.loader.writer import write_rows
+from tapwire_query.profile_batch import member_keys
 from tapwire_query.profile_lookup import profile_record
 from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
 
@@ -62,10 +63,10 @@ async def test_merged_keys_count_for_the_canonical_profile(
 
     assert await canonical_user_key(warehouse, account_id=ACCOUNT, user_key="a:anon-1") == "i:user-1"
     assert await canonical_user_key(warehouse, account_id=ACCOUNT, user_key="i:x") == "i:x"
-    assert await merged_user_keys(warehouse, account_id=ACCOUNT, canonical_key="i:user-1") == [
-        "i:user-1",
-        "a:anon-1",
-    ]
+    assert await member_keys(warehouse, account_id=ACCOUNT, canonical=["i:user-1"]) == {
+        "i:user-1": "i:user-1",
+        "a:anon-1": "i:user-1",
+    }
     record = await profile_record(warehouse, account_id=ACCOUNT, user_key="a:anon-1")
     assert record is not None
     assert record["identity"] == "user-1"
@@ -75,6 +76,8 @@ async def test_merged_keys_count_for_the_canonical_profile(
     split = alias_envelopes(ACCOUNT, [AliasRow("a:anon-1", "a:anon-1", 11, False)], received_ms=T0)
     await write_rows(warehouse, rows_of(split), token="t2")
     assert await canonical_user_key(warehouse, account_id=ACCOUNT, user_key="a:anon-1") == "a:anon-1"
-    assert await merged_user_keys(warehouse, account_id=ACCOUNT, canonical_key="i:user-1") == ["i:user-1"]
+    assert await member_keys(warehouse, account_id=ACCOUNT, canonical=["i:user-1"]) == {
+        "i:user-1": "i:user-1"
+    }
     record = await profile_record(warehouse, account_id=ACCOUNT, user_key="i:user-1")
     assert record is not None and record["events"]["Viewed"]["count"] == 1

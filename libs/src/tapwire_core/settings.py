@@ -66,5 +66,11 @@ class Settings(BaseSettings):
     messaging_lease_s: float = 30.0
     messaging_poll_s: float = 0.2
 
+    # Query service: cursor signing (set the same secret on every query instance; unset = per process),
+    # cursor lifetime, and how long a count waits before answering "partial" with a req_id to poll.
+    query_cursor_secret: str | None = None
+    query_cursor_ttl_s: int = 3600
+    query_sync_wait_s: float = 10.0
+
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,19 +1,17 @@
-"""Query endpoints served today: one profile, event counts."""
+"""Query endpoints: one profile here; exports, counts and saved segments in their own modules."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
-from tapwire_query.dates import QueryDate
-from tapwire_query.event_counts import count_events
+from tapwire_query.count_routes import router as count_router
+from tapwire_query.export_routes import router as export_router
 from tapwire_query.profile_lookup import Selector, find_user_key, profile_record
+from tapwire_query.segments.routes import router as segment_router
 
 router = APIRouter()
 
@@ -37,29 +35,6 @@ async def get_profile(request: Request, account: PasscodeAccount, context: Conte
     return json_response({"status": "success", "record": record})
 
 
-class EventCountQuery(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-    event_name: str = Field(min_length=1, max_length=512)
-    from_: QueryDate = Field(alias="from")
-    to: QueryDate
-
-    @model_validator(mode="after")
-    def _ordered(self) -> EventCountQuery:
-        if self.from_ > self.to:
-            raise ValueError("from must not be after to")
-        return self
-
-
-@router.post("/1/counts/events.json")
-async def post_event_count(
-    query: Annotated[EventCountQuery, Body()], account: PasscodeAccount, context: Context
-) -> Response:
-    count = await count_events(
-        context.warehouse,
-        account_id=account.id,
-        event_name=query.event_name,
-        first_day=query.from_,
-        last_day=query.to,
-    )
-    return json_response({"status": "success", "count": count})
+router.include_router(export_router)
+router.include_router(count_router)
+router.include_router(segment_router)

@@ -82,25 +82,67 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import itertools
+
     from tapwire_services import generate
 
+    def records() -> Iterator[dict[str, object]]:
+        return itertools.chain(
+            generate.profiles(args.users, args.seed), generate.events(args.users, args.events, args.seed)
+        )
+
+    if args.warehouse:
+        if not args.account:
+            print("tapwire generate: --warehouse needs --account", file=sys.stderr)
+            return 2
+        loaded = asyncio.run(_generate_into_warehouse(Settings(), args.account, records()))
+        print(f"loaded {loaded} records into the warehouse for {args.account}", file=sys.stderr)
+        return 0
+    if args.upload:
+        from tapwire_services.upload_client import upload_all
+
+        asyncio.run(
+            upload_all(list(records()), url=args.upload, account=args.account, passcode=args.passcode)
+        )
+        return 0
     out = sys.stdout.buffer if args.out in (None, "-") else Path(args.out).open("wb")  # noqa: SIM115
     try:
-        records = [
-            *generate.profiles(args.users, args.seed),
-            *generate.events(args.users, args.events, args.seed),
-        ]
-        if args.upload:
-            from tapwire_services.upload_client import upload_all
-
-            asyncio.run(upload_all(records, url=args.upload, account=args.account, passcode=args.passcode))
-            return 0
-        for batch in generate.batches(iter(records), 100):
+        for batch in generate.batches(records(), 100):
             out.write(orjson.dumps({"d": batch}) + b"\n")
     finally:
         if out is not sys.stdout.buffer:
             out.close()
     return 0
+
+
+async def _generate_into_warehouse(
+    settings: Settings, account: str, records: Iterator[dict[str, object]]
+) -> int:
+    """Writes through the loader's row building into the configured warehouse (ClickHouse when
+    ``TAPWIRE_CLICKHOUSE_URL`` is set, else the embedded chDB under ``TAPWIRE_DATA_DIR``), migrated first."""
+    import time
+
+    from tapwire_core.warehouse import Warehouse
+    from tapwire_core.warehouse.migrations import migrate
+    from tapwire_services import generate
+
+    warehouse: Warehouse
+    if settings.clickhouse_url:
+        from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
+
+        warehouse = ClickHouseWarehouse(settings.clickhouse_url)
+    else:
+        from tapwire_core.warehouse.chdb import ChdbWarehouse
+
+        warehouse = ChdbWarehouse(settings.data_dir.resolve() / "chdb")
+    await warehouse.start()
+    try:
+        await migrate(warehouse, cluster=settings.clickhouse_cluster)
+        return await generate.load(
+            warehouse, records, account_id=account, received_ms=int(time.time() * 1000)
+        )
+    finally:
+        await warehouse.close()
 
 
 def _control_url(settings: Settings) -> str:
@@ -209,7 +251,13 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--out", help="file for upload bodies, one JSON object per line (default: stdout)")
     gen.add_argument("--upload", metavar="URL", help="send to a running tapwire at URL instead")
-    gen.add_argument("--account", help="account id for --upload")
+    gen.add_argument(
+        "--warehouse",
+        action="store_true",
+        help="write straight into the warehouse: TAPWIRE_CLICKHOUSE_URL, else the chDB in TAPWIRE_DATA_DIR "
+        "(stop `tapwire up` first: one process at a time may open it)",
+    )
+    gen.add_argument("--account", help="account id for --upload and --warehouse")
     gen.add_argument("--passcode", help="passcode for --upload")
     gen.set_defaults(func=cmd_generate)
     return root

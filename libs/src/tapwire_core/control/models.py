@@ -3,6 +3,7 @@
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.segment_models import SegmentRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "IdentityNodeRow",
     "InteractionRow",
     "OutboxRow",
+    "SegmentRow",
 ]

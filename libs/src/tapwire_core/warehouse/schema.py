@@ -77,3 +77,8 @@ USER_ALIAS_COLUMNS: Final = (
     ("version", "UInt64"),
     ("active", "UInt8"),
 )
+
+# Typed views of the events' JSON properties, computed on insert (migration 3) so filters read a map instead of
+# parsing JSON: string (and boolean, as "True"/"False") values, and numeric values.
+EVENT_PROPERTY_STRINGS: Final = "prop_strings"
+EVENT_PROPERTY_NUMBERS: Final = "prop_numbers"

@@ -1,0 +1,486 @@
+"""AST -> ClickHouse SQL.
+
+A query denotes a set of (canonical) users: the AND of its base event ("did it at least once in the
+window, with these properties"), its profile filters, its advanced filters and its native conditions. Each
+leaf becomes a *user set* — a ``SELECT uk ...`` over one table, grouped per canonical user key — and the
+boolean structure becomes ``uk IN (...)`` predicates over a driving set (the first positive conjunct, or
+every known user of the account when the query is only negative).
+
+Tenant isolation is structural: ``_Scope`` is the only place a table name is written, and every table it
+writes comes with ``account_id = <bound account>``; no AST node can produce SQL outside a scope.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from tapwire_core.warehouse import schema
+from tapwire_query.cql import ast
+from tapwire_query.cql.errors import CqlError
+from tapwire_query.cql.identity import aliases_clause, canonical
+from tapwire_query.cql.predicates import JsonValue, event_property, session_property, value_predicate
+from tapwire_query.cql.sql import Binder, Compiled
+
+_COUNT_SQL: Final = {
+    "equals": "=",
+    "greater_than": ">",
+    "greater_than_equals": ">=",
+    "less_than": "<",
+    "less_than_equals": "<=",
+}
+_GEO_KEYS: Final = ("Country", "Region", "City")
+UK: Final = "uk"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """``today`` anchors relative windows (UTC); ``snapshot_ms`` hides events received after it (stable
+    cursors); ``cluster`` makes subquery sets ``GLOBAL`` so they are built once on the initiator."""
+
+    today: dt.date
+    snapshot_ms: int | None = None
+    cluster: bool = False
+
+
+# The user-set algebra the compiler builds before printing SQL.
+
+
+@dataclass(frozen=True)
+class _Set:
+    """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count)."""
+
+    sql: str
+    scan: str | None = None
+
+
+@dataclass(frozen=True)
+class _Not:
+    inner: _Users
+
+
+@dataclass(frozen=True)
+class _And:
+    parts: tuple[_Users, ...]
+
+
+@dataclass(frozen=True)
+class _Or:
+    parts: tuple[_Users, ...]
+
+
+@dataclass(frozen=True)
+class _Everyone:
+    pass
+
+
+_Users = _Set | _Not | _And | _Or | _Everyone
+
+
+class _Scope:
+    """One statement being compiled: its binder, the bound account and the options."""
+
+    def __init__(self, account_id: str, options: CompileOptions) -> None:
+        self.binder = Binder()
+        self.options = options
+        self.account = self.binder.string(account_id)
+        self.in_ = "GLOBAL IN" if options.cluster else "IN"
+
+    def finish(self, body: str) -> Compiled:
+        return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}")
+
+    # Table scans: the only place tables are named, each with its tenant condition.
+
+    def events(self, condition: str, columns: str = f"{canonical()} AS {UK}", *, final: bool = True) -> str:
+        """Rows of the account's events meeting ``condition``. ``final`` collapses redelivered copies (needed
+        wherever rows are counted or listed; existence checks skip it)."""
+        snapshot = ""
+        if self.options.snapshot_ms is not None:
+            bound = self.binder.bind(self.options.snapshot_ms, "Int64")
+            snapshot = f" AND received_at <= fromUnixTimestamp64Milli({bound}, 'UTC')"
+        return (
+            f"SELECT {columns} FROM {schema.EVENTS}{' FINAL' if final else ''} "
+            f"WHERE account_id = {self.account}{snapshot} AND ({condition})"
+        )
+
+    def profile_values(self, key: str) -> str:
+        """Per canonical user: the value of profile property ``key`` (``v``, JSON) and whether it is deleted
+        (``d``): the latest set across the user's keys, with every ``$incr``/``$decr`` at or after it added
+        on (on 0 when the set is missing, deleted or not a number), as profile reads fold them. List
+        operators (``$add``/``$remove``) are not folded here."""
+        bound = self.binder.string(key)
+        sets = (
+            f"SELECT {canonical()} AS {UK}, argMax(value, ts) AS v, argMax(deleted, ts) AS d, max(ts) AS base_ts "
+            f"FROM {schema.PROFILE_PROPS} WHERE account_id = {self.account} AND key = {bound} GROUP BY {UK}"
+        )
+        ops = (
+            f"SELECT {canonical()} AS {UK}, ts, if(op = '$incr', 1, -1) * JSONExtractFloat(operand) AS x "
+            f"FROM {schema.PROFILE_OPS} FINAL WHERE account_id = {self.account} AND key = {bound} "
+            "AND op IN ('$incr', '$decr')"
+        )
+        # A missing set joins as base_ts = 0 (join_use_nulls is off), so every operator counts.
+        deltas = (
+            f"SELECT o.{UK} AS {UK}, sum(o.x) AS delta, count() AS n FROM ({ops}) AS o "
+            f"LEFT JOIN ({sets}) AS s ON s.{UK} = o.{UK} WHERE o.ts >= s.base_ts GROUP BY o.{UK}"
+        )
+        return (
+            f"SELECT {UK}, multiIf(n = 0, v, d = 0 AND JSONType(v) IN ('Int64', 'UInt64', 'Double'), "
+            "toString(JSONExtractFloat(v) + delta), toString(delta)) AS v, if(n = 0, d, 0) AS d "
+            f"FROM ({sets}) AS s FULL OUTER JOIN ({deltas}) AS o USING ({UK})"
+        )
+
+    def profile_seen(self) -> str:
+        return (
+            f"SELECT {canonical()} AS {UK}, min(first_seen) AS f, max(last_seen) AS l "
+            f"FROM {schema.PROFILES} WHERE account_id = {self.account} GROUP BY {UK}"
+        )
+
+    def everyone(self) -> str:
+        return (
+            f"SELECT DISTINCT {canonical()} AS {UK} FROM {schema.PROFILES} WHERE account_id = {self.account}"
+        )
+
+    # Event conditions.
+
+    def event_condition(self, event: ast.EventFilter, where: str) -> str:
+        first, last = event.window(self.options.today)
+        parts = [
+            f"name = {self.binder.string(event.event_name)}",
+            f"toDate(ts) BETWEEN {self.binder.bind(first.isoformat(), 'Date')} "
+            f"AND {self.binder.bind(last.isoformat(), 'Date')}",
+        ]
+        parts += [event_property(self.binder, flt) for flt in event.event_properties]
+        parts += [
+            session_property(self.binder, flt, _path(where, "session_properties", i))
+            for i, flt in enumerate(event.session_properties)
+        ]
+        return " AND ".join(parts)
+
+    def step_condition(self, step: ast.FunnelStep) -> str:
+        parts = [f"name = {self.binder.string(step.event_name)}"]
+        parts += [event_property(self.binder, flt) for flt in step.event_properties]
+        return " AND ".join(parts)
+
+    # Leaves.
+
+    def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: str) -> _Users:
+        """Users whose number of events matching any of ``events`` satisfies ``threshold``.
+
+        A threshold that zero satisfies (``less_than 3``) includes users who never did it: it is compiled
+        as "not among the users whose positive count fails it".
+        """
+        condition = " OR ".join(
+            f"({self.event_condition(event, _path(where, i) if len(events) > 1 else where)})"
+            for i, event in enumerate(events)
+        )
+        existence = threshold.operator == "greater_than_equals" and threshold.value <= 1
+        scan = self.events(condition, final=not existence)
+        if threshold.holds(0):
+            failing = f"NOT (count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)})"
+            return _Not(_Set(f"{scan} GROUP BY {UK} HAVING {failing}"))
+        if existence:
+            return _Set(f"{scan} GROUP BY {UK}", scan=scan)
+        having = f"count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)}"
+        return _Set(f"{scan} GROUP BY {UK} HAVING {having}")
+
+    def _count(self, value: int) -> str:
+        return self.binder.bind(value, "UInt64")
+
+    def aggregate(self, spec: ast.AggregateSpec, where: str) -> _Users:
+        value = JsonValue("properties", [self.binder.string(spec.property)])
+        numeric = f"{value.json_type} IN ('Int64', 'UInt64', 'Double')"
+        scan = self.events(
+            f"{self.event_condition(spec, where)} AND {numeric}",
+            f"{canonical()} AS {UK}, {value.float} AS x",
+        )
+        compared = f"{spec.function}(x) {_COUNT_SQL[spec.operator]} {self.binder.number(spec.value)}"
+        return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {compared}")
+
+    def profile(self, flt: ast.PropertyFilter) -> _Users:
+        if flt.operator == "does_not_exist":
+            exists = flt.model_copy(update={"operator": "exists"})
+            return _Not(self.profile(exists))
+        condition = value_predicate(self.binder, JsonValue("v", []), flt)
+        return _Set(f"SELECT {UK} FROM ({self.profile_values(flt.name)}) WHERE d = 0 AND {condition}")
+
+    def seen(self, column: Literal["f", "l"], window: ast.DateRange) -> _Users:
+        first = self.binder.bind(window.from_.isoformat(), "Date")
+        last = self.binder.bind(window.to.isoformat(), "Date")
+        return _Set(
+            f"SELECT {UK} FROM ({self.profile_seen()}) WHERE toDate({column}) BETWEEN {first} AND {last}"
+        )
+
+    def funnel(self, spec: ast.FunnelSpec) -> _Users:
+        steps = [self.step_condition(step) for step in spec.steps]
+        # Aggregate-function parameters must be literals; this one is an int range-checked by the AST.
+        window_ms = int(spec.within_seconds) * 1000
+        first = self.binder.bind(spec.from_.isoformat(), "Date")
+        last = self.binder.bind(spec.to.isoformat(), "Date")
+        scan = self.events(
+            f"toDate(ts) BETWEEN {first} AND {last} AND ({' OR '.join(f'({s})' for s in steps)})",
+            f"{canonical()} AS {UK}, toUInt64(toUnixTimestamp64Milli(ts)) AS t, "
+            + ", ".join(f"({s}) AS s{i}" for i, s in enumerate(steps)),
+            # Redelivered copies share their original's time, so they can neither complete nor break a chain.
+            final=False,
+        )
+        flags = ", ".join(f"s{i}" for i in range(len(steps)))
+        level = f"windowFunnel({window_ms}, 'strict_increase')(t, {flags})"
+        required = self.binder.bind(len(steps), "UInt64")
+        return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {level} = {required}")
+
+    def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
+        events = [spec.first, *spec.returned]
+        conditions = [
+            self.event_condition(event, f"{where}.first" if i == 0 else f"{where}.returned.{i - 1}")
+            for i, event in enumerate(events)
+        ]
+        scan = self.events(
+            " OR ".join(f"({c})" for c in conditions),
+            f"{canonical()} AS {UK}, " + ", ".join(f"({c}) AS r{i}" for i, c in enumerate(conditions)),
+            final=False,
+        )
+        flags = ", ".join(f"r{i}" for i in range(len(conditions)))
+        return _Set(
+            f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING arrayAll(x -> x = 1, retention({flags}))"
+        )
+
+    # Structure.
+
+    def condition(self, node: ast.Condition, where: str) -> _Users:
+        if isinstance(node, ast.AllOf):
+            return _And(tuple(self.condition(c, f"{where}.all.{i}") for i, c in enumerate(node.all)))
+        if isinstance(node, ast.AnyOf):
+            return _Or(tuple(self.condition(c, f"{where}.any.{i}") for i, c in enumerate(node.any)))
+        if isinstance(node, ast.NotOf):
+            return _Not(self.condition(node.not_, f"{where}.not"))
+        if isinstance(node, ast.Did):
+            return self.did([node.did], node.did.threshold, f"{where}.did")
+        if isinstance(node, ast.DidNot):
+            return _Not(self.did([node.did_not], ast.CountThreshold(), f"{where}.did_not"))
+        if isinstance(node, ast.Aggregate):
+            return self.aggregate(node.aggregate, f"{where}.aggregate")
+        if isinstance(node, ast.Profile):
+            return self.profile(node.profile)
+        if isinstance(node, ast.FirstSeen):
+            return self.seen("f", node.first_seen)
+        if isinstance(node, ast.LastSeen):
+            return self.seen("l", node.last_seen)
+        if isinstance(node, ast.Funnel):
+            return self.funnel(node.funnel)
+        return self.retention(node.retention, f"{where}.retention")
+
+    def query(self, query: ast.CqlQuery, *, include_base: bool) -> _Users:
+        parts: list[_Users] = []
+        base = query.base_event()
+        if include_base and base is not None:
+            parts.append(self.did([base], ast.CountThreshold(), ""))
+        common = query.common_profile_properties
+        if common is not None:
+            for flt in (*common.profile_fields, *common.demographics, *common.technographics):
+                parts.append(self.profile(flt))
+            if common.geo_fields:
+                parts.append(_Or(tuple(self._geo(path) for path in common.geo_fields)))
+        advanced = query.advanced_query
+        if advanced is not None:
+            for i, sub in enumerate(advanced.did_all):
+                parts.append(self.did([sub], sub.threshold, f"advanced_query.did_all.{i}"))
+            if advanced.did_any is not None:
+                parts.append(self._did_any(advanced.did_any))
+            for i, sub in enumerate(advanced.did_none):
+                parts.append(_Not(self.did([sub], sub.threshold, f"advanced_query.did_none.{i}")))
+        for i, condition in enumerate(query.conditions):
+            parts.append(self.condition(condition, f"conditions.{i}"))
+        if not parts:
+            return _Everyone()
+        return parts[0] if len(parts) == 1 else _And(tuple(parts))
+
+    def _did_any(self, did_any: ast.DidAny) -> _Users:
+        where = "advanced_query.did_any.any_events"
+        if did_any.operator is None or did_any.value is None:
+            return _Or(
+                tuple(
+                    self.did([sub], sub.threshold, f"{where}.{i}") for i, sub in enumerate(did_any.any_events)
+                )
+            )
+        threshold = ast.CountThreshold(operator=did_any.operator, value=did_any.value)
+        return self.did(did_any.any_events, threshold, where)
+
+    def _geo(self, path: Sequence[str]) -> _Users:
+        parts = tuple(
+            self.profile(ast.PropertyFilter.model_validate({"name": key, "value": part}))
+            for key, part in zip(_GEO_KEYS, path, strict=False)
+        )
+        return parts[0] if len(parts) == 1 else _And(parts)
+
+    # Printing the algebra.
+
+    def users(self, node: _Users) -> str:
+        """``SELECT uk`` of the distinct canonical users in ``node``."""
+        if isinstance(node, _Set):
+            return node.sql
+        if isinstance(node, _And):
+            drivers = [p for p in node.parts if isinstance(p, _Set)]
+            if drivers:
+                driver = drivers[0]
+                rest = [p for p in node.parts if p is not driver]
+                return f"SELECT {UK} FROM ({driver.sql}) WHERE {self.predicate(_And(tuple(rest)))}"
+        if isinstance(node, _Everyone):
+            return self.everyone()
+        return f"SELECT {UK} FROM ({self.everyone()}) WHERE {self.predicate(node)}"
+
+    def predicate(self, node: _Users) -> str:
+        if isinstance(node, _Set):
+            return f"{UK} {self.in_} ({node.sql})"
+        if isinstance(node, _Not):
+            return f"NOT ({self.predicate(node.inner)})"
+        if isinstance(node, _And):
+            return " AND ".join(f"({self.predicate(p)})" for p in node.parts) if node.parts else "1"
+        if isinstance(node, _Or):
+            return " OR ".join(f"({self.predicate(p)})" for p in node.parts)
+        return "1"
+
+
+def _path(*parts: str | int) -> str:
+    """A dotted field path for error messages (``conditions.0.did.session_properties.1``)."""
+    return ".".join(str(part) for part in parts if part != "")
+
+
+def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
+    """``SELECT uk``: the canonical user keys matching ``query`` (each once, in no particular order)."""
+    scope = _Scope(account_id, options)
+    return scope.finish(scope.users(scope.query(query, include_base=True)))
+
+
+def compile_user_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
+    """``SELECT n``: how many users match ``query``."""
+    scope = _Scope(account_id, options)
+    node = scope.query(query, include_base=True)
+    if isinstance(node, _Set) and node.scan is not None:
+        return scope.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
+    return scope.finish(f"SELECT count() AS n FROM ({scope.users(node)})")
+
+
+def compile_user_page(
+    query: ast.CqlQuery, *, account_id: str, options: CompileOptions, after: str | None, limit: int
+) -> Compiled:
+    """``SELECT uk`` ordered by key, keys greater than ``after`` only, at most ``limit`` (keyset paging)."""
+    scope = _Scope(account_id, options)
+    users = scope.users(scope.query(query, include_base=True))
+    keyset = f" WHERE {UK} > {scope.binder.string(after)}" if after is not None else ""
+    bound = scope.binder.bind(limit, "UInt64")
+    return scope.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
+
+
+def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
+    """Rows of the base event, restricted to users matching the rest of the query (and to ``extra``)."""
+    base = query.base_event()
+    if base is None:
+        raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
+    condition = scope.event_condition(base, "")
+    if extra is not None:
+        condition = f"{condition} AND {extra}"
+    rest = scope.query(query, include_base=False)
+    if not isinstance(rest, _Everyone):
+        condition = f"({condition}) AND {canonical()} {scope.in_} ({scope.users(rest)})"
+    return scope.events(condition, columns)
+
+
+EVENT_ROW_COLUMNS: Final = (
+    f"event_id, name, toUnixTimestamp64Milli(ts) AS ts_ms, {canonical()} AS {UK}, identity, object_id, "
+    "email, phone, properties, context"
+)
+
+
+def compile_event_rows(
+    query: ast.CqlQuery,
+    *,
+    account_id: str,
+    options: CompileOptions,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> Compiled:
+    """Base-event rows ordered by (ts, event_id), strictly after the ``after`` key, at most ``limit``."""
+    scope = _Scope(account_id, options)
+    keyset = None
+    if after is not None:
+        ts_ms, event_id = after
+        bound_ts, bound_id = scope.binder.bind(ts_ms, "Int64"), scope.binder.string(event_id)
+        # The plain range on ts lets the primary key (by day) skip everything before the last page.
+        keyset = (
+            f"ts >= fromUnixTimestamp64Milli({bound_ts}, 'UTC') "
+            f"AND (toUnixTimestamp64Milli(ts), event_id) > ({bound_ts}, {bound_id})"
+        )
+    rows = _base_rows(scope, query, EVENT_ROW_COLUMNS, extra=keyset)
+    bound = scope.binder.bind(limit, "UInt64")
+    return scope.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
+
+
+def compile_event_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
+    """``SELECT n``: how many base events match ``query``."""
+    scope = _Scope(account_id, options)
+    return scope.finish(f"SELECT count() AS n FROM ({_base_rows(scope, query, '1 AS one')})")
+
+
+TopSource = Literal["event_properties", "session_properties", "profile_fields"]
+
+
+def compile_top(
+    query: ast.CqlQuery,
+    *,
+    account_id: str,
+    options: CompileOptions,
+    source: TopSource,
+    name: str,
+    top_n: int,
+    descending: bool,
+) -> Compiled:
+    """``SELECT value, n``: the ``top_n`` most (or least) frequent values among the base events of one event
+    property, session property, or profile property of the user who did them (its current value)."""
+    scope = _Scope(account_id, options)
+    order = "DESC" if descending else "ASC"
+    if source == "profile_fields":
+        value = JsonValue("v", [])
+        users = f"SELECT {UK}, {value.display} AS value FROM ({scope.profile_values(name)}) WHERE d = 0"
+        rows = _base_rows(scope, query, f"{canonical()} AS {UK}")
+        counted = f"SELECT value FROM ({rows}) AS r INNER JOIN ({users}) AS p USING ({UK})"
+    else:
+        doc = "properties" if source == "event_properties" else "context"
+        value = JsonValue(doc, [scope.binder.string(name)])
+        rows = _base_rows(scope, query, f"{value.display} AS value, {value.exists} AS present")
+        counted = f"SELECT value FROM ({rows}) WHERE present"
+    bound = scope.binder.bind(top_n, "UInt64")
+    return scope.finish(
+        f"SELECT value, count() AS n FROM ({counted}) GROUP BY value ORDER BY n {order}, value ASC LIMIT {bound}"
+    )
+
+
+TrendType = Literal["daily", "weekly", "monthly"]
+_PERIOD: Final[dict[TrendType, str]] = {
+    "daily": "toDate(ts)",
+    "weekly": "toMonday(toDate(ts))",
+    "monthly": "toStartOfMonth(toDate(ts))",
+}
+
+
+def compile_trends(
+    query: ast.CqlQuery,
+    *,
+    account_id: str,
+    options: CompileOptions,
+    trend: TrendType,
+    unique: bool,
+    sum_property: str | None,
+) -> Compiled:
+    """``SELECT period, value`` per day/week/month: event count, unique users, or a property's sum."""
+    scope = _Scope(account_id, options)
+    columns = f"{_PERIOD[trend]} AS period, {canonical()} AS {UK}"
+    if sum_property is not None:
+        value = JsonValue("properties", [scope.binder.string(sum_property)])
+        columns += f", ifNull({value.number}, 0) AS x"
+        measure = "sum(x)"
+    else:
+        measure = f"uniqExact({UK})" if unique else "count()"
+    rows = _base_rows(scope, query, columns)
+    return scope.finish(f"SELECT period, {measure} AS value FROM ({rows}) GROUP BY period ORDER BY period")
