@@ -7,31 +7,8 @@ import subprocess
 import tomllib
 
 from tests.deploy import code_facts
+from tests.deploy.dockerfile import DOCKERFILE, instructions, stages
 from tests.deploy.manifests import ROOT, rendered
-
-DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
-
-
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    found = []
-    for raw in joined.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            instruction, _, rest = line.partition(" ")
-            found.append((instruction.upper(), rest.strip()))
-    return found
-
-
-def _stages() -> list[list[tuple[str, str]]]:
-    stages: list[list[tuple[str, str]]] = []
-    for instruction in _instructions():
-        if instruction[0] == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append(instruction)
-    return stages
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -45,9 +22,7 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_base_image_is_slim_and_pinned_to_a_patch_release() -> None:
-    (arg,) = [
-        rest for instruction, rest in _instructions() if instruction == "ARG" and "PYTHON_IMAGE" in rest
-    ]
+    (arg,) = [rest for instruction, rest in instructions() if instruction == "ARG" and "PYTHON_IMAGE" in rest]
     image = arg.split("=", 1)[1]
     assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", image), image
     python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
@@ -56,11 +31,11 @@ def test_base_image_is_slim_and_pinned_to_a_patch_release() -> None:
 
 
 def test_multi_stage_final_stage_runs_unprivileged_without_build_tools_or_healthcheck() -> None:
-    stages = _stages()
-    assert len(stages) >= 2
-    final = stages[-1]
+    built = stages()
+    assert len(built) >= 2
+    final = built[-1]
     instructions = [i for i, _ in final]
-    assert "HEALTHCHECK" not in [i for stage in stages for i, _ in stage], "Kubernetes probes decide health"
+    assert "HEALTHCHECK" not in [i for stage in built for i, _ in stage], "Kubernetes probes decide health"
     (user,) = [rest for i, rest in final if i == "USER"]
     uid, _, gid = user.partition(":")
     assert int(uid) > 10000 and int(gid) > 10000, "numeric non-root user (runAsNonRoot can verify it)"
@@ -75,7 +50,7 @@ def test_multi_stage_final_stage_runs_unprivileged_without_build_tools_or_health
 
 
 def test_install_mirrors_the_makefile_and_copies_every_workspace_member() -> None:
-    build = _stages()[0]
+    build = stages()[0]
     syncs = [rest for i, rest in build if i == "RUN" and " uv sync " in f" {rest} "]
     assert syncs
     for sync in syncs:
@@ -97,17 +72,13 @@ def test_install_mirrors_the_makefile_and_copies_every_workspace_member() -> Non
 
 def test_the_manifests_run_the_image_the_way_it_is_built() -> None:
     env = dict(
-        rest.split("=", 1)
-        for i, rest in _instructions()
-        if i == "ENV"
-        for rest in rest.split()
-        if "=" in rest
+        rest.split("=", 1) for i, rest in instructions() if i == "ENV" for rest in rest.split() if "=" in rest
     )
     config = rendered("prod-eu").config()
     assert env["TAPWIRE_PORT"] == config["TAPWIRE_PORT"]
     assert env["TAPWIRE_HOST"] == config["TAPWIRE_HOST"]
-    (expose,) = [rest for i, rest in _instructions() if i == "EXPOSE"]
+    (expose,) = [rest for i, rest in instructions() if i == "EXPOSE"]
     assert expose == config["TAPWIRE_PORT"]
-    migrate = [rest for i, rest in _instructions() if i == "COPY" and "migrate.py" in rest]
+    migrate = [rest for i, rest in instructions() if i == "COPY" and "migrate.py" in rest]
     assert migrate == ["deploy/docker/migrate.py /app/migrate.py"]
     assert "!deploy/docker/migrate.py" in (ROOT / ".dockerignore").read_text().split()
