@@ -29,3 +29,14 @@ def stages() -> list[list[tuple[str, str]]]:
         if stages:
             stages[-1].append(instruction)
     return stages
+
+
+def env(stage: list[tuple[str, str]]) -> dict[str, str]:
+    """The variables the ENV instructions of ``stage`` set (values without spaces, as this Dockerfile writes them)."""
+    found: dict[str, str] = {}
+    for instruction, rest in stage:
+        if instruction == "ENV":
+            for pair in rest.split():
+                name, _, value = pair.partition("=")
+                found[name] = value
+    return found

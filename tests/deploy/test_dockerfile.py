@@ -8,6 +8,7 @@ import tomllib
 
 from tests.deploy import code_facts
 from tests.deploy.dockerfile import DOCKERFILE, instructions, stages
+from tests.deploy.dockerfile import env as image_env
 from tests.deploy.manifests import ROOT, rendered
 
 
@@ -71,9 +72,7 @@ def test_install_mirrors_the_makefile_and_copies_every_workspace_member() -> Non
 
 
 def test_the_manifests_run_the_image_the_way_it_is_built() -> None:
-    env = dict(
-        rest.split("=", 1) for i, rest in instructions() if i == "ENV" for rest in rest.split() if "=" in rest
-    )
+    env = image_env(stages()[-1])
     config = rendered("prod-eu").config()
     assert env["TAPWIRE_PORT"] == config["TAPWIRE_PORT"]
     assert env["TAPWIRE_HOST"] == config["TAPWIRE_HOST"]

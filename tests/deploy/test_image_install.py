@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tapwire_services.assembly import SERVICES
+from tests.deploy.dockerfile import env as image_env
 from tests.deploy.dockerfile import instructions, stages
 from tests.deploy.manifests import ROOT
 
@@ -59,9 +60,7 @@ def test_the_build_stage_installs_a_runnable_service_environment(tmp_path: Path)
     context.mkdir()
     _build_context(context)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "TAPWIRE_"))}
-    for instruction, rest in stages()[0]:
-        if instruction == "ENV":
-            env.update(pair.split("=", 1) for pair in rest.split() if "=" in pair)
+    env.update(image_env(stages()[0]))
     # The image has no uv cache on purpose; here the machine's cache saves the downloads, same packages.
     env.pop("UV_NO_CACHE", None)
     syncs = [rest for instruction, rest in stages()[0] if instruction == "RUN" and " uv sync " in f" {rest} "]
