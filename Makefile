@@ -51,8 +51,10 @@ lint: deps
 
 # Kubernetes manifests: kustomize, kubeconform and kube-score from the Go module proxy (pinned, cached under
 # $(CACHE)/bin), hadolint and the Kubernetes JSON schemas from the dev dependencies; all offline once cached.
+# Then the drift and policy checks of tests/deploy that need no running infrastructure.
 k8s: deps
 	@TAPWIRE_TOOLS="$(CACHE)/bin" bash deploy/k8s/check.sh all
+	@$(UV) run --frozen pytest -q -p no:cacheprovider tests/deploy -m "not integration"
 
 clean:
 	rm -rf .venv .tapwire
