@@ -12,7 +12,9 @@ the copy came from.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -49,17 +51,22 @@ def install(kubernetes_version: str, dest: Path) -> Path:
     origin = f"kubernetes-validate {metadata.version('kubernetes-validate')}"
     if stamp.is_file() and stamp.read_text() == origin:
         return target
-    staging = dest / f".{name}.partial"
-    staging.mkdir(parents=True, exist_ok=True)
-    for schema in source.glob("*.json"):
-        document = json.loads(schema.read_text())
-        (staging / schema.name).write_text(json.dumps(localise(document)))
-    (staging / ".source").write_text(origin)
-    if target.exists():
-        for old in target.iterdir():
-            old.unlink()
-        target.rmdir()
-    staging.rename(target)
+    dest.mkdir(parents=True, exist_ok=True)
+    # A private staging folder renamed into place: several checkouts may share the cache and run at once.
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest))
+    try:
+        for schema in source.glob("*.json"):
+            document = json.loads(schema.read_text())
+            (staging / schema.name).write_text(json.dumps(localise(document)))
+        (staging / ".source").write_text(origin)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except OSError:
+        if not (stamp.is_file() and stamp.read_text() == origin):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
