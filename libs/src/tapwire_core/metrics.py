@@ -66,6 +66,12 @@ DEAD_LETTERS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SUPPRESSED_RECORDS = Counter(
+    "tapwire_suppressed_records_total",
+    "Records dropped because their subject (or account) was erased, by where they were dropped.",
+    ["stage"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

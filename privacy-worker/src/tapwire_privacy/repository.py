@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tapwire_core.control.marketing_objections import record_objection
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
     PrivacyNoticeRow,
@@ -67,6 +68,21 @@ class Subject:
     identifiers: list[str]
     closure: list[str] | None
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProgressUpdate:
+    """One request's new progress; ``release`` gives up the lease (the request waits for ``next_run_at``)."""
+
+    request_id: str
+    progress: dict[str, Any]
+    status: Status | None = None
+    next_run_at: dt.datetime | None = None
+    verification: dict[str, Any] | None = None
+    closure: Sequence[str] | None = None
+    attempts: int | None = None
+    release: bool = False
+    actions: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -278,39 +294,50 @@ class PrivacyRepository:
                     claimed.append(RequestView.of(await self._row(session, request_id, None, refresh=True)))
         return claimed
 
-    async def save(
-        self,
-        request_id: str,
-        *,
-        owner: str,
-        progress: dict[str, Any],
-        status: Status | None = None,
-        next_run_at: dt.datetime | None = None,
-        verification: dict[str, Any] | None = None,
-        actions: Iterable[tuple[str, str | None, dict[str, Any]]] = (),
-        closure: Sequence[str] | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        """Persist progress (and audit ``actions``) atomically. Raises RequestConflict if the lease was lost."""
+    async def save_many(self, updates: Sequence[ProgressUpdate], *, owner: str) -> set[str]:
+        """Persist progress of several requests (and their audit ``actions``) in one transaction.
+
+        Returns the ids whose lease passed to another worker; those are left untouched.
+        """
+        lost: set[str] = set()
+        if not updates:
+            return lost
         async with self._tx() as session:
-            row = await self._row(session, request_id, None)
-            if row.lease_owner != owner:
-                raise RequestConflict("the lease on this request passed to another worker")
-            row.progress = progress
-            if status is not None:
-                row.status = status
-            if next_run_at is not None:
-                row.next_run_at = next_run_at
-            if verification is not None:
-                row.verification = verification
-            if attempts is not None:
-                row.attempts = attempts
-            if closure is not None:
-                subject = await session.get(PrivacyRequestSubjectRow, request_id)
-                if subject is not None:
-                    subject.closure = list(closure)
-            for action, store, detail in actions:
-                self._audit(session, row, action, store=store, detail=detail)
+            rows = {
+                row.id: row
+                for row in await session.scalars(
+                    select(PrivacyRequestRow).where(PrivacyRequestRow.id.in_([u.request_id for u in updates]))
+                )
+            }
+            for update_ in updates:
+                row = rows.get(update_.request_id)
+                if row is None or row.lease_owner != owner:
+                    lost.add(update_.request_id)
+                    continue
+                row.progress = update_.progress
+                if update_.status is not None:
+                    row.status = update_.status
+                if update_.next_run_at is not None:
+                    row.next_run_at = update_.next_run_at
+                if update_.verification is not None:
+                    row.verification = update_.verification
+                if update_.attempts is not None:
+                    row.attempts = update_.attempts
+                if update_.release:
+                    row.lease_owner, row.lease_until = None, None
+                if update_.closure is not None:
+                    subject = await session.get(PrivacyRequestSubjectRow, update_.request_id)
+                    if subject is not None:
+                        subject.closure = list(update_.closure)
+                for action, store, detail in update_.actions:
+                    self._audit(session, row, action, store=store, detail=detail)
+        return lost
+
+    async def record_objection(self, *, account_id: str, request_id: str, keys: Iterable[str]) -> int:
+        async with self._tx() as session:
+            return await record_objection(
+                session, account_id=account_id, keys=keys, request_id=request_id, at=self._clock()
+            )
 
     async def release(self, request_id: str, *, owner: str) -> None:
         async with self._tx() as session:

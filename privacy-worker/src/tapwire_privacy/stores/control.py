@@ -1,0 +1,69 @@
+"""Privacy handlers for control-plane tables that hold (hashed) end-user identifiers.
+
+Both tables here keep only salted hashes of subject keys and are *retained* through an erasure on purpose: an
+objection to marketing and a suppression must keep working after the subject's data is gone, or the next
+import would bring the person back into campaigns or the warehouse. They are exported (so the subject sees
+they are listed) and reported by ``verify`` with the reason they stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
+from tapwire_core.control.privacy.models import SuppressionRow
+from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_privacy.records import iso
+from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+
+
+class _HashedKeyTable(StoreHandler):
+    erasure = "retain"
+    model: type[MarketingObjectionRow] | type[SuppressionRow]
+    reason: str
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _rows(self, scope: Scope) -> list[Any]:
+        async with AsyncSession(self._engine) as session, session.begin():
+            query = select(self.model).where(self.model.account_id == scope.account_id)
+            if scope.keys is not None:
+                salt = await deployment_secret(session, IDENTIFIER_SALT)
+                hashes = [key_hash(salt, scope.account_id, key) for key in scope.keys]
+                query = query.where(self.model.key_hash.in_(hashes))
+            return list(await session.scalars(query))
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        return [{"listed_at": iso(row.created_at), "reason": self.reason} for row in await self._rows(scope)]
+
+    async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        return {scope.request_id: len(await self._rows(scope)) for scope in scopes}
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        return None
+
+    async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        counts = await self.count(scopes)
+        return {
+            request_id: Verification(
+                residue=0, pending=False, checked=f"retained by design ({n} salted hashes): {self.reason}"
+            )
+            for request_id, n in counts.items()
+        }
+
+
+class MarketingObjectionsHandler(_HashedKeyTable):
+    name = "control.marketing_objections"
+    model = MarketingObjectionRow
+    reason = "an objection to marketing must outlive the data, or marketing could resume"
+
+
+class SuppressionsHandler(_HashedKeyTable):
+    name = "control.privacy_suppressions"
+    model = SuppressionRow
+    reason = "records still on the bus for an erased subject are dropped until the list entry expires"

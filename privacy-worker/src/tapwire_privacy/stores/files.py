@@ -1,0 +1,84 @@
+"""Privacy handler for export archives on disk: an erasure also removes earlier exports of the subject.
+
+An export request remembers the salted hashes of the keys its archive covers (in its progress record), so an
+erasure can find the archives that hold the subject's data without the archives being read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tapwire_core.control.privacy.models import PrivacyRequestRow
+from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_privacy.records import iso
+from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+
+
+def archive_path(directory: Path, request_id: str) -> Path:
+    return directory / f"{request_id}.zip"
+
+
+class ExportArchivesHandler(StoreHandler):
+    name = "files.export_archives"
+
+    def __init__(self, engine: AsyncEngine, directory: Path) -> None:
+        self._engine = engine
+        self._directory = directory
+
+    async def _archives(self, scope: Scope) -> list[PrivacyRequestRow]:
+        async with AsyncSession(self._engine) as session, session.begin():
+            rows = list(
+                await session.scalars(
+                    select(PrivacyRequestRow).where(
+                        PrivacyRequestRow.account_id == scope.account_id,
+                        PrivacyRequestRow.type == "export",
+                        PrivacyRequestRow.export_erased_at.is_(None),
+                        PrivacyRequestRow.id != scope.request_id,
+                    )
+                )
+            )
+            if scope.keys is None:
+                return rows
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            hashes = {key_hash(salt, scope.account_id, key) for key in scope.keys}
+            return [r for r in rows if hashes & set((r.progress or {}).get("archive_key_hashes", []))]
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        return [
+            {
+                "request_id": row.id,
+                "created_at": iso(row.completed_at),
+                "expires_at": iso(row.export_expires_at),
+            }
+            for row in await self._archives(scope)
+            if archive_path(self._directory, row.id).exists()
+        ]
+
+    async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        return {
+            scope.request_id: sum(
+                1 for r in await self._archives(scope) if archive_path(self._directory, r.id).exists()
+            )
+            for scope in scopes
+        }
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        for scope in scopes:
+            for row in await self._archives(scope):
+                archive_path(self._directory, row.id).unlink(missing_ok=True)
+
+    async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        counts = await self.count(scopes)
+        return {
+            request_id: Verification(
+                residue=n,
+                pending=False,
+                checked=f"no export archive of the subject left under {self._directory}",
+            )
+            for request_id, n in counts.items()
+        }
