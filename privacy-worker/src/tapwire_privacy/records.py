@@ -12,6 +12,15 @@ RequestType = Literal["erasure", "export", "rectify", "objection"]
 Scope = Literal["subject", "tenant"]
 Channel = Literal["api", "clevertap", "direct"]
 Status = Literal["referred", "pending", "in_progress", "awaiting_sweep", "completed", "denied", "failed"]
+REQUEST_STATUSES: tuple[Status, ...] = (
+    "referred",
+    "pending",
+    "in_progress",
+    "awaiting_sweep",
+    "completed",
+    "denied",
+    "failed",
+)
 OPEN_STATUSES: tuple[Status, ...] = ("referred", "pending", "in_progress", "awaiting_sweep")
 WORKABLE_STATUSES: tuple[Status, ...] = ("pending", "in_progress", "awaiting_sweep")
 

@@ -11,11 +11,14 @@ from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 
+from tapwire_core.control.privacy.suppression import SuppressionList
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
+from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
+from tapwire_privacy.runner import PrivacyRuntime
 from tapwire_query.routes import router as query_router
 from tapwire_services import runtime
 from tapwire_services.accounts import announce_accounts, directory_for
@@ -73,8 +76,11 @@ def build_app(
     routers: Sequence[APIRouter],
     loader: bool,
     embedded: bool,
+    privacy_worker: bool = False,
+    suppress: bool = False,
 ) -> FastAPI:
-    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
+    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader, the privacy worker and
+    the suppression list when asked)."""
     context = ServiceContext(
         settings=settings,
         authenticator=directory_for(components.store),
@@ -84,33 +90,60 @@ def build_app(
         store_=components.store,
     )
     supervisor: LoaderSupervisor | None = None
+    suppressions: SuppressionList | None = None
+    privacy: PrivacyRuntime | None = None
 
     async def on_start() -> None:
-        nonlocal supervisor
+        nonlocal supervisor, suppressions, privacy
         await components.start()
         await announce_accounts(components.store, settings, embedded=embedded)
+        if suppress:
+            suppressions = SuppressionList(
+                components.store.engine, refresh_s=settings.privacy_suppression_refresh_s
+            )
+            await suppressions.start()
+            context.suppressions = suppressions
+        if privacy_worker:
+            assert components.warehouse is not None
+            privacy = PrivacyRuntime.build(
+                settings=settings, store=components.store, warehouse=components.warehouse
+            )
+            app.state.privacy = privacy.service
+            privacy.start()
         if loader:
             assert components.bus is not None and components.warehouse is not None
             supervisor = LoaderSupervisor(
-                Loader(bus=components.bus, warehouse=components.warehouse, settings=settings)
+                Loader(
+                    bus=components.bus,
+                    warehouse=components.warehouse,
+                    settings=settings,
+                    suppressions=suppressions,
+                )
             )
             supervisor.start()
 
     async def on_stop() -> None:
         if supervisor is not None:
             await supervisor.stop()
+        if privacy is not None:
+            await privacy.stop()
+        if suppressions is not None:
+            await suppressions.close()
         await components.close()
 
-    return create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    app = create_app(context, routers, on_start=on_start, on_stop=on_stop)
+    return app
 
 
 def embedded_app(settings: Settings) -> FastAPI:
     return build_app(
         settings,
         runtime.embedded(settings),
-        routers=[upload_router, query_router],
+        routers=[upload_router, query_router, *PRIVACY_ROUTERS],
         loader=True,
         embedded=True,
+        privacy_worker=True,
+        suppress=True,
     )
 
 
@@ -120,12 +153,17 @@ class _ServiceSpec:
     warehouse: bool
     routers: tuple[APIRouter, ...]
     loader: bool
+    privacy_worker: bool = False
+    suppress: bool = False
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
-    "gateway": _ServiceSpec(bus=True, warehouse=False, routers=(upload_router,), loader=False),
-    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
+    "gateway": _ServiceSpec(bus=True, warehouse=False, routers=(upload_router,), loader=False, suppress=True),
+    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True, suppress=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
+    "privacy-worker": _ServiceSpec(
+        bus=False, warehouse=True, routers=PRIVACY_ROUTERS, loader=False, privacy_worker=True
+    ),
 }
 
 
@@ -140,4 +178,6 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         routers=spec.routers,
         loader=spec.loader,
         embedded=False,
+        privacy_worker=spec.privacy_worker,
+        suppress=spec.suppress,
     )

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable, Record
+from tapwire_core.control.privacy.suppression import without_suppressed
 from tapwire_core.envelope import Envelope, encode
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.context import ServiceContext
@@ -48,8 +49,12 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
             request_digest=hashlib.blake2b(body, digest_size=16).digest(),
         )
         dry_run = request.query_params.get("dryRun", "0") not in ("0", "", "false")
-        if outcome.accepted and not dry_run:
-            await publish(context, outcome.accepted)
+        accepted = outcome.accepted
+        if context.suppressions is not None:
+            # Records of erased subjects are acknowledged like any other but never reach the bus.
+            accepted = without_suppressed(accepted, context.suppressions, stage="gateway")
+        if accepted and not dry_run:
+            await publish(context, accepted)
         _count(outcome)
         return json_response(
             {

@@ -16,6 +16,7 @@ import msgspec
 
 from tapwire_core import metrics
 from tapwire_core.bus import Bus, BusConsumer, Delivered, TopicPartition
+from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.envelope import StoredEnvelope, decode_stored
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
@@ -26,6 +27,7 @@ from tapwire_ingest.loader.writer import batch_token, write_with_retry
 log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 5.0
+_SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 
 
 @dataclass
@@ -47,9 +49,16 @@ class Loader:
     """One loader instance: a consumer-group member that owns some partitions of the events topic."""
 
     def __init__(
-        self, *, bus: Bus, warehouse: Warehouse, settings: Settings, group: str | None = None
+        self,
+        *,
+        bus: Bus,
+        warehouse: Warehouse,
+        settings: Settings,
+        group: str | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
         self._bus = bus
+        self._suppressions = suppressions
         self._warehouse = warehouse
         self._settings = settings
         self._group = group or settings.loader_group
@@ -123,6 +132,13 @@ class Loader:
             return
         if not envelope.account_id or not envelope.ids.user_key():
             self._dead_letters.add(record, "envelope names no account or no user", "invalid")
+            return
+        if self._suppressions is not None and self._suppressions.suppressed(
+            envelope.account_id, envelope.ids
+        ):
+            # An erased subject's record still on the bus: committed with the batch, never written.
+            _SUPPRESSED.inc()
+            self._dead_letters.valid()
             return
         if not bytes(envelope.properties).lstrip().startswith(b"{"):
             self._dead_letters.add(record, "envelope properties are not a JSON object", "invalid")

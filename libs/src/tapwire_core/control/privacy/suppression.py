@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tapwire_core import metrics
 from tapwire_core.control.privacy.models import SuppressionRow
 from tapwire_core.control.privacy.subject_keys import (
     IDENTIFIER_SALT,
@@ -28,7 +30,7 @@ from tapwire_core.control.privacy.subject_keys import (
     identities_keys,
     key_hash,
 )
-from tapwire_core.envelope import Identities
+from tapwire_core.envelope import Envelope, Identities
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,16 @@ class SuppressionCheck(Protocol):
     def suppressed(self, account_id: str, ids: Identities) -> bool:
         """True when records of this account naming these identifiers must be dropped. Never blocks."""
         ...
+
+
+def without_suppressed(
+    envelopes: Sequence[Envelope], check: SuppressionCheck, *, stage: Literal["gateway", "loader"]
+) -> list[Envelope]:
+    """``envelopes`` minus the suppressed ones, which are counted in ``tapwire_suppressed_records_total``."""
+    kept = [e for e in envelopes if not check.suppressed(e.account_id, e.ids)]
+    if len(kept) != len(envelopes):
+        metrics.SUPPRESSED_RECORDS.labels(stage).inc(len(envelopes) - len(kept))
+    return kept
 
 
 class SuppressionList:
