@@ -7,15 +7,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tapwire_core.control.accounts import AccountDirectory
 from tapwire_core.control.store import ControlStore
+from tapwire_core.http.app import create_app
+from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_core.warehouse.migrations import migrate
+from tapwire_privacy.rate_limit import SlidingWindowLimit
 from tapwire_privacy.registry import Registry, default_registry
 from tapwire_privacy.repository import PrivacyRepository
+from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
+from tapwire_privacy.service import PrivacyService
 from tapwire_privacy.worker import PrivacyWorker
+from tapwire_query.routes import router as query_router
 from tests.infra.clickhouse import WarehouseFactory
 
 
@@ -105,3 +113,48 @@ def rig(
     )
     worker = PrivacyWorker(repository=repository, registry=registry, settings=settings, clock=clock)
     return Rig(control, repository, warehouse, registry, worker, clock, settings)
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    rig: Rig
+    service: PrivacyService
+    monotonic: FakeMonotonic
+
+
+HEADERS = {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": "passcode-1"}
+
+
+async def _ready() -> dict[str, bool]:
+    return {"control_store": True}
+
+
+@pytest.fixture
+async def api(rig: Rig) -> AsyncIterator[Api]:
+    monotonic = FakeMonotonic()
+    service = PrivacyService(
+        repository=rig.repository,
+        settings=rig.settings,
+        clock=rig.clock,
+        intake_limit=SlidingWindowLimit(limit=3, window_s=60, clock=monotonic),
+    )
+    context = ServiceContext(
+        settings=rig.settings,
+        authenticator=AccountDirectory(rig.control),
+        readiness=_ready,
+        warehouse_=rig.warehouse,
+        store_=rig.control,
+    )
+    app = create_app(context, [query_router, *PRIVACY_ROUTERS])
+    app.state.privacy = service
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        yield Api(client, rig, service, monotonic)
