@@ -212,6 +212,7 @@ class PrivacyWorker:
             log.warning(
                 "privacy erase failed on a store; will retry",
                 extra={"store": handler.name, "requests": len(todo), "error": type(exc).__name__},
+                exc_info=True,
             )
             for work in todo:
                 self._fail(work, handler.name, type(exc).__name__)

@@ -30,7 +30,7 @@ class _HashedKeyTable(StoreHandler):
         self._engine = engine
 
     async def _rows(self, scope: Scope) -> list[Any]:
-        async with AsyncSession(self._engine) as session, session.begin():
+        async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
             query = select(self.model).where(self.model.account_id == scope.account_id)
             if scope.keys is not None:
                 salt = await deployment_secret(session, IDENTIFIER_SALT)

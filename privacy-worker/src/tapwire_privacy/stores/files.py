@@ -31,7 +31,7 @@ class ExportArchivesHandler(StoreHandler):
         self._directory = directory
 
     async def _archives(self, scope: Scope) -> list[PrivacyRequestRow]:
-        async with AsyncSession(self._engine) as session, session.begin():
+        async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
             rows = list(
                 await session.scalars(
                     select(PrivacyRequestRow).where(
