@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -54,8 +54,15 @@ def without_suppressed(
 class SuppressionList:
     """An in-memory copy of the suppression list, reloaded in the background from the control store."""
 
-    def __init__(self, engine: AsyncEngine, *, refresh_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        refresh_s: float = 5.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._engine = engine
+        self._clock = clock
         self._refresh_s = refresh_s
         self._salt: bytes | None = None
         self._by_account: dict[str, frozenset[str]] = {}
@@ -75,7 +82,7 @@ class SuppressionList:
 
     async def reload(self) -> None:
         """Read the unexpired list. Raises SQLAlchemyError when the store is unreachable (the old copy stays)."""
-        now = datetime.now(UTC)
+        now = self._clock()
         async with AsyncSession(self._engine) as session, session.begin():
             salt = await deployment_secret(session, IDENTIFIER_SALT)
             rows = await session.execute(
