@@ -206,6 +206,13 @@ class PrivacyWorker:
         scopes = [w.scope() for w in todo]
         try:
             counts = await handler.count(scopes) if handler.erasure == "erase" else {}
+            # Counted before erasing, and remembered: a worker that dies after the delete was issued recounts
+            # zero on resume, and the completion record must still say how many rows went.
+            for work in todo:
+                state = work.store(handler.name)
+                counts[work.id] = max(counts.get(work.id, 0), int(state.get("counted", 0)))
+                state["counted"] = counts[work.id]
+            await self._save(todo)
             await handler.erase(scopes)
         except Exception as exc:
             metrics.STORE_FAILURES.labels(handler.name).inc()
@@ -227,6 +234,7 @@ class PrivacyWorker:
             state["retained"] = handler.erasure == "retain"
             state["removed"] = int(state.get("removed", 0)) + removed
             state.pop("error", None)
+            state.pop("counted", None)
             if handler.erasure == "erase":
                 metrics.ROWS_ERASED.labels(handler.name).inc(removed)
             work.actions.append(
