@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default=500, description="erasure requests served by one warehouse mutation"
     )
     privacy_sweep_delay_s: float = Field(
-        default=60.0,
+        default=15.0,
         description="wait between erasure and the second sweep (longer than the suppression reload)",
     )
     privacy_suppression_refresh_s: float = Field(

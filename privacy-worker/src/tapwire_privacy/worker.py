@@ -29,7 +29,7 @@ from typing import Any, Final
 from tapwire_core.control.privacy.subject_keys import key_hash
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
-from tapwire_privacy.closure import identity_closure
+from tapwire_privacy.closure import identity_closures
 from tapwire_privacy.deadlines import Clock, is_near_due
 from tapwire_privacy.export_archive import write_archive
 from tapwire_privacy.notices import WebhookNotifier
@@ -176,6 +176,8 @@ class PrivacyWorker:
         await self._save([w for w in works if w.phase != "completed"], release=True)
 
     async def _close_identities(self, works: Sequence[_Work]) -> None:
+        """Load each request's keys; close the identities of those in the closure phase, all at once."""
+        to_close: dict[str, tuple[_Work, list[str]]] = {}
         for work in works:
             if work.view.scope == "tenant":
                 work.keys = None
@@ -185,22 +187,29 @@ class PrivacyWorker:
             subject = await self._repo.subject(work.id)
             if subject is None:
                 self._fail(work, "closure", "the request's working set is missing")
-                continue
-            if work.phase == "closure" or subject.closure is None:
-                try:
-                    closed = await identity_closure(
-                        self._registry.sources, work.view.account_id, subject.identifiers
-                    )
-                except Exception as exc:
-                    self._fail(work, "closure", type(exc).__name__)
-                    continue
+            elif work.phase == "closure" or subject.closure is None:
                 # A second sweep keeps every key found before: rows that carried them may be gone by now.
-                work.keys = closed | frozenset(subject.closure or ())
-                work.closure_changed = True
-                work.actions.append(("closure", None, {"identifiers": len(work.keys)}))
-                work.phase = "suppress"
+                to_close[work.id] = (work, [*subject.identifiers, *(subject.closure or ())])
             else:
                 work.keys = frozenset(subject.closure)
+        if not to_close:
+            return
+        by_account: dict[str, dict[str, list[str]]] = defaultdict(dict)
+        for rid, (work, named) in to_close.items():
+            by_account[work.view.account_id][rid] = named
+        for account_id, subjects in by_account.items():
+            try:
+                closed = await identity_closures(self._registry.sources, account_id, subjects)
+            except Exception as exc:
+                for rid in subjects:
+                    self._fail(to_close[rid][0], "closure", type(exc).__name__)
+                continue
+            for rid, closure in closed.items():
+                work = to_close[rid][0]
+                work.keys = closure
+                work.closure_changed = True
+                work.actions.append(("closure", None, {"identifiers": len(closure)}))
+                work.phase = "suppress"
 
     async def _erase_store(self, handler: StoreHandler, todo: list[_Work]) -> None:
         scopes = [w.scope() for w in todo]

@@ -28,7 +28,7 @@ class IdentifierColumnLinks:
         self._warehouse = warehouse
         self._spec = WAREHOUSE_SPECS[table]
 
-    async def linked(self, account_id: str, keys: frozenset[str]) -> set[str]:
+    async def groups(self, account_id: str, keys: frozenset[str]) -> list[frozenset[str]]:
         parts = []
         params: dict[str, Any] = {"account": account_id}
         for index, column in enumerate(self._spec.key_columns):
@@ -37,16 +37,17 @@ class IdentifierColumnLinks:
                 params[f"k{index}"] = values
                 parts.append(f"{column.column} IN {{k{index}:Array(String)}}")
         if not parts:
-            return set()
+            return []
         columns = ", ".join(c.column for c in self._spec.key_columns)
         rows = await self._warehouse.query(
             f"SELECT DISTINCT {columns} FROM {self._spec.table} "
             f"WHERE account_id = {{account:String}} AND ({' OR '.join(parts)})",
             params,
         )
-        return {
-            k for row in rows for c in self._spec.key_columns if (k := c.key_of(row[c.column])) is not None
-        }
+        return [
+            frozenset(k for c in self._spec.key_columns if (k := c.key_of(row[c.column])) is not None)
+            for row in rows
+        ]
 
 
 class ProfilePropertyLinks:
@@ -57,7 +58,7 @@ class ProfilePropertyLinks:
     def __init__(self, warehouse: Warehouse) -> None:
         self._warehouse = warehouse
 
-    async def linked(self, account_id: str, keys: frozenset[str]) -> set[str]:
+    async def groups(self, account_id: str, keys: frozenset[str]) -> list[frozenset[str]]:
         encoded = [
             orjson.dumps(key[2:]).decode()
             for key in keys
@@ -74,15 +75,14 @@ class ProfilePropertyLinks:
                 "keys": sorted(keys),
             },
         )
-        found: set[str] = set()
+        found: list[frozenset[str]] = []
         for row in rows:
-            found.add(row["user_key"])
             try:
                 value = orjson.loads(row["value"])
             except orjson.JSONDecodeError:
                 continue
             if isinstance(value, str | int) and str(value):
-                found.add(f"{_PROPERTY_PREFIXES[row['key']]}:{value}")
+                found.append(frozenset({row["user_key"], f"{_PROPERTY_PREFIXES[row['key']]}:{value}"}))
         return found
 
 
@@ -94,11 +94,11 @@ class AliasLinks:
     def __init__(self, warehouse: Warehouse) -> None:
         self._warehouse = warehouse
 
-    async def linked(self, account_id: str, keys: frozenset[str]) -> set[str]:
+    async def groups(self, account_id: str, keys: frozenset[str]) -> list[frozenset[str]]:
         rows = await self._warehouse.query(
             f"SELECT alias_key, canonical_key FROM {schema.USER_ALIASES} FINAL "
             "WHERE account_id = {account:String} AND active = 1 "
             "AND (alias_key IN {keys:Array(String)} OR canonical_key IN {keys:Array(String)})",
             {"account": account_id, "keys": sorted(keys)},
         )
-        return {key for row in rows for key in (row["alias_key"], row["canonical_key"])}
+        return [frozenset({row["alias_key"], row["canonical_key"]}) for row in rows]
