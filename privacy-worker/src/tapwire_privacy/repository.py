@@ -30,6 +30,7 @@ from tapwire_core.control.privacy.models import (
 from tapwire_core.control.privacy.subject_keys import (
     IDENTIFIER_SALT,
     LINK_SIGNING,
+    TENANT_WIDE,
     deployment_secret,
     key_hash,
     subject_hash,
@@ -399,25 +400,36 @@ class PrivacyRepository:
         self, *, account_id: str, request_id: str, keys: Iterable[str] | None, days: int
     ) -> int:
         """List ``keys`` (or, with None, the whole account) as suppressed; returns how many were new."""
+        added = await self.suppress_many([(account_id, request_id, keys)], days=days)
+        return added[request_id]
+
+    async def suppress_many(
+        self, entries: Sequence[tuple[str, str, Iterable[str] | None]], *, days: int
+    ) -> dict[str, int]:
+        """Suppress each (account, request id, keys-or-None-for-the-account) in one transaction; per request,
+        how many list entries were new. Existing entries get the later expiry."""
         now = self._clock()
+        expires = now + dt.timedelta(days=days)
+        added: dict[str, int] = {}
         async with self._tx() as session:
             salt = await deployment_secret(session, IDENTIFIER_SALT)
-            hashes = {"*"} if keys is None else {key_hash(salt, account_id, key) for key in keys}
-            existing = set(
-                await session.scalars(
-                    select(SuppressionRow.key_hash).where(
-                        SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(hashes)
+            for account_id, request_id, keys in entries:
+                hashes = {TENANT_WIDE} if keys is None else {key_hash(salt, account_id, key) for key in keys}
+                existing = set(
+                    await session.scalars(
+                        select(SuppressionRow.key_hash).where(
+                            SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(hashes)
+                        )
                     )
                 )
-            )
-            expires = now + dt.timedelta(days=days)
-            await session.execute(
-                update(SuppressionRow)
-                .where(SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(existing))
-                .values(expires_at=expires)
-            )
-            for hashed in sorted(hashes - existing):
-                session.add(
+                if existing:
+                    await session.execute(
+                        update(SuppressionRow)
+                        .where(SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(existing))
+                        .values(expires_at=expires)
+                    )
+                fresh = sorted(hashes - existing)
+                session.add_all(
                     SuppressionRow(
                         account_id=account_id,
                         key_hash=hashed,
@@ -425,8 +437,24 @@ class PrivacyRepository:
                         created_at=now,
                         expires_at=expires,
                     )
+                    for hashed in fresh
                 )
-            return len(hashes - existing)
+                await session.flush()
+                added[request_id] = len(fresh)
+        return added
+
+    async def subjects(self, request_ids: Sequence[str]) -> dict[str, Subject]:
+        """The working sets of several requests (missing ones left out), in one query."""
+        async with self._tx() as session:
+            rows = await session.scalars(
+                select(PrivacyRequestSubjectRow).where(PrivacyRequestSubjectRow.request_id.in_(request_ids))
+            )
+            return {
+                row.request_id: Subject(
+                    list(row.identifiers), None if row.closure is None else list(row.closure), row.payload
+                )
+                for row in rows
+            }
 
     # Notices.
 

@@ -153,15 +153,14 @@ class PrivacyWorker:
                     state["state"] = "pending"
                 work.actions.append(("second_sweep_started", None, {}))
         await self._close_identities(works)
-        for work in works:
-            if work.phase == "suppress" and not work.failed:
-                added = await self._repo.suppress(
-                    account_id=work.view.account_id,
-                    request_id=work.id,
-                    keys=work.keys,
-                    days=self._settings.privacy_suppression_days,
-                )
-                work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added}))
+        suppressing = [w for w in works if w.phase == "suppress" and not w.failed]
+        if suppressing:
+            added = await self._repo.suppress_many(
+                [(w.view.account_id, w.id, w.keys) for w in suppressing],
+                days=self._settings.privacy_suppression_days,
+            )
+            for work in suppressing:
+                work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added[work.id]}))
                 work.phase = "erase"
         await self._save(works)
         erasing = [w for w in works if w.phase == "erase" and not w.failed]
@@ -178,13 +177,14 @@ class PrivacyWorker:
     async def _close_identities(self, works: Sequence[_Work]) -> None:
         """Load each request's keys; close the identities of those in the closure phase, all at once."""
         to_close: dict[str, tuple[_Work, list[str]]] = {}
+        subjects = await self._repo.subjects([w.id for w in works if w.view.scope == "subject"])
         for work in works:
             if work.view.scope == "tenant":
                 work.keys = None
                 if work.phase == "closure":
                     work.phase = "suppress"
                 continue
-            subject = await self._repo.subject(work.id)
+            subject = subjects.get(work.id)
             if subject is None:
                 self._fail(work, "closure", "the request's working set is missing")
             elif work.phase == "closure" or subject.closure is None:
@@ -195,13 +195,13 @@ class PrivacyWorker:
         if not to_close:
             return
         by_account: dict[str, dict[str, list[str]]] = defaultdict(dict)
-        for rid, (work, named) in to_close.items():
-            by_account[work.view.account_id][rid] = named
-        for account_id, subjects in by_account.items():
+        for rid, (work, keys) in to_close.items():
+            by_account[work.view.account_id][rid] = keys
+        for account_id, named in by_account.items():
             try:
-                closed = await identity_closures(self._registry.sources, account_id, subjects)
+                closed = await identity_closures(self._registry.sources, account_id, named)
             except Exception as exc:
-                for rid in subjects:
+                for rid in named:
                     self._fail(to_close[rid][0], "closure", type(exc).__name__)
                 continue
             for rid, closure in closed.items():

@@ -29,20 +29,25 @@ class _HashedKeyTable(StoreHandler):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def _rows(self, scope: Scope) -> list[Any]:
+    async def _rows(self, scopes: Sequence[Scope]) -> dict[str, list[Any]]:
+        """The rows of each scope (by request id), read in one transaction."""
+        found: dict[str, list[Any]] = {}
         async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
-            query = select(self.model).where(self.model.account_id == scope.account_id)
-            if scope.keys is not None:
-                salt = await deployment_secret(session, IDENTIFIER_SALT)
-                hashes = [key_hash(salt, scope.account_id, key) for key in scope.keys]
-                query = query.where(self.model.key_hash.in_(hashes))
-            return list(await session.scalars(query))
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            for scope in scopes:
+                query = select(self.model).where(self.model.account_id == scope.account_id)
+                if scope.keys is not None:
+                    hashes = [key_hash(salt, scope.account_id, key) for key in scope.keys]
+                    query = query.where(self.model.key_hash.in_(hashes))
+                found[scope.request_id] = list(await session.scalars(query))
+        return found
 
     async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [{"listed_at": iso(row.created_at), "reason": self.reason} for row in await self._rows(scope)]
+        rows = (await self._rows([scope]))[scope.request_id]
+        return [{"listed_at": iso(row.created_at), "reason": self.reason} for row in rows]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
-        return {scope.request_id: len(await self._rows(scope)) for scope in scopes}
+        return {request_id: len(rows) for request_id, rows in (await self._rows(scopes)).items()}
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
         return None

@@ -30,23 +30,31 @@ class ExportArchivesHandler(StoreHandler):
         self._engine = engine
         self._directory = directory
 
-    async def _archives(self, scope: Scope) -> list[PrivacyRequestRow]:
+    async def _archives(self, scopes: Sequence[Scope]) -> dict[str, list[PrivacyRequestRow]]:
+        """Per request id, the live export archives (on disk) holding data of its scope; one transaction."""
+        found: dict[str, list[PrivacyRequestRow]] = {}
         async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
-            rows = list(
-                await session.scalars(
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            live: dict[str, list[PrivacyRequestRow]] = {}
+            for account_id in {scope.account_id for scope in scopes}:
+                rows = await session.scalars(
                     select(PrivacyRequestRow).where(
-                        PrivacyRequestRow.account_id == scope.account_id,
+                        PrivacyRequestRow.account_id == account_id,
                         PrivacyRequestRow.type == "export",
                         PrivacyRequestRow.export_erased_at.is_(None),
-                        PrivacyRequestRow.id != scope.request_id,
                     )
                 )
-            )
+                live[account_id] = [r for r in rows if archive_path(self._directory, r.id).exists()]
+        for scope in scopes:
+            candidates = [r for r in live[scope.account_id] if r.id != scope.request_id]
             if scope.keys is None:
-                return rows
-            salt = await deployment_secret(session, IDENTIFIER_SALT)
+                found[scope.request_id] = candidates
+                continue
             hashes = {key_hash(salt, scope.account_id, key) for key in scope.keys}
-            return [r for r in rows if hashes & set((r.progress or {}).get("archive_key_hashes", []))]
+            found[scope.request_id] = [
+                r for r in candidates if hashes & set((r.progress or {}).get("archive_key_hashes", []))
+            ]
+        return found
 
     async def export(self, scope: Scope) -> list[dict[str, Any]]:
         return [
@@ -55,21 +63,15 @@ class ExportArchivesHandler(StoreHandler):
                 "created_at": iso(row.completed_at),
                 "expires_at": iso(row.export_expires_at),
             }
-            for row in await self._archives(scope)
-            if archive_path(self._directory, row.id).exists()
+            for row in (await self._archives([scope]))[scope.request_id]
         ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
-        return {
-            scope.request_id: sum(
-                1 for r in await self._archives(scope) if archive_path(self._directory, r.id).exists()
-            )
-            for scope in scopes
-        }
+        return {request_id: len(rows) for request_id, rows in (await self._archives(scopes)).items()}
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
-        for scope in scopes:
-            for row in await self._archives(scope):
+        for rows in (await self._archives(scopes)).values():
+            for row in rows:
                 archive_path(self._directory, row.id).unlink(missing_ok=True)
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
