@@ -268,7 +268,6 @@ class PrivacyRepository:
     async def claim(self, *, owner: str, lease_s: float, limit: int) -> list[RequestView]:
         """Lease up to ``limit`` due requests to ``owner``; oldest first. Safe against concurrent workers."""
         now = self._clock()
-        claimed: list[RequestView] = []
         async with self._tx() as session:
             candidates = await session.scalars(
                 select(PrivacyRequestRow.id)
@@ -281,18 +280,25 @@ class PrivacyRepository:
                 .limit(limit)
             )
             ids = list(candidates)
-            for request_id in ids:
-                result = await session.execute(
-                    update(PrivacyRequestRow)
-                    .where(
-                        PrivacyRequestRow.id == request_id,
-                        or_(PrivacyRequestRow.lease_until.is_(None), PrivacyRequestRow.lease_until < now),
-                    )
-                    .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
-                    .execution_options(synchronize_session=False)
+            if not ids:
+                return []
+            # The lease condition is repeated in the UPDATE, so of two workers racing only one wins a request.
+            await session.execute(
+                update(PrivacyRequestRow)
+                .where(
+                    PrivacyRequestRow.id.in_(ids),
+                    or_(PrivacyRequestRow.lease_until.is_(None), PrivacyRequestRow.lease_until < now),
                 )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(RequestView.of(await self._row(session, request_id, None, refresh=True)))
+                .values(lease_owner=owner, lease_until=now + dt.timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            rows = await session.scalars(
+                select(PrivacyRequestRow)
+                .where(PrivacyRequestRow.id.in_(ids), PrivacyRequestRow.lease_owner == owner)
+                .order_by(PrivacyRequestRow.next_run_at)
+                .execution_options(populate_existing=True)
+            )
+            claimed = [RequestView.of(row) for row in rows]
         return claimed
 
     async def save_many(self, updates: Sequence[ProgressUpdate], *, owner: str) -> set[str]:
@@ -310,6 +316,19 @@ class PrivacyRepository:
                     select(PrivacyRequestRow).where(PrivacyRequestRow.id.in_([u.request_id for u in updates]))
                 )
             }
+            closures = [u.request_id for u in updates if u.closure is not None]
+            subjects = (
+                {
+                    subject.request_id: subject
+                    for subject in await session.scalars(
+                        select(PrivacyRequestSubjectRow).where(
+                            PrivacyRequestSubjectRow.request_id.in_(closures)
+                        )
+                    )
+                }
+                if closures
+                else {}
+            )
             for update_ in updates:
                 row = rows.get(update_.request_id)
                 if row is None or row.lease_owner != owner:
@@ -326,10 +345,9 @@ class PrivacyRepository:
                     row.attempts = update_.attempts
                 if update_.release:
                     row.lease_owner, row.lease_until = None, None
-                if update_.closure is not None:
-                    subject = await session.get(PrivacyRequestSubjectRow, update_.request_id)
-                    if subject is not None:
-                        subject.closure = list(update_.closure)
+                subject = subjects.get(update_.request_id)
+                if update_.closure is not None and subject is not None:
+                    subject.closure = list(update_.closure)
                 for action, store, detail in update_.actions:
                     self._audit(session, row, action, store=store, detail=detail)
         return lost

@@ -23,23 +23,36 @@ from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
 
 class _HashedKeyTable(StoreHandler):
     erasure = "retain"
-    model: type[MarketingObjectionRow] | type[SuppressionRow]
+    # Both models have account_id, key_hash and created_at; SQLAlchemy's typing cannot say "either".
+    model: type[Any]
     reason: str
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def _rows(self, scopes: Sequence[Scope]) -> dict[str, list[Any]]:
-        """The rows of each scope (by request id), read in one transaction."""
-        found: dict[str, list[Any]] = {}
+        """The rows of each scope (by request id): one query per account, in one transaction."""
+        found: dict[str, list[Any]] = {scope.request_id: [] for scope in scopes}
         async with AsyncSession(self._engine, expire_on_commit=False) as session, session.begin():
             salt = await deployment_secret(session, IDENTIFIER_SALT)
-            for scope in scopes:
-                query = select(self.model).where(self.model.account_id == scope.account_id)
-                if scope.keys is not None:
-                    hashes = [key_hash(salt, scope.account_id, key) for key in scope.keys]
-                    query = query.where(self.model.key_hash.in_(hashes))
-                found[scope.request_id] = list(await session.scalars(query))
+            for account_id in {scope.account_id for scope in scopes}:
+                mine = [s for s in scopes if s.account_id == account_id]
+                wanted = {
+                    s.request_id: {key_hash(salt, account_id, key) for key in s.keys}
+                    for s in mine
+                    if s.keys is not None
+                }
+                query = select(self.model).where(self.model.account_id == account_id)
+                if len(wanted) == len(mine):
+                    query = query.where(self.model.key_hash.in_(set().union(*wanted.values())))
+                owners: dict[str, list[str]] = {}
+                for request_id, hashes in wanted.items():
+                    for hashed in hashes:
+                        owners.setdefault(hashed, []).append(request_id)
+                tenant = [s.request_id for s in mine if s.keys is None]
+                for row in await session.scalars(query):
+                    for request_id in (*owners.get(row.key_hash, ()), *tenant):
+                        found[request_id].append(row)
         return found
 
     async def export(self, scope: Scope) -> list[dict[str, Any]]:
