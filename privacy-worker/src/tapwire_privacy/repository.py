@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tapwire_core.control.marketing_objections import record_objection
@@ -84,6 +84,18 @@ class ProgressUpdate:
     attempts: int | None = None
     release: bool = False
     actions: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How one request closes: its final progress, the proof, and the audit detail (no personal data)."""
+
+    request_id: str
+    progress: dict[str, Any]
+    verification: dict[str, Any] | None
+    status: Status = "completed"
+    export_expires_at: dt.datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -302,55 +314,91 @@ class PrivacyRepository:
         return claimed
 
     async def save_many(self, updates: Sequence[ProgressUpdate], *, owner: str) -> set[str]:
-        """Persist progress of several requests (and their audit ``actions``) in one transaction.
+        """Persist progress of several requests (and their audit ``actions``) in one transaction, as set-wise
+        statements (a batch of a thousand requests is a few statements, not a thousand).
 
         Returns the ids whose lease passed to another worker; those are left untouched.
         """
-        lost: set[str] = set()
         if not updates:
-            return lost
+            return set()
+        now = self._clock()
         async with self._tx() as session:
-            rows = {
-                row.id: row
-                for row in await session.scalars(
-                    select(PrivacyRequestRow).where(PrivacyRequestRow.id.in_([u.request_id for u in updates]))
+            ids = [u.request_id for u in updates]
+            held = {
+                row.id: row.account_id
+                for row in await session.execute(
+                    select(PrivacyRequestRow.id, PrivacyRequestRow.account_id).where(
+                        PrivacyRequestRow.id.in_(ids), PrivacyRequestRow.lease_owner == owner
+                    )
                 )
             }
-            closures = [u.request_id for u in updates if u.closure is not None]
-            subjects = (
-                {
-                    subject.request_id: subject
-                    for subject in await session.scalars(
-                        select(PrivacyRequestSubjectRow).where(
-                            PrivacyRequestSubjectRow.request_id.in_(closures)
-                        )
-                    )
+            mine = [u for u in updates if u.request_id in held]
+            changes: list[dict[str, Any]] = []
+            audit: list[dict[str, Any]] = []
+            closures: list[dict[str, Any]] = []
+            for u in mine:
+                change: dict[str, Any] = {"id": u.request_id, "progress": u.progress}
+                optional = {
+                    "status": u.status,
+                    "next_run_at": u.next_run_at,
+                    "verification": u.verification,
+                    "attempts": u.attempts,
                 }
-                if closures
-                else {}
+                change.update({k: v for k, v in optional.items() if v is not None})
+                if u.release:
+                    change.update(lease_owner=None, lease_until=None)
+                changes.append(change)
+                if u.closure is not None:
+                    closures.append({"request_id": u.request_id, "closure": list(u.closure)})
+                audit.extend(
+                    {
+                        "request_id": u.request_id,
+                        "account_id": held[u.request_id],
+                        "at": now,
+                        "action": action,
+                        "store": store,
+                        "detail": detail,
+                    }
+                    for action, store, detail in u.actions
+                )
+            if changes:
+                await session.execute(update(PrivacyRequestRow), changes)
+            if closures:
+                await session.execute(update(PrivacyRequestSubjectRow), closures)
+            if audit:
+                await session.execute(insert(PrivacyAuditRow), audit)
+        return set(ids) - set(held)
+
+    async def complete_many(self, completions: Sequence[Completion], *, owner: str) -> set[str]:
+        """Close several requests at once: completion records, working sets deleted, notices queued, leases
+        released. Returns the ids whose lease passed to another worker (left open)."""
+        if not completions:
+            return set()
+        now = self._clock()
+        async with self._tx() as session:
+            by_id = {c.request_id: c for c in completions}
+            rows = list(
+                await session.scalars(
+                    select(PrivacyRequestRow).where(
+                        PrivacyRequestRow.id.in_(list(by_id)), PrivacyRequestRow.lease_owner == owner
+                    )
+                )
             )
-            for update_ in updates:
-                row = rows.get(update_.request_id)
-                if row is None or row.lease_owner != owner:
-                    lost.add(update_.request_id)
-                    continue
-                row.progress = update_.progress
-                if update_.status is not None:
-                    row.status = update_.status
-                if update_.next_run_at is not None:
-                    row.next_run_at = update_.next_run_at
-                if update_.verification is not None:
-                    row.verification = update_.verification
-                if update_.attempts is not None:
-                    row.attempts = update_.attempts
-                if update_.release:
-                    row.lease_owner, row.lease_until = None, None
-                subject = subjects.get(update_.request_id)
-                if update_.closure is not None and subject is not None:
-                    subject.closure = list(update_.closure)
-                for action, store, detail in update_.actions:
-                    self._audit(session, row, action, store=store, detail=detail)
-        return lost
+            for row in rows:
+                done = by_id[row.id]
+                row.progress, row.status, row.completed_at = done.progress, done.status, now
+                row.verification = done.verification
+                row.next_run_at, row.lease_owner, row.lease_until = None, None, None
+                if done.export_expires_at is not None:
+                    row.export_expires_at = done.export_expires_at
+                self._audit(session, row, done.status, detail=done.detail)
+                self._notice(session, row, done.status)
+            finished = [row.id for row in rows]
+            if finished:
+                await session.execute(
+                    delete(PrivacyRequestSubjectRow).where(PrivacyRequestSubjectRow.request_id.in_(finished))
+                )
+        return set(by_id) - set(finished)
 
     async def record_objection(self, *, account_id: str, request_id: str, keys: Iterable[str]) -> int:
         async with self._tx() as session:
@@ -377,22 +425,13 @@ class PrivacyRepository:
         export_expires_at: dt.datetime | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Close the request: completion record, working set deleted, notice queued, lease released."""
-        async with self._tx() as session:
-            row = await self._row(session, request_id, None)
-            if row.lease_owner != owner:
-                raise RequestConflict("the lease on this request passed to another worker")
-            now = self._clock()
-            row.progress, row.status, row.completed_at = progress, status, now
-            row.verification = verification
-            row.next_run_at, row.lease_owner, row.lease_until = None, None, None
-            if export_expires_at is not None:
-                row.export_expires_at = export_expires_at
-            await session.execute(
-                delete(PrivacyRequestSubjectRow).where(PrivacyRequestSubjectRow.request_id == request_id)
-            )
-            self._audit(session, row, status, detail=detail or {})
-            self._notice(session, row, status)
+        """Close one request (see ``complete_many``). Raises RequestConflict if the lease was lost."""
+        lost = await self.complete_many(
+            [Completion(request_id, progress, verification, status, export_expires_at, detail or {})],
+            owner=owner,
+        )
+        if lost:
+            raise RequestConflict("the lease on this request passed to another worker")
 
     async def mark_export_erased(self, request_id: str) -> None:
         async with self._tx() as session:
@@ -431,12 +470,18 @@ class PrivacyRepository:
         added: dict[str, int] = {}
         async with self._tx() as session:
             salt = await deployment_secret(session, IDENTIFIER_SALT)
+            wanted: dict[str, dict[str, str]] = {}  # account -> hash -> first request naming it
+            per_request: dict[str, tuple[str, set[str]]] = {}
             for account_id, request_id, keys in entries:
-                hashes = {TENANT_WIDE} if keys is None else {key_hash(salt, account_id, key) for key in keys}
+                own = {TENANT_WIDE} if keys is None else {key_hash(salt, account_id, key) for key in keys}
+                per_request[request_id] = (account_id, own)
+                for hashed in own:
+                    wanted.setdefault(account_id, {}).setdefault(hashed, request_id)
+            for account_id, owners in wanted.items():
                 existing = set(
                     await session.scalars(
                         select(SuppressionRow.key_hash).where(
-                            SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(hashes)
+                            SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(list(owners))
                         )
                     )
                 )
@@ -446,19 +491,24 @@ class PrivacyRepository:
                         .where(SuppressionRow.account_id == account_id, SuppressionRow.key_hash.in_(existing))
                         .values(expires_at=expires)
                     )
-                fresh = sorted(hashes - existing)
-                session.add_all(
-                    SuppressionRow(
-                        account_id=account_id,
-                        key_hash=hashed,
-                        request_id=request_id,
-                        created_at=now,
-                        expires_at=expires,
-                    )
-                    for hashed in fresh
-                )
-                await session.flush()
-                added[request_id] = len(fresh)
+                fresh = [
+                    {
+                        "account_id": account_id,
+                        "key_hash": hashed,
+                        "request_id": request_id,
+                        "created_at": now,
+                        "expires_at": expires,
+                    }
+                    for hashed, request_id in owners.items()
+                    if hashed not in existing
+                ]
+                if fresh:
+                    await session.execute(insert(SuppressionRow), fresh)
+                for request_id, (account, own) in per_request.items():
+                    if account == account_id:
+                        added[request_id] = sum(
+                            1 for h in own if h not in existing and owners[h] == request_id
+                        )
         return added
 
     async def subjects(self, request_ids: Sequence[str]) -> dict[str, Subject]:

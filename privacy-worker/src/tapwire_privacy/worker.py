@@ -35,7 +35,7 @@ from tapwire_privacy.export_archive import write_archive
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.registry import Registry
-from tapwire_privacy.repository import PrivacyRepository, ProgressUpdate, RequestConflict
+from tapwire_privacy.repository import Completion, PrivacyRepository, ProgressUpdate
 from tapwire_privacy.stores.base import Scope, StoreHandler
 from tapwire_privacy.stores.files import archive_path
 
@@ -279,6 +279,7 @@ class PrivacyWorker:
                     residue.add(work.id)
                     work.store(handler.name)["state"] = "pending"
         now = self._clock()
+        finished: list[tuple[_Work, dict[str, Any]]] = []
         for work in works:
             sweep = int(work.progress.get("sweep", 0))
             record = {"sweep": sweep + 1, "checked_at": iso(now), "stores": results[work.id]}
@@ -298,35 +299,39 @@ class PrivacyWorker:
                 )
             else:
                 work.phase = "completed"
-                await self._complete_erasure(work, record)
+                finished.append((work, record))
+        await self._complete_erasures(finished)
 
-    async def _complete_erasure(self, work: _Work, record: dict[str, Any]) -> None:
-        await self._save([work])
-        removed = {
-            name: int(state.get("removed", 0)) for name, state in work.progress.get("stores", {}).items()
-        }
-        verification = {
-            "result": "verified",
-            "sweeps": len(work.progress.get("verifications", [])),
-            "stores": record["stores"],
-            "checked_at": record["checked_at"],
-        }
-        try:
-            await self._repo.complete(
-                work.id,
-                owner=self.owner,
-                progress=work.progress,
-                verification=verification,
-                detail={"removed": removed, "scope": work.view.scope},
-            )
-        except RequestConflict:
-            log.warning("lost the lease while completing a privacy request", extra={"request": work.id})
+    async def _complete_erasures(self, finished: list[tuple[_Work, dict[str, Any]]]) -> None:
+        if not finished:
             return
-        metrics.COMPLETED.labels("erasure", "completed").inc()
-        log.info(
-            "privacy request completed",
-            extra={"request": work.id, "type": "erasure", "rows_removed": sum(removed.values())},
-        )
+        await self._save([work for work, _ in finished])
+        completions = []
+        for work, record in finished:
+            removed = {
+                name: int(state.get("removed", 0)) for name, state in work.progress.get("stores", {}).items()
+            }
+            verification = {
+                "result": "verified",
+                "sweeps": len(work.progress.get("verifications", [])),
+                "stores": record["stores"],
+                "checked_at": record["checked_at"],
+            }
+            completions.append(
+                Completion(
+                    work.id,
+                    work.progress,
+                    verification,
+                    detail={"removed": removed, "scope": work.view.scope},
+                )
+            )
+        lost = await self._repo.complete_many(completions, owner=self.owner)
+        for work, _ in finished:
+            if work.id in lost:
+                log.warning("lost the lease while completing a privacy request", extra={"request": work.id})
+                continue
+            metrics.COMPLETED.labels("erasure", "completed").inc()
+            log.info("privacy request completed", extra={"request": work.id, "type": "erasure"})
 
     # Export, rectification, objection.
 
