@@ -245,3 +245,18 @@ async def test_inventory_covers_every_table_and_column(api: Api) -> None:
 def _sample(name: str, **labels: str) -> float:
     value = metrics.REGISTRY.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+async def test_a_referred_request_can_be_denied_with_its_basis(api: Api) -> None:
+    response = await api.client.post(
+        "/privacy/v1/intake/ACC-1", json={"type": "erasure", "subject": {"identity": "mallory"}}
+    )
+    request_id = response.json()["id"]
+    path = f"/privacy/v1/requests/{request_id}"
+    denied = await api.client.post(f"{path}/deny", headers=HEADERS, json={"basis": "identity not verified"})
+    assert denied.status_code == 200, denied.text
+    assert denied.json()["status"] == "denied" and denied.json()["denial_basis"] == "identity not verified"
+    assert_error(await api.client.post(f"{path}/confirm", headers=HEADERS), 409)
+    assert_error(await api.client.post(f"{path}/deny", headers=HEADERS, json={"basis": "again"}), 409)
+    assert await api.rig.repository.subject(request_id) is None  # the identifiers are gone with the request
+    assert (await api.client.get(f"{path}", headers=HEADERS)).json()["overdue"] is False

@@ -269,10 +269,12 @@ class PrivacyRepository:
             if row.status not in ("referred", "pending"):
                 raise RequestConflict(f"a {row.status} request cannot be denied")
             row.status, row.denial_basis, row.completed_at = "denied", basis, self._clock()
+            row.next_run_at = None
             await session.execute(
                 delete(PrivacyRequestSubjectRow).where(PrivacyRequestSubjectRow.request_id == row.id)
             )
             self._audit(session, row, "denied")
+            self._notice(session, row, "denied", extra={"basis": basis})
             return RequestView.of(row)
 
     # The worker's side.

@@ -128,6 +128,28 @@ async def confirm_request(request_id: str, account: PasscodeAccount, privacy: Pr
     return json_response(await _body(privacy, view))
 
 
+class DenyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    basis: str = Field(min_length=3, max_length=500)
+
+
+@router.post("/privacy/v1/requests/{request_id}/deny")
+async def deny_request(
+    request_id: str, deny_in: Annotated[DenyIn, Body()], account: PasscodeAccount, privacy: Privacy
+) -> Response:
+    """The controller refuses a request it has not let start (e.g. identity not verified), with the basis."""
+    try:
+        view = await privacy.repository.deny(
+            account_id=account.id, request_id=request_id, basis=deny_in.basis
+        )
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None
+    except RequestConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    return json_response(await _body(privacy, view))
+
+
 @router.post("/privacy/v1/requests/{request_id}/extend")
 async def extend_request(
     request_id: str, extend_in: Annotated[ExtendIn, Body()], account: PasscodeAccount, privacy: Privacy
