@@ -70,6 +70,19 @@ async def test_export_archive_holds_everything_of_the_subject_and_nothing_else(a
     assert b"ben" not in everything.lower()
 
 
+async def test_tenant_export_holds_the_whole_account_only(api: Api) -> None:
+    await seed(api)
+    await write(api.rig.warehouse, [event("ACC-2", identity="zed")])
+    request_id = await submit(api, {"type": "export", "scope": "tenant"})
+    await api.rig.run_until_settled()
+    detail = (await api.client.get(f"/privacy/v1/requests/{request_id}", headers=HEADERS)).json()
+    url = urlsplit(detail["export_url"])
+    archive = zipfile.ZipFile(io.BytesIO((await api.client.get(f"{url.path}?{url.query}")).content))
+    events = orjson.loads(archive.read("stores/warehouse.events.json"))
+    assert len(events) == 27 and {e["account_id"] for e in events} == {"ACC-1"}
+    assert orjson.loads(archive.read("manifest.json"))["scope"] == "tenant"
+
+
 async def test_export_link_tampering_expiry_and_retention(api: Api) -> None:
     await seed(api)
     request_id = await submit(api, {"type": "export", "subject": {"identity": "ann"}})
