@@ -110,6 +110,7 @@ async def test_export_link_tampering_expiry_and_retention(api: Api) -> None:
     assert not archive.exists()
     detail = (await api.client.get(f"/privacy/v1/requests/{request_id}", headers=HEADERS)).json()
     assert detail["export_erased_at"] is not None and "export_url" not in detail
+    assert "archive_key_hashes" not in (await api.rig.repository.get(request_id)).progress
 
 
 async def test_erasure_also_erases_earlier_exports_of_the_subject(api: Api) -> None:

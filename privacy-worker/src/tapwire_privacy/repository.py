@@ -439,6 +439,8 @@ class PrivacyRepository:
         async with self._tx() as session:
             row = await self._row(session, request_id, None)
             row.export_erased_at = self._clock()
+            # The hashes only served to find this archive for a later erasure; with it gone, they go too.
+            row.progress = {k: v for k, v in (row.progress or {}).items() if k != "archive_key_hashes"}
             self._audit(session, row, "export_archive_erased", store="export_archives")
 
     async def expired_exports(self) -> list[RequestView]:

@@ -49,12 +49,8 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
             request_digest=hashlib.blake2b(body, digest_size=16).digest(),
         )
         dry_run = request.query_params.get("dryRun", "0") not in ("0", "", "false")
-        accepted = outcome.accepted
-        if context.suppressions is not None:
-            # Records of erased subjects are acknowledged like any other but never reach the bus.
-            accepted = without_suppressed(accepted, context.suppressions, stage="gateway")
-        if accepted and not dry_run:
-            await publish(context, accepted)
+        if outcome.accepted and not dry_run:
+            await publish(context, outcome.accepted)
         _count(outcome)
         return json_response(
             {
@@ -66,7 +62,14 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
 
 
 async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:
-    """Hand the records to the bus and return only once they are durable; 503 when that cannot be had."""
+    """Hand the records to the bus and return only once they are durable; 503 when that cannot be had.
+
+    Records of erased subjects (the suppression list) are acknowledged like any other but never published.
+    """
+    if context.suppressions is not None:
+        envelopes = without_suppressed(envelopes, context.suppressions, stage="gateway")
+        if not envelopes:
+            return
     records = [Record(key=e.partition_key(), value=encode(e)) for e in envelopes]
     started = time.perf_counter()
     try:
