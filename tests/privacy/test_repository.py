@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from tapwire_core.control.privacy.models import PrivacyAuditRow, PrivacyRequestRow
 from tapwire_core.control.store import ControlStore
@@ -116,3 +117,12 @@ async def test_deployment_secret_is_created_once(store: ControlStore) -> None:
     second = await PrivacyRepository(store.engine, clock=FakeClock()).secret()
     assert first == second and len(first) == 32
     assert await PrivacyRepository(store.engine, clock=FakeClock()).link_key() != first
+
+
+async def test_the_audit_trail_is_append_only(store: ControlStore) -> None:
+    repository = PrivacyRepository(store.engine, clock=FakeClock())
+    request_id = await new(repository)
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with store.engine.begin() as connection:
+            await connection.execute(update(PrivacyAuditRow).values(action="rewritten"))
+    assert [e["action"] for e in await repository.audit_trail(request_id)] == ["received"]

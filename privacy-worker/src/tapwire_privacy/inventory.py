@@ -91,7 +91,14 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "request_id": NONE,
         "created_at": NONE,
     },
-    "privacy_requests": {"subject_hash": PSEUDONYM},
+    "privacy_requests": {
+        "subject_hash": PSEUDONYM,
+        "progress": f"{PSEUDONYM}: an export's subject keys, until its archive is erased",
+        "extension_reason": "free text from the customer (should name no person)",
+    },
+    "privacy_notices": {
+        "payload": "free text from the customer in extension reasons (should name no person)"
+    },
 }
 
 

@@ -96,6 +96,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_privacy_audit")),
     )
     op.create_index(op.f("ix_privacy_audit_request_id"), "privacy_audit", ["request_id"])
+    _forbid_audit_updates()
     op.create_table(
         "privacy_suppressions",
         sa.Column("account_id", sa.String(64), nullable=False),
@@ -139,6 +140,25 @@ def upgrade() -> None:
     )
 
 
+def _forbid_audit_updates() -> None:
+    """The audit trail is append-only: the database itself refuses to change a row (deleting rows past the
+    retention period stays possible)."""
+    if op.get_context().dialect.name == "postgresql":
+        op.execute(
+            "CREATE FUNCTION privacy_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'privacy_audit is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER privacy_audit_append_only BEFORE UPDATE ON privacy_audit "
+            "FOR EACH ROW EXECUTE FUNCTION privacy_audit_append_only()"
+        )
+    else:
+        op.execute(
+            "CREATE TRIGGER privacy_audit_append_only BEFORE UPDATE ON privacy_audit "
+            "BEGIN SELECT RAISE(ABORT, 'privacy_audit is append-only'); END"
+        )
+
+
 def downgrade() -> None:
     op.drop_table("marketing_objections")
     op.drop_table("privacy_keys")
@@ -149,6 +169,8 @@ def downgrade() -> None:
     op.drop_table("privacy_suppressions")
     op.drop_index(op.f("ix_privacy_audit_request_id"), table_name="privacy_audit")
     op.drop_table("privacy_audit")
+    if op.get_context().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS privacy_audit_append_only()")
     op.drop_table("privacy_request_subjects")
     op.drop_index("ix_privacy_requests_status_next_run_at", table_name="privacy_requests")
     op.drop_index(op.f("ix_privacy_requests_retain_until"), table_name="privacy_requests")
