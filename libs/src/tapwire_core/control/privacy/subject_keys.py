@@ -4,7 +4,7 @@ A *subject key* is an identifier in user-key form, ``<kind>:<value>`` with the k
 ``Identities.user_key()`` (``i:`` identity, ``o:`` objectId, ``f:``/``g:``, ``a:`` anonymous id, ``e:`` email,
 ``p:`` phone). Warehouse ``user_key`` values are subject keys too, which is what lets one set name both.
 
-Hashes are HMAC-SHA256 under the deployment's identifier salt (``privacy_keys``, created on first use, shared
+Hashes are keyed BLAKE2b MACs under the deployment's identifier salt (``privacy_keys``, created on first use, shared
 through the control store by every service), scoped to the account, so equal identifiers in two accounts hash
 apart and nobody without the salt can test a guess against the lists.
 """
@@ -12,7 +12,6 @@ apart and nobody without the salt can test a guess against the lists.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -57,9 +56,11 @@ def is_subject_key(key: str) -> bool:
 
 
 def key_hash(salt: bytes, account_id: str, key: str) -> str:
-    """Hex HMAC of one subject key within one account; length-prefixed so no two pairs collide."""
+    """Hex keyed BLAKE2b (a MAC under the salt) of one subject key within one account; length-prefixed so no
+    two pairs collide. BLAKE2b rather than HMAC-SHA256: the gateway computes it per record of any account with
+    suppressions, and it is about three times faster."""
     message = f"{len(account_id)}:{account_id}:{key}".encode()
-    return hmac.new(salt, message, hashlib.sha256).hexdigest()
+    return hashlib.blake2b(message, key=salt, digest_size=32).hexdigest()
 
 
 def subject_hash(salt: bytes, account_id: str, keys: Iterable[str]) -> str:

@@ -2,7 +2,7 @@
 
 The list lives in ``privacy_suppressions`` (salted key hashes, see ``subject_keys``). Each process holds it in
 memory and reloads it every ``refresh_s`` seconds, so the per-record check costs one dict lookup for an account
-with nothing suppressed and a few HMACs otherwise. A record is suppressed when any identifier it names hashes
+with nothing suppressed and a few keyed hashes otherwise. A record is suppressed when any identifier it names hashes
 to a listed key, or when its whole account is listed (``TENANT_WIDE``).
 
 The privacy worker installs suppressions before it erases anything and sweeps every store again after
