@@ -5,7 +5,8 @@ covered by a handler or exempt with the reason it holds no end-user data. ``cove
 that are neither; the registry test fails on any, so a new table cannot ship without a privacy decision.
 
 Stores built elsewhere (messaging outbox and deliveries, the identity graph) plug in through ``extra_handlers``
-and ``extra_sources``, and name the tables they cover in ``extra_coverage``.
+and ``extra_sources``, and name the tables they cover in ``extra_coverage``; services that send data out register
+``recipients``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import ClosureSource
+from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import MarketingObjectionsHandler, SuppressionsHandler
@@ -93,6 +95,7 @@ class Registry:
 
     handlers: list[StoreHandler]
     sources: list[ClosureSource]
+    recipients: list[Recipient] = field(default_factory=list)
     extra_coverage: dict[str, dict[str, Coverage]] = field(default_factory=dict)
 
     def handler(self, name: str) -> StoreHandler:
@@ -110,6 +113,7 @@ def default_registry(
     cluster: str | None = None,
     extra_handlers: Sequence[StoreHandler] = (),
     extra_sources: Sequence[ClosureSource] = (),
+    recipients: Sequence[Recipient] = (),
     extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
 ) -> Registry:
     """Every built-in handler and closure source, plus the ones other services contribute."""
@@ -132,5 +136,6 @@ def default_registry(
     return Registry(
         handlers=handlers,
         sources=sources,
+        recipients=list(recipients),
         extra_coverage={store: dict(tables) for store, tables in (extra_coverage or {}).items()},
     )

@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +33,7 @@ from tapwire_privacy.closure import identity_closures
 from tapwire_privacy.deadlines import Clock, is_near_due
 from tapwire_privacy.export_archive import write_archive
 from tapwire_privacy.notices import WebhookNotifier
+from tapwire_privacy.recipients import Forwarded, ForwardImpossible
 from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository, ProgressUpdate
@@ -162,6 +163,10 @@ class PrivacyWorker:
             for work in suppressing:
                 work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added[work.id]}))
                 work.phase = "erase"
+        for work in works:
+            # Before any store is erased: what a recipient got is found through those stores.
+            if work.phase == "erase" and not work.failed and int(work.progress.get("sweep", 0)) == 0:
+                await self._forward(work, "erasure", None)
         await self._save(works)
         erasing = [w for w in works if w.phase == "erase" and not w.failed]
         for handler in self._registry.handlers:
@@ -337,6 +342,37 @@ class PrivacyWorker:
             metrics.COMPLETED.labels("erasure", "completed").inc()
             log.info("privacy request completed", extra={"request": work.id, "type": "erasure"})
 
+    async def _forward(self, work: _Work, action: Forwarded, fields: Mapping[str, Any] | None) -> None:
+        """Tell every recipient that received something about the subject, once each (Art. 19)."""
+        done: dict[str, str] = work.progress.setdefault("recipients", {})
+        scope = work.scope()
+        for recipient in self._registry.recipients:
+            if recipient.name in done:
+                continue
+            try:
+                if not await recipient.received(scope):
+                    continue
+                await recipient.forward(action, scope, fields)
+            except ForwardImpossible as exc:
+                done[recipient.name] = "not notified"
+                work.actions.append(
+                    ("recipient_not_notified", recipient.name, {"action": action, "reason": exc.reason})
+                )
+                continue
+            except Exception as exc:
+                self._fail(work, recipient.name, type(exc).__name__)
+                return
+            done[recipient.name] = "notified"
+            work.actions.append(("recipient_notified", recipient.name, {"action": action}))
+
+    async def _recipients_of(self, scope: Scope) -> list[dict[str, Any]]:
+        listed = []
+        for recipient in self._registry.recipients:
+            received = await recipient.received(scope)
+            if received:
+                listed.append({"recipient": recipient.name, "received": received})
+        return listed
+
     # Export, rectification, objection.
 
     async def _single(self, view: RequestView) -> None:
@@ -372,8 +408,7 @@ class PrivacyWorker:
             "scope": work.view.scope,
             "generated_at": iso(now),
             "identifiers_covered": None if scope.keys is None else len(scope.keys),
-            "recipients": [],
-            "recipients_note": "no recipient of this data is recorded by this deployment",
+            "recipients": await self._recipients_of(scope),
         }
         await asyncio.to_thread(write_archive, self.export_dir, work.id, stores=stores, manifest=manifest)
         salt = await self._repo.secret()
@@ -402,6 +437,11 @@ class PrivacyWorker:
         changed: dict[str, int] = {}
         for handler in self._registry.handlers:
             changed[handler.name] = await handler.rectify(scope, fields)
+        await self._forward(work, "rectify", fields)
+        if work.failed:
+            await self._save([work], release=True)
+            return
+        await self._save([work])
         work.phase = "completed"
         work.progress["stores"] = {
             name: {"state": "rectified", "rows": n} for name, n in changed.items() if n
@@ -411,7 +451,11 @@ class PrivacyWorker:
             owner=self.owner,
             progress=work.progress,
             verification=None,
-            detail={"changed": changed, "fields": len(fields)},
+            detail={
+                "changed": changed,
+                "fields": len(fields),
+                "recipients": work.progress.get("recipients", {}),
+            },
         )
         metrics.COMPLETED.labels("rectify", "completed").inc()
 
