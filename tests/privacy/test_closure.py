@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tapwire_privacy.closure import ClosureTooLarge, identity_closure, identity_closures
+from tapwire_privacy.closure import (
+    ClosureTooLarge,
+    LinkedIdentifierSource,
+    identity_closure,
+    identity_closures,
+)
 
 
 class Links:
@@ -49,3 +54,18 @@ async def test_a_runaway_merge_is_refused() -> None:
     source = Links({"i:ann", *(f"o:dev-{i}" for i in range(20))})
     with pytest.raises(ClosureTooLarge):
         await identity_closure([source], "A", ["i:ann"], max_keys=10)
+
+
+async def test_a_per_identifier_lookup_plugs_in_sync_or_async() -> None:
+    graph = {"i:ann": {"a:anon-1"}, "a:anon-1": {"i:ann", "o:dev-9"}}
+
+    def linked(account_id: str, key: str) -> set[str]:
+        return graph.get(key, set()) if account_id == "A" else set()
+
+    async def linked_async(account_id: str, key: str) -> set[str]:
+        return linked(account_id, key)
+
+    for lookup in (linked, linked_async):
+        source = LinkedIdentifierSource("identity_graph", lookup)
+        assert await identity_closure([source], "A", ["i:ann"]) == {"i:ann", "a:anon-1", "o:dev-9"}
+        assert await identity_closure([source], "B", ["i:ann"]) == {"i:ann"}

@@ -16,9 +16,10 @@ the group ``{key} | linked_identifiers(account_id, key)``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from tapwire_core.control.privacy.subject_keys import is_subject_key
@@ -35,6 +36,26 @@ class ClosureSource(Protocol):
         """Every set of keys this store ties together that contains any of ``keys``. May raise the store's
         unavailability error; the caller retries the whole closure."""
         ...
+
+
+LinkedIdentifiers = Callable[[str, str], "Iterable[str] | Awaitable[Iterable[str]]"]
+
+
+class LinkedIdentifierSource:
+    """A closure source over a per-identifier lookup such as the identity graph's
+    ``linked_identifiers(account_id, identifier)`` (plain or async), which returns subject keys."""
+
+    def __init__(self, name: str, linked: LinkedIdentifiers) -> None:
+        self.name = name
+        self._linked = linked
+
+    async def groups(self, account_id: str, keys: frozenset[str]) -> list[frozenset[str]]:
+        found = []
+        for key in sorted(keys):
+            result = self._linked(account_id, key)
+            linked = await result if inspect.isawaitable(result) else result
+            found.append(frozenset({key, *linked}))
+        return found
 
 
 class ClosureTooLarge(RuntimeError):
