@@ -408,14 +408,6 @@ class PrivacyRepository:
                 session, account_id=account_id, keys=keys, request_id=request_id, at=self._clock()
             )
 
-    async def release(self, request_id: str, *, owner: str) -> None:
-        async with self._tx() as session:
-            await session.execute(
-                update(PrivacyRequestRow)
-                .where(PrivacyRequestRow.id == request_id, PrivacyRequestRow.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
-
     async def complete(
         self,
         request_id: str,
