@@ -9,6 +9,7 @@ import asyncio
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -158,6 +159,25 @@ def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
     return result, visible_s
 
 
+def bench_privacy() -> dict[str, Any]:
+    """``tests.bench.privacy`` in a subprocess; its last output line is its figures."""
+    args = [
+        "--events",
+        os.environ.get("BENCH_PRIVACY_EVENTS", "1000000"),
+        "--users",
+        "100000",
+        "--subject-events",
+        "10000",
+        "--batch",
+        "1000",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.privacy", *args], check=True, capture_output=True, text=True
+    )
+    figures: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tapwire-bench-"))
     figures: dict[str, Any] = {}
@@ -187,6 +207,10 @@ def main() -> None:
         embedded, visible_s = bench_embedded(work, bodies[: min(len(bodies), 6000)])
         log(f"  {embedded.records_per_s:.0f} events/s; all visible {visible_s:.2f}s after the last 200")
 
+        log("privacy worker (own process: chDB allows one data directory per process)")
+        privacy = bench_privacy()
+        log(f"  {privacy}")
+
         figures = {
             "gateway_events_per_s": round(gateway.records_per_s),
             "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
@@ -202,6 +226,7 @@ def main() -> None:
             "record_bytes": record_size,
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
+            **privacy,
         }
         write_report(figures)
     finally:
@@ -215,6 +240,7 @@ TARGETS = {
     "gateway_vs_kafka_ratio": 0.25,
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
+    "erasure_batch_subjects_per_s": 20,
 }
 
 
