@@ -164,13 +164,27 @@ def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
 
 def bench_messaging() -> dict[str, Any]:
     """In its own process: chDB allows one data directory per process and the loader bench holds one here."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.messaging"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1800,
-    )
+    return _figures_of([sys.executable, "-m", "tests.bench.messaging"])
+
+
+def bench_privacy() -> dict[str, Any]:
+    """``tests.bench.privacy`` in its own process, for the same reason."""
+    args = [
+        "--events",
+        os.environ.get("BENCH_PRIVACY_EVENTS", "1000000"),
+        "--users",
+        "100000",
+        "--subject-events",
+        "10000",
+        "--batch",
+        "1000",
+    ]
+    return _figures_of([sys.executable, "-m", "tests.bench.privacy", *args])
+
+
+def _figures_of(command: list[str]) -> dict[str, Any]:
+    """Run a benchmark module; its last output line is its figures as JSON."""
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
     figures: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
@@ -222,6 +236,10 @@ def main() -> None:
         messaging = bench_messaging()
         log(f"  {messaging}")
 
+        log("privacy worker (own process: chDB allows one data directory per process)")
+        privacy = bench_privacy()
+        log(f"  {privacy}")
+
         figures = {
             "gateway_events_per_s": round(gateway.records_per_s),
             "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
@@ -239,6 +257,7 @@ def main() -> None:
             "record_bytes": record_size,
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
+            **privacy,
         }
         log("queries: compiled CQL against hand-written SQL (own process)")
         figures.update(run_query_benchmark())
@@ -255,6 +274,7 @@ TARGETS = {
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
     "messaging_msgs_per_s": 2_000,
+    "erasure_batch_subjects_per_s": 20,
 }
 
 

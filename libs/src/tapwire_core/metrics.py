@@ -71,6 +71,12 @@ SEGMENT_RETRIES = Counter(
     "Segment-spec requests the SDK marked as retries (X-Retry-Count header).",
     registry=REGISTRY,
 )
+SUPPRESSED_RECORDS = Counter(
+    "tapwire_suppressed_records_total",
+    "Records dropped because their subject (or account) was erased, by where they were dropped.",
+    ["stage"],
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -72,5 +72,38 @@ class Settings(BaseSettings):
     query_cursor_ttl_s: int = 3600
     query_sync_wait_s: float = 10.0
 
+    # Privacy worker.
+    privacy_poll_s: float = Field(default=1.0, description="how often the privacy worker looks for due work")
+    privacy_batch_size: int = Field(
+        default=500, description="erasure requests served by one warehouse mutation"
+    )
+    privacy_sweep_delay_s: float = Field(
+        default=15.0,
+        description="wait between erasure and the second sweep (longer than the suppression reload)",
+    )
+    privacy_suppression_refresh_s: float = Field(
+        default=5.0, description="how often the gateway and loader reload the suppression list"
+    )
+    privacy_suppression_days: int = Field(
+        default=30,
+        description="how long an erased subject stays suppressed; at least the raw topic's retention",
+    )
+    privacy_export_retention_days: float = Field(
+        default=7.0, description="export archives are erased after this"
+    )
+    privacy_export_dir: Path | None = Field(
+        default=None, description="default: $TAPWIRE_DATA_DIR/privacy-exports"
+    )
+    privacy_record_retention_days: int = Field(
+        default=730, description="request records and audit trail: 24 months"
+    )
+    privacy_intake_per_minute: int = Field(
+        default=10,
+        description="direct end-user requests accepted per minute per account and per client address",
+    )
+
+    def resolved_export_dir(self) -> Path:
+        return self.privacy_export_dir or self.data_dir / "privacy-exports"
+
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -11,6 +11,7 @@ from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 
+from tapwire_core.control.privacy.suppression import SuppressionList
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
@@ -21,6 +22,8 @@ from tapwire_ingest.loader.pipeline import Loader
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_messaging.service import MessagingService
+from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
+from tapwire_privacy.runner import PrivacyRuntime
 from tapwire_query.routes import router as query_router
 from tapwire_services import runtime
 from tapwire_services.accounts import announce_accounts, directory_for
@@ -79,8 +82,11 @@ def build_app(
     loader: bool,
     embedded: bool,
     messaging: bool = False,
+    privacy_worker: bool = False,
+    suppress: bool = False,
 ) -> FastAPI:
-    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader when asked)."""
+    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader, the privacy worker and
+    the suppression list when asked)."""
     context = ServiceContext(
         settings=settings,
         authenticator=directory_for(components.store),
@@ -95,15 +101,35 @@ def build_app(
         if messaging
         else None
     )
+    suppressions: SuppressionList | None = None
+    privacy: PrivacyRuntime | None = None
 
     async def on_start() -> None:
-        nonlocal supervisor
+        nonlocal supervisor, suppressions, privacy
         await components.start()
         await announce_accounts(components.store, settings, embedded=embedded)
+        if suppress:
+            suppressions = SuppressionList(
+                components.store.engine, refresh_s=settings.privacy_suppression_refresh_s
+            )
+            await suppressions.start()
+            context.suppressions = suppressions
+        if privacy_worker:
+            assert components.warehouse is not None
+            privacy = PrivacyRuntime.build(
+                settings=settings, store=components.store, warehouse=components.warehouse
+            )
+            app.state.privacy = privacy.service
+            privacy.start()
         if loader:
             assert components.bus is not None and components.warehouse is not None
             supervisor = LoaderSupervisor(
-                Loader(bus=components.bus, warehouse=components.warehouse, settings=settings)
+                Loader(
+                    bus=components.bus,
+                    warehouse=components.warehouse,
+                    settings=settings,
+                    suppressions=suppressions,
+                )
             )
             supervisor.start()
         if messenger is not None:
@@ -114,6 +140,10 @@ def build_app(
             await messenger.stop()
         if supervisor is not None:
             await supervisor.stop()
+        if privacy is not None:
+            await privacy.stop()
+        if suppressions is not None:
+            await suppressions.close()
         await components.close()
 
     app = create_app(context, routers, on_start=on_start, on_stop=on_stop)
@@ -132,10 +162,13 @@ def embedded_app(settings: Settings) -> FastAPI:
             query_router,
             messaging_router,
             messaging_links_router,
+            *PRIVACY_ROUTERS,
         ],
         loader=True,
         embedded=True,
         messaging=True,
+        privacy_worker=True,
+        suppress=True,
     )
 
 
@@ -146,13 +179,19 @@ class _ServiceSpec:
     routers: tuple[APIRouter, ...]
     loader: bool
     messaging: bool = False
+    privacy_worker: bool = False
+    suppress: bool = False
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
     "gateway": _ServiceSpec(
-        bus=True, warehouse=False, routers=(upload_router, segment_router, identity_router), loader=False
+        bus=True,
+        warehouse=False,
+        routers=(upload_router, segment_router, identity_router),
+        loader=False,
+        suppress=True,
     ),
-    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True),
+    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True, suppress=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
     "messaging": _ServiceSpec(
         bus=True,
@@ -160,6 +199,9 @@ _SERVICE_SPECS: dict[str, _ServiceSpec] = {
         routers=(messaging_router, messaging_links_router),
         loader=False,
         messaging=True,
+    ),
+    "privacy-worker": _ServiceSpec(
+        bus=False, warehouse=True, routers=PRIVACY_ROUTERS, loader=False, privacy_worker=True
     ),
 }
 
@@ -180,4 +222,6 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         loader=spec.loader,
         embedded=False,
         messaging=spec.messaging,
+        privacy_worker=spec.privacy_worker,
+        suppress=spec.suppress,
     )

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable
+from tapwire_core.control.privacy.suppression import without_suppressed
 from tapwire_core.envelope import Envelope
 from tapwire_core.envelope_packs import pack
 from tapwire_core.http.auth import Context, PasscodeAccount
@@ -73,7 +74,14 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
 
 
 async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:
-    """Hand the records to the bus and return only once they are durable; 503 when that cannot be had."""
+    """Hand the records to the bus and return only once they are durable; 503 when that cannot be had.
+
+    Records of erased subjects (the suppression list) are acknowledged like any other but never published.
+    """
+    if context.suppressions is not None:
+        envelopes = without_suppressed(envelopes, context.suppressions, stage="gateway")
+        if not envelopes:
+            return
     topic = context.settings.events_topic
     started = time.perf_counter()
     try:

@@ -17,6 +17,7 @@ import msgspec
 
 from tapwire_core import metrics
 from tapwire_core.bus import Bus, BusConsumer, Delivered, TopicPartition
+from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.envelope import StoredEnvelope, decode_stored
 from tapwire_core.envelope_packs import decode_pack, is_pack, split_pack
 from tapwire_core.settings import Settings
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 5.0
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+_SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 
 
 @dataclass
@@ -52,9 +54,16 @@ class Loader:
     """One loader instance: a consumer-group member that owns some partitions of the events topic."""
 
     def __init__(
-        self, *, bus: Bus, warehouse: Warehouse, settings: Settings, group: str | None = None
+        self,
+        *,
+        bus: Bus,
+        warehouse: Warehouse,
+        settings: Settings,
+        group: str | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
         self._bus = bus
+        self._suppressions = suppressions
         self._warehouse = warehouse
         self._settings = settings
         self._group = group or settings.loader_group
@@ -148,6 +157,10 @@ class Loader:
         except _DECODE_ERRORS:
             self._admit(batch, record, self._take_apart(record))
             return
+        check = self._suppressions
+        if check is not None and any(check.suppressed(e.account_id, e.ids) for e in envelopes):
+            self._admit(batch, record, list(enumerate(envelopes)))
+            return
         # The common case, kept tight: every envelope of the pack is stored unless the rows refuse one.
         rows = batch.rows
         for envelope in envelopes:
@@ -181,9 +194,16 @@ class Loader:
         return decoded
 
     def _admit(self, batch: _Batch, record: Delivered, envelopes: list[tuple[int, StoredEnvelope]]) -> None:
-        """Add envelopes one by one, dead-lettering each the warehouse cannot take."""
+        """Add envelopes one by one, dropping suppressed ones and dead-lettering each the warehouse cannot
+        take."""
         admitted: list[tuple[int, StoredEnvelope]] = []
+        check = self._suppressions
         for index, envelope in envelopes:
+            if check is not None and check.suppressed(envelope.account_id, envelope.ids):
+                # An erased subject's record still on the bus: committed with the batch, never written.
+                _SUPPRESSED.inc()
+                self._dead_letters.valid()
+                continue
             try:
                 batch.rows.add(envelope)
             except UnstorableEnvelope as exc:

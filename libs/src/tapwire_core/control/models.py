@@ -2,7 +2,16 @@
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
+from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.privacy.models import (
+    PrivacyAuditRow,
+    PrivacyKeyRow,
+    PrivacyNoticeRow,
+    PrivacyRequestRow,
+    PrivacyRequestSubjectRow,
+    SuppressionRow,
+)
 from tapwire_core.control.segment_models import SegmentRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
@@ -15,6 +24,13 @@ __all__ = [
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",
+    "MarketingObjectionRow",
     "OutboxRow",
+    "PrivacyAuditRow",
+    "PrivacyKeyRow",
+    "PrivacyNoticeRow",
+    "PrivacyRequestRow",
+    "PrivacyRequestSubjectRow",
     "SegmentRow",
+    "SuppressionRow",
 ]

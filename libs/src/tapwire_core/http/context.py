@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tapwire_core.bus import Bus
+from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.concurrency import ConcurrencyLimiter
 from tapwire_core.settings import Settings
@@ -48,6 +49,8 @@ class ServiceContext:
     warehouse_: Warehouse | None = None
     store_: ControlStore | None = None
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+    suppressions: SuppressionCheck | None = None
+    """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
 
     @property
     def bus(self) -> Bus:

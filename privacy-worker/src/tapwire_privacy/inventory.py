@@ -1,0 +1,177 @@
+"""The data inventory: per store and table, which columns hold which categories of personal data, and for how
+long. Tables and columns come from the schemas (``schemas``), so the inventory cannot drift from what exists;
+only the *classification* is declared here, and a column without one shows as ``unclassified`` (which the
+inventory test refuses).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from tapwire_core.settings import Settings
+from tapwire_privacy.registry import CONTROL_COVERAGE, WAREHOUSE_COVERAGE, Exempt
+from tapwire_privacy.schemas import control_tables, warehouse_tables
+
+IDENTIFIER: Final = "identifier"
+CONTACT: Final = "contact"
+ONLINE_ID: Final = "online identifier"
+BEHAVIOUR: Final = "behaviour"
+PROFILE: Final = "profile attributes"
+DEVICE: Final = "device and technical"
+PSEUDONYM: Final = "pseudonymised identifier (salted hash)"
+NONE: Final = "none"
+UNCLASSIFIED: Final = "unclassified"
+
+_SUBJECT_COLUMNS: Final = {
+    "user_key": IDENTIFIER,
+    "identity": IDENTIFIER,
+    "object_id": ONLINE_ID,
+    "email": CONTACT,
+    "phone": CONTACT,
+    "anonymous_id": ONLINE_ID,
+}
+
+WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "events": {
+        **_SUBJECT_COLUMNS,
+        "account_id": NONE,
+        "event_id": NONE,
+        "name": BEHAVIOUR,
+        "ts": BEHAVIOUR,
+        "received_at": BEHAVIOUR,
+        "source": NONE,
+        "properties": f"{BEHAVIOUR} (free-form: may hold any category the customer sends)",
+        "context": DEVICE,
+    },
+    "profiles": {**_SUBJECT_COLUMNS, "account_id": NONE, "first_seen": BEHAVIOUR, "last_seen": BEHAVIOUR},
+    "profile_props": {
+        "account_id": NONE,
+        "user_key": IDENTIFIER,
+        "key": NONE,
+        "value": f"{PROFILE} (free-form: may hold any category the customer sends)",
+        "ts": BEHAVIOUR,
+        "deleted": NONE,
+    },
+    "profile_ops": {
+        "account_id": NONE,
+        "user_key": IDENTIFIER,
+        "key": NONE,
+        "op": NONE,
+        "operand": PROFILE,
+        "ts": BEHAVIOUR,
+        "event_id": NONE,
+    },
+    "user_aliases": {
+        "account_id": NONE,
+        "alias_key": IDENTIFIER,
+        "canonical_key": IDENTIFIER,
+        "merged_at": BEHAVIOUR,
+        "version": NONE,
+        "active": NONE,
+    },
+}
+
+CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "privacy_request_subjects": {
+        "request_id": NONE,
+        "identifiers": IDENTIFIER,
+        "closure": IDENTIFIER,
+        "payload": PROFILE,
+    },
+    "privacy_suppressions": {
+        "account_id": NONE,
+        "key_hash": PSEUDONYM,
+        "request_id": NONE,
+        "created_at": NONE,
+        "expires_at": NONE,
+    },
+    "marketing_objections": {
+        "account_id": NONE,
+        "key_hash": PSEUDONYM,
+        "request_id": NONE,
+        "created_at": NONE,
+    },
+    "privacy_requests": {
+        "subject_hash": PSEUDONYM,
+        "progress": f"{PSEUDONYM}: an export's subject keys, until its archive is erased",
+        "extension_reason": "free text from the customer (should name no person)",
+    },
+    "privacy_notices": {
+        "payload": "free text from the customer in extension reasons (should name no person)"
+    },
+}
+
+
+def _retention(settings: Settings) -> dict[str, str]:
+    records = f"{settings.privacy_record_retention_days} days (24 months), then purged by the privacy worker"
+    return {
+        "warehouse": "until erased by a privacy request or the account's erasure; no time-based expiry",
+        "privacy_requests": records,
+        "privacy_audit": records,
+        "privacy_notices": records,
+        "privacy_request_subjects": "while the request is open; deleted when it completes",
+        "privacy_suppressions": f"{settings.privacy_suppression_days} days after the erasure",
+        "marketing_objections": "until the customer lifts the objection",
+        "accounts": "while the account exists",
+        "credentials": "while the account exists",
+        "privacy_keys": "for the deployment's lifetime",
+        "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
+    }
+
+
+def build_inventory(settings: Settings) -> dict[str, Any]:
+    """The inventory as the API returns it."""
+    retention = _retention(settings)
+    stores: list[dict[str, Any]] = []
+    for table, columns in warehouse_tables().items():
+        categories = WAREHOUSE_CATEGORIES.get(table, {})
+        coverage = WAREHOUSE_COVERAGE.get(table)
+        stores.append(
+            {
+                "store": "warehouse",
+                "table": table,
+                "handler": coverage if isinstance(coverage, str) else None,
+                "retention": retention["warehouse"],
+                "columns": [
+                    {"name": name, "type": kind, "category": categories.get(name, UNCLASSIFIED)}
+                    for name, kind in columns
+                ],
+            }
+        )
+    for table, columns in control_tables().items():
+        coverage = CONTROL_COVERAGE.get(table)
+        categories = CONTROL_CATEGORIES.get(table, {})
+        default = NONE if isinstance(coverage, Exempt) else UNCLASSIFIED
+        stores.append(
+            {
+                "store": "control",
+                "table": table,
+                "handler": coverage if isinstance(coverage, str) else None,
+                "exempt_because": coverage.reason if isinstance(coverage, Exempt) else None,
+                "retention": retention.get(table, UNCLASSIFIED),
+                "columns": [
+                    {"name": name, "type": kind, "category": categories.get(name, default)}
+                    for name, kind in columns
+                ],
+            }
+        )
+    stores.append(
+        {
+            "store": "files",
+            "table": "export_archives",
+            "handler": "files.export_archives",
+            "retention": retention["export_archives"],
+            "columns": [{"name": "archive", "type": "zip of JSON", "category": "every category held"}],
+        }
+    )
+    stores.append(
+        {
+            "store": "bus",
+            "table": settings.events_topic,
+            "handler": "bus.suppression_list",
+            "retention": "the raw topic's retention (broker setting retention.ms): the longest time a copy of an "
+            "erased subject's record can survive; records read after the erasure are dropped by the loader",
+            "columns": [{"name": "value", "type": "envelope JSON", "category": "every category ingested"}],
+        }
+    )
+    return {"status": "success", "stores": stores}

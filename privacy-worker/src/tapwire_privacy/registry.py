@@ -1,0 +1,141 @@
+"""Which handler covers which table, and the handlers and closure sources one worker runs with.
+
+Every table in the schemas (``schemas.warehouse_tables`` / ``schemas.control_tables``) must appear here, either
+covered by a handler or exempt with the reason it holds no end-user data. ``coverage_gaps`` lists the tables
+that are neither; the registry test fails on any, so a new table cannot ship without a privacy decision.
+
+Stores built elsewhere (messaging outbox and deliveries, the identity graph) plug in through ``extra_handlers``
+and ``extra_sources``, and name the tables they cover in ``extra_coverage``; services that send data out register
+``recipients``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tapwire_core.warehouse import Warehouse
+from tapwire_privacy.closure import ClosureSource
+from tapwire_privacy.recipients import Recipient
+from tapwire_privacy.schemas import control_tables, warehouse_tables
+from tapwire_privacy.stores.base import StoreHandler
+from tapwire_privacy.stores.control import MarketingObjectionsHandler, SuppressionsHandler
+from tapwire_privacy.stores.files import ExportArchivesHandler
+from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
+from tapwire_privacy.stores.warehouse_links import AliasLinks, IdentifierColumnLinks, ProfilePropertyLinks
+
+
+@dataclass(frozen=True)
+class Exempt:
+    """A table with no end-user personal data, and why."""
+
+    reason: str
+
+
+Coverage = str | Exempt
+"""A handler name, or an exemption."""
+
+WAREHOUSE_COVERAGE: Final[dict[str, Coverage]] = {table: f"warehouse.{table}" for table in WAREHOUSE_SPECS}
+
+CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
+    "accounts": Exempt("the customer's own account record; no end-user data"),
+    "credentials": Exempt("hashed API secrets of the customer; no end-user data"),
+    "privacy_requests": Exempt(
+        "request records: type, dates, outcome, a salted hash of the subject; kept 24 months as proof"
+    ),
+    "privacy_audit": Exempt("actions, store names and counts; no personal data; kept 24 months"),
+    "privacy_notices": Exempt("notices to the customer: request ids, dates, extension reasons"),
+    "privacy_keys": Exempt("deployment secrets (hash salt, link-signing key)"),
+    "privacy_request_subjects": Exempt(
+        "the open request's working set (the identifiers being acted on); deleted in the completion transaction"
+    ),
+    "privacy_suppressions": "control.privacy_suppressions",
+    "marketing_objections": "control.marketing_objections",
+}
+
+FILE_STORES: Final[dict[str, Coverage]] = {"export_archives": "files.export_archives"}
+
+
+def coverage_gaps(
+    handlers: Sequence[StoreHandler], extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None
+) -> list[str]:
+    """``store:table`` for every table without a handler or an exemption, and for coverage naming a handler
+    that is not among ``handlers``. Empty when every table has a privacy decision."""
+    names = {handler.name for handler in handlers}
+    declared = {
+        "warehouse": dict(WAREHOUSE_COVERAGE),
+        "control": dict(CONTROL_COVERAGE),
+        "files": dict(FILE_STORES),
+    }
+    for store, tables in (extra_coverage or {}).items():
+        declared.setdefault(store, {}).update(tables)
+    existing: dict[str, set[str]] = {
+        "warehouse": set(warehouse_tables()),
+        "control": set(control_tables()),
+        "files": set(FILE_STORES),
+    }
+    gaps = []
+    for store, present in existing.items():
+        for table in sorted(present):
+            coverage = declared[store].get(table)
+            if coverage is None:
+                gaps.append(f"{store}:{table} has no privacy handler and no exemption")
+            elif isinstance(coverage, str) and coverage not in names:
+                gaps.append(f"{store}:{table} names handler {coverage!r}, which is not registered")
+    return gaps
+
+
+@dataclass
+class Registry:
+    """The handlers (in erasure order) and closure sources a worker uses."""
+
+    handlers: list[StoreHandler]
+    sources: list[ClosureSource]
+    recipients: list[Recipient] = field(default_factory=list)
+    extra_coverage: dict[str, dict[str, Coverage]] = field(default_factory=dict)
+
+    def handler(self, name: str) -> StoreHandler:
+        for handler in self.handlers:
+            if handler.name == name:
+                return handler
+        raise KeyError(name)
+
+
+def default_registry(
+    *,
+    warehouse: Warehouse,
+    engine: AsyncEngine,
+    export_dir: Path,
+    cluster: str | None = None,
+    extra_handlers: Sequence[StoreHandler] = (),
+    extra_sources: Sequence[ClosureSource] = (),
+    recipients: Sequence[Recipient] = (),
+    extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
+) -> Registry:
+    """Every built-in handler and closure source, plus the ones other services contribute."""
+    handlers: list[StoreHandler] = [
+        WarehouseTableHandler(spec, warehouse, cluster=cluster) for spec in WAREHOUSE_SPECS.values()
+    ]
+    handlers += [
+        MarketingObjectionsHandler(engine),
+        SuppressionsHandler(engine),
+        ExportArchivesHandler(engine, export_dir),
+        *extra_handlers,
+    ]
+    sources: list[ClosureSource] = [
+        IdentifierColumnLinks(warehouse, "events"),
+        IdentifierColumnLinks(warehouse, "profiles"),
+        ProfilePropertyLinks(warehouse),
+        AliasLinks(warehouse),
+        *extra_sources,
+    ]
+    return Registry(
+        handlers=handlers,
+        sources=sources,
+        recipients=list(recipients),
+        extra_coverage={store: dict(tables) for store, tables in (extra_coverage or {}).items()},
+    )

@@ -1,0 +1,207 @@
+"""The native privacy request API (passcode auth), the signed export download and the data inventory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.responses import FileResponse, Response
+
+from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.errors import ApiError, json_response
+from tapwire_privacy.deadlines import ExtensionRefused
+from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
+from tapwire_privacy.inventory import build_inventory
+from tapwire_privacy.records import REQUEST_STATUSES, RequestView, iso
+from tapwire_privacy.repository import RequestConflict, RequestNotFound
+from tapwire_privacy.routes.dependencies import Privacy
+from tapwire_privacy.service import PrivacyService
+from tapwire_privacy.stores.files import archive_path
+from tapwire_privacy.subjects import RectifyFields, SubjectIn
+
+router = APIRouter()
+
+LINK_LIFETIME = dt.timedelta(hours=24)
+
+
+class RequestIn(BaseModel):
+    """``POST /privacy/v1/requests``. ``scope: tenant`` acts on the whole account (erasure or export only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["erasure", "export", "rectify", "objection"]
+    scope: Literal["subject", "tenant"] = "subject"
+    subject: SubjectIn | None = None
+    fields: dict[str, str | int | float | bool | list[str]] | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RequestIn:
+        if self.scope == "tenant":
+            if self.type not in ("erasure", "export"):
+                raise ValueError("a tenant-level request is an erasure or an export")
+            if self.subject is not None:
+                raise ValueError("a tenant-level request names no subject")
+        elif self.subject is None:
+            raise ValueError("name the subject")
+        if self.type == "rectify":
+            RectifyFields(fields=self.fields or {})
+        elif self.fields is not None:
+            raise ValueError("fields belong to a rectify request only")
+        return self
+
+
+class ExtendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    months: int = Field(ge=1, le=2)
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+async def _body(service: PrivacyService, view: RequestView, *, detail: bool = False) -> dict[str, Any]:
+    now = service.clock()
+    url = None
+    if (
+        view.type == "export"
+        and view.status == "completed"
+        and view.export_erased_at is None
+        and view.export_expires_at is not None
+        and view.export_expires_at > now
+    ):
+        expires = min(view.export_expires_at, now + LINK_LIFETIME)
+        url = signed_export_url(
+            service.settings.resolved_public_url(), await service.repository.link_key(), view.id, expires
+        )
+    body = view.to_json(now=now, export_url=url)
+    if detail:
+        body["audit"] = [
+            {**entry, "at": iso(entry["at"])} for entry in await service.repository.audit_trail(view.id)
+        ]
+        body["notices"] = await service.repository.notices_for(view.id)
+    return body
+
+
+@router.post("/privacy/v1/requests")
+async def create_request(
+    request_in: Annotated[RequestIn, Body()], account: PasscodeAccount, privacy: Privacy
+) -> Response:
+    keys = request_in.subject.keys() if request_in.subject is not None else []
+    view = await privacy.submit(
+        account=account,
+        type=request_in.type,
+        scope=request_in.scope,
+        channel="api",
+        keys=keys,
+        payload={"fields": request_in.fields} if request_in.fields else None,
+    )
+    return json_response(await _body(privacy, view), status=202)
+
+
+@router.get("/privacy/v1/requests")
+async def list_requests(
+    account: PasscodeAccount,
+    privacy: Privacy,
+    status: Annotated[str | None, Query()] = None,
+    overdue: Annotated[bool | None, Query()] = None,
+) -> Response:
+    if status is not None and status not in REQUEST_STATUSES:
+        raise ApiError(422, f"status must be one of {', '.join(REQUEST_STATUSES)}")
+    views = await privacy.repository.list_requests(account_id=account.id, status=status, overdue=overdue)
+    return json_response({"status": "success", "requests": [await _body(privacy, v) for v in views]})
+
+
+@router.get("/privacy/v1/requests/{request_id}")
+async def get_request(request_id: str, account: PasscodeAccount, privacy: Privacy) -> Response:
+    view = await _owned(privacy, request_id, account.id)
+    return json_response(await _body(privacy, view, detail=True))
+
+
+@router.post("/privacy/v1/requests/{request_id}/confirm")
+async def confirm_request(request_id: str, account: PasscodeAccount, privacy: Privacy) -> Response:
+    try:
+        view = await privacy.repository.confirm(account_id=account.id, request_id=request_id)
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None
+    except RequestConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    return json_response(await _body(privacy, view))
+
+
+class DenyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    basis: str = Field(min_length=3, max_length=500)
+
+
+@router.post("/privacy/v1/requests/{request_id}/deny")
+async def deny_request(
+    request_id: str, deny_in: Annotated[DenyIn, Body()], account: PasscodeAccount, privacy: Privacy
+) -> Response:
+    """The controller refuses a request it has not let start (e.g. identity not verified), with the basis."""
+    try:
+        view = await privacy.repository.deny(
+            account_id=account.id, request_id=request_id, basis=deny_in.basis
+        )
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None
+    except RequestConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    return json_response(await _body(privacy, view))
+
+
+@router.post("/privacy/v1/requests/{request_id}/extend")
+async def extend_request(
+    request_id: str, extend_in: Annotated[ExtendIn, Body()], account: PasscodeAccount, privacy: Privacy
+) -> Response:
+    try:
+        view = await privacy.repository.extend(
+            account_id=account.id, request_id=request_id, months=extend_in.months, reason=extend_in.reason
+        )
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None
+    except (ExtensionRefused, RequestConflict) as exc:
+        raise ApiError(422, str(exc)) from None
+    return json_response(await _body(privacy, view))
+
+
+@router.get("/privacy/v1/requests/{request_id}/export")
+async def download_export(
+    request_id: str,
+    privacy: Privacy,
+    expires: Annotated[str, Query(max_length=20)] = "",
+    signature: Annotated[str, Query(max_length=128)] = "",
+) -> Response:
+    """The archive, for whoever holds a valid, unexpired signed link (the link is the credential)."""
+    try:
+        check_link(
+            await privacy.repository.link_key(),
+            request_id,
+            expires=expires,
+            signature=signature,
+            now=privacy.clock(),
+        )
+    except LinkRefused as exc:
+        raise ApiError(exc.status, exc.reason) from None
+    try:
+        view = await privacy.repository.get(request_id)
+    except RequestNotFound:
+        raise ApiError(404, "Export not found") from None
+    path = archive_path(privacy.settings.resolved_export_dir(), request_id)
+    if view.type != "export" or view.status != "completed":
+        raise ApiError(404, "Export not found")
+    if view.export_erased_at is not None or not path.exists():
+        raise ApiError(410, "This export has been erased after its retention period")
+    return FileResponse(path, media_type="application/zip", filename=f"privacy-export-{request_id}.zip")
+
+
+@router.get("/privacy/v1/inventory")
+async def inventory(account: PasscodeAccount, privacy: Privacy) -> Response:
+    return json_response(build_inventory(privacy.settings))
+
+
+async def _owned(privacy: PrivacyService, request_id: str, account_id: str) -> RequestView:
+    try:
+        return await privacy.repository.get(request_id, account_id=account_id)
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None

@@ -1,0 +1,71 @@
+"""Putting the privacy service together for a process: repository, registry, worker task, HTTP service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from tapwire_core.control.store import ControlStore
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse
+from tapwire_privacy.deadlines import Clock, system_clock
+from tapwire_privacy.notices import WebhookNotifier
+from tapwire_privacy.rate_limit import SlidingWindowLimit
+from tapwire_privacy.registry import default_registry
+from tapwire_privacy.repository import PrivacyRepository
+from tapwire_privacy.service import PrivacyService
+from tapwire_privacy.worker import PrivacyWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrivacyRuntime:
+    """The HTTP-facing service and the background worker of one process."""
+
+    service: PrivacyService
+    worker: PrivacyWorker
+    notifier: WebhookNotifier
+    _task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(
+        cls, *, settings: Settings, store: ControlStore, warehouse: Warehouse, clock: Clock = system_clock
+    ) -> PrivacyRuntime:
+        repository = PrivacyRepository(
+            store.engine, clock=clock, record_retention_days=settings.privacy_record_retention_days
+        )
+        registry = default_registry(
+            warehouse=warehouse,
+            engine=store.engine,
+            export_dir=settings.resolved_export_dir(),
+            cluster=settings.clickhouse_cluster,
+        )
+        notifier = WebhookNotifier(store.get_account)
+        worker = PrivacyWorker(
+            repository=repository, registry=registry, settings=settings, clock=clock, notifier=notifier
+        )
+        service = PrivacyService(
+            repository=repository,
+            settings=settings,
+            clock=clock,
+            intake_limit=SlidingWindowLimit(limit=settings.privacy_intake_per_minute, clock=time.monotonic),
+        )
+        return cls(service=service, worker=worker, notifier=notifier)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.worker.run(), name="privacy-worker")
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        self.worker.stop()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except Exception:  # includes TimeoutError: a pass did not finish in time; its lease runs out
+                self._task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._task
+        await self.notifier.close()

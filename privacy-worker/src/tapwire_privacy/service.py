@@ -1,0 +1,61 @@
+"""What the privacy routes call: submitting requests with their deadlines, objections taking effect at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from tapwire_core.http.context import AccountView
+from tapwire_core.settings import Settings
+from tapwire_privacy import metrics
+from tapwire_privacy.deadlines import JURISDICTIONS, Clock, Jurisdiction
+from tapwire_privacy.rate_limit import SlidingWindowLimit
+from tapwire_privacy.records import Channel, RequestType, RequestView, Scope, Status
+from tapwire_privacy.repository import PrivacyRepository
+
+JURISDICTION_SETTING = "privacy_jurisdiction"
+
+
+def jurisdiction_of(account: AccountView) -> Jurisdiction:
+    """The account's regime (setting ``privacy_jurisdiction``); GDPR unless set to a known other."""
+    value = account.settings.get(JURISDICTION_SETTING, "gdpr")
+    return cast(Jurisdiction, value) if value in JURISDICTIONS else "gdpr"
+
+
+@dataclass
+class PrivacyService:
+    """The privacy domain's entry point for HTTP handlers (held on ``app.state.privacy``)."""
+
+    repository: PrivacyRepository
+    settings: Settings
+    clock: Clock
+    intake_limit: SlidingWindowLimit
+
+    async def submit(
+        self,
+        *,
+        account: AccountView,
+        type: RequestType,
+        scope: Scope,
+        channel: Channel,
+        keys: Sequence[str],
+        payload: dict[str, Any] | None = None,
+        status: Status = "pending",
+    ) -> RequestView:
+        """Record a request. An objection the customer submits is listed at once for the named identifiers
+        (so marketing stops before the worker has even looked), and extended to linked ones by the worker."""
+        view = await self.repository.create(
+            account_id=account.id,
+            type=type,
+            scope=scope,
+            channel=channel,
+            jurisdiction=jurisdiction_of(account),
+            keys=keys,
+            payload=payload,
+            status=status,
+        )
+        metrics.REQUESTS.labels(type, channel).inc()
+        if type == "objection" and status == "pending" and keys:
+            await self.repository.record_objection(account_id=account.id, request_id=view.id, keys=keys)
+        return view

@@ -1,0 +1,84 @@
+"""The one interface every store's privacy handler implements.
+
+A handler covers one table (or file store). The worker calls it with *scopes*: one per request, naming the
+account and the subject's closed set of keys, or the whole account for a tenant-level request. ``erase`` takes
+many scopes of one account at once so a store can serve them with one operation (one ClickHouse mutation);
+``verify`` and ``count`` answer per request. Every method is idempotent: a worker that crashed and resumes
+calls it again with the same scopes and the outcome is the same.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Erasure = Literal["erase", "retain"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one request covers in one account: ``keys`` (subject keys) or, when None, every row of the account."""
+
+    request_id: str
+    account_id: str
+    keys: frozenset[str] | None
+
+    @property
+    def tenant(self) -> bool:
+        return self.keys is None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a store's check found for one request, and what exactly was checked."""
+
+    residue: int
+    pending: bool
+    checked: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"residue": self.residue, "pending": self.pending, "checked": self.checked}
+
+    @property
+    def clean(self) -> bool:
+        return self.residue == 0 and not self.pending
+
+
+class StoreHandler(abc.ABC):
+    """Export, erase, rectify and verify for one store. Raise the store's own errors; the worker retries."""
+
+    name: str
+    """Stable name used in progress records and archives, e.g. ``warehouse.events``."""
+
+    erasure: Erasure = "erase"
+    """``retain`` for stores whose rows must outlive an erasure (an objection list); ``verify`` then reports
+    what is held and why in ``checked`` instead of demanding zero."""
+
+    @abc.abstractmethod
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        """Every row held about the scope, as JSON-ready dicts."""
+
+    @abc.abstractmethod
+    async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Rows held per request id."""
+
+    @abc.abstractmethod
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        """Start (or finish) removing every row of ``scopes`` (all of one account). May return before the rows
+        are physically gone; ``verify`` says when they are."""
+
+    @abc.abstractmethod
+    async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        """Per request id: rows still held, and whether removal is still in progress."""
+
+    async def settle(self) -> None:
+        """Wait (bounded) for removals this store runs in the background to finish; ``verify`` reports what is
+        still running afterwards. Default: the store removes synchronously."""
+        return None
+
+    async def rectify(self, scope: Scope, fields: Mapping[str, Any]) -> int:
+        """Apply corrected profile ``fields``; returns rows written or changed. Default: the store holds no
+        profile fields."""
+        return 0
