@@ -14,7 +14,7 @@ from tapwire_core import metrics
 from tapwire_core.bus import Record
 from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.control.privacy.suppression import SuppressionList
-from tapwire_core.envelope import Identities, decode, encode
+from tapwire_core.envelope import Identities, encode
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_ingest.http.upload import router as upload_router
@@ -86,7 +86,7 @@ async def test_the_gateway_drops_late_records_of_an_erased_subject(
             "/1/upload", headers=UPLOAD_HEADERS, content=orjson.dumps({"d": records})
         )
     assert response.status_code == 200 and response.json()["processed"] == 3
-    published = [decode(r.value).ids.identity for r in bus.published["tapwire.events"]]
+    published = [e.ids.identity for e in bus.envelopes("tapwire.events")]
     assert published == ["stays"]
     assert suppressed("gateway") - before == 2
 
