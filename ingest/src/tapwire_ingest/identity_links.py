@@ -130,7 +130,15 @@ class RequestLinks:
 async def link_request(
     request: Request, account_id: str, links: Sequence[Link], *, received_ms: int, retry_after_s: int
 ) -> RequestLinks:
-    """Apply a request's links (touching the graph only when there are any). Raises ApiError 503."""
+    """Apply a request's links (touching the graph only when there are any). Raises ApiError 503.
+
+    A link naming an erased (suppressed) subject is dropped: a late record must not bring the subject's
+    identifiers back into the graph.
+    """
+    context: ServiceContext = request.app.state.context
+    check = context.suppressions
+    if check is not None:
+        links = [link for link in links if not check.any_suppressed(account_id, link.keys)]
     if not links:
         return RequestLinks([])
     graph = identity_graph(request)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 class SuppressionCheck(Protocol):
     def suppressed(self, account_id: str, ids: Identities) -> bool:
         """True when records of this account naming these identifiers must be dropped. Never blocks."""
+        ...
+
+    def any_suppressed(self, account_id: str, keys: Iterable[str]) -> bool:
+        """True when any of these subject keys (``i:…``, ``e:…``) is suppressed in the account. Never blocks."""
         ...
 
 
@@ -73,12 +77,19 @@ class SuppressionList:
         return self._refresh_s
 
     def suppressed(self, account_id: str, ids: Identities) -> bool:
+        # The common case, an account with nothing suppressed, costs one lookup and no key building.
+        if not self._by_account.get(account_id):
+            return False
+        return self.any_suppressed(account_id, identities_keys(ids))
+
+    def any_suppressed(self, account_id: str, keys: Iterable[str]) -> bool:
         hashes = self._by_account.get(account_id)
         if not hashes or self._salt is None:
             return False
         if TENANT_WIDE in hashes:
             return True
-        return any(key_hash(self._salt, account_id, key) in hashes for key in identities_keys(ids))
+        salt = self._salt
+        return any(key_hash(salt, account_id, key) in hashes for key in keys)
 
     async def reload(self) -> None:
         """Read the unexpired list. Raises SQLAlchemyError when the store is unreachable (the old copy stays)."""
