@@ -7,6 +7,7 @@ import re
 import tomllib
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic_settings import BaseSettings
@@ -80,11 +81,20 @@ def service_routes() -> dict[str, list[str]]:
     from tapwire_services.assembly import _SERVICE_SPECS
 
     return {
-        service: [
-            route.path for router in spec.routers for route in router.routes if isinstance(route, APIRoute)
-        ]
+        service: [path for router in spec.routers for path in _paths(router)]
         for service, spec in _SERVICE_SPECS.items()
     }
+
+
+def _paths(router: Any, prefix: str = "") -> list[str]:
+    """Every path of ``router``, descending into included routers (which FastAPI keeps as wrappers)."""
+    found: list[str] = []
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            found.append(prefix + route.path)
+        elif hasattr(route, "original_router"):
+            found += _paths(route.original_router, prefix + route.include_context.prefix)
+    return found
 
 
 def makefile_uv_sync_flags() -> set[str]:
