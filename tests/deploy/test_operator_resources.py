@@ -173,7 +173,7 @@ def test_monitoring_selects_every_service_and_alerts_are_complete(overlay: str) 
         "tapwire_dead_letters_total",
         'status=~"5.."',
         "histogram_quantile(0.99",
-        "tapwire_privacy_requests_due_soon",
+        "tapwire_privacy_requests_near_due",
         "tapwire_privacy_requests_overdue",
         "tapwire_messaging_deliveries_total",
     ):
