@@ -10,6 +10,7 @@ import orjson
 from fastapi import Depends, Request
 
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.bounded_body import read_bounded
 from tapwire_core.http.errors import ApiError
 from tapwire_query.cursors import CursorCodec
 from tapwire_query.jobs import QueryJobs
@@ -52,14 +53,7 @@ MAX_QUERY_BYTES: Final = 1024 * 1024
 async def json_body(request: Request, *, empty: Any = None) -> Any:
     """The request body as JSON; ``empty`` when there is none (400 if that is None), 400 when malformed,
     413 past ``MAX_QUERY_BYTES``."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_QUERY_BYTES:
-            raise ApiError(413, f"A query body may hold at most {MAX_QUERY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_bounded(request, MAX_QUERY_BYTES, what="A query body")
     if not raw.strip():
         if empty is not None:
             return empty

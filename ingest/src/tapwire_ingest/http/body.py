@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from tapwire_core.http.bounded_body import read_bounded
 from tapwire_core.http.errors import ApiError
 
 
@@ -16,17 +17,7 @@ async def read_body(request: Request, *, max_bytes: int, max_inflated: int) -> b
 
     Reads incrementally so an oversized upload is refused without being buffered whole.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, f"Request body is larger than {max_bytes} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, f"Request body is larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_bounded(request, max_bytes)
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return body
