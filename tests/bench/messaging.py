@@ -35,6 +35,8 @@ from tests.messaging.rig import ACCOUNT, HEADERS, add_profiles, messaging_rig, s
 USERS = int(os.environ.get("BENCH_MESSAGING_USERS", "100000"))
 OPTED_OUT_EVERY = 100
 UNSUBSCRIBERS = 20
+# BENCH_MESSAGING_PIPELINING=0 runs the sink without PIPELINING (one round trip per SMTP command).
+SINK_FLAGS = [] if os.environ.get("BENCH_MESSAGING_PIPELINING", "1") == "1" else ["--no-pipelining"]
 
 
 def log(message: str) -> None:
@@ -46,7 +48,7 @@ class SinkProcess:
         self.port = free_port()
         self.out = work / "receipts.tsv"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.messaging.sink_process", str(self.port), str(self.out)],
+            [sys.executable, "-m", "tests.messaging.sink_process", str(self.port), str(self.out), *SINK_FLAGS],
             stdout=subprocess.PIPE,
         )
         assert self.proc.stdout is not None
