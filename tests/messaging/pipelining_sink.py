@@ -11,8 +11,8 @@ Each accepted message is passed to ``on_message(recipients, content)``; the cont
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 from collections.abc import Callable, Collection
+from typing import cast
 
 MAX_LINE = 4096
 
@@ -41,7 +41,7 @@ class PipeliningSmtpServer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
-        transport.write(f"220 {self.hostname} ESMTP sink\r\n".encode())
+        self.transport.write(f"220 {self.hostname} ESMTP sink\r\n".encode())
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

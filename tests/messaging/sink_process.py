@@ -33,7 +33,7 @@ class Receipts:
         self.rows.append((time.time(), ",".join(recipients), message_id))
 
 
-async def run(port: int, out: Path, *, pipelining: bool) -> None:
+async def run(port: int, *, pipelining: bool) -> Receipts:
     receipts = Receipts()
     server = await serve(receipts, port=port, pipelining=pipelining)
     stop = asyncio.Event()
@@ -41,12 +41,13 @@ async def run(port: int, out: Path, *, pipelining: bool) -> None:
     print("ready", flush=True)
     await stop.wait()
     server.close()
-    out.write_text("".join(f"{ts:.6f}\t{to}\t{mid}\n" for ts, to, mid in receipts.rows))
+    return receipts
 
 
 def main() -> None:
     port, out = int(sys.argv[1]), Path(sys.argv[2])
-    uvloop.run(run(port, out, pipelining="--no-pipelining" not in sys.argv[3:]))
+    receipts = uvloop.run(run(port, pipelining="--no-pipelining" not in sys.argv[3:]))
+    out.write_text("".join(f"{ts:.6f}\t{to}\t{mid}\n" for ts, to, mid in receipts.rows))
 
 
 if __name__ == "__main__":

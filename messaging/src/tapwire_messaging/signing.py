@@ -74,7 +74,7 @@ class LinkSigner:
             raise BadToken("malformed link") from exc
 
     def _mac(self, purpose: str, body: str) -> str:
-        return _b64(hmac.new(self._key, f"{purpose}:{body}".encode(), hashlib.sha256).digest()[:18])
+        return _b64(hmac.digest(self._key, f"{purpose}:{body}".encode(), "sha256")[:18])
 
 
 def load_or_create_secret(configured: str | None, data_dir: Path) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import binascii
 import email.utils
 import logging
+import time
 from dataclasses import dataclass
 from email.header import Header
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -81,6 +82,15 @@ class SmtpAdapter(ChannelAdapter):
         self._sessions: list[SmtpSession | None] = [None] * config.pool_size
         self._connecting = [asyncio.Lock() for _ in range(config.pool_size)]
         self._next = 0
+        self._date_second = 0
+        self._date_text = ""
+
+    def _date(self) -> str:
+        """The Date header, formatted once per second rather than once per message."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second, self._date_text = now, email.utils.formatdate(now, usegmt=True)
+        return self._date_text
 
     def message_id(self, message: OutboundMessage) -> str:
         return f"<{message.idempotency_key}@{self._sender_domain}>"
@@ -96,7 +106,7 @@ class SmtpAdapter(ChannelAdapter):
             ("From", self.sender),
             ("To", message.to),
             ("Subject", message.subject or ""),
-            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Date", self._date()),
             ("Message-ID", self.message_id(message)),
             ("MIME-Version", "1.0"),
             *message.headers.items(),

@@ -13,13 +13,11 @@ contain CR, LF or angle brackets (``ValueError``).
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import base64
-import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 # RFC 5321 allows 512-octet reply lines; multi-line EHLO replies are longer in total. Anything past this is not
 # an SMTP server talking.
@@ -43,15 +41,23 @@ class SmtpProtocolError(Exception):
 class _ReplyReader(asyncio.Protocol):
     """Splits the server's byte stream into replies and resolves one waiting future per reply, in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self.timeout_s = timeout_s
         self._buffer = bytearray()
         self._lines: list[bytes] = []
         self._waiters: deque[asyncio.Future[Reply]] = deque()
+        self._waiting_since = loop.time()
+        self._outgoing: list[bytes] = []
         self.failure: SmtpProtocolError | None = None
         # The greeting arrives unasked.
         self.greeting = self.expect()
+        self._watchdog = loop.call_later(self._check_every, self._check)
+
+    @property
+    def _check_every(self) -> float:
+        return max(0.05, self.timeout_s / 4)
 
     def expect(self) -> asyncio.Future[Reply]:
         waiter: asyncio.Future[Reply] = self.loop.create_future()
@@ -59,8 +65,33 @@ class _ReplyReader(asyncio.Protocol):
             waiter.set_exception(self.failure)
             waiter.exception()  # read here so an unawaited failure is not logged as unretrieved
         else:
+            if not self._waiters:
+                self._waiting_since = self.loop.time()
             self._waiters.append(waiter)
         return waiter
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data``; everything written during one pass of the event loop leaves in one send."""
+        if self.transport is None:
+            raise self.failure or SmtpProtocolError("not connected")
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self.transport is not None and outgoing:
+            self.transport.write(b"".join(outgoing))
+
+    def _check(self) -> None:
+        """Fail the session when the oldest awaited reply is late by more than the timeout (checked every
+        quarter timeout: one timer per session instead of one per command)."""
+        if self.failure is not None:
+            return
+        if self._waiters and self.loop.time() - self._waiting_since > self.timeout_s:
+            self.fail(SmtpProtocolError(f"no reply from the server within {self.timeout_s:g}s"))
+            return
+        self._watchdog = self.loop.call_later(self._check_every, self._check)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
@@ -87,6 +118,7 @@ class _ReplyReader(asyncio.Protocol):
                 return
             text = "\n".join(x[4:].decode("utf-8", "replace") for x in lines)
             waiter = self._waiters.popleft()
+            self._waiting_since = self.loop.time()
             if not waiter.done():
                 waiter.set_result(Reply(code, text))
         del buffer[:start]
@@ -101,6 +133,8 @@ class _ReplyReader(asyncio.Protocol):
         """Fail every waiting command and close: replies after a failure could be paired with the wrong one."""
         if self.failure is None:
             self.failure = error
+        self._watchdog.cancel()
+        self._outgoing.clear()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -118,9 +152,8 @@ class SmtpSession:
     pipelining the next one starts as soon as the previous one's content is written. Open with :meth:`open`.
     """
 
-    def __init__(self, reader: _ReplyReader, *, timeout_s: float) -> None:
+    def __init__(self, reader: _ReplyReader) -> None:
         self._reader = reader
-        self._timeout_s = timeout_s
         self._turn = asyncio.Lock()
         self.extensions: dict[str, str] = {}
         self.in_flight = 0
@@ -152,18 +185,27 @@ class SmtpSession:
         Raises OSError when the server cannot be reached and SmtpProtocolError when it refuses the session.
         """
         loop = asyncio.get_running_loop()
-        context = ssl_context or ssl.create_default_context()
+        context = None
+        if implicit_tls or starttls:
+            context = ssl_context or ssl.create_default_context()
         async with asyncio.timeout(timeout_s):
             _, reader = await loop.create_connection(
-                lambda: _ReplyReader(loop),
+                lambda: _ReplyReader(loop, timeout_s),
                 host,
                 port,
                 ssl=context if implicit_tls else None,
                 server_hostname=host if implicit_tls else None,
             )
-            session = cls(reader, timeout_s=timeout_s)
+            session = cls(reader)
             try:
-                await session._handshake(host, helo_name, starttls, context, username, password)
+                await session._handshake(
+                    host=host,
+                    helo_name=helo_name,
+                    starttls=starttls,
+                    context=context,
+                    username=username,
+                    password=password,
+                )
             except BaseException:
                 session.abort()
                 raise
@@ -171,10 +213,11 @@ class SmtpSession:
 
     async def _handshake(
         self,
+        *,
         host: str,
         helo_name: str,
         starttls: bool,
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         username: str | None,
         password: str | None,
     ) -> None:
@@ -185,12 +228,12 @@ class SmtpSession:
                 raise SmtpProtocolError("the server does not offer STARTTLS")
             self._check(await self._command(b"STARTTLS"), 220, "STARTTLS")
             transport = self._reader.transport
-            assert transport is not None
+            assert transport is not None and context is not None
             loop = asyncio.get_running_loop()
             tls = await loop.start_tls(transport, self._reader, context, server_hostname=host)
             if tls is None:
                 raise SmtpProtocolError("TLS handshake failed")
-            self._reader.transport = tls  # type: ignore[assignment]
+            self._reader.transport = tls
             await self._hello(helo_name)
         if username is not None:
             await self._login(username, password or "")
@@ -230,37 +273,26 @@ class SmtpSession:
         data = _dot_stuffed(content)
         self.in_flight += 1
         try:
-            # Waiting for this connection's turn is not timed: the holder's own timeout ends its turn.
             async with self._turn:
-                async with self._deadline():
-                    done = await self._transaction(envelope, data)
-                    if isinstance(done, Reply):
-                        return done
-                    if not self.pipelining:
-                        # Without pipelining the next command may only follow this reply.
-                        return await done
-            async with self._deadline():
-                return await done
+                done = await self._transaction(envelope, data)
+                if isinstance(done, Reply):
+                    return done
+                if not self.pipelining:
+                    # Without pipelining the next command may only follow this reply.
+                    return await done
+            return await done
         finally:
             self.in_flight -= 1
-
-    @contextlib.asynccontextmanager
-    async def _deadline(self) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                yield
-        except TimeoutError:
-            error = SmtpProtocolError("timed out waiting for the server")
-            self._reader.fail(error)
-            raise error from None
 
     async def _transaction(self, envelope: bytes, data: bytes) -> Reply | asyncio.Future[Reply]:
         """Run MAIL, RCPT, DATA and write the content; the content's pending reply, or the refusal."""
         reader = self._reader
         if self.pipelining:
             self._write(envelope)
-            waiters = [reader.expect(), reader.expect(), reader.expect()]
-            mail, rcpt, start = [await w for w in waiters]
+            waiters = (reader.expect(), reader.expect(), reader.expect())
+            # Replies come in order: once DATA's is in, so are the others.
+            await waiters[2]
+            mail, rcpt, start = (w.result() for w in waiters)
         else:
             lines = envelope.split(b"\r\n")
             mail = rcpt = start = Reply(503, "not sent")
@@ -286,10 +318,7 @@ class SmtpSession:
         return await self._reader.expect()
 
     def _write(self, data: bytes) -> None:
-        transport = self._reader.transport
-        if transport is None:
-            raise self._reader.failure or SmtpProtocolError("not connected")
-        transport.write(data)
+        self._reader.write(data)
 
     @staticmethod
     def _check(reply: Reply, code: int, what: str) -> None:
@@ -300,7 +329,7 @@ class SmtpSession:
         """Say goodbye and close; never raises."""
         if self.usable:
             try:
-                async with asyncio.timeout(min(5.0, self._timeout_s)):
+                async with asyncio.timeout(min(5.0, self._reader.timeout_s)):
                     async with self._turn:
                         await self._command(b"QUIT")
             except (SmtpProtocolError, TimeoutError, OSError):
