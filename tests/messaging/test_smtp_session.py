@@ -1,0 +1,141 @@
+"""The SMTP client against real local servers, with and without PIPELINING (RFC 2920).
+
+The pipelining sink (tests.messaging.pipelining_sink) offers PIPELINING like Postfix; aiosmtpd (the rig's other
+sink, tests.messaging.servers) does not, so the client must wait for each reply there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from tapwire_messaging.channels import OutboundMessage
+from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
+from tapwire_messaging.channels.smtp_session import SmtpSession
+from tests.integration.processes import free_port
+from tests.messaging.pipelining_sink import serve
+from tests.messaging.servers import SmtpSink
+
+pytestmark = pytest.mark.integration
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+    def __call__(self, recipients: list[str], content: bytes) -> None:
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((list(recipients), message))
+
+
+@asynccontextmanager
+async def pipelining_sink(
+    *, pipelining: bool = True, reject_rcpt: tuple[str, ...] = ()
+) -> AsyncIterator[tuple[str, Inbox]]:
+    inbox, port = Inbox(), free_port()
+    server = await serve(inbox, port=port, pipelining=pipelining, reject_rcpt=reject_rcpt)
+    try:
+        yield f"smtp://127.0.0.1:{port}", inbox
+    finally:
+        server.close()
+
+
+def messages(count: int) -> list[OutboundMessage]:
+    # A body line that starts with a dot must survive SMTP transparency (dot-stuffing) intact.
+    return [
+        OutboundMessage(f"key{i}", f"user{i}@example.com", f"Hello {i}\n.signature", subject=f"Hi {i}")
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_concurrent_sends_share_sessions_and_arrive_once_intact(pipelining: bool) -> None:
+    async with pipelining_sink(pipelining=pipelining) as (url, inbox):
+        adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=2), sender="news@shop.example")
+        outgoing = messages(40)
+        results = await asyncio.gather(*(adapter.send(m) for m in outgoing))
+        sessions = [s for s in adapter._sessions if s is not None]
+        await adapter.close()
+    assert [r.outcome for r in results] == ["sent"] * 40
+    assert len(sessions) == 2 and all(s.pipelining is pipelining for s in sessions)
+    assert sorted(to for to, _ in inbox.messages) == sorted([m.to] for m in outgoing)
+    for recipients, message in inbox.messages:
+        index = recipients[0].removeprefix("user").removesuffix("@example.com")
+        assert message["Message-ID"] == f"<key{index}@shop.example>"
+        assert message["Subject"] == f"Hi {index}"
+        assert message.get_content().splitlines() == [f"Hello {index}", ".signature"]
+
+
+async def test_pipelined_refusal_is_rejected_and_the_session_goes_on() -> None:
+    async with pipelining_sink(reject_rcpt=("gone@example.com",)) as (url, inbox):
+        adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=1), sender="news@shop.example")
+        bad, good = await asyncio.gather(
+            adapter.send(OutboundMessage("k1", "gone@example.com", "x", subject="s")),
+            adapter.send(OutboundMessage("k2", "ok@example.com", "x", subject="s")),
+        )
+        await adapter.close()
+    assert bad.outcome == "rejected" and bad.detail.startswith("550")
+    assert good.outcome == "sent"
+    assert [to for to, _ in inbox.messages] == [["ok@example.com"]]
+
+
+async def test_a_silent_server_times_out_as_a_retryable_failure() -> None:
+    async def greet_then_ignore(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 slow.test ESMTP\r\n")
+        while await reader.readline() not in (b"", b"DATA\r\n"):
+            line = b"250-slow.test\r\n250 PIPELINING\r\n"
+            writer.write(line)
+        await reader.read()
+
+    port = free_port()
+    server = await asyncio.start_server(greet_then_ignore, "127.0.0.1", port)
+    try:
+        config = SmtpConfig(host="127.0.0.1", port=port, pool_size=1, timeout_s=0.2)
+        adapter = SmtpAdapter(config, sender="news@shop.example")
+        result = await adapter.send(OutboundMessage("k", "x@example.com", "x"))
+        await adapter.close()
+    finally:
+        server.close()
+    assert result.outcome == "failed" and result.retryable
+    assert "no reply" in result.detail
+
+
+async def test_auth_plain_logs_in_and_a_wrong_password_is_refused() -> None:
+    def authenticate(
+        server: object, session: object, envelope: object, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"ann", b"s3cret")
+        return AuthResult(success=ok, handled=False)
+
+    sink = SmtpSink(port=free_port())
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=sink.port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        adapter = SmtpAdapter(
+            SmtpConfig.from_url(f"smtp://ann:s3cret@127.0.0.1:{sink.port}"), sender="news@shop.example"
+        )
+        sent = await adapter.send(OutboundMessage("k", "x@example.com", "hello"))
+        await adapter.close()
+        with pytest.raises(Exception, match="AUTH refused"):
+            await SmtpSession.open(
+                "127.0.0.1", sink.port, helo_name="shop.example", username="ann", password="wrong"
+            )
+    finally:
+        controller.stop()
+    assert sent.outcome == "sent"
+    assert len(sink.receipts) == 1
