@@ -36,6 +36,9 @@ USERS = int(os.environ.get("BENCH_MESSAGING_USERS", "100000"))
 OPTED_OUT_EVERY = 100
 UNSUBSCRIBERS = 20
 # BENCH_MESSAGING_PIPELINING=0 runs the sink without PIPELINING (one round trip per SMTP command).
+SENDERS = int(os.environ.get("BENCH_MESSAGING_SENDERS", "32"))
+SMTP_POOL = int(os.environ.get("BENCH_MESSAGING_SMTP_POOL", "8"))
+CLAIM_BATCH = int(os.environ.get("BENCH_MESSAGING_CLAIM_BATCH", "500"))
 SINK_FLAGS = [] if os.environ.get("BENCH_MESSAGING_PIPELINING", "1") == "1" else ["--no-pipelining"]
 
 
@@ -91,8 +94,11 @@ async def run(work: Path) -> dict[str, Any]:
     await migrate(warehouse, cluster=None)
     settings: Settings = settings_for(
         work,
-        f"smtp://127.0.0.1:{sink.port}",
-        messaging_senders=int(os.environ.get("BENCH_MESSAGING_SENDERS", "32")),
+        f"smtp://127.0.0.1:{sink.port}?pool={SMTP_POOL}",
+        messaging_senders=SENDERS,
+        messaging_claim_batch=CLAIM_BATCH,
+        # The service's default poll interval (the test rig polls faster to keep tests short).
+        messaging_poll_s=Settings.model_fields["messaging_poll_s"].default,
     )
     settings.log_level = "WARNING"
     profiles = [
