@@ -1,8 +1,8 @@
-"""A small asyncio SMTP sink that offers PIPELINING (RFC 2920), as Postfix and the large mailbox providers do.
+"""A small asyncio SMTP sink that offers PIPELINING (RFC 2920) and CHUNKING (RFC 3030), as Postfix does.
 
 It speaks enough SMTP for a sender: EHLO/HELO, MAIL, RCPT, DATA (content ends at ``<CRLF>.<CRLF>``, dot-stuffing
-undone), RSET, NOOP, QUIT; other commands get ``502``. Commands are answered in order; the replies to everything
-that arrived in one read go out in one write, which is what lets a pipelining client batch its round trips.
+undone), BDAT, RSET, NOOP, QUIT; other commands get ``502``. Either extension can be switched off. Commands are
+answered in order; the replies to everything that arrived in one read go out in one write, which is what lets a pipelining client batch its round trips.
 Recipients in ``reject_rcpt`` get ``550``, and DATA without an accepted recipient gets ``554``.
 
 Each accepted message is passed to ``on_message(recipients, content)``; the content is the message as sent.
@@ -25,11 +25,16 @@ class PipeliningSmtpServer(asyncio.Protocol):
         on_message: OnMessage,
         *,
         pipelining: bool = True,
+        chunking: bool = True,
         reject_rcpt: Collection[str] = (),
         hostname: str = "sink.test",
     ) -> None:
         self.on_message = on_message
         self.pipelining = pipelining
+        self.chunking = chunking
+        self.bdat_left: int | None = None
+        self.bdat_last = False
+        self.chunks: list[bytes] = []
         self.reject_rcpt = reject_rcpt
         self.hostname = hostname
         self.transport: asyncio.Transport | None = None
@@ -49,6 +54,15 @@ class PipeliningSmtpServer(asyncio.Protocol):
         start = 0
         buffer = self.buffer
         while True:
+            if self.bdat_left is not None:
+                take = min(self.bdat_left, len(buffer) - start)
+                self.chunks.append(bytes(buffer[start : start + take]))
+                start += take
+                self.bdat_left -= take
+                if self.bdat_left:
+                    break
+                replies.append(self.chunk_done())
+                continue
             if self.in_data:
                 if buffer.startswith(b".\r\n", start):
                     content, start = b"", start + 3
@@ -73,7 +87,8 @@ class PipeliningSmtpServer(asyncio.Protocol):
             line = bytes(buffer[start:end])
             start = end + 2
             reply = self.command(line)
-            replies.append(reply)
+            if reply:
+                replies.append(reply)
             if reply.startswith(b"221"):
                 break
         del buffer[:start]
@@ -82,10 +97,23 @@ class PipeliningSmtpServer(asyncio.Protocol):
             if replies[-1].startswith(b"221"):
                 self.transport.close()
 
+    def chunk_done(self) -> bytes:
+        self.bdat_left = None
+        if not self.recipients:
+            self.chunks = []
+            return b"554 5.5.1 no valid recipients"
+        if not self.bdat_last:
+            return b"250 2.0.0 chunk accepted"
+        content, self.chunks = b"".join(self.chunks), []
+        self.on_message(self.recipients, content)
+        self.sender, self.recipients = None, []
+        return b"250 2.0.0 queued"
+
     def command(self, line: bytes) -> bytes:
         verb = line[:4].upper()
         if verb == b"EHLO":
             offers = ["PIPELINING"] if self.pipelining else []
+            offers += ["CHUNKING"] if self.chunking else []
             return "\r\n".join(
                 f"250{'-' if i < len(offers) else ' '}{x}" for i, x in enumerate([self.hostname, *offers])
             ).encode()
@@ -109,8 +137,14 @@ class PipeliningSmtpServer(asyncio.Protocol):
                 return b"554 5.5.1 no valid recipients"
             self.in_data = True
             return b"354 end with <CRLF>.<CRLF>"
+        if verb == b"BDAT" and self.chunking:
+            size, _, last = line[5:].partition(b" ")
+            if not size.isdigit():
+                return b"501 5.5.4 BDAT needs a size"
+            self.bdat_left, self.bdat_last = int(size), last.strip().upper() == b"LAST"
+            return b""  # answered once the chunk is read
         if verb == b"RSET":
-            self.sender, self.recipients = None, []
+            self.sender, self.recipients, self.chunks = None, [], []
             return b"250 2.0.0 OK"
         if verb == b"NOOP":
             return b"250 2.0.0 OK"
@@ -127,12 +161,19 @@ def _path(line: bytes) -> str:
 
 
 async def serve(
-    on_message: OnMessage, *, port: int, pipelining: bool = True, reject_rcpt: Collection[str] = ()
+    on_message: OnMessage,
+    *,
+    port: int,
+    pipelining: bool = True,
+    chunking: bool = True,
+    reject_rcpt: Collection[str] = (),
 ) -> asyncio.Server:
     """Listen on 127.0.0.1:``port`` in the running loop."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: PipeliningSmtpServer(on_message, pipelining=pipelining, reject_rcpt=reject_rcpt),
+        lambda: PipeliningSmtpServer(
+            on_message, pipelining=pipelining, chunking=chunking, reject_rcpt=reject_rcpt
+        ),
         "127.0.0.1",
         port,
     )

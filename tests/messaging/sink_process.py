@@ -1,6 +1,6 @@
-"""An SMTP sink in its own process, for benchmarks: ``python -m tests.messaging.sink_process PORT OUT [--no-pipelining]``.
+"""An SMTP sink in its own process, for benchmarks: ``python -m tests.messaging.sink_process PORT OUT [--no-pipelining] [--no-chunking]``.
 
-Runs :mod:`tests.messaging.pipelining_sink` (which offers PIPELINING unless told not to) on uvloop, accepts every
+Runs :mod:`tests.messaging.pipelining_sink` (which offers PIPELINING and CHUNKING unless told not to) on uvloop, accepts every
 message and, on SIGTERM, writes one line per receipt to OUT: ``<epoch seconds>\\t<To>\\t<Message-ID>``. It reads
 only the header it needs, so that the sink costs the machine as little as a production MTA's queue would.
 """
@@ -33,9 +33,9 @@ class Receipts:
         self.rows.append((time.time(), ",".join(recipients), message_id))
 
 
-async def run(port: int, *, pipelining: bool) -> Receipts:
+async def run(port: int, *, pipelining: bool, chunking: bool) -> Receipts:
     receipts = Receipts()
-    server = await serve(receipts, port=port, pipelining=pipelining)
+    server = await serve(receipts, port=port, pipelining=pipelining, chunking=chunking)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
@@ -46,7 +46,10 @@ async def run(port: int, *, pipelining: bool) -> Receipts:
 
 def main() -> None:
     port, out = int(sys.argv[1]), Path(sys.argv[2])
-    receipts = uvloop.run(run(port, pipelining="--no-pipelining" not in sys.argv[3:]))
+    flags = sys.argv[3:]
+    receipts = uvloop.run(
+        run(port, pipelining="--no-pipelining" not in flags, chunking="--no-chunking" not in flags)
+    )
     out.write_text("".join(f"{ts:.6f}\t{to}\t{mid}\n" for ts, to, mid in receipts.rows))
 
 

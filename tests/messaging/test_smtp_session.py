@@ -39,10 +39,10 @@ class Inbox:
 
 @asynccontextmanager
 async def pipelining_sink(
-    *, pipelining: bool = True, reject_rcpt: tuple[str, ...] = ()
+    *, pipelining: bool = True, chunking: bool = True, reject_rcpt: tuple[str, ...] = ()
 ) -> AsyncIterator[tuple[str, Inbox]]:
     inbox, port = Inbox(), free_port()
-    server = await serve(inbox, port=port, pipelining=pipelining, reject_rcpt=reject_rcpt)
+    server = await serve(inbox, port=port, pipelining=pipelining, chunking=chunking, reject_rcpt=reject_rcpt)
     try:
         yield f"smtp://127.0.0.1:{port}", inbox
     finally:
@@ -57,16 +57,22 @@ def messages(count: int) -> list[OutboundMessage]:
     ]
 
 
-@pytest.mark.parametrize("pipelining", [True, False])
-async def test_concurrent_sends_share_sessions_and_arrive_once_intact(pipelining: bool) -> None:
-    async with pipelining_sink(pipelining=pipelining) as (url, inbox):
+MODES = [(True, True), (True, False), (False, False)]
+
+
+@pytest.mark.parametrize(("pipelining", "chunking"), MODES, ids=["bdat", "pipelined", "lockstep"])
+async def test_concurrent_sends_share_sessions_and_arrive_once_intact(
+    pipelining: bool, chunking: bool
+) -> None:
+    async with pipelining_sink(pipelining=pipelining, chunking=chunking) as (url, inbox):
         adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=2), sender="news@shop.example")
         outgoing = messages(40)
         results = await asyncio.gather(*(adapter.send(m) for m in outgoing))
         sessions = [s for s in adapter._sessions if s is not None]
         await adapter.close()
     assert [r.outcome for r in results] == ["sent"] * 40
-    assert len(sessions) == 2 and all(s.pipelining is pipelining for s in sessions)
+    assert len(sessions) == 2
+    assert all((s.pipelining, s.chunking) == (pipelining, chunking) for s in sessions)
     assert sorted(to for to, _ in inbox.messages) == sorted([m.to] for m in outgoing)
     for recipients, message in inbox.messages:
         index = recipients[0].removeprefix("user").removesuffix("@example.com")
@@ -75,8 +81,13 @@ async def test_concurrent_sends_share_sessions_and_arrive_once_intact(pipelining
         assert message.get_content().splitlines() == [f"Hello {index}", ".signature"]
 
 
-async def test_pipelined_refusal_is_rejected_and_the_session_goes_on() -> None:
-    async with pipelining_sink(reject_rcpt=("gone@example.com",)) as (url, inbox):
+@pytest.mark.parametrize(("pipelining", "chunking"), MODES, ids=["bdat", "pipelined", "lockstep"])
+async def test_a_refused_recipient_is_rejected_and_the_session_goes_on(
+    pipelining: bool, chunking: bool
+) -> None:
+    async with pipelining_sink(
+        pipelining=pipelining, chunking=chunking, reject_rcpt=("gone@example.com",)
+    ) as (url, inbox):
         adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=1), sender="news@shop.example")
         bad, good = await asyncio.gather(
             adapter.send(OutboundMessage("k1", "gone@example.com", "x", subject="s")),
