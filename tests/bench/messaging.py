@@ -36,7 +36,7 @@ USERS = int(os.environ.get("BENCH_MESSAGING_USERS", "100000"))
 OPTED_OUT_EVERY = 100
 UNSUBSCRIBERS = 20
 # BENCH_MESSAGING_PIPELINING=0 runs the sink without PIPELINING (one round trip per SMTP command).
-SENDERS = int(os.environ.get("BENCH_MESSAGING_SENDERS", "32"))
+SENDERS = int(os.environ.get("BENCH_MESSAGING_SENDERS", "64"))
 SMTP_POOL = int(os.environ.get("BENCH_MESSAGING_SMTP_POOL", "8"))
 CLAIM_BATCH = int(os.environ.get("BENCH_MESSAGING_CLAIM_BATCH", "500"))
 SINK_FLAGS = [] if os.environ.get("BENCH_MESSAGING_PIPELINING", "1") == "1" else ["--no-pipelining"]
