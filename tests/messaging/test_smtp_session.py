@@ -7,19 +7,27 @@ sink, tests.messaging.servers) does not, so the client must wait for each reply 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email
 import email.policy
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tapwire_messaging.channels import OutboundMessage
 from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
-from tapwire_messaging.channels.smtp_session import SmtpSession
+from tapwire_messaging.channels.smtp_session import SmtpProtocolError, SmtpSession
 from tests.integration.processes import free_port
 from tests.messaging.pipelining_sink import serve
 from tests.messaging.servers import SmtpSink
@@ -142,7 +150,7 @@ async def test_auth_plain_logs_in_and_a_wrong_password_is_refused() -> None:
         )
         sent = await adapter.send(OutboundMessage("k", "x@example.com", "hello"))
         await adapter.close()
-        with pytest.raises(Exception, match="AUTH refused"):
+        with pytest.raises(SmtpProtocolError, match="AUTH refused"):
             await SmtpSession.open(
                 "127.0.0.1", sink.port, helo_name="shop.example", username="ann", password="wrong"
             )
@@ -150,3 +158,67 @@ async def test_auth_plain_logs_in_and_a_wrong_password_is_refused() -> None:
         controller.stop()
     assert sent.outcome == "sent"
     assert len(sink.receipts) == 1
+
+
+def self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh certificate for 127.0.0.1, and a client context that trusts only it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+async def test_starttls_upgrades_before_login_and_sending(tmp_path: Path) -> None:
+    server_context, client_context = self_signed(tmp_path)
+    sink = SmtpSink(port=free_port())
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=sink.port,
+        tls_context=server_context,
+        require_starttls=True,
+        authenticator=lambda *args: AuthResult(success=True, handled=False),
+    )
+    controller.start()
+    try:
+        session = await SmtpSession.open(
+            "127.0.0.1",
+            sink.port,
+            helo_name="shop.example",
+            starttls=True,
+            username="ann",
+            password="s3cret",
+            ssl_context=client_context,
+        )
+        reply = await session.send("news@shop.example", "x@example.com", b"Subject: s\r\n\r\nhello\r\n")
+        await session.quit()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await SmtpSession.open("127.0.0.1", sink.port, helo_name="shop.example", starttls=True)
+    finally:
+        controller.stop()
+    assert reply.code == 250
+    assert [m["Subject"] for m in sink.receipts] == ["s"]
