@@ -222,3 +222,16 @@ async def test_starttls_upgrades_before_login_and_sending(tmp_path: Path) -> Non
         controller.stop()
     assert reply.code == 250
     assert [m["Subject"] for m in sink.receipts] == ["s"]
+
+
+async def test_long_non_ascii_subject_is_folded_with_crlf_only() -> None:
+    subject = "Grüße und Angebote für dich, " * 6
+    async with pipelining_sink() as (url, inbox):
+        adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=1), sender="news@shop.example")
+        payload = adapter.build(OutboundMessage("k", "x@example.com", "body", subject=subject))
+        result = await adapter.send(OutboundMessage("k", "x@example.com", "body", subject=subject))
+        await adapter.close()
+    # Bare LF in a message is refused by strict servers (and is how SMTP smuggling works).
+    assert b"\n" not in payload.replace(b"\r\n", b"")
+    assert result.outcome == "sent"
+    assert inbox.messages[0][1]["Subject"] == subject

@@ -171,7 +171,7 @@ def _header_value(value: str) -> str:
     flat = " ".join(value.splitlines())
     if flat.isascii():
         return flat
-    return Header(flat, "utf-8").encode()
+    return Header(flat, "utf-8").encode(linesep="\r\n")
 
 
 def _text_part(text: str, subtype: str) -> str:
