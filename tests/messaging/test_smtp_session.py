@@ -235,3 +235,16 @@ async def test_long_non_ascii_subject_is_folded_with_crlf_only() -> None:
     assert b"\n" not in payload.replace(b"\r\n", b"")
     assert result.outcome == "sent"
     assert inbox.messages[0][1]["Subject"] == subject
+
+
+async def test_display_name_addresses_reach_the_mailbox_and_broken_ones_are_rejected() -> None:
+    async with pipelining_sink() as (url, inbox):
+        adapter = SmtpAdapter(SmtpConfig.from_url(url, pool_size=1), sender="news@shop.example")
+        named = await adapter.send(OutboundMessage("k1", "Ann Example <ann@example.com>", "x", subject="s"))
+        broken = await adapter.send(OutboundMessage("k2", "ann@example.com\r\nRCPT TO:<b@x.example>", "x"))
+        await adapter.close()
+    assert named.outcome == "sent"
+    assert broken.outcome == "rejected" and "invalid address" in broken.detail
+    assert [(to, m["To"]) for to, m in inbox.messages] == [
+        (["ann@example.com"], "Ann Example <ann@example.com>")
+    ]

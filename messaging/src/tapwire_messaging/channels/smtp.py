@@ -133,10 +133,16 @@ class SmtpAdapter(ChannelAdapter):
             session = await self._session(slot)
         except (SmtpProtocolError, OSError, TimeoutError) as exc:
             return SendResult("failed", f"connect: {exc}")
+        mailbox = message.to
+        if "<" in mailbox and "\r" not in mailbox and "\n" not in mailbox:
+            # A display-name form ("Ann <ann@example.com>") names the mailbox in angle brackets.
+            mailbox = email.utils.parseaddr(mailbox)[1] or mailbox
         try:
-            reply = await session.send(self.sender, message.to, payload)
+            reply = await session.send(self.sender, mailbox, payload)
         except SmtpProtocolError as exc:
             return SendResult("failed", str(exc))
+        except ValueError as exc:
+            return SendResult("rejected", f"invalid address: {exc}")
         if reply.code == 250:
             return SendResult("sent", reply.text, provider_id=self.message_id(message))
         return SendResult("failed" if 400 <= reply.code < 500 else "rejected", str(reply))
