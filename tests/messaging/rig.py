@@ -54,8 +54,7 @@ def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
         email_from="news@shop.example",
         messaging_secret=SECRET,
         public_url="https://t.shop.example",
-        messaging_poll_s=0.05,
-        **extra,
+        **({"messaging_poll_s": 0.05} | extra),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tapwire_messaging.channels.webhook import verify_signature
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import (
     HEADERS,
+    Rig,
     add_profiles,
     add_push_tokens,
     messaging_rig,
@@ -495,3 +497,54 @@ async def test_a_profile_opt_out_uploaded_after_the_campaign_started_still_count
             campaign = await wait_finished(rig, created.json()["id"])
     assert [str(m["To"]) for m in sink.receipts] == ["stays@example.com"]
     assert (campaign["sent"], campaign["suppressed"]) == (1, 1)
+
+
+class _StopsAfterFirstChunk:
+    """An audience of two chunks that stops its campaign (over the API) between them, as a user would while a
+    large audience is still being filled."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.campaign_id = 0
+        self.created = asyncio.Event()
+
+    def source(self, audience: Mapping[str, Any]) -> _StopsAfterFirstChunk:
+        return self
+
+    async def chunks(self, account_id: str) -> AsyncIterator[Sequence[str]]:
+        yield [f"i:u{i}" for i in range(50)]
+        await self.created.wait()  # the create call may not have returned the id yet
+        stopped = await self.rig.post("/1/targets/stop.json", {"id": self.campaign_id})
+        assert stopped.json()["status"] == "success"
+        yield [f"i:u{i}" for i in range(50, 100)]
+
+    async def estimate(self, account_id: str) -> int:
+        return 100
+
+
+async def test_a_campaign_stopped_while_filling_leaves_nothing_pending(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    with smtp_sink() as sink:
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
+            await add_profiles(warehouse, [(f"i:u{i}", {"Email": f"u{i}@example.com"}) for i in range(100)])
+            audience = _StopsAfterFirstChunk(rig)
+            rig.service.sender.resolver = audience
+            created = await rig.post(
+                "/1/targets/create.json",
+                {
+                    "name": "big",
+                    "target_mode": "email",
+                    "where": {},
+                    "throttle_per_s": 20,
+                    "content": {"subject": "s", "body": "b"},
+                },
+            )
+            audience.campaign_id = created.json()["id"]
+            audience.created.set()
+            campaign = await wait_finished(rig, audience.campaign_id, timeout_s=30)
+    assert campaign["status"] == "stopped"
+    assert campaign["pending"] == 0
+    assert campaign["sent"] == len(sink.receipts) < 100
+    assert campaign["sent"] + campaign["stopped"] == 100

@@ -230,7 +230,8 @@ class Sender:
         return False
 
     async def fill(self, campaign: Campaign) -> int:
-        """Write one outbox row per audience member: variant and control group assigned, address resolved."""
+        """Write one outbox row per audience member: variant and control group assigned, address resolved.
+        Ends early, leaving no pending row, when the campaign is stopped meanwhile."""
         source = self.resolver.source(campaign.audience)
         weights = [(str(v["name"]), float(v["weight"])) for v in campaign.variants]
         control = float(campaign.rules.get("control_group_percent", 0))
@@ -280,6 +281,10 @@ class Sender:
             await self.outbox.add(rows)
             total += len(chunk)
             self._wake.set()
+            if await self.outbox.stopped_among([campaign.id]):
+                # Stopped while filling: rows added since the stop must not wait as pending forever.
+                await self.outbox.stop_campaign(campaign.id, self.now_ms())
+                break
         return total
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Email over SMTP (aiosmtplib) through a small pool of kept-open connections.
+"""Email over SMTP through a small pool of kept-open sessions, pipelined where the server allows it.
 
 Each message carries a Message-ID derived from its outbox key: the one idempotency key SMTP has. Mailbox
 providers drop a second copy with a Message-ID they already hold, which closes the window where a message was
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import contextlib
 import email.utils
 import logging
+import time
 from dataclasses import dataclass
 from email.header import Header
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiosmtplib
-
 from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, SendResult
+from tapwire_messaging.channels.smtp_session import SmtpProtocolError, SmtpSession
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,12 @@ class SmtpConfig:
 
 
 class SmtpAdapter(ChannelAdapter):
-    """Sends through at most ``pool_size`` concurrent SMTP sessions, reusing each for many messages.
+    """Sends over ``pool_size`` kept-open SMTP sessions, each carrying many messages.
 
-    SMTP 2xx → sent; 4xx → failed (retry later); 5xx → rejected; a broken connection → failed, and the
-    connection is replaced.
+    Sends are spread over the sessions in turn. A session whose server offers PIPELINING carries several
+    transactions at once (each waits only for its own replies); otherwise one at a time. SMTP 2xx → sent;
+    4xx → failed (retry later); 5xx → rejected; a broken connection or timeout → failed, and the session is
+    replaced on its next use.
     """
 
     name = "smtp"
@@ -78,9 +79,18 @@ class SmtpAdapter(ChannelAdapter):
         self.config = config
         self.sender = sender
         self._sender_domain = sender.rpartition("@")[2] or "tapwire.local"
-        self._idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(config.pool_size)
-        self._open: set[aiosmtplib.SMTP] = set()
+        self._sessions: list[SmtpSession | None] = [None] * config.pool_size
+        self._connecting = [asyncio.Lock() for _ in range(config.pool_size)]
+        self._next = 0
+        self._date_second = 0
+        self._date_text = ""
+
+    def _date(self) -> str:
+        """The Date header, formatted once per second rather than once per message."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second, self._date_text = now, email.utils.formatdate(now, usegmt=True)
+        return self._date_text
 
     def message_id(self, message: OutboundMessage) -> str:
         return f"<{message.idempotency_key}@{self._sender_domain}>"
@@ -96,7 +106,7 @@ class SmtpAdapter(ChannelAdapter):
             ("From", self.sender),
             ("To", message.to),
             ("Subject", message.subject or ""),
-            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Date", self._date()),
             ("Message-ID", self.message_id(message)),
             ("MIME-Version", "1.0"),
             *message.headers.items(),
@@ -117,71 +127,57 @@ class SmtpAdapter(ChannelAdapter):
 
     async def send(self, message: OutboundMessage) -> SendResult:
         payload = self.build(message)
-        async with self._slots:
-            try:
-                client = await self._checkout()
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                return SendResult("failed", f"connect: {exc}")
-            try:
-                errors, reply = await client.sendmail(self.sender, [message.to], payload)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                self._idle.put_nowait(client)
-                return self._refused(exc.recipients[0].code if exc.recipients else 550, str(exc))
-            except aiosmtplib.SMTPResponseException as exc:
-                self._idle.put_nowait(client)
-                return self._refused(exc.code, exc.message)
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                await self._discard(client)
-                return SendResult("failed", f"{type(exc).__name__}: {exc}")
-            self._idle.put_nowait(client)
-        if errors:
-            code, text = next(iter(errors.values()))
-            return self._refused(code, text)
-        return SendResult("sent", reply, provider_id=self.message_id(message))
+        slot = self._next
+        self._next = (slot + 1) % len(self._sessions)
+        try:
+            session = await self._session(slot)
+        except (SmtpProtocolError, OSError, TimeoutError) as exc:
+            return SendResult("failed", f"connect: {exc}")
+        mailbox = message.to
+        if "<" in mailbox and "\r" not in mailbox and "\n" not in mailbox:
+            # A display-name form ("Ann <ann@example.com>") names the mailbox in angle brackets.
+            mailbox = email.utils.parseaddr(mailbox)[1] or mailbox
+        try:
+            reply = await session.send(self.sender, mailbox, payload)
+        except SmtpProtocolError as exc:
+            return SendResult("failed", str(exc))
+        except ValueError as exc:
+            return SendResult("rejected", f"invalid address: {exc}")
+        if reply.code == 250:
+            return SendResult("sent", reply.text, provider_id=self.message_id(message))
+        return SendResult("failed" if 400 <= reply.code < 500 else "rejected", str(reply))
 
-    @staticmethod
-    def _refused(code: int, text: str) -> SendResult:
-        return SendResult("failed" if 400 <= code < 500 else "rejected", f"{code} {text}")
-
-    async def _checkout(self) -> aiosmtplib.SMTP:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                return client
-            self._open.discard(client)
-        config = self.config
-        client = aiosmtplib.SMTP(
-            hostname=config.host,
-            port=config.port,
-            use_tls=config.implicit_tls,
-            start_tls=config.starttls,
-            timeout=config.timeout_s,
-        )
-        await client.connect()
-        if config.username:
-            await client.login(config.username, config.password or "")
-        self._open.add(client)
-        return client
-
-    async def _discard(self, client: aiosmtplib.SMTP) -> None:
-        self._open.discard(client)
-        with contextlib.suppress(Exception):
-            client.close()
+    async def _session(self, slot: int) -> SmtpSession:
+        session = self._sessions[slot]
+        if session is not None and session.usable:
+            return session
+        async with self._connecting[slot]:
+            session = self._sessions[slot]
+            if session is None or not session.usable:
+                config = self.config
+                session = await SmtpSession.open(
+                    config.host,
+                    config.port,
+                    helo_name=self._sender_domain,
+                    implicit_tls=config.implicit_tls,
+                    starttls=config.starttls,
+                    username=config.username,
+                    password=config.password,
+                    timeout_s=config.timeout_s,
+                )
+                self._sessions[slot] = session
+            return session
 
     async def close(self) -> None:
-        clients, self._open = self._open, set()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.quit()
-        while not self._idle.empty():
-            self._idle.get_nowait()
+        sessions, self._sessions = self._sessions, [None] * len(self._sessions)
+        await asyncio.gather(*(s.quit() for s in sessions if s is not None))
 
 
 def _header_value(value: str) -> str:
     flat = " ".join(value.splitlines())
     if flat.isascii():
         return flat
-    return Header(flat, "utf-8").encode()
+    return Header(flat, "utf-8").encode(linesep="\r\n")
 
 
 def _text_part(text: str, subtype: str) -> str:
