@@ -15,6 +15,7 @@ import pytest
 
 from tapwire_core.envelope import decode
 from tapwire_messaging.channels.webhook import verify_signature
+from tapwire_messaging.metrics import DELIVERIES
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import (
     HEADERS,
@@ -43,6 +44,8 @@ async def test_webhook_send_is_signed_and_a_500_then_200_is_accepted_once(
         answers[user] = answers.get(user, 0) + 1
         return (500, {}) if answers[user] == 1 else (200, {"ok": True})
 
+    sent_before = DELIVERIES.labels("webhook", "sent")._value.get()
+    failed_before = DELIVERIES.labels("webhook", "failed")._value.get()
     with http_receiver(respond) as receiver:
         async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, None)) as rig:
             await add_profiles(warehouse, [("i:ann", {"Name": "Ann"}), ("i:bob", {})])
@@ -62,6 +65,9 @@ async def test_webhook_send_is_signed_and_a_500_then_200_is_accepted_once(
             campaign = await wait_finished(rig, response.json()["id"])
     assert campaign["sent"] == 2
     assert answers == {"i:ann": 2, "i:bob": 2}
+    # The failure-rate alert's counter: each recipient's 500 inside the adapter's retries is one delivery.
+    assert DELIVERIES.labels("webhook", "sent")._value.get() - sent_before == 2
+    assert DELIVERIES.labels("webhook", "failed")._value.get() - failed_before == 0
     for request in receiver.requests:
         assert verify_signature(
             HOOK_SECRET,

@@ -33,6 +33,7 @@ from tapwire_messaging.audience import AudienceError, AudienceResolver
 from tapwire_messaging.channels import OutboundMessage, Providers, SendResult
 from tapwire_messaging.feedback import Feedback, FeedbackPublisher
 from tapwire_messaging.links import Links
+from tapwire_messaging.metrics import DELIVERIES
 from tapwire_messaging.outbox import Campaign, Claimed, Outbox, Verdict
 from tapwire_messaging.recipients import RecipientProfile, load_profiles, load_subscription_flags
 from tapwire_messaging.rules import (
@@ -537,6 +538,8 @@ class Sender:
         self, row: Claimed, campaign: Campaign, result: SendResult
     ) -> tuple[Verdict, Feedback | None]:
         now = self.now_ms()
+        # Anything but an accepted message is a failed attempt for the failure-rate alert.
+        DELIVERIES.labels(row.channel, "sent" if result.outcome == "sent" else "failed").inc()
         if result.outcome == "sent":
             self.stats.sent += 1
             feedback = Feedback(
