@@ -189,9 +189,40 @@ def _figures_of(command: list[str]) -> dict[str, Any]:
     return figures
 
 
+PARTS = ("ingest", "messaging", "privacy", "query")
+
+
+def chosen_parts() -> tuple[str, ...]:
+    """``BENCH_ONLY=ingest,query`` runs some parts; unset runs every part."""
+    raw = os.environ.get("BENCH_ONLY", "")
+    wanted = tuple(p.strip() for p in raw.split(",") if p.strip()) or PARTS
+    unknown = sorted(set(wanted) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown part(s) {unknown}; choose from {list(PARTS)}")
+    return wanted
+
+
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="tapwire-bench-"))
+    parts = chosen_parts()
     figures: dict[str, Any] = {}
+    if "ingest" in parts:
+        figures.update(bench_ingestion())
+    if "messaging" in parts:
+        log("messaging: campaign over SMTP to a sink process")
+        figures.update(bench_messaging())
+    if "privacy" in parts:
+        log("privacy worker (own process: chDB allows one data directory per process)")
+        figures.update(bench_privacy())
+    if "query" in parts:
+        log("queries: compiled CQL against hand-written SQL (own process)")
+        figures.update(run_query_benchmark())
+    write_report(figures, parts)
+    print(orjson.dumps(figures).decode(), flush=True)
+
+
+def bench_ingestion() -> dict[str, Any]:
+    """Gateway (CleverTap and Segment) against Kafka's own producer tool, the loader, the embedded suite."""
+    work = Path(tempfile.mkdtemp(prefix="tapwire-bench-"))
     broker = KafkaBroker(kafka_home(), work / "kafka")
     broker.start()
     try:
@@ -231,41 +262,26 @@ def main() -> None:
         log("embedded suite")
         embedded, visible_s = bench_embedded(work, bodies[: min(len(bodies), 6000)])
         log(f"  {embedded.records_per_s:.0f} events/s; all visible {visible_s:.2f}s after the last 200")
-
-        log("messaging: campaign over SMTP to a sink process")
-        messaging = bench_messaging()
-        log(f"  {messaging}")
-
-        log("privacy worker (own process: chDB allows one data directory per process)")
-        privacy = bench_privacy()
-        log(f"  {privacy}")
-
-        figures = {
-            "gateway_events_per_s": round(gateway.records_per_s),
-            "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
-            "gateway_p99_ms": round(gateway.percentile_ms(99), 2),
-            "gateway_errors": gateway.errors,
-            **segment_figures(segment),
-            "kafka_perf_events_per_s": round(perf["records_per_s"]),
-            "kafka_perf_p99_ms": perf.get("p99_ms"),
-            "gateway_vs_kafka_ratio": round(gateway.records_per_s / perf["records_per_s"], 3),
-            "loader_rows_per_s": round(loader_rows / loader_s),
-            "embedded_events_per_s": round(embedded.records_per_s),
-            "embedded_p99_ms": round(embedded.percentile_ms(99), 2),
-            "embedded_visible_after_s": round(visible_s, 2),
-            **messaging,
-            "record_bytes": record_size,
-            "connections": CONNECTIONS,
-            "duration_s": DURATION_S,
-            **privacy,
-        }
-        log("queries: compiled CQL against hand-written SQL (own process)")
-        figures.update(run_query_benchmark())
-        write_report(figures)
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(orjson.dumps(figures).decode(), flush=True)
+    return {
+        "gateway_events_per_s": round(gateway.records_per_s),
+        "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
+        "gateway_p99_ms": round(gateway.percentile_ms(99), 2),
+        "gateway_errors": gateway.errors,
+        **segment_figures(segment),
+        "kafka_perf_events_per_s": round(perf["records_per_s"]),
+        "kafka_perf_p99_ms": perf.get("p99_ms"),
+        "gateway_vs_kafka_ratio": round(gateway.records_per_s / perf["records_per_s"], 3),
+        "loader_rows_per_s": round(loader_rows / loader_s),
+        "embedded_events_per_s": round(embedded.records_per_s),
+        "embedded_p99_ms": round(embedded.percentile_ms(99), 2),
+        "embedded_visible_after_s": round(visible_s, 2),
+        "record_bytes": record_size,
+        "connections": CONNECTIONS,
+        "duration_s": DURATION_S,
+    }
 
 
 TARGETS = {
@@ -278,7 +294,7 @@ TARGETS = {
 }
 
 
-def write_report(figures: dict[str, Any]) -> None:
+def write_report(figures: dict[str, Any], parts: tuple[str, ...] = PARTS) -> None:
     lines = [
         "| figure | value | target | met |",
         "|---|---|---|---|",
@@ -292,7 +308,8 @@ def write_report(figures: dict[str, Any]) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n"
     marker_start, marker_end = "<!-- bench:latest -->", "<!-- /bench:latest -->"
-    latest = f"{marker_start}\nLatest `make bench` run: {stamp} on {machine}.\n\n{block}\n{marker_end}"
+    which = "" if parts == PARTS else f" (parts: {', '.join(parts)}; `BENCH_ONLY`)"
+    latest = f"{marker_start}\nLatest `make bench` run{which}: {stamp} on {machine}.\n\n{block}\n{marker_end}"
     if marker_start in text:
         head, _, rest = text.partition(marker_start)
         _, _, tail = rest.partition(marker_end)
