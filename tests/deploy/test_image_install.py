@@ -80,8 +80,16 @@ def test_the_build_stage_installs_a_runnable_service_environment(tmp_path: Path)
     for member in ("libs", "ingest", "query", "messaging", "privacy-worker", "services"):
         shutil.rmtree(context / member)
     python = context / ".venv" / "bin" / "python"
+    # Secrets the manifests provide to every pod of a service (here: messaging's link-signing key).
+    secrets = {"TAPWIRE_MESSAGING_SECRET": "image-test-link-secret-0123456789"}
     assembled = subprocess.run(
-        [str(python), "-c", ASSEMBLE], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+        [str(python), "-c", ASSEMBLE],
+        cwd=tmp_path,
+        env=env | secrets,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert assembled.returncode == 0, assembled.stderr[-3000:]
     assert set(assembled.stdout.strip().split(",")) <= set(SERVICES)
