@@ -4,7 +4,8 @@
 A subject is matched by user key and, where a table holds addresses, by the values of its ``e:`` / ``p:`` keys.
 
 - ``outbox``: rows keep their idempotency key shape, status and times (campaign counts stay right) but the user key
-  becomes a salted pseudonym (``x:<hash>``) and the address, profile snapshot and provider detail are cleared.
+  becomes a salted pseudonym (``x:<hash>``) and the address, profile snapshot and provider detail are cleared; a
+  message still pending becomes ``suppressed``.
 - ``message_interactions``: deleted.
 - ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes, dead push tokens) are
   retained on purpose, as the objection list is: a suppression must outlive the profile or a re-import would
@@ -108,7 +109,14 @@ class OutboxHandler(_ControlHandler):
                     await session.execute(
                         update(OutboxRow)
                         .where(OutboxRow.id == row.id)
-                        .values(user_key=pseudonym, address="", context={}, detail=None)
+                        .values(
+                            user_key=pseudonym,
+                            address="",
+                            context={},
+                            detail=None,
+                            # A message not sent yet is never sent: its address is gone.
+                            status="suppressed" if row.status == "pending" else row.status,
+                        )
                     )
 
 
