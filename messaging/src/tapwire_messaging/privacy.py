@@ -60,7 +60,7 @@ class ChannelRecipient:
             return f"SMS provider {_endpoint(self._settings.sms_url)}"
         if self._channel == "webhook":
             return f"webhook {_endpoint(row.address)}"
-        if row.platform == "ios":
+        if row.platform == "apns":
             return f"APNs {_endpoint(self._settings.apns_url)}"
         return f"FCM {_endpoint(self._settings.fcm_url)}"
 
@@ -78,14 +78,14 @@ class ChannelRecipient:
             rows = (await connection.execute(query)).all()
         by_provider: dict[str, list[str]] = defaultdict(list)
         for row in rows:
-            by_provider[self._provider(row)].append(row.address)
+            # A webhook URL is the customer's and may carry its credentials: only its host goes into an export.
+            shown = _endpoint(row.address) if self._channel == "webhook" else row.address
+            by_provider[self._provider(row)].append(shown)
         return [
             {
                 "channel": self._channel,
                 "provider": provider,
                 "messages": len(addresses),
-                # A webhook's address is the customer's URL, a push address the device token: both say what
-                # the provider was given.
                 "addresses": sorted(set(addresses)),
             }
             for provider, addresses in sorted(by_provider.items())
