@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
 from tapwire_core.warehouse import Warehouse
+from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_messaging.audience import (
     CHUNK,
     AudienceError,
+    CqlAudience,
     DefaultAudienceResolver,
     ExplicitIdentities,
-    WarehouseEventAudience,
 )
 from tapwire_messaging.recipients import load_profiles
 from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
@@ -59,8 +61,8 @@ async def test_event_audience_pages_through_every_user_once(warehouse: Warehouse
     await _events(warehouse, "Bought", users[:10], JAN_10 + 3_600_000)  # repeat buyers appear once
     await _events(warehouse, "Bought", ["i:late"], JAN_10 + 5 * 86_400_000)
     await _events(warehouse, "Viewed", ["i:viewer"], JAN_10)
-    audience = WarehouseEventAudience.from_where(
-        warehouse, {"event_name": "Bought", "from": 20260110, "to": "20260111"}
+    audience = CqlAudience(
+        warehouse, None, where={"event_name": "Bought", "from": 20260110, "to": "20260111"}
     )
     chunks = [list(chunk) async for chunk in audience.chunks(ACCOUNT)]
     assert [len(c) for c in chunks] == [CHUNK, 500]
@@ -92,7 +94,7 @@ async def test_profiles_and_tokens_for_a_full_chunk(warehouse: Warehouse) -> Non
     assert profiles[keys[-1]].profile == {} and profiles[keys[-1]].email is None
 
 
-def test_identity_audiences_and_unsupported_filters() -> None:
+def test_identity_audiences_and_invalid_audiences(tmp_path: Path) -> None:
     assert ExplicitIdentities({"Identity": ["ann", "ann"], "Email": ["b@x.io"]}).user_keys() == [
         "i:ann",
         "e:b@x.io",
@@ -100,7 +102,21 @@ def test_identity_audiences_and_unsupported_filters() -> None:
     with pytest.raises(AudienceError, match="unknown identity kind"):
         ExplicitIdentities({"Nickname": ["x"]}).user_keys()
     resolver = DefaultAudienceResolver(None)
-    with pytest.raises(AudienceError, match="saved segments"):
+    with pytest.raises(AudienceError, match="no warehouse"):
         resolver.source({"segment_id": "42"})
     with pytest.raises(AudienceError, match="no warehouse"):
         resolver.source({"where": {}})
+    # Sources are built without I/O, so an unstarted warehouse is enough to check the where's validation.
+    with_warehouse = DefaultAudienceResolver(ChdbWarehouse(tmp_path / "unused"))
+    bad = {
+        "where": {
+            "event_name": "x",
+            "from": 20260101,
+            "to": 20260101,
+            "event_properties": [{"name": "a", "operator": "bogus", "value": 1}],
+        }
+    }
+    with pytest.raises(AudienceError, match=r"^where: event_properties\.0\.operator"):
+        with_warehouse.source(bad)
+    with pytest.raises(AudienceError, match="no control store"):
+        with_warehouse.source({"segment_id": "42"})

@@ -1,19 +1,20 @@
 """Where a campaign's recipients come from: the :class:`AudienceSource` protocol and today's sources.
 
 A source yields the user keys of one account's audience in chunks. Sources in this module: explicit
-identities, and a warehouse source for a CQL ``where`` holding only the base query (``event_name``, ``from``,
-``to``): users who did that event in that date range, or every known profile for ``{}``. The full CQL compiler
-and saved segments plug in later through the same protocol (see :class:`AudienceResolver`).
+identities, and :class:`CqlAudience` for a CQL ``where`` or a saved segment, evaluated by the query service's
+compiler (``tapwire_query.audience``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any, Protocol
 
+from tapwire_core.control.store import ControlStore
 from tapwire_core.warehouse import Warehouse
+from tapwire_query.audience import SegmentNotFound, audience_query, count_user_keys, resolve_user_keys
+from tapwire_query.cql import CqlError, parse_query
 
 CHUNK = 2000
 
@@ -45,6 +46,10 @@ class AudienceSource(Protocol):
 
     async def estimate(self, account_id: str) -> int: ...
 
+    async def check(self, account_id: str) -> None:
+        """Raise AudienceError when the audience cannot be evaluated (an unknown saved segment)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ExplicitIdentities:
@@ -74,99 +79,93 @@ class ExplicitIdentities:
     async def estimate(self, account_id: str) -> int:
         return len(self.user_keys())
 
-
-_BASE_KEYS = {"event_name", "from", "to"}
+    async def check(self, account_id: str) -> None:
+        self.user_keys()
 
 
 @dataclass(frozen=True)
-class WarehouseEventAudience:
-    """Users who did ``event_name`` between ``from`` and ``to`` (``YYYYMMDD``, inclusive); with no event name,
-    every profile of the account. Chunks come in user-key order (keyset pagination on ``user_key``)."""
+class CqlAudience:
+    """Users matching a CQL ``where`` (``{}`` = every user) or a saved segment, through the query service's
+    audience library (``tapwire_query.audience``): the full CQL compiler, identity merges applied (a merged
+    person is one canonical key), chunks in ascending key order."""
 
     warehouse: Warehouse
-    event_name: str | None
-    start: date | None
-    end: date | None
+    store: ControlStore | None
+    where: Mapping[str, Any] | None = None
+    segment_id: str | None = None
+    cluster: bool = False
 
-    @classmethod
-    def from_where(cls, warehouse: Warehouse, where: Mapping[str, Any]) -> WarehouseEventAudience:
-        unsupported = sorted(set(where) - _BASE_KEYS)
-        if unsupported:
-            raise AudienceError(f"where: filters {unsupported} are not supported yet; use event_name/from/to")
-        name = where.get("event_name")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise AudienceError("where.event_name must be a non-empty string")
-        if name is None and ("from" in where or "to" in where):
-            raise AudienceError("where.from/to need an event_name")
-        start = _day(where, "from") if name else None
-        end = _day(where, "to") if name else None
-        if start is not None and end is not None and end < start:
-            raise AudienceError("where.to is before where.from")
-        return cls(warehouse, name, start, end)
+    def _selector(self) -> dict[str, Any]:
+        return {"where": self.where, "segment_id": self.segment_id, "store": self.store}
 
-    def _members(self) -> tuple[str, dict[str, Any]]:
-        """SQL selecting the distinct member keys (``{account:String}`` still to bind) and its parameters."""
-        if self.event_name is None:
-            return "SELECT DISTINCT user_key FROM profiles WHERE account_id = {account:String}", {}
-        return (
-            "SELECT DISTINCT user_key FROM events WHERE account_id = {account:String} AND name = {name:String} "
-            "AND toDate(ts) BETWEEN {first:Date} AND {last:Date}",
-            {
-                "name": self.event_name,
-                "first": self.start.isoformat() if self.start else "1970-01-01",
-                "last": self.end.isoformat() if self.end else "2299-12-31",
-            },
-        )
+    async def check(self, account_id: str) -> None:
+        """Raise AudienceError when the saved segment is unknown or its definition no longer compiles."""
+        try:
+            await audience_query(account_id=account_id, **self._selector())
+        except (CqlError, SegmentNotFound) as exc:
+            raise _audience_error(self, exc) from exc
 
     async def chunks(self, account_id: str) -> AsyncIterator[Sequence[str]]:
-        members, params = self._members()
-        sql = f"{members} AND user_key > {{after:String}} ORDER BY user_key LIMIT {{limit:UInt32}}"
-        after = ""
-        while True:
-            rows = await self.warehouse.query(
-                sql, {**params, "account": account_id, "after": after, "limit": CHUNK}
-            )
-            keys = [str(row["user_key"]) for row in rows]
-            if not keys:
-                return
-            yield keys
-            after = keys[-1]
-            if len(keys) < CHUNK:
-                return
+        try:
+            async for keys in resolve_user_keys(
+                self.warehouse,
+                account_id=account_id,
+                page_size=CHUNK,
+                cluster=self.cluster,
+                **self._selector(),
+            ):
+                yield keys
+        except (CqlError, SegmentNotFound) as exc:
+            raise _audience_error(self, exc) from exc
 
     async def estimate(self, account_id: str) -> int:
-        """The audience size in one aggregate query (no paging)."""
-        members, params = self._members()
-        rows = await self.warehouse.query(
-            f"SELECT count() AS n FROM ({members})", {**params, "account": account_id}
-        )
-        return int(rows[0]["n"]) if rows else 0
+        try:
+            return await count_user_keys(
+                self.warehouse, account_id=account_id, cluster=self.cluster, **self._selector()
+            )
+        except (CqlError, SegmentNotFound) as exc:
+            raise _audience_error(self, exc) from exc
 
 
-def _day(where: Mapping[str, Any], key: str) -> date:
-    raw = where.get(key)
-    try:
-        return datetime.strptime(str(int(str(raw))), "%Y%m%d").date()
-    except (TypeError, ValueError) as exc:
-        raise AudienceError(f"where.{key} must be a date YYYYMMDD, got {raw!r}") from exc
+def _audience_error(audience: CqlAudience, exc: Exception) -> AudienceError:
+    if isinstance(exc, SegmentNotFound):
+        return AudienceError(f"segment_id: no saved segment {audience.segment_id!r} in this account")
+    if audience.segment_id is not None:
+        return AudienceError(f"segment_id: saved segment {audience.segment_id!r} is not valid CQL: {exc}")
+    return AudienceError(f"where: {exc}")
 
 
 class AudienceResolver(Protocol):
-    """Turns a campaign's stored audience into a source. The default handles identities and base queries;
-    the full CQL compiler and saved segments replace it without touching the sender."""
+    """Turns a campaign's stored audience into a source (without I/O: a bad ``where`` raises AudienceError
+    here, so campaign creation refuses it)."""
 
     def source(self, audience: Mapping[str, Any]) -> AudienceSource: ...
 
 
 @dataclass(frozen=True)
 class DefaultAudienceResolver:
+    """Explicit identities, or a CQL ``where`` / saved ``segment_id`` through the CQL compiler."""
+
     warehouse: Warehouse | None
+    store: ControlStore | None = None
+    cluster: bool = False
 
     def source(self, audience: Mapping[str, Any]) -> AudienceSource:
         if "identities" in audience:
             return ExplicitIdentities(audience["identities"])
-        if "segment_id" in audience:
-            raise AudienceError("saved segments are not available in this build yet")
         if self.warehouse is None:
-            raise AudienceError("this process has no warehouse to evaluate a where clause")
-        return WarehouseEventAudience.from_where(self.warehouse, audience.get("where") or {})
+            raise AudienceError("this process has no warehouse to evaluate a where clause or a segment")
+        if "segment_id" in audience:
+            if self.store is None:
+                raise AudienceError(
+                    "segment_id: this process has no control store to read saved segments from"
+                )
+            return CqlAudience(
+                self.warehouse, self.store, segment_id=str(audience["segment_id"]), cluster=self.cluster
+            )
+        where = audience.get("where") or {}
+        try:
+            parse_query(dict(where))
+        except CqlError as exc:
+            raise AudienceError(f"where: {exc}") from exc
+        return CqlAudience(self.warehouse, self.store, where=where, cluster=self.cluster)

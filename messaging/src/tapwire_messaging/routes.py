@@ -59,7 +59,7 @@ async def _create(
             raise ApiError(422, str(exc)) from exc
         return {"status": "success", "estimate": {"reach": reach, "channel": spec.channel}}
     try:
-        service.resolver.source(spec.audience)
+        await service.resolver.source(spec.audience).check(account_id)
     except AudienceError as exc:
         raise ApiError(422, str(exc)) from exc
     campaign_id = await service.outbox.create_campaign(account_id, spec)

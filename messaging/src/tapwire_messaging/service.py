@@ -41,7 +41,9 @@ class MessagingService:
         self.bus = bus
         self.warehouse = warehouse
         self.clock = clock
-        self.resolver = resolver or DefaultAudienceResolver(warehouse)
+        self.resolver = resolver or DefaultAudienceResolver(
+            warehouse, store, cluster=settings.clickhouse_cluster is not None
+        )
         self.publisher = FeedbackPublisher(bus, settings.events_topic, timeout_s=settings.bus_timeout_s)
         self._providers = providers
         self._run_sender = run_sender

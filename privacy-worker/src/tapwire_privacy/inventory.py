@@ -42,6 +42,8 @@ WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "source": NONE,
         "properties": f"{BEHAVIOUR} (free-form: may hold any category the customer sends)",
         "context": DEVICE,
+        "prop_strings": f"{BEHAVIOUR} (typed copy of properties: may hold any category the customer sends)",
+        "prop_numbers": f"{BEHAVIOUR} (typed copy of properties)",
     },
     "profiles": {**_SUBJECT_COLUMNS, "account_id": NONE, "first_seen": BEHAVIOUR, "last_seen": BEHAVIOUR},
     "profile_props": {
@@ -99,6 +101,82 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
     "privacy_notices": {
         "payload": "free text from the customer in extension reasons (should name no person)"
     },
+    "identity_nodes": {
+        **dict.fromkeys(("id", "account_id", "profile_id", "version"), NONE),
+        "key": IDENTIFIER,
+        "canonical_key": IDENTIFIER,
+        "created_at": BEHAVIOUR,
+    },
+    "identity_edges": {
+        **dict.fromkeys(("id", "account_id", "reason"), NONE),
+        "a_key": IDENTIFIER,
+        "b_key": IDENTIFIER,
+        "created_at": BEHAVIOUR,
+        "removed_at": BEHAVIOUR,
+    },
+    "outbox": {
+        **dict.fromkeys(
+            (
+                "id",
+                "campaign_id",
+                "account_id",
+                "variant",
+                "channel",
+                "priority",
+                "status",
+                "lease_until_ms",
+                "claimed_by",
+                "attempts",
+            ),
+            NONE,
+        ),
+        "user_key": IDENTIFIER,
+        "address": f"{CONTACT} (email address, phone number, push token or webhook URL)",
+        "platform": DEVICE,
+        "context": f"{PROFILE} (the profile snapshot the message was personalised with)",
+        "provider_id": ONLINE_ID,
+        "detail": "provider's answer (may echo the address)",
+        "due_ms": BEHAVIOUR,
+        "sent_ms": BEHAVIOUR,
+    },
+    "message_consent": {
+        **dict.fromkeys(("account_id", "subject_kind", "channel", "source"), NONE),
+        "subject": f"{IDENTIFIER} or {CONTACT} (user key, email address, phone number or push token)",
+        "state": "communication preference",
+        "updated_ms": BEHAVIOUR,
+    },
+    "message_interactions": {
+        **dict.fromkeys(("id", "campaign_id", "variant"), NONE),
+        "user_key": IDENTIFIER,
+        "kind": BEHAVIOUR,
+        "ts_ms": BEHAVIOUR,
+    },
+    "campaigns": {
+        **dict.fromkeys(
+            (
+                "id",
+                "account_id",
+                "name",
+                "kind",
+                "channel",
+                "status",
+                "priority",
+                "variants",
+                "rules",
+                "scheduled_ms",
+                "cutoff_ms",
+                "filled",
+                "audience_size",
+                "expired",
+                "created_at",
+                "started_ms",
+                "finished_ms",
+            ),
+            NONE,
+        ),
+        "audience": f"{IDENTIFIER} (an explicit-identities audience names users; a CQL audience names none)",
+    },
+    "segments": {"definition": "CQL written by the customer (may name a profile value the customer chose)"},
 }
 
 
@@ -115,6 +193,14 @@ def _retention(settings: Settings) -> dict[str, str]:
         "accounts": "while the account exists",
         "credentials": "while the account exists",
         "privacy_keys": "for the deployment's lifetime",
+        "identity_nodes": "until erased by a privacy request or the account's erasure",
+        "identity_edges": "until erased by a privacy request or the account's erasure",
+        "outbox": "until erased (then pseudonymised: status and times kept for the campaign's counts)",
+        "message_consent": "subscriptions until erased; opt-outs until the subject resubscribes (kept through "
+        "an erasure so messaging cannot resume)",
+        "message_interactions": "until erased by a privacy request or the account's erasure",
+        "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
+        "segments": "while the account keeps the segment",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

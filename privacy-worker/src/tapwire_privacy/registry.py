@@ -4,9 +4,10 @@ Every table in the schemas (``schemas.warehouse_tables`` / ``schemas.control_tab
 covered by a handler or exempt with the reason it holds no end-user data. ``coverage_gaps`` lists the tables
 that are neither; the registry test fails on any, so a new table cannot ship without a privacy decision.
 
-Stores built elsewhere (messaging outbox and deliveries, the identity graph) plug in through ``extra_handlers``
-and ``extra_sources``, and name the tables they cover in ``extra_coverage``; services that send data out register
-``recipients``.
+The identity graph and the messaging tables live in the control database with their models in ``tapwire_core``, so
+their handlers are built in here (``stores.identity``, ``stores.messaging``) and the graph is a closure source.
+Stores built elsewhere plug in through ``extra_handlers`` and ``extra_sources`` and name the tables they cover in
+``extra_coverage``; services that send data out (messaging's providers and webhooks) register ``recipients``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tapwire_core.identity.graph import IdentityGraph
 from tapwire_core.warehouse import Warehouse
-from tapwire_privacy.closure import ClosureSource
+from tapwire_privacy.closure import ClosureSource, LinkedIdentifierSource
 from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import MarketingObjectionsHandler, SuppressionsHandler
 from tapwire_privacy.stores.files import ExportArchivesHandler
+from tapwire_privacy.stores.identity import IdentityGraphHandler
+from tapwire_privacy.stores.messaging import (
+    CampaignsHandler,
+    ConsentHandler,
+    InteractionsHandler,
+    OutboxHandler,
+)
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
 from tapwire_privacy.stores.warehouse_links import AliasLinks, IdentifierColumnLinks, ProfilePropertyLinks
 
@@ -55,6 +64,17 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     ),
     "privacy_suppressions": "control.privacy_suppressions",
     "marketing_objections": "control.marketing_objections",
+    "identity_nodes": "control.identity_graph",
+    "identity_edges": "control.identity_graph",
+    "outbox": "control.outbox",
+    "message_consent": "control.message_consent",
+    "message_interactions": "control.message_interactions",
+    "campaigns": "control.campaigns",
+    "segments": Exempt(
+        "saved segments are the customer's audience rules (CQL) written by the customer's staff, not data collected "
+        "from end users; a definition naming one person's value is the customer's own content, which the customer "
+        "(the controller) edits or deletes through the segments API"
+    ),
 }
 
 FILE_STORES: Final[dict[str, Coverage]] = {"export_archives": "files.export_archives"}
@@ -120,7 +140,13 @@ def default_registry(
     handlers: list[StoreHandler] = [
         WarehouseTableHandler(spec, warehouse, cluster=cluster) for spec in WAREHOUSE_SPECS.values()
     ]
+    graph = IdentityGraph(engine)
     handlers += [
+        IdentityGraphHandler(engine, graph, warehouse),
+        OutboxHandler(engine),
+        InteractionsHandler(engine),
+        ConsentHandler(engine),
+        CampaignsHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         ExportArchivesHandler(engine, export_dir),
@@ -131,6 +157,7 @@ def default_registry(
         IdentifierColumnLinks(warehouse, "profiles"),
         ProfilePropertyLinks(warehouse),
         AliasLinks(warehouse),
+        LinkedIdentifierSource("identity_graph", graph.linked_identifiers),
         *extra_sources,
     ]
     return Registry(

@@ -6,17 +6,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
+from tapwire_privacy.closure import ClosureSource
 from tapwire_privacy.deadlines import Clock, system_clock
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.rate_limit import SlidingWindowLimit
-from tapwire_privacy.registry import default_registry
+from tapwire_privacy.recipients import Recipient
+from tapwire_privacy.registry import Coverage, default_registry
 from tapwire_privacy.repository import PrivacyRepository
 from tapwire_privacy.service import PrivacyService
+from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.worker import PrivacyWorker
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,19 @@ class PrivacyRuntime:
 
     @classmethod
     def build(
-        cls, *, settings: Settings, store: ControlStore, warehouse: Warehouse, clock: Clock = system_clock
+        cls,
+        *,
+        settings: Settings,
+        store: ControlStore,
+        warehouse: Warehouse,
+        clock: Clock = system_clock,
+        extra_handlers: Sequence[StoreHandler] = (),
+        extra_sources: Sequence[ClosureSource] = (),
+        extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> PrivacyRuntime:
+        """What other services contribute (handlers for their stores, closure sources, recipients of data)
+        comes in through the ``extra_*`` and ``recipients`` arguments; the suite's assembly passes them."""
         repository = PrivacyRepository(
             store.engine, clock=clock, record_retention_days=settings.privacy_record_retention_days
         )
@@ -43,6 +58,10 @@ class PrivacyRuntime:
             engine=store.engine,
             export_dir=settings.resolved_export_dir(),
             cluster=settings.clickhouse_cluster,
+            extra_handlers=extra_handlers,
+            extra_sources=extra_sources,
+            extra_coverage=extra_coverage,
+            recipients=recipients,
         )
         notifier = WebhookNotifier(store.get_account)
         worker = PrivacyWorker(

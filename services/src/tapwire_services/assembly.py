@@ -19,6 +19,7 @@ from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
+from tapwire_messaging.privacy import messaging_recipients
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_messaging.service import MessagingService
@@ -117,7 +118,10 @@ def build_app(
         if privacy_worker:
             assert components.warehouse is not None
             privacy = PrivacyRuntime.build(
-                settings=settings, store=components.store, warehouse=components.warehouse
+                settings=settings,
+                store=components.store,
+                warehouse=components.warehouse,
+                recipients=messaging_recipients(components.store.engine, settings),
             )
             app.state.privacy = privacy.service
             privacy.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
@@ -37,13 +37,32 @@ async def record_objection(
 
 async def has_objected(session: AsyncSession, *, account_id: str, keys: Iterable[str]) -> bool:
     """True when any of ``keys`` (subject keys such as ``e:ann@example.com``) objected to marketing."""
+    return bool(await objected_keys(session, account_id=account_id, keys=keys))
+
+
+async def objected_keys(session: AsyncSession, *, account_id: str, keys: Iterable[str]) -> set[str]:
+    """The subset of ``keys`` listed as objecting (one query, however many keys)."""
+    salt = await deployment_secret(session, IDENTIFIER_SALT)
+    by_hash = {key_hash(salt, account_id, key): key for key in keys}
+    if not by_hash:
+        return set()
+    found = await session.scalars(
+        select(MarketingObjectionRow.key_hash).where(
+            MarketingObjectionRow.account_id == account_id, MarketingObjectionRow.key_hash.in_(list(by_hash))
+        )
+    )
+    return {by_hash[hashed] for hashed in found}
+
+
+async def lift_objection(session: AsyncSession, *, account_id: str, keys: Iterable[str]) -> int:
+    """Remove ``keys`` from the objection list; returns how many were listed."""
     salt = await deployment_secret(session, IDENTIFIER_SALT)
     hashes = [key_hash(salt, account_id, key) for key in keys]
     if not hashes:
-        return False
-    found = await session.scalar(
-        select(MarketingObjectionRow.key_hash)
-        .where(MarketingObjectionRow.account_id == account_id, MarketingObjectionRow.key_hash.in_(hashes))
-        .limit(1)
+        return 0
+    result = await session.execute(
+        delete(MarketingObjectionRow).where(
+            MarketingObjectionRow.account_id == account_id, MarketingObjectionRow.key_hash.in_(hashes)
+        )
     )
-    return found is not None
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -6,7 +6,11 @@ Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) a
 - :func:`set_consent` records ``unsubscribed`` / ``subscribed`` for a user key, an email address or a phone
   number on one channel (``email``, ``sms``, ``push``, ``whatsapp``, ``webhook``) or on ``all``.
 - :func:`record_objection` / :func:`lift_objection`: a privacy objection blocks every marketing message to a
-  user key until lifted, whatever subscription changes come in between.
+  user key until lifted, whatever subscription changes come in between. Objections have one store, the privacy
+  worker's ``marketing_objections`` list (salted hashes; ``tapwire_core.control.marketing_objections``): these
+  functions write it, and :func:`blocked` reads it, so an objection made through ``POST /privacy/v1/requests``
+  holds from the next message on with nothing to keep in sync. (``objected`` consent rows written by earlier
+  versions are still honoured.)
 - :func:`blocked` answers, for many recipients at once, which of them must not be sent to.
 
 Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
@@ -15,16 +19,21 @@ Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased addres
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tapwire_core.control import marketing_objections as objections
 from tapwire_core.control.messaging.models import ConsentRow
+
+log = logging.getLogger(__name__)
 
 SubjectKind = Literal["user", "email", "phone", "token"]
 ConsentState = Literal["unsubscribed", "subscribed", "objected"]
@@ -69,22 +78,23 @@ async def set_consent(
 async def record_objection(
     engine: AsyncEngine, *, account_id: str, user_key: str, source: str, now_ms: int
 ) -> None:
-    """Block all marketing to ``user_key`` (privacy objection) from the next message on."""
-    await set_consent(
-        engine,
-        account_id=account_id,
-        kind="user",
-        subject=user_key,
-        channel=ALL_CHANNELS,
-        state="objected",
-        source=source,
-        now_ms=now_ms,
-    )
+    """Block all marketing to ``user_key`` (privacy objection) from the next message on. Written to the one
+    objection list; ``source`` is not kept there (the list holds only salted hashes), only logged."""
+    async with AsyncSession(engine) as session, session.begin():
+        added = await objections.record_objection(
+            session,
+            account_id=account_id,
+            keys=[user_key],
+            request_id=None,
+            at=datetime.fromtimestamp(now_ms / 1000, UTC),
+        )
+    log.info("marketing objection recorded", extra={"account_id": account_id, "source": source, "new": added})
 
 
 async def lift_objection(engine: AsyncEngine, *, account_id: str, user_key: str) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
+    async with AsyncSession(engine) as session, session.begin():
+        await objections.lift_objection(session, account_id=account_id, keys=[user_key])
+        await session.execute(
             delete(ConsentRow).where(
                 ConsentRow.account_id == account_id,
                 ConsentRow.subject_kind == "user",
@@ -106,7 +116,8 @@ class Recipient:
 async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[Recipient]) -> set[int]:
     """Indexes of ``recipients`` that must not receive a message now.
 
-    An objection on the user blocks every channel. Otherwise the most recent entry among the user's, the
+    An objection (on the objection list, under the user key or the recipient's address as an ``e:`` / ``p:``
+    subject key) blocks every channel. Otherwise the most recent entry among the user's, the
     address's and ``all`` entries for the recipient's channel decides; no entry means subscribed.
     """
     if not recipients:
@@ -131,6 +142,7 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
                 ).where(ConsentRow.account_id == account_id, or_(*conditions))
             )
         ).all()
+    objected = await _objected(engine, account_id, recipients)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
         entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
@@ -141,9 +153,29 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
             subjects.append(("email", normalise_subject("email", recipient.email)))
         if recipient.phone:
             subjects.append(("phone", recipient.phone))
-        if _refused(recipient.channel, (e for s in subjects for e in entries.get(s, ()))):
+        if objected & set(_subject_keys(recipient)) or _refused(
+            recipient.channel, (e for s in subjects for e in entries.get(s, ()))
+        ):
             refused.add(index)
     return refused
+
+
+def _subject_keys(recipient: Recipient) -> list[str]:
+    """The subject keys the privacy worker may have listed this recipient under."""
+    keys = [recipient.user_key]
+    if recipient.email:
+        keys += [f"e:{recipient.email.strip()}", f"e:{normalise_subject('email', recipient.email)}"]
+    if recipient.phone:
+        keys.append(f"p:{recipient.phone.strip()}")
+    return keys
+
+
+async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient]) -> set[str]:
+    # A transaction of its own: the first look may create the deployment's identifier salt, which must stick.
+    async with AsyncSession(engine) as session, session.begin():
+        return await objections.objected_keys(
+            session, account_id=account_id, keys={k for r in recipients for k in _subject_keys(r)}
+        )
 
 
 def _refused(channel: str, entries: Iterable[tuple[str, str, int]]) -> bool:

@@ -1,0 +1,100 @@
+"""Messaging's part in privacy requests: the recipients of a subject's data (GDPR Art. 19).
+
+Every message sent hands the recipient's address and the rendered content to a provider: the SMTP relay, the
+push services (FCM, APNs), the SMS provider, or the campaign's webhook target. The delivery records (the
+outbox) say which, so each channel is one :class:`~tapwire_privacy.recipients.Recipient` that lists what it
+received about a subject, for the export, and answers an erasure or rectification: none of these providers has
+an API to erase or correct a delivered message, so the forward is recorded as impossible with that reason.
+
+The messaging tables themselves are covered by the privacy worker's handlers (``tapwire_privacy.stores.messaging``);
+this module only reads the outbox.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tapwire_core.control.messaging.models import OutboxRow
+from tapwire_core.settings import Settings
+from tapwire_privacy.recipients import Forwarded, ForwardImpossible, Recipient
+from tapwire_privacy.stores.base import Scope
+
+CHANNELS = ("email", "push", "sms", "webhook")
+
+_NO_API = {
+    "email": "an SMTP relay has no API to erase or correct a delivered message; it sits in the user's mailbox",
+    "push": "FCM and APNs have no API to recall or correct a delivered notification",
+    "sms": "the SMS provider has no API to erase or correct a delivered text message",
+    "webhook": "webhook targets are the customer's own endpoints; the customer (the controller) is told through "
+    "its privacy webhook",
+}
+
+
+def _endpoint(url: str | None) -> str:
+    """Host and port of a provider URL, without credentials, path or query."""
+    if not url:
+        return "not configured"
+    parts = urlsplit(url)
+    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "not configured"
+
+
+class ChannelRecipient:
+    """The providers of one channel that received a subject's messages, found from the delivery records."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings, channel: str) -> None:
+        self.name = f"messaging.{channel}"
+        self._engine = engine
+        self._settings = settings
+        self._channel = channel
+
+    def _provider(self, row: Any) -> str:
+        if self._channel == "email":
+            return f"SMTP relay {_endpoint(self._settings.smtp_url)}"
+        if self._channel == "sms":
+            return f"SMS provider {_endpoint(self._settings.sms_url)}"
+        if self._channel == "webhook":
+            return f"webhook {_endpoint(row.address)}"
+        if row.platform == "apns":
+            return f"APNs {_endpoint(self._settings.apns_url)}"
+        return f"FCM {_endpoint(self._settings.fcm_url)}"
+
+    async def received(self, scope: Scope) -> list[dict[str, Any]]:
+        query = select(OutboxRow.address, OutboxRow.platform).where(
+            OutboxRow.account_id == scope.account_id,
+            OutboxRow.channel == self._channel,
+            OutboxRow.status == "sent",
+        )
+        if scope.keys is not None:
+            keys = sorted(scope.keys)
+            addresses = [k.split(":", 1)[1] for k in keys if k[:2] in ("e:", "p:")]
+            query = query.where(or_(OutboxRow.user_key.in_(keys), OutboxRow.address.in_(addresses)))
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        by_provider: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            # A webhook URL is the customer's and may carry its credentials: only its host goes into an export.
+            shown = _endpoint(row.address) if self._channel == "webhook" else row.address
+            by_provider[self._provider(row)].append(shown)
+        return [
+            {
+                "channel": self._channel,
+                "provider": provider,
+                "messages": len(addresses),
+                "addresses": sorted(set(addresses)),
+            }
+            for provider, addresses in sorted(by_provider.items())
+        ]
+
+    async def forward(self, action: Forwarded, scope: Scope, fields: Mapping[str, Any] | None) -> None:
+        raise ForwardImpossible(_NO_API[self._channel])
+
+
+def messaging_recipients(engine: AsyncEngine, settings: Settings) -> list[Recipient]:
+    """One recipient per channel, for the privacy worker's registry."""
+    return [ChannelRecipient(engine, settings, channel) for channel in CHANNELS]

@@ -1,0 +1,276 @@
+"""Privacy handlers for the messaging tables in the control database (models in
+``tapwire_core.control.messaging``): the outbox (delivery records), consent entries, interactions and campaigns.
+
+A subject is matched by user key and, where a table holds addresses, by the values of its ``e:`` / ``p:`` keys.
+
+- ``outbox``: rows keep their idempotency key shape, status and times (campaign counts stay right) but the user key
+  becomes a salted pseudonym (``x:<hash>``) and the address, profile snapshot and provider detail are cleared; a
+  message still pending becomes ``suppressed``.
+- ``message_interactions``: deleted.
+- ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes, dead push tokens) are
+  retained on purpose, as the objection list is: a suppression must outlive the profile or a re-import would
+  message the person again. ``verify`` reports them with that reason.
+- ``campaigns``: an explicit-identities audience loses the subject's identifiers.
+
+A tenant-level scope deletes every row of the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+
+PSEUDONYM_PREFIX = "x:"
+_IMMEDIATE = "deletes and updates in the control database are immediate and physical"
+# The kinds a campaign's explicit audience names users by, and the subject key prefix each stands for.
+_AUDIENCE_PREFIXES = {
+    "Identity": "i:",
+    "identity": "i:",
+    "objectId": "o:",
+    "FBID": "f:",
+    "GPID": "g:",
+    "Email": "e:",
+    "email": "e:",
+    "Phone": "p:",
+}
+
+
+def _values(keys: frozenset[str], prefix: str) -> list[str]:
+    return sorted({key[len(prefix) :] for key in keys if key.startswith(prefix)})
+
+
+def _emails(keys: frozenset[str]) -> list[str]:
+    return sorted({value.strip().lower() for value in _values(keys, "e:")})
+
+
+class _ControlHandler(StoreHandler):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _count(self, scope: Scope) -> int:
+        return len(await self.export(scope))
+
+    async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        return {scope.request_id: await self._count(scope) for scope in scopes}
+
+    async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        counts = await self.count(scopes)
+        return {
+            rid: Verification(n, False, f"{self.name} rows naming the subject; {_IMMEDIATE}")
+            for rid, n in counts.items()
+        }
+
+
+class OutboxHandler(_ControlHandler):
+    name = "control.outbox"
+
+    def _match(self, scope: Scope) -> ColumnElement[bool]:
+        condition = OutboxRow.account_id == scope.account_id
+        if scope.keys is None:
+            return condition
+        addresses = [*_emails(scope.keys), *_values(scope.keys, "e:"), *_values(scope.keys, "p:")]
+        return condition & or_(OutboxRow.user_key.in_(sorted(scope.keys)), OutboxRow.address.in_(addresses))
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        async with AsyncSession(self._engine) as session:
+            rows = await session.scalars(select(OutboxRow).where(self._match(scope)).order_by(OutboxRow.id))
+            return [
+                {
+                    "campaign_id": r.campaign_id,
+                    "variant": r.variant,
+                    "user_key": r.user_key,
+                    "channel": r.channel,
+                    "address": r.address,
+                    "platform": r.platform,
+                    "status": r.status,
+                    "sent_ms": r.sent_ms,
+                    "provider_id": r.provider_id,
+                    "detail": r.detail,
+                }
+                for r in rows
+            ]
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            for scope in scopes:
+                if scope.keys is None:
+                    await session.execute(delete(OutboxRow).where(self._match(scope)))
+                    continue
+                for row in await session.scalars(select(OutboxRow).where(self._match(scope))):
+                    pseudonym = PSEUDONYM_PREFIX + key_hash(salt, scope.account_id, row.user_key)[:40]
+                    await session.execute(
+                        update(OutboxRow)
+                        .where(OutboxRow.id == row.id)
+                        .values(
+                            user_key=pseudonym,
+                            address="",
+                            context={},
+                            detail=None,
+                            # A message not sent yet is never sent: its address is gone.
+                            status="suppressed" if row.status == "pending" else row.status,
+                        )
+                    )
+
+
+class InteractionsHandler(_ControlHandler):
+    name = "control.message_interactions"
+
+    def _match(self, scope: Scope) -> ColumnElement[bool]:
+        campaigns = select(CampaignRow.id).where(CampaignRow.account_id == scope.account_id)
+        condition = InteractionRow.campaign_id.in_(campaigns)
+        if scope.keys is None:
+            return condition
+        return condition & InteractionRow.user_key.in_(sorted(scope.keys))
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        async with AsyncSession(self._engine) as session:
+            rows = await session.scalars(select(InteractionRow).where(self._match(scope)))
+            return [
+                {
+                    "campaign_id": r.campaign_id,
+                    "variant": r.variant,
+                    "user_key": r.user_key,
+                    "kind": r.kind,
+                    "ts_ms": r.ts_ms,
+                }
+                for r in rows
+            ]
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        async with AsyncSession(self._engine) as session, session.begin():
+            for scope in scopes:
+                await session.execute(delete(InteractionRow).where(self._match(scope)))
+
+
+class ConsentHandler(_ControlHandler):
+    name = "control.message_consent"
+    reason = "an opt-out must outlive the data, or a re-import would message the person again"
+
+    def _match(self, scope: Scope) -> ColumnElement[bool]:
+        condition = ConsentRow.account_id == scope.account_id
+        if scope.keys is None:
+            return condition
+        return condition & or_(
+            (ConsentRow.subject_kind == "user") & ConsentRow.subject.in_(sorted(scope.keys)),
+            (ConsentRow.subject_kind == "email") & ConsentRow.subject.in_(_emails(scope.keys)),
+            (ConsentRow.subject_kind == "phone") & ConsentRow.subject.in_(_values(scope.keys, "p:")),
+        )
+
+    async def _rows(self, scope: Scope) -> list[ConsentRow]:
+        async with AsyncSession(self._engine) as session:
+            return list(await session.scalars(select(ConsentRow).where(self._match(scope))))
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": r.subject_kind,
+                "subject": r.subject,
+                "channel": r.channel,
+                "state": r.state,
+                "source": r.source,
+                "updated_ms": r.updated_ms,
+            }
+            for r in await self._rows(scope)
+        ]
+
+    async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Rows an erasure removes: subscriptions (every row for a tenant-level scope)."""
+        return {
+            scope.request_id: sum(
+                1 for r in await self._rows(scope) if scope.tenant or r.state == "subscribed"
+            )
+            for scope in scopes
+        }
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        async with AsyncSession(self._engine) as session, session.begin():
+            for scope in scopes:
+                query = delete(ConsentRow).where(self._match(scope))
+                if scope.keys is not None:
+                    query = query.where(ConsentRow.state == "subscribed")
+                await session.execute(query)
+
+    async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        verdicts = {}
+        for scope in scopes:
+            rows = await self._rows(scope)
+            kept = [r for r in rows if r.state != "subscribed" and not scope.tenant]
+            verdicts[scope.request_id] = Verification(
+                residue=len(rows) - len(kept),
+                pending=False,
+                checked=f"{len(kept)} opt-out entries retained by design: {self.reason}; {_IMMEDIATE}",
+            )
+        return verdicts
+
+
+class CampaignsHandler(_ControlHandler):
+    """Campaign rows hold identifiers only in an explicit-identities audience."""
+
+    name = "control.campaigns"
+
+    async def _campaigns(self, scope: Scope) -> list[CampaignRow]:
+        async with AsyncSession(self._engine) as session:
+            rows = await session.scalars(
+                select(CampaignRow).where(CampaignRow.account_id == scope.account_id)
+            )
+            return [r for r in rows if scope.keys is None or self._named(r, scope.keys)]
+
+    @staticmethod
+    def _named(row: CampaignRow, keys: frozenset[str]) -> list[tuple[str, str]]:
+        identities = row.audience.get("identities") if isinstance(row.audience, dict) else None
+        if not isinstance(identities, dict):
+            return []
+        return [
+            (kind, value)
+            for kind, values in identities.items()
+            if isinstance(values, list)
+            for value in values
+            if isinstance(value, str) and _AUDIENCE_PREFIXES.get(kind, "?:") + value.strip() in keys
+        ]
+
+    async def export(self, scope: Scope) -> list[dict[str, Any]]:
+        rows = await self._campaigns(scope)
+        if scope.keys is None:
+            return [{"campaign_id": r.id, "name": r.name, "audience": r.audience} for r in rows]
+        return [
+            {
+                "campaign_id": r.id,
+                "name": r.name,
+                "named_in_audience": [f"{k}:{v}" for k, v in self._named(r, scope.keys)],
+            }
+            for r in rows
+        ]
+
+    async def erase(self, scopes: Sequence[Scope]) -> None:
+        async with AsyncSession(self._engine) as session, session.begin():
+            for scope in scopes:
+                mine = CampaignRow.account_id == scope.account_id
+                if scope.keys is None:
+                    campaigns = select(CampaignRow.id).where(mine)
+                    await session.execute(
+                        delete(InteractionRow).where(InteractionRow.campaign_id.in_(campaigns))
+                    )
+                    await session.execute(delete(OutboxRow).where(OutboxRow.campaign_id.in_(campaigns)))
+                    await session.execute(delete(CampaignRow).where(mine))
+                    continue
+                for row in await session.scalars(select(CampaignRow).where(mine)):
+                    named = set(self._named(row, scope.keys))
+                    if not named:
+                        continue
+                    identities = {
+                        kind: [v for v in values if (kind, v) not in named]
+                        for kind, values in row.audience["identities"].items()
+                    }
+                    await session.execute(
+                        update(CampaignRow)
+                        .where(CampaignRow.id == row.id)
+                        .values(audience={**row.audience, "identities": identities})
+                    )

@@ -1,0 +1,160 @@
+"""Messaging and the privacy worker in one assembled app (``build_app`` with both, real SQLite control store,
+chDB warehouse, local SMTP sink): a privacy objection stops the next campaign to that user, an erasure strips
+the user's messaging rows, and the export lists who received the user's data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zipfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tapwire_core.bus.embedded import EmbeddedBus
+from tapwire_core.control.messaging.models import OutboxRow
+from tapwire_core.control.store import ControlStore
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse
+from tapwire_messaging.routes import links_router, router
+from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
+from tapwire_services import runtime
+from tapwire_services.assembly import build_app
+from tests.infra.clickhouse import WarehouseFactory
+from tests.messaging.rig import HEADERS, add_profiles, settings_for
+from tests.messaging.servers import smtp_sink
+
+pytestmark = pytest.mark.integration
+
+USERS = ("i:ann", "i:bob", "i:cem")
+
+
+@dataclass
+class Suite:
+    app: FastAPI
+    client: httpx.AsyncClient
+    store: ControlStore
+
+    async def post(self, path: str, body: Any) -> httpx.Response:
+        return await self.client.post(path, headers=HEADERS, json=body)
+
+    async def get(self, path: str) -> Any:
+        response = await self.client.get(path, headers=HEADERS)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@asynccontextmanager
+async def suite(tmp: Path, warehouse: Warehouse, settings: Settings) -> AsyncIterator[Suite]:
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}")
+    components = runtime.Components(
+        settings=settings, store=store, bus=EmbeddedBus(tmp / "log"), warehouse=warehouse
+    )
+    app = build_app(
+        settings,
+        components,
+        routers=[router, links_router, *PRIVACY_ROUTERS],
+        loader=False,
+        embedded=False,
+        messaging=True,
+        privacy_worker=True,
+    )
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://t.shop.example") as client:
+                yield Suite(app, client, store)
+    finally:
+        await warehouse.start()  # the app closed it; the fixture that made it drops its database
+
+
+async def campaign(s: Suite, name: str) -> dict[str, Any]:
+    created = await s.post(
+        "/1/targets/create.json",
+        {"name": name, "target_mode": "email", "where": {}, "content": {"subject": name, "body": "Hello"}},
+    )
+    assert created.status_code == 200, created.text
+    for _ in range(600):
+        found = (await s.get(f"/messaging/v1/campaigns/{created.json()['id']}"))["campaign"]
+        if found["status"] in ("completed", "stopped"):
+            return dict(found)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"campaign {name} did not finish")
+
+
+async def privacy_request(s: Suite, body: dict[str, Any], *, until: str | None = None) -> dict[str, Any]:
+    response = await s.post("/privacy/v1/requests", body)
+    assert response.status_code == 202, response.text
+    path = f"/privacy/v1/requests/{response.json()['id']}"
+    for _ in range(600):
+        view: dict[str, Any] = await s.get(path)
+        if until is None or view["status"] == until:
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"privacy request did not reach {until}: {view}")
+
+
+async def test_objection_erasure_and_recipients_through_the_suite(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    with smtp_sink() as sink:
+        settings = settings_for(
+            tmp_path,
+            sink.url,
+            privacy_poll_s=0.05,
+            privacy_sweep_delay_s=0.2,
+            privacy_export_dir=tmp_path / "x",
+        )
+        async with suite(tmp_path, warehouse, settings) as s:
+            await add_profiles(warehouse, [(key, {"Email": f"{key[2:]}@example.com"}) for key in USERS])
+            first = await campaign(s, "first")
+            assert first["sent"] == 3
+
+            # An objection through the privacy API: the very next campaign skips the user.
+            await privacy_request(s, {"type": "objection", "subject": {"identity": "bob"}})
+            second = await campaign(s, "second")
+            assert second["sent"] == 2 and second["suppressed"] == 1
+            got_second = {
+                to
+                for to, mails in sink.by_recipient().items()
+                if any(m["Subject"] == "second" for m in mails)
+            }
+            assert got_second == {"ann@example.com", "cem@example.com"}
+
+            # The export names the SMTP relay as a recipient of ann's data (Art. 19).
+            export = await privacy_request(
+                s, {"type": "export", "subject": {"identity": "ann"}}, until="completed"
+            )
+            archive = settings.resolved_export_dir() / f"{export['id']}.zip"
+            with zipfile.ZipFile(archive) as bundle:
+                manifest = json.loads(bundle.read("manifest.json"))
+            assert manifest["recipients"] == [
+                {
+                    "recipient": "messaging.email",
+                    "received": [
+                        {
+                            "channel": "email",
+                            "provider": f"SMTP relay {sink.url.removeprefix('smtp://')}",
+                            "messages": 2,
+                            "addresses": ["ann@example.com"],
+                        }
+                    ],
+                }
+            ]
+
+            # An erasure strips cem's messaging rows; ann's stay.
+            await privacy_request(s, {"type": "erasure", "subject": {"identity": "cem"}}, until="completed")
+            async with AsyncSession(s.store.engine) as session:
+                rows = list(await session.scalars(select(OutboxRow)))
+            assert not [r for r in rows if r.user_key == "i:cem" or r.address == "cem@example.com"]
+            assert len([r for r in rows if r.user_key.startswith("x:") and r.address == ""]) == 2
+            assert len([r for r in rows if r.address == "ann@example.com"]) == 2

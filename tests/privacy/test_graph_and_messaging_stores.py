@@ -1,0 +1,134 @@
+"""The identity graph and the messaging tables under a privacy request: closure through the graph, erasure
+through ``IdentityGraph.forget``, messaging rows stripped or deleted, opt-outs retained, export lists them."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.identity.graph import IdentityGraph, LinkRequest
+from tests.privacy.conftest import Rig
+
+pytestmark = pytest.mark.integration
+
+
+async def seed(rig: Rig) -> IdentityGraph:
+    graph = IdentityGraph(rig.control.engine)
+    await graph.link_many(
+        "ACC-1",
+        [
+            LinkRequest(("i:carol", "a:anon-carol"), "login"),
+            LinkRequest(("i:carol", "e:carol@example.com"), "profile"),
+            LinkRequest(("i:bob", "a:anon-bob"), "login"),
+        ],
+    )
+    async with AsyncSession(rig.control.engine) as session, session.begin():
+        campaign = CampaignRow(
+            account_id="ACC-1",
+            name="welcome",
+            kind="campaign",
+            channel="email",
+            status="completed",
+            audience={"identities": {"Identity": ["carol", "bob"]}},
+            variants=[],
+            rules={},
+            scheduled_ms=1,
+            cutoff_ms=2,
+        )
+        session.add(campaign)
+        await session.flush()
+        for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
+            session.add(
+                OutboxRow(
+                    campaign_id=campaign.id,
+                    account_id="ACC-1",
+                    variant="a",
+                    user_key=user,
+                    channel="email",
+                    address=address,
+                    context={"profile": {"Name": user}},
+                    status="sent",
+                    due_ms=1,
+                    sent_ms=1,
+                    provider_id="<m1@sink>",
+                )
+            )
+            session.add(
+                InteractionRow(campaign_id=campaign.id, variant="a", user_key=user, kind="opened", ts_ms=3)
+            )
+        session.add_all(
+            [
+                ConsentRow(
+                    account_id="ACC-1",
+                    subject_kind="email",
+                    subject="carol@example.com",
+                    channel="email",
+                    state="subscribed",
+                    source="api",
+                    updated_ms=1,
+                ),
+                ConsentRow(
+                    account_id="ACC-1",
+                    subject_kind="user",
+                    subject="i:carol",
+                    channel="sms",
+                    state="unsubscribed",
+                    source="api",
+                    updated_ms=2,
+                ),
+            ]
+        )
+    return graph
+
+
+async def request(rig: Rig, kind: str, key: str) -> str:
+    view = await rig.repository.create(
+        account_id="ACC-1", type=kind, scope="subject", channel="api", jurisdiction="gdpr", keys=[key]
+    )
+    return view.id
+
+
+async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row(rig: Rig) -> None:
+    graph = await seed(rig)
+    # Only the graph links the anonymous id to carol: no warehouse row names it.
+    request_id = await request(rig, "erasure", "a:anon-carol")
+    await rig.run_until_settled()
+
+    done = await rig.repository.get(request_id)
+    assert done.status == "completed", json.dumps(done.progress)[-1500:]
+    assert await graph.linked_identifiers("ACC-1", "i:carol") == []
+    assert await graph.linked_identifiers("ACC-1", "e:carol@example.com") == []
+    assert await graph.linked_identifiers("ACC-1", "i:bob") == ["a:anon-bob", "i:bob"]
+    async with AsyncSession(rig.control.engine) as session:
+        outbox = {r.address: r for r in await session.scalars(select(OutboxRow))}
+        assert set(outbox) == {"", "bob@example.com"}
+        assert outbox[""].user_key.startswith("x:") and outbox[""].context == {}
+        assert outbox["bob@example.com"].user_key == "i:bob"
+        assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
+        consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
+        assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
+        campaign = (await session.scalars(select(CampaignRow))).one()
+        assert campaign.audience == {"identities": {"Identity": ["bob"]}}
+
+
+async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
+    await seed(rig)
+    request_id = await request(rig, "export", "e:carol@example.com")
+    await rig.run_until_settled()
+    done = await rig.repository.get(request_id)
+    assert done.status == "completed", json.dumps(done.progress)[-1500:]
+    archive = rig.settings.resolved_export_dir()
+    [path] = [p for p in archive.rglob("*.zip")]
+    with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as bundle:
+        stores = {name: json.loads(bundle.read(name)) for name in bundle.namelist()}
+    text = json.dumps(stores)
+    assert "a:anon-carol" in text and "carol@example.com" in text
+    assert "bob" not in text
+    outbox = next(v for k, v in stores.items() if "control.outbox" in k)
+    assert [row["address"] for row in outbox] == ["carol@example.com"]
