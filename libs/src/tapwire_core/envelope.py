@@ -6,7 +6,8 @@ gateway and loader hot paths, where msgspec is several times faster (see docs/be
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -50,6 +51,19 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True):
         if self.group_id:
             return "grp:" + self.group_id
         return ""
+
+
+# How CleverTap names users in a send's ``to`` (and a campaign's explicit audience) → the user key prefix.
+IDENTITY_KIND_PREFIXES: Final[Mapping[str, str]] = {
+    "Identity": "i:",
+    "identity": "i:",
+    "objectId": "o:",
+    "FBID": "f:",
+    "GPID": "g:",
+    "Email": "e:",
+    "email": "e:",
+    "Phone": "p:",
+}
 
 
 class _EnvelopeHead(msgspec.Struct, omit_defaults=True, frozen=True):

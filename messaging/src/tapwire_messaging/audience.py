@@ -12,23 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tapwire_core.control.store import ControlStore
+from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_core.warehouse import Warehouse
 from tapwire_query.audience import SegmentNotFound, audience_query, count_user_keys, resolve_user_keys
 from tapwire_query.cql import CqlError, parse_query
 
 CHUNK = 2000
-
-# Identity kinds a send may name users by (CleverTap's ``to`` keys) → user key prefix.
-IDENTITY_PREFIXES: Mapping[str, str] = {
-    "Identity": "i:",
-    "identity": "i:",
-    "objectId": "o:",
-    "FBID": "f:",
-    "GPID": "g:",
-    "Email": "e:",
-    "email": "e:",
-    "Phone": "p:",
-}
 
 
 class AudienceError(ValueError):
@@ -60,10 +49,10 @@ class ExplicitIdentities:
     def user_keys(self) -> list[str]:
         seen: dict[str, None] = {}
         for kind, values in self.identities.items():
-            prefix = IDENTITY_PREFIXES.get(kind)
+            prefix = IDENTITY_KIND_PREFIXES.get(kind)
             if prefix is None:
                 raise AudienceError(
-                    f"unknown identity kind {kind!r}; use one of {sorted(set(IDENTITY_PREFIXES))}"
+                    f"unknown identity kind {kind!r}; use one of {sorted(set(IDENTITY_KIND_PREFIXES))}"
                 )
             for value in values:
                 if not isinstance(value, str) or not value.strip():

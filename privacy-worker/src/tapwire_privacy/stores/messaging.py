@@ -25,21 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
 
 PSEUDONYM_PREFIX = "x:"
 _IMMEDIATE = "deletes and updates in the control database are immediate and physical"
-# The kinds a campaign's explicit audience names users by, and the subject key prefix each stands for.
-_AUDIENCE_PREFIXES = {
-    "Identity": "i:",
-    "identity": "i:",
-    "objectId": "o:",
-    "FBID": "f:",
-    "GPID": "g:",
-    "Email": "e:",
-    "email": "e:",
-    "Phone": "p:",
-}
 
 
 def _values(keys: frozenset[str], prefix: str) -> list[str]:
@@ -233,7 +223,7 @@ class CampaignsHandler(_ControlHandler):
             for kind, values in identities.items()
             if isinstance(values, list)
             for value in values
-            if isinstance(value, str) and _AUDIENCE_PREFIXES.get(kind, "?:") + value.strip() in keys
+            if isinstance(value, str) and IDENTITY_KIND_PREFIXES.get(kind, "?:") + value.strip() in keys
         ]
 
     async def export(self, scope: Scope) -> list[dict[str, Any]]:
