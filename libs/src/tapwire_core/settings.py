@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     messaging_claim_batch: int = 200
     messaging_lease_s: float = 30.0
     messaging_poll_s: float = 0.2
+    messaging_send_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="messages handed to providers whose outcome is not yet recorded (default: 4 x senders)",
+    )
 
     # Query service: cursor signing (set the same secret on every query instance; unset = per process),
     # cursor lifetime, and how long a count waits before answering "partial" with a req_id to poll.
@@ -104,6 +109,11 @@ class Settings(BaseSettings):
 
     def resolved_export_dir(self) -> Path:
         return self.privacy_export_dir or self.data_dir / "privacy-exports"
+
+    def resolved_send_window(self) -> int:
+        """The most messages a messaging process has handed to providers without having recorded their outcome:
+        also the most that a crash can make a provider receive a second time (under the same idempotency key)."""
+        return self.messaging_send_window or 4 * max(1, self.messaging_senders)
 
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

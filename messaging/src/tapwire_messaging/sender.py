@@ -8,7 +8,9 @@ and publishes feedback events; a lease keeper that extends leases of rows still 
 Crash safety: a row is ``sending`` under a lease before its provider call and gets its outcome after. A crash
 in between leaves it ``sending``; when the lease expires it is claimed again and re-sent with the same
 idempotency key (Message-ID, Idempotency-Key, apns-id), which providers use to drop the repeat. Nothing is
-lost, and a row already recorded is never sent again.
+lost, and a row already recorded is never sent again. The send window bounds that in-between state: at most
+``Settings.resolved_send_window()`` messages are with providers (or on their way) without a recorded outcome,
+so a crash makes providers receive at most that many messages a second time.
 """
 
 from __future__ import annotations
@@ -109,7 +111,10 @@ class Sender:
         self._queue: asyncio.Queue[tuple[Claimed, _CampaignView, int]] = asyncio.Queue(
             maxsize=max(2 * settings.messaging_claim_batch, settings.messaging_senders)
         )
-        self._results: asyncio.Queue[tuple[Verdict, Feedback | None]] = asyncio.Queue()
+        # (verdict, feedback, whether the row holds a send-window slot until its verdict is written).
+        self._results: asyncio.Queue[tuple[Verdict, Feedback | None, bool]] = asyncio.Queue()
+        self.send_window = settings.resolved_send_window()
+        self._window = asyncio.Semaphore(self.send_window)
         self._inflight: set[int] = set()
         self._dead_tokens: list[tuple[str, str, int]] = []
         self._views: OrderedDict[int, _CampaignView] = OrderedDict()
@@ -144,7 +149,7 @@ class Sender:
         now = self.now_ms()
         while not self._queue.empty():
             row, _, _ = self._queue.get_nowait()
-            self._results.put_nowait((Verdict(row.id, "pending", "sender stopped", due_ms=now), None))
+            self._results.put_nowait((Verdict(row.id, "pending", "sender stopped", due_ms=now), None, False))
         deadline = time.monotonic() + timeout_s
         while (self._inflight or not self._results.empty()) and time.monotonic() < deadline:  # noqa: ASYNC110 (two conditions, no single event)
             await asyncio.sleep(0.05)
@@ -331,6 +336,10 @@ class Sender:
         )
         if not rows:
             return 0
+        claimed = len(rows)
+        # A row of ours whose lease lapsed while its send was still running (a stalled loop) came back here;
+        # its first send will be recorded, and sending it again would put a second copy on the wire.
+        rows = [row for row in rows if row.id not in self._inflight]
         self.stats.claimed += len(rows)
         self._inflight.update(row.id for row in rows)
         by_campaign: dict[int, list[Claimed]] = {}
@@ -340,14 +349,14 @@ class Sender:
             view = await self._view(campaign_id)
             if view is None:
                 for row in batch:
-                    self._results.put_nowait((Verdict(row.id, "stopped", "campaign is gone"), None))
+                    self._results.put_nowait((Verdict(row.id, "stopped", "campaign is gone"), None, False))
                 continue
             for row, verdict in zip(batch, await self._judge(view, batch, now), strict=True):
                 if verdict is None:
                     await self._queue.put((row, view, now))
                 else:
-                    self._results.put_nowait((verdict, None))
-        return len(rows)
+                    self._results.put_nowait((verdict, None, False))
+        return claimed
 
     async def _view(self, campaign_id: int) -> _CampaignView | None:
         view = self._views.get(campaign_id)
@@ -441,6 +450,8 @@ class Sender:
     async def _send_loop(self) -> None:
         while True:
             row, view, claimed_ms = await self._queue.get()
+            # The slot is held until the recorder has written this row's outcome (see _record).
+            await self._window.acquire()
             try:
                 verdict, feedback = await self.send_one(row, view, claimed_ms)
             except asyncio.CancelledError:
@@ -448,7 +459,7 @@ class Sender:
             except Exception as exc:
                 log.exception("sending failed unexpectedly", extra={"row": row.id})
                 verdict, feedback = self._retry_or_fail(row, f"internal error: {exc}"), None
-            self._results.put_nowait((verdict, feedback))
+            self._results.put_nowait((verdict, feedback, True))
 
     async def send_one(
         self, row: Claimed, view: _CampaignView, claimed_ms: int
@@ -577,11 +588,14 @@ class Sender:
     # Recording.
 
     async def _record_loop(self) -> None:
+        # Half the window per write: the other half keeps the senders busy while it is written.
+        enough_slots = max(1, self.send_window // 2)
         while True:
             first = await self._results.get()
             batch = [first]
+            slots = int(first[2])
             deadline = time.monotonic() + 0.05
-            while len(batch) < 1000:
+            while len(batch) < 1000 and slots < enough_slots:
                 timeout = deadline - time.monotonic()
                 if timeout <= 0:
                     break
@@ -589,10 +603,13 @@ class Sender:
                     batch.append(await asyncio.wait_for(self._results.get(), timeout))
                 except TimeoutError:
                     break
+                slots += batch[-1][2]
             await self._record(batch)
 
-    async def _record(self, batch: Sequence[tuple[Verdict, Feedback | None]]) -> None:
-        verdicts = [v for v, _ in batch]
+    async def _record(self, batch: Sequence[tuple[Verdict, Feedback | None, bool]]) -> None:
+        """Write a batch of outcomes (retrying until the database takes them), then free their send-window
+        slots and publish their feedback events."""
+        verdicts = [v for v, _, _ in batch]
         while True:
             try:
                 await self.outbox.record(verdicts, worker=self.worker)
@@ -602,11 +619,13 @@ class Sender:
             except Exception:
                 log.exception("recording outcomes failed; retrying")
                 await asyncio.sleep(0.5)
-        for verdict in verdicts:
+        for verdict, _, slot in batch:
             self._inflight.discard(verdict.id)
             self.stats.by_status[verdict.status] = self.stats.by_status.get(verdict.status, 0) + 1
+            if slot:
+                self._window.release()
         await self._record_dead_tokens()
-        await self.publisher.publish([f for _, f in batch if f is not None])
+        await self.publisher.publish([f for _, f, _ in batch if f is not None])
 
     async def _record_dead_tokens(self) -> None:
         """Remember tokens the provider disowned, so no later fill picks them again."""
