@@ -114,9 +114,12 @@ async def add_profiles(warehouse: Warehouse, profiles: Sequence[tuple[str, dict[
     )
 
 
-async def add_push_tokens(warehouse: Warehouse, tokens: Sequence[tuple[str, str, str]]) -> None:
-    """(user key, token, type) as the loader stores token uploads: ``__push_token`` events."""
-    now = int(time.time() * 1000)
+async def add_push_tokens(
+    warehouse: Warehouse, tokens: Sequence[tuple[str, str, str]], *, ts_ms: int | None = None
+) -> None:
+    """(user key, token, type) as the loader stores token uploads: ``__push_token`` events (at ``ts_ms``, by
+    default now)."""
+    now = ts_ms or int(time.time() * 1000)
     columns = [
         "account_id",
         "event_id",
@@ -134,7 +137,7 @@ async def add_push_tokens(warehouse: Warehouse, tokens: Sequence[tuple[str, str,
         [
             (
                 ACCOUNT,
-                f"tok-{key}-{token}",
+                f"tok-{key}-{token}-{now}",
                 key,
                 "__push_token",
                 now,

@@ -17,7 +17,7 @@ from tapwire_messaging.audience import (
     DefaultAudienceResolver,
     ExplicitIdentities,
 )
-from tapwire_messaging.recipients import load_profiles
+from tapwire_messaging.recipients import RecipientProfile, load_profiles, push_targets
 from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
 from tests.messaging.rig import ACCOUNT, add_profiles, add_push_tokens
 
@@ -92,6 +92,40 @@ async def test_profiles_and_tokens_for_a_full_chunk(warehouse: Warehouse) -> Non
     assert profiles[keys[0]].tokens == [("tok-a", "fcm")]
     assert profiles[keys[2]].tokens == [("tok-b", "apns")]
     assert profiles[keys[-1]].profile == {} and profiles[keys[-1]].email is None
+
+
+async def test_every_token_of_a_user_newest_first_and_a_moved_token_only_for_its_new_user(
+    warehouse: Warehouse,
+) -> None:
+    now = int(time.time() * 1000)
+    await add_push_tokens(warehouse, [("i:ann", "tok-old", "fcm"), ("i:ann", "tok-moved", "fcm")], ts_ms=now)
+    await add_push_tokens(warehouse, [("i:ann", "tok-new", "APNS")], ts_ms=now + 1000)
+    await add_push_tokens(warehouse, [("i:ann", "tok-old", "fcm")], ts_ms=now + 2000)  # uploaded again
+    # The device behind tok-moved now belongs to Bob.
+    await add_push_tokens(warehouse, [("i:bob", "tok-moved", "fcm")], ts_ms=now + 3000)
+    profiles = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["i:ann"], with_tokens=True)
+    assert profiles["i:ann"].tokens == [("tok-old", "fcm"), ("tok-new", "apns")]
+    both = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["i:ann", "i:bob"], with_tokens=True)
+    assert both["i:bob"].tokens == [("tok-moved", "fcm")]
+    assert both["i:ann"].tokens == profiles["i:ann"].tokens
+
+
+def test_push_targets_latest_or_every_live_token_of_the_requested_platforms() -> None:
+    # A Windows token is kept but no provider here reaches it: it is never chosen, not even as the latest.
+    tokens = [("t0", "wns"), ("t1", "fcm"), ("t2", "apns"), ("t3", "gcm")]
+    profile = RecipientProfile("i:ann", tokens=tokens)
+    assert push_targets(profile, dead=set(), devices=None, all_devices=False) == [("t1", "fcm")]
+    assert push_targets(profile, dead={"t1"}, devices=None, all_devices=False) == [("t2", "apns")]
+    assert push_targets(profile, dead={"t1"}, devices=None, all_devices=True) == [
+        ("t2", "apns"),
+        ("t3", "gcm"),
+    ]
+    assert push_targets(profile, dead=set(), devices=["android"], all_devices=True) == [
+        ("t1", "fcm"),
+        ("t3", "gcm"),
+    ]
+    assert push_targets(profile, dead=set(), devices=["ios"], all_devices=False) == [("t2", "apns")]
+    assert push_targets(profile, dead=set(), devices=["windows"], all_devices=True) == []
 
 
 def test_identity_audiences_and_invalid_audiences(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
+from tapwire_messaging.recipients import device_id
 from tests.privacy.conftest import Rig
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,23 @@ async def seed(rig: Rig) -> IdentityGraph:
             session.add(
                 InteractionRow(campaign_id=campaign.id, variant="a", user_key=user, kind="opened", ts_ms=3)
             )
+        # A push to each of Carol's devices: the row's key names the device by a hash of its token.
+        session.add(
+            OutboxRow(
+                campaign_id=campaign.id,
+                account_id="ACC-1",
+                variant="a",
+                user_key="i:carol",
+                channel="push",
+                device=device_id("tok-carol"),
+                address="tok-carol",
+                platform="fcm",
+                context={},
+                status="sent",
+                due_ms=1,
+                sent_ms=1,
+            )
+        )
         session.add_all(
             [
                 ConsentRow(
@@ -106,10 +124,12 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
     assert await graph.linked_identifiers("ACC-1", "e:carol@example.com") == []
     assert await graph.linked_identifiers("ACC-1", "i:bob") == ["a:anon-bob", "i:bob"]
     async with AsyncSession(rig.control.engine) as session:
-        outbox = {r.address: r for r in await session.scalars(select(OutboxRow))}
-        assert set(outbox) == {"", "bob@example.com"}
-        assert outbox[""].user_key.startswith("x:") and outbox[""].context == {}
-        assert outbox["bob@example.com"].user_key == "i:bob"
+        outbox = {(r.channel, r.address): r for r in await session.scalars(select(OutboxRow))}
+        assert set(outbox) == {("email", ""), ("push", ""), ("email", "bob@example.com")}
+        assert outbox["email", ""].user_key.startswith("x:") and outbox["email", ""].context == {}
+        assert outbox["push", ""].user_key == outbox["email", ""].user_key
+        assert len(outbox["push", ""].device) == 32 and outbox["push", ""].device != device_id("tok-carol")
+        assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
         consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
         assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
@@ -131,4 +151,4 @@ async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
     assert "a:anon-carol" in text and "carol@example.com" in text
     assert "bob" not in text
     outbox = next(v for k, v in stores.items() if "control.outbox" in k)
-    assert [row["address"] for row in outbox] == ["carol@example.com"]
+    assert [row["address"] for row in outbox] == ["carol@example.com", "tok-carol"]

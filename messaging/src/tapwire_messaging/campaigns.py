@@ -214,6 +214,11 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName) -> dict[str, Any]:
     devices = payload.get("devices")
     if devices is not None:
         rules["devices"] = [str(d).lower() for d in devices] if isinstance(devices, list) else []
+    all_devices = payload.get("send_to_all_devices", False)
+    if not isinstance(all_devices, bool):
+        raise ApiError(400, "send_to_all_devices must be true or false")
+    if channel == "push":
+        rules["send_to_all_devices"] = all_devices
     event = payload.get("event")
     if event is not None:
         if not isinstance(event, dict):

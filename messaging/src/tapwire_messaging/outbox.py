@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, distinct, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +30,7 @@ _CLAIMED_COLUMNS = (
     OutboxRow.variant,
     OutboxRow.user_key,
     OutboxRow.channel,
+    OutboxRow.device,
     OutboxRow.address,
     OutboxRow.platform,
     OutboxRow.context,
@@ -101,6 +102,7 @@ class Claimed:
     variant: str
     user_key: str
     channel: str
+    device: str
     address: str
     platform: str | None
     context: dict[str, Any]
@@ -272,11 +274,11 @@ class Outbox:
     # Outbox rows.
 
     async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert rows; a row whose key (campaign, variant, user, channel) exists is left as it is."""
+        """Insert rows; a row whose key (campaign, variant, user, channel, device) exists is left as it is."""
         if not rows:
             return
         statement = self._insert(OutboxRow).on_conflict_do_nothing(
-            index_elements=["campaign_id", "variant", "user_key", "channel"]
+            index_elements=["campaign_id", "variant", "user_key", "channel", "device"]
         )
         async with self.engine.begin() as connection:
             await connection.execute(statement, list(rows))
@@ -392,13 +394,16 @@ class Outbox:
         channel: str,
         user_keys: Sequence[str],
         since_ms: int,
+        campaign_id: int,
         exclude: Sequence[int],
     ) -> dict[str, int]:
-        """Messages sent (or in flight) per user on ``channel`` since ``since_ms``, across campaigns."""
+        """Other campaigns than ``campaign_id`` with a message sent (or in flight, apart from the rows
+        ``exclude``) to each user on ``channel`` since ``since_ms``. A campaign counts once per user however many
+        of the user's devices it reached."""
         if not user_keys:
             return {}
         statement = (
-            select(OutboxRow.user_key, func.count())
+            select(OutboxRow.user_key, func.count(distinct(OutboxRow.campaign_id)))
             .where(
                 OutboxRow.account_id == account_id,
                 OutboxRow.channel == channel,
@@ -407,6 +412,7 @@ class Outbox:
                     and_(OutboxRow.status == "sent", OutboxRow.sent_ms >= since_ms),
                     OutboxRow.status == "sending",
                 ),
+                OutboxRow.campaign_id != campaign_id,
                 OutboxRow.id.not_in(list(exclude)),
             )
             .group_by(OutboxRow.user_key)

@@ -1,13 +1,15 @@
 """What the sender needs to know about each recipient, read from the warehouse one chunk at a time.
 
 Addresses come from the reserved profile fields (``Email``, ``Phone``) and uploaded device tokens
-(``__push_token`` events); a user key made from an email or phone identity (``e:``/``p:``) is used as the
-address when the profile has none. The whole latest profile travels along for templates and for the send-time
+(``__push_token`` events: every token a user registered, newest first; a token uploaded later by another user
+has moved to that user's device and is no longer this user's); a user key made from an email or phone identity
+(``e:``/``p:``) is used as the address when the profile has none. The whole latest profile travels along for templates and for the send-time
 rules (``MSG-*`` subscription flags, time zone).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +21,23 @@ from tapwire_core.warehouse import Warehouse
 TOKEN_EVENT = "__push_token"
 # Profile keys read as the user's IANA time zone, first found wins.
 TIMEZONE_KEYS = ("Timezone", "timezone", "tz", "TZ")
+# CleverTap's ``devices`` names and the token kinds that reach them (FCM and APNs: the providers tapwire speaks;
+# ``wns``, ``mpns`` and ``chrome`` tokens are kept but never chosen).
+DEVICE_PLATFORMS = {"android": frozenset({"fcm", "gcm"}), "ios": frozenset({"apns"})}
+SENDABLE_KINDS = frozenset().union(*DEVICE_PLATFORMS.values())
+
+
+def device_id(token: str) -> str:
+    """A push device's identity in outbox keys: a hash of its token (32 hex digits), so a key never holds the
+    token itself and stays the same however often the token is uploaded."""
+    return hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
 
 
 @dataclass
 class RecipientProfile:
     user_key: str
     profile: dict[str, Any] = field(default_factory=dict)
+    # (token, kind), most recently uploaded first.
     tokens: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -71,17 +84,34 @@ async def load_profiles(
         except orjson.JSONDecodeError:
             profiles[row["user_key"]].profile[row["key"]] = row["value"]
     if with_tokens:
+        # Each of these users' tokens, with whoever uploaded it last: a device that changed hands belongs to
+        # its new user only.
         tokens = await warehouse.query(
-            "SELECT user_key, JSONExtractString(properties, 'id') AS token, "
-            "JSONExtractString(properties, 'type') AS kind, max(ts) AS last FROM events "
-            "WHERE account_id = {account:String} AND name = {name:String} AND user_key IN {keys:Array(String)} "
-            "GROUP BY user_key, token, kind ORDER BY last DESC",
+            "SELECT token, owner, kind FROM ("
+            "SELECT JSONExtractString(properties, 'id') AS token, argMax(user_key, ts) AS owner, "
+            "argMax(JSONExtractString(properties, 'type'), ts) AS kind, max(ts) AS last FROM events "
+            "WHERE account_id = {account:String} AND name = {name:String} AND token IN ("
+            "SELECT JSONExtractString(properties, 'id') FROM events WHERE account_id = {account:String} "
+            "AND name = {name:String} AND user_key IN {keys:Array(String)}) GROUP BY token) "
+            "WHERE owner IN {keys:Array(String)} AND token != '' ORDER BY last DESC, token",
             {**params, "name": TOKEN_EVENT},
         )
         for row in tokens:
-            if row["token"]:
-                profiles[row["user_key"]].tokens.append((str(row["token"]), str(row["kind"]).lower()))
+            profiles[row["owner"]].tokens.append((str(row["token"]), str(row["kind"]).lower()))
     return profiles
+
+
+def push_targets(
+    profile: RecipientProfile, *, dead: set[str], devices: Sequence[str] | None, all_devices: bool
+) -> list[tuple[str, str]]:
+    """The (token, kind) pairs a push goes to: every live, sendable token the user registered with
+    ``all_devices``, otherwise the most recent one. ``devices`` (CleverTap's ``android``/``ios``), when given,
+    keeps only tokens of those platforms."""
+    kinds = SENDABLE_KINDS
+    if devices:
+        kinds = frozenset().union(*(DEVICE_PLATFORMS.get(d, frozenset()) for d in devices))
+    live = [(t, k) for t, k in profile.tokens if t not in dead and k in kinds]
+    return live if all_devices else live[:1]
 
 
 async def load_subscription_flags(

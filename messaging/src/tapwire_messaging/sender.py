@@ -37,7 +37,13 @@ from tapwire_messaging.feedback import Feedback, FeedbackPublisher
 from tapwire_messaging.links import Links
 from tapwire_messaging.metrics import DELIVERIES
 from tapwire_messaging.outbox import Campaign, Claimed, Outbox, Verdict
-from tapwire_messaging.recipients import RecipientProfile, load_profiles, load_subscription_flags
+from tapwire_messaging.recipients import (
+    RecipientProfile,
+    device_id,
+    load_profiles,
+    load_subscription_flags,
+    push_targets,
+)
 from tapwire_messaging.rules import (
     Clock,
     QuietHours,
@@ -61,8 +67,12 @@ PROFILE_SNAPSHOT_FRESH_MS = 60_000
 OPT_OUT_MEMORY_MS = 15 * 60 * 1000
 
 
-def idempotency_key(campaign_id: int, variant: str, user_key: str, channel: str) -> str:
+def idempotency_key(campaign_id: int, variant: str, user_key: str, channel: str, device: str = "") -> str:
+    """The provider idempotency key of an outbox row, from its key. ``device`` (set only for a push to each of a
+    user's devices) joins the key when present, so keys of rows without one are what they always were."""
     raw = f"{campaign_id}\x1f{variant}\x1f{user_key}\x1f{channel}"
+    if device:
+        raw += f"\x1f{device}"
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
@@ -226,6 +236,9 @@ class Sender:
             subjects.append(("email", row.address.strip().lower()))
         elif row.channel == "sms":
             subjects.append(("phone", row.address.strip()))
+        elif row.channel == "push":
+            # A token a provider disowned since (for this user's or any other campaign's message).
+            subjects.append(("token", row.address.strip()))
         for kind, subject in subjects:
             channels = self._opt_outs.get((account_id, kind, subject))
             if not channels:
@@ -236,8 +249,9 @@ class Sender:
         return False
 
     async def fill(self, campaign: Campaign) -> int:
-        """Write one outbox row per audience member: variant and control group assigned, address resolved.
-        Ends early, leaving no pending row, when the campaign is stopped meanwhile."""
+        """Write one outbox row per audience member (per live device token for a push with
+        ``send_to_all_devices``): variant and control group assigned, address resolved. Ends early, leaving no
+        pending row, when the campaign is stopped meanwhile."""
         source = self.resolver.source(campaign.audience)
         weights = [(str(v["name"]), float(v["weight"])) for v in campaign.variants]
         control = float(campaign.rules.get("control_group_percent", 0))
@@ -262,28 +276,30 @@ class Sender:
             rows = []
             for key in chunk:
                 profile = profiles[key]
-                address, platform = self._address(campaign, profile, dead)
-                status = "pending"
+                row = {
+                    "campaign_id": campaign.id,
+                    "account_id": campaign.account_id,
+                    "variant": assign_variant(campaign.id, key, weights),
+                    "user_key": key,
+                    "channel": campaign.channel,
+                    "device": "",
+                    "platform": None,
+                    "context": {"profile": profile.profile},
+                    "priority": campaign.priority,
+                    "due_ms": campaign.scheduled_ms,
+                    "attempts": 0,
+                }
+                targets = self._targets(campaign, profile, dead)
                 if in_control_group(campaign.id, key, control):
-                    status = "control"
-                elif address is None:
-                    status = "no_address"
-                rows.append(
-                    {
-                        "campaign_id": campaign.id,
-                        "account_id": campaign.account_id,
-                        "variant": assign_variant(campaign.id, key, weights),
-                        "user_key": key,
-                        "channel": campaign.channel,
-                        "address": address or "",
-                        "platform": platform,
-                        "context": {"profile": profile.profile},
-                        "priority": campaign.priority,
-                        "status": status,
-                        "due_ms": campaign.scheduled_ms,
-                        "attempts": 0,
-                    }
-                )
+                    rows.append(row | {"address": targets[0][0] if targets else "", "status": "control"})
+                elif not targets:
+                    rows.append(row | {"address": "", "status": "no_address"})
+                else:
+                    rows += [
+                        row
+                        | {"address": address, "platform": platform, "device": device, "status": "pending"}
+                        for address, platform, device in targets
+                    ]
             await self.outbox.add(rows)
             total += len(chunk)
             self._wake.set()
@@ -294,19 +310,24 @@ class Sender:
         return total
 
     @staticmethod
-    def _address(
+    def _targets(
         campaign: Campaign, profile: RecipientProfile, dead: set[str]
-    ) -> tuple[str | None, str | None]:
+    ) -> list[tuple[str, str | None, str]]:
+        """(address, push platform, device) for each message the user gets; empty without an address. Only a
+        push to all devices names the device: any other message is one per user, whatever the address."""
+        if campaign.channel == "push":
+            all_devices = bool(campaign.rules.get("send_to_all_devices", False))
+            tokens = push_targets(
+                profile, dead=dead, devices=campaign.rules.get("devices"), all_devices=all_devices
+            )
+            return [(token, kind, device_id(token) if all_devices else "") for token, kind in tokens]
         if campaign.channel == "email":
-            return profile.email, None
-        if campaign.channel == "sms":
-            return profile.phone, None
-        if campaign.channel == "webhook":
-            return str(campaign.rules["webhook"]["url"]), None
-        for token, kind in profile.tokens:
-            if token not in dead:
-                return token, kind
-        return None, None
+            address = profile.email
+        elif campaign.channel == "sms":
+            address = profile.phone
+        else:
+            address = str(campaign.rules["webhook"]["url"])
+        return [(address, None, "")] if address else []
 
     # Claiming and the send-time rules.
 
@@ -415,6 +436,14 @@ class Sender:
             profile = row.context.get("profile", {}) | fresh_flags.get(row.user_key, {})
             if index in refused or profile_opted_out(profile, row.channel):
                 verdicts[index] = Verdict(row.id, "suppressed", "unsubscribed or objected")
+        if campaign.channel == "push":
+            # Tokens reported gone after this campaign was filled; the user's other devices are unaffected.
+            dead = await consent.dead_tokens(
+                self.engine, account_id=campaign.account_id, tokens=[r.address for r in rows]
+            )
+            for index, row in enumerate(rows):
+                if verdicts[index] is None and row.address in dead:
+                    verdicts[index] = Verdict(row.id, "unregistered", "token reported unregistered earlier")
         if campaign.kind == "transactional":
             return verdicts
         for cap in view.caps:
@@ -424,6 +453,7 @@ class Sender:
                 channel=campaign.channel,
                 user_keys=[r.user_key for r in open_rows],
                 since_ms=now_ms - int(cap["window_s"] * 1000),
+                campaign_id=campaign.id,
                 exclude=[r.id for r in rows],
             )
             for index, row in enumerate(rows):
@@ -496,7 +526,7 @@ class Sender:
     def _message(
         self, row: Claimed, campaign: Campaign, rendered: dict[str, str], target: LinkTarget
     ) -> OutboundMessage:
-        key = idempotency_key(campaign.id, row.variant, row.user_key, row.channel)
+        key = idempotency_key(campaign.id, row.variant, row.user_key, row.channel, row.device)
         raw: dict[str, Any] = next(
             (v["content"] for v in campaign.variants if v["name"] == row.variant),
             campaign.variants[0]["content"],

@@ -4,8 +4,8 @@
 A subject is matched by user key and, where a table holds addresses, by the values of its ``e:`` / ``p:`` keys.
 
 - ``outbox``: rows keep their idempotency key shape, status and times (campaign counts stay right) but the user key
-  becomes a salted pseudonym (``x:<hash>``) and the address, profile snapshot and provider detail are cleared; a
-  message still pending becomes ``suppressed``.
+  becomes a salted pseudonym (``x:<hash>``), so does a push row's device (a hash of its token), and the address,
+  profile snapshot and provider detail are cleared; a message still pending becomes ``suppressed``.
 - ``message_interactions``: deleted.
 - ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes, dead push tokens) are
   retained on purpose, as the objection list is: a suppression must outlive the profile or a re-import would
@@ -101,6 +101,8 @@ class OutboxHandler(_ControlHandler):
                         .where(OutboxRow.id == row.id)
                         .values(
                             user_key=pseudonym,
+                            # The per-device key part is a hash of the push token; salted like the user key.
+                            device=key_hash(salt, scope.account_id, row.device)[:32] if row.device else "",
                             address="",
                             context={},
                             detail=None,

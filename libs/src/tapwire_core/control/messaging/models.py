@@ -1,6 +1,6 @@
 """Campaigns, the delivery outbox, consent (suppressions) and message interactions.
 
-The migration ``0003_messaging`` creates exactly these tables.
+The migration ``0003_messaging`` creates these tables; ``0006_outbox_devices`` adds the outbox's ``device``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,10 @@ class CampaignRow(Base):
 
 
 class OutboxRow(Base):
-    """One message to one user on one channel; (campaign, variant, user, channel) is the idempotency key.
+    """One message to one user on one channel; (campaign, variant, user, channel, device) is the idempotency key.
+
+    ``device`` is empty except for a push campaign sent to all of a user's devices: then each device token gets
+    its own row, and ``device`` is a hash of the token (see ``tapwire_messaging.recipients.device_id``).
 
     ``status``: pending (due at ``due_ms``) → sending (claimed until ``lease_until_ms``) → sent | failed |
     rejected | unregistered; or a rule's verdict without sending: suppressed, capped, control, expired,
@@ -70,7 +73,7 @@ class OutboxRow(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "variant", "user_key", "channel", name="uq_outbox_key"),
+        UniqueConstraint("campaign_id", "variant", "user_key", "channel", "device", name="uq_outbox_key"),
         # Claims walk pending rows in priority order, and look up expired leases of in-flight rows.
         Index("ix_outbox_claim", "status", "priority", "id"),
         Index("ix_outbox_lease", "status", "lease_until_ms"),
@@ -84,6 +87,7 @@ class OutboxRow(Base):
     variant: Mapped[str] = mapped_column(String(32))
     user_key: Mapped[str] = mapped_column(String(255))
     channel: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(32), server_default=text("''"))
     address: Mapped[str] = mapped_column(String(1024))
     platform: Mapped[str | None] = mapped_column(String(16))
     context: Mapped[dict[str, Any]] = mapped_column(JSON_DOCUMENT)
