@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tapwire_core.warehouse import Warehouse
+from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_messaging.audience import (
     CHUNK,
@@ -108,6 +108,18 @@ async def test_every_token_of_a_user_newest_first_and_a_moved_token_only_for_its
     both = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["i:ann", "i:bob"], with_tokens=True)
     assert both["i:bob"].tokens == [("tok-moved", "fcm")]
     assert both["i:ann"].tokens == profiles["i:ann"].tokens
+
+    # Token uploads carry an objectId; once that key is merged into Cy's identity, its tokens are Cy's.
+    await add_push_tokens(warehouse, [("o:guid-cy", "tok-cy", "fcm")], ts_ms=now)
+    cy = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["i:cy"], with_tokens=True)
+    assert cy["i:cy"].tokens == []
+    columns = [name for name, _ in schema.USER_ALIAS_COLUMNS]
+    await warehouse.insert(schema.USER_ALIASES, columns, [(ACCOUNT, "o:guid-cy", "i:cy", now, 1, 1)])
+    cy = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["i:cy"], with_tokens=True)
+    assert cy["i:cy"].tokens == [("tok-cy", "fcm")]
+    # Asked by the merged-away key, the same person's tokens are found too.
+    guid = await load_profiles(warehouse, account_id=ACCOUNT, user_keys=["o:guid-cy"], with_tokens=True)
+    assert guid["o:guid-cy"].tokens == [("tok-cy", "fcm")]
 
 
 def test_push_targets_latest_or_every_live_token_of_the_requested_platforms() -> None:

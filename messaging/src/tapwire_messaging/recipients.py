@@ -1,9 +1,10 @@
 """What the sender needs to know about each recipient, read from the warehouse one chunk at a time.
 
 Addresses come from the reserved profile fields (``Email``, ``Phone``) and uploaded device tokens
-(``__push_token`` events: every token a user registered, newest first; a token uploaded later by another user
-has moved to that user's device and is no longer this user's); a user key made from an email or phone identity
-(``e:``/``p:``) is used as the address when the profile has none. The whole latest profile travels along for templates and for the send-time
+(``__push_token`` events: every token a user registered, newest first). Tokens follow identity merges (CleverTap
+takes token uploads by ``objectId`` only, so they are often filed under a key merged into the user's identity),
+and a token uploaded later by another user has moved to that user's device and is no longer this user's. A user
+key made from an email or phone identity (``e:``/``p:``) is used as the address when the profile has none. The whole latest profile travels along for templates and for the send-time
 rules (``MSG-*`` subscription flags, time zone).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from tapwire_core.warehouse import Warehouse
+from tapwire_query.cql.identity import aliases_clause, canonical
 
 TOKEN_EVENT = "__push_token"
 # Profile keys read as the user's IANA time zone, first found wins.
@@ -25,6 +27,21 @@ TIMEZONE_KEYS = ("Timezone", "timezone", "tz", "TZ")
 # ``wns``, ``mpns`` and ``chrome`` tokens are kept but never chosen).
 DEVICE_PLATFORMS = {"android": frozenset({"fcm", "gcm"}), "ios": frozenset({"apns"})}
 SENDABLE_KINDS = frozenset().union(*DEVICE_PLATFORMS.values())
+
+
+# Each token filed under any key that counts as one of ``keys`` (after merges), with the key it belongs to: the
+# chunk's key whose person uploaded it last. ``_wanted`` holds the canonical key of each of ``keys``.
+_TOKENS_SQL = (
+    f"WITH {aliases_clause('{account:String}')}, "
+    f"arrayMap(k -> {canonical('k')}, {{keys:Array(String)}}) AS _wanted "
+    "SELECT token, kind, {keys:Array(String)}[indexOf(_wanted, owner)] AS user_key FROM ("
+    f"SELECT JSONExtractString(properties, 'id') AS token, argMax({canonical()}, ts) AS owner, "
+    "argMax(lower(JSONExtractString(properties, 'type')), ts) AS kind, max(ts) AS last FROM events "
+    "WHERE account_id = {account:String} AND name = {name:String} AND token IN ("
+    "SELECT JSONExtractString(properties, 'id') FROM events WHERE account_id = {account:String} "
+    f"AND name = {{name:String}} AND has(_wanted, {canonical()})) GROUP BY token) "
+    "WHERE has(_wanted, owner) AND token != '' ORDER BY last DESC, token"
+)
 
 
 def device_id(token: str) -> str:
@@ -84,20 +101,8 @@ async def load_profiles(
         except orjson.JSONDecodeError:
             profiles[row["user_key"]].profile[row["key"]] = row["value"]
     if with_tokens:
-        # Each of these users' tokens, with whoever uploaded it last: a device that changed hands belongs to
-        # its new user only.
-        tokens = await warehouse.query(
-            "SELECT token, owner, kind FROM ("
-            "SELECT JSONExtractString(properties, 'id') AS token, argMax(user_key, ts) AS owner, "
-            "argMax(JSONExtractString(properties, 'type'), ts) AS kind, max(ts) AS last FROM events "
-            "WHERE account_id = {account:String} AND name = {name:String} AND token IN ("
-            "SELECT JSONExtractString(properties, 'id') FROM events WHERE account_id = {account:String} "
-            "AND name = {name:String} AND user_key IN {keys:Array(String)}) GROUP BY token) "
-            "WHERE owner IN {keys:Array(String)} AND token != '' ORDER BY last DESC, token",
-            {**params, "name": TOKEN_EVENT},
-        )
-        for row in tokens:
-            profiles[row["owner"]].tokens.append((str(row["token"]), str(row["kind"]).lower()))
+        for row in await warehouse.query(_TOKENS_SQL, {**params, "name": TOKEN_EVENT}):
+            profiles[row["user_key"]].tokens.append((str(row["token"]), str(row["kind"])))
     return profiles
 
 
