@@ -73,6 +73,23 @@ async def test_filling_twice_keeps_one_row_per_key(store: ControlStore) -> None:
     assert counts == {campaign_id: {"A": {"pending": 60}}}
 
 
+async def test_each_device_has_its_own_row_and_refilling_adds_none(store: ControlStore) -> None:
+    outbox = Outbox(store.engine)
+    campaign_id = await _campaign(outbox, 0)
+    devices = [
+        _row(campaign_id, "i:ann") | {"channel": "push", "device": device, "address": f"tok-{device}"}
+        for device in ("d1", "d2")
+    ]
+    for _ in range(2):
+        await outbox.add(devices)
+    claimed = await outbox.claim(worker="w", now_ms=2_000, lease_ms=10_000, limit=10)
+    assert sorted((row.device, row.address) for row in claimed) == [("d1", "tok-d1"), ("d2", "tok-d2")]
+    # Recording one device's outcome leaves the other's row as it was.
+    await outbox.record([Verdict(claimed[0].id, "unregistered", "gone")], worker="w")
+    counts = await outbox.status_counts([campaign_id])
+    assert counts[campaign_id]["A"] == {"unregistered": 1, "sending": 1}
+
+
 async def test_concurrent_claimers_never_share_a_row(store: ControlStore, store_url: str) -> None:
     outbox = Outbox(store.engine)
     campaign_id = await _campaign(outbox, 600)
