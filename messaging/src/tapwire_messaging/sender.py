@@ -618,8 +618,10 @@ class Sender:
     # Recording.
 
     async def _record_loop(self) -> None:
-        # Half the window per write: the other half keeps the senders busy while it is written.
-        enough_slots = max(1, self.send_window // 2)
+        # Each write (with its feedback publish) costs about the same whatever its size, so batches grow until
+        # the free part of the window is just what the senders need to go on while one is written: a message
+        # each, or half the window when there are more senders than that.
+        enough_slots = max(1, self.send_window // 2, self.send_window - self.settings.messaging_senders)
         while True:
             first = await self._results.get()
             batch = [first]
