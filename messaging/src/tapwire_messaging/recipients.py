@@ -4,8 +4,9 @@ Addresses come from the reserved profile fields (``Email``, ``Phone``) and uploa
 (``__push_token`` events: every token a user registered, newest first). Tokens follow identity merges (CleverTap
 takes token uploads by ``objectId`` only, so they are often filed under a key merged into the user's identity),
 and a token uploaded later by another user has moved to that user's device and is no longer this user's. A user
-key made from an email or phone identity (``e:``/``p:``) is used as the address when the profile has none. The whole latest profile travels along for templates and for the send-time
-rules (``MSG-*`` subscription flags, time zone).
+key made from an email or phone identity (``e:``/``p:``) is used as the address when the profile has none. The
+whole latest profile travels along for templates and for the send-time rules (``MSG-*`` subscription flags,
+time zone). Profiles are read by the audience's keys as they are; only tokens follow merges.
 """
 
 from __future__ import annotations
