@@ -140,3 +140,41 @@ def test_rolling_back_restores_the_previous_expressions_and_their_reading_of_1e2
         assert table.maps_of([b'{"big":1e20,"s":"x"}']) == [({"s": "x"}, {"big": 1e20})]
     finally:
         table.close()
+
+
+def test_rewriting_properties_recomputes_the_maps(events: _Events) -> None:
+    """No writer rewrites ``events.properties`` today (rectification corrects profile tables only); one that
+    does with ``ALTER TABLE … UPDATE`` keeps the maps right because they are MATERIALIZED, not DEFAULT."""
+    batch = uuid.uuid4().hex
+    row = (
+        "ACC",
+        f"{batch}:0",
+        "i:u",
+        "u",
+        "",
+        "",
+        "",
+        "",
+        "Viewed",
+        0,
+        0,
+        "clevertap",
+        '{"a":1,"b":"x"}',
+        "",
+    )
+    events.run(events.warehouse.insert("events", EVENT_COLUMNS, [row]))
+    events.run(
+        events.warehouse.command(
+            "ALTER TABLE events UPDATE properties = {p:String} WHERE event_id = {id:String} "
+            "SETTINGS mutations_sync = 1",
+            {"p": '{"a":"now text","c":2}', "id": f"{batch}:0"},
+        )
+    )
+    found = events.run(
+        events.warehouse.query(
+            "SELECT prop_strings, prop_numbers FROM events WHERE event_id = {id:String}", {"id": f"{batch}:0"}
+        )
+    )
+    assert [(dict(r["prop_strings"]), dict(r["prop_numbers"])) for r in found] == [
+        ({"a": "now text"}, {"c": 2.0})
+    ]
