@@ -17,6 +17,7 @@ from tapwire_core.warehouse.migrations import (
     DropColumn,
     DropTable,
     Migration,
+    ModifyColumn,
     Target,
     checksum,
     label,
@@ -100,7 +101,8 @@ def test_every_statement_is_safe_to_rerun() -> None:
         target = Target("tw", cluster)
         for migration in migrations():
             for sql in migration.forward_sql(target):
-                assert "IF NOT EXISTS" in sql, sql
+                # Redefining a column is idempotent by itself.
+                assert "IF NOT EXISTS" in sql or "MODIFY COLUMN IF EXISTS" in sql, sql
             for sql in migration.backward_sql(target):
                 assert "IF EXISTS" in sql, sql
 
@@ -125,6 +127,15 @@ def test_column_changes_reach_storage_and_distributed_tables_in_safe_order() -> 
     ]
     assert add.render(Target("tw")) == [
         "ALTER TABLE tw.events ADD COLUMN IF NOT EXISTS country LowCardinality(String) AFTER source"
+    ]
+    # A redefinition reaches storage first, like an addition: the Distributed table never promises more.
+    modify = ModifyColumn("events", "country", "LowCardinality(String) DEFAULT 'unknown'")
+    assert modify.render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c MODIFY COLUMN IF EXISTS country LowCardinality(String) DEFAULT 'unknown'",
+        "ALTER TABLE tw.events ON CLUSTER c MODIFY COLUMN IF EXISTS country LowCardinality(String) DEFAULT 'unknown'",
+    ]
+    assert modify.render(Target("tw")) == [
+        "ALTER TABLE tw.events MODIFY COLUMN IF EXISTS country LowCardinality(String) DEFAULT 'unknown'"
     ]
 
 

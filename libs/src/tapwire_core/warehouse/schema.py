@@ -78,7 +78,7 @@ USER_ALIAS_COLUMNS: Final = (
     ("active", "UInt8"),
 )
 
-# Typed views of the events' JSON properties, computed on insert (migration 3) so filters read a map instead of
+# Typed views of the events' JSON properties, computed on insert (migrations 3 and 4) so filters read a map instead of
 # parsing JSON: string (and boolean, as "True"/"False") values, and numeric values.
 EVENT_PROPERTY_STRINGS: Final = "prop_strings"
 EVENT_PROPERTY_NUMBERS: Final = "prop_numbers"

@@ -7,6 +7,7 @@ from tapwire_core.warehouse.migrations.operations import (
     DropColumn,
     DropTable,
     Migration,
+    ModifyColumn,
     Operation,
     Target,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "DropTable",
     "Migration",
     "MigrationError",
+    "ModifyColumn",
     "Operation",
     "Target",
     "applied_states",

@@ -18,28 +18,23 @@ _NUMBERS = f"arrayFilter(x -> JSONType(x.2) IN ('Int64', 'UInt64', 'Double'), {_
 _STRING_VALUE = (
     "if(JSONType(x.2) = 'Bool', if(JSONExtractBool(x.2), 'True', 'False'), JSONExtractString(x.2))"
 )
+# Migration 4 replaces these expressions and restores them when rolled back.
+STRINGS_KIND = (
+    "Map(String, String) MATERIALIZED "
+    f"mapFromArrays(arrayMap(x -> x.1, {_STRINGS}), arrayMap(x -> {_STRING_VALUE}, {_STRINGS}))"
+)
+NUMBERS_KIND = (
+    "Map(String, Float64) MATERIALIZED "
+    f"mapFromArrays(arrayMap(x -> x.1, {_NUMBERS}), arrayMap(x -> JSONExtractFloat(x.2), {_NUMBERS}))"
+)
 
 MIGRATION = Migration(
     version=3,
     name="event_property_maps",
     blocking=False,
     forward=(
-        AddColumn(
-            table=schema.EVENTS,
-            column=schema.EVENT_PROPERTY_STRINGS,
-            kind=(
-                "Map(String, String) MATERIALIZED "
-                f"mapFromArrays(arrayMap(x -> x.1, {_STRINGS}), arrayMap(x -> {_STRING_VALUE}, {_STRINGS}))"
-            ),
-        ),
-        AddColumn(
-            table=schema.EVENTS,
-            column=schema.EVENT_PROPERTY_NUMBERS,
-            kind=(
-                "Map(String, Float64) MATERIALIZED "
-                f"mapFromArrays(arrayMap(x -> x.1, {_NUMBERS}), arrayMap(x -> JSONExtractFloat(x.2), {_NUMBERS}))"
-            ),
-        ),
+        AddColumn(table=schema.EVENTS, column=schema.EVENT_PROPERTY_STRINGS, kind=STRINGS_KIND),
+        AddColumn(table=schema.EVENTS, column=schema.EVENT_PROPERTY_NUMBERS, kind=NUMBERS_KIND),
     ),
     backward=(
         DropColumn(schema.EVENTS, schema.EVENT_PROPERTY_NUMBERS),

@@ -133,6 +133,24 @@ class AddColumn(Operation):
 
 
 @dataclass(frozen=True)
+class ModifyColumn(Operation):
+    """Redefines an existing column (type, or its DEFAULT / MATERIALIZED expression) on the storage table and,
+    on a cluster, on the Distributed table in front of it. Changing only the expression rewrites no data:
+    parts already written keep their stored values."""
+
+    table: str
+    column: str
+    kind: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        return [
+            f"ALTER TABLE {target.qualified(name)}{target.on_cluster()} MODIFY COLUMN IF EXISTS {self.column} {self.kind}"
+            for name in _storage_first(self.table, target, self.distributed)
+        ]
+
+
+@dataclass(frozen=True)
 class DropColumn(Operation):
     table: str
     column: str

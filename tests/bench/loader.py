@@ -1,0 +1,157 @@
+"""The loader alone, Kafka → ``Loader`` → chDB: ``python -m tests.bench.loader [--events N] [--rounds R]
+[--against DIR]``.
+
+Fills one topic once (``--events`` generated CleverTap events, 100 per request, packed and published by 32
+concurrent publishers as the gateway does), then runs the loader over all of it ``--rounds`` times, each run
+in a fresh process with its own consumer group and chDB directory. With ``--against DIR`` (another checkout
+of this repository, e.g. ``git worktree add DIR <commit>``) every round runs that checkout's loader too,
+alternating, so two versions are compared on the same records under the same load. Each run reports rows/s
+from its first record to its last acknowledged row, and the process CPU time over the same window (cores
+used = CPU / wall).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from tapwire_core.bus.kafka import KafkaBus
+from tapwire_core.envelope_packs import pack
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse.chdb import ChdbWarehouse
+from tapwire_core.warehouse.migrations import migrate
+from tapwire_ingest.clevertap.upload_records import validate_upload
+from tapwire_ingest.loader.pipeline import Loader
+from tests.bench.loadgen import upload_bodies
+from tests.infra.kafka_broker import KafkaBroker, kafka_home
+
+TOPIC = "bench-loader"
+PARTITIONS = 12
+PUBLISHERS = 32
+_SOURCES = ("libs", "ingest", "query", "messaging", "privacy-worker", "services")
+
+
+async def fill(bootstrap: str, events: int) -> None:
+    bus = KafkaBus(bootstrap)
+    await bus.start()
+    try:
+        await bus.ensure_topic(TOPIC, PARTITIONS)
+        pending = list(enumerate(upload_bodies(events // 100, records_per_body=100, users=100_000, seed=7)))
+
+        async def publisher() -> None:
+            while pending:
+                number, body = pending.pop()
+                outcome = validate_upload(
+                    orjson.loads(body)["d"],
+                    account_id="TAP-BENCH-0001",
+                    received_ms=1_770_000_000_000,
+                    request_digest=b"%16d" % number,
+                )
+                await bus.publish(TOPIC, pack(outcome.accepted, PARTITIONS), timeout_s=30)
+
+        await asyncio.gather(*(publisher() for _ in range(PUBLISHERS)))
+    finally:
+        await bus.close()
+
+
+async def run_once(bootstrap: str, group: str, data: Path, events: int) -> tuple[int, float, float]:
+    """Rows stored, seconds from the first record to the last row, process CPU seconds in that window."""
+    settings = Settings(
+        events_topic=TOPIC,
+        dead_letter_topic=TOPIC + ".dlq",
+        loader_group=group,
+        loader_batch_rows=50_000,
+        loader_batch_seconds=1.0,
+    )
+    bus = KafkaBus(bootstrap)
+    warehouse = ChdbWarehouse(data)
+    await bus.start()
+    await warehouse.start()
+    try:
+        await migrate(warehouse, cluster=None)
+        loader = Loader(bus=bus, warehouse=warehouse, settings=settings)
+        task = asyncio.create_task(loader.run())
+        cpu_start: float | None = None
+        while loader.rows_written < events:
+            if task.done():
+                task.result()
+            if cpu_start is None and loader.first_record_at is not None:
+                cpu_start = time.process_time()
+            await asyncio.sleep(0.005)
+        assert loader.first_record_at is not None and cpu_start is not None
+        elapsed = time.monotonic() - loader.first_record_at
+        cpu = time.process_time() - cpu_start
+        loader.stop()
+        await task
+        rows = await warehouse.query("SELECT count() AS n FROM events")
+        return int(rows[0]["n"]), elapsed, cpu
+    finally:
+        await warehouse.close()
+        await bus.close()
+
+
+def run_in_process(source: Path | None, bootstrap: str, group: str, data: Path, events: int) -> str:
+    """One run in a fresh process (chDB allows one data directory per process), on ``source``'s code."""
+    env = dict(os.environ)
+    repo = Path(__file__).resolve().parents[2]
+    paths = [str((source or repo) / name / "src") for name in _SOURCES] + [str(repo)]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    args = ["--run", bootstrap, group, str(data), str(events)]
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.loader", *args],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=400_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", type=Path, default=None)
+    parser.add_argument("--run", nargs=4, metavar=("BOOTSTRAP", "GROUP", "DATA", "EVENTS"))
+    options = parser.parse_args()
+    if options.run:
+        bootstrap, group, data, events = options.run
+        rows, elapsed, cpu = asyncio.run(run_once(bootstrap, group, Path(data), int(events)))
+        print(
+            f"{rows} rows in {elapsed:.2f}s = {rows / elapsed:,.0f} rows/s, {cpu:.2f}s CPU ({cpu / elapsed:.2f} cores)"
+        )
+        return
+    work = Path(tempfile.mkdtemp(prefix="tapwire-loader-bench-"))
+    broker = KafkaBroker(kafka_home(), work / "kafka")
+    broker.start()
+    try:
+        asyncio.run(fill(broker.bootstrap, options.events))
+        versions: list[tuple[str, Path | None]] = [("this checkout", None)]
+        if options.against is not None:
+            versions.insert(0, (str(options.against), options.against.resolve()))
+        for number in range(options.rounds):
+            for index, (name, source) in enumerate(versions):
+                load = os.getloadavg()[0]
+                data = work / f"chdb-{number}-{index}"
+                result = run_in_process(
+                    source, broker.bootstrap, f"loader-{number}-{index}", data, options.events
+                )
+                print(f"round {number} {name}: {result} (load average {load:.2f})", flush=True)
+    finally:
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
