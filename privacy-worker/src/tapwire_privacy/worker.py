@@ -488,9 +488,12 @@ class PrivacyWorker:
             await self.deliver_notices()
 
     async def refresh_deadline_metrics(self) -> tuple[int, int]:
+        """Set the overdue, near-due, failed and late-acknowledgement gauges, logging each overdue request and
+        each late acknowledgement. Returns (overdue, near due)."""
         now = self._clock()
-        overdue = near = 0
+        overdue = near = failed = 0
         for view in await self._repo.open_requests():
+            failed += view.status == "failed"
             if view.overdue(now):
                 overdue += 1
                 log.warning(
@@ -507,6 +510,18 @@ class PrivacyWorker:
                 near += 1
         metrics.OVERDUE.set(overdue)
         metrics.NEAR_DUE.set(near)
+        metrics.FAILED.set(failed)
+        late = await self._repo.unacknowledged()
+        for view in late:
+            log.warning(
+                "privacy acknowledgement not delivered in time",
+                extra={
+                    "request": view.id,
+                    "account": view.account_id,
+                    "acknowledge_by": iso(view.acknowledge_by),
+                },
+            )
+        metrics.UNACKNOWLEDGED.set(len(late))
         return overdue, near
 
     async def deliver_notices(self) -> None:
