@@ -12,7 +12,8 @@ missing, the same dataset is built once into ``~/.cache/tapwire/privacy-bench/<k
 own code. Prints one JSON object as its last line:
 
 - ``erasure_verified_s``: one subject, from the request to its verified completion (both sweeps);
-- ``export_s``: export of the subject with K events, from the request to the finished archive;
+- ``export_s``: export of the subject with K events, from the request to the finished archive (the median of three
+  exports, one after another; ``export_max_s`` the slowest);
 - ``erasure_batch_subjects_per_s``: M erasure requests submitted together (the dataset's M most active users),
   divided by the time until every one is verified complete.
 
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,7 @@ from tests.bench import query
 ACCOUNT = query.ACCOUNT
 DATABASE = "qbench"
 SUBJECT = "bench-subject"
+EXPORT_RUNS = 3
 OWN_CACHE = query.CACHE.parent / "privacy-bench"
 
 
@@ -147,6 +150,15 @@ async def submit(repository: PrivacyRepository, type_: RequestType, keys: list[s
     return view.id
 
 
+async def log_trail(repository: PrivacyRepository, request_id: str) -> None:
+    """Where the time went: the request's audit trail, as seconds from receipt."""
+    trail = await repository.audit_trail(request_id)
+    start = trail[0]["at"]
+    for entry in trail:
+        elapsed = (entry["at"] - start).total_seconds()
+        log(f"  +{elapsed:6.2f}s {entry['action']} {entry['store'] or ''} {entry['detail']}")
+
+
 async def rows_of(warehouse: ChdbWarehouse, identity: str) -> int:
     rows = await warehouse.query(
         "SELECT count() AS n FROM events WHERE account_id = {a:String} AND identity = {i:String}",
@@ -173,9 +185,14 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
     worker = PrivacyWorker(repository=repository, registry=registry, settings=settings, clock=system_clock)
     task = asyncio.create_task(worker.run())
     try:
-        export_id = await submit(repository, "export", [f"i:{SUBJECT}"])
-        export_s = await until_done(store, [export_id])
-        log(f"export of {args.subject_events} events: {export_s:.2f}s")
+        exports = []
+        for _ in range(EXPORT_RUNS):
+            export_id = await submit(repository, "export", [f"i:{SUBJECT}"])
+            exports.append(await until_done(store, [export_id]))
+        export_s = statistics.median(exports)
+        log(
+            f"export of {args.subject_events} events, {EXPORT_RUNS} runs: {', '.join(f'{e:.2f}s' for e in exports)}"
+        )
 
         erase_id = await submit(repository, "erasure", [f"i:{SUBJECT}"])
         erasure_s = await until_done(store, [erase_id])
@@ -183,12 +200,23 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
             f"one subject erased and verified (two sweeps, {settings.privacy_sweep_delay_s:g}s apart): {erasure_s:.2f}s"
         )
         assert await rows_of(warehouse, SUBJECT) == 0
+        await log_trail(repository, erase_id)
 
         batch_started = time.perf_counter()
-        ids = [await submit(repository, "erasure", [f"i:{user}"]) for user in batch_users]
+        # Together, as one CleverTap ``/1/delete/profiles.json`` call with 1,000 identities records them.
+        views = await repository.create_many(
+            account_id=ACCOUNT,
+            type="erasure",
+            scope="subject",
+            channel="clevertap",
+            jurisdiction="gdpr",
+            subjects=[[f"i:{user}"] for user in batch_users],
+        )
+        ids = [view.id for view in views]
         await until_done(store, ids)
         batch_s = time.perf_counter() - batch_started
         log(f"{args.batch} subjects erased and verified: {batch_s:.2f}s")
+        await log_trail(repository, ids[-1])
         assert sum([await rows_of(warehouse, u) for u in batch_users[:50]]) == 0
     finally:
         worker.stop()
@@ -198,6 +226,7 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
     return {
         "erasure_verified_s": round(erasure_s, 2),
         "export_s": round(export_s, 2),
+        "export_max_s": round(max(exports), 2),
         "erasure_batch_subjects_per_s": round(args.batch / batch_s, 1),
         "privacy_sweep_delay_s": settings.privacy_sweep_delay_s,
         "privacy_dataset_events": args.events,

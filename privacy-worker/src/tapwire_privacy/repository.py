@@ -152,45 +152,74 @@ class PrivacyRepository:
         status: Status = "pending",
     ) -> RequestView:
         """Record a new request; a subject request keeps its identifiers in the working set only."""
+        created = await self.create_many(
+            account_id=account_id,
+            type=type,
+            scope=scope,
+            channel=channel,
+            jurisdiction=jurisdiction,
+            subjects=[keys],
+            payload=payload,
+            status=status,
+        )
+        return created[0]
+
+    async def create_many(
+        self,
+        *,
+        account_id: str,
+        type: RequestType,
+        scope: Scope,
+        channel: Channel,
+        jurisdiction: Jurisdiction,
+        subjects: Sequence[Sequence[str]],
+        payload: dict[str, Any] | None = None,
+        status: Status = "pending",
+    ) -> list[RequestView]:
+        """Record one request per entry of ``subjects`` (each a subject's keys) in one transaction: all or none
+        are recorded, and they fall due together, so the worker can serve them with one pass."""
         now = self._clock()
         deadlines = deadlines_for(jurisdiction, now)
-        request_id = secrets.token_hex(16)
         async with self._tx() as session:
             salt = await deployment_secret(session, IDENTIFIER_SALT)
-            row = PrivacyRequestRow(
-                id=request_id,
-                account_id=account_id,
-                type=type,
-                scope=scope,
-                status=status,
-                channel=channel,
-                jurisdiction=jurisdiction,
-                subject_hash=subject_hash(salt, account_id, keys) if scope == "subject" else None,
-                received_at=now,
-                acknowledge_by=deadlines.acknowledge_by,
-                due_at=deadlines.due_at,
-                extension_notice_by=deadlines.extension_notice_by,
-                progress={},
-                next_run_at=now if status == "pending" else None,
-                attempts=0,
-                retain_until=now + self._retention,
-                confirmed_at=now if status == "pending" else None,
-            )
-            session.add(row)
-            await session.flush()
-            if scope == "subject":
-                session.add(
-                    PrivacyRequestSubjectRow(
-                        request_id=request_id, identifiers=list(keys), closure=None, payload=payload or {}
-                    )
+            rows = [
+                PrivacyRequestRow(
+                    id=secrets.token_hex(16),
+                    account_id=account_id,
+                    type=type,
+                    scope=scope,
+                    status=status,
+                    channel=channel,
+                    jurisdiction=jurisdiction,
+                    subject_hash=subject_hash(salt, account_id, keys) if scope == "subject" else None,
+                    received_at=now,
+                    acknowledge_by=deadlines.acknowledge_by,
+                    due_at=deadlines.due_at,
+                    extension_notice_by=deadlines.extension_notice_by,
+                    progress={},
+                    next_run_at=now if status == "pending" else None,
+                    attempts=0,
+                    retain_until=now + self._retention,
+                    confirmed_at=now if status == "pending" else None,
                 )
-            self._audit(session, row, "received", detail={"channel": channel, "identifiers": len(keys)})
-            if status == "referred":
-                self._notice(session, row, "direct_request_received")
-            if deadlines.acknowledge_by is not None and scope == "subject":
-                self._acknowledge(session, row, deadlines.acknowledge_by)
+                for keys in subjects
+            ]
+            session.add_all(rows)
             await session.flush()
-            return RequestView.of(row)
+            for row, keys in zip(rows, subjects, strict=True):
+                if scope == "subject":
+                    session.add(
+                        PrivacyRequestSubjectRow(
+                            request_id=row.id, identifiers=list(keys), closure=None, payload=payload or {}
+                        )
+                    )
+                self._audit(session, row, "received", detail={"channel": channel, "identifiers": len(keys)})
+                if status == "referred":
+                    self._notice(session, row, "direct_request_received")
+                if deadlines.acknowledge_by is not None and scope == "subject":
+                    self._acknowledge(session, row, deadlines.acknowledge_by)
+            await session.flush()
+            return [RequestView.of(row) for row in rows]
 
     async def get(self, request_id: str, *, account_id: str | None = None) -> RequestView:
         async with self._tx() as session:
