@@ -305,7 +305,8 @@ class PrivacyRepository:
         already queued or running is returned unchanged with False. Raises RequestConflict for a request that
         is finished (completed, denied), not yet confirmed (referred), or whose working set is gone."""
         async with self._tx() as session:
-            row = await self._row(session, request_id, account_id)
+            # Locked (PostgreSQL): of two concurrent re-queues one waits and then sees the request queued.
+            row = await self._row(session, request_id, account_id, lock=True)
             if row.status in WORKABLE_STATUSES:
                 return RequestView.of(row), False
             if row.status != "failed":
@@ -702,9 +703,17 @@ class PrivacyRepository:
     # Helpers.
 
     async def _row(
-        self, session: AsyncSession, request_id: str, account_id: str | None, *, refresh: bool = False
+        self,
+        session: AsyncSession,
+        request_id: str,
+        account_id: str | None,
+        *,
+        refresh: bool = False,
+        lock: bool = False,
     ) -> PrivacyRequestRow:
-        row = await session.get(PrivacyRequestRow, request_id, populate_existing=refresh)
+        row = await session.get(
+            PrivacyRequestRow, request_id, populate_existing=refresh, with_for_update=lock or None
+        )
         if row is None or (account_id is not None and row.account_id != account_id):
             raise RequestNotFound(request_id)
         return row
