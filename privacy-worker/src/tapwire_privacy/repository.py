@@ -347,10 +347,8 @@ class PrivacyRepository:
         """Open requests whose acknowledgement deadline passed with the acknowledgement still undelivered."""
         now = self._clock()
         async with self._tx() as session:
-            late = (
-                select(PrivacyNoticeRow.request_id)
-                .where(PrivacyNoticeRow.kind == ACKNOWLEDGEMENT, PrivacyNoticeRow.delivered_at.is_(None))
-                .scalar_subquery()
+            late = select(PrivacyNoticeRow.request_id).where(
+                PrivacyNoticeRow.kind == ACKNOWLEDGEMENT, PrivacyNoticeRow.delivered_at.is_(None)
             )
             rows = await session.scalars(
                 select(PrivacyRequestRow).where(
