@@ -168,12 +168,14 @@ def bench_messaging() -> dict[str, Any]:
 
 
 def bench_privacy() -> dict[str, Any]:
-    """``tests.bench.privacy`` in its own process, for the same reason."""
+    """``tests.bench.privacy`` in its own process, for the same reason, on the query benchmark's dataset
+    (``BENCH_PRIVACY_EVENTS``, default 10M events, over a tenth as many users, as ``tests.bench.query``)."""
+    events = os.environ.get("BENCH_PRIVACY_EVENTS", "10000000")
     args = [
         "--events",
-        os.environ.get("BENCH_PRIVACY_EVENTS", "1000000"),
+        events,
         "--users",
-        "100000",
+        str(max(1, int(events) // 10)),
         "--subject-events",
         "10000",
         "--batch",
@@ -184,7 +186,7 @@ def bench_privacy() -> dict[str, Any]:
 
 def _figures_of(command: list[str]) -> dict[str, Any]:
     """Run a benchmark module; its last output line is its figures as JSON."""
-    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=1800)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
     figures: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
@@ -210,12 +212,13 @@ def main() -> None:
     if "messaging" in parts:
         log("messaging: campaign over SMTP to a sink process")
         figures.update(bench_messaging())
-    if "privacy" in parts:
-        log("privacy worker (own process: chDB allows one data directory per process)")
-        figures.update(bench_privacy())
+    # Queries first: they build the cached 10M-event dataset the privacy benchmark then copies.
     if "query" in parts:
         log("queries: compiled CQL against hand-written SQL (own process)")
         figures.update(run_query_benchmark())
+    if "privacy" in parts:
+        log("privacy worker (own process: chDB allows one data directory per process)")
+        figures.update(bench_privacy())
     write_report(figures, parts)
     print(orjson.dumps(figures).decode(), flush=True)
 
@@ -292,6 +295,8 @@ TARGETS = {
     "messaging_msgs_per_s": 2_000,
     "erasure_batch_subjects_per_s": 20,
 }
+# Figures that must stay below their target.
+CEILINGS = {"erasure_verified_s": 60, "export_s": 5}
 
 
 def write_report(figures: dict[str, Any], parts: tuple[str, ...] = PARTS) -> None:
@@ -300,9 +305,14 @@ def write_report(figures: dict[str, Any], parts: tuple[str, ...] = PARTS) -> Non
         "|---|---|---|---|",
     ]
     for key, value in figures.items():
-        target = TARGETS.get(key)
-        met = "" if target is None else ("yes" if value >= target else "**no**")
-        lines.append(f"| `{key}` | {value} | {'' if target is None else f'≥ {target}'} | {met} |")
+        target, ceiling = TARGETS.get(key), CEILINGS.get(key)
+        if target is not None:
+            goal, met = f"≥ {target}", "yes" if value >= target else "**no**"
+        elif ceiling is not None:
+            goal, met = f"< {ceiling}", "yes" if value < ceiling else "**no**"
+        else:
+            goal, met = "", ""
+        lines.append(f"| `{key}` | {value} | {goal} | {met} |")
     block = "\n".join(lines)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -152,3 +152,30 @@ async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
     assert "bob" not in text
     outbox = next(v for k, v in stores.items() if "control.outbox" in k)
     assert [row["address"] for row in outbox] == ["carol@example.com", "tok-carol"]
+
+
+async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig) -> None:
+    await seed(rig)
+    # Recorded together, erased by one pass: the graph knows only carol's key, the other two hold nothing.
+    carol, nobody, other = await rig.repository.create_many(
+        account_id="ACC-1",
+        type="erasure",
+        scope="subject",
+        channel="clevertap",
+        jurisdiction="gdpr",
+        subjects=[["a:anon-carol"], ["i:nobody"], ["e:other@example.com"]],
+    )
+    await rig.run_until_settled()
+    removed = {}
+    for view in (carol, nobody, other):
+        done = await rig.repository.get(view.id)
+        assert done.status == "completed", json.dumps(done.progress)[-1500:]
+        removed[view.id] = {name: state["removed"] for name, state in done.progress["stores"].items()}
+    assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
+    assert removed[carol.id]["control.message_interactions"] == 1
+    assert removed[carol.id]["control.message_consent"] == 1
+    assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them
+    for quiet in (nobody.id, other.id):
+        assert not any(removed[quiet][name] for name in removed[quiet] if name.startswith("control."))
+    async with AsyncSession(rig.control.engine) as session:
+        assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]

@@ -1,4 +1,5 @@
-"""Notices reach the customer's webhook (a real HTTP server on 127.0.0.1); failures are retried, never lost."""
+"""Notices reach the customer's webhook (a real HTTP server on 127.0.0.1); failures are retried, never lost;
+CCPA requests are acknowledged to the customer on receipt."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from tapwire_core import metrics
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.worker import PrivacyWorker
-from tests.privacy.conftest import Rig
+from tests.privacy.conftest import HEADERS, Api, Rig
 
 pytestmark = pytest.mark.integration
 
@@ -122,5 +124,85 @@ async def test_an_account_without_a_webhook_keeps_its_notices_queued(rig: Rig) -
             notice["delivered"] is False
             and notice["last_error"] == "no privacy webhook configured for the account"
         )
+    finally:
+        await notifier.close()
+
+
+async def test_a_ccpa_request_is_acknowledged_to_the_customer(
+    api: Api, webhook: tuple[str, _Hook], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, hook = webhook
+    rig = api.rig
+    await rig.control.upsert_account(
+        "ACC-1",
+        passcode="passcode-1",
+        write_key="wk-1",
+        region="eu1",
+        settings={"privacy_jurisdiction": "ccpa", "privacy_webhook_url": url},
+    )
+    notifier = WebhookNotifier(rig.control.get_account)
+    worker = PrivacyWorker(
+        repository=rig.repository,
+        registry=rig.registry,
+        settings=rig.settings,
+        clock=rig.clock,
+        notifier=notifier,
+    )
+    try:
+        created = await api.client.post(
+            "/privacy/v1/requests",
+            headers=HEADERS,
+            json={"type": "erasure", "subject": {"email": "kim-4471@example.com"}},
+        )
+        request_id = created.json()["id"]
+        detail = (await api.client.get(f"/privacy/v1/requests/{request_id}", headers=HEADERS)).json()
+        assert [n["kind"] for n in detail["notices"]] == ["acknowledgement"]
+        assert detail["acknowledged_at"] is None
+        assert [a["detail"] for a in detail["audit"] if a["action"] == "acknowledgement_queued"] == [
+            {"acknowledge_by": "2026-01-23T23:59:59.999999Z"}
+        ]
+
+        # The customer's endpoint is down past the 10 business days: the lateness is counted and logged.
+        hook.status = 503
+        await worker.deliver_notices()
+        rig.clock.advance(days=14)
+        with caplog.at_level("WARNING"):
+            await worker.refresh_deadline_metrics()
+        assert metrics.REGISTRY.get_sample_value("tapwire_privacy_acknowledgements_overdue") == 1
+        late = [
+            r for r in caplog.records if r.getMessage() == "privacy acknowledgement not delivered in time"
+        ]
+        assert [r.__dict__["request"] for r in late] == [request_id]
+
+        hook.status = 200
+        await worker.deliver_notices()
+        acknowledgement = hook.received[-1]
+        assert len(hook.received) == 2
+        assert acknowledgement["event"] == "privacy.acknowledgement"
+        assert acknowledgement["request_id"] == request_id and acknowledgement["jurisdiction"] == "ccpa"
+        assert acknowledgement["received_at"] == "2026-01-10T09:00:00Z"
+        assert acknowledgement["acknowledge_by"] == "2026-01-23T23:59:59.999999Z"
+        assert acknowledgement["due_at"].startswith("2026-02-24")
+        assert "2026-02-24" in acknowledgement["text"] and "90 days" in acknowledgement["text"]
+        assert "kim-4471" not in orjson.dumps(hook.received).decode()
+
+        detail = (await api.client.get(f"/privacy/v1/requests/{request_id}", headers=HEADERS)).json()
+        assert detail["acknowledged_at"] == "2026-01-24T09:00:00Z"
+        delivered = [a for a in detail["audit"] if a["action"] == "notice_delivered"]
+        assert [a["detail"]["kind"] for a in delivered] == ["acknowledgement"]
+        assert "kim-4471" not in orjson.dumps(detail["audit"]).decode()
+        await worker.refresh_deadline_metrics()
+        assert metrics.REGISTRY.get_sample_value("tapwire_privacy_acknowledgements_overdue") == 0
+
+        # GDPR has no acknowledgement duty: no such notice for another account's request.
+        gdpr = await rig.repository.create(
+            account_id="ACC-2",
+            type="export",
+            scope="subject",
+            channel="api",
+            jurisdiction="gdpr",
+            keys=["i:x"],
+        )
+        assert await rig.repository.notices_for(gdpr.id) == []
     finally:
         await notifier.close()

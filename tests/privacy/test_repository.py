@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tapwire_core.control.privacy.models import PrivacyAuditRow, PrivacyRequestRow
 from tapwire_core.control.store import ControlStore
-from tapwire_privacy.repository import PrivacyRepository, ProgressUpdate, RequestConflict
+from tapwire_privacy.repository import PrivacyRepository, ProgressUpdate, RequestConflict, RequestNotFound
 from tests.privacy.conftest import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -126,3 +127,43 @@ async def test_the_audit_trail_is_append_only(store: ControlStore) -> None:
         async with store.engine.begin() as connection:
             await connection.execute(update(PrivacyAuditRow).values(action="rewritten"))
     assert [e["action"] for e in await repository.audit_trail(request_id)] == ["received"]
+
+
+async def test_a_failed_request_is_requeued_once(store: ControlStore, store_url: str) -> None:
+    repository = PrivacyRepository(store.engine, clock=FakeClock())
+    request_id = await new(repository)
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            update(PrivacyRequestRow)
+            .where(PrivacyRequestRow.id == request_id)
+            .values(
+                status="failed",
+                attempts=30,
+                next_run_at=None,
+                progress={
+                    "phase": "erase",
+                    "stores": {"warehouse.events": {"state": "pending", "error": "X"}},
+                },
+            )
+        )
+    if store_url.startswith("postgresql"):
+        # Two operators at once: the row lock lets one re-queue it; the other sees it queued.
+        outcomes = await asyncio.gather(
+            repository.requeue(account_id="ACC-1", request_id=request_id),
+            repository.requeue(account_id="ACC-1", request_id=request_id),
+        )
+    else:
+        outcomes = (
+            await repository.requeue(account_id="ACC-1", request_id=request_id),
+            await repository.requeue(account_id="ACC-1", request_id=request_id),
+        )
+    assert sorted(requeued for _, requeued in outcomes) == [False, True]
+    view = await repository.get(request_id)
+    assert view.status == "in_progress" and view.attempts == 0 and view.next_run_at is not None
+    assert view.progress["stores"]["warehouse.events"] == {"state": "pending", "attempts": 0}
+    trail = await repository.audit_trail(request_id)
+    assert [e["detail"] for e in trail if e["action"] == "requeued"] == [
+        {"previous_attempts": 30, "failed_at": ["warehouse.events"]}
+    ]
+    with pytest.raises(RequestNotFound):
+        await repository.requeue(account_id="ACC-2", request_id=request_id)

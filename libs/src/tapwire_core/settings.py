@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # Privacy worker.
     privacy_poll_s: float = Field(default=1.0, description="how often the privacy worker looks for due work")
     privacy_batch_size: int = Field(
-        default=500, description="erasure requests served by one warehouse mutation"
+        default=1000, description="erasure requests served by one warehouse mutation"
     )
     privacy_sweep_delay_s: float = Field(
         default=15.0,

@@ -41,16 +41,28 @@ class ClosureSource(Protocol):
 LinkedIdentifiers = Callable[[str, str], "Iterable[str] | Awaitable[Iterable[str]]"]
 
 
+Candidates = Callable[[str, frozenset[str]], Awaitable[set[str]]]
+
+
 class LinkedIdentifierSource:
     """A closure source over a per-identifier lookup such as the identity graph's
-    ``linked_identifiers(account_id, identifier)`` (plain or async), which returns subject keys."""
+    ``linked_identifiers(account_id, identifier)`` (plain or async), which returns subject keys.
 
-    def __init__(self, name: str, linked: LinkedIdentifiers) -> None:
+    ``candidates(account_id, keys)``, when given, answers in one question which of ``keys`` the store may link
+    at all; the others are their own group without a lookup each (a batch of a thousand subjects the graph has
+    never seen costs one query, not a thousand)."""
+
+    def __init__(self, name: str, linked: LinkedIdentifiers, *, candidates: Candidates | None = None) -> None:
         self.name = name
         self._linked = linked
+        self._candidates = candidates
 
     async def groups(self, account_id: str, keys: frozenset[str]) -> list[frozenset[str]]:
         found = []
+        if self._candidates is not None:
+            wanted = await self._candidates(account_id, keys)
+            found = [frozenset({key}) for key in sorted(keys - wanted)]
+            keys = keys & wanted
         for key in sorted(keys):
             result = self._linked(account_id, key)
             linked = await result if inspect.isawaitable(result) else result

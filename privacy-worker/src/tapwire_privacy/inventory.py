@@ -133,6 +133,7 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "user_key": IDENTIFIER,
         "address": f"{CONTACT} (email address, phone number, push token or webhook URL)",
         "platform": DEVICE,
+        "device": f"{ONLINE_ID} (hash of a push token; salted when the subject is erased)",
         "context": f"{PROFILE} (the profile snapshot the message was personalised with)",
         "provider_id": ONLINE_ID,
         "detail": "provider's answer (may echo the address)",

@@ -45,3 +45,13 @@ BATCH_SUBJECTS = Counter(
     "Subjects erased through a shared (batched) mutation.",
     registry=REGISTRY,
 )
+FAILED = Gauge(
+    "tapwire_privacy_requests_failed",
+    "Privacy requests that stopped retrying (status failed) and wait for an operator to re-queue them.",
+    registry=REGISTRY,
+)
+UNACKNOWLEDGED = Gauge(
+    "tapwire_privacy_acknowledgements_overdue",
+    "Open CCPA requests whose acknowledgement of receipt was not delivered by its deadline.",
+    registry=REGISTRY,
+)

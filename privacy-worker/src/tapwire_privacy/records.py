@@ -21,7 +21,8 @@ REQUEST_STATUSES: tuple[Status, ...] = (
     "denied",
     "failed",
 )
-OPEN_STATUSES: tuple[Status, ...] = ("referred", "pending", "in_progress", "awaiting_sweep")
+# Not answered yet. A failed request is still owed (an operator re-queues it), so it counts as open.
+OPEN_STATUSES: tuple[Status, ...] = ("referred", "pending", "in_progress", "awaiting_sweep", "failed")
 WORKABLE_STATUSES: tuple[Status, ...] = ("pending", "in_progress", "awaiting_sweep")
 
 

@@ -20,8 +20,9 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.identity.graph import IdentityGraph
+from tapwire_core.identity.keys import parse_identifier
 from tapwire_core.warehouse import Warehouse
-from tapwire_privacy.closure import ClosureSource, LinkedIdentifierSource
+from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
 from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
@@ -125,6 +126,17 @@ class Registry:
         raise KeyError(name)
 
 
+def _known_to(graph: IdentityGraph) -> Candidates:
+    """The keys the graph holds a node for, in one query; a key that is not a plain user key (a bare value the
+    graph would look up under every kind) is always a candidate."""
+
+    async def candidates(account_id: str, keys: frozenset[str]) -> set[str]:
+        plain = {key for key in keys if parse_identifier(key) == [key]}
+        return await graph.existing(account_id, sorted(plain)) | (keys - plain)
+
+    return candidates
+
+
 def default_registry(
     *,
     warehouse: Warehouse,
@@ -157,7 +169,7 @@ def default_registry(
         IdentifierColumnLinks(warehouse, "profiles"),
         ProfilePropertyLinks(warehouse),
         AliasLinks(warehouse),
-        LinkedIdentifierSource("identity_graph", graph.linked_identifiers),
+        LinkedIdentifierSource("identity_graph", graph.linked_identifiers, candidates=_known_to(graph)),
         *extra_sources,
     ]
     return Registry(

@@ -9,6 +9,7 @@ progress says.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -51,7 +52,11 @@ from tapwire_privacy.records import (
     Scope,
     Status,
     aware,
+    iso,
 )
+
+ACKNOWLEDGEMENT = "acknowledgement"
+"""The notice kind confirming receipt of a CCPA request."""
 
 
 class RequestNotFound(LookupError):
@@ -147,43 +152,74 @@ class PrivacyRepository:
         status: Status = "pending",
     ) -> RequestView:
         """Record a new request; a subject request keeps its identifiers in the working set only."""
+        created = await self.create_many(
+            account_id=account_id,
+            type=type,
+            scope=scope,
+            channel=channel,
+            jurisdiction=jurisdiction,
+            subjects=[keys],
+            payload=payload,
+            status=status,
+        )
+        return created[0]
+
+    async def create_many(
+        self,
+        *,
+        account_id: str,
+        type: RequestType,
+        scope: Scope,
+        channel: Channel,
+        jurisdiction: Jurisdiction,
+        subjects: Sequence[Sequence[str]],
+        payload: dict[str, Any] | None = None,
+        status: Status = "pending",
+    ) -> list[RequestView]:
+        """Record one request per entry of ``subjects`` (each a subject's keys) in one transaction: all or none
+        are recorded, and they fall due together, so the worker can serve them with one pass."""
         now = self._clock()
         deadlines = deadlines_for(jurisdiction, now)
-        request_id = secrets.token_hex(16)
         async with self._tx() as session:
             salt = await deployment_secret(session, IDENTIFIER_SALT)
-            row = PrivacyRequestRow(
-                id=request_id,
-                account_id=account_id,
-                type=type,
-                scope=scope,
-                status=status,
-                channel=channel,
-                jurisdiction=jurisdiction,
-                subject_hash=subject_hash(salt, account_id, keys) if scope == "subject" else None,
-                received_at=now,
-                acknowledge_by=deadlines.acknowledge_by,
-                due_at=deadlines.due_at,
-                extension_notice_by=deadlines.extension_notice_by,
-                progress={},
-                next_run_at=now if status == "pending" else None,
-                attempts=0,
-                retain_until=now + self._retention,
-                confirmed_at=now if status == "pending" else None,
-            )
-            session.add(row)
-            await session.flush()
-            if scope == "subject":
-                session.add(
-                    PrivacyRequestSubjectRow(
-                        request_id=request_id, identifiers=list(keys), closure=None, payload=payload or {}
-                    )
+            rows = [
+                PrivacyRequestRow(
+                    id=secrets.token_hex(16),
+                    account_id=account_id,
+                    type=type,
+                    scope=scope,
+                    status=status,
+                    channel=channel,
+                    jurisdiction=jurisdiction,
+                    subject_hash=subject_hash(salt, account_id, keys) if scope == "subject" else None,
+                    received_at=now,
+                    acknowledge_by=deadlines.acknowledge_by,
+                    due_at=deadlines.due_at,
+                    extension_notice_by=deadlines.extension_notice_by,
+                    progress={},
+                    next_run_at=now if status == "pending" else None,
+                    attempts=0,
+                    retain_until=now + self._retention,
+                    confirmed_at=now if status == "pending" else None,
                 )
-            self._audit(session, row, "received", detail={"channel": channel, "identifiers": len(keys)})
-            if status == "referred":
-                self._notice(session, row, "direct_request_received")
+                for keys in subjects
+            ]
+            session.add_all(rows)
             await session.flush()
-            return RequestView.of(row)
+            for row, keys in zip(rows, subjects, strict=True):
+                if scope == "subject":
+                    session.add(
+                        PrivacyRequestSubjectRow(
+                            request_id=row.id, identifiers=list(keys), closure=None, payload=payload or {}
+                        )
+                    )
+                self._audit(session, row, "received", detail={"channel": channel, "identifiers": len(keys)})
+                if status == "referred":
+                    self._notice(session, row, "direct_request_received")
+                if deadlines.acknowledge_by is not None and scope == "subject":
+                    self._acknowledge(session, row, deadlines.acknowledge_by)
+            await session.flush()
+            return [RequestView.of(row) for row in rows]
 
     async def get(self, request_id: str, *, account_id: str | None = None) -> RequestView:
         async with self._tx() as session:
@@ -262,6 +298,66 @@ class PrivacyRepository:
             self._audit(session, row, "extended", detail={"months": months, "until": until.isoformat()})
             self._notice(session, row, "extension", extra={"months": months, "reason": reason})
             return RequestView.of(row)
+
+    async def requeue(self, *, account_id: str, request_id: str) -> tuple[RequestView, bool]:
+        """Put a ``failed`` request back to work: attempts reset to zero, due now, resuming from its saved
+        progress (stores already erased stay erased), audited as ``requeued``. Idempotent: a request that is
+        already queued or running is returned unchanged with False. Raises RequestConflict for a request that
+        is finished (completed, denied), not yet confirmed (referred), or whose working set is gone."""
+        async with self._tx() as session:
+            # Locked (PostgreSQL): of two concurrent re-queues one waits and then sees the request queued.
+            row = await self._row(session, request_id, account_id, lock=True)
+            if row.status in WORKABLE_STATUSES:
+                return RequestView.of(row), False
+            if row.status != "failed":
+                raise RequestConflict(f"only a failed request can be re-queued; this one is {row.status}")
+            if row.scope == "subject" and await session.get(PrivacyRequestSubjectRow, row.id) is None:
+                raise RequestConflict("the request's working set is gone; submit the request again")
+            progress = copy.deepcopy(dict(row.progress or {}))  # a new value, so the JSON column is written
+            failed_at = [
+                name
+                for name, state in {
+                    "closure": progress.get("closure", {}),
+                    **progress.get("stores", {}),
+                }.items()
+                if isinstance(state, dict) and state.pop("error", None) is not None
+            ]
+            for state in progress.get("stores", {}).values():
+                state["attempts"] = 0
+            progress.pop("closure", None)
+            progress.pop("retry_in_s", None)
+            progress.pop("attempts", None)
+            phase = progress.get("phase")
+            status: Status = (
+                "pending" if phase is None else "awaiting_sweep" if phase == "sweep_wait" else "in_progress"
+            )
+            previous = row.attempts or 0
+            now = self._clock()
+            row.progress, row.status, row.attempts = progress, status, 0
+            row.next_run_at, row.lease_owner, row.lease_until = now, None, None
+            self._audit(
+                session,
+                row,
+                "requeued",
+                detail={"previous_attempts": previous, "failed_at": sorted(failed_at)},
+            )
+            return RequestView.of(row), True
+
+    async def unacknowledged(self) -> list[RequestView]:
+        """Open requests whose acknowledgement deadline passed with the acknowledgement still undelivered."""
+        now = self._clock()
+        async with self._tx() as session:
+            late = select(PrivacyNoticeRow.request_id).where(
+                PrivacyNoticeRow.kind == ACKNOWLEDGEMENT, PrivacyNoticeRow.delivered_at.is_(None)
+            )
+            rows = await session.scalars(
+                select(PrivacyRequestRow).where(
+                    PrivacyRequestRow.status.in_(OPEN_STATUSES),
+                    PrivacyRequestRow.acknowledge_by < now,
+                    PrivacyRequestRow.id.in_(late),
+                )
+            )
+            return [RequestView.of(row) for row in rows]
 
     async def deny(self, *, account_id: str, request_id: str, basis: str) -> RequestView:
         async with self._tx() as session:
@@ -547,6 +643,7 @@ class PrivacyRepository:
                     "kind": r.kind,
                     "payload": dict(r.payload),
                     "delivered": r.delivered_at is not None,
+                    "delivered_at": iso(r.delivered_at),
                     "attempts": r.attempts,
                     "last_error": r.last_error,
                 }
@@ -604,9 +701,17 @@ class PrivacyRepository:
     # Helpers.
 
     async def _row(
-        self, session: AsyncSession, request_id: str, account_id: str | None, *, refresh: bool = False
+        self,
+        session: AsyncSession,
+        request_id: str,
+        account_id: str | None,
+        *,
+        refresh: bool = False,
+        lock: bool = False,
     ) -> PrivacyRequestRow:
-        row = await session.get(PrivacyRequestRow, request_id, populate_existing=refresh)
+        row = await session.get(
+            PrivacyRequestRow, request_id, populate_existing=refresh, with_for_update=lock or None
+        )
         if row is None or (account_id is not None and row.account_id != account_id):
             raise RequestNotFound(request_id)
         return row
@@ -630,6 +735,25 @@ class PrivacyRepository:
                 detail=detail or {},
             )
         )
+
+    def _acknowledge(self, session: AsyncSession, row: PrivacyRequestRow, by: dt.datetime) -> None:
+        """Queue the acknowledgement of receipt (CCPA Regs. 7021: within 10 business days, saying how the request
+        will be handled and when to expect the answer); it goes out with the next notice delivery."""
+        when = {
+            "received_at": iso(row.received_at),
+            "acknowledge_by": iso(by),
+            "verification": "awaiting the business's confirmation"
+            if row.status == "referred"
+            else "confirmed",
+            "text": (
+                f"The {row.type} request {row.id} was received on {iso(row.received_at)}. "
+                + ("It will be acted on once the business confirms it. " if row.status == "referred" else "")
+                + f"It will be answered by {iso(row.due_at)}; that period may be extended once, with notice and "
+                "the reasons, to 90 days from receipt."
+            ),
+        }
+        self._notice(session, row, ACKNOWLEDGEMENT, extra={"jurisdiction": row.jurisdiction, **when})
+        self._audit(session, row, "acknowledgement_queued", detail={"acknowledge_by": iso(by)})
 
     def _notice(
         self, session: AsyncSession, row: PrivacyRequestRow, kind: str, *, extra: dict[str, Any] | None = None

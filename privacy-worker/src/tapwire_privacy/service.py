@@ -59,3 +59,19 @@ class PrivacyService:
         if type == "objection" and status == "pending" and keys:
             await self.repository.record_objection(account_id=account.id, request_id=view.id, keys=keys)
         return view
+
+    async def submit_erasures(
+        self, *, account: AccountView, channel: Channel, subjects: Sequence[Sequence[str]]
+    ) -> list[RequestView]:
+        """Record one subject erasure per entry of ``subjects`` together (one transaction), so they fall due at
+        once and the worker serves them with one mutation per table."""
+        views = await self.repository.create_many(
+            account_id=account.id,
+            type="erasure",
+            scope="subject",
+            channel=channel,
+            jurisdiction=jurisdiction_of(account),
+            subjects=subjects,
+        )
+        metrics.REQUESTS.labels("erasure", channel).inc(len(views))
+        return views

@@ -8,7 +8,8 @@ suppression reload) the whole pass runs again to catch rows that landed in betwe
 verification completes the request.
 
 Progress lives in the request record (``progress.phase`` and ``progress.stores[<store>]``) and is saved after
-every step, so a worker killed at any point resumes where the record says: a store marked ``erased`` is not
+every step that changed something (before and after each delete; a store where nothing matched is saved with
+the next save), so a worker killed at any point resumes where the record says: a store marked ``erased`` is not
 erased again, and a step that was running when the worker died is simply repeated (every step is idempotent).
 A failing store gets exponential backoff per request; other stores and requests go on.
 """
@@ -226,11 +227,12 @@ class PrivacyWorker:
                 state = work.store(handler.name)
                 counts[work.id] = max(counts.get(work.id, 0), int(state.get("counted", 0)))
                 state["counted"] = counts[work.id]
-            await self._save(todo)
             # Nothing matched in any active part: a mutation would rewrite data for nothing. A row landing
             # after the count would escape a mutation issued now just the same; verification catches it.
             issued = handler.erasure == "erase" and any(counts.values())
             if issued:
+                # The count is saved before the delete, so a worker killed after it still reports the rows.
+                await self._save(todo)
                 await handler.erase(scopes)
         except Exception as exc:
             metrics.STORE_FAILURES.labels(handler.name).inc()
@@ -262,7 +264,9 @@ class PrivacyWorker:
                     {"rows": removed, "batch": len(todo), "statement": issued},
                 )
             )
-        await self._save(todo)
+        if issued:
+            await self._save(todo)
+        # A store where nothing was found is saved with the next save: repeating it after a crash costs one count.
 
     async def _verify(self, works: list[_Work]) -> None:
         if not works:
@@ -488,9 +492,12 @@ class PrivacyWorker:
             await self.deliver_notices()
 
     async def refresh_deadline_metrics(self) -> tuple[int, int]:
+        """Set the overdue, near-due, failed and late-acknowledgement gauges, logging each overdue request and
+        each late acknowledgement. Returns (overdue, near due)."""
         now = self._clock()
-        overdue = near = 0
+        overdue = near = failed = 0
         for view in await self._repo.open_requests():
+            failed += view.status == "failed"
             if view.overdue(now):
                 overdue += 1
                 log.warning(
@@ -507,6 +514,18 @@ class PrivacyWorker:
                 near += 1
         metrics.OVERDUE.set(overdue)
         metrics.NEAR_DUE.set(near)
+        metrics.FAILED.set(failed)
+        late = await self._repo.unacknowledged()
+        for view in late:
+            log.warning(
+                "privacy acknowledgement not delivered in time",
+                extra={
+                    "request": view.id,
+                    "account": view.account_id,
+                    "acknowledge_by": iso(view.acknowledge_by),
+                },
+            )
+        metrics.UNACKNOWLEDGED.set(len(late))
         return overdue, near
 
     async def deliver_notices(self) -> None:

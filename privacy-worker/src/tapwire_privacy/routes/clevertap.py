@@ -1,4 +1,5 @@
-"""``POST /1/delete/profiles.json``: CleverTap's profile deletion, as one erasure request per profile."""
+"""``POST /1/delete/profiles.json``: CleverTap's profile deletion, as one erasure request per profile, all of one
+call recorded together (one transaction) so the worker erases them with one pass."""
 
 from __future__ import annotations
 
@@ -37,10 +38,10 @@ async def delete_profiles(request: Request, account: PasscodeAccount, privacy: P
         raise ApiError(400, f'"{field}" must be a non-empty string or a list of them')
     if len(values) > MAX_PROFILES:
         raise ApiError(400, f"At most {MAX_PROFILES} profiles per call")
-    created = []
-    for value in dict.fromkeys(v.strip() for v in values):
-        view = await privacy.submit(
-            account=account, type="erasure", scope="subject", channel="clevertap", keys=[f"{prefix}:{value}"]
-        )
-        created.append({"id": view.id, "due_at": iso(view.due_at)})
+    views = await privacy.submit_erasures(
+        account=account,
+        channel="clevertap",
+        subjects=[[f"{prefix}:{value}"] for value in dict.fromkeys(v.strip() for v in values)],
+    )
+    created = [{"id": view.id, "due_at": iso(view.due_at)} for view in views]
     return json_response({"status": "success", "processed": len(created), "requests": created})

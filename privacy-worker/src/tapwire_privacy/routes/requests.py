@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
@@ -15,13 +16,14 @@ from tapwire_privacy.deadlines import ExtensionRefused
 from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
 from tapwire_privacy.inventory import build_inventory
 from tapwire_privacy.records import REQUEST_STATUSES, RequestView, iso
-from tapwire_privacy.repository import RequestConflict, RequestNotFound
+from tapwire_privacy.repository import ACKNOWLEDGEMENT, RequestConflict, RequestNotFound
 from tapwire_privacy.routes.dependencies import Privacy
 from tapwire_privacy.service import PrivacyService
 from tapwire_privacy.stores.files import archive_path
 from tapwire_privacy.subjects import RectifyFields, SubjectIn
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 LINK_LIFETIME = dt.timedelta(hours=24)
 
@@ -79,6 +81,10 @@ async def _body(service: PrivacyService, view: RequestView, *, detail: bool = Fa
             {**entry, "at": iso(entry["at"])} for entry in await service.repository.audit_trail(view.id)
         ]
         body["notices"] = await service.repository.notices_for(view.id)
+        if view.acknowledge_by is not None:
+            body["acknowledged_at"] = next(
+                (n["delivered_at"] for n in body["notices"] if n["kind"] == ACKNOWLEDGEMENT), None
+            )
     return body
 
 
@@ -163,6 +169,21 @@ async def extend_request(
     except (ExtensionRefused, RequestConflict) as exc:
         raise ApiError(422, str(exc)) from None
     return json_response(await _body(privacy, view))
+
+
+@router.post("/privacy/v1/requests/{request_id}/retry")
+async def retry_request(request_id: str, account: PasscodeAccount, privacy: Privacy) -> Response:
+    """Re-queue a request that stopped retrying (``failed``), from where its progress stands. Repeating the call
+    changes nothing: ``requeued`` is false when the request was already queued or running."""
+    try:
+        view, requeued = await privacy.repository.requeue(account_id=account.id, request_id=request_id)
+    except RequestNotFound:
+        raise ApiError(404, "Privacy request not found") from None
+    except RequestConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    if requeued:
+        log.info("privacy request re-queued", extra={"request": view.id, "account": account.id})
+    return json_response({**await _body(privacy, view), "requeued": requeued})
 
 
 @router.get("/privacy/v1/requests/{request_id}/export")

@@ -30,6 +30,16 @@ class Scope:
         return self.keys is None
 
 
+def subjects_union(scopes: Sequence[Scope]) -> Scope | None:
+    """One scope naming every key of ``scopes``, when there are several and all are subject scopes of one
+    account; else None. Every handler matches a row when it names *any* of a scope's keys, so a store that holds
+    nothing for this scope holds nothing for any of ``scopes``: one question instead of one per request."""
+    if len(scopes) < 2 or any(s.keys is None for s in scopes) or len({s.account_id for s in scopes}) > 1:
+        return None
+    keys = frozenset().union(*(s.keys or frozenset() for s in scopes))
+    return Scope("", scopes[0].account_id, keys)
+
+
 @dataclass(frozen=True)
 class Verification:
     """What a store's check found for one request, and what exactly was checked."""

@@ -20,7 +20,7 @@ from tapwire_core.identity.graph import IdentityGraph
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_privacy.records import iso
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import Scope, StoreHandler, Verification, subjects_union
 
 _ALIAS_COLUMNS = ("account_id", "alias_key", "canonical_key", "merged_at", "version", "active")
 
@@ -64,6 +64,9 @@ class IdentityGraphHandler(StoreHandler):
         ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        union = subjects_union(scopes)
+        if union is not None and not any(await self._held(union)):
+            return {scope.request_id: 0 for scope in scopes}
         counts = {}
         for scope in scopes:
             nodes, edges = await self._held(scope)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import Scope, StoreHandler, Verification, subjects_union
 
 PSEUDONYM_PREFIX = "x:"
 _IMMEDIATE = "deletes and updates in the control database are immediate and physical"
@@ -48,6 +48,9 @@ class _ControlHandler(StoreHandler):
         return len(await self.export(scope))
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        union = subjects_union(scopes)
+        if union is not None and not await self._count(union):
+            return {scope.request_id: 0 for scope in scopes}
         return {scope.request_id: await self._count(scope) for scope in scopes}
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
@@ -175,6 +178,9 @@ class ConsentHandler(_ControlHandler):
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         """Rows an erasure removes: subscriptions (every row for a tenant-level scope)."""
+        union = subjects_union(scopes)
+        if union is not None and not await self._rows(union):
+            return {scope.request_id: 0 for scope in scopes}
         return {
             scope.request_id: sum(
                 1 for r in await self._rows(scope) if scope.tenant or r.state == "subscribed"
@@ -192,8 +198,10 @@ class ConsentHandler(_ControlHandler):
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         verdicts = {}
+        union = subjects_union(scopes)
+        held = union is None or bool(await self._rows(union))
         for scope in scopes:
-            rows = await self._rows(scope)
+            rows = await self._rows(scope) if held else []
             kept = [r for r in rows if r.state != "subscribed" and not scope.tenant]
             verdicts[scope.request_id] = Verification(
                 residue=len(rows) - len(kept),
