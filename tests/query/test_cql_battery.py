@@ -255,6 +255,18 @@ QUERIES: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    "funnel over a window too long for 32-bit times": {
+        "conditions": [
+            {
+                "funnel": {
+                    "steps": [{"event_name": "Product Viewed"}, {"event_name": "Added To Cart"}],
+                    "within_seconds": 86_400,
+                    "from": 20251115,
+                    "to": 20260131,
+                }
+            }
+        ]
+    },
     "retention": {
         "conditions": [
             {

@@ -33,6 +33,7 @@ _COUNT_SQL: Final = {
 }
 _GEO_KEYS: Final = ("Country", "Region", "City")
 UK: Final = "uk"
+_DAY_MS: Final = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class _Scope:
         last = self.binder.bind(spec.to.isoformat(), "Date")
         scan = self.events(
             f"toDate(ts) BETWEEN {first} AND {last} AND ({' OR '.join(f'({s})' for s in steps)})",
-            f"{canonical()} AS {UK}, toUInt64(toUnixTimestamp64Milli(ts)) AS t, "
+            f"{canonical()} AS {UK}, {self._funnel_time(spec)} AS t, "
             + ", ".join(f"({s}) AS s{i}" for i, s in enumerate(steps)),
             # Redelivered copies share their original's time, so they can neither complete nor break a chain.
             final=False,
@@ -250,6 +251,17 @@ class _Scope:
         level = f"windowFunnel({window_ms}, 'strict_increase')(t, {flags})"
         required = self.binder.bind(len(steps), "UInt64")
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {level} = {required}")
+
+    def _funnel_time(self, spec: ast.FunnelSpec) -> str:
+        """Each row's time in milliseconds for ``windowFunnel``: as UInt32 milliseconds since the window's first
+        day when the window fits (under 49 days), which halves the per-user state and is measurably faster
+        at millions of rows; as UInt64 milliseconds since the epoch otherwise. Both keep millisecond order."""
+        days = (spec.to - spec.from_).days + 1
+        if days * _DAY_MS < 2**32:
+            start = dt.datetime.combine(spec.from_, dt.time(), tzinfo=dt.UTC)
+            origin = self.binder.bind(int(start.timestamp()) * 1000, "Int64")
+            return f"toUInt32(toUnixTimestamp64Milli(ts) - {origin})"
+        return "toUInt64(toUnixTimestamp64Milli(ts))"
 
     def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
         events = [spec.first, *spec.returned]
