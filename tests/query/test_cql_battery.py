@@ -255,6 +255,17 @@ QUERIES: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    "funnel within more than 2^32 milliseconds": {
+        "conditions": [
+            {
+                "funnel": {
+                    "steps": [{"event_name": "Shared"}, {"event_name": "Charged"}],
+                    "within_seconds": 60 * 86_400,
+                    **JAN,
+                }
+            }
+        ]
+    },
     "funnel over a window too long for 32-bit times": {
         "conditions": [
             {
