@@ -230,7 +230,27 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def bench(events: int, users: int) -> dict[str, Any]:
+async def merge_identities(warehouse: ChdbWarehouse, merged: int, users: int) -> None:
+    """Link user 20i+1 into user 20i for the first ``merged`` values of i (active alias rows, as the identity
+    graph projects them), so every scan maps keys through a non-empty alias map. Undone by ``unmerge``."""
+    if merged * 20 > users:
+        raise SystemExit(f"--merged {merged}: at most {users // 20} for {users} users")
+    log(f"merging {merged} identities for this run")
+    key = "concat('i:', 'user-', leftPad(toString({n}), 7, '0'))"
+    await warehouse.command(
+        "INSERT INTO user_aliases (account_id, alias_key, canonical_key, merged_at, version, active) "
+        f"SELECT {{account:String}}, {key.format(n='number * 20 + 1')}, {key.format(n='number * 20')}, "
+        f"now64(3), 1, 1 FROM numbers({{merged:UInt64}})",
+        {"account": ACCOUNT, "merged": merged},
+    )
+
+
+async def unmerge(warehouse: ChdbWarehouse) -> None:
+    # The generated dataset has no aliases of its own, so emptying the table restores it.
+    await warehouse.command("TRUNCATE TABLE user_aliases")
+
+
+async def bench(events: int, users: int, merged: int = 0) -> dict[str, Any]:
     path = dataset_dir(events, users)
     path.mkdir(parents=True, exist_ok=True)
     warehouse = ChdbWarehouse(path / "chdb", database="qbench")
@@ -238,6 +258,8 @@ async def bench(events: int, users: int) -> dict[str, Any]:
     try:
         marker = path / "complete.json"
         built = await ensure_dataset(warehouse, events, users, marker, cached=marker.exists())
+        if merged:
+            await merge_identities(warehouse, merged, users)
         results: dict[str, Any] = {}
         load_start = os.getloadavg()[0]
         compiled_all: list[float] = []
@@ -294,6 +316,8 @@ async def bench(events: int, users: int) -> dict[str, Any]:
             "query_families": results,
         }
     finally:
+        if merged:
+            await unmerge(warehouse)
         await warehouse.close()
 
 
@@ -366,9 +390,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.query")
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument(
+        "--merged",
+        type=int,
+        default=0,
+        help="merge this many identities for the run (measures the alias mapping; not written to the report)",
+    )
     args = parser.parse_args()
-    figures = asyncio.run(bench(args.events, args.users))
-    write_report(figures)
+    figures = asyncio.run(bench(args.events, args.users, args.merged))
+    if args.merged:
+        figures["query_merged_identities"] = args.merged
+    else:
+        write_report(figures)
     print(orjson.dumps(figures).decode(), flush=True)
 
 
