@@ -126,6 +126,42 @@ QUERIES: dict[str, dict[str, Any]] = {
         ]
     },
     "did_not": {"event_name": "Searched", **JAN, "conditions": [{"did_not": ev("Added To Cart")}]},
+    # Combinations of event conditions share one scan of the events table (compile.py, ``fuse``).
+    "shared scan: n times but never another": {
+        "conditions": [
+            {"did": {**ev("App Opened"), "operator": "greater_than_equals", "value": 3}},
+            {"did_not": ev("Charged")},
+        ]
+    },
+    "shared scan: only negatives": {"conditions": [{"did_not": ev("Charged")}, {"did_not": ev("Shared")}]},
+    "shared scan: fewer than n beside another event": {
+        "conditions": [
+            {"did": {**ev("Charged"), "operator": "less_than", "value": 2}},
+            {"did": ev("Searched")},
+        ]
+    },
+    "shared scan: any of did and did not": {
+        "conditions": [
+            {
+                "any": [
+                    {"did": {**ev("Searched"), "operator": "greater_than", "value": 2}},
+                    {"not": {"did": ev("App Opened")}},
+                ]
+            }
+        ]
+    },
+    "shared scan: one event in two windows": {
+        "conditions": [
+            {"did": {"event_name": "Charged", "from": 20260101, "to": 20260110}},
+            {"did_not": {"event_name": "Charged", "from": 20260111, "to": 20260131}},
+        ]
+    },
+    "shared scan beside a profile filter": {
+        **ev("Product Viewed"),
+        "common_profile_properties": {"profile_fields": [prop("Plan", "not_equals", "free")]},
+        "advanced_query": {"did_none": [ev("Shared")]},
+        "conditions": [{"did": {**ev("Charged"), "operator": "greater_than_equals", "value": 2}}],
+    },
     "did exactly n times": {"conditions": [{"did": {**ev("Searched"), "operator": "equals", "value": 2}}]},
     "did at most n times": {
         "conditions": [{"did": {**ev("Product Viewed"), "operator": "less_than_equals", "value": 1}}]
@@ -219,6 +255,29 @@ QUERIES: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    "funnel within more than 2^32 milliseconds": {
+        "conditions": [
+            {
+                "funnel": {
+                    "steps": [{"event_name": "Shared"}, {"event_name": "Charged"}],
+                    "within_seconds": 60 * 86_400,
+                    **JAN,
+                }
+            }
+        ]
+    },
+    "funnel over a window too long for 32-bit times": {
+        "conditions": [
+            {
+                "funnel": {
+                    "steps": [{"event_name": "Product Viewed"}, {"event_name": "Added To Cart"}],
+                    "within_seconds": 86_400,
+                    "from": 20251115,
+                    "to": 20260131,
+                }
+            }
+        ]
+    },
     "retention": {
         "conditions": [
             {
@@ -251,6 +310,7 @@ EVENT_QUERIES = [
     "profile field with base event",
     "did_none",
     "everything together",
+    "shared scan beside a profile filter",
 ]
 
 

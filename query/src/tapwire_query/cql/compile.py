@@ -33,6 +33,7 @@ _COUNT_SQL: Final = {
 }
 _GEO_KEYS: Final = ("Country", "Region", "City")
 UK: Final = "uk"
+_DAY_MS: Final = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,27 @@ class CompileOptions:
 
 
 @dataclass(frozen=True)
+class _Events:
+    """How an events-table set was built, so sets over the same table can share one scan: members are the
+    users with at least one row meeting ``condition`` whose count ``k`` of such rows also passes ``test``
+    (SQL with ``{k}`` where the count goes; ``None`` for plain existence). ``final``: counts need ``FINAL``."""
+
+    condition: str
+    final: bool
+    test: str | None = None
+
+    def member(self, k: str) -> str:
+        return f"{k} > 0" if self.test is None else f"{k} > 0 AND {self.test.replace('{k}', k)}"
+
+
+@dataclass(frozen=True)
 class _Set:
-    """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count)."""
+    """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count);
+    ``events``, when set, says how to recompute membership inside a shared events scan."""
 
     sql: str
     scan: str | None = None
+    events: _Events | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class _Scope:
         self.options = options
         self.account = self.binder.string(account_id)
         self.in_ = "GLOBAL IN" if options.cluster else "IN"
+        self._snapshot: str | None = None
 
     def finish(self, body: str) -> Compiled:
         return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}")
@@ -98,8 +116,11 @@ class _Scope:
         wherever rows are counted or listed; existence checks skip it)."""
         snapshot = ""
         if self.options.snapshot_ms is not None:
-            bound = self.binder.bind(self.options.snapshot_ms, "Int64")
-            snapshot = f" AND received_at <= fromUnixTimestamp64Milli({bound}, 'UTC')"
+            # Bound once per statement: a scan may be built and then replaced by a shared one (``fuse``), and
+            # every bound value must appear in the final SQL.
+            if self._snapshot is None:
+                self._snapshot = self.binder.bind(self.options.snapshot_ms, "Int64")
+            snapshot = f" AND received_at <= fromUnixTimestamp64Milli({self._snapshot}, 'UTC')"
         return (
             f"SELECT {columns} FROM {schema.EVENTS}{' FINAL' if final else ''} "
             f"WHERE account_id = {self.account}{snapshot} AND ({condition})"
@@ -177,13 +198,14 @@ class _Scope:
         )
         existence = threshold.operator == "greater_than_equals" and threshold.value <= 1
         scan = self.events(condition, final=not existence)
-        if threshold.holds(0):
-            failing = f"NOT (count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)})"
-            return _Not(_Set(f"{scan} GROUP BY {UK} HAVING {failing}"))
         if existence:
-            return _Set(f"{scan} GROUP BY {UK}", scan=scan)
-        having = f"count() {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)}"
-        return _Set(f"{scan} GROUP BY {UK} HAVING {having}")
+            return _Set(f"{scan} GROUP BY {UK}", scan=scan, events=_Events(condition, final=False))
+        passes = f"{{k}} {_COUNT_SQL[threshold.operator]} {self._count(threshold.value)}"
+        if threshold.holds(0):
+            failing = _Events(condition, final=True, test=f"NOT ({passes})")
+            return _Not(_Set(f"{scan} GROUP BY {UK} HAVING {failing.member('count()')}", events=failing))
+        passing = _Events(condition, final=True, test=passes)
+        return _Set(f"{scan} GROUP BY {UK} HAVING {passing.member('count()')}", events=passing)
 
     def _count(self, value: int) -> str:
         return self.binder.bind(value, "UInt64")
@@ -220,7 +242,7 @@ class _Scope:
         last = self.binder.bind(spec.to.isoformat(), "Date")
         scan = self.events(
             f"toDate(ts) BETWEEN {first} AND {last} AND ({' OR '.join(f'({s})' for s in steps)})",
-            f"{canonical()} AS {UK}, toUInt64(toUnixTimestamp64Milli(ts)) AS t, "
+            f"{canonical()} AS {UK}, {self._funnel_time(spec)} AS t, "
             + ", ".join(f"({s}) AS s{i}" for i, s in enumerate(steps)),
             # Redelivered copies share their original's time, so they can neither complete nor break a chain.
             final=False,
@@ -229,6 +251,17 @@ class _Scope:
         level = f"windowFunnel({window_ms}, 'strict_increase')(t, {flags})"
         required = self.binder.bind(len(steps), "UInt64")
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {level} = {required}")
+
+    def _funnel_time(self, spec: ast.FunnelSpec) -> str:
+        """Each row's time in milliseconds for ``windowFunnel``: as UInt32 milliseconds since the window's first
+        day when the window fits (under 49 days), which halves the per-user state and is measurably faster
+        at millions of rows; as UInt64 milliseconds since the epoch otherwise. Both keep millisecond order."""
+        days = (spec.to - spec.from_).days + 1
+        if days * _DAY_MS < 2**32:
+            start = dt.datetime.combine(spec.from_, dt.time(), tzinfo=dt.UTC)
+            origin = self.binder.bind(int(start.timestamp()) * 1000, "Int64")
+            return f"toUInt32(toUnixTimestamp64Milli(ts) - {origin})"
+        return "toUInt64(toUnixTimestamp64Milli(ts))"
 
     def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
         events = [spec.first, *spec.returned]
@@ -294,7 +327,37 @@ class _Scope:
             parts.append(self.condition(condition, f"conditions.{i}"))
         if not parts:
             return _Everyone()
-        return parts[0] if len(parts) == 1 else _And(tuple(parts))
+        return self.fuse(parts[0] if len(parts) == 1 else _And(tuple(parts)))
+
+    # Sharing scans: a boolean combination of events-table sets is one GROUP BY over the union of their rows.
+
+    def fuse(self, node: _Users) -> _Users:
+        """``node`` with every boolean combination of two or more events-table sets replaced by one set that
+        scans their rows once and tests each member's per-set counts in ``HAVING`` (the same users, fewer
+        passes: "opened but never bought" reads both events together instead of building a set to exclude)."""
+        if not isinstance(node, _And | _Or | _Not):
+            return node
+        if _shares_scan(node):
+            # The shared scan sees only users with some matching row, so it must be false for users with none.
+            return _Not(self._fused(_Not(node))) if _holds_without_events(node) else self._fused(node)
+        if isinstance(node, _Not):
+            return _Not(self.fuse(node.inner))
+        sharing = [p for p in node.parts if _events_leaves(p) is not None]
+        rest = tuple(self.fuse(p) for p in node.parts if _events_leaves(p) is None)
+        if len(sharing) < 2:
+            return type(node)(tuple(self.fuse(p) for p in node.parts))
+        return type(node)((self.fuse(type(node)(tuple(sharing))), *rest))
+
+    def _fused(self, node: _Users) -> _Set:
+        leaves: list[_Events] = []
+        having = _formula(node, leaves)
+        scan = self.events(
+            " OR ".join(f"({condition})" for condition in dict.fromkeys(leaf.condition for leaf in leaves)),
+            f"{canonical()} AS {UK}, "
+            + ", ".join(f"({leaf.condition}) AS f{i}" for i, leaf in enumerate(leaves)),
+            final=any(leaf.final for leaf in leaves),
+        )
+        return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {having}")
 
     def _did_any(self, did_any: ast.DidAny) -> _Users:
         where = "advanced_query.did_any.any_events"
@@ -340,6 +403,48 @@ class _Scope:
         if isinstance(node, _Or):
             return " OR ".join(f"({self.predicate(p)})" for p in node.parts)
         return "1"
+
+
+def _shares_scan(node: _Users) -> bool:
+    """Whether ``node`` combines two or more events-table sets and nothing else."""
+    leaves = _events_leaves(node)
+    return leaves is not None and leaves >= 2
+
+
+def _events_leaves(node: _Users) -> int | None:
+    """How many events-table sets ``node`` combines, or ``None`` if it involves anything else."""
+    if isinstance(node, _Set):
+        return 1 if node.events is not None else None
+    if isinstance(node, _Not):
+        return _events_leaves(node.inner)
+    if isinstance(node, _And | _Or):
+        counts = [_events_leaves(p) for p in node.parts]
+        return None if None in counts else sum(c for c in counts if c is not None)
+    return None
+
+
+def _holds_without_events(node: _Users) -> bool:
+    """The value of an events-only combination for a user with no matching events."""
+    if isinstance(node, _Not):
+        return not _holds_without_events(node.inner)
+    if isinstance(node, _And):
+        return all(_holds_without_events(p) for p in node.parts)
+    if isinstance(node, _Or):
+        return any(_holds_without_events(p) for p in node.parts)
+    return False
+
+
+def _formula(node: _Users, leaves: list[_Events]) -> str:
+    """``HAVING`` SQL for an events-only combination; leaf ``i`` is counted as ``countIf(f{i})``."""
+    if isinstance(node, _Set) and node.events is not None:
+        leaves.append(node.events)
+        return f"({node.events.member(f'countIf(f{len(leaves) - 1})')})"
+    if isinstance(node, _Not):
+        return f"NOT {_formula(node.inner, leaves)}"
+    if isinstance(node, _And | _Or):
+        joiner = " AND " if isinstance(node, _And) else " OR "
+        return "(" + joiner.join(_formula(p, leaves) for p in node.parts) + ")"
+    raise AssertionError(f"not an events-only combination: {node!r}")
 
 
 def _path(*parts: str | int) -> str:
