@@ -33,6 +33,11 @@ class Recipient(Protocol):
         """What this recipient got about the scope (JSON-ready, no more than needed to show it); [] if nothing."""
         ...
 
-    async def forward(self, action: Forwarded, scope: Scope, fields: Mapping[str, Any] | None) -> None:
-        """Tell the recipient. Raises ForwardImpossible when it cannot be told; any other error is retried."""
+    async def forward(
+        self, action: Forwarded, scope: Scope, fields: Mapping[str, Any] | None
+    ) -> Mapping[str, int] | None:
+        """Tell the recipient. Returns counts for the audit trail and the request's progress (e.g. records
+        deleted), never personal data; None when there is nothing to count. Raises ForwardImpossible when it
+        cannot be told; any other error fails the step, which is retried later, and must leave the forward safe
+        to repeat (the worker forwards again until it succeeds)."""
         ...

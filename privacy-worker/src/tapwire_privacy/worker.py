@@ -335,7 +335,11 @@ class PrivacyWorker:
                     work.id,
                     work.progress,
                     verification,
-                    detail={"removed": removed, "scope": work.view.scope},
+                    detail={
+                        "removed": removed,
+                        "scope": work.view.scope,
+                        "recipients": work.progress.get("recipients", {}),
+                    },
                 )
             )
         lost = await self._repo.complete_many(completions, owner=self.owner)
@@ -347,27 +351,39 @@ class PrivacyWorker:
             log.info("privacy request completed", extra={"request": work.id, "type": "erasure"})
 
     async def _forward(self, work: _Work, action: Forwarded, fields: Mapping[str, Any] | None) -> None:
-        """Tell every recipient that received something about the subject, once each (Art. 19)."""
-        done: dict[str, str] = work.progress.setdefault("recipients", {})
+        """Tell every recipient that received something about the subject, once each (Art. 19).
+
+        ``progress.recipients[<name>]`` records the outcome with the recipient's counts: ``notified``, ``not
+        notified`` (with the reason) or ``failed`` (with the error class). A failed forward fails the step like a
+        store: the request backs off and, for an erasure, no store is erased before every recipient is settled,
+        so what the recipient needs to be told (e.g. the SMS provider's message ids) is still there."""
+        done: dict[str, Any] = work.progress.setdefault("recipients", {})
         scope = work.scope()
         for recipient in self._registry.recipients:
-            if recipient.name in done:
+            earlier = done.get(recipient.name)
+            # A plain string is the outcome as recorded before counts were kept; it is settled too.
+            if isinstance(earlier, str) or (earlier is not None and earlier.get("outcome") != "failed"):
                 continue
             try:
                 if not await recipient.received(scope):
                     continue
-                await recipient.forward(action, scope, fields)
+                counts = dict(await recipient.forward(action, scope, fields) or {})
             except ForwardImpossible as exc:
-                done[recipient.name] = "not notified"
+                done[recipient.name] = {"outcome": "not notified", "reason": exc.reason}
                 work.actions.append(
                     ("recipient_not_notified", recipient.name, {"action": action, "reason": exc.reason})
                 )
                 continue
             except Exception as exc:
-                self._fail(work, recipient.name, type(exc).__name__)
+                log.warning(
+                    "privacy forward to a recipient failed; will retry",
+                    extra={"recipient": recipient.name, "request": work.id, "error": type(exc).__name__},
+                )
+                state = done.setdefault(recipient.name, {"outcome": "failed", "attempts": 0})
+                self._fail(work, recipient.name, type(exc).__name__, state=state)
                 return
-            done[recipient.name] = "notified"
-            work.actions.append(("recipient_notified", recipient.name, {"action": action}))
+            done[recipient.name] = {"outcome": "notified", **counts}
+            work.actions.append(("recipient_notified", recipient.name, {"action": action, **counts}))
 
     async def _recipients_of(self, scope: Scope) -> list[dict[str, Any]]:
         listed = []
@@ -539,9 +555,12 @@ class PrivacyWorker:
 
     # Helpers.
 
-    def _fail(self, work: _Work, store: str, error: str) -> None:
+    def _fail(self, work: _Work, store: str, error: str, *, state: dict[str, Any] | None = None) -> None:
+        """Mark the request failed for this pass: ``state`` (by default the store's, or the closure's) counts
+        the attempt and keeps the error class; the request backs off exponentially."""
         work.failed = True
-        state = work.store(store) if store not in ("closure",) else work.progress.setdefault("closure", {})
+        if state is None:
+            state = work.store(store) if store != "closure" else work.progress.setdefault("closure", {})
         state["attempts"] = int(state.get("attempts", 0)) + 1
         state["error"] = error
         attempts = work.view.attempts + 1
