@@ -120,7 +120,7 @@ async def test_erasure_deletes_the_subjects_texts_at_the_provider_retrying_a_500
     assert sorted(deletes) == sorted([*ANN_SIDS, deletes[0]])
     assert all(r.headers["authorization"].startswith("Basic ") for r in receiver.requests)
     counts = {"messages": 3, "deleted": 2, "already_gone": 1, "without_id": 0}
-    assert view.progress["recipients"]["messaging.sms"] == {"outcome": "notified", **counts}
+    assert view.progress["recipients"]["messaging.sms"] == {"outcome": "notified", **counts, "sweep": 0}
     actions = await trail(rig, request_id)
     assert ("recipient_notified", "messaging.sms", {"action": "erasure", **counts}) in actions
     assert not [a for a in actions if a[0] == "failed"]  # the 500 was retried within the step
@@ -216,3 +216,51 @@ def test_message_ids_stay_in_their_path_segment() -> None:
         == "https://api.example/2010-04-01/Accounts/AC1/Messages/..%2Fx%3Fy.json"
     )
     assert dataclasses.astuple(endpoint)[2] == ("AC1", "tok")
+
+
+async def test_a_text_sent_after_the_first_pass_is_deleted_by_the_second_sweep(rig: Rig) -> None:
+    provider = TwilioMessages()
+    with http_receiver(provider.respond) as receiver:
+        use_provider(rig, sms_url(receiver))
+        await seed(rig, provider)
+        request_id = await erasure(rig)
+        await rig.worker.tick()
+        assert (await rig.repository.get(request_id)).status == "awaiting_sweep"
+        assert sorted(provider.messages) == ["SMbob1"]
+        # A campaign that had Ann in its audience already sends her one more text in between.
+        async with AsyncSession(rig.control.engine) as session, session.begin():
+            campaign = (await session.scalars(select(CampaignRow))).one()
+            session.add(
+                OutboxRow(
+                    campaign_id=campaign.id,
+                    account_id="ACC-1",
+                    variant="late",
+                    user_key="i:ann",
+                    channel="sms",
+                    address="+4915100000009",
+                    context={},
+                    status="sent",
+                    due_ms=2,
+                    sent_ms=2,
+                    provider_id="SMann4",
+                )
+            )
+        provider.messages["SMann4"] = {"To": "+4915100000009", "Body": "Hi"}
+        rig.clock.advance(seconds=rig.settings.privacy_sweep_delay_s + 1)
+        await rig.run_until_settled()
+    view = await rig.repository.get(request_id)
+    assert view.status == "completed"
+    assert sorted(provider.messages) == ["SMbob1"]
+    assert sorted(provider.deletes(receiver)) == sorted([*ANN_SIDS, "SMann4"])
+    assert view.progress["recipients"]["messaging.sms"] == {
+        "outcome": "notified",
+        "messages": 4,
+        "deleted": 3,
+        "already_gone": 1,
+        "without_id": 0,
+        "sweep": 1,
+    }
+    notified = [
+        d for a, s, d in await trail(rig, request_id) if (a, s) == ("recipient_notified", "messaging.sms")
+    ]
+    assert [d["messages"] for d in notified] == [3, 1]
