@@ -3,7 +3,6 @@ Twilio-shaped HTTP server on 127.0.0.1, by the SIDs the outbox kept, before the 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
 from tapwire_messaging.channels.http_retry import RetryPolicy
+from tapwire_messaging.channels.sms import TwilioEndpoint
 from tapwire_messaging.privacy import SmsRecipient, messaging_recipients
 from tapwire_privacy.registry import default_registry
 from tapwire_privacy.stores.base import Scope
@@ -205,8 +205,6 @@ async def test_rectification_of_texts_is_recorded_as_impossible(rig: Rig) -> Non
 
 
 def test_message_ids_stay_in_their_path_segment() -> None:
-    from tapwire_messaging.channels.sms import TwilioEndpoint
-
     endpoint = TwilioEndpoint.from_url(
         "https://AC1:tok@api.example/2010-04-01/Accounts/AC1/Messages.json?From=%2B1555"
     )
@@ -215,7 +213,7 @@ def test_message_ids_stay_in_their_path_segment() -> None:
         endpoint.message_url("../x?y")
         == "https://api.example/2010-04-01/Accounts/AC1/Messages/..%2Fx%3Fy.json"
     )
-    assert dataclasses.astuple(endpoint)[2] == ("AC1", "tok")
+    assert endpoint.auth == ("AC1", "tok")
 
 
 async def test_a_text_sent_after_the_first_pass_is_deleted_by_the_second_sweep(rig: Rig) -> None:
