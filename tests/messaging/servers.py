@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -102,7 +103,9 @@ class HttpReceiver:
 
 
 @contextmanager
-def http_receiver(respond: Responder | None = None) -> Iterator[HttpReceiver]:
+def http_receiver(respond: Responder | None = None, *, port: int = 0) -> Iterator[HttpReceiver]:
+    """A threaded HTTP server on 127.0.0.1 (``port`` 0 picks a free one; a given port brings a stopped receiver
+    back where its clients expect it)."""
     receiver = HttpReceiver(respond or (lambda _r, _n: (200, {"ok": True})))
     lock = threading.Lock()
 
@@ -113,22 +116,35 @@ def http_receiver(respond: Responder | None = None) -> Iterator[HttpReceiver]:
             return
 
         def do_POST(self) -> None:
+            self._answer("POST")
+
+        def do_DELETE(self) -> None:
+            self._answer("DELETE")
+
+        def _answer(self, method: str) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             request = Received(
-                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                method, self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
             )
             with lock:
                 index = len(receiver.requests)
                 receiver.requests.append(request)
             status, payload = receiver.respond(request, index)
-            body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            # 204 and 304 carry no body.
+            body = (
+                b""
+                if status in (204, 304)
+                else payload.encode()
+                if isinstance(payload, str)
+                else json.dumps(payload).encode()
+            )
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -137,3 +153,39 @@ def http_receiver(respond: Responder | None = None) -> Iterator[HttpReceiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class TwilioMessages:
+    """A Twilio-shaped Messages resource: ``POST …/Messages.json`` stores a message and answers its SID;
+    ``DELETE …/Messages/{sid}.json`` answers 204 and drops it, or 404 when it is not there. ``fail_next``
+    holds statuses answered (in order) to the next requests instead, e.g. a 500 to see a retry."""
+
+    messages: dict[str, dict[str, str]] = field(default_factory=dict)
+    fail_next: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def respond(self, request: Received, _n: int) -> tuple[int, dict[str, Any] | str]:
+        with self.lock:
+            if self.fail_next:
+                return self.fail_next.pop(0), {"code": 20500, "message": "internal error"}
+            path = request.path.split("?", 1)[0]
+            if request.method == "POST" and path.endswith("/Messages.json"):
+                sid = f"SM{len(self.messages) + 1:032x}"
+                form = {k: v[-1] for k, v in parse_qs(request.body.decode()).items()}
+                self.messages[sid] = form
+                return 201, {"sid": sid, "to": form.get("To", ""), "status": "queued"}
+            if request.method == "DELETE" and "/Messages/" in path and path.endswith(".json"):
+                sid = path.rsplit("/", 1)[1].removesuffix(".json")
+                if self.messages.pop(sid, None) is None:
+                    return 404, {"code": 20404, "message": "not found"}
+                return 204, ""
+            return 405, {"code": 20004, "message": "method not allowed"}
+
+    def deletes(self, receiver: HttpReceiver) -> list[str]:
+        """The SIDs of every DELETE the receiver got, in order."""
+        return [
+            r.path.split("?", 1)[0].rsplit("/", 1)[1].removesuffix(".json")
+            for r in receiver.requests
+            if r.method == "DELETE"
+        ]

@@ -1,6 +1,7 @@
 """Messaging and the privacy worker in one assembled app (``build_app`` with both, real SQLite control store,
-chDB warehouse, local SMTP sink): a privacy objection stops the next campaign to that user, an erasure strips
-the user's messaging rows, and the export lists who received the user's data."""
+chDB warehouse, local SMTP sink, Twilio-shaped SMS receiver): a privacy objection stops the next campaign to
+that user, an erasure strips the user's messaging rows and deletes the user's texts at the SMS provider, and the
+export lists who received the user's data."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from tapwire_services import runtime
 from tapwire_services.assembly import build_app
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import HEADERS, add_profiles, settings_for
-from tests.messaging.servers import smtp_sink
+from tests.messaging.servers import TwilioMessages, http_receiver, smtp_sink
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +159,53 @@ async def test_objection_erasure_and_recipients_through_the_suite(
             assert not [r for r in rows if r.user_key == "i:cem" or r.address == "cem@example.com"]
             assert len([r for r in rows if r.user_key.startswith("x:") and r.address == ""]) == 2
             assert len([r for r in rows if r.address == "ann@example.com"]) == 2
+
+
+async def test_erasure_deletes_the_subjects_texts_at_the_sms_provider(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    """The SIDs the SMS adapter got back are what the erasure deletes at the provider, through the assembly."""
+    warehouse = await warehouse_factory("chdb")
+    provider = TwilioMessages()
+    with http_receiver(provider.respond) as twilio:
+        url = f"http://AC1:tok@127.0.0.1:{twilio.port}/2010-04-01/Accounts/AC1/Messages.json?From=%2B15550001"
+        settings = settings_for(
+            tmp_path,
+            None,
+            sms_url=url,
+            privacy_poll_s=0.05,
+            privacy_sweep_delay_s=0.2,
+            privacy_export_dir=tmp_path / "x",
+        )
+        async with suite(tmp_path, warehouse, settings) as s:
+            await add_profiles(
+                warehouse, [("i:ann", {"Phone": "+4915100000001"}), ("i:bob", {"Phone": "+4915100000002"})]
+            )
+            created = await s.post(
+                "/1/targets/create.json",
+                {"name": "texts", "target_mode": "sms", "where": {}, "content": {"body": "Hi"}},
+            )
+            assert created.status_code == 200, created.text
+            for _ in range(600):
+                found = (await s.get(f"/messaging/v1/campaigns/{created.json()['id']}"))["campaign"]
+                if found["status"] == "completed":
+                    break
+                await asyncio.sleep(0.1)
+            assert found["sent"] == 2
+            to = {sid: form["To"] for sid, form in provider.messages.items()}
+            ann = [sid for sid, number in to.items() if number == "+4915100000001"]
+            assert len(ann) == 1
+
+            view = await privacy_request(
+                s, {"type": "erasure", "subject": {"identity": "ann"}}, until="completed"
+            )
+    assert view["recipients"]["messaging.sms"] == {
+        "outcome": "notified",
+        "messages": 1,
+        "deleted": 1,
+        "already_gone": 0,
+        "without_id": 0,
+        "sweep": 0,
+    }
+    assert [form["To"] for form in provider.messages.values()] == ["+4915100000002"]
+    assert provider.deletes(twilio) == ann

@@ -97,6 +97,18 @@ async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path:
         }
         for recipient in messaging_recipients(store.engine, settings):
             with pytest.raises(ForwardImpossible):
-                await recipient.forward("erasure", scope, None)
+                await recipient.forward("rectify", scope, {"Name": "Ann B."})
+            if recipient.name != "messaging.sms":
+                with pytest.raises(ForwardImpossible):
+                    await recipient.forward("erasure", scope, None)
+        # The SMS provider deletes message records by their SID; a message it never answered with one is
+        # counted, not sent for (tests/privacy/test_sms_forwarding.py covers the deletions).
+        sms = next(r for r in messaging_recipients(store.engine, settings) if r.name == "messaging.sms")
+        assert await sms.forward("erasure", scope, None) == {
+            "messages": 0,
+            "deleted": 0,
+            "already_gone": 0,
+            "without_id": 1,
+        }
     finally:
         await store.close()

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.integration
 
 
 class Provider:
-    """A recipient that got messages for some addresses; it may or may not have a deletion API."""
+    """A recipient that got messages for some addresses; it may or may not have a deletion API.
+
+    ``received`` reads what our delivery records say was sent, and like the outbox those records no longer name
+    the subject once it is erased: a second sweep finds nothing more to forward unless something new was sent."""
 
     def __init__(self, name: str, addresses: set[str], *, api: bool) -> None:
         self.name = name
@@ -35,6 +38,8 @@ class Provider:
         return [{"message_to": address} for address in sorted(self._addresses & keys)]
 
     async def forward(self, action: Forwarded, scope: Scope, fields: Mapping[str, Any] | None) -> None:
+        if action == "erasure":
+            self._addresses -= scope.keys or frozenset()
         if not self._api:
             raise ForwardImpossible("the provider offers no deletion or correction API")
         self.forwarded.append((action, scope.keys or frozenset(), None if fields is None else dict(fields)))

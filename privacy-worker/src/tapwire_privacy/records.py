@@ -124,6 +124,7 @@ class RequestView:
             "denial_basis": self.denial_basis,
             "progress": self.progress.get("stores", {}),
             "phase": self.progress.get("phase"),
+            "recipients": self.progress.get("recipients", {}),
             "verification": self.verification,
             "subject_hash": self.subject_hash,
         }

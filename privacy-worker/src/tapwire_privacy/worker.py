@@ -12,6 +12,10 @@ every step that changed something (before and after each delete; a store where n
 the next save), so a worker killed at any point resumes where the record says: a store marked ``erased`` is not
 erased again, and a step that was running when the worker died is simply repeated (every step is idempotent).
 A failing store gets exponential backoff per request; other stores and requests go on.
+
+Recipients of the subject's data (Art. 19) are told in each sweep before any store is erased, so what names
+their records (e.g. the SMS provider's message ids in the outbox) is still there; a recipient that fails holds
+the whole erase step back and is retried like a store.
 """
 
 from __future__ import annotations
@@ -165,8 +169,9 @@ class PrivacyWorker:
                 work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added[work.id]}))
                 work.phase = "erase"
         for work in works:
-            # Before any store is erased: what a recipient got is found through those stores.
-            if work.phase == "erase" and not work.failed and int(work.progress.get("sweep", 0)) == 0:
+            # Before any store is erased: what a recipient got is found through those stores. The second sweep
+            # forwards again what was sent to the subject after the first pass (found through the new rows only).
+            if work.phase == "erase" and not work.failed:
                 await self._forward(work, "erasure", None)
         await self._save(works)
         erasing = [w for w in works if w.phase == "erase" and not w.failed]
@@ -335,7 +340,11 @@ class PrivacyWorker:
                     work.id,
                     work.progress,
                     verification,
-                    detail={"removed": removed, "scope": work.view.scope},
+                    detail={
+                        "removed": removed,
+                        "scope": work.view.scope,
+                        "recipients": work.progress.get("recipients", {}),
+                    },
                 )
             )
         lost = await self._repo.complete_many(completions, owner=self.owner)
@@ -347,27 +356,50 @@ class PrivacyWorker:
             log.info("privacy request completed", extra={"request": work.id, "type": "erasure"})
 
     async def _forward(self, work: _Work, action: Forwarded, fields: Mapping[str, Any] | None) -> None:
-        """Tell every recipient that received something about the subject, once each (Art. 19)."""
-        done: dict[str, str] = work.progress.setdefault("recipients", {})
+        """Tell every recipient that received something about the subject, once per sweep each (Art. 19).
+
+        ``progress.recipients[<name>]`` records the outcome with the recipient's counts (summed over sweeps) and
+        the sweep it was settled in: ``notified``, ``not notified`` (with the reason) or ``failed`` (with the error
+        class). A failed forward fails the step like a store: the request backs off and, for an erasure, no store
+        is erased before every recipient is settled, so what the recipient needs to be told (e.g. the SMS
+        provider's message ids) is still there."""
+        done: dict[str, Any] = work.progress.setdefault("recipients", {})
+        sweep = int(work.progress.get("sweep", 0))
         scope = work.scope()
         for recipient in self._registry.recipients:
-            if recipient.name in done:
+            earlier = done.get(recipient.name)
+            # A plain string is an outcome recorded before counts were kept.
+            if isinstance(earlier, str):
+                earlier = {"outcome": earlier, "sweep": 0}
+            if (
+                earlier is not None
+                and earlier.get("outcome") != "failed"
+                and earlier.get("sweep", 0) >= sweep
+            ):
                 continue
             try:
                 if not await recipient.received(scope):
                     continue
-                await recipient.forward(action, scope, fields)
+                counts = dict(await recipient.forward(action, scope, fields) or {})
             except ForwardImpossible as exc:
-                done[recipient.name] = "not notified"
+                done[recipient.name] = {"outcome": "not notified", "reason": exc.reason, "sweep": sweep}
                 work.actions.append(
                     ("recipient_not_notified", recipient.name, {"action": action, "reason": exc.reason})
                 )
                 continue
             except Exception as exc:
-                self._fail(work, recipient.name, type(exc).__name__)
+                log.warning(
+                    "privacy forward to a recipient failed; will retry",
+                    extra={"recipient": recipient.name, "request": work.id, "error": type(exc).__name__},
+                )
+                # An outcome settled in an earlier sweep stays; the error and attempts sit next to it.
+                state = done[recipient.name] = dict(earlier or {"outcome": "failed"})
+                self._fail(work, recipient.name, type(exc).__name__, state=state)
                 return
-            done[recipient.name] = "notified"
-            work.actions.append(("recipient_notified", recipient.name, {"action": action}))
+            before = earlier if earlier is not None and earlier.get("outcome") == "notified" else {}
+            total = {name: value + int(before.get(name, 0)) for name, value in counts.items()}
+            done[recipient.name] = {"outcome": "notified", **total, "sweep": sweep}
+            work.actions.append(("recipient_notified", recipient.name, {"action": action, **counts}))
 
     async def _recipients_of(self, scope: Scope) -> list[dict[str, Any]]:
         listed = []
@@ -539,9 +571,12 @@ class PrivacyWorker:
 
     # Helpers.
 
-    def _fail(self, work: _Work, store: str, error: str) -> None:
+    def _fail(self, work: _Work, store: str, error: str, *, state: dict[str, Any] | None = None) -> None:
+        """Mark the request failed for this pass: ``state`` (by default the store's, or the closure's) counts
+        the attempt and keeps the error class; the request backs off exponentially."""
         work.failed = True
-        state = work.store(store) if store not in ("closure",) else work.progress.setdefault("closure", {})
+        if state is None:
+            state = work.store(store) if store != "closure" else work.progress.setdefault("closure", {})
         state["attempts"] = int(state.get("attempts", 0)) + 1
         state["error"] = error
         attempts = work.view.attempts + 1

@@ -1,4 +1,4 @@
-"""Retrying HTTP POSTs: exponential backoff with full jitter on 5xx, 429 and transport errors; 4xx is final."""
+"""Retrying HTTP requests: exponential backoff with full jitter on 5xx, 429 and transport errors; 4xx is final."""
 
 from __future__ import annotations
 
@@ -50,11 +50,30 @@ async def post_with_retries(
 ) -> HttpAnswer:
     """POST until a non-retryable answer or ``policy.attempts`` tries. ``headers`` is called per attempt (so a
     signature can carry a fresh timestamp). Never raises for HTTP or transport failures."""
+    return await request_with_retries(
+        client, "POST", url, content=content, headers=headers, policy=policy, sleep=sleep, rng=rng
+    )
+
+
+async def request_with_retries(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy,
+    content: bytes | None = None,
+    headers: Callable[[], Mapping[str, str]] = dict,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> HttpAnswer:
+    """Send ``method`` until a non-retryable answer or ``policy.attempts`` tries; the contract of
+    :func:`post_with_retries` for any method (the method must be safe to repeat, as POST with an idempotency
+    key and DELETE are)."""
     rng = rng or random.Random()
     last = HttpAnswer(None, "not attempted", 0)
     for attempt in range(policy.attempts):
         try:
-            response = await client.post(url, content=content, headers=dict(headers()))
+            response = await client.request(method, url, content=content, headers=dict(headers()))
         except httpx.HTTPError as exc:
             last = HttpAnswer(None, f"{type(exc).__name__}: {exc}".rstrip(": "), attempt + 1)
         else:
