@@ -162,10 +162,10 @@ class Loader:
             self._admit(batch, record, list(enumerate(envelopes)))
             return
         # The common case, kept tight: every envelope of the pack is stored unless the rows refuse one.
-        rows = batch.rows
+        add = batch.rows.add
         for envelope in envelopes:
             try:
-                rows.add(envelope)
+                add(envelope)
             except UnstorableEnvelope:
                 # Start over on this pack the slow way, from the rows of the envelopes admitted before it.
                 batch.rows = _rebuilt(batch)
