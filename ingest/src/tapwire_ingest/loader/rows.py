@@ -43,8 +43,8 @@ class _AliasProperties(msgspec.Struct, frozen=True):
 _alias_decoder = msgspec.json.Decoder(_AliasProperties)
 
 
-@dataclass(slots=True)
-class _SeenRange:
+class _SeenRange(msgspec.Struct, gc=False):
+    # Untracked by the garbage collector, like the envelopes: a batch holds one per user, and none is in a cycle.
     ids: Identities
     first_ms: int
     last_ms: int
