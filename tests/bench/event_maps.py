@@ -76,7 +76,7 @@ def event_rows(count: int) -> list[tuple[Any, ...]]:
             record, account_id="ACC", received_ms=0, request_digest=b"x", position=position
         )
         rows.add(decode_stored(encode(envelope)))
-    return rows.events
+    return list(rows.events)
 
 
 async def measure(count: int, rounds: int) -> dict[str, tuple[float, float]]:

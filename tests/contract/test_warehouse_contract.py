@@ -231,6 +231,47 @@ async def test_large_batch_arrives_whole(warehouse: Warehouse) -> None:
     assert got == [{"n": 60_000, "ids": 60_000, "users": 977}]
 
 
+async def test_columns_insert_stores_what_rows_insert_stores(warehouse: Warehouse) -> None:
+    # The loader's shape: one list per column, timestamps as epoch-millisecond ticks, NULLs in profiles.
+    ms = int(T0.timestamp() * 1000)
+    rows = [event(f"e{i}", user=value, props=value) for i, value in enumerate(TRICKY)]
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    columns[EVENT_NAMES.index("ts")] = [ms + i for i in range(len(rows))]
+    await warehouse.insert_columns("events", EVENT_NAMES, columns, dedup_token="columns")
+    got = await warehouse.query("SELECT event_id, identity, properties, name, ts FROM events ORDER BY ts")
+    assert got == [
+        {
+            "event_id": f"e{i}",
+            "identity": value,
+            "properties": value,
+            "name": "Bought",
+            "ts": T0 + dt.timedelta(milliseconds=i),
+        }
+        for i, value in enumerate(TRICKY)
+    ]
+    profile = [[ACCOUNT, ACCOUNT], ["u1", "u2"], ["u1", None], [None, None], [None, "b@x"], [None, None]]
+    profile += [[None, None], [ms, ms], [ms + 5, ms + 5]]
+    await warehouse.insert_columns("profiles", PROFILE_NAMES, profile)
+    got = await warehouse.query(
+        "SELECT user_key, identity, email, last_seen FROM profiles FINAL ORDER BY user_key"
+    )
+    last = T0 + dt.timedelta(milliseconds=5)
+    assert got == [
+        {"user_key": "u1", "identity": "u1", "email": None, "last_seen": last},
+        {"user_key": "u2", "identity": None, "email": "b@x", "last_seen": last},
+    ]
+
+
+async def test_columns_that_do_not_line_up_raise_warehouse_error(warehouse: Warehouse) -> None:
+    await warehouse.insert_columns("events", EVENT_NAMES, [[] for _ in EVENT_NAMES])
+    columns = [list(values) for values in zip(event("e1"), event("e2"), strict=True)]
+    with pytest.raises(WarehouseError):
+        await warehouse.insert_columns("events", EVENT_NAMES, columns[:-1])
+    with pytest.raises(WarehouseError):
+        await warehouse.insert_columns("events", EVENT_NAMES, [*columns[:-1], columns[-1][:1]])
+    assert await warehouse.query("SELECT count() AS n FROM events") == [{"n": 0}]
+
+
 async def test_empty_insert_is_a_no_op(warehouse: Warehouse) -> None:
     await warehouse.insert("events", EVENT_NAMES, [])
     assert await warehouse.query("SELECT count() AS n FROM events") == [{"n": 0}]

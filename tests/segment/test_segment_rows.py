@@ -55,5 +55,5 @@ def test_context_and_aliases_become_rows() -> None:
     assert orjson.loads(first["properties"]) == {"items": [{"sku": "B-12"}]}
     assert first["user_key"] == "i:u" and first["anonymous_id"] == "an"
     assert second["context"] == ""
-    assert rows.profile_props == [("A", "grp:42", "plan", '"enterprise"', 1, 0)]
-    assert rows.user_aliases == [("A", "a:an", "i:u", 5, 7, 1)]
+    assert list(rows.profile_props) == [("A", "grp:42", "plan", '"enterprise"', 1, 0)]
+    assert list(rows.user_aliases) == [("A", "a:an", "i:u", 5, 7, 1)]

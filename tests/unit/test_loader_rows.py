@@ -1,7 +1,16 @@
 from __future__ import annotations
 
-from tapwire_core.envelope import Envelope, Identities, decode_stored, encode
-from tapwire_ingest.loader.rows import EVENT_COLUMNS, PROFILE_OP_COLUMNS, PROFILE_PROP_COLUMNS, TableRows
+import msgspec
+import pytest
+
+from tapwire_core.envelope import Envelope, Identities, StoredEnvelope, decode_stored, encode
+from tapwire_ingest.loader.rows import (
+    EVENT_COLUMNS,
+    PROFILE_OP_COLUMNS,
+    PROFILE_PROP_COLUMNS,
+    TableRows,
+    UnstorableEnvelope,
+)
 
 
 def stored(**fields: object) -> object:
@@ -39,7 +48,7 @@ def test_profile_sets_deletes_and_operators_go_to_their_tables() -> None:
     ops = {r[2]: dict(zip(PROFILE_OP_COLUMNS, r, strict=True)) for r in rows.profile_ops}
     assert (ops["Score"]["op"], ops["Score"]["operand"], ops["Score"]["event_id"]) == ("$incr", "2", "p1")
     assert ops["Tags"]["operand"] == '["x"]'
-    assert rows.events == []
+    assert list(rows.events) == []
 
 
 def test_profiles_row_spans_first_and_last_seen_per_user() -> None:
@@ -48,3 +57,45 @@ def test_profiles_row_spans_first_and_last_seen_per_user() -> None:
     rows.add(stored(client_ts=3_000, event_id="e2", ids=Identities(identity="u1", email="u@example.com")))  # type: ignore[arg-type]
     ((account, user, identity, _obj, email, _phone, _anon, first, last),) = rows.profiles()
     assert (account, user, identity, email, first, last) == ("A", "i:u1", "u1", "u@example.com", 3_000, 5_000)
+
+
+def snapshot(rows: TableRows) -> list[list[tuple[object, ...]]]:
+    tables = (rows.events, rows.profile_props, rows.profile_ops, rows.user_aliases, rows.profiles())
+    for table in tables:
+        assert len({len(column) for column in table.data}) == 1, table.names
+    return [list(table) for table in tables]
+
+
+def test_refused_envelope_leaves_every_column_as_it_was() -> None:
+    rows = TableRows()
+    rows.add(stored())  # type: ignore[arg-type]
+    rows.add(
+        stored(kind="profile", name="", properties={"Plan": "pro", "Score": {"$incr": 1}}, event_id="p1")
+    )  # type: ignore[arg-type]
+    alias = {"alias_key": "a:x", "canonical_key": "i:u1", "version": 1, "active": 1}
+    rows.add(stored(kind="alias", name="", properties=alias, event_id="a1"))  # type: ignore[arg-type]
+    before = snapshot(rows)
+    valid = stored()
+    assert isinstance(valid, StoredEnvelope)
+    refused = [
+        msgspec.structs.replace(valid, ids=Identities()),
+        msgspec.structs.replace(valid, account_id=""),
+        msgspec.structs.replace(valid, properties=msgspec.Raw(b"[1]")),
+        # Valid members first, then a truncated one: nothing of the envelope may be kept.
+        msgspec.structs.replace(
+            valid, kind="profile", properties=msgspec.Raw(b'{"Plan": "free", "Score": {"$incr": 2}, "X": ')
+        ),
+        msgspec.structs.replace(valid, kind="alias", properties=msgspec.Raw(b'{"alias_key": "a:y"}')),
+        msgspec.structs.replace(
+            valid, kind="alias", account_id="", properties=msgspec.Raw(alias_json(alias))
+        ),
+    ]
+    for envelope in refused:
+        with pytest.raises(UnstorableEnvelope):
+            rows.add(envelope)
+        assert snapshot(rows) == before
+    assert len(rows) == 4
+
+
+def alias_json(alias: dict[str, object]) -> bytes:
+    return msgspec.json.encode(alias)

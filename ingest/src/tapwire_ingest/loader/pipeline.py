@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -37,7 +38,8 @@ _SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 class _Batch:
     rows: TableRows = field(default_factory=TableRows)
     # Each bus record with the envelopes admitted from it and their indexes in its pack (0 when unpacked).
-    items: list[tuple[Delivered, list[tuple[int, StoredEnvelope]]]] = field(default_factory=list)
+    # A whole pack keeps its decoded list and a range: no per-envelope object beyond the envelope itself.
+    items: list[tuple[Delivered, Sequence[int], Sequence[StoredEnvelope]]] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     records: int = 0
     envelopes: int = 0
@@ -162,17 +164,17 @@ class Loader:
             self._admit(batch, record, list(enumerate(envelopes)))
             return
         # The common case, kept tight: every envelope of the pack is stored unless the rows refuse one.
-        rows = batch.rows
+        add = batch.rows.add
         for envelope in envelopes:
             try:
-                rows.add(envelope)
+                add(envelope)
             except UnstorableEnvelope:
                 # Start over on this pack the slow way, from the rows of the envelopes admitted before it.
                 batch.rows = _rebuilt(batch)
                 self._admit(batch, record, list(enumerate(envelopes)))
                 return
         if envelopes:
-            batch.items.append((record, list(enumerate(envelopes))))
+            batch.items.append((record, range(len(envelopes)), envelopes))
             batch.envelopes += len(envelopes)
             self._dead_letters.valid()
 
@@ -196,7 +198,8 @@ class Loader:
     def _admit(self, batch: _Batch, record: Delivered, envelopes: list[tuple[int, StoredEnvelope]]) -> None:
         """Add envelopes one by one, dropping suppressed ones and dead-lettering each the warehouse cannot
         take."""
-        admitted: list[tuple[int, StoredEnvelope]] = []
+        indexes: list[int] = []
+        admitted: list[StoredEnvelope] = []
         check = self._suppressions
         for index, envelope in envelopes:
             if check is not None and check.suppressed(envelope.account_id, envelope.ids):
@@ -209,10 +212,11 @@ class Loader:
             except UnstorableEnvelope as exc:
                 self._dead_letters.add(_member_of(record, index), exc.reason, exc.category)
                 continue
-            admitted.append((index, envelope))
+            indexes.append(index)
+            admitted.append(envelope)
             self._dead_letters.valid()
         if admitted:
-            batch.items.append((record, admitted))
+            batch.items.append((record, indexes, admitted))
             batch.envelopes += len(admitted)
 
     async def _flush(self, consumer: BusConsumer, batch: _Batch) -> None:
@@ -231,7 +235,9 @@ class Loader:
 
     async def _isolate(self, batch: _Batch) -> None:
         """Insert record by record; a record the warehouse refuses goes to the dead-letter topic."""
-        for record, index, envelope in ((r, i, e) for r, admitted in batch.items for i, e in admitted):
+        for record, index, envelope in (
+            (r, i, e) for r, indexes, admitted in batch.items for i, e in zip(indexes, admitted, strict=True)
+        ):
             rows = TableRows()
             rows.add(envelope)
             try:
@@ -264,8 +270,8 @@ def _rebuilt(batch: _Batch) -> TableRows:
     """The batch's rows rebuilt from the envelopes admitted so far: a pack's rows are added before any of
     its members is found unstorable, and rows cannot be taken out one by one."""
     rebuilt = TableRows()
-    for _record, admitted in batch.items:
-        for _index, envelope in admitted:
+    for _record, _indexes, admitted in batch.items:
+        for envelope in admitted:
             rebuilt.add(envelope)
     return rebuilt
 

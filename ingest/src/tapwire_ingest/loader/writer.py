@@ -10,14 +10,7 @@ from collections.abc import Callable
 
 from tapwire_core import metrics
 from tapwire_core.warehouse import Warehouse, WarehouseUnavailable
-from tapwire_ingest.loader.rows import (
-    EVENT_COLUMNS,
-    PROFILE_COLUMNS,
-    PROFILE_OP_COLUMNS,
-    PROFILE_PROP_COLUMNS,
-    USER_ALIAS_COLUMNS,
-    TableRows,
-)
+from tapwire_ingest.loader.rows import TableRows
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +22,18 @@ async def write_rows(warehouse: Warehouse, rows: TableRows, *, token: str) -> No
     """
     started = time.perf_counter()
     tables = (
-        ("events", EVENT_COLUMNS, rows.events, "e"),
-        ("profile_props", PROFILE_PROP_COLUMNS, rows.profile_props, "p"),
-        ("profile_ops", PROFILE_OP_COLUMNS, rows.profile_ops, "o"),
-        ("profiles", PROFILE_COLUMNS, rows.profiles(), "u"),
-        ("user_aliases", USER_ALIAS_COLUMNS, rows.user_aliases, "a"),
+        ("events", rows.events, "e"),
+        ("profile_props", rows.profile_props, "p"),
+        ("profile_ops", rows.profile_ops, "o"),
+        ("profiles", rows.profiles(), "u"),
+        ("user_aliases", rows.user_aliases, "a"),
     )
-    for table, columns, table_rows, suffix in tables:
-        if table_rows:
-            await warehouse.insert(table, columns, table_rows, dedup_token=f"{token}:{suffix}")
-            metrics.LOADER_ROWS.labels(table).inc(len(table_rows))
+    for table, columns, suffix in tables:
+        if len(columns):
+            await warehouse.insert_columns(
+                table, columns.names, columns.data, dedup_token=f"{token}:{suffix}"
+            )
+            metrics.LOADER_ROWS.labels(table).inc(len(columns))
     metrics.LOADER_INSERT.observe(time.perf_counter() - started)
 
 

@@ -22,6 +22,14 @@ class WarehouseUnavailable(WarehouseError):
 Params = Mapping[str, Any]
 
 
+def check_columns(table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+    """Raise ``WarehouseError`` unless ``data`` holds one sequence per column, all of one length."""
+    if len(data) != len(columns):
+        raise WarehouseError(f"{table}: {len(data)} columns of values for {len(columns)} column names")
+    if len({len(values) for values in data}) > 1:
+        raise WarehouseError(f"{table}: columns of values differ in length")
+
+
 class Warehouse(abc.ABC):
     """Async access to one ClickHouse database. Safe to share between tasks."""
 
@@ -50,6 +58,20 @@ class Warehouse(abc.ABC):
     ) -> None:
         """Insert rows atomically per call. ``dedup_token`` makes a retried identical insert a no-op where the
         engine supports it; correctness never depends on it (tables deduplicate on event id)."""
+
+    async def insert_columns(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """``insert`` for data held column by column: ``data[i]`` is every row's value of ``columns[i]``, and
+        all of them have the same length. Same atomicity and deduplication as ``insert``. This default
+        transposes and calls ``insert``; an engine that takes columns as they are overrides it."""
+        check_columns(table, columns, data)
+        await self.insert(table, columns, list(zip(*data, strict=True)), dedup_token=dedup_token)
 
     @abc.abstractmethod
     async def ping(self) -> bool: ...

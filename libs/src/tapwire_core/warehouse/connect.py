@@ -23,7 +23,13 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 from clickhouse_connect.driver.exceptions import DatabaseError as ConnectDatabaseError
 
-from tapwire_core.warehouse.base import Params, Warehouse, WarehouseError, WarehouseUnavailable
+from tapwire_core.warehouse.base import (
+    Params,
+    Warehouse,
+    WarehouseError,
+    WarehouseUnavailable,
+    check_columns,
+)
 
 T = TypeVar("T")
 
@@ -179,14 +185,42 @@ class ConnectWarehouse(Warehouse):
         dedup_token: str | None = None,
     ) -> None:
         """Insert in clickhouse-connect's Native format: values travel as binary column data, never SQL."""
-        client = self._require()
+        self._require()
         if not rows:
             return
-        checked_identifier(table)
-        names = tuple(checked_identifier(column) for column in columns)
-        width = len(names)
+        width = len(columns)
         if any(len(row) != width for row in rows):
             raise WarehouseError(f"every row must have {width} values for {table}")
+        await self._insert(table, columns, rows, column_oriented=False, dedup_token=dedup_token)
+
+    async def insert_columns(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> None:
+        """Columns go to clickhouse-connect as they are (``column_oriented``): it serializes each list
+        straight into its Native column, with no pivot from rows."""
+        self._require()
+        check_columns(table, columns, data)
+        if not data or not data[0]:
+            return
+        await self._insert(table, columns, data, column_oriented=True, dedup_token=dedup_token)
+
+    async def _insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: Sequence[Sequence[Any]],
+        *,
+        column_oriented: bool,
+        dedup_token: str | None,
+    ) -> None:
+        client = self._require()
+        checked_identifier(table)
+        names = tuple(checked_identifier(column) for column in columns)
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
         key = (table, names)
 
@@ -202,9 +236,10 @@ class ConnectWarehouse(Warehouse):
                 self._column_types[key] = types
             client.insert(
                 table,
-                rows,
+                data,
                 column_names=list(names),
                 column_type_names=types,
+                column_oriented=column_oriented,
                 settings=settings,
             )
 
