@@ -1,11 +1,12 @@
 """The loader alone, Kafka → ``Loader`` → chDB: ``python -m tests.bench.loader [--events N] [--rounds R]
-[--against DIR]``.
+[--against DIR] [--batch-rows N] [--against-batch-rows N]``.
 
 Fills one topic once (``--events`` generated CleverTap events, 100 per request, packed and published by 32
 concurrent publishers as the gateway does), then runs the loader over all of it ``--rounds`` times, each run
 in a fresh process with its own consumer group and chDB directory. With ``--against DIR`` (another checkout
 of this repository, e.g. ``git worktree add DIR <commit>``) every round runs that checkout's loader too,
-alternating, so two versions are compared on the same records under the same load. Each run reports rows/s
+alternating, so two versions are compared on the same records under the same load (``--batch-rows`` and
+``--against-batch-rows`` set each side's ``loader_batch_rows``, default 50,000, to compare batch sizes). Each run reports rows/s
 from its first record to its last acknowledged row, and the process CPU time over the same window (cores
 used = CPU / wall).
 """
@@ -63,13 +64,15 @@ async def fill(bootstrap: str, events: int) -> None:
         await bus.close()
 
 
-async def run_once(bootstrap: str, group: str, data: Path, events: int) -> tuple[int, float, float]:
+async def run_once(
+    bootstrap: str, group: str, data: Path, events: int, batch_rows: int
+) -> tuple[int, float, float]:
     """Rows stored, seconds from the first record to the last row, process CPU seconds in that window."""
     settings = Settings(
         events_topic=TOPIC,
         dead_letter_topic=TOPIC + ".dlq",
         loader_group=group,
-        loader_batch_rows=50_000,
+        loader_batch_rows=batch_rows,
         loader_batch_seconds=1.0,
     )
     bus = KafkaBus(bootstrap)
@@ -99,13 +102,15 @@ async def run_once(bootstrap: str, group: str, data: Path, events: int) -> tuple
         await bus.close()
 
 
-def run_in_process(source: Path | None, bootstrap: str, group: str, data: Path, events: int) -> str:
+def run_in_process(
+    source: Path | None, bootstrap: str, group: str, data: Path, events: int, *, batch_rows: int
+) -> str:
     """One run in a fresh process (chDB allows one data directory per process), on ``source``'s code."""
     env = dict(os.environ)
     repo = Path(__file__).resolve().parents[2]
     paths = [str((source or repo) / name / "src") for name in _SOURCES] + [str(repo)]
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    args = ["--run", bootstrap, group, str(data), str(events)]
+    args = ["--run", bootstrap, group, str(data), str(events), "--batch-rows", str(batch_rows)]
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench.loader", *args],
         env=env,
@@ -123,11 +128,22 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, default=None)
+    parser.add_argument(
+        "--batch-rows", type=int, default=50_000, help="loader_batch_rows of this checkout's runs"
+    )
+    parser.add_argument(
+        "--against-batch-rows",
+        type=int,
+        default=None,
+        help="loader_batch_rows of --against's runs (default: same)",
+    )
     parser.add_argument("--run", nargs=4, metavar=("BOOTSTRAP", "GROUP", "DATA", "EVENTS"))
     options = parser.parse_args()
     if options.run:
         bootstrap, group, data, events = options.run
-        rows, elapsed, cpu = asyncio.run(run_once(bootstrap, group, Path(data), int(events)))
+        rows, elapsed, cpu = asyncio.run(
+            run_once(bootstrap, group, Path(data), int(events), options.batch_rows)
+        )
         print(
             f"{rows} rows in {elapsed:.2f}s = {rows / elapsed:,.0f} rows/s, {cpu:.2f}s CPU ({cpu / elapsed:.2f} cores)"
         )
@@ -137,17 +153,26 @@ def main() -> None:
     broker.start()
     try:
         asyncio.run(fill(broker.bootstrap, options.events))
-        versions: list[tuple[str, Path | None]] = [("this checkout", None)]
+        versions: list[tuple[str, Path | None, int]] = [("this checkout", None, options.batch_rows)]
         if options.against is not None:
-            versions.insert(0, (str(options.against), options.against.resolve()))
+            against_rows = options.against_batch_rows or options.batch_rows
+            versions.insert(0, (str(options.against), options.against.resolve(), against_rows))
         for number in range(options.rounds):
-            for index, (name, source) in enumerate(versions):
+            for index, (name, source, batch_rows) in enumerate(versions):
                 load = os.getloadavg()[0]
                 data = work / f"chdb-{number}-{index}"
                 result = run_in_process(
-                    source, broker.bootstrap, f"loader-{number}-{index}", data, options.events
+                    source,
+                    broker.bootstrap,
+                    f"loader-{number}-{index}",
+                    data,
+                    options.events,
+                    batch_rows=batch_rows,
                 )
-                print(f"round {number} {name}: {result} (load average {load:.2f})", flush=True)
+                print(
+                    f"round {number} {name} ({batch_rows:,} rows/batch): {result} (load average {load:.2f})",
+                    flush=True,
+                )
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -30,6 +30,11 @@ from tapwire_ingest.loader.writer import batch_token, write_with_retry
 log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 5.0
+# Bus records taken per fetch: about 8,000 envelopes of the gateway's packs, some tens of ms of decoding. The loop
+# hands control back to the event loop after each fetch, and the batch being written needs it between its
+# table inserts (each runs in the warehouse's thread, the next one is started from the loop): one fetch of a
+# whole batch's records kept the writer idle for its duration, then left the loop waiting for the writer.
+_FETCH_RECORDS = 1_000
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 _SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 
@@ -103,11 +108,15 @@ class Loader:
                     in_flight.result()  # surface a failed write now rather than at the next flush
                 wait = max(0.0, self._settings.loader_batch_seconds - (time.monotonic() - batch.opened_at))
                 fetched = await consumer.fetch(
-                    max_records=self._room(batch), timeout_s=wait if batch.records else 0.5
+                    max_records=min(self._room(batch), _FETCH_RECORDS),
+                    timeout_s=wait if batch.records else 0.5,
                 )
                 before = batch.envelopes
                 for record in fetched:
                     self._accept(batch, record)
+                # A fetch served from the consumer's buffer returns without suspending: yield explicitly so
+                # the batch being written starts its next insert now rather than after this batch is built.
+                await asyncio.sleep(0)
                 if fetched:
                     observed = max(1.0, (batch.envelopes - before) / len(fetched))
                     previous = self._per_record
