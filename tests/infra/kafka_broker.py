@@ -115,6 +115,15 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+
+def random_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64. Like Kafka's own ``Uuid.randomUuid``, never one
+    that starts with ``-``, which the storage tool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
 class KafkaBroker:
     """One broker JVM over one storage directory; restartable on the same ports."""
 
@@ -199,7 +208,7 @@ class KafkaBroker:
         (self.workdir / "log4j2.properties").write_text(
             _LOG4J2.format(log=self.log_file, level=os.environ.get("TAPWIRE_KAFKA_LOG_LEVEL", "INFO"))
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = random_cluster_id()
         result = subprocess.run(
             java_command(
                 self.home,
