@@ -115,7 +115,6 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-
 def random_cluster_id() -> str:
     """A KRaft cluster id: a random UUID in URL-safe base64. Like Kafka's own ``Uuid.randomUuid``, never one
     that starts with ``-``, which the storage tool's argument parser would take for an option."""
@@ -123,6 +122,7 @@ def random_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
+
 
 class KafkaBroker:
     """One broker JVM over one storage directory; restartable on the same ports."""
