@@ -117,6 +117,23 @@ class CountThreshold(StrictModel):
         }[self.operator]
 
 
+def _props_as_event_properties(data: Any) -> Any:
+    """The official Node client's README spells ``event_properties`` as ``props``: accept both."""
+    if isinstance(data, dict) and "props" in data:
+        data = dict(data)
+        props = data.pop("props")
+        data.setdefault("event_properties", props)
+    return data
+
+
+def _check_from_to(from_: QueryDate | None, to: QueryDate | None) -> None:
+    """A date window names both ends or neither, in order."""
+    if (from_ is None) != (to is None):
+        raise ValueError("give both from and to, or neither")
+    if from_ is not None and to is not None and from_ > to:
+        raise ValueError("from must not be after to")
+
+
 class EventFilter(StrictModel):
     """Events of one name in a date window, narrowed by event and session property filters."""
 
@@ -130,19 +147,11 @@ class EventFilter(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _props_alias(cls, data: Any) -> Any:
-        # The official Node client's README spells event_properties as props.
-        if isinstance(data, dict) and "props" in data:
-            data = dict(data)
-            props = data.pop("props")
-            data.setdefault("event_properties", props)
-        return data
+        return _props_as_event_properties(data)
 
     @model_validator(mode="after")
     def _window(self) -> EventFilter:
-        if (self.from_ is None) != (self.to is None):
-            raise ValueError("give both from and to, or neither")
-        if self.from_ is not None and self.to is not None and self.from_ > self.to:
-            raise ValueError("from must not be after to")
+        _check_from_to(self.from_, self.to)
         if self.last_days is not None and self.from_ is not None:
             raise ValueError("give either from/to or last_days")
         return self
@@ -365,18 +374,11 @@ class CqlQuery(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _props_alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "props" in data:
-            data = dict(data)
-            props = data.pop("props")
-            data.setdefault("event_properties", props)
-        return data
+        return _props_as_event_properties(data)
 
     @model_validator(mode="after")
     def _base(self) -> CqlQuery:
-        if (self.from_ is None) != (self.to is None):
-            raise ValueError("give both from and to, or neither")
-        if self.from_ is not None and self.to is not None and self.from_ > self.to:
-            raise ValueError("from must not be after to")
+        _check_from_to(self.from_, self.to)
         if self.event_name is None and (self.event_properties or self.session_properties):
             raise ValueError("event_properties and session_properties need an event_name")
         return self
