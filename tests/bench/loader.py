@@ -1,8 +1,8 @@
 """The loader alone, Kafka → ``Loader`` → chDB: ``python -m tests.bench.loader [--events N] [--rounds R]
 [--against DIR] [--batch-rows N] [--against-batch-rows N]``.
 
-Fills one topic once (``--events`` generated CleverTap events, 100 per request, packed and published by 32
-concurrent publishers as the gateway does), then runs the loader over all of it ``--rounds`` times, each run
+Fills one topic once (``--events`` generated CleverTap events, 100 per request, published by 32 concurrent
+publishers through the gateway's ``CoalescingPublisher``, so packs are as large as the gateway makes them), then runs the loader over all of it ``--rounds`` times, each run
 in a fresh process with its own consumer group and chDB directory. With ``--against DIR`` (another checkout
 of this repository, e.g. ``git worktree add DIR <commit>``) every round runs that checkout's loader too,
 alternating, so two versions are compared on the same records under the same load (``--batch-rows`` and
@@ -26,7 +26,6 @@ from pathlib import Path
 import orjson
 
 from tapwire_core.bus.kafka import KafkaBus
-from tapwire_core.envelope_packs import pack
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
@@ -42,10 +41,14 @@ _SOURCES = ("libs", "ingest", "query", "messaging", "privacy-worker", "services"
 
 
 async def fill(bootstrap: str, events: int) -> None:
+    # Imported here: ``--against`` runs this module on another checkout's packages, which may predate it.
+    from tapwire_core.pack_coalescing import CoalescingPublisher
+
     bus = KafkaBus(bootstrap)
     await bus.start()
     try:
         await bus.ensure_topic(TOPIC, PARTITIONS)
+        coalescing = CoalescingPublisher(bus)
         pending = list(enumerate(upload_bodies(events // 100, records_per_body=100, users=100_000, seed=7)))
 
         async def publisher() -> None:
@@ -57,11 +60,21 @@ async def fill(bootstrap: str, events: int) -> None:
                     received_ms=1_770_000_000_000,
                     request_digest=b"%16d" % number,
                 )
-                await bus.publish(TOPIC, pack(outcome.accepted, PARTITIONS), timeout_s=30)
+                await coalescing.publish(TOPIC, outcome.accepted, timeout_s=30)
 
         await asyncio.gather(*(publisher() for _ in range(PUBLISHERS)))
     finally:
         await bus.close()
+
+
+def _tune_gc() -> None:
+    """As ``tapwire serve loader`` does once started; a checkout from before that tuning (``--against``) has
+    none, and runs with the collector's defaults as its service did."""
+    try:
+        from tapwire_core.gc_tuning import tune_for_throughput
+    except ImportError:
+        return
+    tune_for_throughput()
 
 
 async def run_once(
@@ -81,6 +94,7 @@ async def run_once(
     await warehouse.start()
     try:
         await migrate(warehouse, cluster=None)
+        _tune_gc()
         loader = Loader(bus=bus, warehouse=warehouse, settings=settings)
         task = asyncio.create_task(loader.run())
         cpu_start: float | None = None

@@ -11,6 +11,7 @@ import base64
 import gzip
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -107,7 +108,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 async def drive(
     *,
     host: str,
-    port: int,
+    ports: Sequence[int],
     account: str,
     passcode: str,
     bodies: list[bytes],
@@ -115,14 +116,15 @@ async def drive(
     connections: int,
     duration_s: float,
 ) -> LoadResult:
-    """Send ``bodies`` round-robin over ``connections`` keep-alive connections for ``duration_s``.
+    """Send ``bodies`` round-robin over ``connections`` keep-alive connections for ``duration_s``, the
+    connections spread evenly over ``ports`` (gateway processes, as a Service spreads them over replicas).
 
     Each body is sent at most once, so every accepted record is a distinct event.
     """
-    requests = [_request(host, port, account, passcode, b) for b in bodies]
+    requests = [_request(host, ports[0], account, passcode, b) for b in bodies]
     return await drive_requests(
         host=host,
-        port=port,
+        ports=ports,
         requests=requests,
         records_per_body=records_per_body,
         connections=connections,
@@ -133,18 +135,19 @@ async def drive(
 async def drive_requests(
     *,
     host: str,
-    port: int,
+    ports: Sequence[int],
     requests: list[bytes],
     records_per_body: int,
     connections: int,
     duration_s: float,
 ) -> LoadResult:
-    """Send ready-made HTTP requests (each at most once) over ``connections`` keep-alive connections."""
+    """Send ready-made HTTP requests (each at most once) over ``connections`` keep-alive connections, connection
+    ``i`` to ``ports[i % len(ports)]``."""
     result = LoadResult()
     next_index = 0
     deadline = time.perf_counter() + duration_s
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         nonlocal next_index
         reader, writer = await asyncio.open_connection(host, port)
         try:
@@ -165,6 +168,6 @@ async def drive_requests(
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(connections)))
     result.elapsed_s = time.perf_counter() - started
     return result

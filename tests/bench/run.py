@@ -20,10 +20,12 @@ import httpx
 import orjson
 
 from tapwire_core.bus.kafka import KafkaBus
+from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_ingest.loader.pipeline import Loader
+from tests.bench.gateways import gateway_processes, gateway_processes_wanted
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
 from tests.bench.query import run_in_subprocess as run_query_benchmark
 from tests.bench.segment_batch import bench_segment_gateway
@@ -78,10 +80,10 @@ async def time_until_visible(url: str, expected: int, timeout_s: float = 300) ->
     raise RuntimeError(f"not all {expected} events visible after {timeout_s}s")
 
 
-async def load(proc: TapwireProcess, bodies: list[bytes]) -> LoadResult:
+async def load(procs: list[TapwireProcess], bodies: list[bytes]) -> LoadResult:
     return await drive(
         host="127.0.0.1",
-        port=proc.port,
+        ports=[proc.port for proc in procs],
         account=ACCOUNT,
         passcode=PASSCODE,
         bodies=bodies,
@@ -91,9 +93,10 @@ async def load(proc: TapwireProcess, bodies: list[bytes]) -> LoadResult:
     )
 
 
-def bench_gateway(work: Path, broker: KafkaBroker, bodies: list[bytes], topic: str) -> LoadResult:
+def bench_gateway(
+    work: Path, broker: KafkaBroker, bodies: list[bytes], topic: str, *, processes: int
+) -> LoadResult:
     env = {
-        "TAPWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": topic,
@@ -101,14 +104,9 @@ def bench_gateway(work: Path, broker: KafkaBroker, bodies: list[bytes], topic: s
         "TAPWIRE_LOG_LEVEL": "WARNING",
         "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
     }
-    gateway = TapwireProcess(["serve", "gateway"], env, work / "gateway.log").start()
-    try:
-        gateway.wait_ready()
-        asyncio.run(load(gateway, bodies[:50]))  # warm-up: connections, JIT-free paths, producer metadata
-        result = asyncio.run(load(gateway, bodies[50:]))
-    finally:
-        gateway.stop()
-    return result
+    with gateway_processes(work, broker, env, name=f"gateway-{topic}", count=processes) as gateways:
+        asyncio.run(load(gateways, bodies[:50]))  # warm-up: connections, JIT-free paths, producer metadata
+        return asyncio.run(load(gateways, bodies[50:]))
 
 
 async def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int) -> tuple[float, int]:
@@ -127,6 +125,7 @@ async def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_row
     await warehouse.start()
     try:
         await migrate(warehouse, cluster=None)
+        tune_for_throughput()  # as ``tapwire serve loader`` does once started
         loader = Loader(bus=bus, warehouse=warehouse, settings=settings)
         task = asyncio.create_task(loader.run())
         while loader.rows_written < expected_rows:
@@ -155,7 +154,7 @@ def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
     suite = TapwireProcess(["up"], env, work / "embedded.log").start()
     try:
         suite.wait_ready()
-        result = asyncio.run(load(suite, bodies))
+        result = asyncio.run(load([suite], bodies))
         visible_s = asyncio.run(time_until_visible(suite.url, result.records))
     finally:
         suite.stop()
@@ -229,7 +228,7 @@ def bench_ingestion() -> dict[str, Any]:
     broker = KafkaBroker(kafka_home(), work / "kafka")
     broker.start()
     try:
-        total_bodies = int(os.environ.get("BENCH_MAX_BODIES", "20000"))
+        total_bodies = int(os.environ.get("BENCH_MAX_BODIES", "25000"))
         log(f"building {total_bodies} distinct {RECORDS_PER_BODY}-record bodies")
         bodies = upload_bodies(total_bodies, records_per_body=RECORDS_PER_BODY, users=100_000, seed=7)
         record_size = envelope_size(bodies)
@@ -238,9 +237,14 @@ def bench_ingestion() -> dict[str, Any]:
         perf = run_producer_perf(kafka_home(), broker.bootstrap, "bench-perf", 2_000_000, record_size)
         log(f"  {perf}")
 
-        log("gateway → Kafka")
-        gateway = bench_gateway(work, broker, bodies, "bench-events")
+        log("gateway → Kafka, one gateway process")
+        gateway = bench_gateway(work, broker, bodies, "bench-events", processes=1)
         log(f"  {gateway.records_per_s:.0f} events/s, statuses {gateway.statuses}")
+
+        processes = gateway_processes_wanted()
+        log(f"gateway → Kafka, {processes} gateway processes")
+        scaled = bench_gateway(work, broker, bodies, "bench-events-scaled", processes=processes)
+        log(f"  {scaled.records_per_s:.0f} events/s, statuses {scaled.statuses}")
 
         log("gateway → Kafka, Segment /v1/batch (100 events, gzip)")
         segment = bench_segment_gateway(
@@ -253,6 +257,7 @@ def bench_ingestion() -> dict[str, Any]:
             "bench-segment",
             connections=CONNECTIONS,
             duration_s=DURATION_S,
+            processes=1,
         )
         log(f"  {segment.records_per_s:.0f} events/s, statuses {segment.statuses}")
 
@@ -273,6 +278,10 @@ def bench_ingestion() -> dict[str, Any]:
         "gateway_p50_ms": round(gateway.percentile_ms(50), 2),
         "gateway_p99_ms": round(gateway.percentile_ms(99), 2),
         "gateway_errors": gateway.errors,
+        "gateway_scaled_processes": processes,
+        "gateway_scaled_events_per_s": round(scaled.records_per_s),
+        "gateway_scaled_p99_ms": round(scaled.percentile_ms(99), 2),
+        "gateway_scaled_errors": scaled.errors,
         **segment_figures(segment),
         "kafka_perf_events_per_s": round(perf["records_per_s"]),
         "kafka_perf_p99_ms": perf.get("p99_ms"),

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import orjson
 
+from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import LoadResult, drive_requests, segment_bodies, segment_requests
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
-from tests.integration.processes import TapwireProcess
 
 ACCOUNT, PASSCODE = "TAP-BENCH-0001", "passcode-bench-0123456789abcdef"
 WRITE_KEY = "writekey-bench-0123456789abcdef"
@@ -25,11 +25,18 @@ RECORDS_PER_BODY = 100
 
 
 def bench_segment_gateway(
-    work: Path, broker: KafkaBroker, bodies: list[bytes], topic: str, *, connections: int, duration_s: float
+    work: Path,
+    broker: KafkaBroker,
+    bodies: list[bytes],
+    topic: str,
+    *,
+    connections: int,
+    duration_s: float,
+    processes: int,
 ) -> LoadResult:
-    """``tapwire serve gateway`` on Kafka, driven with ready gzip bodies after a 50-body warm-up."""
+    """``processes`` gateway processes (``tapwire serve gateway``) on Kafka, driven with ready gzip bodies after a 50-body
+    warm-up."""
     env = {
-        "TAPWIRE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'segment-control.db'}",
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": topic,
@@ -37,15 +44,14 @@ def bench_segment_gateway(
         "TAPWIRE_LOG_LEVEL": "WARNING",
         "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
     }
-    gateway = TapwireProcess(["serve", "gateway"], env, work / "segment-gateway.log").start()
-    try:
-        gateway.wait_ready()
-        requests = segment_requests("127.0.0.1", gateway.port, WRITE_KEY, bodies)
+    with gateway_processes(work, broker, env, name="segment-gateway", count=processes) as gateways:
+        ports = [gateway.port for gateway in gateways]
+        requests = segment_requests("127.0.0.1", ports[0], WRITE_KEY, bodies)
 
         async def run(batch: list[bytes]) -> LoadResult:
             return await drive_requests(
                 host="127.0.0.1",
-                port=gateway.port,
+                ports=ports,
                 requests=batch,
                 records_per_body=RECORDS_PER_BODY,
                 connections=connections,
@@ -53,10 +59,7 @@ def bench_segment_gateway(
             )
 
         asyncio.run(run(requests[:50]))
-        result = asyncio.run(run(requests[50:]))
-    finally:
-        gateway.stop()
-    return result
+        return asyncio.run(run(requests[50:]))
 
 
 def figures(result: LoadResult) -> dict[str, float | int]:
@@ -80,7 +83,13 @@ def main() -> None:
     try:
         bodies = segment_bodies(total, records_per_body=RECORDS_PER_BODY, users=100_000, seed=11)
         result = bench_segment_gateway(
-            work, broker, bodies, "bench-segment", connections=connections, duration_s=duration_s
+            work,
+            broker,
+            bodies,
+            "bench-segment",
+            connections=connections,
+            duration_s=duration_s,
+            processes=1,
         )
         print(f"[bench] statuses {result.statuses}", file=sys.stderr)
     finally:

@@ -99,6 +99,10 @@ class Envelope(_EnvelopeHead, frozen=True):
         return f"{self.account_id}\x1f{self.ids.user_key()}".encode()
 
 
+_EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+_NO_CONTEXT: Final = msgspec.Raw(b"")
+
+
 class StoredEnvelope(_EnvelopeHead, frozen=True, gc=False):
     """The loader's view of an envelope: ``properties`` and ``context`` stay raw JSON.
 
@@ -111,9 +115,10 @@ class StoredEnvelope(_EnvelopeHead, frozen=True, gc=False):
     about as much CPU as decoding them.
     """
 
-    properties: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+    # Shared immutable defaults: a factory would run once per decoded envelope that lacks the field.
+    properties: msgspec.Raw = _EMPTY_OBJECT
     # msgspec cannot decode Raw inside an Optional, so "no context" is an empty Raw rather than None.
-    context: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b""))
+    context: msgspec.Raw = _NO_CONTEXT
 
 
 _encoder = msgspec.json.Encoder()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,17 +14,23 @@ from pathlib import Path
 import orjson
 
 from tapwire_core import log as logs
+from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
 
 
 class _QuietExitServer:
     """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown, which makes a clean stop exit with -15;
-    tapwire treats a completed graceful shutdown as success (exit 0)."""
+    tapwire treats a completed graceful shutdown as success (exit 0). Once the app has started (its lifespan
+    and the listening socket), the garbage collector is tuned for a service process."""
 
     def __init__(self, config: object) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                tune_for_throughput()
+
             @contextlib.contextmanager
             def capture_signals(self) -> Iterator[None]:
                 handlers = {

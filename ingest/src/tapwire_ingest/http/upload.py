@@ -15,7 +15,6 @@ from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable
 from tapwire_core.control.privacy.suppression import without_suppressed
 from tapwire_core.envelope import Envelope
-from tapwire_core.envelope_packs import pack
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
@@ -85,8 +84,7 @@ async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:
     topic = context.settings.events_topic
     started = time.perf_counter()
     try:
-        records = pack(envelopes, await context.bus.partitions(topic))
-        await context.bus.publish(topic, records, timeout_s=context.settings.bus_timeout_s)
+        await context.publisher.publish(topic, envelopes, timeout_s=context.settings.bus_timeout_s)
     except BusUnavailable as exc:
         metrics.BUS_FAILURES.inc()
         log.warning("bus unavailable, refusing upload", extra={"error": str(exc)})

@@ -30,11 +30,12 @@ from tapwire_ingest.loader.writer import batch_token, write_with_retry
 log = logging.getLogger(__name__)
 
 _LAG_REFRESH_S = 5.0
-# Bus records taken per fetch: about 8,000 envelopes of the gateway's packs, some tens of ms of decoding. The loop
-# hands control back to the event loop after each fetch, and the batch being written needs it between its
-# table inserts (each runs in the warehouse's thread, the next one is started from the loop): one fetch of a
-# whole batch's records kept the writer idle for its duration, then left the loop waiting for the writer.
-_FETCH_RECORDS = 1_000
+# Envelopes taken per fetch (converted to bus records by the observed envelopes per record): some tens of ms
+# of decoding. The loop hands control back to the event loop after each fetch, and the batch being written
+# needs it between its table inserts (each runs in the warehouse's thread, the next one is started from the
+# loop): one fetch of a whole batch's records kept the writer idle for its duration, then left the loop
+# waiting for the writer. Counted in envelopes because a bus record holds from one to hundreds of them.
+_FETCH_ENVELOPES = 8_000
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 _SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 
@@ -108,7 +109,7 @@ class Loader:
                     in_flight.result()  # surface a failed write now rather than at the next flush
                 wait = max(0.0, self._settings.loader_batch_seconds - (time.monotonic() - batch.opened_at))
                 fetched = await consumer.fetch(
-                    max_records=min(self._room(batch), _FETCH_RECORDS),
+                    max_records=self._room(batch),
                     timeout_s=wait if batch.records else 0.5,
                 )
                 before = batch.envelopes
@@ -146,10 +147,12 @@ class Loader:
                 await consumer.close()
 
     def _room(self, batch: _Batch) -> int:
-        """How many bus records to fetch so the batch ends near ``loader_batch_rows`` envelopes."""
+        """How many bus records to fetch: about ``_FETCH_ENVELOPES`` envelopes, fewer when the batch ends near
+        ``loader_batch_rows`` envelopes sooner."""
         if self._per_record is None:
             return 1
-        return max(1, int((self._settings.loader_batch_rows - batch.envelopes) / self._per_record))
+        room = min(self._settings.loader_batch_rows - batch.envelopes, _FETCH_ENVELOPES)
+        return max(1, int(room / self._per_record))
 
     def _accept(self, batch: _Batch, record: Delivered) -> None:
         if self.first_record_at is None:

@@ -83,7 +83,9 @@ class TableRows:
     profile_props: Columns = field(default_factory=lambda: Columns(PROFILE_PROP_COLUMNS))
     profile_ops: Columns = field(default_factory=lambda: Columns(PROFILE_OP_COLUMNS))
     user_aliases: Columns = field(default_factory=lambda: Columns(USER_ALIAS_COLUMNS))
-    _seen: dict[tuple[str, str], _SeenRange] = field(default_factory=dict)
+    # Per account, per user key: nested rather than keyed by a tuple, because a tuple per envelope is an
+    # object the garbage collector tracks (strings are not) and a batch keeps one per user alive.
+    _seen: dict[str, dict[str, _SeenRange]] = field(default_factory=dict)
 
     def add(self, env: StoredEnvelope) -> None:
         """Add one envelope's rows, or none: raises ``UnstorableEnvelope`` for an envelope without account or
@@ -162,10 +164,12 @@ class TableRows:
             sources.append(env.source)
             texts.append(text)
             contexts.append(context)
-        seen_key = (env.account_id, user_key)
-        seen = self._seen.get(seen_key)
+        users = self._seen.get(env.account_id)
+        if users is None:
+            users = self._seen[env.account_id] = {}
+        seen = users.get(user_key)
         if seen is None:
-            self._seen[seen_key] = _SeenRange(ids, env.client_ts, env.client_ts)
+            users[user_key] = _SeenRange(ids, env.client_ts, env.client_ts)
         else:
             seen.first_ms = min(seen.first_ms, env.client_ts)
             seen.last_ms = max(seen.last_ms, env.client_ts)
@@ -174,21 +178,22 @@ class TableRows:
     def profiles(self) -> Columns:
         """One row per user in the batch: identifiers seen and the batch's first/last timestamps."""
         profiles = Columns(PROFILE_COLUMNS)
-        for (account_id, user_key), seen in self._seen.items():
-            ids = seen.ids
-            profiles.append(
-                (
-                    account_id,
-                    user_key,
-                    ids.identity,
-                    ids.object_id,
-                    ids.email,
-                    ids.phone,
-                    ids.anonymous_id,
-                    seen.first_ms,
-                    seen.last_ms,
+        for account_id, users in self._seen.items():
+            for user_key, seen in users.items():
+                ids = seen.ids
+                profiles.append(
+                    (
+                        account_id,
+                        user_key,
+                        ids.identity,
+                        ids.object_id,
+                        ids.email,
+                        ids.phone,
+                        ids.anonymous_id,
+                        seen.first_ms,
+                        seen.last_ms,
+                    )
                 )
-            )
         return profiles
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ from tapwire_core.bus import Bus
 from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.concurrency import ConcurrencyLimiter
+from tapwire_core.pack_coalescing import CoalescingPublisher
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 
@@ -51,6 +52,14 @@ class ServiceContext:
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     suppressions: SuppressionCheck | None = None
     """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
+    _publisher: CoalescingPublisher | None = None
+
+    @property
+    def publisher(self) -> CoalescingPublisher:
+        """The process's publisher of ingested envelopes on ``bus`` (shared packs for concurrent requests)."""
+        if self._publisher is None:
+            self._publisher = CoalescingPublisher(self.bus)
+        return self._publisher
 
     @property
     def bus(self) -> Bus:
