@@ -46,6 +46,12 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def quiesce() -> None:
+    """Write dirty pages back before a measured part: the parts before it wrote gigabytes to the broker's log,
+    which the kernel otherwise writes back (after 30 s) in the middle of the next part."""
+    os.sync()
+
+
 def envelope_size(bodies: list[bytes]) -> int:
     """Average bytes per record on the bus, so the Kafka tool sends records of the same size."""
     from tapwire_core.envelope import encode
@@ -233,26 +239,30 @@ def bench_ingestion() -> dict[str, Any]:
         bodies = upload_bodies(total_bodies, records_per_body=RECORDS_PER_BODY, users=100_000, seed=7)
         record_size = envelope_size(bodies)
 
+        quiesce()
         log("Kafka ProducerPerformance (acks=all)")
         perf = run_producer_perf(kafka_home(), broker.bootstrap, "bench-perf", 2_000_000, record_size)
         log(f"  {perf}")
 
+        quiesce()
         log("gateway → Kafka, one gateway process")
         gateway = bench_gateway(work, broker, bodies, "bench-events", processes=1)
         log(f"  {gateway.records_per_s:.0f} events/s, statuses {gateway.statuses}")
 
         processes = gateway_processes_wanted()
+        quiesce()
         log(f"gateway → Kafka, {processes} gateway processes")
         scaled = bench_gateway(work, broker, bodies, "bench-events-scaled", processes=processes)
         log(f"  {scaled.records_per_s:.0f} events/s, statuses {scaled.statuses}")
 
+        quiesce()
         log("gateway → Kafka, Segment /v1/batch (100 events, gzip)")
         segment = bench_segment_gateway(
             work,
             broker,
-            # Enough for 20 s at ~40k events/s; gzip-compressing more would only lengthen the set-up.
+            # Enough for 20 s at 60k events/s; gzip-compressing more would only lengthen the set-up.
             segment_bodies(
-                min(total_bodies, 8000), records_per_body=RECORDS_PER_BODY, users=100_000, seed=11
+                min(total_bodies, 12000), records_per_body=RECORDS_PER_BODY, users=100_000, seed=11
             ),
             "bench-segment",
             connections=CONNECTIONS,
@@ -261,12 +271,14 @@ def bench_ingestion() -> dict[str, Any]:
         )
         log(f"  {segment.records_per_s:.0f} events/s, statuses {segment.statuses}")
 
+        quiesce()
         log("loader: Kafka → chDB")
         loader_s, loader_rows = asyncio.run(
             bench_loader(work, broker, "bench-events", gateway.records + 50 * 100)
         )
         log(f"  {loader_rows} rows in {loader_s:.2f}s")
 
+        quiesce()
         log("embedded suite")
         embedded, visible_s = bench_embedded(work, bodies[: min(len(bodies), 6000)])
         log(f"  {embedded.records_per_s:.0f} events/s; all visible {visible_s:.2f}s after the last 200")

@@ -54,6 +54,6 @@ def test_context_and_aliases_become_rows() -> None:
     assert orjson.loads(first["context"])["messageId"] == "m-1"
     assert orjson.loads(first["properties"]) == {"items": [{"sku": "B-12"}]}
     assert first["user_key"] == "i:u" and first["anonymous_id"] == "an"
-    assert second["context"] == ""
+    assert second["context"] == b""
     assert list(rows.profile_props) == [("A", "grp:42", "plan", '"enterprise"', 1, 0)]
     assert list(rows.user_aliases) == [("A", "a:an", "i:u", 5, 7, 1)]

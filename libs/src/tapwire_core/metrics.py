@@ -56,7 +56,14 @@ LOADER_ROWS = Counter(
 )
 LOADER_LAG = Gauge(
     "tapwire_loader_lag_records",
-    "Records on the bus not yet committed by the loader, per partition.",
+    "Records on the bus not yet committed by the loader, per partition: the lag in bus messages times the "
+    "records per message the loader has been seeing (a message packs many records).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+LOADER_LAG_MESSAGES = Gauge(
+    "tapwire_loader_lag_messages",
+    "Bus messages not yet committed by the loader, per partition (Kafka's own consumer lag).",
     ["topic", "partition"],
     registry=REGISTRY,
 )

@@ -274,8 +274,12 @@ class Loader:
         except Exception:  # lag is advisory; never stop loading over it
             log.debug("lag unavailable", exc_info=True)
             return
+        # Bus lag counts messages; records are estimated from the envelopes per message seen lately.
+        per_message = self._per_record or 1.0
         for tp, value in lag.items():
-            metrics.LOADER_LAG.labels(tp.topic, str(tp.partition)).set(value)
+            labels = (tp.topic, str(tp.partition))
+            metrics.LOADER_LAG_MESSAGES.labels(*labels).set(value)
+            metrics.LOADER_LAG.labels(*labels).set(round(value * per_message))
 
 
 def _rebuilt(batch: _Batch) -> TableRows:

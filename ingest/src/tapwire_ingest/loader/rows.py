@@ -21,7 +21,9 @@ USER_ALIAS_COLUMNS: Final = tuple(name for name, _ in schema.USER_ALIAS_COLUMNS)
 TOKEN_EVENT_NAME: Final = "__push_token"
 
 # DateTime64(3) columns are given epoch milliseconds: they are the column's ticks, so the Native writer copies
-# them as they are instead of converting a datetime object per value.
+# them as they are instead of converting a datetime object per value. The events' JSON text columns
+# (``properties``, ``context``) are given the envelope's bytes: the Native writer copies bytes as they are, where
+# a str would be decoded from UTF-8 here and encoded back there.
 
 
 class UnstorableEnvelope(ValueError):
@@ -129,8 +131,9 @@ class TableRows:
                 self.profile_ops.append(op)
         else:
             name = env.name if env.kind == "event" else TOKEN_EVENT_NAME
-            text = properties.decode()
-            context = _context_text(env.context)
+            context = _context_json(env.context)
+            _require_utf8(properties, "properties")
+            _require_utf8(context, "context")
             # The hot path: one append per column, unrolled (a loop over the columns costs more than the rest
             # of this method). Token uploads are kept as events too, so device tokens are queryable and
             # erasable with the rest.
@@ -162,7 +165,7 @@ class TableRows:
             client_ts.append(env.client_ts)
             received_ts.append(env.received_ts)
             sources.append(env.source)
-            texts.append(text)
+            texts.append(properties)
             contexts.append(context)
         users = self._seen.get(env.account_id)
         if users is None:
@@ -226,9 +229,19 @@ def _profile_rows(env: StoredEnvelope, user_key: str) -> tuple[list[tuple[Any, .
     return props, ops
 
 
-def _context_text(raw: msgspec.Raw) -> str:
+def _require_utf8(text: bytes, what: str) -> None:
+    """The JSON decoder hands raw values over unchecked; ClickHouse would store invalid UTF-8 as given."""
+    if text.isascii():  # nearly always, and far cheaper than decoding
+        return
+    try:
+        text.decode()
+    except UnicodeDecodeError as exc:
+        raise UnstorableEnvelope(f"envelope {what} are not valid UTF-8", "invalid") from exc
+
+
+def _context_json(raw: msgspec.Raw) -> bytes:
     text = bytes(raw)
-    return "" if text in (b"", b"null") else text.decode()
+    return b"" if text in (b"", b"null") else text
 
 
 def _merge_ids(old: Identities, new: Identities) -> Identities:
