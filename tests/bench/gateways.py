@@ -28,9 +28,8 @@ def gateway_processes(
 ) -> Iterator[list[TapwireProcess]]:
     """``count`` ready gateways on ``broker``, stopped on exit.
 
-    Started one after another: each applies ``TAPWIRE_ACCOUNTS`` at start-up, and the benchmark's control
-    store is one SQLite file, whose writers only the in-process lock serialises (PostgreSQL, the distributed
-    store, serialises them across processes with an advisory lock).
+    Started one after another: the first start migrates the benchmark's control store, one SQLite file, and
+    only PostgreSQL (the distributed store) serialises migrations across processes.
     """
     gateways: list[TapwireProcess] = []
     try:

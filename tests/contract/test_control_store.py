@@ -381,6 +381,31 @@ async def test_revocation_by_another_process_is_seen_within_the_ttl(
 # Start-up accounts.
 
 
+async def test_replicas_applying_the_same_accounts_at_once_all_start(
+    store: ControlStore, store_url: str
+) -> None:
+    """Gateway replicas start together and each applies ``TAPWIRE_ACCOUNTS``: none may fail on another's
+    insert of the same account or credential (PostgreSQL writers queue on an advisory lock; SQLite ones,
+    from separate processes, only on the database's own write lock)."""
+    others = [ControlStore(store_url) for _ in range(3)]
+    for other in others:
+        await other.start()
+    try:
+        accounts = f"ACC-1:{PASSCODE}:{WRITE_KEY}:eu1"
+        results = await asyncio.gather(
+            *(
+                bootstrap_accounts(s, accounts=accounts, region="eu1", embedded=False)
+                for s in (store, *others)
+            )
+        )
+    finally:
+        for other in others:
+            await other.close()
+    assert [result.applied for result in results] == [("ACC-1",)] * 4
+    live = [c.kind for c in await store.list_credentials("ACC-1") if c.revoked_at is None]
+    assert sorted(live) == ["passcode", "write_key"]
+
+
 async def test_demo_account_is_created_once(store: ControlStore) -> None:
     first = await bootstrap_accounts(store, accounts=None, region="in1", embedded=True)
     assert first.demo_credentials is not None and first.demo_account is not None

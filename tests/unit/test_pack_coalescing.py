@@ -77,3 +77,16 @@ async def test_nothing_to_publish_returns_at_once() -> None:
     await publisher.publish("events", [], timeout_s=1)
     assert publisher.groups == 0
     assert bus.published == {}
+
+
+async def test_an_unexpected_failure_reaches_every_request_of_the_group() -> None:
+    class Broken(RecordingBus):
+        async def partitions(self, topic: str) -> int:
+            raise RuntimeError("metadata refused")
+
+    publisher = CoalescingPublisher(Broken())
+    outcomes = await asyncio.gather(
+        *(publisher.publish("events", [envelope(f"u{r}", r)], timeout_s=1) for r in range(2)),
+        return_exceptions=True,
+    )
+    assert [type(outcome) for outcome in outcomes] == [RuntimeError, RuntimeError]

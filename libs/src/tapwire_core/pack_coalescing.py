@@ -33,7 +33,7 @@ class CoalescingPublisher:
         self._forming: dict[tuple[str, float], list[_Waiter]] = {}
         self._sending: set[asyncio.Task[None]] = set()
         self.groups = 0
-        """Groups published so far (each one publish call on the bus); for tests and metrics."""
+        """Groups published so far (each one publish call on the bus); for tests."""
 
     async def publish(self, topic: str, envelopes: Sequence[Envelope], *, timeout_s: float) -> None:
         """Return once every envelope is durable on ``topic``; raise ``BusUnavailable`` otherwise.
@@ -74,15 +74,17 @@ class CoalescingPublisher:
                     failure.__cause__ = exc
                     done.set_exception(failure)
             return
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            # The process is shutting down: its callers get no answer, and their clients retry.
+            for _, done in group:
+                done.cancel()
+            raise
+        except Exception as exc:
             for _, done in group:
                 if not done.done():
                     done.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        # A caller cancelled meanwhile (its client went away) is skipped; its records are published anyway.
         for _, done in group:
-            if (
-                not done.done()
-            ):  # a caller cancelled meanwhile (client gone): its records are published anyway
+            if not done.done():
                 done.set_result(None)

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tapwire_core.control import migrate
@@ -140,16 +140,26 @@ class ControlStore:
         ``name`` and ``settings`` left as None keep their stored values (a new account is named after its id).
         Raises CredentialConflictError when the write key belongs to another account.
         """
-        async with self._write(account_id) as session:
-            return await operations.upsert_account(
-                session,
-                account_id=account_id,
-                passcode=passcode,
-                write_key=write_key,
-                region=region,
-                name=name,
-                settings=settings,
-            )
+
+        async def once() -> Account:
+            async with self._write(account_id) as session:
+                return await operations.upsert_account(
+                    session,
+                    account_id=account_id,
+                    passcode=passcode,
+                    write_key=write_key,
+                    region=region,
+                    name=name,
+                    settings=settings,
+                )
+
+        try:
+            return await once()
+        except IntegrityError:
+            # Another process inserted the same account or credential between this transaction's read and its
+            # insert: replicas applying TAPWIRE_ACCOUNTS at once on one SQLite file (PostgreSQL writers queue
+            # on an advisory lock). Its rows are committed now, so the second attempt updates them.
+            return await once()
 
     async def update_settings(self, account_id: str, changes: Mapping[str, Any]) -> Account:
         """Merge ``changes`` into the account's settings (None removes a key). Raises AccountNotFoundError."""
