@@ -2,8 +2,8 @@
 
 Ingestion allocates container objects per record (parsed JSON, bus records, batch keys) and a loader keeps a
 whole batch alive until it is written. With CPython's defaults (a young collection every 700 allocations) the
-collector made about 460 young and 4 full passes per 400,000 loaded events, 0.75 s of a run that took 4.4 s,
-all of it holding the GIL that bounds the loader's throughput. Two changes:
+collector made about 460 young and 4 full passes per 400,000 loaded events, about 0.75 s (start-up
+included) of a 4.6 s run, all of it holding the GIL that bounds the loader's throughput. Two changes:
 
 - What is alive once a service has started (modules, clients, compiled schemas, settings) lives as long as
   the process, so it is frozen out of every later pass (``gc.freeze``) instead of being walked by each full
