@@ -78,12 +78,12 @@ def _tune_gc() -> None:
 
 
 async def run_once(
-    bootstrap: str, group: str, data: Path, events: int, batch_rows: int
+    bootstrap: str, group: str, data: Path, events: int, batch_rows: int, *, topic: str = TOPIC
 ) -> tuple[int, float, float]:
     """Rows stored, seconds from the first record to the last row, process CPU seconds in that window."""
     settings = Settings(
-        events_topic=TOPIC,
-        dead_letter_topic=TOPIC + ".dlq",
+        events_topic=topic,
+        dead_letter_topic=topic + ".dlq",
         loader_group=group,
         loader_batch_rows=batch_rows,
         loader_batch_seconds=1.0,
@@ -116,15 +116,43 @@ async def run_once(
         await bus.close()
 
 
+def measure_in_process(
+    bootstrap: str, topic: str, group: str, data: Path, events: int, *, batch_rows: int
+) -> tuple[int, float, float]:
+    """``run_once`` in a process of its own, as ``tapwire serve loader`` runs: rows, seconds, CPU seconds."""
+    line = run_in_process(
+        None, bootstrap, group, data, events, batch_rows=batch_rows, extra=["--topic", topic, "--json"]
+    )
+    figures = orjson.loads(line)
+    return int(figures["rows"]), float(figures["seconds"]), float(figures["cpu_s"])
+
+
 def run_in_process(
-    source: Path | None, bootstrap: str, group: str, data: Path, events: int, *, batch_rows: int
+    source: Path | None,
+    bootstrap: str,
+    group: str,
+    data: Path,
+    events: int,
+    *,
+    batch_rows: int,
+    extra: list[str] | None = None,
 ) -> str:
-    """One run in a fresh process (chDB allows one data directory per process), on ``source``'s code."""
+    """One run in a fresh process (chDB allows one data directory per process), on ``source``'s code; its last
+    output line."""
     env = dict(os.environ)
     repo = Path(__file__).resolve().parents[2]
     paths = [str((source or repo) / name / "src") for name in _SOURCES] + [str(repo)]
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    args = ["--run", bootstrap, group, str(data), str(events), "--batch-rows", str(batch_rows)]
+    args = [
+        "--run",
+        bootstrap,
+        group,
+        str(data),
+        str(events),
+        "--batch-rows",
+        str(batch_rows),
+        *(extra or []),
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench.loader", *args],
         env=env,
@@ -152,12 +180,17 @@ def main() -> None:
         help="loader_batch_rows of --against's runs (default: same)",
     )
     parser.add_argument("--run", nargs=4, metavar=("BOOTSTRAP", "GROUP", "DATA", "EVENTS"))
+    parser.add_argument("--topic", default=TOPIC, help="with --run: the topic to load")
+    parser.add_argument("--json", action="store_true", help="with --run: print the figures as JSON")
     options = parser.parse_args()
     if options.run:
         bootstrap, group, data, events = options.run
         rows, elapsed, cpu = asyncio.run(
-            run_once(bootstrap, group, Path(data), int(events), options.batch_rows)
+            run_once(bootstrap, group, Path(data), int(events), options.batch_rows, topic=options.topic)
         )
+        if options.json:
+            print(orjson.dumps({"rows": rows, "seconds": elapsed, "cpu_s": cpu}).decode())
+            return
         print(
             f"{rows} rows in {elapsed:.2f}s = {rows / elapsed:,.0f} rows/s, {cpu:.2f}s CPU ({cpu / elapsed:.2f} cores)"
         )

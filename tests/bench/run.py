@@ -19,13 +19,8 @@ from typing import Any
 import httpx
 import orjson
 
-from tapwire_core.bus.kafka import KafkaBus
-from tapwire_core.gc_tuning import tune_for_throughput
-from tapwire_core.settings import Settings
-from tapwire_core.warehouse.chdb import ChdbWarehouse
-from tapwire_core.warehouse.migrations import migrate
-from tapwire_ingest.loader.pipeline import Loader
 from tests.bench.gateways import gateway_processes, gateway_processes_wanted
+from tests.bench.loader import measure_in_process
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
 from tests.bench.query import run_in_subprocess as run_query_benchmark
 from tests.bench.segment_batch import bench_segment_gateway
@@ -115,39 +110,14 @@ def bench_gateway(
         return asyncio.run(load(gateways, bodies[50:]))
 
 
-async def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int) -> tuple[float, int]:
-    """Kafka → loader → chDB over the topic the gateway filled: rows per second from the first record fetched
-    to the last row acknowledged by chDB (the consumer group join before that is not counted)."""
-    settings = Settings(
-        events_topic=topic,
-        dead_letter_topic=topic + ".dlq",
-        loader_group="bench-loader",
-        loader_batch_rows=50_000,
-        loader_batch_seconds=1.0,
+def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int) -> tuple[float, int]:
+    """Kafka → loader → chDB over the topic the gateway filled, in a process of its own as ``tapwire serve
+    loader`` runs (``tests.bench.loader``): rows per second from the first record fetched to the last row
+    acknowledged by chDB (the consumer group join before that is not counted)."""
+    rows, seconds, _cpu = measure_in_process(
+        broker.bootstrap, topic, "bench-loader", work / "loader-chdb", expected_rows, batch_rows=50_000
     )
-    bus = KafkaBus(broker.bootstrap)
-    warehouse = ChdbWarehouse(work / "loader-chdb")
-    await bus.start()
-    await warehouse.start()
-    try:
-        await migrate(warehouse, cluster=None)
-        tune_for_throughput()  # as ``tapwire serve loader`` does once started
-        loader = Loader(bus=bus, warehouse=warehouse, settings=settings)
-        task = asyncio.create_task(loader.run())
-        while loader.rows_written < expected_rows:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        # From the first record received (after the consumer group join) to the last row acknowledged.
-        assert loader.first_record_at is not None
-        elapsed = time.monotonic() - loader.first_record_at
-        loader.stop()
-        await task
-        rows = await warehouse.query("SELECT count() AS n FROM events")
-        return elapsed, int(rows[0]["n"])
-    finally:
-        await warehouse.close()
-        await bus.close()
+    return seconds, rows
 
 
 def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
@@ -273,9 +243,7 @@ def bench_ingestion() -> dict[str, Any]:
 
         quiesce()
         log("loader: Kafka → chDB")
-        loader_s, loader_rows = asyncio.run(
-            bench_loader(work, broker, "bench-events", gateway.records + 50 * 100)
-        )
+        loader_s, loader_rows = bench_loader(work, broker, "bench-events", gateway.records + 50 * 100)
         log(f"  {loader_rows} rows in {loader_s:.2f}s")
 
         quiesce()
