@@ -6,7 +6,7 @@ publishers through the gateway's ``CoalescingPublisher``, so packs are as large 
 in a fresh process with its own consumer group and chDB directory. With ``--against DIR`` (another checkout
 of this repository, e.g. ``git worktree add DIR <commit>``) every round runs that checkout's loader too,
 alternating, so two versions are compared on the same records under the same load (``--batch-rows`` and
-``--against-batch-rows`` set each side's ``loader_batch_rows``, default 50,000, to compare batch sizes). Each run reports rows/s
+``--against-batch-rows`` set each side's ``loader_batch_rows``, default the setting's, to compare batch sizes). Each run reports rows/s
 from its first record to its last acknowledged row, and the process CPU time over the same window (cores
 used = CPU / wall).
 """
@@ -171,7 +171,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, default=None)
     parser.add_argument(
-        "--batch-rows", type=int, default=50_000, help="loader_batch_rows of this checkout's runs"
+        "--batch-rows",
+        type=int,
+        default=Settings().loader_batch_rows,
+        help="loader_batch_rows of this checkout's runs (default: the setting's default)",
     )
     parser.add_argument(
         "--against-batch-rows",

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
+from tapwire_core.settings import Settings
 from tests.bench.gateways import gateway_processes, gateway_processes_wanted
 from tests.bench.loader import measure_in_process
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
@@ -115,7 +116,12 @@ def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int
     loader`` runs (``tests.bench.loader``): rows per second from the first record fetched to the last row
     acknowledged by chDB (the consumer group join before that is not counted)."""
     rows, seconds, _cpu = measure_in_process(
-        broker.bootstrap, topic, "bench-loader", work / "loader-chdb", expected_rows, batch_rows=50_000
+        broker.bootstrap,
+        topic,
+        "bench-loader",
+        work / "loader-chdb",
+        expected_rows,
+        batch_rows=Settings().loader_batch_rows,
     )
     return seconds, rows
 
