@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
+from tapwire_core.control.messaging.models import OutboxRow
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_messaging.privacy import messaging_recipients
 from tapwire_privacy.recipients import ForwardImpossible
 from tapwire_privacy.stores.base import Scope
+from tests.messaging.seeding import completed_campaign
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +24,7 @@ async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path:
     try:
         await store.upsert_account("ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1")
         async with AsyncSession(store.engine) as session, session.begin():
-            campaign = CampaignRow(
-                account_id="ACC-1",
-                name="c",
-                kind="campaign",
-                channel="push",
-                status="completed",
-                audience={"where": {}},
-                variants=[],
-                rules={},
-                scheduled_ms=1,
-                cutoff_ms=2,
-            )
-            session.add(campaign)
-            await session.flush()
+            campaign = await completed_campaign(session, name="c", channel="push")
             rows = [
                 ("i:ann", "push", "tok-ios", "apns", "sent"),
                 ("i:ann", "sms", "+4915100000009", None, "sent"),

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
+from tests.messaging.seeding import completed_campaign
 from tests.privacy.conftest import Rig
 
 pytestmark = pytest.mark.integration
@@ -30,20 +31,9 @@ async def seed(rig: Rig) -> IdentityGraph:
         ],
     )
     async with AsyncSession(rig.control.engine) as session, session.begin():
-        campaign = CampaignRow(
-            account_id="ACC-1",
-            name="welcome",
-            kind="campaign",
-            channel="email",
-            status="completed",
-            audience={"identities": {"Identity": ["carol", "bob"]}},
-            variants=[],
-            rules={},
-            scheduled_ms=1,
-            cutoff_ms=2,
+        campaign = await completed_campaign(
+            session, name="welcome", channel="email", audience={"identities": {"Identity": ["carol", "bob"]}}
         )
-        session.add(campaign)
-        await session.flush()
         for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
             session.add(
                 OutboxRow(

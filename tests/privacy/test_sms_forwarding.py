@@ -16,6 +16,7 @@ from tapwire_messaging.privacy import SmsRecipient, messaging_recipients
 from tapwire_privacy.registry import default_registry
 from tapwire_privacy.stores.base import Scope
 from tapwire_privacy.worker import PrivacyWorker
+from tests.messaging.seeding import completed_campaign
 from tests.messaging.servers import HttpReceiver, TwilioMessages, http_receiver
 from tests.privacy.conftest import Rig
 
@@ -48,20 +49,7 @@ async def seed(rig: Rig, provider: TwilioMessages) -> None:
     """Ann got three texts (the provider still holds two of them) and a mail; Bob got one text."""
     texts = [("i:ann", "+4915100000009", sid) for sid in ANN_SIDS] + [("i:bob", "+4915100000010", "SMbob1")]
     async with AsyncSession(rig.control.engine) as session, session.begin():
-        campaign = CampaignRow(
-            account_id="ACC-1",
-            name="texts",
-            kind="campaign",
-            channel="sms",
-            status="completed",
-            audience={"where": {}},
-            variants=[],
-            rules={},
-            scheduled_ms=1,
-            cutoff_ms=2,
-        )
-        session.add(campaign)
-        await session.flush()
+        campaign = await completed_campaign(session, name="texts", channel="sms")
         rows = [(user, "sms", address, sid, f"v{i}") for i, (user, address, sid) in enumerate(texts)]
         rows.append(("i:ann", "email", "ann@example.com", "<m1@relay>", "v9"))
         for user, channel, address, sid, variant in rows:
