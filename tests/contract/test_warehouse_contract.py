@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
+from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
     label,
     migrate,
@@ -310,6 +312,80 @@ async def test_rows_that_do_not_fit_raise_warehouse_error(warehouse: Warehouse) 
     with pytest.raises(WarehouseError):
         await warehouse.insert("events", ["no_such_column"], [("x",)])
     assert await warehouse.query("SELECT count() AS n FROM events") == [{"n": 0}]
+
+
+# A table of its own: the JSON path is the warehouse's, not the events table's (the loader's use of it is
+# tested with the loader).
+_JSON_TABLE = "json_rows_probe"
+_JSON_INSERT = JsonInsert(
+    table=_JSON_TABLE,
+    columns=("id", "who", "doc", "at"),
+    expressions=("id", "ifNull(person.name, '?')", "doc", "fromUnixTimestamp64Milli(ms, 'UTC')"),
+    structure="id String, person Tuple(name Nullable(String), age Nullable(Int64)), doc String, ms Int64",
+)
+
+
+async def _json_table(warehouse: Warehouse) -> None:
+    await warehouse.command(
+        f"CREATE TABLE {_JSON_TABLE} (id String, who String, doc String, at DateTime64(3, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY id"
+    )
+
+
+async def test_json_rows_are_computed_by_the_statement(warehouse: Warehouse) -> None:
+    await _json_table(warehouse)
+    ms = int(T0.timestamp() * 1000)
+    rows = [
+        {"id": f"r{i}", "person": {"name": value}, "doc": {"v": value, "n": [1, 2.5]}, "ms": ms + i}
+        for i, value in enumerate(TRICKY)
+    ]
+    # A missing tuple member is NULL, a null object is '', and a field the statement does not read is skipped.
+    rows.append({"id": "bare", "person": {"age": 3}, "doc": None, "ms": ms, "later": {"x": 1}})
+    await warehouse.insert_json(_JSON_INSERT, orjson.dumps(rows), dedup_token="json")
+    got = await warehouse.query(f"SELECT id, who, doc, at FROM {_JSON_TABLE} ORDER BY at, id")
+    expected = [
+        {
+            "id": f"r{i}",
+            "who": value,
+            "doc": orjson.dumps({"v": value, "n": [1, 2.5]}).decode(),
+            "at": T0 + dt.timedelta(milliseconds=i),
+        }
+        for i, value in enumerate(TRICKY)
+    ]
+    expected.insert(0, {"id": "bare", "who": "?", "doc": "", "at": T0})
+    assert got == expected
+
+
+async def test_json_rows_also_arrive_as_objects_one_after_another(warehouse: Warehouse) -> None:
+    await _json_table(warehouse)
+    lines = b"\n".join(orjson.dumps({"id": f"r{i}", "person": {}, "doc": {}, "ms": i}) for i in range(3))
+    await warehouse.insert_json(_JSON_INSERT, lines)
+    await warehouse.insert_json(_JSON_INSERT, b"[]")
+    assert await warehouse.query(f"SELECT count() AS n FROM {_JSON_TABLE}") == [{"n": 3}]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        b'[{"id": "a", "person": {}, "doc": {}, "ms": 1}, {"id": "b", "person": {}, "doc": {}, "ms": "soon"}]',
+        b'[{"id": "a", "person": {}, "doc": {}, "ms": 1}, {"id": "b", "person"',
+        b"not json at all",
+    ],
+)
+async def test_json_rows_that_do_not_parse_insert_nothing(warehouse: Warehouse, rows: bytes) -> None:
+    await _json_table(warehouse)
+    with pytest.raises(WarehouseError) as raised:
+        await warehouse.insert_json(_JSON_INSERT, rows)
+    assert not isinstance(raised.value, WarehouseUnavailable)
+    assert await warehouse.query(f"SELECT count() AS n FROM {_JSON_TABLE}") == [{"n": 0}]
+    assert await warehouse.ping()
+
+
+def test_json_statements_take_no_quoted_structure() -> None:
+    with pytest.raises(WarehouseError):
+        JsonInsert(table="t", columns=("a",), expressions=("a",), structure="a String') --")
+    with pytest.raises(WarehouseError):
+        JsonInsert(table="t", columns=("a", "b"), expressions=("a",), structure="a String")
 
 
 def _closed_port() -> int:

@@ -9,7 +9,9 @@ protocol for clickhouse-connect (and so ``ClickHouseWarehouse``) to run the same
   values in ClickHouse's escaped text form); ``database`` selects the current database; ``default_format``
   picks the output format when the SQL has no ``FORMAT`` clause (default ``TabSeparated``).
 - ``INSERT ... FORMAT <fmt>`` in the URL with a data body (clickhouse-connect sends ``Native``) is streamed
-  into chDB in that format.
+  into chDB in that format. ``INSERT ... SELECT ... FROM input('<structure>') FORMAT <fmt>`` reads the body
+  through ``input()``: chDB cannot stream into that, so the rig writes the body to a file and reads it with
+  ``file()`` in ``input()``'s place.
 - Request bodies may be compressed (``Content-Encoding: lz4|gzip|deflate``) and may be chunked; responses
   are never compressed (ClickHouse compresses only on request, and clients honour ``Content-Encoding``).
 - Other URL parameters (settings, ``session_id``, ``query_id``, ``insert_deduplication_token`` ...) are
@@ -29,15 +31,15 @@ import argparse
 import gzip
 import importlib
 import json
+import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
 import zlib
-from email import policy
-from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ _INSERT_WITH_FORMAT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)\s*
 _BODY_INSERT = re.compile(
     rb"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+(\w+)[ \t]*\r?\n", re.IGNORECASE | re.DOTALL
 )
+_INPUT_FUNCTION = re.compile(r"\binput\(\s*'", re.IGNORECASE)
 _TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _ERROR_CODE = re.compile(r"Code:\s*(\d+)")
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -101,6 +104,28 @@ class Engine:
             }
             return result.bytes() or b"", summary
 
+    def insert_select(self, statement: str, fmt: str, data: bytes, database: str | None) -> dict[str, Any]:
+        """``statement`` reads ``data`` through ``input('<structure>')``."""
+        fd, name = tempfile.mkstemp(prefix="rig-input-", suffix=".data")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            path = name.replace("\\", "\\\\").replace("'", "\\'")
+            reading = _INPUT_FUNCTION.sub(lambda _: f"file('{path}', '{fmt}', '", statement, count=1)
+            with self.lock:
+                self._use(database)
+                started = time.perf_counter_ns()
+                result = self.session.query(reading, "TabSeparated")
+                return {
+                    "read_rows": result.rows_read(),
+                    "read_bytes": result.bytes_read(),
+                    "written_rows": result.rows_read(),
+                    "written_bytes": result.bytes_read(),
+                    "elapsed_ns": time.perf_counter_ns() - started,
+                }
+        finally:
+            os.unlink(name)
+
     def insert(self, statement: str, fmt: str, data: bytes, database: str | None) -> dict[str, Any]:
         with self.lock:
             self._use(database)
@@ -116,19 +141,6 @@ class Engine:
                 "written_bytes": done.bytes_written,
                 "elapsed_ns": time.perf_counter_ns() - started,
             }
-
-
-def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
-    message = BytesParser(policy=policy.default).parsebytes(
-        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-    )
-    fields = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload.decode()
-    return fields
 
 
 def _decompress(body: bytes, encoding: str | None) -> bytes:
@@ -209,7 +221,10 @@ class Handler(BaseHTTPRequestHandler):
                     insert = _INSERT_WITH_FORMAT.match(sql)
                     body = body[body_insert.end() :]
             if insert is not None:
-                summary = self.engine.insert(insert.group(1), insert.group(2), body, database)
+                if _INPUT_FUNCTION.search(insert.group(1)):
+                    summary = self.engine.insert_select(insert.group(1), insert.group(2), body, database)
+                else:
+                    summary = self.engine.insert(insert.group(1), insert.group(2), body, database)
                 self._send(200, b"", self._headers(query_id, summary, "TabSeparated"))
                 return
             if body:

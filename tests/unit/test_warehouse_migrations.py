@@ -10,6 +10,7 @@ import pytest
 
 from tapwire_core.warehouse import Warehouse, WarehouseError
 from tapwire_core.warehouse.base import Params
+from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
     AddColumn,
     BlockingMigrationPending,
@@ -191,6 +192,11 @@ class RecordingWarehouse(Warehouse):
     ) -> None:
         assert table == "tapwire_migrations"
         self.status.extend(tuple(row) for row in rows)
+
+    async def insert_json(
+        self, statement: JsonInsert, rows: bytes, *, dedup_token: str | None = None
+    ) -> None:
+        raise AssertionError("the migration runner inserts no JSON rows")
 
     async def ping(self) -> bool:
         return True

@@ -37,6 +37,8 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True, gc=False):
 
         Identity resolution (merges) maps several keys to one person later; this key only fixes which
         warehouse shard and bus partition a record belongs to, so it must never change for a record.
+        ``USER_KEY_ORDER`` states the same rule as data (the loader's SQL is built from it); this method is
+        spelled out because it runs once per record.
         """
         if self.identity:
             return "i:" + self.identity
@@ -55,6 +57,19 @@ class Identities(msgspec.Struct, omit_defaults=True, frozen=True, gc=False):
         if self.group_id:
             return "grp:" + self.group_id
         return ""
+
+
+# ``Identities.user_key`` as data: the first non-empty field in this order names the user, behind its prefix.
+USER_KEY_ORDER: Final[tuple[tuple[str, str], ...]] = (
+    ("identity", "i:"),
+    ("object_id", "o:"),
+    ("fbid", "f:"),
+    ("gpid", "g:"),
+    ("anonymous_id", "a:"),
+    ("email", "e:"),
+    ("phone", "p:"),
+    ("group_id", "grp:"),
+)
 
 
 # How CleverTap names users in a send's ``to`` (and a campaign's explicit audience) → the user key prefix.

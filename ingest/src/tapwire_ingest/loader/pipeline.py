@@ -24,6 +24,7 @@ from tapwire_core.envelope_packs import decode_pack, is_pack, split_pack
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
 from tapwire_ingest.loader.dead_letters import DeadLetters
+from tapwire_ingest.loader.event_json import json_user_keys
 from tapwire_ingest.loader.rows import TableRows, UnstorableEnvelope
 from tapwire_ingest.loader.writer import batch_token, write_with_retry
 
@@ -43,9 +44,10 @@ _SUPPRESSED = metrics.SUPPRESSED_RECORDS.labels("loader")
 @dataclass
 class _Batch:
     rows: TableRows = field(default_factory=TableRows)
-    # Each bus record with the envelopes admitted from it and their indexes in its pack (0 when unpacked).
-    # A whole pack keeps its decoded list and a range: no per-envelope object beyond the envelope itself.
-    items: list[tuple[Delivered, Sequence[int], Sequence[StoredEnvelope]]] = field(default_factory=list)
+    # Each bus record with the envelopes admitted from it, their indexes in its pack (0 when unpacked), and
+    # whether the warehouse builds their rows from the pack's JSON (``TableRows.add_event_pack``). A whole
+    # pack keeps its decoded list and a range: no per-envelope object beyond the envelope itself.
+    items: list[tuple[Delivered, Sequence[int], Sequence[StoredEnvelope], bool]] = field(default_factory=list)
     offsets: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     records: int = 0
     envelopes: int = 0
@@ -175,7 +177,16 @@ class Loader:
         if check is not None and any(check.suppressed(e.account_id, e.ids) for e in envelopes):
             self._admit(batch, record, list(enumerate(envelopes)))
             return
-        # The common case, kept tight: every envelope of the pack is stored unless the rows refuse one.
+        # The common case: a pack of plain events, which the warehouse stores from the pack's own JSON.
+        user_keys = json_user_keys(record.value, envelopes)
+        if user_keys is not None:
+            if envelopes:
+                batch.rows.add_event_pack(record.value, envelopes, user_keys)
+                batch.items.append((record, range(len(envelopes)), envelopes, True))
+                batch.envelopes += len(envelopes)
+                self._dead_letters.valid()
+            return
+        # Otherwise every envelope of the pack is stored unless the rows refuse one.
         add = batch.rows.add
         for envelope in envelopes:
             try:
@@ -186,7 +197,7 @@ class Loader:
                 self._admit(batch, record, list(enumerate(envelopes)))
                 return
         if envelopes:
-            batch.items.append((record, range(len(envelopes)), envelopes))
+            batch.items.append((record, range(len(envelopes)), envelopes, False))
             batch.envelopes += len(envelopes)
             self._dead_letters.valid()
 
@@ -228,7 +239,7 @@ class Loader:
             admitted.append(envelope)
             self._dead_letters.valid()
         if admitted:
-            batch.items.append((record, indexes, admitted))
+            batch.items.append((record, indexes, admitted, False))
             batch.envelopes += len(admitted)
 
     async def _flush(self, consumer: BusConsumer, batch: _Batch) -> None:
@@ -238,17 +249,41 @@ class Loader:
         except WarehouseUnavailable:
             raise
         except WarehouseError as exc:
-            log.error("batch insert failed, isolating bad records", extra={"error": str(exc)})
-            await self._isolate(batch)
+            if not await self._write_built_rows(batch, token, exc):
+                await self._isolate(batch)
         await self._dead_letters.flush()
         await consumer.commit({TopicPartition(t, p): last + 1 for (t, p), (_, last) in batch.offsets.items()})
         metrics.LOADER_BATCH_ROWS.observe(len(batch.rows))
         self.rows_written += len(batch.rows)
 
+    async def _write_built_rows(self, batch: _Batch, token: str, refused: WarehouseError) -> bool:
+        """After the warehouse refused a batch holding event packs, store it once more with every row built
+        here: the packs' JSON may be what it refused (a key given twice, which the loader's decoder takes), and
+        one insert is far cheaper than isolating record by record. True if that stored the batch. The event
+        packs are inserted first, so nothing of the refused attempt was stored and the same token serves."""
+        if not batch.rows.event_packs:
+            log.error("batch insert failed, isolating bad records", extra={"error": str(refused)})
+            return False
+        log.warning(
+            "warehouse refused event packs as JSON, building their rows", extra={"error": str(refused)}
+        )
+        rows = _rebuilt(batch, packs_as_json=False)
+        try:
+            await write_with_retry(self._warehouse, rows, token=token, stopping=self._stop.is_set)
+        except WarehouseUnavailable:
+            raise
+        except WarehouseError as exc:
+            log.error("batch insert failed, isolating bad records", extra={"error": str(exc)})
+            return False
+        batch.rows = rows
+        return True
+
     async def _isolate(self, batch: _Batch) -> None:
         """Insert record by record; a record the warehouse refuses goes to the dead-letter topic."""
         for record, index, envelope in (
-            (r, i, e) for r, indexes, admitted in batch.items for i, e in zip(indexes, admitted, strict=True)
+            (r, i, e)
+            for r, indexes, admitted, _ in batch.items
+            for i, e in zip(indexes, admitted, strict=True)
         ):
             rows = TableRows()
             rows.add(envelope)
@@ -282,11 +317,16 @@ class Loader:
             metrics.LOADER_LAG.labels(*labels).set(round(value * per_message))
 
 
-def _rebuilt(batch: _Batch) -> TableRows:
+def _rebuilt(batch: _Batch, *, packs_as_json: bool = True) -> TableRows:
     """The batch's rows rebuilt from the envelopes admitted so far: a pack's rows are added before any of
-    its members is found unstorable, and rows cannot be taken out one by one."""
+    its members is found unstorable, and rows cannot be taken out one by one. Event packs stay JSON for the
+    warehouse unless ``packs_as_json`` is false."""
     rebuilt = TableRows()
-    for _record, _indexes, admitted in batch.items:
+    for record, _indexes, admitted, packed in batch.items:
+        if packed and packs_as_json:
+            keys = [envelope.ids.user_key() for envelope in admitted]
+            rebuilt.add_event_pack(record.value, admitted, keys)
+            continue
         for envelope in admitted:
             rebuilt.add(envelope)
     return rebuilt

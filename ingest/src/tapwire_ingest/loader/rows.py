@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,6 +85,9 @@ class TableRows:
     profile_props: Columns = field(default_factory=lambda: Columns(PROFILE_PROP_COLUMNS))
     profile_ops: Columns = field(default_factory=lambda: Columns(PROFILE_OP_COLUMNS))
     user_aliases: Columns = field(default_factory=lambda: Columns(USER_ALIAS_COLUMNS))
+    # Packs of events the warehouse stores from their JSON (``event_json``), and how many events they hold.
+    event_packs: list[bytes] = field(default_factory=list)
+    packed_events: int = 0
     # Per account, per user key: nested rather than keyed by a tuple, because a tuple per envelope is an
     # object the garbage collector tracks (strings are not) and a batch keeps one per user alive.
     _seen: dict[str, dict[str, _SeenRange]] = field(default_factory=dict)
@@ -167,15 +170,33 @@ class TableRows:
             sources.append(env.source)
             texts.append(properties)
             contexts.append(context)
-        users = self._seen.get(env.account_id)
+        self._see(env.account_id, user_key, ids, env.client_ts)
+
+    def add_event_pack(
+        self, pack: bytes, envelopes: Sequence[StoredEnvelope], user_keys: Sequence[str]
+    ) -> None:
+        """Add a pack of events whose ``events`` rows the warehouse builds from ``pack`` itself; ``user_keys``
+        are the envelopes' user keys (``event_json.json_user_keys`` checked that it may)."""
+        self.event_packs.append(pack)
+        self.packed_events += len(envelopes)
+        see = self._see
+        for env, user_key in zip(envelopes, user_keys, strict=True):
+            see(env.account_id, user_key, env.ids, env.client_ts)
+
+    def _see(self, account_id: str, user_key: str, ids: Identities, client_ts: int) -> None:
+        users = self._seen.get(account_id)
         if users is None:
-            users = self._seen[env.account_id] = {}
+            users = self._seen[account_id] = {}
         seen = users.get(user_key)
         if seen is None:
-            users[user_key] = _SeenRange(ids, env.client_ts, env.client_ts)
-        else:
-            seen.first_ms = min(seen.first_ms, env.client_ts)
-            seen.last_ms = max(seen.last_ms, env.client_ts)
+            users[user_key] = _SeenRange(ids, client_ts, client_ts)
+            return
+        # Runs per record: comparisons rather than min()/max() calls, and no merge when nothing changed.
+        if client_ts < seen.first_ms:
+            seen.first_ms = client_ts
+        elif client_ts > seen.last_ms:
+            seen.last_ms = client_ts
+        if ids != seen.ids:
             seen.ids = _merge_ids(seen.ids, ids)
 
     def profiles(self) -> Columns:
@@ -200,7 +221,13 @@ class TableRows:
         return profiles
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.profile_props) + len(self.profile_ops) + len(self.user_aliases)
+        return (
+            self.packed_events
+            + len(self.events)
+            + len(self.profile_props)
+            + len(self.profile_ops)
+            + len(self.user_aliases)
+        )
 
 
 def _profile_rows(env: StoredEnvelope, user_key: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

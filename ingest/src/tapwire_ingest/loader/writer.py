@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from tapwire_core import metrics
 from tapwire_core.warehouse import Warehouse, WarehouseUnavailable
+from tapwire_ingest.loader.event_json import EVENT_ROWS, json_rows
 from tapwire_ingest.loader.rows import TableRows
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,9 @@ async def write_rows(warehouse: Warehouse, rows: TableRows, *, token: str) -> No
     Events go first and profiles last: a crash in between replays the batch, and every table deduplicates.
     """
     started = time.perf_counter()
+    if rows.event_packs:
+        await warehouse.insert_json(EVENT_ROWS, json_rows(rows.event_packs), dedup_token=f"{token}:j")
+        metrics.LOADER_ROWS.labels("events").inc(rows.packed_events)
     tables = (
         ("events", rows.events, "e"),
         ("profile_props", rows.profile_props, "p"),

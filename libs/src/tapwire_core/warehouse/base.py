@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tapwire_core.warehouse.json_insert import JsonInsert
 
 
 class WarehouseError(Exception):
@@ -72,6 +75,14 @@ class Warehouse(abc.ABC):
         transposes and calls ``insert``; an engine that takes columns as they are overrides it."""
         check_columns(table, columns, data)
         await self.insert(table, columns, list(zip(*data, strict=True)), dedup_token=dedup_token)
+
+    @abc.abstractmethod
+    async def insert_json(
+        self, statement: JsonInsert, rows: bytes, *, dedup_token: str | None = None
+    ) -> None:
+        """Run ``statement`` over ``rows``, JSON in ``JSONEachRow`` form (objects one after another, or one
+        array of them). Atomic per call and deduplicated like ``insert``. Rows the engine cannot parse or
+        convert raise ``WarehouseError`` and insert nothing."""
 
     @abc.abstractmethod
     async def ping(self) -> bool: ...

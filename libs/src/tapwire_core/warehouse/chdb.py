@@ -11,14 +11,17 @@ tables ignore it, which is fine because every table deduplicates on its key.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from tapwire_core.warehouse.connect import ConnectWarehouse
+from tapwire_core.warehouse.json_insert import FORMAT, JsonInsert
 
 DEFAULT_DATABASE = "tapwire"
 
@@ -43,3 +46,20 @@ class ChdbWarehouse(ConnectWarehouse):
     def _connect(self) -> Client:
         self._path.mkdir(parents=True, exist_ok=True)
         return clickhouse_connect.get_client(interface="chdb", path=str(self._path), tz_mode="aware")
+
+    def _run_json_insert(
+        self, client: Client, statement: JsonInsert, rows: bytes, settings: dict[str, Any] | None
+    ) -> None:
+        # chDB reads the rows from a file, as clickhouse-connect hands it Native inserts; the path is ours.
+        fd, name = tempfile.mkstemp(prefix="tapwire-rows-", suffix=".json")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(rows)
+            source = f"file({_sql_string(name)}, '{FORMAT}', '{statement.structure}')"
+            client.command(statement.statement(source), settings=settings)
+        finally:
+            os.unlink(name)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -30,6 +30,7 @@ from tapwire_core.warehouse.base import (
     WarehouseUnavailable,
     check_columns,
 )
+from tapwire_core.warehouse.json_insert import JsonInsert
 
 T = TypeVar("T")
 
@@ -116,6 +117,12 @@ class ConnectWarehouse(Warehouse):
     @abc.abstractmethod
     def _connect(self) -> Client:
         """Open a client on the server or engine. Runs on ``_executor()``."""
+
+    @abc.abstractmethod
+    def _run_json_insert(
+        self, client: Client, statement: JsonInsert, rows: bytes, settings: dict[str, Any] | None
+    ) -> None:
+        """Hand ``rows`` to the engine and run ``statement`` over them. Runs on ``_executor()``."""
 
     def _open(self) -> Client:
         """A connected client with ``self.database`` created and selected; closed again if that fails."""
@@ -244,6 +251,18 @@ class ConnectWarehouse(Warehouse):
             )
 
         await self._call(run)
+
+    async def insert_json(
+        self, statement: JsonInsert, rows: bytes, *, dedup_token: str | None = None
+    ) -> None:
+        client = self._require()
+        checked_identifier(statement.table)
+        for column in statement.columns:
+            checked_identifier(column)
+        if len(rows) < 64 and not rows.strip(b" \t\r\n[]"):  # nothing to insert (a long input is not copied)
+            return
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        await self._call(lambda: self._run_json_insert(client, statement, rows, settings))
 
     async def ping(self) -> bool:
         client = self._client
