@@ -26,11 +26,8 @@ def gateway_processes_wanted() -> int:
 def gateway_processes(
     work: Path, broker: KafkaBroker, env: dict[str, str], *, name: str, count: int
 ) -> Iterator[list[TapwireProcess]]:
-    """``count`` ready gateways on ``broker``, stopped on exit.
-
-    Started one after another: the first start migrates the benchmark's control store, one SQLite file, and
-    only PostgreSQL (the distributed store) serialises migrations across processes.
-    """
+    """``count`` ready gateways on ``broker``, started together as replicas are (the first to take the
+    control store's write lock migrates it, the others find it current), stopped on exit."""
     gateways: list[TapwireProcess] = []
     try:
         for number in range(count):
@@ -40,6 +37,7 @@ def gateway_processes(
                 work / f"{name}-{number}.log",
             ).start()
             gateways.append(process)
+        for process in gateways:
             process.wait_ready()
         yield gateways
     finally:

@@ -446,8 +446,10 @@ async def test_accounts_from_the_environment_replace_the_demo(store: ControlStor
     assert not (await bootstrap_accounts(store, accounts=None, region="eu1", embedded=False)).announcement()
 
 
-async def test_postgres_migrations_tolerate_concurrent_starts(fresh_postgres_url: str) -> None:
-    stores = [ControlStore(fresh_postgres_url) for _ in range(3)]
+async def test_migrations_tolerate_concurrent_starts(store_url: str) -> None:
+    """Services booting together on a fresh database: one migrates, the others wait and find it current
+    (PostgreSQL queues them on an advisory lock, SQLite on its write lock)."""
+    stores = [ControlStore(store_url) for _ in range(3)]
     try:
         await asyncio.gather(*(s.start() for s in stores))
         assert all([await s.is_current() for s in stores])

@@ -42,14 +42,25 @@ def head_revision() -> str:
 def upgrade_to_head(connection: Connection) -> None:
     """Apply every pending revision on ``connection``; a no-op when already at head. Safe to re-run.
 
-    On PostgreSQL a transaction-scoped advisory lock makes concurrent callers wait for each other, so the
-    second one finds the schema current instead of racing to create it.
+    Concurrent callers wait for each other, so the second one finds the schema current instead of racing to
+    create it: on PostgreSQL through a transaction-scoped advisory lock; on SQLite by taking the database's
+    write lock first (``BEGIN IMMEDIATE``; the driver would otherwise run each DDL statement in a transaction
+    of its own, and two processes starting on a fresh file would both create the first table). A waiting
+    SQLite caller is bounded by the connection's ``busy_timeout``.
     """
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+    elif connection.dialect.name == "sqlite" and not _sqlite_in_transaction(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def _sqlite_in_transaction(connection: Connection) -> bool:
+    """Whether the SQLite driver (sqlite3, or aiosqlite around it) already opened a transaction here, as an
+    earlier statement on this connection may have; it then holds the locks it needs."""
+    return bool(getattr(connection.connection.driver_connection, "in_transaction", False))
 
 
 def downgrade_to(connection: Connection, revision: str) -> None:
