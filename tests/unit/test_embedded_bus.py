@@ -63,6 +63,56 @@ async def test_retention_deletes_what_every_group_committed_but_keeps_the_minimu
         await consumer.close()
 
 
+async def test_a_group_gone_for_good_stops_holding_records_back(tmp_path: Path) -> None:
+    expiry = 0.5
+    bus = EmbeddedBus(tmp_path, retention=Retention(keep_records=10, interval_s=3600, group_expiry_s=expiry))
+    await bus.start()
+    try:
+        await bus.ensure_topic(TOPIC, 1)
+        await bus.publish(TOPIC, batch(100), timeout_s=5)
+        tp = TopicPartition(TOPIC, 0)
+        gone, idle, ahead = (bus.consumer([TOPIC], name) for name in ("gone", "idle", "ahead"))
+        for consumer in (gone, idle, ahead):
+            await consumer.start()
+        await gone.commit({tp: 20})
+        await idle.commit({tp: 40})
+        await ahead.commit({tp: 95})
+        await gone.close()
+
+        # Within the expiry the closed group still holds everything from offset 20.
+        await bus.run_retention()
+        assert await _first_kept(bus) == 20
+
+        await asyncio.sleep(expiry * 2)
+        await bus.run_retention()
+        # The closed group's offsets expired; the open one, silent just as long, still holds offset 40.
+        assert await _first_kept(bus) == 40
+        assert await gone.committed(tp) is None
+        assert await idle.committed(tp) == 40
+
+        await idle.close()
+        await asyncio.sleep(expiry * 2)
+        await bus.run_retention()
+        assert await _first_kept(bus) == 90  # ahead is at 95; the newest ten stay
+        back = bus.consumer([TOPIC], "gone")
+        await back.start()
+        assert [r.offset for r in await back.fetch(max_records=1, timeout_s=1)] == [90]
+        for consumer in (ahead, back):
+            await consumer.close()
+    finally:
+        await bus.close()
+
+
+async def _first_kept(bus: EmbeddedBus) -> int:
+    fresh = bus.consumer([TOPIC], "probe-" + str(time.monotonic_ns()))
+    await fresh.start()
+    try:
+        (first,) = await fresh.fetch(max_records=1, timeout_s=1)
+        return first.offset
+    finally:
+        await fresh.close()
+
+
 async def test_offsets_continue_after_retention_emptied_a_partition(tmp_path: Path) -> None:
     first = EmbeddedBus(tmp_path, retention=Retention(keep_records=0, interval_s=3600))
     await first.start()

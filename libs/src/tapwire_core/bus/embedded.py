@@ -12,6 +12,7 @@ one live consumer. Nothing here blocks the event loop: SQLite runs on the writer
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import sqlite3
@@ -62,6 +63,9 @@ class EmbeddedBus(Bus):
         self._reader: LogReader | None = None
         self._listeners: weakref.WeakSet[_Wakeup] = weakref.WeakSet()
         self._listeners_lock = threading.Lock()
+        # Groups with a consumer open, for retention (read on the writer thread): their offsets never expire.
+        self._open_groups: collections.Counter[str] = collections.Counter()
+        self._open_groups_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -78,6 +82,7 @@ class EmbeddedBus(Bus):
             default_partitions=self._default_partitions,
             retention=self._retention,
             on_commit=self._notify,
+            live_groups=self._live_groups,
         )
         await asyncio.to_thread(writer.open)
         self._writer = writer
@@ -121,6 +126,20 @@ class EmbeddedBus(Bus):
 
     async def _commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         await _await(self._require_writer().commit(group, offsets), None)
+
+    def _group_opened(self, group: str) -> None:
+        with self._open_groups_lock:
+            self._open_groups[group] += 1
+
+    def _group_closed(self, group: str) -> None:
+        with self._open_groups_lock:
+            self._open_groups[group] -= 1
+            if self._open_groups[group] <= 0:
+                del self._open_groups[group]
+
+    def _live_groups(self) -> frozenset[str]:
+        with self._open_groups_lock:
+            return frozenset(self._open_groups)
 
     def _require_writer(self) -> LogWriter:
         if self._writer is None:
@@ -179,7 +198,13 @@ class EmbeddedConsumer(BusConsumer):
     async def start(self) -> None:
         self._wakeup = _Wakeup(self._topics)
         self._bus._listen(self._wakeup)
-        await self._refresh_assignment()
+        self._bus._group_opened(self._group)
+        try:
+            await self._refresh_assignment()
+        except BaseException:
+            self._bus._group_closed(self._group)
+            self._wakeup = None
+            raise
 
     async def fetch(self, max_records: int, timeout_s: float) -> list[Delivered]:
         """Committed records after each partition's position; waits for new ones up to ``timeout_s``."""
@@ -231,6 +256,8 @@ class EmbeddedConsumer(BusConsumer):
         return {tp: max(0, end - committed.get(tp, first)) for tp, (first, end) in marks.items()}
 
     async def close(self) -> None:
+        if self._wakeup is not None and not self._closed:
+            self._bus._group_closed(self._group)
         self._closed = True
         self._wakeup = None
 

@@ -2,7 +2,10 @@
 
 One database file in WAL mode holds every topic. ``records`` is keyed by (topic, partition, offset);
 ``partitions`` keeps each partition's next offset, so offsets never repeat even after retention deleted every
-record of a partition; ``group_offsets`` holds committed offsets per consumer group.
+record of a partition; ``group_offsets`` holds committed offsets per consumer group, and ``group_activity`` when
+each group last committed or had a consumer open (its offsets expire after ``Retention.group_expiry_s`` without
+either, as Kafka's do after ``offsets.retention.minutes``, so a group that never comes back stops holding
+records back).
 
 Durability: ``synchronous=FULL`` by default, so a returned publish survives power loss, not only a
 ``kill -9`` (WAL with ``NORMAL`` survives a process crash but may lose the last commits when the machine
@@ -74,6 +77,10 @@ _SCHEMA = (
         next_offset INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, partition)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS group_activity (
+        grp TEXT PRIMARY KEY,
+        last_seen_ms INTEGER NOT NULL
+    ) WITHOUT ROWID""",
 )
 
 _headers_encoder = msgspec.msgpack.Encoder()
@@ -129,10 +136,16 @@ _Write = _Publish | _Commit | _EnsureTopic
 
 @dataclass(frozen=True)
 class Retention:
-    """Delete records every group has committed past, keeping at least ``keep_records`` per partition."""
+    """Delete records every group has committed past, keeping at least ``keep_records`` per partition.
+
+    A group with no consumer open in this process that has not committed for ``group_expiry_s`` (Kafka's
+    default offset retention, 7 days) loses its offsets and stops counting: a consumer of it starts again at
+    the oldest record kept.
+    """
 
     keep_records: int = 100_000
     interval_s: float = 30.0
+    group_expiry_s: float = 7 * 24 * 3600.0
 
 
 class LogWriter:
@@ -150,8 +163,10 @@ class LogWriter:
         default_partitions: int,
         retention: Retention,
         on_commit: Callable[[set[str]], None],
+        live_groups: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self._path = path
+        self._live_groups = live_groups
         self._synchronous: Synchronous = synchronous
         self._default_partitions = default_partitions
         self._retention = retention
@@ -274,6 +289,7 @@ class LogWriter:
                         "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
                         [(write.group, tp.topic, tp.partition, off) for tp, off in write.offsets.items()],
                     )
+                    _touch_groups(conn, [write.group], now_ms)
                 else:
                     count = partitions.get(write.topic)
                     if count is None:
@@ -340,10 +356,12 @@ class LogWriter:
         return partitions[topic]
 
     def _apply_retention(self) -> None:
-        """Delete, in short transactions, what every group of a topic committed past (keeping a minimum)."""
+        """Expire the offsets of groups gone for good, then delete, in short transactions, what every
+        remaining group of a topic committed past (keeping a minimum)."""
         assert self._conn is not None
         conn = self._conn
         try:
+            self._expire_groups(conn)
             floors = conn.execute(
                 "SELECT topic, partition, MIN(next_offset) FROM group_offsets GROUP BY topic, partition"
             ).fetchall()
@@ -367,6 +385,40 @@ class LogWriter:
             log.exception("embedded log retention failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+
+    def _expire_groups(self, conn: sqlite3.Connection) -> None:
+        """Forget the offsets of every group without a consumer open here that has not committed for
+        ``group_expiry_s``. Open consumers count as activity, so an idle but running group never expires."""
+        now_ms = time.time_ns() // 1_000_000
+        cutoff_ms = now_ms - int(self._retention.group_expiry_s * 1000)
+        live = self._live_groups()
+        conn.execute("BEGIN IMMEDIATE")
+        _touch_groups(conn, live, now_ms)
+        # Groups that committed before activity was recorded start their clock now.
+        conn.execute(
+            "INSERT INTO group_activity (grp, last_seen_ms) SELECT DISTINCT grp, ? FROM group_offsets WHERE true "
+            "ON CONFLICT (grp) DO NOTHING",
+            (now_ms,),
+        )
+        expired = [
+            grp
+            for (grp,) in conn.execute("SELECT grp FROM group_activity WHERE last_seen_ms < ?", (cutoff_ms,))
+            if grp not in live
+        ]
+        for grp in expired:
+            conn.execute("DELETE FROM group_offsets WHERE grp = ?", (grp,))
+            conn.execute("DELETE FROM group_activity WHERE grp = ?", (grp,))
+        conn.execute("COMMIT")
+        for grp in expired:
+            log.info("consumer group offsets expired", extra={"group": grp})
+
+
+def _touch_groups(conn: sqlite3.Connection, groups: Iterable[str], now_ms: int) -> None:
+    conn.executemany(
+        "INSERT INTO group_activity (grp, last_seen_ms) VALUES (?, ?) "
+        "ON CONFLICT (grp) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+        [(grp, now_ms) for grp in groups],
+    )
 
 
 # --- reads --------------------------------------------------------------------------------------------------
