@@ -80,6 +80,21 @@ def _compiling(compile_: Callable[[], Any]) -> Any:
         raise client_error(exc) from exc
 
 
+def _per_group(
+    warehouse: Warehouse, compiled: dict[str, Compiled], entry: Callable[[dict[str, Any]], tuple[str, Any]]
+) -> Work:
+    """The work of a grouped request (top values, trends): each group's statement in turn, its rows made
+    into that group's ``{key: value}`` by ``entry``."""
+
+    async def work() -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, statement in compiled.items():
+            result[key] = dict(entry(row) for row in await run(warehouse, statement))
+        return result
+
+    return work
+
+
 async def _count(warehouse: Warehouse, compiled: Compiled) -> dict[str, Any]:
     rows = await run(warehouse, compiled)
     return {"count": int(rows[0]["n"]) if rows else 0}
@@ -158,10 +173,7 @@ def _group_names(groups: dict[str, Any]) -> dict[str, Any]:
 @router.post("/1/counts/top.json")
 async def top_values(request: Request, account: PasscodeAccount, context: Context, state: State) -> Response:
     def work_for(body: Any) -> Work:
-        try:
-            top = parse_as(TopRequest, body)
-        except CqlError as exc:
-            raise client_error(exc) from exc
+        top: TopRequest = _compiling(lambda: parse_as(TopRequest, body))
         options = options_for(context.settings)
         compiled = {
             key: _compiling(
@@ -178,15 +190,7 @@ async def top_values(request: Request, account: PasscodeAccount, context: Contex
             )
             for key, group in top.groups.items()
         }
-
-        async def work() -> dict[str, Any]:
-            result: dict[str, Any] = {}
-            for key, statement in compiled.items():
-                rows = await run(context.warehouse, statement)
-                result[key] = {str(row["value"]): int(row["n"]) for row in rows}
-            return result
-
-        return work
+        return _per_group(context.warehouse, compiled, lambda row: (str(row["value"]), int(row["n"])))
 
     return await _dispatch(request, account.id, context, state, work_for)
 
@@ -210,10 +214,7 @@ class TrendsRequest(CqlQuery):
 @router.post("/1/counts/trends.json")
 async def trends(request: Request, account: PasscodeAccount, context: Context, state: State) -> Response:
     def work_for(body: Any) -> Work:
-        try:
-            trend = parse_as(TrendsRequest, body)
-        except CqlError as exc:
-            raise client_error(exc) from exc
+        trend: TrendsRequest = _compiling(lambda: parse_as(TrendsRequest, body))
         options = options_for(context.settings)
         compiled = {
             key: _compiling(
@@ -229,15 +230,9 @@ async def trends(request: Request, account: PasscodeAccount, context: Context, s
             )
             for key, group in trend.groups.items()
         }
-
-        async def work() -> dict[str, Any]:
-            result: dict[str, Any] = {}
-            for key, statement in compiled.items():
-                rows = await run(context.warehouse, statement)
-                result[key] = {row["period"].strftime("%Y%m%d"): _number(row["value"]) for row in rows}
-            return result
-
-        return work
+        return _per_group(
+            context.warehouse, compiled, lambda row: (row["period"].strftime("%Y%m%d"), _number(row["value"]))
+        )
 
     return await _dispatch(request, account.id, context, state, work_for)
 
