@@ -61,6 +61,8 @@ def test_plain_events_and_token_uploads_qualify() -> None:
         member(properties="text"),
         member(context="text"),
         member(context=[1]),
+        member(client_ts=2**63),
+        member(received_ts=2**64 - 1),
     ],
 )
 def test_a_pack_with_any_other_member_does_not(bad: dict[str, object]) -> None:

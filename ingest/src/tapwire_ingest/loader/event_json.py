@@ -20,6 +20,9 @@ from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_ingest.loader.rows import EVENT_COLUMNS, TOKEN_EVENT_NAME
 
 _EVENT_KINDS: Final = frozenset({"event", "token"})
+# ClickHouse reads an Int64 past its range in JSON by wrapping it around; the Native path refuses it instead.
+# (The decoder takes integers up to 2**64 - 1 and none below the Int64 range.)
+_INT64_MAX: Final = 2**63 - 1
 _IDENTITY_FIELDS: Final = msgspec.structs.fields(Identities)
 
 
@@ -78,8 +81,8 @@ def json_user_keys(value: bytes, envelopes: Sequence[StoredEnvelope]) -> list[st
     """Each envelope's user key if the warehouse can store the whole pack ``value`` from its JSON, else None.
 
     It can when every envelope is an event or token upload that ``TableRows.add`` would store as it is: an
-    account and a user, properties that are a JSON object, a context that is an object or null, and valid
-    UTF-8 throughout (ClickHouse would store invalid UTF-8 as given).
+    account and a user, properties that are a JSON object, a context that is an object or null, timestamps
+    that fit their 64-bit columns, and valid UTF-8 throughout (ClickHouse would store invalid UTF-8 as given).
     """
     if value[-1:] != b"]":  # packs are written without whitespace around them; ``json_rows`` relies on it
         return None
@@ -92,6 +95,8 @@ def json_user_keys(value: bytes, envelopes: Sequence[StoredEnvelope]) -> list[st
     for envelope in envelopes:
         key = envelope.ids.user_key()
         if envelope.kind not in _EVENT_KINDS or not key or not envelope.account_id:
+            return None
+        if envelope.client_ts > _INT64_MAX or envelope.received_ts > _INT64_MAX:
             return None
         if bytes(envelope.properties)[:1] != b"{":
             return None

@@ -279,24 +279,33 @@ class Loader:
         return True
 
     async def _isolate(self, batch: _Batch) -> None:
-        """Insert record by record; a record the warehouse refuses goes to the dead-letter topic."""
-        for record, index, envelope in (
-            (r, i, e)
-            for r, indexes, admitted, _ in batch.items
-            for i, e in zip(indexes, admitted, strict=True)
-        ):
+        """Find by halves what the warehouse refuses, dead-letter it and store everything else.
+
+        A part that is refused is split in two and each half tried on its own, down to single records: one
+        refused record among n costs about 2·log2(n) inserts rather than n (some 34 for a batch of 100,000).
+        """
+        members = [
+            (record, index, envelope)
+            for record, indexes, admitted, _ in batch.items
+            for index, envelope in zip(indexes, admitted, strict=True)
+        ]
+        parts = list(reversed(_halves(members)))  # a stack: the first half is tried first
+        while parts:
+            part = parts.pop()
             rows = TableRows()
-            rows.add(envelope)
+            for _record, _index, envelope in part:
+                rows.add(envelope)
             try:
                 await write_with_retry(
-                    self._warehouse,
-                    rows,
-                    token=f"{record.topic}:{record.partition}:{record.offset}:{index}",
-                    stopping=self._stop.is_set,
+                    self._warehouse, rows, token=_part_token(part), stopping=self._stop.is_set
                 )
             except WarehouseUnavailable:
                 raise
             except WarehouseError as exc:
+                if len(part) > 1:
+                    parts.extend(reversed(_halves(part)))
+                    continue
+                ((record, index, envelope),) = part
                 self._dead_letters.add(
                     _member(record, index, bytes(msgspec.json.encode(envelope))),
                     f"warehouse refused record: {exc}",
@@ -330,6 +339,25 @@ def _rebuilt(batch: _Batch, *, packs_as_json: bool = True) -> TableRows:
         for envelope in admitted:
             rebuilt.add(envelope)
     return rebuilt
+
+
+_Member = tuple[Delivered, int, StoredEnvelope]
+
+
+def _halves(part: list[_Member]) -> list[list[_Member]]:
+    if len(part) < 2:
+        return [part] if part else []
+    middle = len(part) // 2
+    return [part[:middle], part[middle:]]
+
+
+def _part_token(part: Sequence[_Member]) -> str:
+    """A deterministic token for a run of a batch's records (the same replay splits the same way)."""
+    (first, first_index, _), (last, last_index, _) = part[0], part[-1]
+    start = f"{first.topic}:{first.partition}:{first.offset}:{first_index}"
+    if len(part) == 1:
+        return start
+    return f"{start}..{last.partition}:{last.offset}:{last_index}:{len(part)}"
 
 
 def _member_of(record: Delivered, index: int) -> Delivered:
