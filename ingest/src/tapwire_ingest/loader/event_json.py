@@ -17,7 +17,7 @@ import msgspec
 from tapwire_core.envelope import USER_KEY_ORDER, Identities, StoredEnvelope
 from tapwire_core.warehouse import schema
 from tapwire_core.warehouse.json_insert import JsonInsert
-from tapwire_ingest.loader.rows import EVENT_COLUMNS, TOKEN_EVENT_NAME
+from tapwire_ingest.loader.rows import EVENT_COLUMNS, TOKEN_EVENT_NAME, is_utf8
 
 _EVENT_KINDS: Final = frozenset({"event", "token"})
 # ClickHouse reads an Int64 past its range in JSON by wrapping it around; the Native path refuses it instead.
@@ -86,11 +86,8 @@ def json_user_keys(value: bytes, envelopes: Sequence[StoredEnvelope]) -> list[st
     """
     if value[-1:] != b"]":  # packs are written without whitespace around them; ``json_rows`` relies on it
         return None
-    if not value.isascii():  # nearly always ASCII, and far cheaper than decoding
-        try:
-            value.decode()
-        except UnicodeDecodeError:
-            return None
+    if not is_utf8(value):
+        return None
     keys: list[str] = []
     for envelope in envelopes:
         key = envelope.ids.user_key()

@@ -249,21 +249,25 @@ class Loader:
         except WarehouseUnavailable:
             raise
         except WarehouseError as exc:
-            if not await self._write_built_rows(batch, token, exc):
+            refused: WarehouseError | None = exc
+            if batch.rows.event_packs:
+                refused = await self._write_built_rows(batch, token, exc)
+            if refused is not None:
+                log.error("batch insert failed, isolating bad records", extra={"error": str(refused)})
                 await self._isolate(batch)
         await self._dead_letters.flush()
         await consumer.commit({TopicPartition(t, p): last + 1 for (t, p), (_, last) in batch.offsets.items()})
         metrics.LOADER_BATCH_ROWS.observe(len(batch.rows))
         self.rows_written += len(batch.rows)
 
-    async def _write_built_rows(self, batch: _Batch, token: str, refused: WarehouseError) -> bool:
+    async def _write_built_rows(
+        self, batch: _Batch, token: str, refused: WarehouseError
+    ) -> WarehouseError | None:
         """After the warehouse refused a batch holding event packs, store it once more with every row built
         here: the packs' JSON may be what it refused (a key given twice, which the loader's decoder takes), and
-        one insert is far cheaper than isolating record by record. True if that stored the batch. The event
-        packs are inserted first, so nothing of the refused attempt was stored and the same token serves."""
-        if not batch.rows.event_packs:
-            log.error("batch insert failed, isolating bad records", extra={"error": str(refused)})
-            return False
+        one insert is far cheaper than isolating record by record. None if that stored the batch, else what the
+        warehouse said. The event packs are inserted first, so nothing of the refused attempt was stored and
+        the same token serves."""
         log.warning(
             "warehouse refused event packs as JSON, building their rows", extra={"error": str(refused)}
         )
@@ -273,10 +277,9 @@ class Loader:
         except WarehouseUnavailable:
             raise
         except WarehouseError as exc:
-            log.error("batch insert failed, isolating bad records", extra={"error": str(exc)})
-            return False
+            return exc
         batch.rows = rows
-        return True
+        return None
 
     async def _isolate(self, batch: _Batch) -> None:
         """Find by halves what the warehouse refuses, dead-letter it and store everything else.

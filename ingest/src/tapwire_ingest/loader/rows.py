@@ -256,14 +256,21 @@ def _profile_rows(env: StoredEnvelope, user_key: str) -> tuple[list[tuple[Any, .
     return props, ops
 
 
-def _require_utf8(text: bytes, what: str) -> None:
-    """The JSON decoder hands raw values over unchecked; ClickHouse would store invalid UTF-8 as given."""
+def is_utf8(text: bytes) -> bool:
+    """Whether ``text`` is valid UTF-8. The JSON decoder hands raw values over unchecked, and ClickHouse would
+    store invalid UTF-8 as given."""
     if text.isascii():  # nearly always, and far cheaper than decoding
-        return
+        return True
     try:
         text.decode()
-    except UnicodeDecodeError as exc:
-        raise UnstorableEnvelope(f"envelope {what} are not valid UTF-8", "invalid") from exc
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _require_utf8(text: bytes, what: str) -> None:
+    if not is_utf8(text):
+        raise UnstorableEnvelope(f"envelope {what} are not valid UTF-8", "invalid")
 
 
 def _context_json(raw: msgspec.Raw) -> bytes:
