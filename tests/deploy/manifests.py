@@ -113,3 +113,26 @@ def selects(selector: Obj, labels: dict[str, str]) -> bool:
 
 def env_names(container: Obj) -> set[str]:
     return {item["name"] for item in container.get("env", [])}
+
+
+def config_env(o: Overlay, container: Obj) -> dict[str, str]:
+    """The environment a container gets from the overlay's ConfigMaps (``envFrom`` and ``configMapKeyRef``)
+    and literal ``value``s, as the kubelet would build it; variables from Secrets are left out."""
+    maps = {m["metadata"]["name"]: m.get("data", {}) for m in o.of_kind("ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(maps[source["configMapRef"]["name"]])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+            continue
+        ref = item.get("valueFrom", {}).get("configMapKeyRef")
+        if ref is None:
+            continue
+        data = maps.get(ref["name"], {})
+        if ref["key"] in data:
+            env[item["name"]] = data[ref["key"]]
+        else:
+            assert ref.get("optional"), f"{item['name']}: ConfigMap {ref['name']} has no key {ref['key']}"
+    return env

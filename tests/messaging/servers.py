@@ -24,12 +24,24 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tests.integration.processes import free_port
 
 
+@dataclass(frozen=True)
+class SmtpEnvelope:
+    """What the client said around one accepted message: its EHLO name, MAIL FROM and RCPT TO addresses."""
+
+    helo: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+
 @dataclass
 class SmtpSink:
     """Keeps every message it accepted. ``receipts`` counts raw deliveries (a resend with the same Message-ID
-    counts again); ``mailbox`` is what a mailbox provider shows: one message per Message-ID."""
+    counts again); ``mailbox`` is what a mailbox provider shows: one message per Message-ID. ``envelopes`` and
+    ``raw`` hold each receipt's envelope and bytes, in the order of ``receipts``."""
 
     receipts: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[SmtpEnvelope] = field(default_factory=list)
+    raw: list[bytes] = field(default_factory=list)
     mailbox: dict[str, EmailMessage] = field(default_factory=dict)
     reject_rcpt: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,8 +63,11 @@ class SmtpSink:
         raw = envelope.original_content or b""
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
+        sent_by = SmtpEnvelope(str(session.host_name), str(envelope.mail_from), tuple(envelope.rcpt_tos))
         with self.lock:
             self.receipts.append(message)
+            self.envelopes.append(sent_by)
+            self.raw.append(raw)
             self.mailbox.setdefault(str(message["Message-ID"]), message)
         return "250 2.0.0 queued"
 

@@ -18,6 +18,7 @@ from email.header import Header
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, SendResult
+from tapwire_messaging.channels.mailbox import Mailbox
 from tapwire_messaging.channels.smtp_session import SmtpProtocolError, SmtpSession
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,16 @@ class SmtpAdapter(ChannelAdapter):
     name = "smtp"
 
     def __init__(self, config: SmtpConfig, *, sender: str) -> None:
+        """``sender`` is ``TAPWIRE_EMAIL_FROM``: an address, or a display name and an address in angle
+        brackets. Raises ValueError when it names no usable address."""
         self.config = config
-        self.sender = sender
-        self._sender_domain = sender.rpartition("@")[2] or "tapwire.local"
+        try:
+            self.sender = _envelope_ready(Mailbox.parse(sender))
+        except ValueError as exc:
+            raise ValueError(f"TAPWIRE_EMAIL_FROM: {exc}") from exc
+        self._from_header = self.sender.header()
+        # The sender's domain names the client in EHLO and makes Message-IDs globally unique.
+        self._sender_domain = self.sender.domain
         self._sessions: list[SmtpSession | None] = [None] * config.pool_size
         self._connecting = [asyncio.Lock() for _ in range(config.pool_size)]
         self._next = 0
@@ -100,18 +108,22 @@ class SmtpAdapter(ChannelAdapter):
 
         Built directly rather than through ``email.message``: its header machinery costs about a millisecond
         per message, the largest cost of a send. Header values lose CR/LF (no header injection from templates),
-        non-ASCII values are RFC 2047 encoded, bodies are UTF-8 quoted-printable.
+        non-ASCII values are RFC 2047 encoded (in ``From`` and ``To`` only the display name), bodies are UTF-8
+        quoted-printable. Raises ValueError when ``message.to`` is not one usable mailbox.
         """
+        recipient = _envelope_ready(Mailbox.parse(message.to))
+        return self._build(message, recipient)
+
+    def _build(self, message: OutboundMessage, recipient: Mailbox) -> bytes:
+        lines = [f"From: {self._from_header}", f"To: {recipient.header()}"]
         headers = [
-            ("From", self.sender),
-            ("To", message.to),
             ("Subject", message.subject or ""),
             ("Date", self._date()),
             ("Message-ID", self.message_id(message)),
             ("MIME-Version", "1.0"),
             *message.headers.items(),
         ]
-        lines = [f"{name}: {_header_value(value)}" for name, value in headers]
+        lines.extend(f"{name}: {_header_value(value)}" for name, value in headers)
         if message.html:
             boundary = f"=_tw_{message.idempotency_key}"
             lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
@@ -126,19 +138,19 @@ class SmtpAdapter(ChannelAdapter):
         return ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        payload = self.build(message)
+        try:
+            recipient = _envelope_ready(Mailbox.parse(message.to))
+        except ValueError as exc:
+            return SendResult("rejected", f"invalid address: {exc}")
+        payload = self._build(message, recipient)
         slot = self._next
         self._next = (slot + 1) % len(self._sessions)
         try:
             session = await self._session(slot)
         except (SmtpProtocolError, OSError, TimeoutError) as exc:
             return SendResult("failed", f"connect: {exc}")
-        mailbox = message.to
-        if "<" in mailbox and "\r" not in mailbox and "\n" not in mailbox:
-            # A display-name form ("Ann <ann@example.com>") names the mailbox in angle brackets.
-            mailbox = email.utils.parseaddr(mailbox)[1] or mailbox
         try:
-            reply = await session.send(self.sender, mailbox, payload)
+            reply = await session.send(self.sender.address, recipient.address, payload)
         except SmtpProtocolError as exc:
             return SendResult("failed", str(exc))
         except ValueError as exc:
@@ -171,6 +183,21 @@ class SmtpAdapter(ChannelAdapter):
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, [None] * len(self._sessions)
         await asyncio.gather(*(s.quit() for s in sessions if s is not None))
+
+
+def _envelope_ready(mailbox: Mailbox) -> Mailbox:
+    """The mailbox with an ASCII address: an internationalised domain in its IDNA form. A non-ASCII local part
+    would need SMTPUTF8 (RFC 6531), which this client does not speak: ValueError."""
+    if mailbox.address.isascii():
+        return mailbox
+    local, _, domain = mailbox.address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"{mailbox.address!r} has a non-ASCII local part (SMTPUTF8 is not supported)")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"{mailbox.address!r} has an invalid domain") from exc
+    return Mailbox(f"{local}@{ascii_domain}", mailbox.display_name)
 
 
 def _header_value(value: str) -> str:
