@@ -111,17 +111,20 @@ class HttpReceiver:
     respond: Responder
     requests: list[Received] = field(default_factory=list)
     port: int = 0
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 @contextmanager
-def http_receiver(respond: Responder | None = None, *, port: int = 0) -> Iterator[HttpReceiver]:
-    """A threaded HTTP server on 127.0.0.1 (``port`` 0 picks a free one; a given port brings a stopped receiver
-    back where its clients expect it)."""
-    receiver = HttpReceiver(respond or (lambda _r, _n: (200, {"ok": True})))
+def http_receiver(
+    respond: Responder | None = None, *, port: int = 0, host: str = "127.0.0.1"
+) -> Iterator[HttpReceiver]:
+    """A threaded HTTP server on ``host`` (a loopback address; ``port`` 0 picks a free one; a given port brings
+    a stopped receiver back where its clients expect it)."""
+    receiver = HttpReceiver(respond or (lambda _r, _n: (200, {"ok": True})), host=host)
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -159,7 +162,7 @@ def http_receiver(respond: Responder | None = None, *, port: int = 0) -> Iterato
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

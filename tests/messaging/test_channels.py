@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from tapwire_core.egress import EgressPolicy
 from tapwire_messaging.channels import OutboundMessage
 from tapwire_messaging.channels.http_retry import RetryPolicy
 from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
@@ -24,6 +25,8 @@ from tests.messaging.servers import Received, http_receiver, smtp_sink
 pytestmark = pytest.mark.integration
 
 FAST = RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.05)
+# The receivers listen on loopback, which customers' webhooks may reach only through the operator's allow-list.
+LOOPBACK = EgressPolicy.parse("127.0.0.1/32")
 
 
 def test_smtp_url_forms() -> None:
@@ -86,7 +89,7 @@ async def test_smtp_unreachable_server_is_a_retryable_failure() -> None:
 
 async def test_webhook_signature_verifies_with_the_shared_secret() -> None:
     with http_receiver() as receiver:
-        adapter = WebhookAdapter(policy=FAST)
+        adapter = WebhookAdapter(policy=FAST, egress=LOOPBACK)
         result = await adapter.send(
             OutboundMessage("key-1", f"{receiver.url}/hook", "", data={"user": "i:ann"}, secret="s3cret")
         )
@@ -107,7 +110,7 @@ async def test_webhook_retries_500_until_200_and_delivers_once() -> None:
         return (500, {"error": "busy"}) if n == 0 else (200, {"ok": True})
 
     with http_receiver(respond) as receiver:
-        adapter = WebhookAdapter(policy=FAST, rng=random.Random(1))
+        adapter = WebhookAdapter(policy=FAST, rng=random.Random(1), egress=LOOPBACK)
         result = await adapter.send(OutboundMessage("k", receiver.url, "", data={"a": 1}, secret="s"))
         await adapter.close()
     assert result.outcome == "sent"
@@ -118,7 +121,7 @@ async def test_webhook_retries_500_until_200_and_delivers_once() -> None:
 
 async def test_webhook_does_not_retry_a_400() -> None:
     with http_receiver(lambda _r, _n: (400, {"error": "bad"})) as receiver:
-        adapter = WebhookAdapter(policy=FAST)
+        adapter = WebhookAdapter(policy=FAST, egress=LOOPBACK)
         result = await adapter.send(OutboundMessage("k", receiver.url, "", data={}, secret="s"))
         await adapter.close()
     assert result.outcome == "rejected"
@@ -133,13 +136,34 @@ async def test_webhook_gives_up_after_the_policy_and_reports_failure() -> None:
 
     with http_receiver(lambda _r, _n: (503, {})) as receiver:
         adapter = WebhookAdapter(
-            policy=RetryPolicy(attempts=3, base_delay_s=1, max_delay_s=8), sleep=no_sleep
+            policy=RetryPolicy(attempts=3, base_delay_s=1, max_delay_s=8), sleep=no_sleep, egress=LOOPBACK
         )
         result = await adapter.send(OutboundMessage("k", receiver.url, "", data={}, secret="s"))
         await adapter.close()
     assert result.outcome == "failed"
     assert len(receiver.requests) == 3
     assert len(delays) == 2 and 0 <= delays[0] <= 1 and 0 <= delays[1] <= 2
+
+
+async def test_webhook_to_an_internal_address_is_rejected_without_a_request_or_a_retry() -> None:
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["169.254.169.254"] if host == "meta.customer.example" else ["127.0.0.1"]
+
+    with http_receiver() as receiver:
+        adapter = WebhookAdapter(policy=FAST, resolver=resolve)
+        urls = ("http://meta.customer.example/hook", f"http://hooks.customer.example:{receiver.port}/hook")
+        results = [
+            await adapter.send(OutboundMessage("k", url, "", data={}, secret="s" * 16)) for url in urls
+        ]
+        await adapter.close()
+    assert [r.outcome for r in results] == ["rejected", "rejected"]
+    assert "169.254.169.254 is link-local (cloud metadata)" in results[0].detail
+    assert "127.0.0.1 is loopback" in results[1].detail
+    assert asked == ["meta.customer.example", "hooks.customer.example"]
+    assert receiver.requests == []
 
 
 async def test_fcm_shape_and_unregistered_token() -> None:

@@ -40,6 +40,7 @@ def env(kafka_broker: Any, fresh_postgres_url: str, clickhouse_database_url: str
         "TAPWIRE_TOPIC_PARTITIONS": "4",
         "TAPWIRE_MESSAGING_SECRET": "distributed-secret-0123456789abcdef",
         "TAPWIRE_MESSAGING_CLAIM_BATCH": "20",
+        "TAPWIRE_EGRESS_ALLOW": "127.0.0.1/32",
         "TAPWIRE_LOG_LEVEL": "WARNING",
     }
 

@@ -76,6 +76,8 @@ def settings(tmp_path: Path) -> Settings:
         privacy_sweep_delay_s=30.0,
         privacy_poll_s=0.05,
         privacy_batch_size=500,
+        # The test receivers listen on loopback: the operator's allow-list admits them.
+        egress_allow="127.0.0.1/32",
     )
 
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tapwire_core import metrics
+from tapwire_core.egress import policy_from_settings
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.worker import PrivacyWorker
 from tests.privacy.conftest import HEADERS, Api, Rig
@@ -55,7 +56,7 @@ async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhoo
     await rig.control.upsert_account(
         "ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1", settings={"privacy_webhook_url": url}
     )
-    notifier = WebhookNotifier(rig.control.get_account)
+    notifier = WebhookNotifier(rig.control.get_account, egress=policy_from_settings(rig.settings))
     worker = PrivacyWorker(
         repository=rig.repository,
         registry=rig.registry,
@@ -100,7 +101,7 @@ async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhoo
 
 
 async def test_an_account_without_a_webhook_keeps_its_notices_queued(rig: Rig) -> None:
-    notifier = WebhookNotifier(rig.control.get_account)
+    notifier = WebhookNotifier(rig.control.get_account, egress=policy_from_settings(rig.settings))
     worker = PrivacyWorker(
         repository=rig.repository,
         registry=rig.registry,
@@ -140,7 +141,7 @@ async def test_a_ccpa_request_is_acknowledged_to_the_customer(
         region="eu1",
         settings={"privacy_jurisdiction": "ccpa", "privacy_webhook_url": url},
     )
-    notifier = WebhookNotifier(rig.control.get_account)
+    notifier = WebhookNotifier(rig.control.get_account, egress=policy_from_settings(rig.settings))
     worker = PrivacyWorker(
         repository=rig.repository,
         registry=rig.registry,
@@ -206,3 +207,64 @@ async def test_a_ccpa_request_is_acknowledged_to_the_customer(
         assert await rig.repository.notices_for(gdpr.id) == []
     finally:
         await notifier.close()
+
+
+@pytest.mark.parametrize("ccpa", [False, True])
+async def test_a_webhook_leading_inside_gets_no_notice_and_says_why(
+    rig: Rig, webhook: tuple[str, _Hook], ccpa: bool
+) -> None:
+    """Without the operator's allow-list, a customer's privacy webhook on this machine (named ``localhost``,
+    resolved by the system) or at the cloud metadata address (a name a hostile DNS answers with it) is never
+    posted to; the notice stays queued with the refusal as its error."""
+    url, hook = webhook
+    metadata_url = "http://hooks.customer.example/notice"
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["169.254.169.254"] if host == "hooks.customer.example" else ["127.0.0.1"]
+
+    for account, hook_url, resolver, reason in (
+        ("ACC-L", url.replace("127.0.0.1", "localhost"), None, "127.0.0.1 is loopback"),
+        ("ACC-M", metadata_url, resolve, "169.254.169.254 is link-local (cloud metadata)"),
+    ):
+        settings: dict[str, Any] = {"privacy_webhook_url": hook_url}
+        if ccpa:
+            settings["privacy_jurisdiction"] = "ccpa"
+        await rig.control.upsert_account(
+            account,
+            passcode=f"passcode-{account}",
+            write_key=f"wk-{account}",
+            region="eu1",
+            settings=settings,
+        )
+        notifier = (
+            WebhookNotifier(rig.control.get_account)
+            if resolver is None
+            else WebhookNotifier(rig.control.get_account, resolver=resolver)
+        )
+        worker = PrivacyWorker(
+            repository=rig.repository,
+            registry=rig.registry,
+            settings=rig.settings,
+            clock=rig.clock,
+            notifier=notifier,
+        )
+        try:
+            view = await rig.repository.create(
+                account_id=account,
+                type="export",
+                scope="subject",
+                channel="direct",
+                jurisdiction="ccpa" if ccpa else "gdpr",
+                keys=["i:x"],
+                status="referred",
+            )
+            await worker.deliver_notices()
+            notices = await rig.repository.notices_for(view.id)
+            assert notices, "the request queued no notice"
+            for notice in notices:
+                assert notice["delivered"] is False
+                assert notice["last_error"].startswith("webhook refused:"), notice["last_error"]
+                assert reason in notice["last_error"]
+        finally:
+            await notifier.close()
+    assert hook.received == []

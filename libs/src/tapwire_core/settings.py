@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     public_url: str | None = None
     log_level: str = "INFO"
+    # Customer-supplied URLs (webhooks, privacy notices) reach public addresses only; these CIDRs and host
+    # names are reachable too (internal receivers). See tapwire_core.egress.
+    egress_allow: str | None = None
 
     # Topics; one set per deployment.
     events_topic: str = "tapwire.events"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from tapwire_core.egress import EgressPolicy, UnsafeUrl, check_url
 from tapwire_core.http.errors import ApiError
 from tapwire_messaging.audience import AudienceError, ExplicitIdentities
 from tapwire_messaging.channels.base import CHANNELS, ChannelName
@@ -45,8 +46,11 @@ class CampaignSpec:
     cutoff_ms: int
 
 
-def parse_campaign(payload: Any, *, now_ms: int, kind: Kind = "campaign") -> CampaignSpec:
-    """A campaign from CleverTap's ``targets/create`` body or the native body (a superset)."""
+def parse_campaign(
+    payload: Any, *, now_ms: int, kind: Kind = "campaign", egress: EgressPolicy | None = None
+) -> CampaignSpec:
+    """A campaign from CleverTap's ``targets/create`` body or the native body (a superset). ``egress`` is the
+    operator's allow-list, against which a webhook URL is checked."""
     if not isinstance(payload, dict):
         raise ApiError(400, "Body must be a JSON object")
     name = payload.get("name")
@@ -55,7 +59,7 @@ def parse_campaign(payload: Any, *, now_ms: int, kind: Kind = "campaign") -> Cam
     channel = _channel(payload)
     audience = _audience(payload)
     variants = _variants(payload, channel)
-    rules = _rules(payload, channel)
+    rules = _rules(payload, channel, egress or EgressPolicy())
     scheduled_ms = _when(payload.get("when", "now"), now_ms)
     cutoff_s = payload.get("cutoff_s", DEFAULT_CUTOFF_S[kind])
     if not isinstance(cutoff_s, int | float) or isinstance(cutoff_s, bool) or cutoff_s <= 0:
@@ -160,7 +164,7 @@ def _variants(payload: Mapping[str, Any], channel: ChannelName) -> list[dict[str
     return variants
 
 
-def _rules(payload: Mapping[str, Any], channel: ChannelName) -> dict[str, Any]:
+def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolicy) -> dict[str, Any]:
     rules: dict[str, Any] = {}
     control = payload.get("control_group_percent", 0)
     if not isinstance(control, int | float) or isinstance(control, bool) or not 0 <= control < 100:
@@ -201,15 +205,14 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName) -> dict[str, Any]:
         rules["conversion_goal"] = {"event": goal["event"], "window_s": float(goal.get("window_s", 86400))}
     if channel == "webhook":
         hook = payload.get("webhook")
-        if (
-            not isinstance(hook, dict)
-            or not str(hook.get("url", "")).startswith(("http://", "https://"))
-            or not isinstance(hook.get("secret"), str)
-            or len(hook["secret"]) < 16
-        ):
+        if not isinstance(hook, dict) or not isinstance(hook.get("secret"), str) or len(hook["secret"]) < 16:
             raise ApiError(
                 422, "webhook campaigns need webhook: {url: http(s) URL, secret: >= 16 characters}"
             )
+        try:
+            check_url(hook.get("url"), egress)
+        except UnsafeUrl as exc:
+            raise ApiError(422, f"webhook.url {exc}") from exc
         rules["webhook"] = {"url": hook["url"], "secret": hook["secret"]}
     devices = payload.get("devices")
     if devices is not None:

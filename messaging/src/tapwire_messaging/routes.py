@@ -48,7 +48,7 @@ async def _body(request: Request) -> Any:
 async def _create(
     service: Messaging, account_id: str, payload: Any, *, kind: Kind, estimate: bool
 ) -> dict[str, Any]:
-    spec = parse_campaign(payload, now_ms=service.now_ms(), kind=kind)
+    spec = parse_campaign(payload, now_ms=service.now_ms(), kind=kind, egress=service.egress)
     if spec.channel != "webhook" and service.sender.providers.get(spec.channel) is None:
         raise ApiError(422, f"no {spec.channel} provider is configured on this deployment")
     if estimate:

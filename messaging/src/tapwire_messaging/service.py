@@ -7,6 +7,7 @@ import time
 
 from tapwire_core.bus import Bus
 from tapwire_core.control.store import ControlStore
+from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
@@ -41,6 +42,8 @@ class MessagingService:
         self.bus = bus
         self.warehouse = warehouse
         self.clock = clock
+        # What customer-supplied URLs may reach beyond public addresses (checked again on every connection).
+        self.egress = policy_from_settings(settings)
         self.resolver = resolver or DefaultAudienceResolver(
             warehouse, store, cluster=settings.clickhouse_cluster is not None
         )

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tapwire_core.control.store import ControlStore
+from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import ClosureSource
@@ -63,7 +64,7 @@ class PrivacyRuntime:
             extra_coverage=extra_coverage,
             recipients=recipients,
         )
-        notifier = WebhookNotifier(store.get_account)
+        notifier = WebhookNotifier(store.get_account, egress=policy_from_settings(settings))
         worker = PrivacyWorker(
             repository=repository, registry=registry, settings=settings, clock=clock, notifier=notifier
         )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from tapwire_core.egress import EgressRefused
 from tapwire_messaging.channels.base import SendOutcome
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -27,11 +28,13 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
-    """The last answer: a response, or the transport error that prevented one."""
+    """The last answer: a response, or the transport error that prevented one. ``refused``: the URL leads to
+    an address customers may not reach (no request was sent, and a retry would not change that)."""
 
     response: httpx.Response | None
     error: str = ""
     attempts: int = 1
+    refused: bool = False
 
 
 def is_retryable(status: int) -> bool:
@@ -74,6 +77,8 @@ async def request_with_retries(
     for attempt in range(policy.attempts):
         try:
             response = await client.request(method, url, content=content, headers=dict(headers()))
+        except EgressRefused as exc:
+            return HttpAnswer(None, str(exc), attempt + 1, refused=True)
         except httpx.HTTPError as exc:
             last = HttpAnswer(None, f"{type(exc).__name__}: {exc}".rstrip(": "), attempt + 1)
         else:

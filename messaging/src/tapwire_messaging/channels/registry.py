@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
 from tapwire_messaging.channels.base import ChannelAdapter, ChannelName
 from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
@@ -53,5 +54,5 @@ def build_providers(settings: Settings) -> Providers:
         email=email,
         push=PushRouter(fcm, apns) if fcm or apns else None,
         sms=TwilioSmsAdapter(settings.sms_url) if settings.sms_url else None,
-        webhook=WebhookAdapter(),
+        webhook=WebhookAdapter(egress=policy_from_settings(settings)),
     )

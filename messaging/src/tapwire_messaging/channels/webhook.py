@@ -13,9 +13,9 @@ import random
 import time
 from collections.abc import Callable
 
-import httpx
 import orjson
 
+from tapwire_core.egress import EgressPolicy, Resolver, guarded_client, system_resolver
 from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, SendResult
 from tapwire_messaging.channels.http_retry import (
     RetryPolicy,
@@ -55,9 +55,11 @@ def verify_signature(
 class WebhookAdapter(ChannelAdapter):
     """POSTs ``message.data`` as JSON to ``message.to``, signed with ``message.secret``.
 
-    Retries 5xx, 408, 429 and transport errors with exponential backoff and full jitter, within one send; any
-    other 4xx is final (``rejected``). The outbox key travels as ``Idempotency-Key`` so receivers can drop
-    a repeat after a crash.
+    The URL is the customer's, so it goes through the guarded client: only public addresses, or what the
+    operator's ``egress`` allow-list names, on every connection; a URL leading elsewhere is ``rejected``
+    without a request. Redirects are not followed (a 3xx is ``rejected``). Retries 5xx, 408, 429 and
+    transport errors with exponential backoff and full jitter, within one send; any other 4xx is final
+    (``rejected``). The outbox key travels as ``Idempotency-Key`` so receivers can drop a repeat after a crash.
     """
 
     name = "webhook"
@@ -70,9 +72,13 @@ class WebhookAdapter(ChannelAdapter):
         sleep: Sleep | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        egress: EgressPolicy | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.policy = policy or RetryPolicy()
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self._client = guarded_client(
+            egress or EgressPolicy(), timeout_s=timeout_s, deadline_s=3 * timeout_s, resolver=resolver
+        )
         self._sleep = sleep
         self._clock = clock
         self._rng = rng
@@ -103,6 +109,8 @@ class WebhookAdapter(ChannelAdapter):
             **extra,
         )
         response = answer.response
+        if answer.refused:
+            return SendResult("rejected", f"refused: {answer.error}")
         if response is None:
             return SendResult("failed", f"after {answer.attempts} attempts: {answer.error}")
         detail = f"HTTP {response.status_code} after {answer.attempts} attempts"
