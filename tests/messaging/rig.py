@@ -47,6 +47,8 @@ class Rig:
 
 
 def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
+    # The test receivers listen on loopback: the operator's allow-list admits them.
+    defaults: dict[str, Any] = {"messaging_poll_s": 0.05, "egress_allow": "127.0.0.1/32"}
     return Settings(
         data_dir=tmp / "data",
         accounts=f"{ACCOUNT}:{PASSCODE}:writekey-messaging-0123456789",
@@ -54,8 +56,7 @@ def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
         email_from="news@shop.example",
         messaging_secret=SECRET,
         public_url="https://t.shop.example",
-        # The test receivers listen on loopback: the operator's allow-list admits them.
-        **({"messaging_poll_s": 0.05, "egress_allow": "127.0.0.1/32"} | extra),
+        **(defaults | extra),
     )
 
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     apns_url: str | None = None
     sms_url: str | None = None
     messaging_secret: str | None = Field(default=None, description="signs unsubscribe, open and click links")
+    messaging_link_ttl_days: float = Field(
+        default=90.0, gt=0, description="open and click links stop working this long after the message"
+    )
     messaging_senders: int = 16
     messaging_claim_batch: int = 200
     messaging_lease_s: float = 30.0

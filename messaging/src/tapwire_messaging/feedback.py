@@ -1,7 +1,7 @@
 """What happened to messages, published on the bus as canonical system events.
 
-Event ids are derived from (campaign, variant, user, channel, event name), so a republish after a crash
-is stored once (the events table deduplicates on event id).
+Event ids are derived from (campaign, variant, user, channel, event name), and for clicks the link and the
+minute, so a republish after a crash is stored once (the events table deduplicates on event id).
 """
 
 from __future__ import annotations
@@ -54,9 +54,13 @@ class Feedback:
     channel: str
     ts_ms: int
     extra: dict[str, Any] | None = None
+    occurrence: str = ""
+    """Tells apart events that may happen more than once per message (a click each minute); empty: once."""
 
     def envelope(self) -> Envelope:
         identity = f"{self.campaign_id}\x1f{self.variant}\x1f{self.user_key}\x1f{self.channel}\x1f{self.name}"
+        if self.occurrence:
+            identity += f"\x1f{self.occurrence}"
         event_id = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
         properties: dict[str, Any] = {
             "campaign_id": self.campaign_id,

@@ -19,7 +19,7 @@ from tapwire_messaging.campaigns import Kind, parse_campaign
 from tapwire_messaging.feedback import Feedback, FeedbackName
 from tapwire_messaging.outbox import Campaign
 from tapwire_messaging.service import MessagingService
-from tapwire_messaging.signing import BadToken, LinkTarget
+from tapwire_messaging.signing import BadToken, ExpiredLink, LinkTarget
 
 router = APIRouter()
 links_router = APIRouter()
@@ -311,7 +311,9 @@ async def native_stop(campaign_id: int, account: PasscodeAccount, service: Messa
 # Public links: no account headers, the signature is the credential.
 
 
-async def _interaction(service: MessagingService, target: LinkTarget, kind: str, name: FeedbackName) -> None:
+async def _interaction(
+    service: MessagingService, target: LinkTarget, kind: str, name: FeedbackName, *, occurrence: str = ""
+) -> None:
     now = service.now_ms()
     first = await service.outbox.record_interaction(
         campaign_id=target.campaign_id, variant=target.variant, user_key=target.user_key, kind=kind, ts_ms=now
@@ -327,14 +329,17 @@ async def _interaction(service: MessagingService, target: LinkTarget, kind: str,
                     target.variant,
                     target.channel,
                     now,
+                    occurrence=occurrence,
                 )
             ]
         )
 
 
-def _verify(service: MessagingService, purpose: str, token: str) -> LinkTarget:
+async def _verify(service: MessagingService, purpose: str, token: str) -> LinkTarget:
     try:
-        return service.links.signer.verify(purpose, token)
+        return await service.links.verify(purpose, token)
+    except ExpiredLink as exc:
+        raise ApiError(410, "This link has expired") from exc
     except BadToken as exc:
         raise ApiError(404, "This link is not valid") from exc
 
@@ -342,7 +347,7 @@ def _verify(service: MessagingService, purpose: str, token: str) -> LinkTarget:
 @links_router.post("/m/u/{token}")
 async def one_click_unsubscribe(token: str, service: Messaging) -> Response:
     """RFC 8058 one-click unsubscribe: the mail client POSTs ``List-Unsubscribe=One-Click`` here."""
-    target = _verify(service, "unsubscribe", token)
+    target = await _verify(service, "unsubscribe", token)
     now = service.now_ms()
     await consent.set_consent(
         service.store.engine,
@@ -362,7 +367,7 @@ async def one_click_unsubscribe(token: str, service: Messaging) -> Response:
 @links_router.get("/m/u/{token}")
 async def unsubscribe_page(token: str, service: Messaging) -> Response:
     """A confirmation page; a GET never unsubscribes (link scanners follow GETs)."""
-    _verify(service, "unsubscribe", token)
+    await _verify(service, "unsubscribe", token)
     return HTMLResponse(
         '<!doctype html><title>Unsubscribe</title><form method="post">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
@@ -372,15 +377,20 @@ async def unsubscribe_page(token: str, service: Messaging) -> Response:
 
 @links_router.get("/m/o/{token}.gif")
 async def open_pixel(token: str, service: Messaging) -> Response:
-    target = _verify(service, "open", token)
-    await _interaction(service, target, "viewed", "Notification Viewed")
+    target = await _verify(service, "open", token)
+    # One use per link per minute reaches the database; reloads and proxies' prefetches stop here.
+    if service.links.uses.admit(f"o{token}", service.clock()) is not None:
+        await _interaction(service, target, "viewed", "Notification Viewed")
     return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
 @links_router.get("/m/c/{token}")
 async def click(token: str, service: Messaging) -> Response:
-    target = _verify(service, "click", token)
+    target = await _verify(service, "click", token)
     if not target.url:
         raise ApiError(404, "This link is not valid")
-    await _interaction(service, target, "clicked", "Notification Clicked")
+    # A click counts once per link per minute: repeats only redirect.
+    occurrence = service.links.uses.admit(f"c{token}", service.clock())
+    if occurrence is not None:
+        await _interaction(service, target, "clicked", "Notification Clicked", occurrence=occurrence)
     return RedirectResponse(target.url, status_code=302)

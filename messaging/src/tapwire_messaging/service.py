@@ -69,12 +69,22 @@ class MessagingService:
             raise RuntimeError("the messaging service is not started")
         return self._sender
 
+    async def _campaign_cutoff(self, account_id: str, campaign_id: int) -> int | None:
+        campaign = await self.outbox.campaign(campaign_id, account_id)
+        return None if campaign is None else campaign.cutoff_ms
+
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
     async def start(self) -> None:
         secret = load_or_create_secret(self.settings.messaging_secret, self.settings.data_dir.resolve())
-        self._links = Links(self.settings.resolved_public_url(), LinkSigner(secret))
+        self._links = Links(
+            self.settings.resolved_public_url(),
+            LinkSigner(secret),
+            ttl_s=self.settings.messaging_link_ttl_days * 86400,
+            clock=self.clock,
+            campaign_cutoff=self._campaign_cutoff,
+        )
         providers = self._providers or build_providers(self.settings)
         self._providers = providers
         await providers.start()
