@@ -153,8 +153,12 @@ def test_external_secrets_name_a_store_and_a_target(overlay: str) -> None:
         assert _at(secret, "spec.secretStoreRef.kind") == "ClusterSecretStore"
         assert _at(secret, "spec.secretStoreRef.name")
         assert _at(secret, "spec.target.name")
-        for item in _at(secret, "spec.data"):
+        spec = secret["spec"]
+        assert spec.get("data") or spec.get("dataFrom"), f"{secret['metadata']['name']} fetches nothing"
+        for item in spec.get("data", []):
             assert item["secretKey"] and item["remoteRef"]["key"]
+        for source in spec.get("dataFrom", []):
+            assert source["extract"]["key"]
 
 
 def test_monitoring_selects_every_service_and_alerts_are_complete(overlay: str) -> None:

@@ -101,7 +101,9 @@ class Received:
         return json.loads(self.body)
 
 
-Responder = Callable[[Received, int], tuple[int, dict[str, Any] | str]]
+Answer = tuple[int, dict[str, Any] | str] | tuple[int, dict[str, Any] | str, dict[str, str]]
+"""(status, JSON payload or text) or (status, payload, extra response headers)."""
+Responder = Callable[[Received, int], Answer]
 
 
 @dataclass
@@ -147,7 +149,8 @@ def http_receiver(
             with lock:
                 index = len(receiver.requests)
                 receiver.requests.append(request)
-            status, payload = receiver.respond(request, index)
+            status, payload, *more = receiver.respond(request, index)
+            extra_headers: dict[str, str] = more[0] if more else {}
             # 204 and 304 carry no body.
             body = (
                 b""
@@ -159,6 +162,8 @@ def http_receiver(
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in extra_headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

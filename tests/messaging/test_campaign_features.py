@@ -17,6 +17,7 @@ from tapwire_core.envelope import decode
 from tapwire_messaging.channels.webhook import verify_signature
 from tapwire_messaging.metrics import DELIVERIES
 from tests.infra.clickhouse import WarehouseFactory
+from tests.messaging.push_receivers import push_providers
 from tests.messaging.rig import (
     HEADERS,
     Rig,
@@ -89,8 +90,9 @@ async def test_push_tokens_reported_unregistered_are_not_used_again(
             return 404, {"error": {"details": [{"errorCode": "UNREGISTERED"}]}}
         return 200, {"name": "projects/p/messages/1"}
 
-    with http_receiver(respond) as fcm:
-        settings = settings_for(tmp_path, None, fcm_url=f"{fcm.url}/v1/projects/p")
+    with push_providers(tmp_path, fcm_answer=respond) as providers:
+        fcm = providers.fcm
+        settings = settings_for(tmp_path, None, **providers.settings)
         async with messaging_rig(tmp_path, warehouse, settings) as rig:
             await add_profiles(warehouse, [("i:live", {}), ("i:dead", {}), ("i:none", {})])
             await add_push_tokens(warehouse, [("i:live", "tok-live", "fcm"), ("i:dead", "tok-dead", "fcm")])

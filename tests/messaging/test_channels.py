@@ -1,4 +1,5 @@
-"""Provider adapters against real local servers: SMTP sink, webhook, FCM, APNs and Twilio-shaped receivers."""
+"""Provider adapters against real local servers: SMTP sink, webhook and Twilio-shaped receivers (push: see
+test_push_providers.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from tapwire_core.egress import EgressPolicy
 from tapwire_messaging.channels import OutboundMessage
 from tapwire_messaging.channels.http_retry import RetryPolicy
-from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
 from tapwire_messaging.channels.sms import TwilioSmsAdapter
 from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
 from tapwire_messaging.channels.webhook import (
@@ -164,50 +164,6 @@ async def test_webhook_to_an_internal_address_is_rejected_without_a_request_or_a
     assert "127.0.0.1 is loopback" in results[1].detail
     assert asked == ["meta.customer.example", "hooks.customer.example"]
     assert receiver.requests == []
-
-
-async def test_fcm_shape_and_unregistered_token() -> None:
-    def respond(request: Received, _n: int) -> tuple[int, dict[str, object]]:
-        if request.json()["message"]["token"] == "dead":
-            return 404, {"error": {"status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}}
-        return 200, {"name": "projects/p/messages/1"}
-
-    with http_receiver(respond) as receiver:
-        fcm = FcmAdapter(f"http://:tok@127.0.0.1:{receiver.port}/v1/projects/p", policy=FAST)
-        router = PushRouter(fcm, None)
-        ok = await router.send(OutboundMessage("k", "live", "Body", title="T", platform="fcm", data={"n": 1}))
-        gone = await router.send(OutboundMessage("k2", "dead", "Body", platform="fcm"))
-        no_apns = await router.send(OutboundMessage("k3", "tok", "Body", platform="apns"))
-        await router.close()
-    assert (ok.outcome, ok.provider_id) == ("sent", "projects/p/messages/1")
-    assert gone.outcome == "unregistered"
-    assert no_apns.outcome == "rejected"
-    first = receiver.requests[0]
-    assert first.path == "/v1/projects/p/messages:send"
-    assert first.headers["authorization"] == "Bearer tok"
-    assert first.json() == {
-        "message": {"token": "live", "notification": {"title": "T", "body": "Body"}, "data": {"n": "1"}}
-    }
-
-
-async def test_apns_shape_and_unregistered_token() -> None:
-    def respond(request: Received, _n: int) -> tuple[int, dict[str, object]]:
-        if request.path.endswith("/dead"):
-            return 410, {"reason": "Unregistered"}
-        return 200, {}
-
-    with http_receiver(respond) as receiver:
-        apns = ApnsAdapter(f"http://127.0.0.1:{receiver.port}?topic=com.shop.app", policy=FAST)
-        ok = await apns.send(OutboundMessage("k", "abc", "Body", title="T"))
-        await apns.send(OutboundMessage("k", "abc", "Body", title="T"))
-        gone = await apns.send(OutboundMessage("k2", "dead", "Body"))
-        await apns.close()
-    assert ok.outcome == "sent" and gone.outcome == "unregistered"
-    first, second = receiver.requests[:2]
-    assert first.path == "/3/device/abc"
-    assert first.headers["apns-topic"] == "com.shop.app"
-    assert first.headers["apns-id"] == second.headers["apns-id"]  # stable per outbox key
-    assert first.json() == {"aps": {"alert": {"title": "T", "body": "Body"}}}
 
 
 async def test_twilio_shaped_sms() -> None:

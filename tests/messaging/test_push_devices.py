@@ -1,4 +1,5 @@
-"""Push to every device of a user, against FCM-HTTP-v1- and APNs-shaped receivers on 127.0.0.1.
+"""Push to every device of a user, against FCM-HTTP-v1- and APNs-shaped receivers on 127.0.0.1 (OAuth access
+tokens and HTTP/2 with provider tokens, as the real services require).
 
 A campaign with ``send_to_all_devices`` writes one outbox row, with its own idempotency key, per live device
 token; without it, a push goes to the user's most recently uploaded token. A token the provider reports gone
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
 from tapwire_messaging.recipients import device_id
 from tapwire_messaging.sender import idempotency_key
 from tests.infra.clickhouse import WarehouseFactory
+from tests.messaging.push_receivers import FCM_PROJECT, push_providers
 from tests.messaging.rig import Rig, add_profiles, add_push_tokens, messaging_rig, settings_for, wait_finished
-from tests.messaging.servers import Received, http_receiver
+from tests.messaging.servers import Received
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +43,14 @@ DEAD_FCM, DEAD_APNS = "fcm-ann-dead", "apns-bob-dead"
 
 
 def fcm_answer(request: Received, _n: int) -> tuple[int, dict[str, Any]]:
-    assert request.path == "/v1/projects/p/messages:send"
+    assert request.path == f"/v1/projects/{FCM_PROJECT}/messages:send"
     token = request.json()["message"]["token"]
     if token == DEAD_FCM:
         return 404, FCM_GONE
-    return 200, {"name": f"projects/p/messages/{token}"}
+    return 200, {"name": f"projects/{FCM_PROJECT}/messages/{token}"}
 
 
-def apns_answer(request: Received, _n: int) -> tuple[int, dict[str, Any]]:
+def apns_answer(request: Received) -> tuple[int, dict[str, Any]]:
     assert request.path.startswith("/3/device/")
     if request.path.endswith(DEAD_APNS):
         return 410, {"reason": "Unregistered", "timestamp": int(time.time() * 1000)}
@@ -73,7 +76,7 @@ async def _users(rig: Rig) -> None:
     await add_push_tokens(rig.warehouse, [("i:cy", "wns-cy", "wns")], ts_ms=now - 1000)
 
 
-def _sent_tokens(fcm: list[Received], apns: list[Received]) -> Counter[str]:
+def _sent_tokens(fcm: Sequence[Received], apns: Sequence[Received]) -> Counter[str]:
     return Counter(
         [r.json()["message"]["token"] for r in fcm] + [r.path.removeprefix("/3/device/") for r in apns]
     )
@@ -83,10 +86,9 @@ async def test_send_to_all_devices_reaches_every_live_token_and_drops_only_the_u
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     warehouse = await warehouse_factory("chdb")
-    with http_receiver(fcm_answer) as fcm, http_receiver(apns_answer) as apns:
-        settings = settings_for(
-            tmp_path, None, fcm_url=f"{fcm.url}/v1/projects/p", apns_url=f"{apns.url}?topic=com.shop.app"
-        )
+    with push_providers(tmp_path, fcm_answer=fcm_answer, apns_answer=apns_answer) as providers:
+        fcm, apns = providers.fcm, providers.apns
+        settings = settings_for(tmp_path, None, **providers.settings)
         async with messaging_rig(tmp_path, warehouse, settings) as rig:
             await _users(rig)
             created = await rig.post("/1/targets/create.json", push(send_to_all_devices=True))
@@ -133,10 +135,9 @@ async def test_restart_resends_only_rows_left_in_flight_under_the_same_key_and_r
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     warehouse = await warehouse_factory("chdb")
-    with http_receiver(fcm_answer) as fcm, http_receiver(apns_answer) as apns:
-        settings = settings_for(
-            tmp_path, None, fcm_url=f"{fcm.url}/v1/projects/p", apns_url=f"{apns.url}?topic=com.shop.app"
-        )
+    with push_providers(tmp_path, fcm_answer=fcm_answer, apns_answer=apns_answer) as providers:
+        fcm, apns = providers.fcm, providers.apns
+        settings = settings_for(tmp_path, None, **providers.settings)
         async with messaging_rig(tmp_path, warehouse, settings) as rig:
             await _users(rig)
             created = await rig.post("/1/targets/create.json", push(send_to_all_devices=True))
@@ -187,15 +188,9 @@ async def test_a_frequency_cap_counts_a_campaign_once_however_many_devices_it_re
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     warehouse = await warehouse_factory("chdb")
-    with http_receiver(fcm_answer) as fcm, http_receiver(apns_answer) as apns:
+    with push_providers(tmp_path, fcm_answer=fcm_answer, apns_answer=apns_answer) as providers:
         # One row per claim, so each device's row is judged after the previous one was sent.
-        settings = settings_for(
-            tmp_path,
-            None,
-            fcm_url=f"{fcm.url}/v1/projects/p",
-            apns_url=f"{apns.url}?topic=com.shop.app",
-            messaging_claim_batch=1,
-        )
+        settings = settings_for(tmp_path, None, **providers.settings, messaging_claim_batch=1)
         async with messaging_rig(tmp_path, warehouse, settings) as rig:
             await _users(rig)
             capped = push(send_to_all_devices=True, caps=[{"limit": 1, "window_s": 3600}])

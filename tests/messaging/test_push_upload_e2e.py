@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.integration.processes import TapwireProcess
-from tests.messaging.servers import Received, http_receiver
+from tests.messaging.push_receivers import push_providers
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +45,12 @@ def _reach(url: str, where: dict[str, Any]) -> int | None:
     return reach
 
 
-def _ok(_request: Received, _n: int) -> tuple[int, dict[str, Any]]:
-    return 200, {"name": "projects/p/messages/1"}
-
-
 def test_tokens_uploaded_for_an_object_id_reach_each_device_of_the_identified_user(tmp_path: Path) -> None:
-    with http_receiver(_ok) as fcm, http_receiver(_ok) as apns:
-        env = {
+    with push_providers(tmp_path) as providers:
+        fcm, apns = providers.fcm, providers.apns
+        env = providers.env | {
             "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
             "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-push-0123456789abcdef",
-            "TAPWIRE_FCM_URL": f"{fcm.url}/v1/projects/p",
-            "TAPWIRE_APNS_URL": f"{apns.url}?topic=com.shop.app",
             "TAPWIRE_MESSAGING_SECRET": "push-test-secret-0123456789abcdef",
             "TAPWIRE_LOG_LEVEL": "WARNING",
         }

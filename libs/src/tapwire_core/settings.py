@@ -62,7 +62,13 @@ class Settings(BaseSettings):
     smtp_url: str | None = Field(default=None, description="smtp://[user:pass@]host:port[?starttls=true]")
     email_from: str | None = None
     fcm_url: str | None = None
+    fcm_credentials_file: Path | None = Field(
+        default=None, description="Google service-account key (JSON) FCM access tokens are minted from"
+    )
     apns_url: str | None = None
+    apns_key_file: Path | None = Field(default=None, description="the team's APNs signing key (.p8)")
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
     sms_url: str | None = None
     messaging_secret: str | None = Field(default=None, description="signs unsubscribe, open and click links")
     messaging_link_ttl_days: float = Field(

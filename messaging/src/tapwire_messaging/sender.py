@@ -594,7 +594,7 @@ class Sender:
             )
             return Verdict(row.id, "sent", result.detail, result.provider_id, sent_ms=now), feedback
         if result.outcome == "failed":
-            return self._retry_or_fail(row, result.detail), None
+            return self._retry_or_fail(row, result.detail, result.retry_after_s), None
         if result.outcome == "unregistered" and row.channel == "push":
             self._dead_tokens.append((campaign.account_id, row.address, now))
         failed = Feedback(
@@ -609,10 +609,11 @@ class Sender:
         )
         return Verdict(row.id, result.outcome, result.detail), failed
 
-    def _retry_or_fail(self, row: Claimed, detail: str) -> Verdict:
+    def _retry_or_fail(self, row: Claimed, detail: str, retry_after_s: float | None = None) -> Verdict:
         if row.attempts >= MAX_ATTEMPTS:
             return Verdict(row.id, "failed", detail)
-        backoff_ms = min(300_000, 1000 * 2**row.attempts)
+        # Never sooner than the provider's Retry-After.
+        backoff_ms = max(min(300_000, 1000 * 2**row.attempts), int((retry_after_s or 0) * 1000))
         return Verdict(row.id, "pending", detail, due_ms=self.now_ms() + backoff_ms)
 
     # Recording.

@@ -44,9 +44,13 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """``retry_after_s``: for ``failed``, the provider asked not to be called again before this many seconds
+    (``Retry-After``); the outbox waits at least that long before the next attempt."""
+
     outcome: SendOutcome
     detail: str = ""
     provider_id: str | None = None
+    retry_after_s: float | None = None
 
     @property
     def retryable(self) -> bool:

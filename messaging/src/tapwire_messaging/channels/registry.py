@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
+from tapwire_messaging.channels.apns_token import ApnsProviderToken
 from tapwire_messaging.channels.base import ChannelAdapter, ChannelName
+from tapwire_messaging.channels.fcm_token import FcmAccessToken
 from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
 from tapwire_messaging.channels.sms import TwilioSmsAdapter
 from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
@@ -48,11 +50,29 @@ def build_providers(settings: Settings) -> Providers:
             SmtpConfig.from_url(settings.smtp_url, pool_size=settings.messaging_senders),
             sender=settings.email_from,
         )
-    fcm = FcmAdapter(settings.fcm_url) if settings.fcm_url else None
-    apns = ApnsAdapter(settings.apns_url) if settings.apns_url else None
+    fcm = _fcm(settings) if settings.fcm_url else None
+    apns = _apns(settings) if settings.apns_url else None
     return Providers(
         email=email,
         push=PushRouter(fcm, apns) if fcm or apns else None,
         sms=TwilioSmsAdapter(settings.sms_url) if settings.sms_url else None,
         webhook=WebhookAdapter(egress=policy_from_settings(settings)),
     )
+
+
+def _fcm(settings: Settings) -> FcmAdapter:
+    assert settings.fcm_url is not None
+    if settings.fcm_credentials_file is None:
+        raise ValueError("TAPWIRE_FCM_URL needs TAPWIRE_FCM_CREDENTIALS_FILE (a service-account key)")
+    credentials, project_id = FcmAccessToken.from_file(settings.fcm_credentials_file)
+    return FcmAdapter(settings.fcm_url, credentials=credentials, project_id=project_id)
+
+
+def _apns(settings: Settings) -> ApnsAdapter:
+    assert settings.apns_url is not None
+    if settings.apns_key_file is None:
+        raise ValueError("TAPWIRE_APNS_URL needs TAPWIRE_APNS_KEY_FILE (the team's .p8 signing key)")
+    token = ApnsProviderToken.from_file(
+        settings.apns_key_file, key_id=settings.apns_key_id or "", team_id=settings.apns_team_id or ""
+    )
+    return ApnsAdapter(settings.apns_url, token=token)

@@ -19,6 +19,7 @@ import httpx
 
 from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, SendResult
 from tapwire_messaging.channels.http_retry import (
+    ProviderPause,
     RetryPolicy,
     outcome_for_status,
     post_with_retries,
@@ -64,6 +65,7 @@ class TwilioSmsAdapter(ChannelAdapter):
         self.sender = endpoint.sender
         self.url = endpoint.messages_url
         self.policy = policy or RetryPolicy(attempts=3)
+        self.pause = ProviderPause()
         self._client = httpx.AsyncClient(timeout=timeout_s, auth=endpoint.auth)
 
     async def send(self, message: OutboundMessage) -> SendResult:
@@ -77,10 +79,11 @@ class TwilioSmsAdapter(ChannelAdapter):
                 "I-Twilio-Idempotency-Token": message.idempotency_key,
             },
             policy=self.policy,
+            pause=self.pause,
         )
         response = answer.response
         if response is None:
-            return SendResult("failed", answer.error)
+            return SendResult("failed", answer.error, retry_after_s=answer.retry_after_s)
         payload = _json(response)
         if response.is_success:
             sid = payload.get("sid")
@@ -88,7 +91,9 @@ class TwilioSmsAdapter(ChannelAdapter):
         detail = f"HTTP {response.status_code} {payload.get('code', '')} {payload.get('message', '')}".strip()
         if payload.get("code") in _GONE_CODES:
             return SendResult("unregistered", detail)
-        return SendResult(outcome_for_status(response.status_code), detail)
+        return SendResult(
+            outcome_for_status(response.status_code), detail, retry_after_s=answer.retry_after_s
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -123,6 +128,7 @@ class TwilioMessageEraser:
     ) -> None:
         self.endpoint = TwilioEndpoint.from_url(url)
         self.policy = policy or RetryPolicy(attempts=4)
+        self.pause = ProviderPause()
         self._timeout_s = timeout_s
         self._concurrency = concurrency
 
@@ -134,7 +140,7 @@ class TwilioMessageEraser:
             async def one(sid: str) -> bool:
                 async with limit:
                     answer = await request_with_retries(
-                        client, "DELETE", self.endpoint.message_url(sid), policy=self.policy
+                        client, "DELETE", self.endpoint.message_url(sid), policy=self.policy, pause=self.pause
                     )
                 response = answer.response
                 if response is None:

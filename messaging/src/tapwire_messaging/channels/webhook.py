@@ -7,6 +7,7 @@ hex digest after ``v1=`` in ``X-Tapwire-Signature``, and refuse timestamps older
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
@@ -98,7 +99,7 @@ class WebhookAdapter(ChannelAdapter):
                 SIGNATURE_HEADER: sign(secret, timestamp, body),
             }
 
-        extra = {"sleep": self._sleep} if self._sleep is not None else {}
+        # No ProviderPause shared between sends: each customer's endpoint throttles only its own messages.
         answer = await post_with_retries(
             self._client,
             message.to,
@@ -106,19 +107,25 @@ class WebhookAdapter(ChannelAdapter):
             headers=headers,
             policy=self.policy,
             rng=self._rng,
-            **extra,
+            sleep=self._sleep or asyncio.sleep,
         )
         response = answer.response
         if answer.refused:
             return SendResult("rejected", f"refused: {answer.error}")
         if response is None:
-            return SendResult("failed", f"after {answer.attempts} attempts: {answer.error}")
+            return SendResult(
+                "failed",
+                f"after {answer.attempts} attempts: {answer.error}",
+                retry_after_s=answer.retry_after_s,
+            )
         detail = f"HTTP {response.status_code} after {answer.attempts} attempts"
         if response.is_success:
             return SendResult("sent", detail, provider_id=response.headers.get("x-request-id"))
         if response.status_code == 410:
             return SendResult("unregistered", detail)
-        return SendResult(outcome_for_status(response.status_code), detail)
+        return SendResult(
+            outcome_for_status(response.status_code), detail, retry_after_s=answer.retry_after_s
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
