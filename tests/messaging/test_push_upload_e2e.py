@@ -85,11 +85,19 @@ def test_tokens_uploaded_for_an_object_id_reach_each_device_of_the_identified_us
                 "content": {"title": "Hi", "body": "News"},
             }
             today = int(time.strftime("%Y%m%d", time.gmtime()))
-            tokens = {"event_name": "__push_token", "from": today, "to": today}
-            # Ready once the tokens are stored (their key, o:guid-ann, is one user) and that key counts as Ann:
-            # until the merge is projected, every user ({}) is two people.
+            # Ready once the tokens are stored (under o:guid-ann) and that key counts as Ann: only then is the
+            # user who uploaded tokens today the one whose profile says Name=Ann. ("Every user is one person"
+            # is no such proof: the count of all users can read 1 before the token events are visible.)
+            tokens_of_ann = {
+                "event_name": "__push_token",
+                "from": today,
+                "to": today,
+                "common_profile_properties": {
+                    "profile_fields": [{"name": "Name", "operator": "equals", "value": "Ann"}]
+                },
+            }
             _wait(
-                lambda: _reach(suite.url, tokens) == 1 and _reach(suite.url, {}) == 1,
+                lambda: _reach(suite.url, tokens_of_ann) == 1 and _reach(suite.url, {}) == 1,
                 "the tokens and the merge to reach the warehouse",
             )
             created = _post(suite.url, "/1/targets/create.json", campaign)
