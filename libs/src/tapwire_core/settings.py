@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="compressed request body cap")
     max_inflated_bytes: int = Field(default=20 * 1024 * 1024, description="decompressed body cap")
     upload_concurrency: int = 15
+    body_memory_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="request bodies a process holds at once (read, inflated, decoded); 429 past it",
+    )
     bus_timeout_s: float = 5.0
     retry_after_s: int = 5
 

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tapwire_core import metrics
 from tapwire_core.http import health
+from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import install_error_handlers
 
@@ -76,5 +77,8 @@ def create_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
+    if context.body_budget is None:
+        context.body_budget = BodyBudget(context.settings.body_memory_bytes)
+    app.add_middleware(BodyBudgetMiddleware, budget=context.body_budget)
     app.add_middleware(RequestMetrics)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from tapwire_core.http.body import mark_authenticated
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_core.http.errors import ApiError
 
@@ -40,6 +41,7 @@ async def passcode_account(request: Request, context: Context) -> AccountView:
             f"Account {account.id} belongs to region {account.region}; "
             f"send its requests to the {account.region} deployment",
         )
+    mark_authenticated(request, account.id)
     return account
 
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from tapwire_core.bus import Bus
 from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.control.store import ControlStore
+from tapwire_core.http.body_budget import BodyBudget
 from tapwire_core.http.concurrency import ConcurrencyLimiter
 from tapwire_core.pack_coalescing import CoalescingPublisher
 from tapwire_core.settings import Settings
@@ -51,6 +52,8 @@ class ServiceContext:
     store_: ControlStore | None = None
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     suppressions: SuppressionCheck | None = None
+    body_budget: BodyBudget | None = None
+    """Memory for request bodies in flight (None: from ``settings.body_memory_bytes``, made by ``create_app``)."""
     """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
     _publisher: CoalescingPublisher | None = None
 
