@@ -23,7 +23,7 @@ from starlette.responses import Response
 from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable, Record
 from tapwire_core.envelope import Envelope
-from tapwire_core.http.auth import Context
+from tapwire_core.http.auth import Context, client_address, credential_errors
 from tapwire_core.http.body import BodyLimits, JsonBody, body_ticket, check_json_shape, decode_json, read_body
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
@@ -222,7 +222,10 @@ async def project_settings(write_key: str, request: Request, context: Context) -
 
     Lets a page load analytics.js with ``cdnURL`` set to tapwire; nothing is fetched from Segment.
     """
-    account = await context.authenticator.authenticate_write_key(write_key)
+    with credential_errors(context):
+        account = await context.authenticator.authenticate_write_key(
+            write_key, client=client_address(request)
+        )
     if account is None:
         raise ApiError(404, "Unknown write key")
     check_origin(request, account.settings)

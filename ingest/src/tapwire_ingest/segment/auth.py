@@ -14,6 +14,7 @@ import msgspec
 from starlette.requests import Request
 
 from tapwire_core.control.accounts.hashing import write_key_digest
+from tapwire_core.http.auth import client_address, credential_errors
 from tapwire_core.http.body import mark_authenticated
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_core.http.errors import ApiError
@@ -59,7 +60,10 @@ def body_write_key(request: Request, body: bytes) -> str:
 
 async def write_key_account(request: Request, context: ServiceContext, write_key: str) -> AccountView:
     """The account holding the write key; 401 when unknown, 403 when homed in another region."""
-    account = await context.authenticator.authenticate_write_key(write_key)
+    with credential_errors(context):
+        account = await context.authenticator.authenticate_write_key(
+            write_key, client=client_address(request)
+        )
     if account is None:
         raise ApiError(401, "Invalid write key")
     if account.region != context.settings.region:

@@ -28,11 +28,18 @@ class AccountView(Protocol):
 
 
 class Authenticator(Protocol):
-    async def authenticate_passcode(self, account_id: str, passcode: str) -> AccountView | None:
-        """The account when ``passcode`` is one of its live passcodes, else None. May hit the database."""
+    """``client`` is the caller's address, for the limit on failed attempts (see ``AccountDirectory``)."""
+
+    async def authenticate_passcode(
+        self, account_id: str, passcode: str, *, client: str | None = None
+    ) -> AccountView | None:
+        """The account when ``passcode`` is one of its live passcodes, else None. May hit the database; raises
+        TooManyFailures or CredentialStoreUnavailable."""
         ...
 
-    async def authenticate_write_key(self, write_key: str) -> AccountView | None:
+    async def authenticate_write_key(
+        self, write_key: str, *, client: str | None = None
+    ) -> AccountView | None:
         """The account holding ``write_key`` as a live write key, else None. May hit the database."""
         ...
 
@@ -52,9 +59,11 @@ class ServiceContext:
     store_: ControlStore | None = None
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     suppressions: SuppressionCheck | None = None
+    """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
     body_budget: BodyBudget | None = None
     """Memory for request bodies in flight (None: from ``settings.body_memory_bytes``, made by ``create_app``)."""
-    """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
+    advisory_checks: frozenset[str] = frozenset()
+    """Readiness checks reported but not required (the gateway serves cached credentials without its database)."""
     _publisher: CoalescingPublisher | None = None
 
     @property
