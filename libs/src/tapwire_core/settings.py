@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
 
     public_url: str | None = None
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="comma-separated CIDRs whose Forwarded / X-Forwarded-For headers name the client",
+    )
     log_level: str = "INFO"
 
     # Topics; one set per deployment.

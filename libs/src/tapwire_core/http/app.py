@@ -15,6 +15,7 @@ from tapwire_core.http import health
 from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import install_error_handlers
+from tapwire_core.http.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -81,4 +82,7 @@ def create_app(
         context.body_budget = BodyBudget(context.settings.body_memory_bytes)
     app.add_middleware(BodyBudgetMiddleware, budget=context.body_budget)
     app.add_middleware(RequestMetrics)
+    # Outermost, so everything after it (limits, authentication, logs) sees the client's real address.
+    proxies = TrustedProxies(parse_networks(context.settings.trusted_proxies))
+    app.add_middleware(TrustedProxyMiddleware, proxies=proxies)
     return app
