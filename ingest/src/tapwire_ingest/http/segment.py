@@ -120,7 +120,7 @@ async def _authenticated_body(request: Request, context: ServiceContext) -> tupl
         text = await read_body(request, limits)
     else:
         text = await read_body(request, limits, public=True)
-        check_json_shape(text, limits)
+        check_json_shape(text, limits, ticket=body_ticket(request))
         write_key = body_write_key(request, text)
         account = await write_key_account(request, context, write_key)
     return write_key, account, JsonBody(text, decode_json(text, limits, ticket=body_ticket(request)))

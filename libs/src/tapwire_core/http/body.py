@@ -81,21 +81,30 @@ async def read_body(request: Request, limits: BodyLimits, *, public: bool = Fals
     return inflated
 
 
-def check_json_shape(body: bytes, limits: BodyLimits) -> int:
-    """How many JSON values ``body`` holds at most; 400 when blank or nested too deep, 413 past ``max_values``."""
+def check_json_shape(body: bytes, limits: BodyLimits, *, ticket: BodyTicket | None = None) -> int:
+    """How many JSON values ``body`` holds at most; 400 when blank or nested too deep, 413 past ``max_values``.
+
+    The measure copies the text's structure at most twice while it runs; that is charged to ``ticket``, then
+    returned."""
     if not body.strip():
         raise ApiError(400, f"{limits.what} is empty")
+    scratch = 2 * len(body)
+    if ticket is not None:
+        ticket.charge(scratch)
     try:
         return check_shape(body, max_values=limits.max_values, max_depth=limits.max_depth)
     except JsonTooLarge as exc:
         raise ApiError(413, f"{exc}; send fewer or smaller records per request") from None
     except JsonTooDeep as exc:
         raise ApiError(400, str(exc)) from None
+    finally:
+        if ticket is not None:
+            ticket.refund(scratch)
 
 
 def decode_json(body: bytes, limits: BodyLimits, *, ticket: BodyTicket | None = None) -> Any:
     """``body`` decoded once its shape is within ``limits`` and its decoded size is charged to ``ticket``."""
-    values = check_json_shape(body, limits)
+    values = check_json_shape(body, limits, ticket=ticket)
     if ticket is not None:
         ticket.charge(decoded_estimate(len(body), values))
     try:
