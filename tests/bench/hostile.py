@@ -1,8 +1,8 @@
 """Hostile bodies against one gateway process, beside valid traffic: ``hostile_peak_rss_mib`` and
 ``hostile_valid_success_ratio``.
 
-``--hostile`` connections (default 64) of one tenant send worst-case bodies without pause, ignoring every
-``Retry-After``: gzip inflating to tiny objects up to the inflated cap, a gzip bomb past it, deep nesting, 10 MiB of
+``--hostile`` connections (default 64, spread over 8 tenants so that each stays within the default 15 concurrent
+uploads per account and every body gets in) send worst-case bodies without pause, ignoring every ``Retry-After``: gzip inflating to tiny objects up to the inflated cap, a gzip bomb past it, deep nesting, 10 MiB of
 tiny objects uncompressed, and the heaviest body the limits admit (1,000 records of 190 properties each, ~195,000
 JSON values, decoded, validated and published). Another tenant sends valid 100-record uploads over ``--valid``
 connections at the same time. The gateway's peak resident memory is its ``VmHWM``; the valid tenant's success ratio
@@ -32,13 +32,15 @@ from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import upload_bodies
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 
-HOSTILE, HOSTILE_PASSCODE = "TAP-HOSTILE-001", "passcode-hostile-0123456789abcdef"
+HOSTILE_TENANTS = 8
+HOSTILE_PASSCODE = "passcode-hostile-0123456789abcdef"
 VALID, VALID_PASSCODE = "TAP-VALID-0001", "passcode-valid-0123456789abcdef"
 ACCOUNTS = ",".join(
     [
-        f"{HOSTILE}:{HOSTILE_PASSCODE}:writekey-hostile-0123456789abcdef",
-        f"{VALID}:{VALID_PASSCODE}:writekey-valid-0123456789ab",
+        f"TAP-HOSTILE-{n}:{HOSTILE_PASSCODE}:writekey-hostile-{n}-0123456789abcdef"
+        for n in range(HOSTILE_TENANTS)
     ]
+    + [f"{VALID}:{VALID_PASSCODE}:writekey-valid-0123456789ab"]
 )
 MIB = 1024 * 1024
 INFLATED_CAP = 20 * MIB  # the gateway's default TAPWIRE_MAX_INFLATED_BYTES
@@ -94,7 +96,10 @@ class Tally:
 async def hostile_sender(
     url: str, bodies: list[HostileBody], offset: int, until: float, tally: Tally
 ) -> None:
-    headers = {"X-CleverTap-Account-Id": HOSTILE, "X-CleverTap-Passcode": HOSTILE_PASSCODE}
+    headers = {
+        "X-CleverTap-Account-Id": f"TAP-HOSTILE-{offset % HOSTILE_TENANTS}",
+        "X-CleverTap-Passcode": HOSTILE_PASSCODE,
+    }
     async with httpx.AsyncClient(timeout=120) as client:
         number = offset
         while time.monotonic() < until:
@@ -159,8 +164,6 @@ def run(*, hostile: int, valid: int, duration_s: float) -> dict[str, object]:
         "TAPWIRE_EVENTS_TOPIC": "hostile-events",
         "TAPWIRE_DEAD_LETTER_TOPIC": "hostile-events.dlq",
         "TAPWIRE_LOG_LEVEL": "WARNING",
-        # The per-account concurrency limit would hide the memory bound: every hostile body gets in.
-        "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
     }
     try:
         with gateway_processes(work, broker, env, name="hostile-gateway", count=1) as (gateway,):

@@ -18,7 +18,7 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.body import BodyLimits, UnauthenticatedRead, read_json
 from tapwire_core.http.body_budget import BodyBudget
 from tapwire_core.http.context import ServiceContext
-from tapwire_core.http.errors import json_response
+from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import router as upload_router
 from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
@@ -184,3 +184,24 @@ async def _charge_of(body: bytes) -> int:
         bus.stall.set()
         assert (await task).status_code == 200
     return charge
+
+
+def test_a_light_tenant_gets_in_when_heavy_tenants_fill_the_shared_budget() -> None:
+    budget = BodyBudget(80 * 2**20, owner_share=0.5, floor=2**20)
+    heavy = [budget.ticket() for _ in range(8)]
+    for number, ticket in enumerate(heavy):
+        try:
+            for _ in range(40):
+                ticket.charge(2**20 + 1, f"heavy-{number}")  # past the floor at once: the shared part only
+        except Exception:
+            continue
+    assert budget.in_flight - budget.reserved > budget.shared - 2**20 - 1  # full, to within one charge
+    light = budget.ticket()
+    light.charge(600_000, "light")
+    light.charge(300_000)
+    with pytest.raises(ApiError):
+        light.charge(budget.floor)  # past its floor: back to the shared part, which is full
+    light.release()
+    for ticket in heavy:
+        ticket.release()
+    assert (budget.in_flight, budget.reserved) == (0, 0)

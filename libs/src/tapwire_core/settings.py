@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_inflated_bytes: int = Field(default=20 * 1024 * 1024, description="decompressed body cap")
     upload_concurrency: int = 15
     body_memory_bytes: int = Field(
-        default=256 * 1024 * 1024,
+        default=160 * 1024 * 1024,
         ge=1024 * 1024,
         description="request bodies a process holds at once (read, inflated, decoded); 429 past it",
     )
