@@ -28,10 +28,14 @@ class FakeAuthenticator:
         self._accounts = accounts
         self._write_keys = write_keys or {}
 
-    async def authenticate_write_key(self, write_key: str) -> FakeAccount | None:
+    async def authenticate_write_key(
+        self, write_key: str, *, client: str | None = None
+    ) -> FakeAccount | None:
         return self._write_keys.get(write_key)
 
-    async def authenticate_passcode(self, account_id: str, passcode: str) -> FakeAccount | None:
+    async def authenticate_passcode(
+        self, account_id: str, passcode: str, *, client: str | None = None
+    ) -> FakeAccount | None:
         entry = self._accounts.get(account_id)
         return entry[1] if entry and entry[0] == passcode else None
 

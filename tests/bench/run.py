@@ -172,7 +172,13 @@ def _figures_of(command: list[str]) -> dict[str, Any]:
     return figures
 
 
-PARTS = ("ingest", "messaging", "privacy", "query")
+def bench_hostile() -> dict[str, Any]:
+    """``tests.bench.hostile`` in its own process: 64 connections of worst-case bodies against one gateway beside
+    valid uploads (its peak memory is the figure, so nothing else runs in that gateway)."""
+    return _figures_of([sys.executable, "-m", "tests.bench.hostile"])
+
+
+PARTS = ("ingest", "messaging", "privacy", "query", "hostile")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -200,6 +206,9 @@ def main() -> None:
     if "privacy" in parts:
         log("privacy worker (own process: chDB allows one data directory per process)")
         figures.update(bench_privacy())
+    if "hostile" in parts:
+        log("hostile bodies against one gateway, beside valid uploads (own process)")
+        figures.update(bench_hostile())
     write_report(figures, parts)
     print(orjson.dumps(figures).decode(), flush=True)
 
@@ -289,6 +298,7 @@ TARGETS = {
     "embedded_events_per_s": 20_000,
     "messaging_msgs_per_s": 2_000,
     "erasure_batch_subjects_per_s": 20,
+    "hostile_valid_success_ratio": 0.99,
 }
 # Figures that must stay under their target (strictly, or at most for "≤").
 CEILINGS: dict[str, tuple[str, float]] = {
@@ -296,6 +306,7 @@ CEILINGS: dict[str, tuple[str, float]] = {
     "export_s": ("<", 5),
     "query_count_p95_max_ms": ("<", 500),
     "query_vs_handwritten_ratio": ("≤", 1.5),
+    "hostile_peak_rss_mib": ("≤", 512),
 }
 
 

@@ -167,14 +167,16 @@ async def test_directory_verifies_once_then_answers_from_the_cache() -> None:
     assert source.lookups == 1
 
 
-async def test_directory_never_caches_failures() -> None:
+async def test_directory_keeps_failures_out_of_the_verified_cache() -> None:
+    clock = FakeClock()
     source = InMemorySource()
     source.add("passcode", ACME, "pc-1")
-    directory = AccountDirectory(source)
+    directory = AccountDirectory(source, refused_ttl_s=10.0, clock=clock)
     assert await directory.authenticate_passcode("ACC-1", "wrong") is None
     assert await directory.authenticate_passcode("ACC-2", "pc-1") is None
     assert directory.cached_entries == 0
-    source.add("passcode", ACME, "wrong")
+    source.add("passcode", ACME, "wrong")  # made by another process: no notice reaches this one
+    clock.now = 10.0  # the refusal is remembered only briefly
     assert await directory.authenticate_passcode("ACC-1", "wrong") == ACME
 
 

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
 
     public_url: str | None = None
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="comma-separated CIDRs whose Forwarded / X-Forwarded-For headers name the client",
+    )
     log_level: str = "INFO"
     # Customer-supplied URLs (webhooks, privacy notices) reach public addresses only; these CIDRs and host
     # names are reachable too (internal receivers). See tapwire_core.egress.
@@ -42,6 +46,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="compressed request body cap")
     max_inflated_bytes: int = Field(default=20 * 1024 * 1024, description="decompressed body cap")
     upload_concurrency: int = 15
+    body_memory_bytes: int = Field(
+        default=160 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="request bodies a process holds at once (read, inflated, decoded); 429 past it",
+    )
     bus_timeout_s: float = 5.0
     retry_after_s: int = 5
 

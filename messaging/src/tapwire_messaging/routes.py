@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tapwire_core.control.messaging import consent
 from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_json
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_messaging import reports
 from tapwire_messaging.audience import AudienceError
@@ -38,11 +39,12 @@ def messaging_service(request: Request) -> MessagingService:
 Messaging = Annotated[MessagingService, Depends(messaging_service)]
 
 
-async def _body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "Malformed JSON body") from exc
+# Campaign bodies are small; an audience is a query, whose own nesting limit is tighter than this depth.
+_LIMITS = BodyLimits(max_bytes=1024 * 1024, max_inflated=1024 * 1024, max_values=100_000, max_depth=1000)
+
+
+async def _body(request: Request, *, empty: Any = None) -> Any:
+    return await read_json(request, _LIMITS, empty=empty)
 
 
 async def _create(
@@ -96,7 +98,7 @@ async def targets_estimate(request: Request, account: PasscodeAccount, service: 
 
 @router.api_route("/1/targets/list.json", methods=["GET", "POST"])
 async def targets_list(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
-    payload = await _body(request) if await request.body() else {}
+    payload = await _body(request, empty={})
     start, end = _range(payload)
     campaigns = await service.outbox.campaigns(account.id, start_ms=start, end_ms=end)
     return json_response(

@@ -6,11 +6,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final
 
-import orjson
 from fastapi import Depends, Request
 
 from tapwire_core.http.auth import Context, PasscodeAccount
-from tapwire_core.http.bounded_body import read_bounded
+from tapwire_core.http.body import BodyLimits, read_json
 from tapwire_core.http.errors import ApiError
 from tapwire_query.cursors import CursorCodec
 from tapwire_query.jobs import QueryJobs
@@ -46,19 +45,20 @@ async def query_slot(account: PasscodeAccount, context: Context) -> AsyncIterato
 Slot = Depends(query_slot)
 
 
-# A query is a few kilobytes; this bound keeps a hostile body from being buffered whole.
-MAX_QUERY_BYTES: Final = 1024 * 1024
+# A query is a few kilobytes; these bounds keep a hostile body from being buffered or decoded whole. The depth
+# leaves the query language its own, tighter nesting limit (each level of a query is two levels of JSON).
+QUERY_LIMITS: Final = BodyLimits(
+    max_bytes=1024 * 1024, max_inflated=1024 * 1024, max_values=100_000, max_depth=1000, what="A query body"
+)
 
 
 async def json_body(request: Request, *, empty: Any = None) -> Any:
     """The request body as JSON; ``empty`` when there is none (400 if that is None), 400 when malformed,
-    413 past ``MAX_QUERY_BYTES``."""
-    raw = await read_bounded(request, MAX_QUERY_BYTES, what="A query body")
-    if not raw.strip():
-        if empty is not None:
-            return empty
+    413 past ``QUERY_LIMITS``."""
+    value = await read_json(request, QUERY_LIMITS, empty=_NONE if empty is None else empty)
+    if value is _NONE:
         raise ApiError(400, "A JSON query body is required")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "Malformed JSON body") from exc
+    return value
+
+
+_NONE: Final = object()

@@ -85,13 +85,15 @@ def build_app(
     messaging: bool = False,
     privacy_worker: bool = False,
     suppress: bool = False,
+    advisory_checks: frozenset[str] = frozenset(),
 ) -> FastAPI:
     """An app serving ``routers`` whose lifespan starts ``components`` (and a loader, the privacy worker and
-    the suppression list when asked)."""
+    the suppression list when asked). ``advisory_checks`` are readiness checks reported but not required."""
     context = ServiceContext(
         settings=settings,
         authenticator=directory_for(components.store),
         readiness=components.readiness,
+        advisory_checks=advisory_checks,
         bus_=components.bus,
         warehouse_=components.warehouse,
         store_=components.store,
@@ -185,6 +187,7 @@ class _ServiceSpec:
     messaging: bool = False
     privacy_worker: bool = False
     suppress: bool = False
+    advisory_checks: frozenset[str] = frozenset()
 
 
 _SERVICE_SPECS: dict[str, _ServiceSpec] = {
@@ -194,6 +197,8 @@ _SERVICE_SPECS: dict[str, _ServiceSpec] = {
         routers=(upload_router, segment_router, identity_router),
         loader=False,
         suppress=True,
+        # Ingestion needs the bus; the database only for credentials not verified yet (those answer 503).
+        advisory_checks=frozenset({"control_store"}),
     ),
     "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True, suppress=True),
     "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
@@ -228,4 +233,5 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         messaging=spec.messaging,
         privacy_worker=spec.privacy_worker,
         suppress=spec.suppress,
+        advisory_checks=spec.advisory_checks,
     )

@@ -59,6 +59,8 @@ def _serve(app: object, settings: Settings) -> None:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1; TAPWIRE_TRUSTED_PROXIES decides instead.
+        proxy_headers=False,
         timeout_graceful_shutdown=30,
     )
     _QuietExitServer(config).run()

@@ -3,6 +3,10 @@
 from typing import Final
 
 MAX_RECORDS_PER_UPLOAD: Final = 1000
+# Not CleverTap's: bounds on a body's JSON, checked before it is decoded. 1,000 records of 200 values each, and a
+# record's deepest valid value (a Charged item, a profile operator's list) sits 5 levels down.
+MAX_UPLOAD_VALUES: Final = 200_000
+MAX_UPLOAD_DEPTH: Final = 32
 MAX_IDENTITY_CHARS: Final = 120
 MAX_EVENT_NAME_CHARS: Final = 120
 MAX_KEY_CHARS: Final = 120

@@ -14,11 +14,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.body import read_object
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.identity import AliasRow, alias_envelopes
 from tapwire_core.identity.keys import NodeKind, key_for
-from tapwire_ingest.http.body import parse_json, read_body
-from tapwire_ingest.http.upload import publish
+from tapwire_ingest.http.upload import publish, upload_limits
 from tapwire_ingest.identity_links import identity_graph
 
 router = APIRouter()
@@ -31,7 +31,7 @@ _DISASSOCIATE_KINDS: dict[Any, NodeKind] = {"phone": "phone", "email": "email"}
 @router.post("/1/demerge/profiles.json")
 async def demerge(request: Request, account: PasscodeAccount, context: Context) -> Response:
     """Body ``{"identities": ["client-1", "a@b.com"]}`` (≤ 100): each identity is split off its profile."""
-    payload = await _json_body(request, context)
+    payload = await read_object(request, upload_limits(context.settings))
     identities = payload.get("identities")
     if type(identities) is str:
         identities = [identities]
@@ -52,7 +52,7 @@ async def demerge(request: Request, account: PasscodeAccount, context: Context) 
 @router.post("/1/disassociate/", include_in_schema=False)
 async def disassociate(request: Request, account: PasscodeAccount, context: Context) -> Response:
     """Body ``{"d": [{"type": "phone", "value": "+14155551234"}]}``: detach each identifier from its profile."""
-    payload = await _json_body(request, context)
+    payload = await read_object(request, upload_limits(context.settings))
     items = payload.get("d")
     if type(items) is not list or not items:
         raise ApiError(400, 'Body must hold a non-empty list of items under "d"')
@@ -83,17 +83,6 @@ async def disassociate(request: Request, account: PasscodeAccount, context: Cont
     await _publish_rows(context, account.id, rows)
     status = "success" if not unprocessed else ("partial" if processed else "fail")
     return json_response({"status": status, "processed": processed, "unprocessed": unprocessed})
-
-
-async def _json_body(request: Request, context: Any) -> dict[str, Any]:
-    settings = context.settings
-    body = await read_body(
-        request, max_bytes=settings.max_body_bytes, max_inflated=settings.max_inflated_bytes
-    )
-    payload = parse_json(body)
-    if type(payload) is not dict:
-        raise ApiError(400, "Body must be a JSON object")
-    return payload
 
 
 async def _publish_rows(context: Any, account_id: str, rows: list[AliasRow]) -> None:

@@ -23,13 +23,14 @@ from starlette.responses import Response
 from tapwire_core import metrics
 from tapwire_core.bus import BusUnavailable, Record
 from tapwire_core.envelope import Envelope
-from tapwire_core.http.auth import Context
-from tapwire_core.http.context import ServiceContext
+from tapwire_core.http.auth import Context, client_address, credential_errors
+from tapwire_core.http.body import BodyLimits, JsonBody, body_ticket, check_json_shape, decode_json, read_body
+from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_ingest.http.body import parse_json, read_body
+from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import publish
 from tapwire_ingest.identity_links import link_request
-from tapwire_ingest.segment.auth import key_scope, write_key_account, write_key_of
+from tapwire_ingest.segment.auth import body_write_key, header_write_key, key_scope, write_key_account
 from tapwire_ingest.segment.cors import CorsRoute, check_origin, preflight
 from tapwire_ingest.segment.messages import BatchOutcome, Rejection, batch_context, map_messages
 
@@ -59,14 +60,10 @@ _ACCEPTED = metrics.RECORDS.labels("segment", "accepted", "")
 async def ingest(request: Request, context: ServiceContext, *, implied_type: str | None) -> Response:
     settings = context.settings
     received_ms = time.time_ns() // 1_000_000
-    # Content-Type is not checked: browsers send text/plain (sendBeacon, analytics.js) to avoid a preflight.
-    cap = settings.segment_max_batch_bytes
-    body = await read_body(request, max_bytes=cap, max_inflated=cap)
-    payload = parse_json(body)
+    write_key, account, body = await _authenticated_body(request, context)
+    payload = body.value
     if type(payload) is not dict:
         raise ApiError(400, "Body must be a JSON object")
-    write_key = write_key_of(request, payload)
-    account = await write_key_account(context, write_key)
     check_origin(request, account.settings)
     if implied_type is None:
         messages = payload.get("batch")
@@ -82,7 +79,7 @@ async def ingest(request: Request, context: ServiceContext, *, implied_type: str
             account_id=account.id,
             key_scope=key_scope(write_key),
             received_ms=received_ms,
-            request_digest=hashlib.blake2b(body, digest_size=16).digest(),
+            request_digest=hashlib.blake2b(body.text, digest_size=16).digest(),
             max_event_bytes=settings.segment_max_event_bytes,
             client_ip=request.client.host if request.client else None,
         )
@@ -100,6 +97,33 @@ async def ingest(request: Request, context: ServiceContext, *, implied_type: str
         rejected = outcome.rejected[0]
         raise ApiError(413 if rejected.code == "event_too_large" else 400, rejected.reason)
     return json_response({"success": True})
+
+
+def segment_limits(settings: Settings) -> BodyLimits:
+    """``/v1/*`` bodies: the batch cap applies before and after inflating; properties may nest (deeper than
+    three levels they are kept as JSON text, see docs/segment.md), but not without end."""
+    cap = settings.segment_max_batch_bytes
+    return BodyLimits(max_bytes=cap, max_inflated=cap, max_values=100_000, max_depth=64)
+
+
+async def _authenticated_body(request: Request, context: ServiceContext) -> tuple[str, AccountView, JsonBody]:
+    """The write key, its account and the decoded body, authenticating before anything is decoded.
+
+    With the key in the header, a wrong key costs no body read. With the key in the body (browsers), the body is
+    read within the batch cap and measured, its ``writeKey`` alone decoded, and the rest only once it is valid.
+    Content-Type is not checked: browsers send text/plain (sendBeacon, analytics.js) to avoid a preflight.
+    """
+    limits = segment_limits(context.settings)
+    write_key = header_write_key(request)
+    if write_key is not None:
+        account = await write_key_account(request, context, write_key)
+        text = await read_body(request, limits)
+    else:
+        text = await read_body(request, limits, public=True)
+        check_json_shape(text, limits, ticket=body_ticket(request))
+        write_key = body_write_key(request, text)
+        account = await write_key_account(request, context, write_key)
+    return write_key, account, JsonBody(text, decode_json(text, limits, ticket=body_ticket(request)))
 
 
 async def _publish_all(
@@ -198,7 +222,10 @@ async def project_settings(write_key: str, request: Request, context: Context) -
 
     Lets a page load analytics.js with ``cdnURL`` set to tapwire; nothing is fetched from Segment.
     """
-    account = await context.authenticator.authenticate_write_key(write_key)
+    with credential_errors(context):
+        account = await context.authenticator.authenticate_write_key(
+            write_key, client=client_address(request)
+        )
     if account is None:
         raise ApiError(404, "Unknown write key")
     check_origin(request, account.settings)

@@ -16,11 +16,12 @@ from tapwire_core.bus import BusUnavailable
 from tapwire_core.control.privacy.suppression import without_suppressed
 from tapwire_core.envelope import Envelope
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_json_body
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_ingest.clevertap.limits import MAX_RECORDS_PER_UPLOAD
+from tapwire_core.settings import Settings
+from tapwire_ingest.clevertap.limits import MAX_RECORDS_PER_UPLOAD, MAX_UPLOAD_DEPTH, MAX_UPLOAD_VALUES
 from tapwire_ingest.clevertap.upload_records import UploadOutcome, validate_upload
-from tapwire_ingest.http.body import parse_json, read_body
 from tapwire_ingest.identity_links import link_request, links_from_envelopes
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,8 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
     settings = context.settings
     limit = int(account.settings.get("upload_concurrency", settings.upload_concurrency))
     async with context.limiter.slot(account.id, limit):
-        body = await read_body(
-            request, max_bytes=settings.max_body_bytes, max_inflated=settings.max_inflated_bytes
-        )
-        payload = parse_json(body)
+        body = await read_json_body(request, upload_limits(settings))
+        payload = body.value
         if type(payload) is not dict or type(payload.get("d")) is not list:
             raise ApiError(400, 'Body must be an object with a list of records under "d"')
         records = payload["d"]
@@ -47,7 +46,7 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
             records,
             account_id=account.id,
             received_ms=time.time_ns() // 1_000_000,
-            request_digest=hashlib.blake2b(body, digest_size=16).digest(),
+            request_digest=hashlib.blake2b(body.text, digest_size=16).digest(),
         )
         dry_run = request.query_params.get("dryRun", "0") not in ("0", "", "false")
         if outcome.accepted and not dry_run:
@@ -70,6 +69,17 @@ async def upload(request: Request, account: PasscodeAccount, context: Context) -
                 "unprocessed": [_echoable(entry) for entry in outcome.unprocessed],
             }
         )
+
+
+def upload_limits(settings: Settings) -> BodyLimits:
+    """What a CleverTap-style body may be: the byte caps from settings, and a bound on JSON values and nesting
+    that no valid upload of 1,000 records comes near."""
+    return BodyLimits(
+        max_bytes=settings.max_body_bytes,
+        max_inflated=settings.max_inflated_bytes,
+        max_values=MAX_UPLOAD_VALUES,
+        max_depth=MAX_UPLOAD_DEPTH,
+    )
 
 
 async def publish(context: ServiceContext, envelopes: list[Envelope]) -> None:

@@ -12,8 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tapwire_core import metrics
 from tapwire_core.http import health
+from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import install_error_handlers
+from tapwire_core.http.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -76,5 +78,11 @@ def create_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
+    if context.body_budget is None:
+        context.body_budget = BodyBudget(context.settings.body_memory_bytes)
+    app.add_middleware(BodyBudgetMiddleware, budget=context.body_budget)
     app.add_middleware(RequestMetrics)
+    # Outermost, so everything after it (limits, authentication, logs) sees the client's real address.
+    proxies = TrustedProxies(parse_networks(context.settings.trusted_proxies))
+    app.add_middleware(TrustedProxyMiddleware, proxies=proxies)
     return app

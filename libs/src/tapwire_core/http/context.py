@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from tapwire_core.bus import Bus
 from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.control.store import ControlStore
+from tapwire_core.http.body_budget import BodyBudget
 from tapwire_core.http.concurrency import ConcurrencyLimiter
 from tapwire_core.pack_coalescing import CoalescingPublisher
 from tapwire_core.settings import Settings
@@ -27,11 +28,18 @@ class AccountView(Protocol):
 
 
 class Authenticator(Protocol):
-    async def authenticate_passcode(self, account_id: str, passcode: str) -> AccountView | None:
-        """The account when ``passcode`` is one of its live passcodes, else None. May hit the database."""
+    """``client`` is the caller's address, for the limit on failed attempts (see ``AccountDirectory``)."""
+
+    async def authenticate_passcode(
+        self, account_id: str, passcode: str, *, client: str | None = None
+    ) -> AccountView | None:
+        """The account when ``passcode`` is one of its live passcodes, else None. May hit the database; raises
+        TooManyFailures or CredentialStoreUnavailable."""
         ...
 
-    async def authenticate_write_key(self, write_key: str) -> AccountView | None:
+    async def authenticate_write_key(
+        self, write_key: str, *, client: str | None = None
+    ) -> AccountView | None:
         """The account holding ``write_key`` as a live write key, else None. May hit the database."""
         ...
 
@@ -52,6 +60,10 @@ class ServiceContext:
     limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     suppressions: SuppressionCheck | None = None
     """Erased subjects whose records ingestion drops (None: nothing is suppressed)."""
+    body_budget: BodyBudget | None = None
+    """Memory for request bodies in flight (None: from ``settings.body_memory_bytes``, made by ``create_app``)."""
+    advisory_checks: frozenset[str] = frozenset()
+    """Readiness checks reported but not required (the gateway serves cached credentials without its database)."""
     _publisher: CoalescingPublisher | None = None
 
     @property

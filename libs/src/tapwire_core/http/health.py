@@ -20,12 +20,20 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(context: Context) -> Response:
-    """Every dependency reachable and every migration applied; 503 naming what is not."""
+    """Every dependency the service cannot serve without is reachable and migrated; 503 naming what is not.
+
+    An advisory check (``ServiceContext.advisory_checks``) is reported, and named under ``degraded`` when it fails,
+    without taking the process out of service: e.g. a gateway whose database is down still serves every
+    credential it has verified, and every replica shares that database, so failing them all would only turn a
+    partial outage into a full one.
+    """
     checks = await context.readiness()
-    ready = all(checks.values())
-    return json_response(
-        {"status": "ok" if ready else "fail", "checks": checks}, status=200 if ready else 503
-    )
+    ready = all(ok for name, ok in checks.items() if name not in context.advisory_checks)
+    body: dict[str, object] = {"status": "ok" if ready else "fail", "checks": checks}
+    degraded = sorted(name for name in context.advisory_checks if checks.get(name) is False)
+    if degraded:
+        body["degraded"] = degraded
+    return json_response(body, status=200 if ready else 503)
 
 
 @router.get("/metrics")

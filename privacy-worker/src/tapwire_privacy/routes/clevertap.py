@@ -7,23 +7,21 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_object
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_ingest.http.body import parse_json, read_body
 from tapwire_privacy.records import iso
 from tapwire_privacy.routes.dependencies import Privacy
 
 router = APIRouter()
 
 MAX_PROFILES = 1000
-_MAX_BODY = 1024 * 1024
+_LIMITS = BodyLimits(max_bytes=1024 * 1024, max_inflated=4 * 1024 * 1024, max_values=10_000, max_depth=8)
 
 
 @router.post("/1/delete/profiles.json")
 async def delete_profiles(request: Request, account: PasscodeAccount, privacy: Privacy) -> Response:
     """Body ``{"identity": "x" | [...]}`` or ``{"guid": "g" | [...]}`` (guid = objectId); both -> 400."""
-    payload = parse_json(await read_body(request, max_bytes=_MAX_BODY, max_inflated=4 * _MAX_BODY))
-    if not isinstance(payload, dict):
-        raise ApiError(400, "Body must be a JSON object")
+    payload = await read_object(request, _LIMITS)
     has_identity, has_guid = payload.get("identity") is not None, payload.get("guid") is not None
     if has_identity == has_guid:
         raise ApiError(400, 'Give exactly one of "identity" or "guid"')

@@ -12,19 +12,19 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from tapwire_core.http.auth import Context
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_ingest.http.body import parse_json, read_body
 from tapwire_privacy.records import iso
 from tapwire_privacy.routes.dependencies import Privacy
 from tapwire_privacy.subjects import SubjectIn
 
 router = APIRouter()
 
-_MAX_BODY = 16 * 1024
+_LIMITS = BodyLimits(max_bytes=16 * 1024, max_inflated=16 * 1024, max_values=200, max_depth=8)
 
 
 class IntakeIn(BaseModel):
@@ -40,13 +40,7 @@ async def intake(account_id: str, request: Request, context: Context, privacy: P
     wait = privacy.intake_limit.retry_after(f"account:{account_id}", f"client:{client}")
     if wait is not None:
         raise ApiError(429, "Too many requests; try again later", retry_after=wait)
-    payload = parse_json(await read_body(request, max_bytes=_MAX_BODY, max_inflated=_MAX_BODY))
-    try:
-        intake_in = IntakeIn.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-        raise ApiError(422, f"{where}: {first.get('msg', 'invalid')}") from None
+    intake_in = await read_model(request, IntakeIn, _LIMITS, public=True)
     account = await context.store.get_account(account_id)
     if account is None or account.region != context.settings.region:
         raise ApiError(404, "Unknown account")

@@ -6,11 +6,12 @@ import datetime as dt
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import FileResponse, Response
 
 from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_privacy.deadlines import ExtensionRefused
 from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
@@ -26,6 +27,9 @@ router = APIRouter()
 log = logging.getLogger(__name__)
 
 LINK_LIFETIME = dt.timedelta(hours=24)
+# Bodies are read in the handler, after the passcode is checked (a pydantic ``Body()`` parameter would be read and
+# parsed by FastAPI before any dependency runs). A rectify request carries at most 256 fields of 100 values.
+_LIMITS = BodyLimits(max_bytes=1024 * 1024, max_inflated=1024 * 1024, max_values=30_000, max_depth=8)
 
 
 class RequestIn(BaseModel):
@@ -89,9 +93,8 @@ async def _body(service: PrivacyService, view: RequestView, *, detail: bool = Fa
 
 
 @router.post("/privacy/v1/requests")
-async def create_request(
-    request_in: Annotated[RequestIn, Body()], account: PasscodeAccount, privacy: Privacy
-) -> Response:
+async def create_request(request: Request, account: PasscodeAccount, privacy: Privacy) -> Response:
+    request_in = await read_model(request, RequestIn, _LIMITS)
     keys = request_in.subject.keys() if request_in.subject is not None else []
     view = await privacy.submit(
         account=account,
@@ -142,9 +145,10 @@ class DenyIn(BaseModel):
 
 @router.post("/privacy/v1/requests/{request_id}/deny")
 async def deny_request(
-    request_id: str, deny_in: Annotated[DenyIn, Body()], account: PasscodeAccount, privacy: Privacy
+    request_id: str, request: Request, account: PasscodeAccount, privacy: Privacy
 ) -> Response:
     """The controller refuses a request it has not let start (e.g. identity not verified), with the basis."""
+    deny_in = await read_model(request, DenyIn, _LIMITS)
     try:
         view = await privacy.repository.deny(
             account_id=account.id, request_id=request_id, basis=deny_in.basis
@@ -158,8 +162,9 @@ async def deny_request(
 
 @router.post("/privacy/v1/requests/{request_id}/extend")
 async def extend_request(
-    request_id: str, extend_in: Annotated[ExtendIn, Body()], account: PasscodeAccount, privacy: Privacy
+    request_id: str, request: Request, account: PasscodeAccount, privacy: Privacy
 ) -> Response:
+    extend_in = await read_model(request, ExtendIn, _LIMITS)
     try:
         view = await privacy.repository.extend(
             account_id=account.id, request_id=request_id, months=extend_in.months, reason=extend_in.reason
