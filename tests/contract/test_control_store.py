@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -459,3 +460,41 @@ async def test_migrations_tolerate_concurrent_starts(store_url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_stores_of_different_databases_start_together_in_one_process(
+    store_url: str, tmp_path: Path
+) -> None:
+    """No database lock orders two upgrades of different databases, yet Alembic's migration context is
+    process-wide: they must still take turns rather than run each other's steps."""
+    stores = [
+        ControlStore(store_url),
+        *(ControlStore(f"sqlite:///{tmp_path / f'other-{i}.db'}") for i in range(2)),
+    ]
+    try:
+        await asyncio.gather(*(s.start() for s in stores))
+        assert all([await s.is_current() for s in stores])
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_sqlite_start_waits_for_a_writer_on_a_fresh_file(tmp_path: Path) -> None:
+    """A connection writing to a fresh file in rollback-journal mode makes SQLite refuse the switch to WAL at
+    once (no busy wait): the start must wait for it rather than fail with "database is locked"."""
+    path = tmp_path / "control.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    store = ControlStore(f"sqlite:///{path}")
+    try:
+        starting = asyncio.create_task(store.start())
+        await asyncio.sleep(0.3)
+        assert not starting.done()
+        writer.execute("COMMIT")
+        await starting
+        assert await store.is_current()
+        async with store.engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        writer.close()
+        await store.close()

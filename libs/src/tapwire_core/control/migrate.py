@@ -1,12 +1,15 @@
 """Running the control-plane migrations from code, on PostgreSQL and SQLite alike.
 
 ``upgrade_to_head`` is synchronous on purpose: async callers hand it to ``AsyncConnection.run_sync`` so the
-migrations run on the very connection (and transaction) the caller holds.
+migrations run on the very connection (and transaction) the caller holds; :func:`upgrade_engine_to_head` does
+that for a whole engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -14,11 +17,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Serialises concurrent starts (gateway and loader booting together) on one PostgreSQL database.
 _ADVISORY_LOCK_KEY = 0x7A9_C0_17
+
+# One upgrade at a time per event loop: see upgrade_engine_to_head.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def alembic_config(url: str | None = None, *, output_buffer: io.StringIO | None = None) -> Config:
@@ -55,6 +62,20 @@ def upgrade_to_head(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+async def upgrade_engine_to_head(engine: AsyncEngine) -> None:
+    """Apply every pending revision in one transaction on ``engine``, as :func:`upgrade_to_head` does.
+
+    Alembic keeps the running migration's context in module globals, and each ``run_sync`` runs in a greenlet
+    of the event loop: two upgrades started together in one process (several stores starting at once) would
+    interleave at every database call and run each other's steps on the wrong connection. They take turns
+    here; processes take turns through the database's own lock, as above.
+    """
+    loop = asyncio.get_running_loop()
+    lock = _loop_locks.setdefault(loop, asyncio.Lock())
+    async with lock, engine.begin() as connection:
+        await connection.run_sync(upgrade_to_head)
 
 
 def _sqlite_in_transaction(connection: Connection) -> bool:

@@ -23,7 +23,7 @@ from tapwire_core.control.accounts.types import (
     CredentialMatch,
     IssuedCredential,
 )
-from tapwire_core.control.engine import create_engine, normalise_url
+from tapwire_core.control.engine import create_engine, normalise_url, use_write_ahead_log
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class ControlStore:
             return
         engine = create_engine(self._url)
         try:
-            async with engine.begin() as connection:
-                await connection.run_sync(migrate.upgrade_to_head)
+            await use_write_ahead_log(engine)
+            await migrate.upgrade_engine_to_head(engine)
         except BaseException:
             await engine.dispose()
             raise
