@@ -78,11 +78,11 @@ def metric_names() -> frozenset[str]:
 
 def service_routes() -> dict[str, list[str]]:
     """Path templates each distributed service serves, for the services available in this build."""
-    from tapwire_services.assembly import _SERVICE_SPECS
+    from tapwire_services.assembly import SERVICE_SPECS
 
     return {
         service: [path for router in spec.routers for path in _paths(router)]
-        for service, spec in _SERVICE_SPECS.items()
+        for service, spec in SERVICE_SPECS.items()
     }
 
 

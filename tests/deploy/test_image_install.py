@@ -20,17 +20,17 @@ pytestmark = pytest.mark.integration
 ASSEMBLE = """
 import sys
 from tapwire_core.settings import Settings
-from tapwire_services.assembly import _SERVICE_SPECS, service_app
+from tapwire_services.assembly import SERVICE_SPECS, service_app
 settings = Settings(
     database_url="postgresql://u:p@db:5432/tapwire",
     kafka_bootstrap="kafka:9092",
     clickhouse_url="http://u:p@clickhouse:8123/tapwire",
 )
-for service in _SERVICE_SPECS:
+for service in SERVICE_SPECS:
     service_app(settings, service)
 import importlib.util
 assert importlib.util.find_spec("chdb") is None, "chDB is not part of the service image"
-print(",".join(_SERVICE_SPECS))
+print(",".join(SERVICE_SPECS))
 """
 
 

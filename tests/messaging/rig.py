@@ -24,6 +24,7 @@ from tapwire_messaging.rules import Clock
 from tapwire_messaging.service import MessagingService
 from tapwire_services import runtime
 from tapwire_services.assembly import build_app
+from tapwire_services.workers import Messaging
 
 ACCOUNT, PASSCODE = "TAP-MSG-0001", "passcode-messaging-0123456789"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
@@ -75,9 +76,8 @@ async def messaging_rig(
         settings,
         components,
         routers=[messaging_router, messaging_links_router],
-        loader=False,
+        workers=[Messaging] if clock is None else [],
         embedded=False,
-        messaging=clock is None,
     )
     try:
         async with app.router.lifespan_context(app):

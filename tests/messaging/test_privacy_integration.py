@@ -29,6 +29,7 @@ from tapwire_messaging.routes import links_router, router
 from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
 from tapwire_services import runtime
 from tapwire_services.assembly import build_app
+from tapwire_services.workers import Messaging, PrivacyWork
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import HEADERS, add_profiles, settings_for
 from tests.messaging.servers import TwilioMessages, http_receiver, smtp_sink
@@ -63,10 +64,8 @@ async def suite(tmp: Path, warehouse: Warehouse, settings: Settings) -> AsyncIte
         settings,
         components,
         routers=[router, links_router, *PRIVACY_ROUTERS],
-        loader=False,
+        workers=[PrivacyWork, Messaging],
         embedded=False,
-        messaging=True,
-        privacy_worker=True,
     )
     try:
         async with app.router.lifespan_context(app):

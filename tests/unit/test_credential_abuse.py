@@ -187,6 +187,6 @@ async def test_an_advisory_check_is_reported_without_failing_readiness() -> None
 
 
 def test_the_gateway_does_not_need_its_database_to_be_ready() -> None:
-    specs = assembly._SERVICE_SPECS
+    specs = assembly.SERVICE_SPECS
     assert specs["gateway"].advisory_checks == {"control_store"}
     assert all(not spec.advisory_checks for name, spec in specs.items() if name != "gateway")

@@ -1,78 +1,57 @@
-"""Which routes and background workers each service runs, in embedded mode and one by one."""
+"""Which routes and background workers each service runs, in embedded mode and one by one.
+
+A service is a ``ServiceSpec``: the stores it connects to, the routers it serves and its workers in start order.
+``build_app`` turns a spec's parts into one app whose lifespan starts the workers and stops them in reverse.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 
-from tapwire_core.control.privacy.suppression import SuppressionList
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
-from tapwire_ingest.loader.pipeline import Loader
-from tapwire_messaging.privacy import messaging_recipients
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
-from tapwire_messaging.service import MessagingService
 from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
-from tapwire_privacy.runner import PrivacyRuntime
 from tapwire_query.routes import router as query_router
 from tapwire_services import runtime
-from tapwire_services.accounts import announce_accounts, directory_for
-
-log = logging.getLogger(__name__)
+from tapwire_services.accounts import directory_for
+from tapwire_services.workers import (
+    AccountAnnouncement,
+    Connections,
+    LoaderSupervisor,
+    Messaging,
+    PrivacyWork,
+    Suppressions,
+    Wiring,
+    WorkerFactory,
+    WorkerGroup,
+)
 
 ServiceName = Literal["gateway", "loader", "query", "messaging", "privacy-worker"]
 SERVICES: tuple[ServiceName, ...] = ("gateway", "loader", "query", "messaging", "privacy-worker")
 
 
-class LoaderSupervisor:
-    """Runs the loader in a task and restarts it after a crash; every restart replays from the last commit."""
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What one process runs: the stores it connects to (the control store always), the routers it serves, and
+    its workers in start order (a worker may use what the ones before it started, e.g. the loader the
+    suppression list)."""
 
-    def __init__(self, loader: Loader, *, max_backoff_s: float = 30.0) -> None:
-        self.loader = loader
-        self._max_backoff_s = max_backoff_s
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._supervise(), name="loader")
-
-    async def _supervise(self) -> None:
-        delay = 0.5
-        while not self._stopping:
-            try:
-                await self.loader.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "loader crashed; restarting from the last committed offsets", extra={"retry_in_s": delay}
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff_s)
-
-    async def stop(self, timeout_s: float = 30.0) -> None:
-        self._stopping = True
-        self.loader.stop()
-        if self._task is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-        except Exception:  # includes TimeoutError: the loader did not drain in time
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+    bus: bool
+    warehouse: bool
+    routers: tuple[APIRouter, ...] = ()
+    workers: tuple[WorkerFactory, ...] = ()
+    advisory_checks: frozenset[str] = frozenset()
+    """Readiness checks reported but not required (see ``ServiceContext.advisory_checks``)."""
 
 
 def build_app(
@@ -80,15 +59,13 @@ def build_app(
     components: runtime.Components,
     *,
     routers: Sequence[APIRouter],
-    loader: bool,
+    workers: Sequence[WorkerFactory] = (),
     embedded: bool,
-    messaging: bool = False,
-    privacy_worker: bool = False,
-    suppress: bool = False,
     advisory_checks: frozenset[str] = frozenset(),
 ) -> FastAPI:
-    """An app serving ``routers`` whose lifespan starts ``components`` (and a loader, the privacy worker and
-    the suppression list when asked). ``advisory_checks`` are readiness checks reported but not required."""
+    """An app serving ``routers``; its lifespan connects ``components``, applies the configured accounts, then
+    starts ``workers`` in order, and stops them all in reverse (the connections last). ``advisory_checks`` are
+    readiness checks reported but not required."""
     context = ServiceContext(
         settings=settings,
         authenticator=directory_for(components.store),
@@ -98,129 +75,67 @@ def build_app(
         warehouse_=components.warehouse,
         store_=components.store,
     )
-    supervisor: LoaderSupervisor | None = None
-    messenger = (
-        MessagingService(settings, store=components.store, bus=components.bus, warehouse=components.warehouse)
-        if messaging
-        else None
+    group = WorkerGroup()
+    app = create_app(context, routers, on_start=group.start, on_stop=group.stop)
+    wiring = Wiring(
+        settings=settings, components=components, context=context, state=app.state, embedded=embedded
     )
-    suppressions: SuppressionList | None = None
-    privacy: PrivacyRuntime | None = None
-
-    async def on_start() -> None:
-        nonlocal supervisor, suppressions, privacy
-        await components.start()
-        await announce_accounts(components.store, settings, embedded=embedded)
-        if suppress:
-            suppressions = SuppressionList(
-                components.store.engine, refresh_s=settings.privacy_suppression_refresh_s
-            )
-            await suppressions.start()
-            context.suppressions = suppressions
-        if privacy_worker:
-            assert components.warehouse is not None
-            privacy = PrivacyRuntime.build(
-                settings=settings,
-                store=components.store,
-                warehouse=components.warehouse,
-                recipients=messaging_recipients(components.store.engine, settings),
-            )
-            app.state.privacy = privacy.service
-            privacy.start()
-        if loader:
-            assert components.bus is not None and components.warehouse is not None
-            supervisor = LoaderSupervisor(
-                Loader(
-                    bus=components.bus,
-                    warehouse=components.warehouse,
-                    settings=settings,
-                    suppressions=suppressions,
-                )
-            )
-            supervisor.start()
-        if messenger is not None:
-            await messenger.start()
-
-    async def on_stop() -> None:
-        if messenger is not None:
-            await messenger.stop()
-        if supervisor is not None:
-            await supervisor.stop()
-        if privacy is not None:
-            await privacy.stop()
-        if suppressions is not None:
-            await suppressions.close()
-        await components.close()
-
-    app = create_app(context, routers, on_start=on_start, on_stop=on_stop)
-    app.state.messaging = messenger
+    factories: tuple[WorkerFactory, ...] = (Connections, AccountAnnouncement, *workers)
+    for factory in factories:
+        group.add(factory(wiring))
     return app
 
 
-def embedded_app(settings: Settings) -> FastAPI:
-    return build_app(
-        settings,
-        runtime.embedded(settings),
-        routers=[
-            upload_router,
-            segment_router,
-            identity_router,
-            query_router,
-            messaging_router,
-            messaging_links_router,
-            *PRIVACY_ROUTERS,
-        ],
-        loader=True,
-        embedded=True,
-        messaging=True,
-        privacy_worker=True,
-        suppress=True,
-    )
+EMBEDDED = ServiceSpec(
+    bus=True,
+    warehouse=True,
+    routers=(
+        upload_router,
+        segment_router,
+        identity_router,
+        query_router,
+        messaging_router,
+        messaging_links_router,
+        *PRIVACY_ROUTERS,
+    ),
+    workers=(Suppressions, PrivacyWork, LoaderSupervisor, Messaging),
+)
 
-
-@dataclass(frozen=True)
-class _ServiceSpec:
-    bus: bool
-    warehouse: bool
-    routers: tuple[APIRouter, ...]
-    loader: bool
-    messaging: bool = False
-    privacy_worker: bool = False
-    suppress: bool = False
-    advisory_checks: frozenset[str] = frozenset()
-
-
-_SERVICE_SPECS: dict[str, _ServiceSpec] = {
-    "gateway": _ServiceSpec(
+SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
+    "gateway": ServiceSpec(
         bus=True,
         warehouse=False,
         routers=(upload_router, segment_router, identity_router),
-        loader=False,
-        suppress=True,
+        workers=(Suppressions,),
         # Ingestion needs the bus; the database only for credentials not verified yet (those answer 503).
         advisory_checks=frozenset({"control_store"}),
     ),
-    "loader": _ServiceSpec(bus=True, warehouse=True, routers=(), loader=True, suppress=True),
-    "query": _ServiceSpec(bus=False, warehouse=True, routers=(query_router,), loader=False),
-    "messaging": _ServiceSpec(
-        bus=True,
-        warehouse=True,
-        routers=(messaging_router, messaging_links_router),
-        loader=False,
-        messaging=True,
+    "loader": ServiceSpec(bus=True, warehouse=True, workers=(Suppressions, LoaderSupervisor)),
+    "query": ServiceSpec(bus=False, warehouse=True, routers=(query_router,)),
+    "messaging": ServiceSpec(
+        bus=True, warehouse=True, routers=(messaging_router, messaging_links_router), workers=(Messaging,)
     ),
-    "privacy-worker": _ServiceSpec(
-        bus=False, warehouse=True, routers=PRIVACY_ROUTERS, loader=False, privacy_worker=True
-    ),
+    "privacy-worker": ServiceSpec(bus=False, warehouse=True, routers=PRIVACY_ROUTERS, workers=(PrivacyWork,)),
 }
+
+
+def embedded_app(settings: Settings) -> FastAPI:
+    """Every service in one process on the embedded stores (``tapwire up``)."""
+    return build_app(
+        settings,
+        runtime.embedded(settings),
+        routers=EMBEDDED.routers,
+        workers=EMBEDDED.workers,
+        embedded=True,
+    )
 
 
 def service_app(settings: Settings, service: ServiceName) -> FastAPI:
     """One service in distributed mode, connected only to the stores it uses."""
-    spec = _SERVICE_SPECS.get(service)
+    spec = SERVICE_SPECS.get(service)
     if spec is None:
         raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
-    if spec.messaging and not settings.messaging_secret:
+    if Messaging in spec.workers and not settings.messaging_secret:
         raise runtime.ConfigurationError(
             "TAPWIRE_MESSAGING_SECRET is required: every messaging process must sign links with the same secret"
         )
@@ -228,10 +143,7 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         settings,
         runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse),
         routers=spec.routers,
-        loader=spec.loader,
+        workers=spec.workers,
         embedded=False,
-        messaging=spec.messaging,
-        privacy_worker=spec.privacy_worker,
-        suppress=spec.suppress,
         advisory_checks=spec.advisory_checks,
     )
