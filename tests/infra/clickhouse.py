@@ -4,6 +4,8 @@
   running as a subprocess on its own chDB directory. A subprocess because chDB allows one engine per process
   and this process has its own (``chdb_path``).
 - ``clickhouse_database_url`` (function): the rig URL with a fresh, empty database in its path; dropped after.
+- ``rig_faults(url, fault)``, ``clear_rig_faults(url)``: make the rig fail statements on purpose (a ClickHouse error code, or an HTTP
+  status as a proxy answers), for tests of how clients classify server errors.
 - ``chdb_path`` (session): the data directory of this process's chDB engine.
 - ``warehouse_factory`` (function): ``await warehouse_factory("chdb" | "clickhouse")`` gives a started
   warehouse on a fresh database of that engine; closed and dropped after the test.
@@ -14,6 +16,7 @@ Nothing starts unless a test asks. Tests using these fixtures must be marked ``i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import subprocess
@@ -23,7 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -52,6 +55,29 @@ def rig_statement(base_url: str, sql: str) -> None:
     """Run one statement on the rig with no database selected (creating and dropping test databases)."""
     address = base_url.split("@", 1)[1]
     request = urllib.request.Request(f"http://{address}/", data=sql.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def rig_faults(base_url: str, fault: dict[str, Any] | None = None) -> list[int]:
+    """Add ``fault`` (when given) to the rig's injected faults (``tests/rig/clickhouse_http.py``); answers how
+    many statements each fault in force has failed so far, in the order they were added."""
+    address = base_url.split("@", 1)[1].split("/", 1)[0]
+    if fault is not None:
+        request = urllib.request.Request(
+            f"http://{address}/rig/faults", data=json.dumps(fault).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    with urllib.request.urlopen(f"http://{address}/rig/faults", timeout=30) as response:
+        counts: list[int] = json.loads(response.read())
+    return counts
+
+
+def clear_rig_faults(base_url: str) -> None:
+    """Remove every fault injected into the rig."""
+    address = base_url.split("@", 1)[1].split("/", 1)[0]
+    request = urllib.request.Request(f"http://{address}/rig/faults", method="DELETE")
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
 

@@ -20,6 +20,14 @@ protocol for clickhouse-connect (and so ``ClickHouseWarehouse``) to run the same
   ``-Server-Display-Name``; errors are HTTP 500 with ``Code: N. DB::Exception: ...`` text and the
   ``X-ClickHouse-Exception-Code`` header, so clients raise their usual errors.
 
+Faults on purpose, for tests of what clients do with server errors: ``POST /rig/faults`` with a JSON object
+makes the statements it matches fail until it runs out, ``DELETE /rig/faults`` removes every fault. Fields:
+``code`` and ``name`` (a ClickHouse error answered as HTTP 500 with that code) or ``status`` alone (an HTTP
+error without a code, as a proxy in front of ClickHouse answers); ``statement`` (matched against the start of
+the SQL, case-insensitive; default every statement); ``database``; ``times`` (how many matching statements
+fail) and/or ``seconds`` (for how long); ``applied`` (run the statement, then answer the error, as when an
+insert's outcome is unknown). ``GET /rig/faults`` answers how many statements each fault failed.
+
 chDB is not entered concurrently: a lock serializes statements. Run as
 ``python -m tests.rig.clickhouse_http --data DIR [--port N]``; it prints ``LISTENING <port>`` once ready and
 stops on SIGTERM or SIGINT.
@@ -40,6 +48,7 @@ import threading
 import time
 import uuid
 import zlib
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,6 +75,22 @@ class RigError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class _InjectedStatus(Exception):
+    """An injected HTTP error that carries no ClickHouse code."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _fault_error(fault: Fault) -> Exception:
+    if fault.code is None:
+        return _InjectedStatus(fault.status)
+    return RigError(
+        fault.code, f"Code: {fault.code}. DB::Exception: Injected by the test rig. ({fault.name})"
+    )
 
 
 class Engine:
@@ -143,6 +168,75 @@ class Engine:
             }
 
 
+@dataclass
+class Fault:
+    """One injected failure rule (see the module docstring)."""
+
+    code: int | None
+    name: str
+    status: int
+    statement: str
+    database: str | None
+    times: int | None
+    until: float | None
+    applied: bool
+    failed: int = 0
+
+    @classmethod
+    def from_json(cls, spec: dict[str, Any]) -> Fault:
+        code = spec.get("code")
+        seconds = spec.get("seconds")
+        return cls(
+            code=int(code) if code is not None else None,
+            name=str(spec.get("name", "INJECTED")),
+            status=int(spec.get("status", 500)),
+            statement=str(spec.get("statement", "")).upper(),
+            database=spec.get("database"),
+            times=int(spec["times"]) if "times" in spec else None,
+            until=time.monotonic() + float(seconds) if seconds is not None else None,
+            applied=bool(spec.get("applied", False)),
+        )
+
+    def live(self) -> bool:
+        if self.times is not None and self.failed >= self.times:
+            return False
+        return self.until is None or time.monotonic() < self.until
+
+    def matches(self, sql: str, database: str | None) -> bool:
+        if self.database is not None and self.database != database:
+            return False
+        return sql.lstrip().upper().startswith(self.statement)
+
+
+class Faults:
+    """The rules in force; shared by the server's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[Fault] = []
+
+    def add(self, fault: Fault) -> None:
+        with self._lock:
+            self._rules.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def counts(self) -> list[int]:
+        with self._lock:
+            return [rule.failed for rule in self._rules]
+
+    def take(self, sql: str, database: str | None) -> Fault | None:
+        """The first live rule matching this statement, counted as used once."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.live() and rule.matches(sql, database):
+                    rule.failed += 1
+                    return rule
+        return None
+
+
 def _decompress(body: bytes, encoding: str | None) -> bytes:
     if not encoding or encoding == "identity":
         return body
@@ -168,6 +262,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ClickHouse"
     engine: Engine
+    faults: Faults
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the rig's output is only its LISTENING line and errors."""
@@ -177,10 +272,23 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/ping":
             self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
             return
+        if path == "/rig/faults":
+            self._send(200, json.dumps(self.faults.counts()).encode(), {"Content-Type": "application/json"})
+            return
         self._handle(b"")
 
     def do_POST(self) -> None:
-        self._handle(self._read_body())
+        body = self._read_body()
+        if urlsplit(self.path).path == "/rig/faults":
+            self.faults.add(Fault.from_json(json.loads(body)))
+            self._send(200, b"{}", {"Content-Type": "application/json"})
+            return
+        self._handle(body)
+
+    def do_DELETE(self) -> None:
+        self._read_body()
+        self.faults.clear()
+        self._send(200, b"{}", {"Content-Type": "application/json"})
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -221,20 +329,32 @@ class Handler(BaseHTTPRequestHandler):
                     insert = _INSERT_WITH_FORMAT.match(sql)
                     body = body[body_insert.end() :]
             if insert is not None:
+                fault = self.faults.take(sql, database)
+                if fault is not None and not fault.applied:
+                    raise _fault_error(fault)
                 if _INPUT_FUNCTION.search(insert.group(1)):
                     summary = self.engine.insert_select(insert.group(1), insert.group(2), body, database)
                 else:
                     summary = self.engine.insert(insert.group(1), insert.group(2), body, database)
+                if fault is not None:
+                    raise _fault_error(fault)
                 self._send(200, b"", self._headers(query_id, summary, "TabSeparated"))
                 return
             if body:
                 sql = f"{sql}\n{body.decode()}" if sql else body.decode()
             if not sql.strip():
                 raise RigError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
+            fault = self.faults.take(sql, database)
+            if fault is not None and not fault.applied:
+                raise _fault_error(fault)
             trailing = _TRAILING_FORMAT.search(sql)
             fmt = trailing.group(1) if trailing else params.get("default_format") or "TabSeparated"
             data, summary = self.engine.run(sql, fmt, bound, database)
+            if fault is not None:
+                raise _fault_error(fault)
             self._send(200, data, self._headers(query_id, summary, fmt))
+        except _InjectedStatus as exc:
+            self._send(exc.status, f"{exc.status} injected by the test rig\n".encode(), {})
         except RigError as exc:
             self._error(exc.code, str(exc), query_id)
         except Exception as exc:
@@ -283,7 +403,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(data: Path, port: int) -> None:
     engine = Engine(data)
-    handler = type("BoundHandler", (Handler,), {"engine": engine})
+    handler = type("BoundHandler", (Handler,), {"engine": engine, "faults": Faults()})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
 

@@ -15,11 +15,19 @@ if TYPE_CHECKING:
 
 
 class WarehouseError(Exception):
-    """A statement failed for a reason other than reachability (bad SQL, type error)."""
+    """A statement failed for a reason other than reachability (bad SQL, type error).
+
+    ``code`` is ClickHouse's error code when the server gave one.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class WarehouseUnavailable(WarehouseError):
-    """ClickHouse could not be reached or timed out. Retryable; never dead-letter on this."""
+    """ClickHouse could not be reached, timed out, or cannot do it now (overload, memory, replication; see
+    ``tapwire_core.warehouse.errors``). Retryable; never dead-letter on this."""
 
 
 Params = Mapping[str, Any]

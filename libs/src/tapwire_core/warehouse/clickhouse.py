@@ -6,7 +6,8 @@ is used, so calls from several threads never collide on a server session. Reques
 with lz4; responses arrive uncompressed.
 
 Unreachable server, refused connection or timeout -> ``WarehouseUnavailable``; a statement the server
-rejects -> ``WarehouseError`` (except overload-type server codes, which are retryable).
+rejects -> ``WarehouseError``, except for the transient kinds of ``tapwire_core.warehouse.errors`` (overload,
+memory, replication...), which are ``WarehouseUnavailable`` too.
 """
 
 from __future__ import annotations

@@ -30,31 +30,13 @@ from tapwire_core.warehouse.base import (
     WarehouseUnavailable,
     check_columns,
 )
+from tapwire_core.warehouse.errors import transient_kind
 from tapwire_core.warehouse.json_insert import JsonInsert
 
 T = TypeVar("T")
 
 _PLACEHOLDER: Final = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:[^{}]+\}")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-# Server error codes that mean "try again later", not "this statement is wrong": overload, timeouts,
-# a replica that lost its coordination session, network trouble between cluster nodes.
-RETRYABLE_CODES: Final = frozenset(
-    {
-        159,  # TIMEOUT_EXCEEDED
-        164,  # READONLY (replica temporarily read-only)
-        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-        203,  # NO_FREE_CONNECTION
-        209,  # SOCKET_TIMEOUT
-        210,  # NETWORK_ERROR
-        241,  # MEMORY_LIMIT_EXCEEDED
-        242,  # TABLE_IS_READ_ONLY
-        252,  # TOO_MANY_PARTS
-        279,  # ALL_CONNECTION_TRIES_FAILED
-        425,  # SYSTEM_ERROR
-        999,  # KEEPER_EXCEPTION
-    }
-)
 
 
 def checked_identifier(name: str) -> str:
@@ -88,13 +70,15 @@ def wire_type(column_type: str) -> str:
 
 
 def translate(exc: Exception) -> WarehouseError:
-    """Map a clickhouse-connect (or serialization) failure onto the warehouse's two error types."""
-    if isinstance(exc, OperationalError):
-        return WarehouseUnavailable(str(exc))
+    """Map a clickhouse-connect (or serialization) failure onto the warehouse's two error types: unreachable,
+    or a server error of a transient kind (``errors.TRANSIENT_KINDS``), is ``WarehouseUnavailable``."""
     code = getattr(exc, "code", None)
-    if isinstance(exc, ConnectDatabaseError) and code in RETRYABLE_CODES:
-        return WarehouseUnavailable(str(exc))
-    return WarehouseError(str(exc))
+    code = code if isinstance(code, int) else None
+    if isinstance(exc, OperationalError):
+        return WarehouseUnavailable(str(exc), code=code)
+    if isinstance(exc, ConnectDatabaseError) and transient_kind(code, str(exc)) is not None:
+        return WarehouseUnavailable(str(exc), code=code)
+    return WarehouseError(str(exc), code=code)
 
 
 class ConnectWarehouse(Warehouse):
