@@ -32,7 +32,7 @@ from tapwire_core.bus import (
     partition_for,
 )
 from tapwire_core.bus.embedded import EmbeddedBus
-from tapwire_core.bus.kafka import KafkaBus
+from tapwire_core.bus.kafka import KafkaBus, KafkaConsumer
 from tests.infra.kafka_broker import kafka_home
 from tests.infra.producer_perf import run_producer_perf
 
@@ -305,6 +305,40 @@ async def test_kafka_down_raises_bus_unavailable_in_time_then_recovers(
             got = await drain(consumer, 10)
         values = {r.value for r in got}
         assert {r.value for r in records("before", 5) + records("after", 5)} <= values
+    finally:
+        await bus.close()
+
+
+@pytest.mark.integration
+async def test_kafka_commit_after_a_rebalance_skips_the_partitions_taken_away(
+    kafka_broker: Any, unique_topic: str
+) -> None:
+    """A member that read from a partition the group then gave to another member commits the rest: its
+    offsets for the lost partition are the new owner's to commit (it replays them), not a failure."""
+    bus = KafkaBus(kafka_broker.bootstrap)
+    await bus.start()
+    group = group_name()
+    try:
+        await bus.ensure_topic(unique_topic, 2)
+        keys = [
+            next(f"k{i}".encode() for i in range(99) if partition_for(f"k{i}".encode(), 2) == p)
+            for p in (0, 1)
+        ]
+        await bus.publish(unique_topic, [Record(key=k, value=k) for k in keys], timeout_s=TIMEOUT_S)
+        async with consumer_of(bus, unique_topic, group) as first:
+            assert isinstance(first, KafkaConsumer)
+            read = await drain(first, 2)
+            offsets = {TopicPartition(r.topic, r.partition): r.offset + 1 for r in read}
+            assert len(offsets) == 2
+            async with consumer_of(bus, unique_topic, group) as second:
+                assert isinstance(second, KafkaConsumer)
+                deadline = time.monotonic() + DRAIN_TIMEOUT_S
+                while len(first.assignment()) != 1 or len(second.assignment()) != 1:
+                    assert time.monotonic() < deadline, "the group did not share the partitions"
+                    await asyncio.gather(first.fetch(10, 0.2), second.fetch(10, 0.2))
+                (kept,) = first.assignment()
+                await first.commit(offsets)
+                assert await first.committed(kept) == offsets[kept]
     finally:
         await bus.close()
 

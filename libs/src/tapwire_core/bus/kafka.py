@@ -21,7 +21,12 @@ from aiokafka import (  # type: ignore[import-untyped]
     ConsumerRebalanceListener,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    CommitFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.structs import TopicPartition as KafkaTopicPartition  # type: ignore[import-untyped]
 
 from tapwire_core.bus.base import (
@@ -314,15 +319,35 @@ class KafkaConsumer(BusConsumer):
                 )
         return delivered
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions the group gives this member now (empty before it joined and during a rebalance)."""
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit to the group coordinator. Raises ``BusUnavailable`` when it cannot confirm in time."""
-        if not offsets:
+        """Commit to the group coordinator. Raises ``BusUnavailable`` when it cannot confirm in time.
+
+        Offsets of partitions the group has given to another member since they were read are not this member's
+        to commit: they are left out, and the new owner reads those records again from the last commit (what
+        consumers store is idempotent). A rebalance during the commit itself is the same case for every
+        partition: nothing is committed, and nothing is raised.
+        """
+        owned = self._consumer.assignment()
+        wanted = {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+        mine = {tp: offset for tp, offset in wanted.items() if tp in owned}
+        if len(mine) < len(wanted):
+            log.info(
+                "partitions reassigned before their offsets were committed; their new owner replays them",
+                extra={
+                    "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in wanted.keys() - mine.keys())
+                },
+            )
+        if not mine:
             return
         try:
             async with asyncio.timeout(self._commit_timeout_s):
-                await self._consumer.commit(
-                    {KafkaTopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
-                )
+                await self._consumer.commit(mine)
+        except CommitFailedError as exc:
+            log.info("the group rebalanced during a commit; its new owners replay", extra={"error": str(exc)})
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BusUnavailable(f"offset commit not confirmed: {exc!r}") from exc
 
