@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="comma-separated CIDRs whose Forwarded / X-Forwarded-For headers name the client",
     )
     log_level: str = "INFO"
+    http_keep_alive_s: float = Field(
+        default=75.0,
+        description="idle keep-alive connections are closed after this; keep it above the ingress's own "
+        "upstream keep-alive timeout (ingress-nginx: 60 s), or a request it sends on a connection being "
+        "closed gets a 502",
+    )
     # Customer-supplied URLs (webhooks, privacy notices) reach public addresses only; these CIDRs and host
     # names are reachable too (internal receivers). See tapwire_core.egress.
     egress_allow: str | None = None
@@ -109,7 +115,7 @@ class Settings(BaseSettings):
         description="wait between erasure and the second sweep (longer than the suppression reload)",
     )
     privacy_suppression_refresh_s: float = Field(
-        default=5.0, description="how often the gateway and loader reload the suppression list"
+        default=75.0, description="how often the gateway and loader reload the suppression list"
     )
     privacy_suppression_days: int = Field(
         default=30,

@@ -10,12 +10,16 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from tapwire_core import log as logs
 from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class _QuietExitServer:
@@ -48,10 +52,13 @@ class _QuietExitServer:
         self._server.run()
 
 
-def _serve(app: object, settings: Settings) -> None:
+def server_config(app: object, settings: Settings) -> uvicorn.Config:
+    """How every service serves HTTP. Idle connections stay open ``http_keep_alive_s`` (uvicorn's default is
+    5 s): a proxy that keeps upstream connections longer than the server would send a request on a connection
+    the server is closing, and answer its client 502."""
     import uvicorn
 
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
@@ -62,8 +69,12 @@ def _serve(app: object, settings: Settings) -> None:
         # uvicorn would believe X-Forwarded-For from 127.0.0.1; TAPWIRE_TRUSTED_PROXIES decides instead.
         proxy_headers=False,
         timeout_graceful_shutdown=30,
+        timeout_keep_alive=int(settings.http_keep_alive_s),
     )
-    _QuietExitServer(config).run()
+
+
+def _serve(app: object, settings: Settings) -> None:
+    _QuietExitServer(server_config(app, settings)).run()
 
 
 def cmd_up(_: argparse.Namespace) -> int:
