@@ -10,13 +10,18 @@ export TAPWIRE_KAFKA_HOME ?= $(CACHE)/kafka-$(KAFKA_VERSION)
 export UV_PYTHON_DOWNLOADS := never
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: help deps infra kafka postgres clients run test bench lint k8s clean
+.PHONY: help deps infra kafka postgres clients run test bench soak lint k8s clean
 
 help:
 	@echo "make run    - start the embedded suite (all services, one process)"
 	@echo "make test   - install everything, start Kafka + PostgreSQL, run the whole suite"
 	@echo "make bench  - run the benchmarks, write docs/benchmarks.md"
+	@echo "make soak   - 5-minute fault soak, distributed mode on this machine (Kafka, PostgreSQL, ClickHouse rig,"
+	@echo "              2 gateways, 2 loaders; broker killed, ClickHouse down 60 s, PostgreSQL restarted, a loader"
+	@echo "              and a gateway SIGKILLed); prints soak_acked/stored/lost/duplicates/5xx as its JSON last line"
+	@echo "              (figures in docs/operations.md; a one-minute version runs in make test)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make k8s    - render every Kubernetes overlay to deploy/k8s/rendered/ and validate it offline"
 
@@ -47,6 +52,9 @@ test: deps infra clients k8s
 
 bench: deps infra
 	@$(UV) run --frozen python -m tests.bench.run
+
+soak: deps infra
+	@$(UV) run --frozen python -m tests.soak.run $(SOAK_ARGS)
 
 lint: deps
 	@$(UV) run --frozen ruff check .

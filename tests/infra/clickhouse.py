@@ -82,24 +82,46 @@ def clear_rig_faults(base_url: str) -> None:
         response.read()
 
 
-@contextlib.contextmanager
-def running_rig(data: Path) -> Iterator[str]:
-    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit."""
-    env = os.environ | {"PYTHONPATH": str(_REPO_ROOT)}
-    log = data / "rig.log"
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.rig.clickhouse_http", "--data", str(data / "chdb")],
-            cwd=_REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-    try:
-        port = _await_port(proc, log)
-        yield f"http://default:@127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+class RigProcess:
+    """The rig as a subprocess on one chDB directory; ``kill()`` and ``start()`` again keep its port and data."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://default:@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start (on the port of the previous run, if any) and wait until it listens."""
+        env = os.environ | {"PYTHONPATH": str(_REPO_ROOT)}
+        log = self.data / "rig.log"
+        args = [sys.executable, "-m", "tests.rig.clickhouse_http", "--data", str(self.data / "chdb")]
+        if self.port:
+            args += ["--port", str(self.port)]
+        with open(log, "ab") as stderr:
+            self._proc = subprocess.Popen(
+                args, cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr
+            )
+        self.port = _await_port(self._proc, log)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: connections drop, statements in flight never answer."""
+        self._end(graceful=False)
+
+    def stop(self) -> None:
+        self._end(graceful=True)
+
+    def _end(self, *, graceful: bool) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if graceful:
+            proc.terminate()
+        else:
+            proc.kill()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -107,6 +129,17 @@ def running_rig(data: Path) -> Iterator[str]:
             proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def running_rig(data: Path) -> Iterator[str]:
+    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit."""
+    rig = RigProcess(data)
+    try:
+        rig.start()
+        yield rig.url
+    finally:
+        rig.stop()
 
 
 @pytest.fixture(scope="session")

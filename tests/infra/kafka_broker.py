@@ -194,6 +194,14 @@ class KafkaBroker:
             process.kill()
             process.wait(timeout=10)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no controlled shutdown. Keeps ports and data for ``start()``."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(timeout=10)
+
     @property
     def _properties_file(self) -> Path:
         return self.workdir / "server.properties"

@@ -99,8 +99,8 @@ def _free_port() -> int:
         return port
 
 
-class _Cluster:
-    """One initdb'd data directory and its running server process."""
+class PostgresCluster:
+    """One initdb'd data directory and its running server process; ``restart()`` keeps its port."""
 
     def __init__(self, bin_dir: Path, user: _ServerUser | None) -> None:
         self.bin_dir = bin_dir
@@ -151,9 +151,10 @@ class _Cluster:
         if result.returncode != 0:
             pytest.fail(f"initdb failed:\n{result.stdout.decode()}\n{result.stderr.decode()}", pytrace=False)
 
-    def start(self) -> None:
-        for _attempt in range(3):
-            self.port = _free_port()
+    def start(self, *, port: int | None = None) -> None:
+        """Start the server on ``port`` (a free one when None, trying three), and wait until it accepts."""
+        for _attempt in range(1 if port else 3):
+            self.port = port or _free_port()
             with self.log.open("ab") as log:
                 self._process = subprocess.Popen(
                     [
@@ -218,8 +219,25 @@ class _Cluster:
             process.kill()
             process.wait(timeout=5)
 
+    def restart(self) -> None:
+        """A fast shutdown, then the server again on the same port and data (sessions are dropped)."""
+        self.stop()
+        self.start(port=self.port)
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy async URL of the ``postgres`` database as the ``postgres`` user."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def new_cluster() -> PostgresCluster:
+    """An initdb'd cluster from the Debian binaries, not started yet (``start()``; ``remove()`` afterwards)."""
+    cluster = PostgresCluster(_bin_dir(), _server_user())
+    cluster.init()
+    return cluster
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -239,9 +257,8 @@ def postgres_url() -> Iterator[str]:
     if configured:
         yield make_url(configured).set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
         return
-    cluster = _Cluster(_bin_dir(), _server_user())
+    cluster = new_cluster()
     try:
-        cluster.init()
         cluster.start()
         created = subprocess.run(
             [
