@@ -19,17 +19,23 @@ pytestmark = pytest.mark.integration
 def test_a_short_soak_with_faults_keeps_every_promise() -> None:
     figures = run_soak(SoakPlan(seconds=45.0, clickhouse_down_s=8.0))
     assert held(figures) == [], figures
-    by_fault = figures["soak_by_fault"]
+    seen = figures["soak_by_fault"]
+
+    def answers(fault: str) -> set[str]:
+        """What clients got while ``fault`` was in force and until the next one."""
+        return set(seen.get(fault, {})) | set(seen.get(f"after_{fault}", {}))
+
+    lost_connections = {status for status in figures["soak_statuses"] if status.startswith("connection:")}
     # Each fault's effect on clients is the documented one.
-    assert by_fault["kafka_killed"].get("503", 0) > 0, by_fault  # the gateways cannot make records durable
-    assert set(by_fault["clickhouse_down"]) == {"200"}, by_fault  # uploads do not touch ClickHouse
-    assert set(by_fault["loader_killed"]) == {"200"}, by_fault
-    assert set(by_fault.get("postgres_restart", {})) <= {"200", "503"}, by_fault
+    assert seen["kafka_killed"].get("503", 0) > 0, seen  # the gateways cannot make records durable
+    assert answers("kafka_killed") <= {"200", "503"}, seen
+    assert answers("clickhouse_down") == {"200"}, seen  # uploads do not touch ClickHouse
+    assert answers("postgres_restart") <= {"200", "503"}, seen
     # A client whose credential no gateway has cached, while the control store is down: 503, not 500.
-    assert by_fault["postgres_restart_first_request"] == {"503": 2}, by_fault
-    gateway_down = by_fault["gateway_killed"]
-    assert gateway_down.get("200", 0) > 0, by_fault  # the other gateway serves
-    assert set(gateway_down) <= {"200"} | {
-        status for status in gateway_down if status.startswith("connection:")
-    }
+    assert seen["postgres_restart_first_request"] == {"503": 2}, seen
+    assert answers("loader_killed") <= {"200"}, seen
+    # The killed gateway's clients lose their connection and go to the other one.
+    assert "200" in answers("gateway_killed") and answers("gateway_killed") <= {"200"} | lost_connections, (
+        seen
+    )
     assert figures["soak_stored"] == figures["soak_acked"] > 0
