@@ -156,13 +156,16 @@ def test_loader_killed_mid_batch_then_redelivered(cluster: Cluster, env: dict[st
     for chunk in range(0, total, 1000):
         assert upload(cluster.gateway.url, records[chunk : chunk + 1000]).status_code == 200
 
+    # Each loader is awaited ready before its work is: the waits below bound the work, not a start-up.
     slow = cluster.new_loader(TAPWIRE_LOADER_BATCH_ROWS="200", TAPWIRE_LOADER_BATCH_SECONDS="0.05").start()
+    slow.wait_ready()
     url = env["TAPWIRE_CLICKHOUSE_URL"]
     wait_until(lambda: warehouse_counts(url, "Bought")[2] > 0, what="the first batch", poll_s=0.01)
     slow.kill()
     assert warehouse_counts(url, "Bought")[0] < total, "the loader finished before it was killed"
 
     restarted = cluster.new_loader().start()
+    restarted.wait_ready()
     wait_until(lambda: warehouse_counts(url, "Bought")[0] >= total, what="all rows after restart")
     restarted.kill()
     assert warehouse_counts(url, "Bought")[:2] == (total, total)
