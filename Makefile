@@ -21,7 +21,8 @@ help:
 	@echo "make soak   - 5-minute fault soak, distributed mode on this machine (Kafka, PostgreSQL, ClickHouse rig,"
 	@echo "              2 gateways, 2 loaders; broker killed, ClickHouse down 60 s, PostgreSQL restarted, a loader"
 	@echo "              and a gateway SIGKILLed); prints soak_acked/stored/lost/duplicates/5xx as its JSON last line"
-	@echo "              (figures in docs/operations.md; a one-minute version runs in make test)"
+	@echo "              (figures in docs/operations.md; a 45-second version runs in make test; last measured"
+	@echo "              45 s run: 17,825 acked = 17,825 stored, 0 lost, 0 duplicates, 0 5xx besides 503)"
 	@echo "make lint   - ruff + mypy"
 	@echo "make k8s    - render every Kubernetes overlay to deploy/k8s/rendered/ and validate it offline"
 
