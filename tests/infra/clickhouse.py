@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
+import selectors
 import subprocess
 import sys
 import time
@@ -151,14 +151,16 @@ def clickhouse_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _await_port(proc: subprocess.Popen[bytes], log: Path) -> int:
     assert proc.stdout is not None
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline().decode()
-            if line.startswith("LISTENING "):
-                return int(line.split()[1])
-        if proc.poll() is not None:
-            break
+    # A selector (epoll), not select(): late in the suite the pipe's descriptor may be above 1,023.
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if selector.select(0.2):
+                line = proc.stdout.readline().decode()
+                if line.startswith("LISTENING "):
+                    return int(line.split()[1])
+            if proc.poll() is not None:
+                break
     proc.kill()
     pytest.fail(f"the ClickHouse HTTP rig did not start: {log.read_text(errors='replace')[-2000:]}")
 
