@@ -60,7 +60,7 @@ soak: deps infra
 lint: deps
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy libs/src ingest/src query/src messaging/src privacy-worker/src services/src
+	@$(UV) run --frozen mypy libs/src ingest/src query/src messaging/src privacy-worker/src console/src services/src
 
 # Kubernetes manifests: kustomize, kubeconform and kube-score from the Go module proxy (pinned, cached under
 # $(CACHE)/bin), hadolint and the Kubernetes JSON schemas from the dev dependencies; all offline once cached.

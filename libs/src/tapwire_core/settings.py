@@ -135,6 +135,22 @@ class Settings(BaseSettings):
         description="direct end-user requests accepted per minute per account and per client address",
     )
 
+    # Console: sessions, cookie signing, and where its pages find the other services in distributed mode (in
+    # embedded mode every API is in the same process and these URLs are not used).
+    console_secret: str | None = Field(
+        default=None, description="signs console cookies; default: generated once under TAPWIRE_DATA_DIR"
+    )
+    console_idle_minutes: int = Field(default=30, ge=1, description="a console session ends after this idle")
+    console_session_hours: int = Field(
+        default=12, ge=1, description="and at the latest this long after sign-in"
+    )
+    console_query_url: str | None = None
+    console_messaging_url: str | None = None
+    console_privacy_url: str | None = None
+    console_loader_url: str | None = Field(
+        default=None, description="the loader's /metrics, for ingestion health"
+    )
+
     def resolved_export_dir(self) -> Path:
         return self.privacy_export_dir or self.data_dir / "privacy-exports"
 

@@ -6,12 +6,15 @@ A service is a ``ServiceSpec``: the stores it connects to, the routers it serves
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 
+from tapwire_console.api import ROUTERS as ACCOUNT_ROUTERS
+from tapwire_core.control.console.directory import ConsoleDirectory
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
@@ -74,6 +77,11 @@ def build_app(
         bus_=components.bus,
         warehouse_=components.warehouse,
         store_=components.store,
+        console=ConsoleDirectory(
+            components.store,
+            idle=dt.timedelta(minutes=settings.console_idle_minutes),
+            lifetime=dt.timedelta(hours=settings.console_session_hours),
+        ),
     )
     group = WorkerGroup()
     app = create_app(context, routers, on_start=group.start, on_stop=group.stop)
@@ -97,6 +105,7 @@ EMBEDDED = ServiceSpec(
         messaging_router,
         messaging_links_router,
         *PRIVACY_ROUTERS,
+        *ACCOUNT_ROUTERS,
     ),
     workers=(Suppressions, PrivacyWork, LoaderSupervisor, Messaging),
 )

@@ -17,6 +17,7 @@ import orjson
 from tapwire_core import log as logs
 from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
+from tapwire_services.accounts_cli import add_commands as add_account_commands
 
 if TYPE_CHECKING:
     import uvicorn
@@ -119,11 +120,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"loaded {loaded} records into the warehouse for {args.account}", file=sys.stderr)
         return 0
     if args.upload:
-        from tapwire_services.upload_client import upload_all
+        from tapwire_services.upload_client import UploadFailed, upload_all
 
-        asyncio.run(
-            upload_all(list(records()), url=args.upload, account=args.account, passcode=args.passcode)
-        )
+        try:
+            summary = asyncio.run(
+                upload_all(
+                    records(),
+                    url=args.upload,
+                    account=args.account,
+                    passcode=args.passcode,
+                    total=args.users + args.events,
+                    progress=sys.stderr.isatty(),
+                )
+            )
+        except UploadFailed as exc:
+            print(f"tapwire generate: upload stopped: {exc}", file=sys.stderr)
+            return 1
+        print(summary.line(), file=sys.stderr)
         return 0
     out = sys.stdout.buffer if args.out in (None, "-") else Path(args.out).open("wb")  # noqa: SIM115
     try:
@@ -138,31 +151,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 async def _generate_into_warehouse(
     settings: Settings, account: str, records: Iterator[dict[str, object]]
 ) -> int:
-    """Writes through the loader's row building into the configured warehouse (ClickHouse when
-    ``TAPWIRE_CLICKHOUSE_URL`` is set, else the embedded chDB under ``TAPWIRE_DATA_DIR``), migrated first."""
+    """Writes through the loader's row building into the configured warehouse, migrated first."""
     import time
 
-    from tapwire_core.warehouse import Warehouse
-    from tapwire_core.warehouse.migrations import migrate
     from tapwire_services import generate
+    from tapwire_services.cli_warehouse import open_warehouse
 
-    warehouse: Warehouse
-    if settings.clickhouse_url:
-        from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
-
-        warehouse = ClickHouseWarehouse(settings.clickhouse_url)
-    else:
-        from tapwire_core.warehouse.chdb import ChdbWarehouse
-
-        warehouse = ChdbWarehouse(settings.data_dir.resolve() / "chdb")
-    await warehouse.start()
-    try:
-        await migrate(warehouse, cluster=settings.clickhouse_cluster)
+    async with open_warehouse(settings) as warehouse:
         return await generate.load(
             warehouse, records, account_id=account, received_ms=int(time.time() * 1000)
         )
-    finally:
-        await warehouse.close()
 
 
 def _control_url(settings: Settings) -> str:
@@ -253,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
     account_commands = accounts.add_subparsers(dest="accounts_command", required=True)
     reset = account_commands.add_parser("reset-demo", help="issue new credentials for the demo account")
     reset.set_defaults(func=cmd_reset_demo)
+    add_account_commands(account_commands)
     write_key = account_commands.add_parser(
         "add-write-key", help="issue one more write key (Segment-style ingestion) for an account"
     )

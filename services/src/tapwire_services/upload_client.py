@@ -1,25 +1,59 @@
-"""A small CleverTap upload client (100-record batches, as the official clients send)."""
+"""A small CleverTap upload client: 100-record batches as the official clients send, streamed from an iterator,
+with the SDKs' retry behaviour (429 and 503 honour ``Retry-After``; connection failures back off) and a
+progress bar on standard error."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
+from tqdm import tqdm
 
 from tapwire_services.generate import batches
 
+RETRIED_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class UploadSummary:
+    records: int = 0
+    processed: int = 0
+    batches: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.records / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"uploaded {self.records:,} records in {self.batches:,} batches "
+            f"({self.processed:,} processed, {self.retries} retries) in {self.seconds:.1f} s, {rate:,.0f} records/s"
+        )
+
+
+class UploadFailed(Exception):
+    """The server refused a batch for good (a status other than 200, 429 or 503), or retries ran out."""
+
 
 async def upload_all(
-    records: Sequence[dict[str, Any]],
+    records: Iterator[dict[str, Any]],
     *,
     url: str,
     account: str | None,
     passcode: str | None,
     batch: int = 100,
-) -> int:
-    """Upload ``records`` in order; returns how many the server processed. Raises on any non-200."""
+    total: int | None = None,
+    max_attempts: int = 8,
+    progress: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> UploadSummary:
+    """Upload ``records`` in order without holding more than one batch; returns the summary. Raises
+    UploadFailed when a batch is refused or ``max_attempts`` tries of one batch all failed."""
     if not account or not passcode:
         raise SystemExit("--account and --passcode are required with --upload")
     headers = {
@@ -27,10 +61,52 @@ async def upload_all(
         "X-CleverTap-Passcode": passcode,
         "Content-Type": "application/json",
     }
-    processed = 0
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
-        for chunk in batches(iter(records), batch):
-            response = await client.post("/1/upload", content=orjson.dumps({"d": chunk}))
-            response.raise_for_status()
-            processed += int(response.json()["processed"])
-    return processed
+    summary = UploadSummary()
+    started = time.monotonic()
+    bar = tqdm(
+        total=total, unit=" records", unit_scale=True, file=sys.stderr, disable=not progress, leave=False
+    )
+    try:
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=30, transport=transport
+        ) as client:
+            for chunk in batches(records, batch):
+                body = orjson.dumps({"d": chunk})
+                response = await _send(client, body, summary, max_attempts=max_attempts)
+                summary.processed += int(response.json().get("processed", 0))
+                summary.records += len(chunk)
+                summary.batches += 1
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+        summary.seconds = time.monotonic() - started
+    return summary
+
+
+async def _send(
+    client: httpx.AsyncClient, body: bytes, summary: UploadSummary, *, max_attempts: int
+) -> httpx.Response:
+    delay = 0.5
+    for attempt in range(1, max_attempts + 1):
+        try:
+            response = await client.post("/1/upload", content=body)
+        except httpx.TransportError as exc:
+            if attempt == max_attempts:
+                raise UploadFailed(f"the server was unreachable {max_attempts} times: {exc!r}") from exc
+        else:
+            if response.status_code == 200:
+                return response
+            if response.status_code not in RETRIED_STATUSES or attempt == max_attempts:
+                raise UploadFailed(f"HTTP {response.status_code}: {response.text[:500]}")
+            delay = max(delay, _retry_after(response))
+        summary.retries += 1
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+    raise UploadFailed("unreachable")
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", "0")), 60.0)
+    except ValueError:
+        return 0.0

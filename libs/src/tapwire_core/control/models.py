@@ -2,6 +2,12 @@
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.base import Base
+from tapwire_core.control.console.models import (
+    AuditEntryRow,
+    ConsoleSessionRow,
+    ConsoleUserRow,
+    SignInThrottleRow,
+)
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.models import (
@@ -17,9 +23,12 @@ from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
 __all__ = [
     "AccountRow",
+    "AuditEntryRow",
     "Base",
     "CampaignRow",
     "ConsentRow",
+    "ConsoleSessionRow",
+    "ConsoleUserRow",
     "CredentialRow",
     "IdentityEdgeRow",
     "IdentityNodeRow",
@@ -32,5 +41,6 @@ __all__ = [
     "PrivacyRequestRow",
     "PrivacyRequestSubjectRow",
     "SegmentRow",
+    "SignInThrottleRow",
     "SuppressionRow",
 ]

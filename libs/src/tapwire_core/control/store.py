@@ -161,6 +161,11 @@ class ControlStore:
             # on an advisory lock). Its rows are committed now, so the second attempt updates them.
             return await once()
 
+    async def delete_account(self, account_id: str) -> bool:
+        """Remove the account and every control-plane row that references it. False when it did not exist."""
+        async with self._write(account_id) as session:
+            return await operations.delete_account(session, account_id)
+
     async def update_settings(self, account_id: str, changes: Mapping[str, Any]) -> Account:
         """Merge ``changes`` into the account's settings (None removes a key). Raises AccountNotFoundError."""
         async with self._write(account_id) as session:

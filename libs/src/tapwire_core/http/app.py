@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tapwire_core import metrics
 from tapwire_core.http import health
 from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
+from tapwire_core.http.audit_trail import AuditTrail
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import install_error_handlers
 from tapwire_core.http.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks
@@ -81,6 +82,7 @@ def create_app(
     if context.body_budget is None:
         context.body_budget = BodyBudget(context.settings.body_memory_bytes)
     app.add_middleware(BodyBudgetMiddleware, budget=context.body_budget)
+    app.add_middleware(AuditTrail)
     app.add_middleware(RequestMetrics)
     # Outermost, so everything after it (limits, authentication, logs) sees the client's real address.
     proxies = TrustedProxies(parse_networks(context.settings.trusted_proxies))

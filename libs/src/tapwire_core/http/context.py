@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tapwire_core.bus import Bus
+from tapwire_core.control.console.directory import ConsoleDirectory
 from tapwire_core.control.privacy.suppression import SuppressionCheck
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.body_budget import BodyBudget
@@ -64,6 +65,8 @@ class ServiceContext:
     """Memory for request bodies in flight (None: from ``settings.body_memory_bytes``, made by ``create_app``)."""
     advisory_checks: frozenset[str] = frozenset()
     """Readiness checks reported but not required (the gateway serves cached credentials without its database)."""
+    console: ConsoleDirectory | None = None
+    """Console users, sessions and the audit log (None: console sessions are not accepted here)."""
     _publisher: CoalescingPublisher | None = None
 
     @property

@@ -95,6 +95,18 @@ async def upsert_account(
     return to_account(row)
 
 
+async def delete_account(session: AsyncSession, account_id: str) -> bool:
+    """Remove the account row; its credentials, settings and every row that references it (segments,
+    campaigns, console users and sessions, identity graph) go with it through ON DELETE CASCADE. False when
+    there was no such account."""
+    row = await session.get(AccountRow, account_id)
+    if row is None:
+        return False
+    await session.delete(row)
+    await session.flush()
+    return True
+
+
 async def update_settings(session: AsyncSession, *, account_id: str, changes: Mapping[str, Any]) -> Account:
     """Merge ``changes`` into the account's settings; a None value removes that setting.
 

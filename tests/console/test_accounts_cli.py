@@ -1,0 +1,98 @@
+"""``tapwire accounts create|list|rotate|delete`` as an operator runs them, on an embedded data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tapwire_core.control.store import ControlStore
+
+pytestmark = pytest.mark.integration
+
+
+def _tapwire(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {
+        "TAPWIRE_DATA_DIR": str(data),
+        "TAPWIRE_PRIVACY_SWEEP_DELAY_S": "0.2",
+        "TAPWIRE_PRIVACY_POLL_S": "0.05",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tapwire_services.cli", "accounts", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def _secrets(output: str) -> dict[str, str]:
+    return {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in output.splitlines()
+        if ":" in line
+    }
+
+
+async def _count(data: Path, table: str, account_id: str) -> int:
+    from sqlalchemy import text
+
+    async with (
+        ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}") as store,
+        store.engine.connect() as conn,
+    ):
+        found = await conn.execute(
+            text(f"SELECT count(*) FROM {table} WHERE account_id = :a"), {"a": account_id}
+        )
+        return int(found.scalar_one())
+
+
+def test_create_list_rotate_and_delete_with_confirmation(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = _tapwire(data, "create", "ACME", "--name", "Acme Ltd")
+    assert created.returncode == 0, created.stderr
+    first = _secrets(created.stdout)
+    assert first["account id"] == "ACME" and len(first["passcode"]) >= 16 and len(first["write key"]) >= 16
+    assert _tapwire(data, "create", "ACME").returncode == 1
+    _tapwire(data, "create", "OTHER")
+
+    listing = _tapwire(data, "list")
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines()[1:]] == ["ACME", "OTHER"]
+
+    rotated = _tapwire(data, "rotate", "ACME", "--kind", "passcode", "--revoke-old")
+    assert rotated.returncode == 0, rotated.stderr
+    new_passcode = _secrets(rotated.stdout)["passcode"]
+    assert new_passcode != first["passcode"]
+
+    async def check_passcodes() -> tuple[bool, bool]:
+        from tapwire_core.control.accounts import AccountDirectory
+
+        async with ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}") as store:
+            directory = AccountDirectory(store)
+            old = await directory.authenticate_passcode("ACME", first["passcode"])
+            new = await directory.authenticate_passcode("ACME", new_passcode)
+            return old is not None, new is not None
+
+    assert asyncio.run(check_passcodes()) == (False, True)
+
+    # Not confirmed (no --yes and no terminal to type the id at): nothing changes.
+    refused = _tapwire(data, "delete", "ACME", stdin="ACM\n")
+    assert refused.returncode != 0
+    assert asyncio.run(_count(data, "credentials", "ACME")) > 0
+
+    deleted = _tapwire(data, "delete", "ACME", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.startswith("deleted ACME: every store erased")
+    assert asyncio.run(_count(data, "credentials", "ACME")) == 0
+    assert asyncio.run(_count(data, "audit_log", "ACME")) == 0
+    assert asyncio.run(_count(data, "credentials", "OTHER")) > 0
+    # The erasure's completion record outlives the account, as the law wants.
+    assert asyncio.run(_count(data, "privacy_requests", "ACME")) == 1
+    assert [line.split()[0] for line in _tapwire(data, "list").stdout.splitlines()[1:]] == ["OTHER"]
