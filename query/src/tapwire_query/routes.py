@@ -10,6 +10,7 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
 from tapwire_query.count_routes import router as count_router
 from tapwire_query.export_routes import router as export_router
+from tapwire_query.insight_routes import router as insight_router
 from tapwire_query.profile_lookup import Selector, find_user_key, profile_record
 from tapwire_query.segments.routes import router as segment_router
 
@@ -38,3 +39,4 @@ async def get_profile(request: Request, account: PasscodeAccount, context: Conte
 router.include_router(export_router)
 router.include_router(count_router)
 router.include_router(segment_router)
+router.include_router(insight_router)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from fastapi import APIRouter, FastAPI
 
+from tapwire_console import web as console_web
 from tapwire_console.api import ROUTERS as ACCOUNT_ROUTERS
 from tapwire_core.control.console.directory import ConsoleDirectory
 from tapwire_core.http.app import create_app
@@ -129,14 +130,16 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
 
 
 def embedded_app(settings: Settings) -> FastAPI:
-    """Every service in one process on the embedded stores (``tapwire up``)."""
-    return build_app(
+    """Every service in one process on the embedded stores (``tapwire up``), the console's pages included."""
+    app = build_app(
         settings,
         runtime.embedded(settings),
         routers=EMBEDDED.routers,
         workers=EMBEDDED.workers,
         embedded=True,
     )
+    console_web.mount(app, settings, embedded=True)
+    return app
 
 
 def service_app(settings: Settings, service: ServiceName) -> FastAPI:

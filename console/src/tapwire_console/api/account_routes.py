@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
+from tapwire_console import ingestion_health
 from tapwire_console.api.dependencies import Console, audit
 from tapwire_core.control.accounts.settings_schema import AccountSettingsPatch, effective
 from tapwire_core.control.accounts.types import CredentialInfo, CredentialKind
@@ -142,3 +143,13 @@ async def audit_log(
             "next_before": entries[-1].id if len(entries) == limit else None,
         }
     )
+
+
+@router.get("/ingestion")
+async def ingestion(account: PasscodeAccount, context: Context) -> Response:
+    """The pipeline's health: loader lag (records and bus messages not yet in the warehouse), dead letters,
+    records received and loaded since the loader process started."""
+    health = await ingestion_health.read(
+        context.settings.console_loader_url, loader_in_process=context.bus_ is not None
+    )
+    return json_response({"status": "success", "ingestion": health})

@@ -1,0 +1,59 @@
+"""Profiles: find a person by identity, email or phone; their profile with properties and timeline."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from tapwire_console.web.frame import PageFailed, SignedIn, Web, render
+
+router = APIRouter()
+
+
+@router.get("/console/profiles")
+async def find(request: Request, viewer: SignedIn, web: Web) -> Response:
+    q = request.query_params.get("q", "").strip()
+    found = await viewer.api.get("/query/v1/profiles/find", {"q": q}) if q else None
+    if found is not None and not found.ok and found.status not in (400, 422):
+        raise PageFailed(found)
+    return render(
+        web,
+        "profiles.html",
+        viewer=viewer,
+        active="Profiles",
+        q=q,
+        profiles=found.body.get("profiles", []) if found is not None else None,
+        error=found.error if found is not None and not found.ok else None,
+    )
+
+
+@router.get("/console/profiles/{user_key:path}")
+async def profile(request: Request, user_key: str, viewer: SignedIn, web: Web) -> Response:
+    identity = request.query_params.get("identity") or user_key
+    record = await viewer.api.get("/1/profile.json", {"identity": identity})
+    if record.status == 404:
+        record = await viewer.api.get("/1/profile.json", {"email": identity})
+    if not record.ok and record.status != 404:
+        raise PageFailed(record)
+    before = request.query_params.get("before_ms")
+    timeline = await viewer.api.get(
+        f"/query/v1/profiles/{quote(user_key, safe='')}/timeline", {"before_ms": before}
+    )
+    if not timeline.ok:
+        raise PageFailed(timeline)
+    data = record.body.get("record", {}) if record.ok else {}
+    return render(
+        web,
+        "profile.html",
+        viewer=viewer,
+        active="Profiles",
+        user_key=user_key,
+        record=data,
+        properties=sorted((data.get("profileData") or {}).items()),
+        summary=sorted((data.get("events") or {}).items()),
+        timeline=timeline.body.get("events", []),
+        next_before_ms=timeline.body.get("next_before_ms"),
+        found=record.ok,
+    )
