@@ -202,6 +202,11 @@ def _retention(settings: Settings) -> dict[str, str]:
         "message_interactions": "until erased by a privacy request or the account's erasure",
         "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
         "segments": "while the account keeps the segment",
+        "console_users": "while the person keeps console access (they or an admin can delete it)",
+        "console_sessions": "until sign-out, a password change, or expiry (idle or session lifetime); expired "
+        "sessions are purged at the account's next sign-in",
+        "console_sign_in_throttle": "15 minutes after the last failure or lockout; purged at the next failure",
+        "audit_log": "while the account exists; a deleted console user's entries lose their email",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

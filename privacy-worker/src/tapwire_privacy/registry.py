@@ -76,6 +76,15 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
         "(the controller) edits or deletes through the segments API"
     ),
+    "console_users": Exempt(
+        "the customer's staff who sign in to the console, not end users; each sees, changes, exports and deletes "
+        "their own record under My profile (/account/v1/me)"
+    ),
+    "console_sessions": Exempt("sign-in sessions of the customer's staff: hashed tokens, role, times"),
+    "console_sign_in_throttle": Exempt("failed sign-in counts under hashed keys; no personal data"),
+    "audit_log": Exempt(
+        "actions of the customer's staff in the console; a deleted console user's entries lose their email"
+    ),
 }
 
 FILE_STORES: Final[dict[str, Coverage]] = {"export_archives": "files.export_archives"}

@@ -43,7 +43,19 @@ def _environment() -> Environment:
     )
     env.filters["thousands"] = lambda n: f"{int(n or 0):,}"
     env.filters["when"] = _when
+    env.filters["moment"] = _moment
     return env
+
+
+def _moment(iso: str | None) -> str:
+    """An API timestamp (ISO 8601, UTC) as people read it."""
+    if not iso:
+        return "—"
+    try:
+        parsed = dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return str(iso)
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _when(epoch_ms: int | None) -> str:

@@ -46,6 +46,13 @@ class SessionStore:
             expires_at=now + self.lifetime,
         )
         async with self._engine().begin() as connection:
+            # Sessions that ended by time are purged here, so the table holds only live ones and the last day's.
+            await connection.execute(
+                delete(ConsoleSessionRow).where(
+                    ConsoleSessionRow.account_id == account_id,
+                    (ConsoleSessionRow.expires_at <= now) | (ConsoleSessionRow.last_seen_at <= now - self.idle),
+                )
+            )
             await connection.execute(
                 insert(ConsoleSessionRow).values(
                     id=session.id,

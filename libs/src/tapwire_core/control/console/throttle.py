@@ -68,7 +68,15 @@ class SignInThrottle:
     async def failed(self, rules: Sequence[tuple[str, ThrottleRule]]) -> None:
         """Count one failure against each key; a key reaching its rule's count is locked."""
         now = self._clock()
+        longest = max((max(rule.window, rule.lockout) for _, rule in rules), default=dt.timedelta(0))
         async with AsyncSession(self._engine()) as session, session.begin():
+            # Keys whose window and lockout are long over count nothing any more.
+            await session.execute(
+                delete(SignInThrottleRow).where(
+                    SignInThrottleRow.window_started_at < now - longest,
+                    (SignInThrottleRow.locked_until.is_(None)) | (SignInThrottleRow.locked_until < now),
+                )
+            )
             for key, rule in rules:
                 row = await session.get(SignInThrottleRow, key)
                 if row is None or aware(row.window_started_at) + rule.window <= now:
