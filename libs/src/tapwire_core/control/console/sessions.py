@@ -50,7 +50,8 @@ class SessionStore:
             await connection.execute(
                 delete(ConsoleSessionRow).where(
                     ConsoleSessionRow.account_id == account_id,
-                    (ConsoleSessionRow.expires_at <= now) | (ConsoleSessionRow.last_seen_at <= now - self.idle),
+                    (ConsoleSessionRow.expires_at <= now)
+                    | (ConsoleSessionRow.last_seen_at <= now - self.idle),
                 )
             )
             await connection.execute(
