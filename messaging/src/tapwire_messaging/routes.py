@@ -396,3 +396,8 @@ async def click(token: str, service: Messaging) -> Response:
     if occurrence is not None:
         await _interaction(service, target, "clicked", "Notification Clicked", occurrence=occurrence)
     return RedirectResponse(target.url, status_code=302)
+
+
+from tapwire_messaging.preview_routes import router as _preview_router  # noqa: E402
+
+router.include_router(_preview_router)

@@ -153,3 +153,17 @@ async def ingestion(account: PasscodeAccount, context: Context) -> Response:
         context.settings.console_loader_url, loader_in_process=context.bus_ is not None
     )
     return json_response({"status": "success", "ingestion": health})
+
+
+@router.get("/settings/campaign-defaults")
+async def campaign_defaults(account: PasscodeAccount) -> Response:
+    """What a new campaign starts with (quiet hours) and the account's frequency caps, for whoever may create
+    campaigns: the rest of the settings stay an admin's."""
+    settings = effective(account.settings)
+    return json_response(
+        {
+            "status": "success",
+            "quiet_hours": settings["quiet_hours"],
+            "frequency_caps": settings["frequency_caps"],
+        }
+    )

@@ -11,12 +11,21 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tapwire_console.web.frame import ConsoleWeb, PageFailed, SignInRequired, console_web, redirect, render
-from tapwire_console.web.pages import events, me, overview, profiles, settings, sign_in
+from tapwire_console.web.pages import campaigns, events, me, overview, privacy, profiles, settings, sign_in
 from tapwire_console.web.security import SECURITY_HEADERS, load_or_create_secret
 from tapwire_core.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
-PAGE_ROUTERS = (sign_in.router, overview.router, events.router, profiles.router, settings.router, me.router)
+PAGE_ROUTERS = (
+    sign_in.router,
+    overview.router,
+    events.router,
+    profiles.router,
+    campaigns.router,
+    privacy.router,
+    settings.router,
+    me.router,
+)
 
 
 class _Static(StaticFiles):

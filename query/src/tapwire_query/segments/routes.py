@@ -1,4 +1,4 @@
-"""Native saved segments: ``POST /segments``, ``GET /segments/{id}``, ``POST /segments/{id}/count``,
+"""Native saved segments: ``POST /segments``, ``GET /segments`` (the list), ``GET /segments/{id}``, ``POST /segments/{id}/count``,
 ``GET /segments/{id}/members`` (cursor paging: the first call answers the first page)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tapwire_query.cql.parse import parse_as
 from tapwire_query.cursors import CursorState
 from tapwire_query.execution import client_error, now_ms, options_for, run
 from tapwire_query.http_state import Slot, State, json_body
-from tapwire_query.segments.store import Segment, create_segment, get_segment
+from tapwire_query.segments.store import Segment, create_segment, get_segment, list_segments
 
 router = APIRouter(dependencies=[Slot])
 
@@ -46,6 +46,13 @@ async def post_segment(request: Request, account: PasscodeAccount, context: Cont
         context.store, account_id=account.id, name=new.name, definition=new.definition
     )
     return json_response({"status": "success", "id": segment.id, "segment": segment.as_json()}, status=201)
+
+
+@router.get("/segments")
+async def list_saved(account: PasscodeAccount, context: Context) -> Response:
+    """The account's saved segments, newest first."""
+    segments = await list_segments(context.store, account_id=account.id)
+    return json_response({"status": "success", "segments": [s.as_json() for s in segments]})
 
 
 @router.get("/segments/{segment_id}")

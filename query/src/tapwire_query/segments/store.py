@@ -59,3 +59,15 @@ async def get_segment(store: ControlStore, *, account_id: str, segment_id: str) 
     if row is None:
         return None
     return Segment(row.id, row.account_id, row.name, dict(row.definition), row.created_at)
+
+
+async def list_segments(store: ControlStore, *, account_id: str, limit: int = 500) -> list[Segment]:
+    """The account's segments, newest first."""
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(
+            select(_TABLE)
+            .where(_TABLE.c.account_id == account_id)
+            .order_by(_TABLE.c.created_at.desc(), _TABLE.c.id)
+            .limit(limit)
+        )
+        return [Segment(r.id, r.account_id, r.name, dict(r.definition), r.created_at) for r in rows]

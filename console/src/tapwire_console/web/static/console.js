@@ -10,11 +10,47 @@
     return Date.UTC(y, m, d) / 1000;
   }
 
+  function drawBars(element, data) {
+    const groups = Math.max(1, data.series.length);
+    const width = 0.8 / groups;
+    const xs = data.x.map((_, i) => i);
+    const series = [{}].concat(
+      data.series.map((s, g) => ({
+        label: s.label,
+        fill: palette[g % palette.length],
+        stroke: palette[g % palette.length],
+        width: 0,
+        points: { show: false },
+        paths: uPlot.paths.bars({
+          disp: {
+            x0: { unit: 1, values: () => xs.map((i) => i - 0.4 + g * width) },
+            size: { unit: 1, values: () => xs.map(() => width * 0.92) },
+          },
+        }),
+      }))
+    );
+    const options = {
+      width: Math.max(320, element.clientWidth),
+      height: 280,
+      series: series,
+      scales: { x: { time: false, range: [-0.5, xs.length - 0.5] }, y: { range: (u, min, max) => [0, Math.max(1, max) * 1.1] } },
+      axes: [
+        { stroke: "#667085", grid: { show: false }, splits: () => xs, values: (u, splits) => splits.map((v) => data.x[v] ?? "") },
+        { stroke: "#667085", grid: { stroke: "#eef0f4" } },
+      ],
+      cursor: { drag: { x: false, y: false } },
+    };
+    element.dataset.drawn = "1";
+    const plot = new uPlot(options, [xs].concat(data.series.map((s) => s.values)), element);
+    new ResizeObserver(() => plot.setSize({ width: Math.max(320, element.clientWidth), height: 280 })).observe(element);
+  }
+
   function drawChart(element) {
     if (element.dataset.drawn || typeof uPlot === "undefined") return;
     const source = document.getElementById(element.dataset.source);
     if (!source) return;
     const data = JSON.parse(source.textContent);
+    if (element.dataset.chart === "bars") return drawBars(element, data);
     const xs = data.x.map((x) => (/^\d{8}$/.test(String(x)) ? dayToSeconds(String(x)) : x));
     const series = [{}].concat(
       data.series.map((s, i) => ({

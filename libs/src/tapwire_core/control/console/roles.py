@@ -109,6 +109,7 @@ ROUTE_CAPABILITIES: Final[dict[tuple[str, str], Capability]] = {
     ("POST", "/1/delete/profiles.json"): "privacy.write",
     # The account's own administration.
     ("GET", "/account/v1/settings"): "settings.read",
+    ("GET", "/account/v1/settings/campaign-defaults"): "campaigns.read",
     ("PATCH", "/account/v1/settings"): "settings.write",
     ("GET", "/account/v1/credentials"): "credentials.manage",
     ("POST", "/account/v1/credentials"): "credentials.manage",
