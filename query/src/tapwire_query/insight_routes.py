@@ -7,9 +7,10 @@ Every statement is fixed text with bound parameters; the account condition is in
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tapwire_core.http.auth import Context, PasscodeAccount
@@ -281,5 +282,146 @@ async def timeline(
             "status": "success",
             "events": events,
             "next_before_ms": events[-1]["ts_ms"] if len(events) == limit else None,
+        }
+    )
+
+
+class FunnelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=2, max_length=8)
+    within_seconds: int = Field(default=86400, ge=1, le=90 * 86400)
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+@router.post("/funnel")
+async def funnel(
+    *, funnel_in: Annotated[FunnelIn, Body()], account: PasscodeAccount, context: Context
+) -> Response:
+    """People reaching each step, in order, the last within ``within_seconds`` of the first (ClickHouse
+    ``windowFunnel``, strictly increasing times), with each step's conversion from the first and the previous."""
+    start, end = _window(funnel_in.from_, funnel_in.to, default_days=30)
+    params: dict[str, Any] = {
+        "account": account.id,
+        **_bounds(start, end),
+        "window": funnel_in.within_seconds,
+        "names": funnel_in.steps,
+    }
+    conditions = []
+    for index, step in enumerate(funnel_in.steps):
+        params[f"s{index}"] = step
+        conditions.append(f"name = {{s{index}:String}}")
+    rows = await run(
+        context.warehouse,
+        Compiled(
+            f"WITH {aliases_clause('{account:String}')} SELECT level, count() AS people FROM ("
+            f"SELECT {canonical()} AS person, windowFunnel({{window:UInt64}}, 'strict_increase')"
+            f"(toDateTime(ts), {', '.join(conditions)}) AS level FROM events "
+            f"WHERE {_IN_WINDOW} AND name IN {{names:Array(String)}} GROUP BY person) "
+            "WHERE level > 0 GROUP BY level ORDER BY level",
+            params,
+        ),
+    )
+    at_level = {int(r["level"]): int(r["people"]) for r in rows}
+    people = [
+        sum(n for level, n in at_level.items() if level >= index)
+        for index in range(1, len(funnel_in.steps) + 1)
+    ]
+    reached: list[dict[str, Any]] = []
+    for index, name in enumerate(funnel_in.steps):
+        previous = people[index - 1] if index else people[0]
+        reached.append(
+            {
+                "step": index + 1,
+                "event_name": name,
+                "people": people[index],
+                "from_first": round(people[index] / people[0], 4) if people[0] else 0.0,
+                "from_previous": round(people[index] / previous, 4) if previous else 0.0,
+            }
+        )
+    return json_response(
+        {"status": "success", "from": start.strftime(_DAY), "to": end.strftime(_DAY), "steps": reached}
+    )
+
+
+class RetentionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    first_event: str = Field(min_length=1, max_length=200)
+    return_event: str = Field(min_length=1, max_length=200)
+    period: Literal["day", "week"] = "day"
+    periods: int = Field(default=7, ge=1, le=12)
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+
+
+@router.post("/retention")
+async def retention(
+    *, retention_in: Annotated[RetentionIn, Body()], account: PasscodeAccount, context: Context
+) -> Response:
+    """Cohorts of people by the day (or week) of their first ``first_event`` in the window; for each, how many did
+    ``return_event`` 0, 1, … ``periods`` periods later."""
+    start, end = _window(retention_in.from_, retention_in.to, default_days=30)
+    unit = "toStartOfWeek(toDate(ts), 1)" if retention_in.period == "week" else "toDate(ts)"
+    span = 7 if retention_in.period == "week" else 1
+    params: dict[str, Any] = {
+        "account": account.id,
+        **_bounds(start, end),
+        "first": retention_in.first_event,
+        "returned": retention_in.return_event,
+        "span": span,
+        "periods": retention_in.periods,
+        "horizon": (end + dt.timedelta(days=span * (retention_in.periods + 1))).isoformat(),
+    }
+    rows = await run(
+        context.warehouse,
+        Compiled(
+            f"WITH {aliases_clause('{account:String}')} SELECT cohort, offset, uniqExact(person) AS people FROM ("
+            f"SELECT {canonical()} AS person, min({unit}) AS cohort FROM events "
+            f"WHERE {_IN_WINDOW} AND name = {{first:String}} GROUP BY person) AS firsts "
+            f"INNER JOIN (SELECT {canonical()} AS person, {unit} AS period FROM events "
+            "WHERE account_id = {account:String} AND name = {returned:String} "
+            "AND ts >= toDateTime64({since:String}, 3, 'UTC') AND ts < toDateTime64({horizon:String}, 3, 'UTC') "
+            "GROUP BY person, period) AS returns USING (person) "
+            "ARRAY JOIN [intDiv(dateDiff('day', cohort, period), {span:UInt32})] AS offset "
+            "WHERE offset >= 0 AND offset <= {periods:UInt32} GROUP BY cohort, offset ORDER BY cohort, offset",
+            params,
+        ),
+    )
+    sizes = await run(
+        context.warehouse,
+        Compiled(
+            f"WITH {aliases_clause('{account:String}')} SELECT cohort, count() AS people FROM ("
+            f"SELECT {canonical()} AS person, min({unit}) AS cohort FROM events "
+            f"WHERE {_IN_WINDOW} AND name = {{first:String}} GROUP BY person) GROUP BY cohort ORDER BY cohort",
+            {k: v for k, v in params.items() if k in ("account", "since", "until", "first")},
+        ),
+    )
+    returned: dict[Any, dict[int, int]] = {}
+    for row in rows:
+        returned.setdefault(row["cohort"], {})[int(row["offset"])] = int(row["people"])
+    cohorts = []
+    for row in sizes:
+        size = int(row["people"])
+        counts = returned.get(row["cohort"], {})
+        cohorts.append(
+            {
+                "cohort": row["cohort"].strftime(_DAY),
+                "people": size,
+                "returned": [counts.get(p, 0) for p in range(retention_in.periods + 1)],
+                "rates": [
+                    round(counts.get(p, 0) / size, 4) if size else 0.0
+                    for p in range(retention_in.periods + 1)
+                ],
+            }
+        )
+    return json_response(
+        {
+            "status": "success",
+            "period": retention_in.period,
+            "from": start.strftime(_DAY),
+            "to": end.strftime(_DAY),
+            "cohorts": cohorts,
         }
     )

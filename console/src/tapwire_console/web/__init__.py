@@ -11,7 +11,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from tapwire_console.web.frame import ConsoleWeb, PageFailed, SignInRequired, console_web, redirect, render
-from tapwire_console.web.pages import campaigns, events, me, overview, privacy, profiles, settings, sign_in
+from tapwire_console.web.pages import (
+    campaigns,
+    events,
+    me,
+    overview,
+    privacy,
+    profiles,
+    segments,
+    settings,
+    sign_in,
+)
 from tapwire_console.web.security import SECURITY_HEADERS, load_or_create_secret
 from tapwire_core.settings import Settings
 
@@ -21,6 +31,7 @@ PAGE_ROUTERS = (
     overview.router,
     events.router,
     profiles.router,
+    segments.router,
     campaigns.router,
     privacy.router,
     settings.router,
