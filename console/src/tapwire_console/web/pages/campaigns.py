@@ -172,16 +172,13 @@ async def create(request: Request, viewer: Change, web: Web) -> Response:
 async def _sample_profile(viewer: Viewer, form: FormData) -> tuple[str, dict[str, Any]]:
     """Who the preview is for: the identity typed, else the first member of the chosen segment."""
     identity = form_value(form, "preview_identity")
+    audience = form_value(form, "audience")
+    if not identity and audience and audience != "all":
+        members = await viewer.api.get(f"/segments/{audience}/members", {"batch_size": 1})
+        records = members.body.get("records", []) if members.ok else []
+        if records:
+            identity = str(records[0].get("identity") or records[0].get("email") or "")
     if not identity:
-        audience = form_value(form, "audience")
-        if audience and audience != "all":
-            members = await viewer.api.get(f"/segments/{audience}/members", {"batch_size": 1})
-            records = members.body.get("records", []) if members.ok else []
-            if records:
-                record = records[0]
-                return str(record.get("identity") or record.get("email") or ""), dict(
-                    record.get("profileData") or {}
-                ) | {k: record[k] for k in ("identity", "email", "phone") if record.get(k)}
         return "", {}
     found = await viewer.api.get("/1/profile.json", {"identity": identity})
     if not found.ok:

@@ -1,0 +1,426 @@
+"""The console as people use it, in a real browser against `tapwire up` with a real SMTP sink.
+
+Signs in, watches an upload arrive on the overview, builds a segment whose live count matches the API's,
+sends an email campaign from the console to the sink and reads its report, works a privacy request to its
+completion, checks that hostile values render as text and that forged or cross-site posts change nothing, and
+that a marketer — invited by email — cannot open Settings. A screenshot of every page is saved on the way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Browser
+
+from tests.console.browser import SCREENSHOTS_ENV, Tab, chromium, tab
+from tests.integration.processes import TapwireProcess, free_port
+from tests.messaging.servers import SmtpSink, smtp_sink
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "CONSOLE-ACC"
+PASSCODE = "console-passcode-0123456789"
+WRITE_KEY = "console-write-key-0123456789"
+HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
+NAV = ["Overview", "Events", "Profiles", "Segments", "Campaigns", "Privacy", "Settings"]
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SmtpSink]:
+    with smtp_sink() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[TapwireProcess]:
+    work = tmp_path_factory.mktemp("console-suite")
+    proc = TapwireProcess(
+        ["up"],
+        env={
+            "TAPWIRE_DATA_DIR": str(work / "data"),
+            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY}",
+            "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
+            "TAPWIRE_SMTP_URL": sink.url,
+            "TAPWIRE_EMAIL_FROM": "news@shop.example",
+            "TAPWIRE_PRIVACY_SWEEP_DELAY_S": "1",
+            "TAPWIRE_PRIVACY_POLL_S": "0.2",
+            "TAPWIRE_MESSAGING_POLL_S": "0.1",
+        },
+        log_path=work / "tapwire.log",
+    ).start()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get(SCREENSHOTS_ENV)
+    return Path(configured) if configured else tmp_path_factory.mktemp("console-screenshots")
+
+
+@pytest.fixture
+def admin(browser: Browser, suite: TapwireProcess, shots: Path) -> Iterator[Tab]:
+    with tab(browser, suite.url, shots) as signed_in:
+        signed_in.sign_in_with_passcode(ACCOUNT, PASSCODE)
+        yield signed_in
+        assert signed_in.errors == [], (
+            f"the browser reported errors (CSP violations among them): {signed_in.errors}"
+        )
+
+
+def api(suite: TapwireProcess, method: str, path: str, body: Any = None) -> httpx.Response:
+    return httpx.request(method, suite.url + path, headers=HEADERS, json=body, timeout=60)
+
+
+def upload(suite: TapwireProcess, records: list[dict[str, Any]]) -> None:
+    response = api(suite, "POST", "/1/upload", {"d": records})
+    assert response.status_code == 200 and response.json()["processed"] == len(records), response.text
+
+
+def eventually(check: Callable[[], T | None], *, timeout_s: float = 60, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def number(text: str) -> int:
+    return int(re.sub(r"[^\d]", "", text) or "0")
+
+
+def test_sign_in_and_every_page_has_the_navigation(
+    browser: Browser, suite: TapwireProcess, shots: Path
+) -> None:
+    with tab(browser, suite.url, shots) as visitor:
+        page = visitor.go("/")
+        visitor.shot("sign-in")
+        assert page.get_by_role("button", name="Sign in").is_visible()
+        page.get_by_label("Account ID").fill(ACCOUNT)
+        page.get_by_label("Passcode").fill("not-the-passcode-000000")
+        page.get_by_role("button", name="Sign in").click()
+        assert "not valid" in page.get_by_role("alert").inner_text()
+        visitor.errors.clear()  # the refused sign-in answered 401, as it should
+        visitor.sign_in_with_passcode(ACCOUNT, PASSCODE)
+        nav = page.get_by_role("navigation", name="Main")
+        assert [link.inner_text() for link in nav.get_by_role("link").all()] == NAV
+        for name in NAV:
+            nav.get_by_role("link", name=name, exact=True).click()
+            page.wait_for_load_state("networkidle")
+            assert page.locator("h1").inner_text().startswith(name), name
+            assert page.get_by_role("link", name=name, exact=True).get_attribute("aria-current") == "page"
+        # The CSP allows no inline script, and every asset comes from tapwire itself.
+        csp = httpx.get(suite.url + "/").headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        sources = page.eval_on_selector_all("script[src], link[href]", "els => els.map(e => e.src || e.href)")
+        assert sources and all(src.startswith(suite.url) for src in sources), sources
+        assert visitor.errors == []
+
+
+def test_the_overview_shows_what_an_upload_just_sent(admin: Tab, suite: TapwireProcess) -> None:
+    name = f"Console Check {uuid.uuid4().hex[:6]}"
+    now = int(time.time())
+    upload(
+        suite,
+        [
+            {"type": "event", "identity": f"ov-{i}", "ts": now, "evtName": name, "evtData": {"n": i}}
+            for i in range(7)
+        ],
+    )
+
+    def shown() -> bool:
+        page = admin.go("/")
+        return (
+            page.get_by_role("link", name=name).count() == 1
+            and number(page.get_by_test_id("recent-events").inner_text()) >= 7
+        )
+
+    eventually(shown, what="the upload on the overview")
+    row = admin.page.get_by_role("row").filter(has=admin.page.get_by_role("link", name=name))
+    assert number(row.get_by_role("cell").nth(1).inner_text()) == 7
+    admin.page.wait_for_selector(".uplot")  # the chart was drawn
+    admin.shot("overview")
+    page = admin.go(f"/console/events?name={name.replace(' ', '+')}")
+    assert page.get_by_role("row").filter(has_text=name).count() == 7
+    admin.shot("events")
+
+
+def test_the_builders_live_count_equals_the_count_api(admin: Tab, suite: TapwireProcess) -> None:
+    plan = f"plan-{uuid.uuid4().hex[:6]}"
+    upload(
+        suite,
+        [
+            {
+                "type": "profile",
+                "identity": f"seg-{i}",
+                "profileData": {"Plan": plan if i % 3 else "other", "Email": f"seg-{i}@example.com"},
+            }
+            for i in range(12)
+        ],
+    )
+    definition = {
+        "conditions": [{"all": [{"profile": {"name": "Plan", "operator": "equals", "value": plan}}]}]
+    }
+    expected = eventually(
+        lambda: api(suite, "POST", "/1/counts/profiles.json", definition).json().get("count"),
+        what="the profiles to load",
+    )
+    assert expected == 8
+    page = admin.go("/console/segments/new")
+    page.get_by_role("button", name="+ Profile property").click()
+    page.wait_for_load_state("networkidle")
+    page.get_by_label("Property", exact=True).fill("Plan")
+    page.get_by_label("Value (a, b: any of)").fill(plan)
+    page.wait_for_function(
+        "expected => document.querySelector('[data-testid=audience-size]')?.textContent.trim() === String(expected)",
+        arg=expected,
+        timeout=30_000,
+    )
+    admin.shot("segment-builder")
+    page.get_by_label("Segment name").fill(f"Plan {plan}")
+    page.get_by_role("button", name="Save segment").click()
+    page.wait_for_load_state("networkidle")
+    assert "/console/segments/" in page.url
+    page.wait_for_selector("[data-testid=audience-size]")
+    assert number(page.get_by_test_id("audience-size").inner_text()) == expected
+    admin.go("/console/segments?analyze=funnel&steps=App+Opened,Charged&hours=24")
+    admin.shot("segments")
+
+
+def test_an_email_campaign_reaches_the_smtp_sink_and_its_report_shows_the_sends(
+    admin: Tab, suite: TapwireProcess, sink: SmtpSink
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    upload(
+        suite,
+        [
+            {
+                "type": "profile",
+                "identity": f"mail-{tag}-{i}",
+                "profileData": {"Email": f"mail-{tag}-{i}@example.com", "Name": f"Reader {i}", "Tag": tag},
+            }
+            for i in range(5)
+        ],
+    )
+    segment = api(
+        suite,
+        "POST",
+        "/segments",
+        {
+            "name": f"Readers {tag}",
+            "definition": {"conditions": [{"profile": {"name": "Tag", "value": tag}}]},
+        },
+    ).json()["id"]
+    eventually(
+        lambda: api(suite, "POST", f"/segments/{segment}/count").json().get("count") == 5,
+        what="the readers to load",
+    )
+    page = admin.go(f"/console/campaigns/new?segment={segment}")
+    page.get_by_label("Campaign name").fill(f"Newsletter {tag}")
+    page.get_by_label("Email", exact=True).check()
+    page.get_by_label("Subject").first.fill("Hello {{ Profile.Name }}")
+    page.get_by_label("Message").first.fill("News for {{ Profile.Name | default: 'you' }}.")
+    page.get_by_role("button", name="Preview").click()
+    page.wait_for_selector(".preview-card")
+    assert re.search(r"Hello Reader \d", page.locator(".preview-card").inner_text())
+    admin.shot("campaign-new")
+    page.get_by_role("button", name="Create campaign").click()
+    page.wait_for_load_state("networkidle")
+    assert re.search(r"/console/campaigns/\d+$", page.url), page.url
+
+    expected = {f"mail-{tag}-{i}@example.com" for i in range(5)}
+    eventually(lambda: expected <= set(sink.by_recipient()), what="the campaign's mail in the SMTP sink")
+    subjects = {str(m["Subject"]) for to, ms in sink.by_recipient().items() if to in expected for m in ms}
+    assert subjects == {f"Hello Reader {i}" for i in range(5)}
+
+    def reported() -> bool:
+        admin.page.reload()
+        admin.page.wait_for_load_state("networkidle")
+        return number(admin.page.get_by_test_id("campaign-sent").inner_text()) == 5
+
+    eventually(reported, what="the report to show five sends")
+    assert number(admin.page.get_by_test_id("A-sent").inner_text()) == 5
+    admin.shot("campaign-report")
+    admin.go("/console/campaigns")
+    assert admin.page.get_by_role("link", name=f"Newsletter {tag}").is_visible()
+    admin.shot("campaigns")
+
+
+def test_a_privacy_request_shows_its_deadline_and_completes(admin: Tab, suite: TapwireProcess) -> None:
+    identity = f"erase-{uuid.uuid4().hex[:6]}"
+    upload(suite, [{"type": "event", "identity": identity, "evtName": "App Opened", "evtData": {}}])
+    page = admin.go("/console/privacy")
+    page.get_by_label("Type").select_option("erasure")
+    page.get_by_label("Identity").fill(identity)
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_load_state("networkidle")
+    request_id = page.url.rsplit("/", 1)[1]
+    record = api(suite, "GET", f"/privacy/v1/requests/{request_id}").json()
+    due = dt.datetime.fromisoformat(record["due_at"].replace("Z", "+00:00"))
+    received = dt.datetime.fromisoformat(record["received_at"].replace("Z", "+00:00"))
+    assert 28 <= (due - received).days <= 31  # GDPR: one month
+    assert page.get_by_test_id("due").inner_text() == due.strftime("%Y-%m-%d")
+    days_left = (due.date() - dt.datetime.now(dt.UTC).date()).days
+    assert f"{days_left} days left" in page.locator(".kpi").nth(1).inner_text()
+
+    def completed() -> bool:
+        admin.page.reload()
+        return admin.page.get_by_test_id("completed").inner_text() != "not yet"
+
+    eventually(completed, timeout_s=120, what="the erasure to complete")
+    assert admin.page.get_by_test_id("verification-result").inner_text() == "verified"
+    admin.shot("privacy-request")
+    queue = admin.go("/console/privacy")
+    assert queue.get_by_test_id(f"due-{request_id}").inner_text().startswith(due.strftime("%Y-%m-%d"))
+    admin.shot("privacy")
+
+
+HOSTILE = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+def test_hostile_values_render_as_text(admin: Tab, suite: TapwireProcess) -> None:
+    identity = f"xss-{uuid.uuid4().hex[:6]}"
+    upload(
+        suite,
+        [
+            {"type": "profile", "identity": identity, "profileData": {"Name": HOSTILE, HOSTILE: "key"}},
+            {"type": "event", "identity": identity, "evtName": HOSTILE, "evtData": {"note": HOSTILE}},
+        ],
+    )
+    eventually(
+        lambda: api(suite, "GET", f"/1/profile.json?identity={identity}").status_code == 200,
+        what="the profile",
+    )
+    page = admin.go(f"/console/profiles?q={identity}")
+    page.get_by_role("link", name=identity).click()
+    page.wait_for_load_state("networkidle")
+
+    def timeline_shows_it() -> bool:
+        admin.page.reload()
+        return HOSTILE in admin.page.locator("main").inner_text()
+
+    eventually(timeline_shows_it, what="the timeline")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img[src=x]").count() == 0 and page.locator("main script").count() == 0
+    admin.shot("profile")
+    admin.go(f"/console/profiles?q={identity}")
+    admin.shot("profiles")
+    events = admin.go("/console/events")
+    assert HOSTILE in events.locator("main").inner_text() and events.evaluate("window.__xss") is None
+
+
+class _AttackerPage(http.server.BaseHTTPRequestHandler):
+    """A page on another port (same site, another origin) that posts to the console as soon as it loads."""
+
+    target = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = (
+            f'<form id="f" method="post" action="{self.target}/console/settings/credentials">'
+            '<input name="kind" value="passcode"><input name="revoke_others" value="on"></form>'
+            '<script>document.getElementById("f").submit()</script>'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_forged_and_cross_site_posts_change_nothing(admin: Tab, suite: TapwireProcess) -> None:
+    before = api(suite, "GET", "/account/v1/credentials").json()["credentials"]
+    # A post with the session cookie but without the form's token.
+    forged = admin.page.request.post(
+        suite.url + "/console/settings/credentials", form={"kind": "passcode", "revoke_others": "on"}
+    )
+    assert forged.status == 403
+    # A token from the page, but sent from another origin.
+    token = admin.go("/console/settings").locator("input[name=csrf_token]").first.get_attribute("value")
+    cross = admin.page.request.post(
+        suite.url + "/console/settings/credentials",
+        form={"kind": "passcode", "revoke_others": "on", "csrf_token": token or ""},
+        headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status == 403
+    # A page of the same site on another port (the browser sends the session cookie along) that submits a
+    # form as soon as it loads.
+    _AttackerPage.target = suite.url
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _AttackerPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        attack = admin.page.context.new_page()
+        attack.goto(f"http://127.0.0.1:{port}/")
+        attack.wait_for_load_state("networkidle")
+        attack.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert api(suite, "GET", "/account/v1/credentials").json()["credentials"] == before
+    # Nothing changed: the passcode still works, the admin is still signed in.
+    assert admin.go("/console/settings").locator("h1").inner_text() == "Settings"
+
+
+def test_a_marketer_invited_by_email_cannot_open_settings(
+    admin: Tab, browser: Browser, suite: TapwireProcess, sink: SmtpSink
+) -> None:
+    email = f"mia-{uuid.uuid4().hex[:6]}@example.com"
+    page = admin.go("/console/settings")
+    page.get_by_label("Email", exact=True).fill(email)
+    page.get_by_label("Name", exact=True).fill("Mia")
+    page.get_by_label("Role", exact=True).select_option("marketer")
+    page.get_by_role("button", name="Invite").click()
+    page.wait_for_load_state("networkidle")
+    assert f"Invitation emailed to {email}" in page.get_by_role("status").inner_text()
+    admin.shot("settings")
+    invitation = eventually(lambda: sink.by_recipient().get(email), what="the invitation email")[0]
+    link = re.search(r"http://\S+/console/invitation/\S+", invitation.get_content())
+    assert link is not None
+    password = "a marketer's long password"
+    with tab(browser, suite.url, admin.shots) as marketer:
+        accept = marketer.go(link.group(0).replace(suite.url, ""))
+        accept.get_by_label("Password", exact=True).fill(password)
+        accept.get_by_label("Password again").fill(password)
+        accept.get_by_role("button", name="Set password").click()
+        accept.wait_for_load_state("networkidle")
+        marketer.sign_in_with_password(ACCOUNT, email, password)
+        assert marketer.page.locator(".role-badge").inner_text().lower() == "marketer"
+        marketer.go("/console/me")
+        marketer.shot("my-profile")
+        response = marketer.page.goto(suite.url + "/console/settings")
+        assert response is not None and response.status == 403
+        assert "Not available to your role" in marketer.page.locator("h1").inner_text()
+        # The API refuses it too, whatever the page shows.
+        cookie = next(c for c in marketer.page.context.cookies() if c["name"] == "tw_session")
+        token = cookie["value"].rsplit(".", 1)[0]
+        refused = httpx.get(suite.url + "/account/v1/settings", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403
+        campaigns = marketer.go("/console/campaigns")
+        assert campaigns.get_by_role("link", name="New campaign").is_visible()
