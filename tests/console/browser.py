@@ -63,14 +63,14 @@ class Tab:
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
 
     def sign_in_with_passcode(self, account: str, passcode: str) -> None:
-        page = self.go("/")
+        page = self.go("/console")
         page.get_by_label("Account ID").fill(account)
         page.get_by_label("Passcode").fill(passcode)
         page.get_by_role("button", name="Sign in").click()
         page.wait_for_load_state("networkidle")
 
     def sign_in_with_password(self, account: str, email: str, password: str) -> None:
-        page = self.go("/?with=email")
+        page = self.go("/console?with=email")
         page.get_by_label("Account ID").fill(account)
         page.get_by_label("Email").fill(email)
         page.get_by_label("Password").fill(password)

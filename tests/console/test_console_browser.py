@@ -116,7 +116,7 @@ def test_sign_in_and_every_page_has_the_navigation(
     browser: Browser, suite: TapwireProcess, shots: Path
 ) -> None:
     with tab(browser, suite.url, shots) as visitor:
-        page = visitor.go("/")
+        page = visitor.go("/console")
         visitor.shot("sign-in")
         assert page.get_by_role("button", name="Sign in").is_visible()
         page.get_by_label("Account ID").fill(ACCOUNT)

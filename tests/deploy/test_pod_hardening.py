@@ -98,7 +98,7 @@ def test_network_is_default_deny_with_only_the_needed_flows(overlay: str) -> Non
     deny = o.get("NetworkPolicy", "default-deny")
     assert deny["spec"]["podSelector"] == {} and set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
-    public = {"gateway", "query", "messaging", "privacy-worker"}
+    public = {"gateway", "query", "messaging", "privacy-worker", "console"}
     for deployment in o.tapwire_deployments():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         component = labels["app.kubernetes.io/component"]
@@ -118,9 +118,9 @@ def test_network_is_default_deny_with_only_the_needed_flows(overlay: str) -> Non
             for peer in rule.get("to", [])
             if "ipBlock" in peer
         ]
-        # Only the services that call out: messaging (providers) and the privacy worker (customers' webhooks,
-        # recipients' erasure APIs).
-        calls_out = component in ("messaging", "privacy-worker")
+        # Only the services that call out: messaging (providers), the privacy worker (customers' webhooks,
+        # recipients' erasure APIs) and the console (invitations through the SMTP relay).
+        calls_out = component in ("messaging", "privacy-worker", "console")
         assert bool(open_internet) == calls_out, f"{component} egress beyond the cluster"
 
 

@@ -40,8 +40,8 @@ from tapwire_services.workers import (
     WorkerGroup,
 )
 
-ServiceName = Literal["gateway", "loader", "query", "messaging", "privacy-worker"]
-SERVICES: tuple[ServiceName, ...] = ("gateway", "loader", "query", "messaging", "privacy-worker")
+ServiceName = Literal["gateway", "loader", "query", "messaging", "privacy-worker", "console"]
+SERVICES: tuple[ServiceName, ...] = ("gateway", "loader", "query", "messaging", "privacy-worker", "console")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class ServiceSpec:
     workers: tuple[WorkerFactory, ...] = ()
     advisory_checks: frozenset[str] = frozenset()
     """Readiness checks reported but not required (see ``ServiceContext.advisory_checks``)."""
+    console_pages: bool = False
+    """Serves the console's web pages; they call this app's own routes, and in distributed mode the other
+    services' APIs over HTTP."""
 
 
 def build_app(
@@ -66,10 +69,11 @@ def build_app(
     workers: Sequence[WorkerFactory] = (),
     embedded: bool,
     advisory_checks: frozenset[str] = frozenset(),
+    console_pages: bool = False,
 ) -> FastAPI:
-    """An app serving ``routers``; its lifespan connects ``components``, applies the configured accounts, then
-    starts ``workers`` in order, and stops them all in reverse (the connections last). ``advisory_checks`` are
-    readiness checks reported but not required."""
+    """An app serving ``routers`` (and the console's pages with ``console_pages``); its lifespan connects
+    ``components``, applies the configured accounts, then starts ``workers`` in order, and stops them all in
+    reverse (the connections last). ``advisory_checks`` are readiness checks reported but not required."""
     context = ServiceContext(
         settings=settings,
         authenticator=directory_for(components.store),
@@ -92,6 +96,8 @@ def build_app(
     factories: tuple[WorkerFactory, ...] = (Connections, AccountAnnouncement, *workers)
     for factory in factories:
         group.add(factory(wiring))
+    if console_pages:
+        console_web.mount(app, settings, embedded=embedded)
     return app
 
 
@@ -109,6 +115,7 @@ EMBEDDED = ServiceSpec(
         *ACCOUNT_ROUTERS,
     ),
     workers=(Suppressions, PrivacyWork, LoaderSupervisor, Messaging),
+    console_pages=True,
 )
 
 SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
@@ -126,20 +133,20 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
         bus=True, warehouse=True, routers=(messaging_router, messaging_links_router), workers=(Messaging,)
     ),
     "privacy-worker": ServiceSpec(bus=False, warehouse=True, routers=PRIVACY_ROUTERS, workers=(PrivacyWork,)),
+    "console": ServiceSpec(bus=False, warehouse=False, routers=ACCOUNT_ROUTERS, console_pages=True),
 }
 
 
 def embedded_app(settings: Settings) -> FastAPI:
     """Every service in one process on the embedded stores (``tapwire up``), the console's pages included."""
-    app = build_app(
+    return build_app(
         settings,
         runtime.embedded(settings),
         routers=EMBEDDED.routers,
         workers=EMBEDDED.workers,
         embedded=True,
+        console_pages=EMBEDDED.console_pages,
     )
-    console_web.mount(app, settings, embedded=True)
-    return app
 
 
 def service_app(settings: Settings, service: ServiceName) -> FastAPI:
@@ -147,6 +154,10 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
     spec = SERVICE_SPECS.get(service)
     if spec is None:
         raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    if spec.console_pages and not settings.console_secret:
+        raise runtime.ConfigurationError(
+            "TAPWIRE_CONSOLE_SECRET is required: every console replica must sign cookies with the same secret"
+        )
     if Messaging in spec.workers and not settings.messaging_secret:
         raise runtime.ConfigurationError(
             "TAPWIRE_MESSAGING_SECRET is required: every messaging process must sign links with the same secret"
@@ -158,4 +169,5 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         workers=spec.workers,
         embedded=False,
         advisory_checks=spec.advisory_checks,
+        console_pages=spec.console_pages,
     )

@@ -244,7 +244,9 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     serve = commands.add_parser("serve", help="run one service in distributed mode")
-    serve.add_argument("service", choices=["gateway", "loader", "query", "messaging", "privacy-worker"])
+    serve.add_argument(
+        "service", choices=["gateway", "loader", "query", "messaging", "privacy-worker", "console"]
+    )
     serve.set_defaults(func=cmd_serve)
 
     accounts = commands.add_parser("accounts", help="manage accounts")

@@ -65,9 +65,11 @@ def mount(app: FastAPI, settings: Settings, *, embedded: bool) -> ConsoleWeb:
 
     async def on_sign_in_required(request: Request, _: Exception) -> Response:
         if request.headers.get("hx-request") == "true":
-            return Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": "/"})
+            return Response(status_code=401, headers={**SECURITY_HEADERS, "HX-Redirect": "/console"})
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return redirect(request, f"/?next={quote(target, safe='')}" if request.method == "GET" else "/")
+        return redirect(
+            request, f"/console?next={quote(target, safe='')}" if request.method == "GET" else "/console"
+        )
 
     async def on_page_failed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageFailed)

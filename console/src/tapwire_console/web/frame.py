@@ -24,7 +24,7 @@ from tapwire_core.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
 NAV = (
-    ("Overview", "/"),
+    ("Overview", "/console"),
     ("Events", "/console/events"),
     ("Profiles", "/console/profiles"),
     ("Segments", "/console/segments"),

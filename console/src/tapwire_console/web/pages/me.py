@@ -100,6 +100,6 @@ async def delete(request: Request, viewer: Change, web: Web) -> Response:
     result = await viewer.api.delete("/account/v1/me")
     if not result.ok:
         return await _page(web, viewer, status=result.status, failure=result)
-    response = redirect(request, "/")
+    response = redirect(request, "/console")
     clear_session_cookie(response, secure=is_https(request, web.settings.resolved_public_url()))
     return response

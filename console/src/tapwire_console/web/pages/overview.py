@@ -12,6 +12,7 @@ router = APIRouter()
 
 
 @router.get("/")
+@router.get("/console")
 async def overview(request: Request, web: Web) -> Response:
     try:
         viewer = await current_viewer(request, web)

@@ -54,7 +54,7 @@ def _safe_next(value: str | None) -> str:
     """Only a path on this site: never an absolute or scheme-relative URL (no open redirect)."""
     if value and value.startswith("/") and not value.startswith(("//", "/\\")):
         return value
-    return "/"
+    return "/console"
 
 
 @router.post("/console/sign-in")
@@ -102,7 +102,7 @@ async def sign_in(request: Request, web: Web) -> Response:
 @router.post("/console/sign-out")
 async def sign_out(request: Request, viewer: Change, web: Web) -> Response:
     await viewer.api.delete("/account/v1/sessions/current")
-    response = redirect(request, "/")
+    response = redirect(request, "/console")
     clear_session_cookie(response, secure=is_https(request, web.settings.resolved_public_url()))
     return response
 
@@ -145,7 +145,7 @@ async def accept_invitation(request: Request, token: str, web: Web) -> Response:
             {"token": token, "password": password, "name": form_value(form, "name") or None},
         )
         if accepted.ok:
-            return redirect(request, f"/?with=email&account={accepted.body['account_id']}")
+            return redirect(request, f"/console?with=email&account={accepted.body['account_id']}")
         error = accepted.error
     nonce = new_presession()
     response = render(
