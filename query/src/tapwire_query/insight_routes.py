@@ -6,7 +6,9 @@ Every statement is fixed text with bound parameters; the account condition is in
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
@@ -24,6 +26,10 @@ router = APIRouter(prefix="/query/v1", dependencies=[Slot])
 
 MAX_DAYS = 92
 _DAY = "%Y%m%d"
+# The discovered schema changes slowly and costs a scan of every event's property names: one answer per
+# account and window is reused for this long.
+SCHEMA_TTL_S = 60.0
+_schemas: dict[tuple[str, dt.date, dt.date], tuple[float, dict[str, Any]]] = {}
 
 
 def _day(value: str | None, default: dt.date) -> dt.date:
@@ -69,31 +75,34 @@ async def activity(
     of the window, and the last five minutes."""
     start, end = _window(from_, to, default_days=30)
     params = {"account": account.id, **_bounds(start, end)}
-    daily = await run(
-        context.warehouse,
-        Compiled(
-            f"WITH {aliases_clause('{account:String}')} SELECT toDate(ts) AS day, count() AS events, "
-            f"uniqExact({canonical()}) AS users FROM events WHERE {_IN_WINDOW} GROUP BY day ORDER BY day",
-            params,
-        ),
-    )
-    top_events = await run(
-        context.warehouse,
-        Compiled(
-            f"SELECT name, count() AS events FROM events WHERE {_IN_WINDOW} "
-            "GROUP BY name ORDER BY events DESC, name LIMIT {top:UInt32}",
-            {**params, "top": top},
-        ),
-    )
     now = now_ms()
-    recent = await run(
-        context.warehouse,
-        Compiled(
-            f"WITH {aliases_clause('{account:String}')} SELECT count() AS events, uniqExact({canonical()}) AS users "
-            "FROM events WHERE account_id = {account:String} "
-            "AND ts >= fromUnixTimestamp64Milli({recent:Int64}, 'UTC') "
-            "AND ts <= fromUnixTimestamp64Milli({now:Int64}, 'UTC')",
-            {"account": account.id, "recent": now - 5 * 60 * 1000, "now": now},
+    # Three independent reads: chDB and ClickHouse answer them side by side.
+    daily, top_events, recent = await asyncio.gather(
+        run(
+            context.warehouse,
+            Compiled(
+                f"WITH {aliases_clause('{account:String}')} SELECT toDate(ts) AS day, count() AS events, "
+                f"uniqExact({canonical()}) AS users FROM events WHERE {_IN_WINDOW} GROUP BY day ORDER BY day",
+                params,
+            ),
+        ),
+        run(
+            context.warehouse,
+            Compiled(
+                f"SELECT name, count() AS events FROM events WHERE {_IN_WINDOW} "
+                "GROUP BY name ORDER BY events DESC, name LIMIT {top:UInt32}",
+                {**params, "top": top},
+            ),
+        ),
+        run(
+            context.warehouse,
+            Compiled(
+                f"WITH {aliases_clause('{account:String}')} SELECT count() AS events, "
+                f"uniqExact({canonical()}) AS users FROM events WHERE account_id = {{account:String}} "
+                "AND ts >= fromUnixTimestamp64Milli({recent:Int64}, 'UTC') "
+                "AND ts <= fromUnixTimestamp64Milli({now:Int64}, 'UTC')",
+                {"account": account.id, "recent": now - 5 * 60 * 1000, "now": now},
+            ),
         ),
     )
     by_day = {row["day"]: row for row in daily}
@@ -129,8 +138,13 @@ async def schema(
     to: Annotated[str | None, Query()] = None,
 ) -> Response:
     """Event names seen in the window (default: 30 days) with volume and last time, and each one's properties
-    with their types (string — booleans included — or number) and how many events carried them."""
+    with their types (string — booleans included — or number) and how many events carried them. Answers may be
+    up to ``SCHEMA_TTL_S`` old."""
     start, end = _window(from_, to, default_days=30)
+    key = (account.id, start, end)
+    cached = _schemas.get(key)
+    if cached is not None and time.monotonic() - cached[0] < SCHEMA_TTL_S:
+        return json_response(cached[1])
     params = {"account": account.id, **_bounds(start, end)}
     names = await run(
         context.warehouse,
@@ -155,22 +169,24 @@ async def schema(
         grouped.setdefault(row["name"], []).append(
             {"name": row["key"], "type": row["type"], "events": int(row["events"])}
         )
-    return json_response(
-        {
-            "status": "success",
-            "from": start.strftime(_DAY),
-            "to": end.strftime(_DAY),
-            "events": [
-                {
-                    "name": row["name"],
-                    "events": int(row["events"]),
-                    "last_seen_ms": int(row["last_ms"]),
-                    "properties": grouped.get(row["name"], []),
-                }
-                for row in names
-            ],
-        }
-    )
+    body = {
+        "status": "success",
+        "from": start.strftime(_DAY),
+        "to": end.strftime(_DAY),
+        "events": [
+            {
+                "name": row["name"],
+                "events": int(row["events"]),
+                "last_seen_ms": int(row["last_ms"]),
+                "properties": grouped.get(row["name"], []),
+            }
+            for row in names
+        ],
+    }
+    if len(_schemas) > 1000:
+        _schemas.clear()
+    _schemas[key] = (time.monotonic(), body)
+    return json_response(body)
 
 
 _EVENT_COLUMNS = "event_id, name, toUnixTimestamp64Milli(ts) AS ts_ms, user_key, identity, email, phone, source, properties"

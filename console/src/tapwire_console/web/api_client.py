@@ -53,11 +53,30 @@ class ApiResult:
         return message if not self.ok and (head == name or head.startswith(f"{name}.")) else None
 
 
+class _InProcess(httpx.AsyncBaseTransport):
+    """Requests into this process's app, with the browser's address as the client (``extensions["client"]``).
+
+    One long-lived client uses it: building an ``httpx.AsyncClient`` per call costs more than the call itself.
+    """
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.app is None:
+            raise RuntimeError("the console's API gateway is not attached to an app")
+        client = (str(request.extensions.get("client", "")), 0)
+        return await httpx.ASGITransport(app=self.app, client=client).handle_async_request(request)
+
+
 class ApiGateway:
     """Process-wide: the in-memory transport to this app and pooled clients to the other services."""
 
     def __init__(self, settings: Settings, *, embedded: bool) -> None:
-        self._app: ASGIApp | None = None
+        self._local_transport = _InProcess()
+        self._local = httpx.AsyncClient(
+            transport=self._local_transport, base_url="http://console.internal", timeout=60
+        )
         self._remote: dict[str, httpx.AsyncClient] = {}
         if not embedded:
             urls = {
@@ -70,7 +89,7 @@ class ApiGateway:
                     self._remote[service] = httpx.AsyncClient(base_url=url, timeout=30)
 
     def attach(self, app: ASGIApp) -> None:
-        self._app = app
+        self._local_transport.app = app
 
     def client(self, *, token: str | None, client_host: str) -> ApiClient:
         return ApiClient(self, token=token, client_host=client_host)
@@ -87,15 +106,12 @@ class ApiGateway:
         remote = self._remote_for(path)
         if remote is not None:
             return await remote.request(method, path, headers=dict(headers), **kwargs)
-        if self._app is None:
-            raise RuntimeError("the console's API gateway is not attached to an app")
-        transport = httpx.ASGITransport(app=self._app, client=(client_host, 0))
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://console.internal", timeout=60
-        ) as local:
-            return await local.request(method, path, headers=dict(headers), **kwargs)
+        return await self._local.request(
+            method, path, headers=dict(headers), extensions={"client": client_host}, **kwargs
+        )
 
     async def close(self) -> None:
+        await self._local.aclose()
         for client in self._remote.values():
             await client.aclose()
 

@@ -3,6 +3,7 @@ sample member, schedule, caps, quiet hours, A/B variants and a control group), i
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -51,8 +52,9 @@ async def _form(
     failure: ApiResult | None = None,
     status: int = 200,
 ) -> Response:
-    segments = await viewer.api.get("/segments")
-    defaults = await viewer.api.get("/account/v1/settings/campaign-defaults")
+    segments, defaults = await asyncio.gather(
+        viewer.api.get("/segments"), viewer.api.get("/account/v1/settings/campaign-defaults")
+    )
     if not defaults.ok:
         raise PageFailed(defaults)
     quiet = defaults.body.get("quiet_hours") or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -14,8 +16,10 @@ router = APIRouter()
 async def events_page(request: Request, viewer: SignedIn, web: Web) -> Response:
     name = request.query_params.get("name", "").strip()
     identity = request.query_params.get("identity", "").strip()
-    latest = await viewer.api.get("/query/v1/events/latest", {"name": name, "identity": identity})
-    schema = await viewer.api.get("/query/v1/schema", {"to": request.query_params.get("to")})
+    latest, schema = await asyncio.gather(
+        viewer.api.get("/query/v1/events/latest", {"name": name, "identity": identity}),
+        viewer.api.get("/query/v1/schema", {"to": request.query_params.get("to")}),
+    )
     for result in (latest, schema):
         if not result.ok and result.status not in (400, 422):
             raise PageFailed(result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -19,10 +21,11 @@ async def overview(request: Request, web: Web) -> Response:
     except SignInRequired:
         return sign_in_page(request, web)
     to = request.query_params.get("to")
-    activity = await viewer.api.get("/query/v1/activity", {"to": to})
+    activity, health = await asyncio.gather(
+        viewer.api.get("/query/v1/activity", {"to": to}), viewer.api.get("/account/v1/ingestion")
+    )
     if not activity.ok and activity.status != 400:
         raise PageFailed(activity)
-    health = await viewer.api.get("/account/v1/ingestion")
     body = activity.body if activity.ok else {"days": [], "top_events": [], "last_5_minutes": {}}
     days = body.get("days", [])
     return render(

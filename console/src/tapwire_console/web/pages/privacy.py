@@ -4,6 +4,7 @@ requests, and the data inventory."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -56,10 +57,12 @@ async def _queue(
     status: int = 200,
     form: dict[str, Any] | None = None,
 ) -> Response:
-    listing = await viewer.api.get("/privacy/v1/requests", {"status": status_filter})
+    listing, inventory = await asyncio.gather(
+        viewer.api.get("/privacy/v1/requests", {"status": status_filter}),
+        viewer.api.get("/privacy/v1/inventory"),
+    )
     if not listing.ok:
         raise PageFailed(listing)
-    inventory = await viewer.api.get("/privacy/v1/inventory")
     now = dt.datetime.now(dt.UTC)
     requests = [{**r, "deadline": deadline(r, now)} for r in listing.body.get("requests", [])]
     requests.sort(key=lambda r: (r["deadline"]["state"] == "done", r["deadline"]["days_left"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -40,13 +41,15 @@ def _builder_context(tree: builder.Node) -> dict[str, Any]:
 
 @router.get("/console/segments")
 async def segments_page(request: Request, viewer: SignedIn, web: Web) -> Response:
-    listing = await viewer.api.get("/segments")
-    if not listing.ok:
-        raise PageFailed(listing)
     tab = request.query_params.get("analyze", "trends")
     params = dict(request.query_params)
-    analysis = await _analysis(viewer, tab, params)
-    schema = await viewer.api.get("/query/v1/schema", {"to": params.get("to") or None})
+    listing, analysis, schema = await asyncio.gather(
+        viewer.api.get("/segments"),
+        _analysis(viewer, tab, params),
+        viewer.api.get("/query/v1/schema", {"to": _day(params.get("to"))}),
+    )
+    if not listing.ok:
+        raise PageFailed(listing)
     return render(
         web,
         "segments.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,12 +39,14 @@ async def _page(
     invitation: dict[str, Any] | None = None,
     before: str | None = None,
 ) -> Response:
-    settings = await viewer.api.get("/account/v1/settings")
+    settings, credentials, users, audit = await asyncio.gather(
+        viewer.api.get("/account/v1/settings"),
+        viewer.api.get("/account/v1/credentials"),
+        viewer.api.get("/account/v1/users"),
+        viewer.api.get("/account/v1/audit", {"before": before, "limit": 25}),
+    )
     if not settings.ok:
         raise PageFailed(settings)
-    credentials = await viewer.api.get("/account/v1/credentials")
-    users = await viewer.api.get("/account/v1/users")
-    audit = await viewer.api.get("/account/v1/audit", {"before": before, "limit": 25})
     return render(
         web,
         "settings.html",
