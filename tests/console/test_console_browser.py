@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import itertools
 import os
 import re
 import threading
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser
 
+from tapwire_services import generate
 from tests.console.browser import SCREENSHOTS_ENV, Tab, chromium, tab
 from tests.integration.processes import TapwireProcess, free_port
 from tests.messaging.servers import SmtpSink, smtp_sink
@@ -62,9 +64,26 @@ def suite(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[
     ).start()
     try:
         proc.wait_ready()
+        seed(proc)
         yield proc
     finally:
         proc.stop()
+
+
+def seed(proc: TapwireProcess) -> None:
+    """A month of generated activity ending now, so every page has something to show."""
+    shift = (
+        int(time.time()) - generate.BASE_TS - 36 * generate.DAY_S
+    )  # the last profile updates stay in the past
+
+    def moved(record: dict[str, Any]) -> dict[str, Any]:
+        return {**record, "ts": int(record["ts"]) + shift} if "ts" in record else record
+
+    records = (moved(r) for r in itertools.chain(generate.profiles(300, 5), generate.events(300, 6000, 5)))
+    with httpx.Client(base_url=proc.url, headers=HEADERS, timeout=60) as client:
+        for batch in generate.batches(records, 500):
+            response = client.post("/1/upload", json={"d": batch})
+            assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +345,13 @@ def test_hostile_values_render_as_text(admin: Tab, suite: TapwireProcess) -> Non
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img[src=x]").count() == 0 and page.locator("main script").count() == 0
     admin.shot("profile")
+    # The privacy role's actions on a profile start a request for that person.
+    page.get_by_role("button", name="Export this person's data").click()
+    page.wait_for_load_state("networkidle")
+    assert (
+        re.search(r"/console/privacy/[0-9a-f]+$", page.url)
+        and page.locator("h1").inner_text() == "Privacy request"
+    )
     admin.go(f"/console/profiles?q={identity}")
     admin.shot("profiles")
     events = admin.go("/console/events")

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from tapwire_console.web.frame import PageFailed, SignedIn, Web, render
+from tapwire_console.web.frame import Change, PageFailed, SignedIn, Web, form_value, redirect, render
 
 router = APIRouter()
 
@@ -57,3 +57,19 @@ async def profile(request: Request, user_key: str, viewer: SignedIn, web: Web) -
         next_before_ms=timeline.body.get("next_before_ms"),
         found=record.ok,
     )
+
+
+@router.post("/console/profiles/{user_key:path}/privacy")
+async def privacy_request(request: Request, user_key: str, viewer: Change, web: Web) -> Response:
+    """Export or erase this person's data: a privacy request naming them by the identifiers the page showed."""
+    form = await request.form()
+    subject = {
+        name: form_value(form, name) for name in ("identity", "email", "phone") if form_value(form, name)
+    }
+    result = await viewer.api.post(
+        "/privacy/v1/requests",
+        {"type": form_value(form, "type"), "subject": subject or {"identity": user_key}},
+    )
+    if not result.ok:
+        raise PageFailed(result)
+    return redirect(request, f"/console/privacy/{result.body['id']}")
