@@ -8,7 +8,7 @@ time, timed from the request to the last byte of the answer — the page's route
 and the warehouse queries behind them, and the rendering. The floor measured beside it is a static asset.
 
 Last output line: ``{"console_page_p95_ms": worst page's p95, "console_live_count_p95_ms": ...,
-"console_static_p95_ms": ...}``; the per-page figures go to stderr and into the JSON under ``console_pages``.
+"console_static_p95_ms": ...}``; the per-page figures go to stderr.
 """
 
 from __future__ import annotations
@@ -197,7 +197,6 @@ def measure(suite: TapwireProcess, data: Path) -> dict[str, Any]:
         "console_page_p95_ms": max(per_page.values()),
         "console_live_count_p95_ms": p95(counts),
         "console_static_p95_ms": p95(static),
-        "console_pages": per_page,
     }
 
 

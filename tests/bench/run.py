@@ -165,6 +165,13 @@ def bench_privacy() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.privacy", *args])
 
 
+def bench_console() -> dict[str, Any]:
+    """``tests.bench.console``: a real ``tapwire up`` over ``BENCH_CONSOLE_EVENTS`` (default 1M) events."""
+    events = os.environ.get("BENCH_CONSOLE_EVENTS", "1000000")
+    args = ["--events", events, "--users", str(max(1, int(events) // 10))]
+    return _figures_of([sys.executable, "-m", "tests.bench.console", *args])
+
+
 def _figures_of(command: list[str]) -> dict[str, Any]:
     """Run a benchmark module; its last output line is its figures as JSON."""
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=3600)
@@ -178,7 +185,7 @@ def bench_hostile() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.hostile"])
 
 
-PARTS = ("ingest", "messaging", "privacy", "query", "hostile")
+PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -209,6 +216,9 @@ def main() -> None:
     if "hostile" in parts:
         log("hostile bodies against one gateway, beside valid uploads (own process)")
         figures.update(bench_hostile())
+    if "console" in parts:
+        log("console: every page and the builder's live count over the 1M-event dataset (tapwire up)")
+        figures.update(bench_console())
     write_report(figures, parts)
     print(orjson.dumps(figures).decode(), flush=True)
 
@@ -305,6 +315,8 @@ CEILINGS: dict[str, tuple[str, float]] = {
     "erasure_verified_s": ("<", 60),
     "export_s": ("<", 5),
     "query_count_p95_max_ms": ("<", 500),
+    "console_page_p95_ms": ("<", 300),
+    "console_live_count_p95_ms": ("<", 1000),
     "query_vs_handwritten_ratio": ("≤", 1.5),
     "hostile_peak_rss_mib": ("≤", 512),
 }
