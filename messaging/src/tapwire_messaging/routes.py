@@ -398,6 +398,8 @@ async def click(token: str, service: Messaging) -> Response:
     return RedirectResponse(target.url, status_code=302)
 
 
+from tapwire_messaging.consent_routes import router as _consent_router  # noqa: E402
 from tapwire_messaging.preview_routes import router as _preview_router  # noqa: E402
 
 router.include_router(_preview_router)
+router.include_router(_consent_router)

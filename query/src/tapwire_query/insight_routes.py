@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_query.cql.identity import aliases_clause, canonical
+from tapwire_query.cql.identity import ALIASES, aliases_clause, canonical
 from tapwire_query.cql.sql import Compiled
 from tapwire_query.execution import now_ms, run
 from tapwire_query.http_state import Slot
@@ -439,5 +439,45 @@ async def retention(
             "from": start.strftime(_DAY),
             "to": end.strftime(_DAY),
             "cohorts": cohorts,
+        }
+    )
+
+
+@router.get("/profiles/{user_key}/identity")
+async def identity(*, user_key: str, account: PasscodeAccount, context: Context) -> Response:
+    """The person ``user_key`` counts as: every user key merged into them, and their push devices (token kind,
+    the token's last 8 characters, when it was last uploaded), newest first."""
+    params = {"account": account.id, "key": user_key, "token_event": "__push_token"}
+    person = f"transform({{key:String}}, {ALIASES}.1, {ALIASES}.2, {{key:String}})"
+    keys, devices = await asyncio.gather(
+        run(
+            context.warehouse,
+            Compiled(
+                f"WITH {aliases_clause('{account:String}')} SELECT arrayDistinct(arrayConcat([{person}], "
+                f"arrayFilter((a, c) -> c = {person}, {ALIASES}.1, {ALIASES}.2))) AS keys",
+                params,
+            ),
+        ),
+        run(
+            context.warehouse,
+            Compiled(
+                f"WITH {aliases_clause('{account:String}')} SELECT "
+                "lower(JSONExtractString(properties, 'type')) AS kind, "
+                "right(JSONExtractString(properties, 'id'), 8) AS tail, "
+                "toUnixTimestamp64Milli(max(ts)) AS last_ms FROM events "
+                "WHERE account_id = {account:String} AND name = {token_event:String} "
+                f"AND {canonical()} = {person} GROUP BY kind, tail ORDER BY last_ms DESC LIMIT 50",
+                params,
+            ),
+        ),
+    )
+    return json_response(
+        {
+            "status": "success",
+            "user_keys": list(keys[0]["keys"]) if keys else [user_key],
+            "devices": [
+                {"kind": d["kind"], "token_tail": d["tail"], "last_seen_ms": int(d["last_ms"])}
+                for d in devices
+            ],
         }
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -38,12 +39,18 @@ async def profile(request: Request, user_key: str, viewer: SignedIn, web: Web) -
     if not record.ok and record.status != 404:
         raise PageFailed(record)
     before = request.query_params.get("before_ms")
-    timeline = await viewer.api.get(
-        f"/query/v1/profiles/{quote(user_key, safe='')}/timeline", {"before_ms": before}
+    data = record.body.get("record", {}) if record.ok else {}
+    key = quote(user_key, safe="")
+    timeline, identity_of, consent = await asyncio.gather(
+        viewer.api.get(f"/query/v1/profiles/{key}/timeline", {"before_ms": before}),
+        viewer.api.get(f"/query/v1/profiles/{key}/identity"),
+        viewer.api.get(
+            "/messaging/v1/consent",
+            {"user_key": user_key, "email": data.get("email"), "phone": data.get("phone")},
+        ),
     )
     if not timeline.ok:
         raise PageFailed(timeline)
-    data = record.body.get("record", {}) if record.ok else {}
     return render(
         web,
         "profile.html",
@@ -56,6 +63,9 @@ async def profile(request: Request, user_key: str, viewer: SignedIn, web: Web) -
         timeline=timeline.body.get("events", []),
         next_before_ms=timeline.body.get("next_before_ms"),
         found=record.ok,
+        user_keys=identity_of.body.get("user_keys", []) if identity_of.ok else [],
+        devices=identity_of.body.get("devices", []) if identity_of.ok else [],
+        consent=consent.body.get("consent", []) if consent.ok else None,
     )
 
 

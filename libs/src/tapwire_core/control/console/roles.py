@@ -89,6 +89,8 @@ ROUTE_CAPABILITIES: Final[dict[tuple[str, str], Capability]] = {
     ("GET", "/messaging/v1/campaigns"): "campaigns.read",
     ("GET", "/messaging/v1/campaigns/{campaign_id}"): "campaigns.read",
     ("POST", "/messaging/v1/preview"): "campaigns.read",
+    ("GET", "/messaging/v1/consent"): "data.read",
+    ("GET", "/query/v1/profiles/{user_key}/identity"): "data.read",
     ("POST", "/1/targets/create.json"): "campaigns.write",
     ("POST", "/1/targets/stop.json"): "campaigns.write",
     ("POST", "/1/send/{channel}.json"): "campaigns.write",

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, cast
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -228,3 +228,42 @@ async def opt_outs_since(engine: AsyncEngine, *, since_ms: int) -> list[ConsentC
             ).where(ConsentRow.updated_ms >= since_ms, ConsentRow.state.in_(("unsubscribed", "objected")))
         )
         return [ConsentChange(*row) for row in rows.all()]
+
+
+@dataclass(frozen=True)
+class ConsentEntry:
+    kind: SubjectKind
+    subject: str
+    channel: str
+    state: ConsentState
+    source: str
+    updated_ms: int
+
+
+async def entries_for(
+    engine: AsyncEngine, *, account_id: str, subjects: Sequence[tuple[SubjectKind, str]]
+) -> list[ConsentEntry]:
+    """Every consent entry recorded for these subjects (a person's user key, email, phone), newest first."""
+    wanted = [(kind, normalise_subject(kind, subject)) for kind, subject in subjects if subject.strip()]
+    if not wanted:
+        return []
+    async with AsyncSession(engine) as session:
+        rows = await session.scalars(
+            select(ConsentRow)
+            .where(
+                ConsentRow.account_id == account_id,
+                or_(*(and_(ConsentRow.subject_kind == k, ConsentRow.subject == s) for k, s in wanted)),
+            )
+            .order_by(ConsentRow.updated_ms.desc())
+        )
+        return [
+            ConsentEntry(
+                cast(SubjectKind, r.subject_kind),
+                r.subject,
+                r.channel,
+                cast(ConsentState, r.state),
+                r.source,
+                r.updated_ms,
+            )
+            for r in rows
+        ]
