@@ -226,3 +226,24 @@ async def test_unknown_routes_default_to_admin_only() -> None:
     assert allows("analyst", capability_for("POST", "/1/counts/profiles.json"))
     assert not allows("analyst", capability_for("POST", "/1/targets/create.json"))
     assert not allows("marketer", capability_for("POST", "/privacy/v1/requests"))
+
+
+async def test_campaign_defaults_reach_marketers_but_not_the_rest_of_the_settings(
+    account_api: AccountApi,
+) -> None:
+    client = account_api.client
+    await client.patch(
+        "/account/v1/settings",
+        headers=account_api.admin,
+        json={"quiet_hours": {"start": "21:00", "end": "07:30"}, "privacy_jurisdiction": "ccpa"},
+    )
+    marketer = await account_api.sign_in_user("max@example.com", "marketer")
+    defaults = await client.get("/account/v1/settings/campaign-defaults", headers=bearer(marketer))
+    assert defaults.status_code == 200
+    assert (
+        defaults.json()["quiet_hours"]["start"] == "21:00" and "privacy_jurisdiction" not in defaults.json()
+    )
+    privacy = await account_api.sign_in_user("pat@example.com", "privacy")
+    assert (
+        await client.get("/account/v1/settings/campaign-defaults", headers=bearer(privacy))
+    ).status_code == 403

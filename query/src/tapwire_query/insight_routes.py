@@ -447,7 +447,7 @@ async def retention(
 async def identity(*, user_key: str, account: PasscodeAccount, context: Context) -> Response:
     """The person ``user_key`` counts as: every user key merged into them, and their push devices (token kind,
     the token's last 8 characters, when it was last uploaded), newest first."""
-    params = {"account": account.id, "key": user_key, "token_event": "__push_token"}
+    params = {"account": account.id, "key": user_key}
     person = f"transform({{key:String}}, {ALIASES}.1, {ALIASES}.2, {{key:String}})"
     keys, devices = await asyncio.gather(
         run(
@@ -467,7 +467,7 @@ async def identity(*, user_key: str, account: PasscodeAccount, context: Context)
                 "toUnixTimestamp64Milli(max(ts)) AS last_ms FROM events "
                 "WHERE account_id = {account:String} AND name = {token_event:String} "
                 f"AND {canonical()} = {person} GROUP BY kind, tail ORDER BY last_ms DESC LIMIT 50",
-                params,
+                {**params, "token_event": "__push_token"},
             ),
         ),
     )

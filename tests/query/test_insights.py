@@ -1,0 +1,170 @@
+"""The console's reads in the query service — activity, schema, latest events, finding a profile, its
+timeline and identity, funnels, retention — on both warehouse paths, against counts made by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tapwire_core.control.store import ControlStore
+from tapwire_core.http.app import create_app
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import Warehouse, schema
+from tapwire_query.routes import router as query_router
+from tapwire_services import generate
+from tapwire_services.accounts import directory_for
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "ACC-INSIGHT"
+NOISE = "ACC-INSIGHT-NOISE"
+DAY = 86_400
+JAN_5 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp())
+
+
+def _event(who: str, name: str, ts: int, **props: Any) -> dict[str, Any]:
+    return {"type": "event", "identity": who, "ts": ts, "evtName": name, "evtData": props}
+
+
+# ann: viewed, carted, bought on Jan 5 and came back on Jan 6; bob: viewed on Jan 5 and Jan 7 (under a second key,
+# merged into bob); cy: carted only, Jan 6; dee: a push token.
+RECORDS: list[dict[str, Any]] = [
+    {
+        "type": "profile",
+        "identity": "ann",
+        "ts": JAN_5,
+        "profileData": {"Email": "Ann@Example.com", "Phone": "+351910000001"},
+    },
+    {"type": "profile", "identity": "bob", "ts": JAN_5, "profileData": {"Email": "bob@example.com"}},
+    _event("ann", "Viewed", JAN_5, sku="B-1", price=9.5),
+    _event("ann", "Carted", JAN_5 + 60, sku="B-1"),
+    _event("ann", "Bought", JAN_5 + 120, amount=9.5, gift=True),
+    _event("ann", "Viewed", JAN_5 + DAY, sku="B-2", price=3),
+    _event("bob", "Viewed", JAN_5, sku="B-3"),
+    _event("bob-phone", "Viewed", JAN_5 + 2 * DAY, sku="B-4"),
+    _event("cy", "Carted", JAN_5 + DAY, sku="B-5"),
+    _event("dee", "__push_token", JAN_5, id="fcm-token-0000-ABCDEFGH", type="FCM"),
+]
+
+
+async def _ready() -> dict[str, bool]:
+    return {"test": True}
+
+
+@pytest.fixture(scope="module")
+async def client(
+    loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    await generate.load(loaded, RECORDS, account_id=ACCOUNT, received_ms=1_770_000_000_000)
+    # Another tenant with the same names and identities: nothing of it may show.
+    await generate.load(loaded, RECORDS * 3, account_id=NOISE, received_ms=1_770_000_000_000)
+    columns = [name for name, _ in schema.USER_ALIAS_COLUMNS]
+    merged = dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
+    await loaded.insert(schema.USER_ALIASES, columns, [(ACCOUNT, "i:bob-phone", "i:bob", merged, 1, 1)])
+    path: Path = tmp_path_factory.mktemp("insights") / "control.db"
+    store = ControlStore(f"sqlite+aiosqlite:///{path}")
+    await store.start()
+    await store.upsert_account(
+        ACCOUNT, passcode="insight-passcode-123", write_key="insight-wk-1234567", region="eu1"
+    )
+    context = ServiceContext(
+        settings=Settings(),
+        authenticator=directory_for(store),
+        readiness=_ready,
+        warehouse_=loaded,
+        store_=store,
+    )
+    app = create_app(context, [query_router])
+    headers = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": "insight-passcode-123"}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://query", headers=headers, timeout=120
+    ) as http:
+        yield http
+    await store.close()
+
+
+async def test_activity_counts_events_and_merged_people_per_day(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/query/v1/activity", params={"from": "20260104", "to": "20260108"})).json()
+    days = {d["date"]: (d["events"], d["users"]) for d in body["days"]}
+    # Jan 5: ann x3, bob, dee's token; Jan 6: ann, cy; Jan 7: bob (as bob-phone, one person with bob).
+    assert days == {
+        "20260104": (0, 0),
+        "20260105": (5, 3),
+        "20260106": (2, 2),
+        "20260107": (1, 1),
+        "20260108": (0, 0),
+    }
+    assert body["top_events"][0] == {"name": "Viewed", "events": 4}
+    assert body["last_5_minutes"] == {"events": 0, "users": 0}
+
+
+async def test_schema_lists_names_volumes_and_typed_properties(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/query/v1/schema", params={"from": "20260101", "to": "20260131"})).json()
+    events = {e["name"]: e for e in body["events"]}
+    assert events["Viewed"]["events"] == 4
+    props = {(p["name"], p["type"]): p["events"] for p in events["Viewed"]["properties"]}
+    assert props == {("sku", "string"): 4, ("price", "number"): 2}
+    bought = {(p["name"], p["type"]) for p in events["Bought"]["properties"]}
+    assert bought == {("amount", "number"), ("gift", "string")}  # booleans are strings "True"/"False"
+
+
+async def test_latest_events_filter_by_name_and_identity(client: httpx.AsyncClient) -> None:
+    # The window is the last 7 days: nothing of January shows.
+    assert (await client.get("/query/v1/events/latest")).json()["events"] == []
+
+
+async def test_find_profile_and_its_timeline_and_identity(client: httpx.AsyncClient) -> None:
+    found = (await client.get("/query/v1/profiles/find", params={"q": "ann@example.com"})).json()["profiles"]
+    assert [p["user_key"] for p in found] == ["i:ann"]
+    assert (await client.get("/query/v1/profiles/find", params={"q": "+351910000001"})).json()["profiles"][0][
+        "identity"
+    ] == "ann"
+    first = (await client.get("/query/v1/profiles/i:ann/timeline", params={"limit": 3})).json()
+    assert [e["name"] for e in first["events"]] == ["Viewed", "Bought", "Carted"]
+    rest = (
+        await client.get(
+            "/query/v1/profiles/i:ann/timeline", params={"limit": 3, "before_ms": first["next_before_ms"]}
+        )
+    ).json()
+    assert [e["name"] for e in rest["events"]] == ["Viewed"] and rest["next_before_ms"] is None
+    bob = (await client.get("/query/v1/profiles/i:bob/timeline")).json()["events"]
+    assert sorted(e["user_key"] for e in bob) == ["i:bob", "i:bob-phone"]  # merged keys count as the person
+    identity = (await client.get("/query/v1/profiles/i:bob-phone/identity")).json()
+    assert sorted(identity["user_keys"]) == ["i:bob", "i:bob-phone"] and identity["devices"] == []
+    dee = (await client.get("/query/v1/profiles/i:dee/identity")).json()
+    assert [(d["kind"], d["token_tail"]) for d in dee["devices"]] == [("fcm", "ABCDEFGH")]
+
+
+async def test_funnel_and_retention(client: httpx.AsyncClient) -> None:
+    window = {"from": "20260101", "to": "20260131"}
+    funnel = (
+        await client.post(
+            "/query/v1/funnel",
+            json={"steps": ["Viewed", "Carted", "Bought"], "within_seconds": 3600, **window},
+        )
+    ).json()
+    assert [(s["people"], s["from_previous"]) for s in funnel["steps"]] == [(2, 1.0), (1, 0.5), (1, 1.0)]
+    retention = (
+        await client.post(
+            "/query/v1/retention",
+            json={"first_event": "Viewed", "return_event": "Viewed", "periods": 3, **window},
+        )
+    ).json()
+    assert retention["cohorts"] == [
+        {"cohort": "20260105", "people": 2, "returned": [2, 1, 1, 0], "rates": [1.0, 0.5, 0.5, 0.0]}
+    ]
+
+
+async def test_bad_windows_are_refused_with_the_field(client: httpx.AsyncClient) -> None:
+    backwards = await client.get("/query/v1/activity", params={"from": "20260110", "to": "20260101"})
+    assert backwards.status_code == 422 and backwards.json()["error"].startswith("from")
+    assert (await client.get("/query/v1/activity", params={"to": "Jan 5"})).status_code == 400
+    too_long = await client.get("/query/v1/schema", params={"from": "20250101", "to": "20260101"})
+    assert too_long.status_code == 422
+    assert (await client.post("/query/v1/funnel", json={"steps": ["Viewed"]})).status_code == 422
