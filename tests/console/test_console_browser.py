@@ -450,3 +450,88 @@ def test_a_marketer_invited_by_email_cannot_open_settings(
         assert refused.status_code == 403
         campaigns = marketer.go("/console/campaigns")
         assert campaigns.get_by_role("link", name="New campaign").is_visible()
+
+
+HOSTILE_GETS = [
+    "/console?to=abc",
+    "/console?to=99999999",
+    "/console/events?name=%00&identity=%27%22%3C",
+    "/console/profiles?q=%FF%FE",
+    "/console/profiles/%00?identity=%22",
+    "/console/profiles/i:nobody?before_ms=-1",
+    "/console/profiles/i:nobody?before_ms=abc",
+    "/console/segments?analyze=trends&event=X&trend=hourly&from=2026-13-45&to=x",
+    "/console/segments?analyze=funnel&steps=,,,&hours=x",
+    "/console/segments?analyze=funnel&steps=A,B&hours=-5",
+    "/console/segments?analyze=retention&first_event=A&periods=-5",
+    "/console/segments?analyze=retention&first_event=A&periods=99999",
+    "/console/segments/does-not-exist",
+    "/console/campaigns/999999",
+    "/console/campaigns/not-a-number",
+    "/console/privacy/nonexistent",
+    "/console/privacy?status=bogus",
+    "/console/settings?before=abc",
+    "/console/invitation/forged-token",
+]
+
+
+def test_nothing_a_person_can_type_makes_a_page_fail(admin: Tab, suite: TapwireProcess) -> None:
+    """Odd query strings, paths and form values answer with a page (4xx at worst), never a 500."""
+    cookies = {c["name"]: c["value"] for c in admin.page.context.cookies()}
+    token = admin.go("/console/settings").locator("input[name=csrf_token]").first.get_attribute("value") or ""
+    with httpx.Client(
+        base_url=suite.url, cookies=cookies, headers={"Origin": suite.url}, timeout=60
+    ) as client:
+        for path in HOSTILE_GETS:
+            assert client.get(path).status_code < 500, path
+        forms: list[tuple[str, dict[str, str]]] = [
+            (
+                "/console/settings/account",
+                {
+                    "upload_concurrency": "lots",
+                    "cap_email_limit": "x",
+                    "cap_email_hours": "y",
+                    "quiet_start": "25:99",
+                    "privacy_jurisdiction": "mars",
+                    "cors_origins": "\x00",
+                },
+            ),
+            ("/console/settings/credentials", {"kind": "password"}),
+            ("/console/settings/credentials/abc/revoke", {}),
+            ("/console/settings/users", {"email": "not-an-email", "name": "", "role": "overlord"}),
+            ("/console/settings/users/999999/role", {"role": "overlord"}),
+            (
+                "/console/campaigns",
+                {
+                    "channel": "pigeon",
+                    "name": "",
+                    "control_group_percent": "abc",
+                    "when": "tomorrow",
+                    "cap_limit": "x",
+                    "cap_hours": "y",
+                    "goal_event": "E",
+                    "goal_hours": "z",
+                },
+            ),
+            ("/console/campaigns", {"channel": "email", "name": "X", "a_subject": "{% if %}", "a_body": "b"}),
+            (
+                "/console/campaigns/preview",
+                {"channel": "sms", "a_body": "{{ Profile.x | nosuchfilter }}", "audience": "nope"},
+            ),
+            ("/console/segments/builder", {"op": "add:r.9.9:did", "n-r-kind": "group"}),
+            ("/console/segments/count", {"json_mode": "on", "json": "{not json"}),
+            (
+                "/console/segments/count",
+                {"n-r-kind": "group", "n-r.0-kind": "did", "n-r.0-count_op": "equals", "n-r.0-count": "many"},
+            ),
+            ("/console/segments/save", {"name": "", "json_mode": "on", "json": "[]"}),
+            ("/console/privacy/requests", {"type": "erasure"}),
+            ("/console/privacy/nonexistent/extend", {"months": "x", "reason": ""}),
+            (
+                "/console/me/password",
+                {"current_password": "x", "new_password": "y", "new_password_again": "y"},
+            ),
+        ]
+        for path, form in forms:
+            answer = client.post(path, data={**form, "csrf_token": token})
+            assert answer.status_code < 500, (path, answer.status_code, answer.text[:300])
