@@ -58,9 +58,18 @@ class AccountApi:
         return token
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def control_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both control stores: SQLite (embedded) and PostgreSQL (distributed)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return url
+
+
 @pytest.fixture
-async def account_api(tmp_path: Path) -> AsyncIterator[AccountApi]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+async def account_api(control_url: str, tmp_path: Path) -> AsyncIterator[AccountApi]:
+    store = ControlStore(control_url)
     await store.start()
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key="write-key-one-123456", region="eu1")
     await store.upsert_account(

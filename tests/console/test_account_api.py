@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.console.conftest import OTHER_PASSCODE, PASSCODE, AccountApi, bearer
+
+pytestmark = pytest.mark.integration
 
 
 async def test_settings_round_trip_with_defaults_and_validation_naming_the_field(
