@@ -63,7 +63,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[
         log_path=work / "tapwire.log",
     ).start()
     try:
-        proc.wait_ready()
+        # chDB's start and the migrations take a while on a busy two-core machine.
+        proc.wait_ready(timeout_s=240)
         seed(proc)
         yield proc
     finally:
@@ -535,3 +536,38 @@ def test_nothing_a_person_can_type_makes_a_page_fail(admin: Tab, suite: TapwireP
         for path, form in forms:
             answer = client.post(path, data={**form, "csrf_token": token})
             assert answer.status_code < 500, (path, answer.status_code, answer.text[:300])
+
+
+def test_signing_in_and_moving_around_by_keyboard_alone(
+    browser: Browser, suite: TapwireProcess, shots: Path
+) -> None:
+    with tab(browser, suite.url, shots) as visitor:
+        page = visitor.go("/console")
+        # The first field has the focus; Tab moves on, Enter submits.
+        page.keyboard.type(ACCOUNT)
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSCODE)
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("h1").inner_text() == "Overview"
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Tab")  # past the brand link, onto the first navigation link
+        assert page.evaluate("document.activeElement.textContent") == "Overview"
+        for _ in NAV[1:3]:
+            page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Profiles"
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.locator("h1").inner_text() == "Profiles"
+        for _ in range(20):  # Tab through the page to the search field
+            if page.evaluate("document.activeElement.id") == "q":
+                break
+            page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "q"
+        page.keyboard.type("user-0000001")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.get_by_role("link", name="user-0000001").count() == 1
+        assert visitor.errors == []
