@@ -77,11 +77,15 @@ def test_the_build_stage_installs_a_runnable_service_environment(tmp_path: Path)
         assert result.returncode == 0, result.stderr[-3000:]
 
     # The final stage keeps only the virtual environment: run it from elsewhere, with the sources gone.
-    for member in ("libs", "ingest", "query", "messaging", "privacy-worker", "services"):
+    for member in ("libs", "ingest", "query", "messaging", "privacy-worker", "console", "services"):
         shutil.rmtree(context / member)
     python = context / ".venv" / "bin" / "python"
-    # Secrets the manifests provide to every pod of a service (here: messaging's link-signing key).
-    secrets = {"TAPWIRE_MESSAGING_SECRET": "image-test-link-secret-0123456789"}
+    # Secrets the manifests provide to every pod of a service (messaging's link-signing key, the console's
+    # cookie-signing key).
+    secrets = {
+        "TAPWIRE_MESSAGING_SECRET": "image-test-link-secret-0123456789",
+        "TAPWIRE_CONSOLE_SECRET": "image-test-cookie-secret-0123456789",
+    }
     assembled = subprocess.run(
         [str(python), "-c", ASSEMBLE],
         cwd=tmp_path,
