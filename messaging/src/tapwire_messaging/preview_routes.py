@@ -7,17 +7,20 @@ rendered with Liquid's autoescaping, as in a real send; the answer is JSON text 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tapwire_core.http.auth import PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_messaging.templates import TemplateError, compile_content
 
 router = APIRouter()
+# Read after the passcode or session is checked.
+_LIMITS = BodyLimits(max_bytes=256 * 1024, max_inflated=256 * 1024, max_values=20_000, max_depth=16)
 
 
 class PreviewIn(BaseModel):
@@ -31,7 +34,8 @@ class PreviewIn(BaseModel):
 
 
 @router.post("/messaging/v1/preview")
-async def preview(preview_in: Annotated[PreviewIn, Body()], account: PasscodeAccount) -> Response:
+async def preview(request: Request, account: PasscodeAccount) -> Response:
+    preview_in = await read_model(request, PreviewIn, _LIMITS)
     try:
         compiled = compile_content(preview_in.content)
         rendered = compiled.render(

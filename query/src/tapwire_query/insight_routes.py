@@ -11,11 +11,12 @@ import datetime as dt
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query.cql.identity import ALIASES, aliases_clause, canonical
 from tapwire_query.cql.sql import Compiled
@@ -25,6 +26,8 @@ from tapwire_query.http_state import Slot
 router = APIRouter(prefix="/query/v1", dependencies=[Slot])
 
 MAX_DAYS = 92
+# Funnel and retention bodies, read after the credentials are checked.
+_LIMITS = BodyLimits(max_bytes=16 * 1024, max_inflated=16 * 1024, max_values=200, max_depth=4)
 _DAY = "%Y%m%d"
 # The discovered schema changes slowly and costs a scan of every event's property names: one answer per
 # account and window is reused for this long.
@@ -312,11 +315,10 @@ class FunnelIn(BaseModel):
 
 
 @router.post("/funnel")
-async def funnel(
-    *, funnel_in: Annotated[FunnelIn, Body()], account: PasscodeAccount, context: Context
-) -> Response:
+async def funnel(*, request: Request, account: PasscodeAccount, context: Context) -> Response:
     """People reaching each step, in order, the last within ``within_seconds`` of the first (ClickHouse
     ``windowFunnel``, strictly increasing times), with each step's conversion from the first and the previous."""
+    funnel_in = await read_model(request, FunnelIn, _LIMITS)
     start, end = _window(funnel_in.from_, funnel_in.to, default_days=30)
     params: dict[str, Any] = {
         "account": account.id,
@@ -373,11 +375,10 @@ class RetentionIn(BaseModel):
 
 
 @router.post("/retention")
-async def retention(
-    *, retention_in: Annotated[RetentionIn, Body()], account: PasscodeAccount, context: Context
-) -> Response:
+async def retention(*, request: Request, account: PasscodeAccount, context: Context) -> Response:
     """Cohorts of people by the day (or week) of their first ``first_event`` in the window; for each, how many did
     ``return_event`` 0, 1, … ``periods`` periods later."""
+    retention_in = await read_model(request, RetentionIn, _LIMITS)
     start, end = _window(retention_in.from_, retention_in.to, default_days=30)
     unit = "toStartOfWeek(toDate(ts), 1)" if retention_in.period == "week" else "toDate(ts)"
     span = 7 if retention_in.period == "week" else 1

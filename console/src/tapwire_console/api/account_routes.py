@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
@@ -14,9 +14,13 @@ from tapwire_core.control.accounts.settings_schema import AccountSettingsPatch, 
 from tapwire_core.control.accounts.types import CredentialInfo, CredentialKind
 from tapwire_core.control.console.types import iso
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 
 router = APIRouter(prefix="/account/v1")
+# Bodies are read in the handler, after the credentials are checked (a pydantic ``Body()`` parameter would be
+# read before the authenticating dependency runs).
+_LIMITS = BodyLimits(max_bytes=64 * 1024, max_inflated=64 * 1024, max_values=2_000, max_depth=8)
 
 
 @router.get("/settings")
@@ -33,11 +37,11 @@ async def get_settings(account: PasscodeAccount) -> Response:
 @router.patch("/settings")
 async def change_settings(
     request: Request,
-    patch: Annotated[AccountSettingsPatch, Body()],
     account: PasscodeAccount,
     context: Context,
     console: Console,
 ) -> Response:
+    patch = await read_model(request, AccountSettingsPatch, _LIMITS)
     changes = patch.changes()
     if not changes:
         raise ApiError(400, "name at least one setting to change")
@@ -72,13 +76,13 @@ class CredentialIn(BaseModel):
 @router.post("/credentials")
 async def issue_credential(
     request: Request,
-    credential_in: Annotated[CredentialIn, Body()],
     account: PasscodeAccount,
     context: Context,
     console: Console,
 ) -> Response:
     """A new passcode or write key, its secret in this answer only. ``revoke_others`` retires the account's
     other live credentials of that kind (a rotation); a passcode rotation also ends passcode sign-ins."""
+    credential_in = await read_model(request, CredentialIn, _LIMITS)
     issued = await context.store.add_credential(account.id, credential_in.kind)
     revoked: list[int] = []
     if credential_in.revoke_others:

@@ -7,9 +7,9 @@ first-start admin). Failures are throttled per account and login and per client 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import Response
 
@@ -24,10 +24,14 @@ from tapwire_core.control.console.types import (
     UserExistsError,
     iso,
 )
-from tapwire_core.http.auth import Context, PasscodeAccount, Principal, principal_of
+from tapwire_core.http.auth import Context, PasscodeAccount, Principal, credential_errors, principal_of
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 
 router = APIRouter(prefix="/account/v1")
+# Bodies are read in the handler, after the credentials are checked (a pydantic ``Body()`` parameter would be
+# read before the authenticating dependency runs).
+_LIMITS = BodyLimits(max_bytes=64 * 1024, max_inflated=64 * 1024, max_values=2_000, max_depth=8)
 
 
 class SignIn(BaseModel):
@@ -62,9 +66,8 @@ def _session_body(opened: OpenedSession, console: ConsoleDirectory) -> dict[str,
 
 
 @router.post("/sessions")
-async def sign_in(
-    request: Request, sign_in: Annotated[SignIn, Body()], context: Context, console: Console
-) -> Response:
+async def sign_in(request: Request, context: Context, console: Console) -> Response:
+    sign_in = await read_model(request, SignIn, _LIMITS, public=True)
     account_id = sign_in.account_id.strip()
     login = sign_in.email.strip().lower() if sign_in.email else "passcode"
     keys = (login_key(account_id, login), client_key(client_of(request)))
@@ -75,7 +78,10 @@ async def sign_in(
     user: ConsoleUser | None = None
     role: Role = "admin"
     if sign_in.passcode is not None:
-        account = await context.authenticator.authenticate_passcode(account_id, sign_in.passcode)
+        with credential_errors(context):
+            account = await context.authenticator.authenticate_passcode(
+                account_id, sign_in.passcode, client=client_of(request)
+            )
     else:
         account = await context.store.get_account(account_id)
         user = await console.users.verify(account_id, email=login, password=sign_in.password or "")
@@ -152,9 +158,8 @@ class MeChange(BaseModel):
 
 
 @router.patch("/me")
-async def change_me(
-    request: Request, change: Annotated[MeChange, Body()], account: PasscodeAccount, console: Console
-) -> Response:
+async def change_me(request: Request, account: PasscodeAccount, console: Console) -> Response:
+    change = await read_model(request, MeChange, _LIMITS)
     user_id = _own_user_id(request)
     try:
         user = await console.users.update(account.id, user_id, name=change.name, email=change.email)
@@ -174,10 +179,9 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/me/password")
-async def change_password(
-    request: Request, change: Annotated[PasswordChange, Body()], account: PasscodeAccount, console: Console
-) -> Response:
+async def change_password(request: Request, account: PasscodeAccount, console: Console) -> Response:
     """Every session of the person ends (signed out everywhere); the answer carries a fresh one for this browser."""
+    change = await read_model(request, PasswordChange, _LIMITS)
     user_id = _own_user_id(request)
     try:
         user = await console.users.change_password(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from starlette.responses import Response
 
@@ -21,9 +21,13 @@ from tapwire_core.control.console.types import (
     iso,
 )
 from tapwire_core.http.auth import Context, PasscodeAccount
+from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 
 router = APIRouter(prefix="/account/v1")
+# Bodies are read in the handler, after the credentials are checked (a pydantic ``Body()`` parameter would be
+# read before the authenticating dependency runs).
+_LIMITS = BodyLimits(max_bytes=64 * 1024, max_inflated=64 * 1024, max_values=2_000, max_depth=8)
 
 
 class UserIn(BaseModel):
@@ -81,11 +85,11 @@ async def list_users(account: PasscodeAccount, console: Console) -> Response:
 @router.post("/users")
 async def invite_user(
     request: Request,
-    user_in: Annotated[UserIn, Body()],
     account: PasscodeAccount,
     context: Context,
     console: Console,
 ) -> Response:
+    user_in = await read_model(request, UserIn, _LIMITS)
     try:
         invitation = await console.users.invite(
             account.id, email=str(user_in.email), name=user_in.name, role=user_in.role
@@ -109,10 +113,10 @@ async def invite_user(
 async def change_user(
     request: Request,
     user_id: int,
-    change: Annotated[UserChange, Body()],
     account: PasscodeAccount,
     console: Console,
 ) -> Response:
+    change = await read_model(request, UserChange, _LIMITS)
     try:
         user = await console.users.update(account.id, user_id, role=change.role, name=change.name)
     except UserNotFoundError as exc:
@@ -164,10 +168,9 @@ async def show_invitation(token: str, console: Console) -> Response:
 
 
 @router.post("/invitations/accept")
-async def accept_invitation(
-    request: Request, accept: Annotated[AcceptIn, Body()], console: Console
-) -> Response:
+async def accept_invitation(request: Request, console: Console) -> Response:
     """No passcode: the invited person chooses a password with the token from their email."""
+    accept = await read_model(request, AcceptIn, _LIMITS, public=True)
     throttle_key = client_key(client_of(request))
     locked = await console.throttle.locked_for([throttle_key])
     if locked is not None:

@@ -12,8 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tapwire_core import metrics
 from tapwire_core.http import health
-from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
 from tapwire_core.http.audit_trail import AuditTrail
+from tapwire_core.http.body_budget import BodyBudget, BodyBudgetMiddleware
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import install_error_handlers
 from tapwire_core.http.proxies import TrustedProxies, TrustedProxyMiddleware, parse_networks

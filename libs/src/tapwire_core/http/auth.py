@@ -117,7 +117,9 @@ async def _session_account(request: Request, context: ServiceContext, token: str
         raise ApiError(403, f"The {session.role} role may not do this ({capability})")
     # The account administration API writes its own, more telling, entries.
     if capability in CHANGES and not getattr(route, "path", "").startswith(SELF_AUDITED):
-        request.state.audit = AuditIntent(principal=principal, capability=capability, client=client_address(request))
+        request.state.audit = AuditIntent(
+            principal=principal, capability=capability, client=client_address(request)
+        )
     return account
 
 
