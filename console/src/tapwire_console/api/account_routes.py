@@ -13,6 +13,8 @@ from tapwire_console.api.dependencies import Console, audit
 from tapwire_core.control.accounts.settings_schema import AccountSettingsPatch, effective
 from tapwire_core.control.accounts.types import CredentialInfo, CredentialKind
 from tapwire_core.control.console.types import iso
+from tapwire_core.egress import policy_from_settings
+from tapwire_core.egress.urls import UnsafeUrl, check_url
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
@@ -42,6 +44,13 @@ async def change_settings(
     console: Console,
 ) -> Response:
     patch = await read_model(request, AccountSettingsPatch, _LIMITS)
+    if patch.privacy_webhook_url is not None:
+        # The same check as campaign webhooks: an obviously internal target is refused when saved; the privacy
+        # worker's guarded client refuses the rest when it connects.
+        try:
+            check_url(patch.privacy_webhook_url, policy_from_settings(context.settings))
+        except UnsafeUrl as exc:
+            raise ApiError(422, f"privacy_webhook_url: {exc}") from exc
     changes = patch.changes()
     if not changes:
         raise ApiError(400, "name at least one setting to change")
