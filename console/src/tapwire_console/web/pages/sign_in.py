@@ -41,7 +41,7 @@ def sign_in_page(
         error=error,
         csrf=web.signer.csrf_for(nonce),
         next_url=_safe_next(request.query_params.get("next")),
-        values=values,
+        values={"account_id": request.query_params.get("account", "")} | values,
     )
     secure = is_https(request, web.settings.resolved_public_url())
     response.set_cookie(
