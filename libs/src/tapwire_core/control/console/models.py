@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import conv
 
 from tapwire_core.control.accounts.models import JSON_DOCUMENT
 from tapwire_core.control.base import Base
@@ -26,7 +27,8 @@ class ConsoleUserRow(Base):
 
     __tablename__ = "console_users"
     __table_args__ = (
-        UniqueConstraint("account_id", "email", name="account_email"),
+        # A fixed name (the naming convention would name it after its first column only).
+        UniqueConstraint("account_id", "email", name=conv("uq_console_users_account_email")),
         CheckConstraint(ROLE_CHECK, name="role"),
     )
 
