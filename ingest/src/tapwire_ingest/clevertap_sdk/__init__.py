@@ -1,0 +1,1 @@
+"""CleverTap client SDKs (Web SDK ``/a``, mobile SDKs ``/a1``): their wire protocol into tapwire."""
