@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     segment_max_batch_events: int = 2500
     identity_max_per_profile: int = 100
 
+    # CleverTap's client SDKs (Web SDK GET /a, mobile SDKs POST /a1): caps, and rate limits per client address
+    # and per account (per gateway process; an account's ``client_sdk_requests_per_s`` setting overrides).
+    sdk_max_query_bytes: int = Field(default=64 * 1024, description="Web SDK query string cap")
+    sdk_max_payload_chars: int = Field(default=256 * 1024, description="decompressed Web SDK payload cap")
+    sdk_max_body_bytes: int = Field(default=1024 * 1024, description="mobile SDK request body cap")
+    sdk_requests_per_s_per_address: float = 20.0
+    sdk_burst_per_address: float = 200.0
+    sdk_requests_per_s_per_account: float = 10_000.0
+    sdk_burst_per_account: float = 20_000.0
+
     # Loader micro-batches. 100,000 rows: 11 % more rows/s and 15 % less CPU than 50,000 side by side (fewer
     # inserts and profile rows per record); the loader holds two batches at a time (one being written).
     loader_batch_rows: int = 100_000

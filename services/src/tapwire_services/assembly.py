@@ -22,6 +22,7 @@ from tapwire_core.settings import Settings
 from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
+from tapwire_ingest.http.websdk import router as websdk_router
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
@@ -108,6 +109,7 @@ EMBEDDED = ServiceSpec(
         upload_router,
         segment_router,
         identity_router,
+        websdk_router,
         query_router,
         messaging_router,
         messaging_links_router,
@@ -122,7 +124,7 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
     "gateway": ServiceSpec(
         bus=True,
         warehouse=False,
-        routers=(upload_router, segment_router, identity_router),
+        routers=(upload_router, segment_router, identity_router, websdk_router),
         workers=(Suppressions,),
         # Ingestion needs the bus; the database only for credentials not verified yet (those answer 503).
         advisory_checks=frozenset({"control_store"}),

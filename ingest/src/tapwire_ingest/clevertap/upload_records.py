@@ -189,7 +189,9 @@ def _check_flat_object(key: str, value: dict[str, Any]) -> None:
         _check_scalar(f"{key}.{inner_key}", inner)
 
 
-def _event(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _event(record: dict[str, Any], *, sdk_raised: bool = False) -> tuple[str, dict[str, Any]]:
+    """The event's name and properties. ``sdk_raised``: the record comes from CleverTap's client SDKs, which
+    raise the system events (``Notification Viewed``, …) that an upload may not forge."""
     name = record.get("evtName")
     if type(name) is not str or not name.strip():
         raise RecordRejected(rc.EVENT_NAME_MISSING, "Event name is missing")
@@ -198,7 +200,7 @@ def _event(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             rc.BAD_EVENT_STRUCTURE,
             f"Event name must be printable and at most {limits.MAX_EVENT_NAME_CHARS} characters",
         )
-    if name in limits.RESTRICTED_EVENT_NAMES:
+    if name in limits.RESTRICTED_EVENT_NAMES and not sdk_raised:
         raise RecordRejected(rc.RESTRICTED_EVENT, f"{name!r} is a restricted system event")
     data = record.get("evtData", {})
     if type(data) is not dict:
@@ -214,6 +216,21 @@ def _event(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         else:
             _check_scalar(key, value)
     return name, data
+
+
+def checked_event(record: dict[str, Any], *, sdk_raised: bool) -> tuple[str, dict[str, Any]]:
+    """An event record's ``evtName`` and ``evtData`` under the upload limits; raises ``RecordRejected``."""
+    return _event(record, sdk_raised=sdk_raised)
+
+
+def checked_profile(profile_data: Any) -> dict[str, Any]:
+    """Profile properties under the upload limits and reserved-field rules; raises ``RecordRejected``."""
+    return _profile({"profileData": profile_data})
+
+
+def checked_token(token_data: Any) -> dict[str, Any]:
+    """A push token's ``tokenData``; raises ``RecordRejected``."""
+    return _token({"tokenData": token_data})
 
 
 def _check_event_list(event_name: str, key: str, values: list[Any]) -> None:

@@ -1,0 +1,112 @@
+"""Which account a client-SDK request is for, and whether that account takes client-SDK requests here.
+
+Client SDKs name the account by its id alone (the mobile SDKs add the account token, tapwire's write key): the
+id is public, in every page that embeds the SDK, so it grants writing only. Accounts are looked up by id through
+a small cache, unknown ids included, so a flood of made-up ids costs the database one query per id and TTL.
+
+Account settings read here: ``client_sdk`` (false turns client-SDK ingestion off; on by default, as at
+CleverTap), ``cors_origins`` (the page origins allowed to send, shared with the Segment browser endpoints;
+unset means any) and ``client_sdk_requests_per_s`` (the account's rate limit, else the deployment's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from tapwire_core.http.context import AccountView
+from tapwire_core.http.errors import ApiError
+from tapwire_ingest.segment.cors import origin_allowed
+
+ENABLED_SETTING: Final = "client_sdk"
+RATE_SETTING: Final = "client_sdk_requests_per_s"
+_MAX_ACCOUNT_ID_CHARS: Final = 64
+
+Lookup = Callable[[str], Awaitable[AccountView | None]]
+
+
+class AccountsById:
+    """Accounts by id, cached for ``ttl_s`` (unknown ids for ``miss_ttl_s``), at most ``max_entries``."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        *,
+        ttl_s: float = 30.0,
+        miss_ttl_s: float = 5.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self._ttl_s = ttl_s
+        self._miss_ttl_s = miss_ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[AccountView | None, float]] = OrderedDict()
+
+    async def get(self, account_id: str) -> AccountView | None:
+        """The account, or None when no account has this id. May raise what the lookup raises."""
+        now = self._clock()
+        cached = self._entries.get(account_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        account = await self._lookup(account_id)
+        self._entries[account_id] = (
+            account,
+            now + (self._ttl_s if account is not None else self._miss_ttl_s),
+        )
+        self._entries.move_to_end(account_id)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return account
+
+    def invalidate(self, account_id: str) -> None:
+        """Forget one account (its settings changed in this process)."""
+        self._entries.pop(account_id, None)
+
+
+async def sdk_account(accounts: AccountsById, account_id: Any, *, region: str) -> AccountView:
+    """The account a request names, checked: 401 unknown, 403 in another region or with client SDKs off."""
+    if type(account_id) is not str or not account_id or len(account_id) > _MAX_ACCOUNT_ID_CHARS:
+        raise ApiError(401, "Account ID is missing or not valid")
+    account = await accounts.get(account_id)
+    if account is None:
+        raise ApiError(401, "Account ID is not valid")
+    if account.region != region:
+        raise ApiError(
+            403,
+            f"Account {account.id} belongs to region {account.region}; "
+            f"point the SDK at {account.region}.<your domain>",
+        )
+    if account.settings.get(ENABLED_SETTING, True) is False:
+        raise ApiError(403, f"Client SDK ingestion is turned off for account {account.id}")
+    return account
+
+
+def check_page_origin(settings: Mapping[str, Any], *, origin: str | None, referer: str | None) -> None:
+    """403 unless the page is one of the account's allowed origins (no list: any page).
+
+    Browsers send ``Origin`` on fetch requests and ``Referer`` (its origin part under the default referrer
+    policy) on script tags; a page that sends neither cannot be told apart from any other client.
+    """
+    if settings.get("cors_origins") in (None, "*"):
+        return
+    page = origin or _origin_of(referer)
+    if page is None:
+        raise ApiError(
+            403, "This account accepts events only from its allowed origins; the request names none"
+        )
+    if not origin_allowed(page, settings):
+        raise ApiError(403, f"Origin {page} may not send events for this account")
+
+
+def _origin_of(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"

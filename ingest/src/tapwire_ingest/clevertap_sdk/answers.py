@@ -1,0 +1,87 @@
+"""What the Web SDK reads back: a script calling ``window.$WZRK_WR.s(…)`` (JSONP) or ``{"meta": {…}}`` (fetch).
+
+``s(g, sid, rf, rn, optOut)`` (``CleverTapAPI.s`` in clevertap.js) stores the device id ``g`` when the browser
+has none, when ``rf`` (resume, answering a login) is true or when ``optOut`` is a boolean; takes ``sid`` as the
+session; drops the request numbered ``rn`` from its backup queue; and, on a new device id, fires every request
+it held back meanwhile. The fetch variant (``RequestDispatcher.handleFetchResponse``) calls the same function
+with ``meta``'s fields.
+
+Nothing from the request reaches a script unescaped: device ids are checked against a strict pattern before
+they get here, numbers are integers, and the only free text (why a record was refused) goes through a JSON
+encoder whose output is also safe inside an HTML ``<script>`` element.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+from starlette.responses import Response
+
+from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID, OPT_OUT_SUFFIX
+
+_SCRIPT_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+# Characters a JSON encoder leaves as they are but that end or change a <script> element or a JS line.
+_SCRIPT_ESCAPES: Final = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SdkAnswer:
+    """The device id and session the SDK is to use, and what became of the request's records."""
+
+    device_id: str
+    session_id: int
+    request_number: int
+    resume: bool = False
+    opt_out: bool | None = None
+    refused: Sequence[str] = field(default_factory=tuple)
+
+    def device_cookie(self) -> str:
+        """The id as the SDK stores it: an opted-out device's id ends in ``:OO``, which makes the SDK drop every
+        later request of that browser before sending it."""
+        if not DEVICE_ID.fullmatch(self.device_id):  # pragma: no cover - ids are checked where they enter
+            raise ValueError("device id outside the SDK's alphabet")
+        return self.device_id + OPT_OUT_SUFFIX if self.opt_out else self.device_id
+
+
+def script(answer: SdkAnswer) -> Response:
+    """The JSONP answer: JavaScript the SDK's script tag runs."""
+    args = [
+        _js_string(answer.device_cookie()),
+        str(int(answer.session_id)),
+        "true" if answer.resume else "false",
+        str(int(answer.request_number)),
+    ]
+    if answer.opt_out is not None:
+        args.append("true" if answer.opt_out else "false")
+    body = f"window.$WZRK_WR&&window.$WZRK_WR.s({','.join(args)});"
+    for reason in answer.refused:
+        body += f"\nwindow.console&&console.warn({_js_string('tapwire refused a record: ' + reason)});"
+    return Response(body, media_type="application/javascript", headers=_SCRIPT_HEADERS)
+
+
+def meta(answer: SdkAnswer) -> Response:
+    """The fetch variant's JSON answer."""
+    fields: dict[str, object] = {
+        "g": answer.device_cookie(),
+        "sid": answer.session_id,
+        "rf": answer.resume,
+        "rn": answer.request_number,
+    }
+    if answer.opt_out is not None:
+        fields["optOut"] = answer.opt_out
+    body: dict[str, object] = {"meta": fields}
+    if answer.refused:
+        body["refused"] = list(answer.refused)
+    return Response(orjson.dumps(body), media_type="application/json", headers=_SCRIPT_HEADERS)
+
+
+def _js_string(text: str) -> str:
+    return orjson.dumps(text).decode().translate(_SCRIPT_ESCAPES)

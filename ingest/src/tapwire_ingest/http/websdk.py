@@ -1,0 +1,160 @@
+"""``GET /a``: CleverTap's Web SDK (``clevertap-web-sdk``), unchanged, sending to ``<region>.<your domain>``.
+
+The SDK loads ``/a?t=96&type=…&d=…`` as a script (JSONP) or, with ``enableFetchApi``, fetches it expecting
+JSON; both get the device id and session it waits for (``clevertap_sdk.answers``). Until the first answer gives
+a browser its device id the SDK holds every later request back, so that answer must come even when the
+request's record is refused: a refused record is reported in the answer, and only a failure of the request
+itself (unknown account, rate limit, unreadable payload, bus down) answers with an error status and the JSON
+error shape.
+
+A plain Starlette route rather than a FastAPI one: this path serves one small request per event, and
+dependency resolution would be a large share of its cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tapwire_core import metrics
+from tapwire_core.envelope import Envelope
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.http.errors import ApiError, error_response
+from tapwire_ingest.clevertap_sdk import answers
+from tapwire_ingest.clevertap_sdk.accounts import RATE_SETTING, check_page_origin, sdk_account
+from tapwire_ingest.clevertap_sdk.logins import link_login
+from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
+from tapwire_ingest.clevertap_sdk.state import sdk_state
+from tapwire_ingest.clevertap_sdk.web_records import WebRecords, web_records
+from tapwire_ingest.clevertap_sdk.web_request import WebRequest, parse_web_request
+from tapwire_ingest.http.upload import publish
+from tapwire_ingest.identity_links import identity_graph
+from tapwire_ingest.segment.cors import preflight
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+_ACCEPTED = metrics.RECORDS.labels("clevertap-sdk", "accepted", "")
+_REFUSED = metrics.RECORDS.labels("clevertap-sdk", "rejected", "record")
+
+
+async def web_sdk(request: Request) -> Response:
+    if request.method == "OPTIONS":
+        return preflight(request)
+    origin = request.headers.get("origin")
+    try:
+        response = await _answer(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.error, code=exc.code, retry_after=exc.retry_after)
+        if exc.status == 403 and origin is not None and "Origin" in exc.error:
+            return response
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+router.add_route("/a", web_sdk, methods=["GET", "OPTIONS"], include_in_schema=False)
+
+
+async def _answer(request: Request) -> Response:
+    app: Starlette = request.app
+    context: ServiceContext = app.state.context
+    settings = context.settings
+    state = sdk_state(app)
+    address = request.client.host if request.client is not None else ""
+    wait = state.per_address.take(address)
+    if wait:
+        raise ApiError(429, "Too many requests from this address", retry_after=wait)
+    web = parse_web_request(
+        request.scope["query_string"],
+        max_query_bytes=settings.sdk_max_query_bytes,
+        max_payload_chars=settings.sdk_max_payload_chars,
+    )
+    if web.payload.get("encrypted") is True:
+        # 419 is what the SDK reads as "encryption in transit is off for this account": it then resends the
+        # same request unencrypted, as a script.
+        raise ApiError(419, "Encryption in transit is not enabled; send the request unencrypted")
+    account = await sdk_account(state.accounts, web.payload.get("id"), region=settings.region)
+    check_page_origin(
+        account.settings, origin=request.headers.get("origin"), referer=request.headers.get("referer")
+    )
+    rate = _account_rate(account.settings)
+    wait = state.per_account.take(account.id, rate=rate, burst=2 * rate if rate else None)
+    if wait:
+        raise ApiError(429, f"Too many requests for account {account.id}", retry_after=wait)
+    answer = await _ingest(request, context, web, account_id=account.id, address=address)
+    if "application/json" in request.headers.get("accept", ""):
+        return answers.meta(answer)
+    return answers.script(answer)
+
+
+async def _ingest(
+    request: Request, context: ServiceContext, web: WebRequest, *, account_id: str, address: str
+) -> answers.SdkAnswer:
+    received_ms = time.time_ns() // 1_000_000
+    session_id = session_for(web.session_id, received_ms // 1000)
+    device_id = web.device_id if web.device_id and not web.reset_device else new_device_id()
+    user_agent = request.headers.get("user-agent", "")
+
+    def records_for(device: str) -> WebRecords:
+        return web_records(
+            web,
+            account_id=account_id,
+            device_id=device,
+            session_id=session_id,
+            received_ms=received_ms,
+            user_agent=user_agent,
+            client_address=address,
+        )
+
+    records = records_for(device_id)
+    envelopes: list[Envelope] = records.accepted
+    resume = False
+    confirm = None
+    if records.login is not None:
+        graph = identity_graph(request)
+        login = await link_login(
+            graph,
+            account_id,
+            device_id=device_id,
+            login=records.login,
+            received_ms=received_ms,
+            retry_after_s=context.settings.retry_after_s,
+        )
+        if login.new_device:
+            device_id = login.device_id
+            records = records_for(device_id)
+        envelopes = [*records.accepted, *login.envelopes]
+        resume = login.new_device or web.payload.get("isOUL") is True
+
+        def confirm() -> None:
+            login.confirm(graph, account_id)
+
+    if envelopes:
+        await publish(context, envelopes)
+        if confirm is not None:
+            confirm()
+    if records.accepted:
+        _ACCEPTED.inc(len(records.accepted))
+    if records.refused:
+        _REFUSED.inc(len(records.refused))
+    return answers.SdkAnswer(
+        device_id=device_id,
+        session_id=session_id,
+        request_number=web.request_number,
+        resume=resume,
+        refused=records.refused,
+    )
+
+
+def _account_rate(settings: Any) -> float | None:
+    rate = settings.get(RATE_SETTING)
+    return float(rate) if type(rate) in (int, float) and rate > 0 else None

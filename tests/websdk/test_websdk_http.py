@@ -1,0 +1,310 @@
+"""``GET /a`` over an in-memory bus and a SQLite control store, with requests made by the SDK's encoder."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tapwire_core.control.store import ControlStore
+from tapwire_core.envelope import Envelope
+from tapwire_core.http.app import create_app
+from tapwire_core.http.context import ServiceContext
+from tapwire_core.settings import Settings
+from tapwire_ingest.http.websdk import router as websdk_router
+from tests.fakes import FakeAuthenticator, RecordingBus
+from tests.websdk.requests import event, profile, sdk_url
+from tests.websdk.sdk_encoder import SdkEncoder
+
+ACCOUNT = "TEST-WEB-001"
+S_CALL = re.compile(
+    r'^window\.\$WZRK_WR&&window\.\$WZRK_WR\.s\("([^"]+)",(\d+),(true|false),(\d+)(?:,(true|false))?\);'
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Iterator[SdkEncoder]:
+    with SdkEncoder() as running:
+        yield running
+
+
+@pytest.fixture
+def bus() -> RecordingBus:
+    return RecordingBus()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ControlStore]:
+    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    await control.start()
+    await control.upsert_account(ACCOUNT, passcode="secret", write_key="wk-web", region="eu1")
+    await control.upsert_account("TEST-US-001", passcode="secret2", write_key="wk-us", region="us1")
+    try:
+        yield control
+    finally:
+        await control.close()
+
+
+@pytest.fixture
+async def client(bus: RecordingBus, store: ControlStore) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(bus_timeout_s=0.5, sdk_requests_per_s_per_address=1000, sdk_burst_per_address=1000)
+    context = ServiceContext(
+        settings=settings, authenticator=FakeAuthenticator({}), readiness=_ready, bus_=bus, store_=store
+    )
+    app = create_app(context, [websdk_router])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://eu1.t.example"
+    ) as c:
+        yield c
+
+
+async def _ready() -> dict[str, bool]:
+    return {"fake": True}
+
+
+def s_call(response: httpx.Response) -> tuple[str, int, bool, int, bool | None]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/javascript")
+    match = S_CALL.match(response.text)
+    assert match, response.text
+    g, sid, rf, rn, opt_out = match.groups()
+    return g, int(sid), rf == "true", int(rn), None if opt_out is None else opt_out == "true"
+
+
+def published(bus: RecordingBus, kind: str | None = None) -> list[Envelope]:
+    return [e for e in bus.envelopes("tapwire.events") if kind is None or e.kind == kind]
+
+
+async def test_first_page_load_gets_a_device_id_and_session_and_is_stored(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    url = sdk_url(
+        encoder,
+        "page",
+        {"cpg": "https://shop.example/shoes?email=a@b.c#x", "referrer": "news.example", "us": "newsletter"},
+        account_id=ACCOUNT,
+        rn=1,
+    )
+    g, sid, rf, rn, opt_out = s_call(
+        await client.get(
+            url, headers={"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"}
+        )
+    )
+    assert re.fullmatch(r"[0-9a-f]{32}", g) and rn == 1 and rf is False and opt_out is None
+    (page,) = published(bus)
+    assert page.name == "Page Viewed" and page.ids.object_id == g
+    assert page.properties == {
+        "Session ID": sid,
+        "Browser": "Chrome",
+        "OS": "Linux",
+        "Page": "https://shop.example/shoes",
+        "Page Count": 1,
+        "Referrer": "news.example",
+        "UTM Source": "newsletter",
+    }
+    assert page.context is None  # useIP=false: the address is not kept
+
+
+async def test_events_and_charged_items_keep_the_device_and_session(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    items = [{"Product": "Shoe", "Price": 40, "Quantity": 1}, {"Product": "Sock", "Price": 5, "Quantity": 2}]
+    url = sdk_url(
+        encoder,
+        "push",
+        event("Charged", {"Amount": 50, "Charged ID": "o-1", "Items": items}),
+        account_id=ACCOUNT,
+        device_id="d" * 32,
+        session_id=1_765_000_000 + 10**6,
+        rn=7,
+    )
+    g, _, _, rn, _ = s_call(await client.get(url))
+    assert g == "d" * 32 and rn == 7
+    (charged,) = published(bus)
+    assert charged.name == "Charged" and charged.ids.object_id == g
+    assert charged.properties["Items"] == items
+
+
+async def test_the_fetch_variant_gets_meta_json_with_cors(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    url = sdk_url(encoder, "push", event("Viewed"), account_id=ACCOUNT, device_id="abc123", rn=3)
+    headers = {
+        "accept": "application/json",
+        "x-clevertap-encryption-enabled": "true",
+        "origin": "https://shop.example",
+    }
+    response = await client.get(url, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "https://shop.example"
+    body = response.json()
+    assert body["meta"]["g"] == "abc123" and body["meta"]["rn"] == 3 and body["meta"]["rf"] is False
+    preflight = await client.options(
+        "/a",
+        headers={
+            "origin": "https://shop.example",
+            "access-control-request-method": "GET",
+            "access-control-request-headers": "x-clevertap-encryption-enabled",
+        },
+    )
+    assert preflight.status_code == 204
+    assert "x-clevertap-encryption-enabled" in preflight.headers["access-control-allow-headers"].lower()
+
+
+async def test_sdk_system_events_are_accepted_and_wzrk_fetch_is_not_stored(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    for rn, body in enumerate(
+        [event("wzrk_fetch", {"t": 4}), event("Notification Viewed", {"wzrk_id": "1_2"})]
+    ):
+        s_call(await client.get(sdk_url(encoder, "push", body, account_id=ACCOUNT, device_id="dev1", rn=rn)))
+    assert [e.name for e in published(bus)] == ["Notification Viewed"]
+
+
+async def test_a_refused_record_still_answers_with_the_device_id(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    url = sdk_url(encoder, "push", profile({"Email": "not-an-email"}), account_id=ACCOUNT, rn=2)
+    response = await client.get(url)
+    g, _, _, rn, _ = s_call(response)
+    assert rn == 2 and g
+    assert "console.warn" in response.text and "Email is not valid" in response.text
+    assert published(bus) == []
+
+
+async def test_profile_push_with_operators_and_multi_values(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    fields = {"Name": "Ann", "Score": {"$incr": 5}, "Tags": {"$set": ["a", 2]}, "Old": {"$delete": True}}
+    s_call(await client.get(sdk_url(encoder, "push", profile(fields), account_id=ACCOUNT, device_id="dev2")))
+    (stored,) = published(bus, "profile")
+    assert stored.ids.object_id == "dev2" and stored.ids.identity is None
+    assert stored.properties == {
+        "Name": "Ann",
+        "Score": {"$incr": 5},
+        "Tags": ["a", "2"],
+        "Old": {"$delete": True},
+        "tz": "GMT+0100",
+    }
+
+
+async def test_web_push_subscription_is_a_chrome_token(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    subscription = {
+        "endpoint": "fcm-token-123",
+        "expirationTime": None,
+        "keys": {"p256dh": "BP", "auth": "au"},
+        "browser": "Chrome",
+    }
+    s_call(await client.get(sdk_url(encoder, "data", subscription, account_id=ACCOUNT, device_id="dev3")))
+    (token,) = published(bus, "token")
+    assert token.ids.object_id == "dev3"
+    assert token.properties == {
+        "id": "fcm-token-123",
+        "type": "chrome",
+        "keys": {"p256dh": "BP", "auth": "au"},
+        "browser": "Chrome",
+    }
+
+
+async def test_a_retried_request_keeps_its_event_id(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    url = sdk_url(encoder, "push", event("Added"), account_id=ACCOUNT, device_id="dev4", rn=9)
+    s_call(await client.get(url))
+    s_call(await client.get(url.replace("tries=1", "tries=2")))
+    first, second = published(bus)
+    assert first.event_id == second.event_id
+
+
+async def test_ping_is_answered_and_stores_nothing(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    g, _, _, _, _ = s_call(
+        await client.get(sdk_url(encoder, "ping", {}, account_id=ACCOUNT, device_id="dev5"))
+    )
+    assert g == "dev5" and published(bus) == []
+
+
+async def test_reset_cookie_gets_a_new_device(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    g, _, _, _, _ = s_call(
+        await client.get(
+            sdk_url(encoder, "push", {**event("E"), "rc": True}, account_id=ACCOUNT, device_id="dev6")
+        )
+    )
+    assert g != "dev6"
+
+
+@pytest.mark.parametrize(
+    "case", [("NO-SUCH-ACCOUNT", 401, "Account ID is not valid"), ("TEST-US-001", 403, "region us1")]
+)
+async def test_unknown_and_foreign_accounts(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder, case: tuple[str, int, str]
+) -> None:
+    account, status, reason = case
+    response = await client.get(sdk_url(encoder, "push", event("E"), account_id=account))
+    assert response.status_code == status
+    body: dict[str, Any] = orjson.loads(response.content)
+    assert body["status"] == "fail" and reason in body["error"] and body["code"] == status
+    assert published(bus) == []
+
+
+def aliases(bus: RecordingBus) -> dict[str, str]:
+    """alias key → canonical key, the latest version of each."""
+    latest: dict[str, tuple[int, str, int]] = {}
+    for envelope in published(bus, "alias"):
+        row = envelope.properties
+        if row["alias_key"] not in latest or latest[row["alias_key"]][0] < row["version"]:
+            latest[row["alias_key"]] = (row["version"], row["canonical_key"], row["active"])
+    return {alias: canonical for alias, (_, canonical, active) in latest.items() if active}
+
+
+async def test_login_rules_on_the_identity_graph(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    # An anonymous browser logs in: its device (and the events filed under it) becomes the person's.
+    s_call(
+        await client.get(
+            sdk_url(encoder, "push", event("Browsed"), account_id=ACCOUNT, device_id="dev-a", rn=1)
+        )
+    )
+    login = profile({"Identity": "u-1", "Email": "ann@example.org"}, login=True)
+    g, _, rf, rn, _ = s_call(
+        await client.get(sdk_url(encoder, "push", login, account_id=ACCOUNT, device_id="dev-a", rn=2))
+    )
+    assert (g, rf, rn) == ("dev-a", True, 2)
+    assert aliases(bus) == {"o:dev-a": "i:u-1", "e:ann@example.org": "i:u-1"}
+    (stored,) = published(bus, "profile")
+    assert stored.ids.identity == "u-1" and stored.ids.object_id == "dev-a"
+
+    # The same person on another browser: that device joins them.
+    s_call(
+        await client.get(
+            sdk_url(
+                encoder,
+                "push",
+                profile({"Identity": "u-1"}, login=True),
+                account_id=ACCOUNT,
+                device_id="dev-b",
+            )
+        )
+    )
+    assert aliases(bus)["o:dev-b"] == "i:u-1"
+
+    # Another person on the first browser: a new device id, which starts their own profile.
+    other = profile({"Identity": "u-2"}, login=True)
+    g2, _, rf2, _, _ = s_call(
+        await client.get(sdk_url(encoder, "push", other, account_id=ACCOUNT, device_id="dev-a", rn=3))
+    )
+    assert g2 != "dev-a" and rf2 is True
+    assert aliases(bus)[f"o:{g2}"] == "i:u-2" and aliases(bus)["o:dev-a"] == "i:u-1"
+    second = published(bus, "profile")[-1]
+    assert second.ids.identity == "u-2" and second.ids.object_id == g2
