@@ -308,3 +308,67 @@ async def test_login_rules_on_the_identity_graph(
     assert aliases(bus)[f"o:{g2}"] == "i:u-2" and aliases(bus)["o:dev-a"] == "i:u-1"
     second = published(bus, "profile")[-1]
     assert second.ids.identity == "u-2" and second.ids.object_id == g2
+
+
+async def objected(store: ControlStore, keys: list[str]) -> set[str]:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tapwire_core.control.marketing_objections import objected_keys
+
+    async with AsyncSession(store.engine) as session, session.begin():
+        return await objected_keys(session, account_id=ACCOUNT, keys=keys)
+
+
+async def test_opt_out_is_enforced_by_the_server_and_visible_as_an_objection(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder, store: ControlStore
+) -> None:
+    login = profile({"Identity": "u-oo", "Email": "oo@example.org"}, login=True)
+    s_call(await client.get(sdk_url(encoder, "push", login, account_id=ACCOUNT, device_id="dev-oo", rn=1)))
+    before = len(published(bus))
+    # clevertap.privacy.push({optOut: true}) as Privacy#processPrivacyArray sends it.
+    privacy = {"type": "profile", "profile": {"ct_optout": True}}
+    url = sdk_url(
+        encoder, "push", privacy, account_id=ACCOUNT, device_id="dev-oo", rn=2, extra={"optOut": "true"}
+    )
+    g, _, _, rn, opt_out = s_call(await client.get(url))
+    assert (g, rn, opt_out) == ("dev-oo:OO", 2, True)
+    assert await objected(store, ["o:dev-oo", "i:u-oo", "e:oo@example.org"]) == {
+        "o:dev-oo",
+        "i:u-oo",
+        "e:oo@example.org",
+    }
+
+    # Requests that still arrive, with or without the mark, and the same person on another browser: none stored.
+    for device in ("dev-oo", "dev-oo:OO"):
+        s_call(
+            await client.get(
+                sdk_url(encoder, "push", event("After"), account_id=ACCOUNT, device_id=device, rn=3)
+            )
+        )
+    other = sdk_url(
+        encoder, "push", profile({"Identity": "u-oo"}, login=True), account_id=ACCOUNT, device_id="dev-o2"
+    )
+    assert s_call(await client.get(other))[4] is True
+    s_call(await client.get(sdk_url(encoder, "push", event("After"), account_id=ACCOUNT, device_id="dev-o2")))
+    assert len(published(bus)) == before
+
+    # Opting back in (the SDK sends its marked id) lifts the opt-out and the objection it made.
+    privacy_in = {"type": "profile", "profile": {"ct_optout": False}}
+    url = sdk_url(
+        encoder,
+        "push",
+        privacy_in,
+        account_id=ACCOUNT,
+        device_id="dev-oo:OO",
+        rn=4,
+        extra={"optOut": "false"},
+    )
+    g, _, _, _, opt_out = s_call(await client.get(url))
+    assert (g, opt_out) == ("dev-oo", False)
+    assert await objected(store, ["o:dev-oo", "i:u-oo"]) == set()
+    s_call(
+        await client.get(
+            sdk_url(encoder, "push", event("Back"), account_id=ACCOUNT, device_id="dev-oo", rn=5)
+        )
+    )
+    assert published(bus)[-1].name == "Back"

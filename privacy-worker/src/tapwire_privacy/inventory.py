@@ -93,6 +93,11 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "request_id": NONE,
         "created_at": NONE,
     },
+    "tracking_opt_outs": {
+        "account_id": NONE,
+        "key_hash": PSEUDONYM,
+        "created_at": NONE,
+    },
     "privacy_requests": {
         "subject_hash": PSEUDONYM,
         "progress": f"{PSEUDONYM}: an export's subject keys, until its archive is erased",
@@ -191,6 +196,7 @@ def _retention(settings: Settings) -> dict[str, str]:
         "privacy_request_subjects": "while the request is open; deleted when it completes",
         "privacy_suppressions": f"{settings.privacy_suppression_days} days after the erasure",
         "marketing_objections": "until the customer lifts the objection",
+        "tracking_opt_outs": "until the person opts back in through the client SDK",
         "accounts": "while the account exists",
         "credentials": "while the account exists",
         "privacy_keys": "for the deployment's lifetime",

@@ -26,7 +26,11 @@ from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierS
 from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
-from tapwire_privacy.stores.control import MarketingObjectionsHandler, SuppressionsHandler
+from tapwire_privacy.stores.control import (
+    MarketingObjectionsHandler,
+    SuppressionsHandler,
+    TrackingOptOutsHandler,
+)
 from tapwire_privacy.stores.files import ExportArchivesHandler
 from tapwire_privacy.stores.identity import IdentityGraphHandler
 from tapwire_privacy.stores.messaging import (
@@ -65,6 +69,7 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     ),
     "privacy_suppressions": "control.privacy_suppressions",
     "marketing_objections": "control.marketing_objections",
+    "tracking_opt_outs": "control.tracking_opt_outs",
     "identity_nodes": "control.identity_graph",
     "identity_edges": "control.identity_graph",
     "outbox": "control.outbox",
@@ -170,6 +175,7 @@ def default_registry(
         CampaignsHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
+        TrackingOptOutsHandler(engine),
         ExportArchivesHandler(engine, export_dir),
         *extra_handlers,
     ]

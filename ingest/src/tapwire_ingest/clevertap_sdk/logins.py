@@ -52,7 +52,7 @@ async def link_login(
 ) -> LoginOutcome:
     """Link ``device_id`` to the identifiers of ``login`` (see the module's rules). Raises ApiError 503 when
     the control store is unreachable."""
-    person = [key for key in keys_of(login) if not key.startswith("o:")]
+    person = person_keys(login)
     keys = (key_for("object_id", device_id), *person)
     outcome = LoginOutcome(device_id)
     if graph.recently_linked(account_id, keys):
@@ -79,5 +79,6 @@ async def link_login(
     return outcome
 
 
-def with_device(ids: Identities, device_id: str) -> Identities:
-    return Identities(identity=ids.identity, object_id=device_id, email=ids.email, phone=ids.phone)
+def person_keys(login: Identities) -> list[str]:
+    """The login's identifiers of the person (Identity, Email, Phone), as user keys; not the device."""
+    return [key for key in keys_of(login) if not key.startswith("o:")]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from tapwire_core.control.tracking_opt_outs import TrackingOptOutList
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_ingest.clevertap_sdk.accounts import AccountsById, Lookup
 from tapwire_ingest.clevertap_sdk.rate_limits import TokenBuckets
@@ -16,6 +17,7 @@ class SdkState:
     accounts: AccountsById
     per_address: TokenBuckets
     per_account: TokenBuckets
+    opt_outs: TrackingOptOutList
 
 
 def sdk_state(app: Starlette) -> SdkState:
@@ -28,6 +30,9 @@ def sdk_state(app: Starlette) -> SdkState:
             context.store_.add_credentials_listener(accounts.invalidate)
         state = SdkState(
             accounts=accounts,
+            opt_outs=TrackingOptOutList(
+                context.store.engine, refresh_s=settings.privacy_suppression_refresh_s
+            ),
             per_address=TokenBuckets(
                 rate=settings.sdk_requests_per_s_per_address, burst=settings.sdk_burst_per_address
             ),

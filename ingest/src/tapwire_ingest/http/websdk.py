@@ -28,7 +28,8 @@ from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, error_response
 from tapwire_ingest.clevertap_sdk import answers
 from tapwire_ingest.clevertap_sdk.accounts import RATE_SETTING, check_page_origin, sdk_account
-from tapwire_ingest.clevertap_sdk.logins import link_login
+from tapwire_ingest.clevertap_sdk.logins import link_login, person_keys
+from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, opt_out_choice, set_opt_out
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
 from tapwire_ingest.clevertap_sdk.state import sdk_state
 from tapwire_ingest.clevertap_sdk.web_records import WebRecords, web_records
@@ -42,6 +43,9 @@ router = APIRouter()
 
 _ACCEPTED = metrics.RECORDS.labels("clevertap-sdk", "accepted", "")
 _REFUSED = metrics.RECORDS.labels("clevertap-sdk", "rejected", "record")
+_DROPPED = metrics.RECORDS.labels("clevertap-sdk", "dropped", "opted-out")
+_OPTED_OUT = metrics.RECORDS.labels("clevertap-sdk", "privacy", "opted-out")
+_OPTED_IN = metrics.RECORDS.labels("clevertap-sdk", "privacy", "opted-in")
 
 
 async def web_sdk(request: Request) -> Response:
@@ -99,10 +103,43 @@ async def _answer(request: Request) -> Response:
 async def _ingest(
     request: Request, context: ServiceContext, web: WebRequest, *, account_id: str, address: str
 ) -> answers.SdkAnswer:
+    state = sdk_state(request.app)
     received_ms = time.time_ns() // 1_000_000
     session_id = session_for(web.session_id, received_ms // 1000)
     device_id = web.device_id if web.device_id and not web.reset_device else new_device_id()
     user_agent = request.headers.get("user-agent", "")
+    retry_after_s = context.settings.retry_after_s
+
+    def answer(
+        *, resume: bool = False, opt_out: bool | None = None, refused: list[str] | None = None
+    ) -> answers.SdkAnswer:
+        return answers.SdkAnswer(
+            device_id=device_id,
+            session_id=session_id,
+            request_number=web.request_number,
+            resume=resume,
+            opt_out=opt_out,
+            refused=refused or [],
+        )
+
+    await state.opt_outs.fresh()
+    device_key = "o:" + device_id
+    choice = opt_out_choice(web)
+    if choice is not None:
+        await set_opt_out(
+            context.store.engine,
+            identity_graph(request),
+            state.opt_outs,
+            account_id=account_id,
+            device_key=device_key,
+            opted_out=choice,
+            retry_after_s=retry_after_s,
+        )
+        (_OPTED_OUT if choice else _OPTED_IN).inc()
+        return answer(opt_out=choice)
+    if web.device_opted_out or state.opt_outs.opted_out(account_id, (device_key,)):
+        _DROPPED.inc()
+        return answer(opt_out=True)
 
     def records_for(device: str) -> WebRecords:
         return web_records(
@@ -120,6 +157,18 @@ async def _ingest(
     resume = False
     confirm = None
     if records.login is not None:
+        person = person_keys(records.login)
+        if state.opt_outs.opted_out(account_id, person):
+            # A person who opted out logs in on another device: that device is theirs, and opted out too.
+            await add_opt_out(
+                context.store.engine,
+                state.opt_outs,
+                account_id=account_id,
+                keys=[device_key],
+                retry_after_s=retry_after_s,
+            )
+            _DROPPED.inc()
+            return answer(opt_out=True)
         graph = identity_graph(request)
         login = await link_login(
             graph,
@@ -127,7 +176,7 @@ async def _ingest(
             device_id=device_id,
             login=records.login,
             received_ms=received_ms,
-            retry_after_s=context.settings.retry_after_s,
+            retry_after_s=retry_after_s,
         )
         if login.new_device:
             device_id = login.device_id
@@ -146,13 +195,7 @@ async def _ingest(
         _ACCEPTED.inc(len(records.accepted))
     if records.refused:
         _REFUSED.inc(len(records.refused))
-    return answers.SdkAnswer(
-        device_id=device_id,
-        session_id=session_id,
-        request_number=web.request_number,
-        resume=resume,
-        refused=records.refused,
-    )
+    return answer(resume=resume, refused=records.refused)
 
 
 def _account_rate(settings: Any) -> float | None:

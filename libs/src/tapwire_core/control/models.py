@@ -19,6 +19,7 @@ from tapwire_core.control.privacy.models import (
     SuppressionRow,
 )
 from tapwire_core.control.segment_models import SegmentRow
+from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "SegmentRow",
     "SignInThrottleRow",
     "SuppressionRow",
+    "TrackingOptOutRow",
 ]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.privacy.models import SuppressionRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
 from tapwire_privacy.records import iso
 from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
 
@@ -79,6 +80,14 @@ class MarketingObjectionsHandler(_HashedKeyTable):
     name = "control.marketing_objections"
     model = MarketingObjectionRow
     reason = "an objection to marketing must outlive the data, or marketing could resume"
+
+
+class TrackingOptOutsHandler(_HashedKeyTable):
+    name = "control.tracking_opt_outs"
+    model = TrackingOptOutRow
+    reason = (
+        "an opt-out of tracking made through a client SDK must outlive the data, or collection could resume"
+    )
 
 
 class SuppressionsHandler(_HashedKeyTable):
