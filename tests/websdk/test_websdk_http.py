@@ -107,7 +107,14 @@ async def test_first_page_load_gets_a_device_id_and_session_and_is_stored(
         "Referrer": "news.example",
         "UTM Source": "newsletter",
     }
-    assert page.context is None  # useIP=false: the address is not kept
+    # Session properties, as CQL's session_properties read them; useIP=false: no address.
+    assert page.context == {
+        "session_id": sid,
+        "browser": "Chrome",
+        "os": "Linux",
+        "referrer": "news.example",
+        "campaign": {"source": "newsletter"},
+    }
 
 
 async def test_events_and_charged_items_keep_the_device_and_session(

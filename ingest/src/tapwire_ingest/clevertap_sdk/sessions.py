@@ -62,6 +62,29 @@ def browser_and_os(user_agent: str) -> tuple[str, str]:
     return browser, system
 
 
+def session_context(
+    payload: dict[str, Any], *, session_id: int, user_agent: str, page_load: bool
+) -> dict[str, Any]:
+    """The record's ``context``, which CQL reads as session properties: the session, browser and OS on every
+    record; on a page load also the referring domain and the campaign (``utm_source`` / ``utm_medium`` /
+    ``utm_campaign`` filters read ``campaign.source`` / ``.medium`` / ``.name``)."""
+    browser, system = browser_and_os(user_agent)
+    context: dict[str, Any] = {"session_id": session_id, "browser": browser, "os": system}
+    if not page_load:
+        return context
+    referrer = payload.get("referrer")
+    if type(referrer) is str and referrer:
+        context["referrer"] = referrer[:_MAX_TEXT_CHARS]
+    campaign = {
+        name: value[:_MAX_TEXT_CHARS]
+        for wire, name in (("us", "source"), ("um", "medium"), ("uc", "name"))
+        if type(value := payload.get(wire)) is str and value
+    }
+    if campaign:
+        context["campaign"] = campaign
+    return context
+
+
 def page_properties(payload: dict[str, Any], *, session_id: int, user_agent: str) -> dict[str, Any]:
     """A page load's properties: the session and where the visit came from, never the visitor's address.
 

@@ -22,7 +22,7 @@ from tapwire_core.envelope import Envelope, Identities
 from tapwire_ingest.clevertap import limits
 from tapwire_ingest.clevertap.record_errors import RecordRejected
 from tapwire_ingest.clevertap.upload_records import checked_event, checked_profile, checked_token
-from tapwire_ingest.clevertap_sdk.sessions import page_properties
+from tapwire_ingest.clevertap_sdk.sessions import page_properties, session_context
 from tapwire_ingest.clevertap_sdk.web_request import WebRequest
 
 PAGE_EVENT: Final = "Page Viewed"
@@ -53,12 +53,17 @@ def web_records(
 ) -> WebRecords:
     """The envelopes of ``request``; a record the limits refuse goes to ``refused`` with its reason.
 
-    ``client_address`` is stored only when the page allowed it (``useIP``).
+    Every record's ``context`` holds the session's properties (``sessions.session_context``);
+    ``client_address`` joins them only when the page allowed it (``useIP``).
     """
     outcome = WebRecords()
     payload = request.payload
     ts_ms = _client_ms(request.saved_at_s, received_ms)
-    context = {"ip": client_address} if request.use_ip and client_address else None
+    context = session_context(
+        payload, session_id=session_id, user_agent=user_agent, page_load=request.type == "page"
+    )
+    if request.use_ip and client_address:
+        context["ip"] = client_address
 
     def envelope(kind: str, name: str, properties: dict[str, Any], ids: Identities) -> Envelope:
         return Envelope(
