@@ -20,6 +20,7 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.identity import router as identity_router
+from tapwire_ingest.http.mobile_sdk import router as mobile_sdk_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.http.websdk import router as websdk_router
@@ -110,6 +111,7 @@ EMBEDDED = ServiceSpec(
         segment_router,
         identity_router,
         websdk_router,
+        mobile_sdk_router,
         query_router,
         messaging_router,
         messaging_links_router,
@@ -124,7 +126,7 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
     "gateway": ServiceSpec(
         bus=True,
         warehouse=False,
-        routers=(upload_router, segment_router, identity_router, websdk_router),
+        routers=(upload_router, segment_router, identity_router, websdk_router, mobile_sdk_router),
         workers=(Suppressions,),
         # Ingestion needs the bus; the database only for credentials not verified yet (those answer 503).
         advisory_checks=frozenset({"control_store"}),

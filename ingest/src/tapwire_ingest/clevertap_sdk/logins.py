@@ -49,9 +49,14 @@ async def link_login(
     login: Identities,
     received_ms: int,
     retry_after_s: int,
+    new_device_on_refusal: bool = True,
 ) -> LoginOutcome:
     """Link ``device_id`` to the identifiers of ``login`` (see the module's rules). Raises ApiError 503 when
-    the control store is unreachable."""
+    the control store is unreachable.
+
+    ``new_device_on_refusal`` is for the Web SDK, which takes a device id from the answer. The mobile SDKs make
+    their own (a new one when another person logs in), so for them a refused link leaves the device as it is.
+    """
     person = person_keys(login)
     keys = (key_for("object_id", device_id), *person)
     outcome = LoginOutcome(device_id)
@@ -59,7 +64,7 @@ async def link_login(
         return outcome
     try:
         linked = await graph.link(account_id, keys, reason=REASON)
-        if linked.refused is not None:
+        if linked.refused is not None and new_device_on_refusal:
             outcome.device_id = new_device_id()
             outcome.new_device = True
             keys = (key_for("object_id", outcome.device_id), *person)

@@ -29,7 +29,7 @@ PAGE_EVENT: Final = "Page Viewed"
 FETCH_EVENT: Final = "wzrk_fetch"
 OPT_OUT_PROPERTY: Final = "ct_optout"
 # Profile keys the SDK adds on its own that are not the person's data.
-_SDK_PROFILE_KEYS: Final = frozenset({OPT_OUT_PROPERTY})
+_SDK_PROFILE_KEYS: Final = frozenset({OPT_OUT_PROPERTY, "ct_allow_sys_events_and_communication"})
 _FUTURE_SLACK_MS: Final = 3_600_000
 
 
@@ -58,7 +58,7 @@ def web_records(
     """
     outcome = WebRecords()
     payload = request.payload
-    ts_ms = _client_ms(request.saved_at_s, received_ms)
+    ts_ms = client_ms(request.saved_at_s, received_ms)
     context = session_context(
         payload, session_id=session_id, user_agent=user_agent, page_load=request.type == "page"
     )
@@ -89,9 +89,9 @@ def web_records(
                 name, properties = checked_event(payload, sdk_raised=True)
                 outcome.accepted.append(envelope("event", name, properties, device))
         elif request.type == "push" and payload.get("type") == "profile":
-            profile = _profile_data(payload.get("profile"))
+            profile = profile_data(payload.get("profile"))
             if profile:
-                ids = _login_identities(profile, device_id)
+                ids = login_identities(profile, device_id)
                 if ids.identity or ids.email or ids.phone:
                     outcome.login = ids
                 outcome.accepted.append(envelope("profile", "", profile, ids))
@@ -104,7 +104,7 @@ def web_records(
     return outcome
 
 
-def _profile_data(raw: Any) -> dict[str, Any]:
+def profile_data(raw: Any) -> dict[str, Any]:
     if type(raw) is not dict:
         raise RecordRejected(512, "profile must be an object")
     data: dict[str, Any] = {}
@@ -119,7 +119,7 @@ def _profile_data(raw: Any) -> dict[str, Any]:
     return checked_profile(data) if data else data
 
 
-def _login_identities(profile: dict[str, Any], device_id: str) -> Identities:
+def login_identities(profile: dict[str, Any], device_id: str) -> Identities:
     identity = profile.get("Identity")
     if type(identity) is int:
         identity = str(identity)
@@ -150,7 +150,7 @@ def _web_push_token(payload: dict[str, Any]) -> dict[str, Any] | None:
     return checked_token(token)
 
 
-def _client_ms(saved_at_s: int | None, received_ms: int) -> int:
+def client_ms(saved_at_s: int | None, received_ms: int) -> int:
     """When the SDK saved the request (``i``): requests wait in its queue while the browser is offline. A
     value in the future or past the upload API's range falls back to when it arrived."""
     if saved_at_s is None or saved_at_s > limits.MAX_TS_SECONDS:

@@ -1,0 +1,121 @@
+"""Push tokens the mobile SDKs register through ``/a1`` reach messaging: ``tapwire up`` with FCM-HTTP-v1- and
+APNs-shaped receivers on 127.0.0.1. Requests are built as the SDK sources build them (see
+``tests/websdk/mobile_requests.py``): the Android app (``PushProviders.pushDeviceTokenEvent``, an FCM token) and
+the iOS app (``CleverTap.m pushDeviceToken:forRegisterAction:``, an APNs token) of one person, who logs in on
+both with ``onUserLogin`` (a profile naming ``Identity``); a push campaign to that identity reaches both devices.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.processes import TapwireProcess
+from tests.messaging.servers import Received, http_receiver
+from tests.websdk import mobile_requests as sdk
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT, PASSCODE, TOKEN = "TAP-MOBILE-01", "passcode-mobile-0123456789ab", "writekey-mobile-0123456789ab"
+HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
+SESSION = 1_765_000_000
+
+
+def _post(url: str, path: str, body: Any) -> httpx.Response:
+    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _reach(url: str, where: dict[str, Any]) -> int | None:
+    estimate = {"name": "e", "target_mode": "push", "where": where, "content": {"title": "T", "body": "B"}}
+    reach: int | None = (
+        _post(url, "/1/targets/estimate.json", estimate).json().get("estimate", {}).get("reach")
+    )
+    return reach
+
+
+def _ok(_request: Received, _n: int) -> tuple[int, dict[str, Any]]:
+    return 200, {"name": "projects/p/messages/1"}
+
+
+def _send_queue(url: str, os_name: str, device: str, token: str, token_type: str) -> None:
+    hello = httpx.get(
+        f"{url}/hello", params=sdk.query(ACCOUNT, os=os_name), headers=sdk.headers(ACCOUNT, TOKEN)
+    )
+    assert hello.status_code == 200, hello.text
+    body = sdk.body(
+        sdk.meta_header(ACCOUNT, TOKEN, device, os_name=os_name),
+        sdk.event("App Launched", {}, session=SESSION),
+        sdk.profile({"Identity": "ann", "Name": "Ann"}, session=SESSION),
+        sdk.push_token(token, token_type, session=SESSION),
+    )
+    sent = httpx.post(
+        f"{url}/a1",
+        params=sdk.query(ACCOUNT, os=os_name),
+        headers=sdk.headers(ACCOUNT, TOKEN),
+        content=orjson.dumps(body),
+        timeout=30,
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["processed"] == 3
+
+
+def test_tokens_registered_by_both_apps_reach_each_device(tmp_path: Path) -> None:
+    with http_receiver(_ok) as fcm, http_receiver(_ok) as apns:
+        env = {
+            "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
+            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{TOKEN}",
+            "TAPWIRE_FCM_URL": f"{fcm.url}/v1/projects/p",
+            "TAPWIRE_APNS_URL": f"{apns.url}?topic=com.shop.app",
+            "TAPWIRE_MESSAGING_SECRET": "mobile-test-secret-0123456789abcdef",
+            "TAPWIRE_LOG_LEVEL": "WARNING",
+            "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
+        }
+        suite = TapwireProcess(["up"], env, tmp_path / "suite.log").start()
+        try:
+            suite.wait_ready()
+            _send_queue(suite.url, "Android", "__a1b2c3d4e5f60718293a4b5c6d7e8f90", "fcm-ann-pixel", "fcm")
+            _send_queue(suite.url, "iOS", "-0F1E2D3C4B5A69788796A5B4C3D2E1F0", "apns-ann-iphone", "apns")
+            today = int(time.strftime("%Y%m%d", time.gmtime()))
+            tokens = {"event_name": "__push_token", "from": today, "to": today}
+            # Both devices are Ann once the logins are projected: one person with tokens, one person in all.
+            _wait(
+                lambda: _reach(suite.url, tokens) == 1 and _reach(suite.url, {}) == 1,
+                "the tokens and the logins to reach the warehouse",
+            )
+            campaign = {
+                "name": "both apps",
+                "target_mode": "push",
+                "to": {"Identity": ["ann"]},
+                "send_to_all_devices": True,
+                "content": {"title": "Hi", "body": "News"},
+            }
+            created = _post(suite.url, "/1/targets/create.json", campaign)
+            assert created.status_code == 200, created.text
+            _wait(
+                lambda: (
+                    _post(suite.url, "/1/targets/result.json", {"id": created.json()["id"]}).status_code
+                    == 200
+                ),
+                "the campaign to complete",
+            )
+            result = _post(suite.url, "/1/targets/result.json", {"id": created.json()["id"]}).json()["result"]
+        finally:
+            suite.stop()
+    assert [r.json()["message"]["token"] for r in fcm.requests] == ["fcm-ann-pixel"]
+    assert [r.path for r in apns.requests] == ["/3/device/apns-ann-iphone"]
+    assert result["sent"] == 2
