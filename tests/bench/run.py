@@ -185,7 +185,13 @@ def bench_hostile() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.hostile"])
 
 
-PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console")
+def bench_websdk() -> dict[str, Any]:
+    """``tests.bench.websdk`` in its own process, on a broker of its own: Web SDK JSONP requests (one event
+    each) into one gateway process."""
+    return _figures_of([sys.executable, "-m", "tests.bench.websdk"])
+
+
+PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console", "websdk")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -203,6 +209,9 @@ def main() -> None:
     figures: dict[str, Any] = {}
     if "ingest" in parts:
         figures.update(bench_ingestion())
+    if "websdk" in parts:
+        log("Web SDK: JSONP requests of one event into one gateway process (own process)")
+        figures.update(bench_websdk())
     if "messaging" in parts:
         log("messaging: campaign over SMTP to a sink process")
         figures.update(bench_messaging())
@@ -306,6 +315,7 @@ TARGETS = {
     "gateway_vs_kafka_ratio": 0.25,
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
+    "websdk_requests_per_s": 5_000,
     "messaging_msgs_per_s": 2_000,
     "erasure_batch_subjects_per_s": 20,
     "hostile_valid_success_ratio": 0.99,

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fastapi.routing import APIRoute
+from starlette.routing import Route
 from pydantic_settings import BaseSettings
 
 from tapwire_core.settings import Settings
@@ -87,10 +87,11 @@ def service_routes() -> dict[str, list[str]]:
 
 
 def _paths(router: Any, prefix: str = "") -> list[str]:
-    """Every path of ``router``, descending into included routers (which FastAPI keeps as wrappers)."""
+    """Every path of ``router`` (FastAPI routes and the plain Starlette routes of the client SDK paths),
+    descending into included routers (which FastAPI keeps as wrappers)."""
     found: list[str] = []
     for route in router.routes:
-        if isinstance(route, APIRoute):
+        if isinstance(route, Route):
             found.append(prefix + route.path)
         elif hasattr(route, "original_router"):
             found += _paths(route.original_router, prefix + route.include_context.prefix)

@@ -379,3 +379,33 @@ async def test_opt_out_is_enforced_by_the_server_and_visible_as_an_objection(
         )
     )
     assert published(bus)[-1].name == "Back"
+
+
+async def test_the_services_fast_path_answers_like_the_route_and_is_counted(
+    bus: RecordingBus, store: ControlStore, encoder: SdkEncoder
+) -> None:
+    from tapwire_core import metrics
+    from tapwire_ingest.http.websdk import WebSdkFastPath
+
+    settings = Settings(bus_timeout_s=0.5)
+    context = ServiceContext(
+        settings=settings, authenticator=FakeAuthenticator({}), readiness=_ready, bus_=bus, store_=store
+    )
+    app = create_app(context, [websdk_router])
+    app.add_middleware(WebSdkFastPath)
+    counted = metrics.HTTP_REQUESTS.labels("/a", "200")
+    before = counted._value.get()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://eu1.t.example"
+    ) as c:
+        g, _, _, rn, _ = s_call(
+            await c.get(sdk_url(encoder, "push", event("Fast"), account_id=ACCOUNT, device_id="dev-f", rn=4))
+        )
+        bad = await c.get("/a?t=96&type=push&d=%%%")
+        preflight = await c.options(
+            "/a", headers={"origin": "https://shop.example", "access-control-request-method": "GET"}
+        )
+    assert (g, rn) == ("dev-f", 4) and [e.name for e in published(bus)] == ["Fast"]
+    assert bad.status_code == 400 and bad.json()["code"] == 400
+    assert preflight.status_code == 204
+    assert counted._value.get() == before + 1

@@ -197,6 +197,7 @@ async def _resolve(
             links.extend(login.envelopes)
             confirms.append(login)
         envelopes.append(item.envelope)
+
     def confirm() -> None:
         for login in confirms:
             login.confirm(graph, account_id)
