@@ -119,6 +119,12 @@ async def count_events(bootstrap: str, topic: str, timeout_s: float = 120) -> in
     return total
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_websdk(work: Path, broker: KafkaBroker, *, duration_s: float, connections: int) -> dict[str, Any]:
     count = int(os.environ.get("BENCH_WEBSDK_REQUESTS", str(int(TARGET_REQUESTS_PER_S * 3 * duration_s))))
     log(f"building {count} Web SDK requests with the SDK's own encoder")
@@ -150,6 +156,9 @@ def bench_websdk(work: Path, broker: KafkaBroker, *, duration_s: float, connecti
                 duration_s=duration_s,
             )
         )
+        assert gateways[0].proc is not None
+        pid = gateways[0].proc.pid
+        cpu_before = cpu_seconds(pid)
         result: LoadResult = asyncio.run(
             drive_requests(
                 host="127.0.0.1",
@@ -160,11 +169,13 @@ def bench_websdk(work: Path, broker: KafkaBroker, *, duration_s: float, connecti
                 duration_s=duration_s,
             )
         )
+        cpu_used = cpu_seconds(pid) - cpu_before
     answered = result.records
     stored = asyncio.run(count_events(broker.bootstrap, TOPIC))
     log(
         f"  {answered / result.elapsed_s:.0f} requests/s, p99 {result.percentile_ms(99):.1f} ms, "
-        f"statuses {result.statuses}; {stored} events on the topic for {answered + warm.records} answered"
+        f"statuses {result.statuses}; {stored} events on the topic for {answered + warm.records} answered; "
+        f"gateway CPU {cpu_used / max(1, result.requests) * 1e6:.0f} us per request"
     )
     if result.requests >= len(requests) - warm_up:
         log("  warning: the run used every prepared request; raise BENCH_WEBSDK_REQUESTS")
@@ -173,6 +184,8 @@ def bench_websdk(work: Path, broker: KafkaBroker, *, duration_s: float, connecti
         "websdk_p50_ms": round(result.percentile_ms(50), 2),
         "websdk_p99_ms": round(result.percentile_ms(99), 2),
         "websdk_errors": result.errors,
+        # The gateway's own CPU per request: what a core buys, less blurred by the load on a shared machine.
+        "websdk_gateway_cpu_us_per_request": round(cpu_used / max(1, result.requests) * 1e6),
         # Events on the topic that no 200 was counted for (a request cut off at the end): never negative
         # while every 200 means durable.
         "websdk_stored_minus_answered": stored - answered - warm.records,

@@ -9,8 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from starlette.routing import Route
 from pydantic_settings import BaseSettings
+from starlette.routing import Route
 
 from tapwire_core.settings import Settings
 from tests.deploy.manifests import ROOT

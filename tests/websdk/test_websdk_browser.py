@@ -16,6 +16,7 @@ import http.server
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +34,8 @@ from tests.websdk.tls import self_signed, tls_proxy
 pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE, WRITE_KEY = "TAP-WEBSDK-01", "passcode-websdk-0123456789ab", "writekey-websdk-0123456789ab"
+PUSH_ACCOUNT, PUSH_PASSCODE = "TAP-WEBSDK-02", "passcode-websdk-push-0123456789"
+VAPID_KEY = "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 SDK_HOST = "eu1.tapwire.test"
 PAGE_HOST = "shop.tapwire.test"
@@ -62,13 +65,32 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TapwireProcess]:
         ["up"],
         env={
             "TAPWIRE_DATA_DIR": str(work / "data"),
-            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY}",
+            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY},{PUSH_ACCOUNT}:{PUSH_PASSCODE}:{WRITE_KEY}-push",
             "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
         },
         log_path=work / "tapwire.log",
     ).start()
     try:
         proc.wait_ready()
+        # The operator turns web push on for the second account, before any of its requests.
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tapwire_services.cli",
+                "accounts",
+                "client-sdk",
+                PUSH_ACCOUNT,
+                "--web-push-key",
+                VAPID_KEY,
+            ],
+            env=os.environ | {"TAPWIRE_DATA_DIR": str(work / "data")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0 and "web push on" in done.stdout, done.stdout + done.stderr
         yield proc
     finally:
         proc.kill()
@@ -82,6 +104,7 @@ def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     )
     root = tmp_path_factory.mktemp("site")
     shutil.copy(HERE / "browser" / "websdk.html", root / "index.html")
+    shutil.copy(HERE / "browser" / "clevertap_sw.js", root / "clevertap_sw.js")
     (root / "sdk").symlink_to(SDK)
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", free_port()), functools.partial(_QuietHandler, directory=str(root))
@@ -109,11 +132,11 @@ class Browser:
             "--virtual-time-budget=20000",
         ]
 
-    def visit(self, **params: str) -> str:
-        """Load the page with ``params``; the device id the SDK holds when it reports done."""
+    def visit(self, *, host: str = PAGE_HOST, account: str = ACCOUNT, **params: str) -> str:
+        """Load the page from ``host`` with ``params``; the device id the SDK holds when it reports done."""
         chromium = shutil.which("chromium")
         assert chromium is not None, "Debian's chromium is missing: `make test` installs it"
-        url = f"http://{PAGE_HOST}:{self.page_port}/index.html?{urlencode({'account': ACCOUNT, **params})}"
+        url = f"http://{host}:{self.page_port}/index.html?{urlencode({'account': account, **params})}"
         done = subprocess.run(
             [chromium, *self.flags, "--dump-dom", url],
             capture_output=True,
@@ -232,3 +255,30 @@ def test_the_fetch_variant_of_the_sdk(browser: Browser, suite: TapwireProcess) -
     device = browser.visit(step="anonymous", label=label, fetch="1")
     assert len(device) == 32
     _eventually(lambda: event_count(suite.url, f"{label} Burst"), lambda n: n == 10, "events sent with fetch")
+
+
+def test_a_web_push_subscription_is_stored_as_the_devices_token(
+    browser: Browser, suite: TapwireProcess
+) -> None:
+    """The account has a VAPID key, so the page load's answer tells the SDK web push is on; the site asked for
+    push (``notifications.push`` with ``skipDialog``), and the SDK registers the subscription. The page is
+    served from localhost, a secure context, as service workers require."""
+    token = f"web-push-{uuid.uuid4().hex[:12]}"
+    device = browser.visit(host="localhost", account=PUSH_ACCOUNT, step="web-push", label="push", token=token)
+    headers = {"X-CleverTap-Account-Id": PUSH_ACCOUNT, "X-CleverTap-Passcode": PUSH_PASSCODE}
+    today = dt.datetime.now(dt.UTC).date()
+    body = {
+        "event_name": "__push_token",
+        "from": f"{today - dt.timedelta(days=1):%Y%m%d}",
+        "to": f"{today + dt.timedelta(days=1):%Y%m%d}",
+        "event_properties": [{"name": "id", "operator": "equals", "value": token}],
+    }
+
+    def tokens() -> int:
+        response = httpx.post(f"{suite.url}/1/counts/events.json", headers=headers, json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        count: int = response.json()["count"]
+        return count
+
+    _eventually(tokens, lambda n: n == 1, "the web push subscription")
+    assert len(device) == 32

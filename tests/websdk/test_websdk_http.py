@@ -409,3 +409,27 @@ async def test_the_services_fast_path_answers_like_the_route_and_is_counted(
     assert bad.status_code == 400 and bad.json()["code"] == 400
     assert preflight.status_code == 204
     assert counted._value.get() == before + 1
+
+
+VAPID_KEY = "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"
+
+
+async def test_page_loads_tell_the_sdk_about_web_push_when_the_account_has_a_key(
+    client: httpx.AsyncClient, store: ControlStore, encoder: SdkEncoder
+) -> None:
+    url = sdk_url(encoder, "page", {"cpg": "https://shop.example/"}, account_id=ACCOUNT, device_id="dev-wp")
+    assert "enableWebPush" not in (await client.get(url)).text
+    # A settings change made through this process's store is seen at once (the account cache is told).
+    await store.update_settings(ACCOUNT, {"web_push_public_key": VAPID_KEY})
+    script = (await client.get(url)).text
+    _, push_line, config_line = script.splitlines()
+    assert push_line == f'window.$WZRK_WR&&window.$WZRK_WR.enableWebPush(true,"{VAPID_KEY}");'
+    assert config_line == 'window.$WZRK_WR&&window.$WZRK_WR.tr({"webPushConfig":{}});'
+    fetched = (await client.get(url, headers={"accept": "application/json"})).json()
+    assert fetched["wpe"] == {"enabled": True, "key": VAPID_KEY}
+    assert fetched["tr"] == {"webPushConfig": {}}
+    # Only page loads carry it.
+    event_answer = await client.get(
+        sdk_url(encoder, "push", event("E"), account_id=ACCOUNT, device_id="dev-wp")
+    )
+    assert "enableWebPush" not in event_answer.text

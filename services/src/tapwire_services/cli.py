@@ -236,6 +236,41 @@ def cmd_set_origins(args: argparse.Namespace) -> int:
     return asyncio.run(update())
 
 
+def cmd_client_sdk(args: argparse.Namespace) -> int:
+    from tapwire_core.control.accounts import AccountNotFoundError
+    from tapwire_core.control.store import ControlStore
+    from tapwire_ingest.clevertap_sdk.accounts import ENABLED_SETTING, RATE_SETTING, WEB_PUSH_KEY_SETTING
+
+    settings = Settings()
+    changes: dict[str, object] = {}
+    if args.enabled is not None:
+        changes[ENABLED_SETTING] = None if args.enabled else False
+    if args.requests_per_s is not None:
+        changes[RATE_SETTING] = args.requests_per_s or None
+    if args.web_push_key is not None:
+        changes[WEB_PUSH_KEY_SETTING] = args.web_push_key or None
+
+    async def update() -> int:
+        store = ControlStore(_control_url(settings))
+        await store.start()
+        try:
+            account = await store.update_settings(args.account_id, changes)
+        except AccountNotFoundError:
+            print(f"tapwire accounts: no account {args.account_id!r}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        current = account.settings
+        print(
+            f"{account.id}: client SDKs {'off' if current.get(ENABLED_SETTING) is False else 'on'}, "
+            f"rate {current.get(RATE_SETTING) or 'the deployment default'} requests/s, "
+            f"web push {'on' if current.get(WEB_PUSH_KEY_SETTING) else 'off'}"
+        )
+        return 0
+
+    return asyncio.run(update())
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tapwire", description="tapwire event ingestion and engagement suite")
     commands = root.add_subparsers(dest="command", required=True)
@@ -265,6 +300,21 @@ def parser() -> argparse.ArgumentParser:
     origins.add_argument("account_id")
     origins.add_argument("origins", nargs="*", metavar="ORIGIN", help="e.g. https://shop.example")
     origins.set_defaults(func=cmd_set_origins)
+    client_sdk = account_commands.add_parser(
+        "client-sdk", help="CleverTap client-SDK ingestion of an account: on/off, rate limit, web push key"
+    )
+    client_sdk.add_argument("account_id")
+    switch = client_sdk.add_mutually_exclusive_group()
+    switch.add_argument("--on", dest="enabled", action="store_const", const=True, default=None)
+    switch.add_argument("--off", dest="enabled", action="store_const", const=False)
+    client_sdk.add_argument(
+        "--requests-per-s", type=float, help="the account's rate limit per gateway process (0: the default)"
+    )
+    client_sdk.add_argument(
+        "--web-push-key",
+        help="VAPID public key (base64url) the Web SDK subscribes browsers with ('' turns off)",
+    )
+    client_sdk.set_defaults(func=cmd_client_sdk)
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

@@ -6,11 +6,14 @@ a small cache, unknown ids included, so a flood of made-up ids costs the databas
 
 Account settings read here: ``client_sdk`` (false turns client-SDK ingestion off; on by default, as at
 CleverTap), ``cors_origins`` (the page origins allowed to send, shared with the Segment browser endpoints;
-unset means any) and ``client_sdk_requests_per_s`` (the account's rate limit, else the deployment's).
+unset means any), ``client_sdk_requests_per_s`` (the account's rate limit, else the deployment's) and
+``web_push_public_key`` (the VAPID public key the Web SDK subscribes browsers to web push with; unset, the SDK
+is not told web push is on and asks no browser).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,6 +26,9 @@ from tapwire_ingest.segment.cors import origin_allowed
 
 ENABLED_SETTING: Final = "client_sdk"
 RATE_SETTING: Final = "client_sdk_requests_per_s"
+WEB_PUSH_KEY_SETTING: Final = "web_push_public_key"
+# A VAPID application server key: an uncompressed P-256 point (65 bytes), base64url without padding.
+_WEB_PUSH_KEY: Final = re.compile(r"[A-Za-z0-9_-]{16,256}")
 _MAX_ACCOUNT_ID_CHARS: Final = 64
 
 Lookup = Callable[[str], Awaitable[AccountView | None]]
@@ -101,6 +107,12 @@ def check_page_origin(settings: Mapping[str, Any], *, origin: str | None, refere
         )
     if not origin_allowed(page, settings):
         raise ApiError(403, f"Origin {page} may not send events for this account")
+
+
+def web_push_key(settings: Mapping[str, Any]) -> str | None:
+    """The account's VAPID public key when it is set and well-formed, else None."""
+    key = settings.get(WEB_PUSH_KEY_SETTING)
+    return key if type(key) is str and _WEB_PUSH_KEY.fullmatch(key) else None
 
 
 def _origin_of(url: str | None) -> str | None:

@@ -1,5 +1,8 @@
 """What the Web SDK reads back: a script calling ``window.$WZRK_WR.s(…)`` (JSONP) or ``{"meta": {…}}`` (fetch).
 
+``enableWebPush(enabled, key)`` (``wpe`` in the JSON) tells it the account takes web push subscriptions, and
+``tr({webPushConfig: {}})`` (``tr``) that no soft prompt is configured, so the SDK goes on with a
+``notifications.push`` the site made before the answer came (``processWebPushConfig``).
 ``s(g, sid, rf, rn, optOut)`` (``CleverTapAPI.s`` in clevertap.js) stores the device id ``g`` when the browser
 has none, when ``rf`` (resume, answering a login) is true or when ``optOut`` is a boolean; takes ``sid`` as the
 session; drops the request numbered ``rn`` from its backup queue; and, on a new device id, fires every request
@@ -22,6 +25,7 @@ from starlette.responses import Response
 
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID, OPT_OUT_SUFFIX
 
+_WEB_PUSH_CONFIG: Final = '{"webPushConfig":{}}'
 _SCRIPT_HEADERS: Final = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -42,6 +46,8 @@ class SdkAnswer:
     resume: bool = False
     opt_out: bool | None = None
     refused: Sequence[str] = field(default_factory=tuple)
+    web_push_key: str | None = None
+    """Tell the SDK web push is on, with this VAPID public key (``enableWebPush``); only on page loads."""
 
     def device_cookie(self) -> str:
         """The id as the SDK stores it: an opted-out device's id ends in ``:OO``, which makes the SDK drop every
@@ -62,6 +68,12 @@ def script(answer: SdkAnswer) -> Response:
     if answer.opt_out is not None:
         args.append("true" if answer.opt_out else "false")
     body = f"window.$WZRK_WR&&window.$WZRK_WR.s({','.join(args)});"
+    if answer.web_push_key is not None:
+        # After s(): a subscription they trigger is sent with the device id just given.
+        body += (
+            f"\nwindow.$WZRK_WR&&window.$WZRK_WR.enableWebPush(true,{_js_string(answer.web_push_key)});"
+            f"\nwindow.$WZRK_WR&&window.$WZRK_WR.tr({_WEB_PUSH_CONFIG});"
+        )
     for reason in answer.refused:
         body += f"\nwindow.console&&console.warn({_js_string('tapwire refused a record: ' + reason)});"
     return Response(body, media_type="application/javascript", headers=_SCRIPT_HEADERS)
@@ -78,6 +90,9 @@ def meta(answer: SdkAnswer) -> Response:
     if answer.opt_out is not None:
         fields["optOut"] = answer.opt_out
     body: dict[str, object] = {"meta": fields}
+    if answer.web_push_key is not None:
+        body["wpe"] = {"enabled": True, "key": answer.web_push_key}
+        body["tr"] = {"webPushConfig": {}}
     if answer.refused:
         body["refused"] = list(answer.refused)
     return Response(orjson.dumps(body), media_type="application/json", headers=_SCRIPT_HEADERS)

@@ -14,6 +14,7 @@ cost about as much as the request's own work (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -29,7 +30,7 @@ from tapwire_core.envelope import Envelope
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, error_response
 from tapwire_ingest.clevertap_sdk import answers
-from tapwire_ingest.clevertap_sdk.accounts import RATE_SETTING, check_page_origin, sdk_account
+from tapwire_ingest.clevertap_sdk.accounts import RATE_SETTING, check_page_origin, sdk_account, web_push_key
 from tapwire_ingest.clevertap_sdk.logins import link_login, person_keys
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, opt_out_choice, set_opt_out
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
@@ -131,6 +132,10 @@ async def _answer(request: Request) -> Response:
     if wait:
         raise ApiError(429, f"Too many requests for account {account.id}", retry_after=wait)
     answer = await _ingest(request, context, web, account_id=account.id, address=address)
+    if web.type == "page" and answer.opt_out is not True:
+        key = web_push_key(account.settings)
+        if key is not None:
+            answer = dataclasses.replace(answer, web_push_key=key)
     if "application/json" in request.headers.get("accept", ""):
         return answers.meta(answer)
     return answers.script(answer)
