@@ -87,7 +87,7 @@ def test_tokens_registered_by_both_apps_reach_each_device(tmp_path: Path) -> Non
         }
         suite = TapwireProcess(["up"], env, tmp_path / "suite.log").start()
         try:
-            suite.wait_ready()
+            suite.wait_ready(timeout_s=180)
             _send_queue(suite.url, "Android", "__a1b2c3d4e5f60718293a4b5c6d7e8f90", "fcm-ann-pixel", "fcm")
             _send_queue(suite.url, "iOS", "-0F1E2D3C4B5A69788796A5B4C3D2E1F0", "apns-ann-iphone", "apns")
             today = int(time.strftime("%Y%m%d", time.gmtime()))

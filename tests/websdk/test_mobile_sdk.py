@@ -133,7 +133,8 @@ async def test_an_ios_apns_token(client: httpx.AsyncClient, bus: RecordingBus) -
     )
     assert response.status_code == 200, response.text
     (token,) = published(bus, "token")
-    assert token.properties == {"id": "apns-token-ann", "type": "apns"} and token.context["os"] == "iOS"
+    assert token.properties == {"id": "apns-token-ann", "type": "apns"}
+    assert token.context is not None and token.context["os"] == "iOS"
 
 
 async def test_refused_items_are_reported_and_the_rest_stored(

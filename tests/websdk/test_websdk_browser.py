@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from tests.integration.processes import TapwireProcess, free_port
+from tests.websdk.cdp import Chromium
 from tests.websdk.tls import self_signed, tls_proxy
 
 pytestmark = pytest.mark.integration
@@ -41,16 +42,6 @@ SDK_HOST = "eu1.tapwire.test"
 PAGE_HOST = "shop.tapwire.test"
 HERE = Path(__file__).resolve().parent
 SDK = HERE.parent / "clients" / "node_modules" / "clevertap-web-sdk"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -71,7 +62,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TapwireProcess]:
         log_path=work / "tapwire.log",
     ).start()
     try:
-        proc.wait_ready()
+        proc.wait_ready(timeout_s=180)
         # The operator turns web push on for the second account, before any of its requests.
         done = subprocess.run(
             [
@@ -121,35 +112,14 @@ def page_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 class Browser:
     """Headless Chromium with one profile, kept between page loads as a visitor's browser keeps it."""
 
-    def __init__(self, profile: Path, *, page_port: int, tls_port: int, spki: str) -> None:
-        self.profile = profile
+    def __init__(self, chromium: Chromium, *, page_port: int) -> None:
+        self.chromium = chromium
         self.page_port = page_port
-        self.flags = [
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            f"--host-resolver-rules=MAP {SDK_HOST} 127.0.0.1:{tls_port}, MAP {PAGE_HOST} 127.0.0.1:{page_port}",
-            f"--ignore-certificate-errors-spki-list={spki}",
-            "--virtual-time-budget=20000",
-        ]
 
     def visit(self, *, host: str = PAGE_HOST, account: str = ACCOUNT, **params: str) -> str:
         """Load the page from ``host`` with ``params``; the device id the SDK holds when it reports done."""
-        chromium = shutil.which("chromium")
-        assert chromium is not None, "Debian's chromium is missing: `make test` installs it"
         url = f"http://{host}:{self.page_port}/index.html?{urlencode({'account': account, **params})}"
-        done = subprocess.run(
-            [chromium, *self.flags, "--dump-dom", url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=os.environ | {"HOME": str(self.profile)},
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        marker = '<pre id="out">'
-        assert marker in done.stdout, done.stdout[-3000:]
-        report = done.stdout.split(marker, 1)[1].split("</pre>", 1)[0]
-        assert report.startswith("done:"), f"the SDK did not finish: {report}"
+        report = self.chromium.text_when(url, "out", "done:")
         return report.removeprefix("done:").split(":backlog=")[0]
 
 
@@ -157,9 +127,12 @@ class Browser:
 def browser(tmp_path: Path, suite: TapwireProcess, page_server: int) -> Iterator[Browser]:
     certificate = self_signed(tmp_path, SDK_HOST)
     with tls_proxy(certificate, suite.port) as tls_port:
-        yield Browser(
-            tmp_path / "chromium", page_port=page_server, tls_port=tls_port, spki=certificate.spki_sha256
-        )
+        flags = [
+            f"--host-resolver-rules=MAP {SDK_HOST} 127.0.0.1:{tls_port}, MAP {PAGE_HOST} 127.0.0.1:{page_server}",
+            f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}",
+        ]
+        with Chromium(tmp_path / "chromium", flags) as chromium:
+            yield Browser(chromium, page_port=page_server)
 
 
 def _eventually(read: Callable[[], Any], ok: Callable[[Any], bool], what: str, timeout_s: float = 60) -> Any:

@@ -433,3 +433,22 @@ async def test_page_loads_tell_the_sdk_about_web_push_when_the_account_has_a_key
         sdk_url(encoder, "push", event("E"), account_id=ACCOUNT, device_id="dev-wp")
     )
     assert "enableWebPush" not in event_answer.text
+
+
+async def test_the_client_address_is_kept_only_when_the_page_allows_it(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    for rn, use_ip in enumerate(("false", "true")):
+        url = sdk_url(
+            encoder,
+            "push",
+            event(f"IP {use_ip}"),
+            account_id=ACCOUNT,
+            device_id="dev-ip",
+            rn=rn,
+            extra={"useIP": use_ip},
+        )
+        s_call(await client.get(url))
+    contexts = {e.name: e.context or {} for e in published(bus)}
+    assert "ip" not in contexts["IP false"]
+    assert contexts["IP true"]["ip"] == "127.0.0.1"
