@@ -92,6 +92,14 @@ async def sdk_account(accounts: AccountsById, account_id: Any, *, region: str) -
     return account
 
 
+class OriginRefused(ApiError):
+    """403 for a page outside the account's allowed origins: answered without CORS headers, so the page
+    cannot even read why."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(403, error)
+
+
 def check_page_origin(settings: Mapping[str, Any], *, origin: str | None, referer: str | None) -> None:
     """403 unless the page is one of the account's allowed origins (no list: any page).
 
@@ -102,11 +110,11 @@ def check_page_origin(settings: Mapping[str, Any], *, origin: str | None, refere
         return
     page = origin or _origin_of(referer)
     if page is None:
-        raise ApiError(
-            403, "This account accepts events only from its allowed origins; the request names none"
+        raise OriginRefused(
+            "This account accepts events only from its allowed origins; the request names none"
         )
     if not origin_allowed(page, settings):
-        raise ApiError(403, f"Origin {page} may not send events for this account")
+        raise OriginRefused(f"Origin {page} may not send events for this account")
 
 
 def web_push_key(settings: Mapping[str, Any]) -> str | None:

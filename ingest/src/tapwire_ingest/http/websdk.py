@@ -30,7 +30,13 @@ from tapwire_core.envelope import Envelope
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, error_response
 from tapwire_ingest.clevertap_sdk import answers
-from tapwire_ingest.clevertap_sdk.accounts import RATE_SETTING, check_page_origin, sdk_account, web_push_key
+from tapwire_ingest.clevertap_sdk.accounts import (
+    RATE_SETTING,
+    OriginRefused,
+    check_page_origin,
+    sdk_account,
+    web_push_key,
+)
 from tapwire_ingest.clevertap_sdk.logins import link_login, person_keys
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, opt_out_choice, set_opt_out
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
@@ -59,7 +65,7 @@ async def web_sdk(request: Request) -> Response:
         response = await _answer(request)
     except ApiError as exc:
         response = error_response(exc.status, exc.error, code=exc.code, retry_after=exc.retry_after)
-        if exc.status == 403 and origin is not None and "Origin" in exc.error:
+        if isinstance(exc, OriginRefused):
             return response
     if origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
