@@ -452,3 +452,37 @@ async def test_the_client_address_is_kept_only_when_the_page_allows_it(
     contexts = {e.name: e.context or {} for e in published(bus)}
     assert "ip" not in contexts["IP false"]
     assert contexts["IP true"]["ip"] == "127.0.0.1"
+
+
+async def test_nested_properties_as_the_sdk_validates_them(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    # clevertap.js isObjStructureValid: objects up to 3 levels deep, at most 5 objects or lists per level.
+    nested = {
+        "Trip": {"From": "Pune", "Legs": [{"To": "Goa", "Seat": {"Row": 4}}], "Tags": ["a", "b"]},
+        "Price": 9,
+    }
+    s_call(
+        await client.get(
+            sdk_url(encoder, "push", event("Booked", nested), account_id=ACCOUNT, device_id="dev-n")
+        )
+    )
+    profile_fields = {"Address": {"City": "Pune", "Geo": {"Lat": 18.5}}, "Score": {"$incr": 1}}
+    s_call(
+        await client.get(
+            sdk_url(encoder, "push", profile(profile_fields), account_id=ACCOUNT, device_id="dev-n")
+        )
+    )
+    (booked,) = published(bus, "event")
+    assert booked.properties == nested
+    (stored,) = published(bus, "profile")
+    assert stored.properties["Address"] == {"City": "Pune", "Geo": {"Lat": 18.5}}
+
+    too_deep = {"A": {"B": {"C": {"D": {"E": 1}}}}}
+    too_many = {f"K{i}": {"v": i} for i in range(6)}
+    for rn, data in enumerate((too_deep, too_many), start=2):
+        response = await client.get(
+            sdk_url(encoder, "push", event("Bad", data), account_id=ACCOUNT, device_id="dev-n", rn=rn)
+        )
+        assert s_call(response)[3] == rn and "console.warn" in response.text
+    assert [e.name for e in published(bus, "event")] == ["Booked"]

@@ -15,6 +15,10 @@ MAX_EVENT_PROPERTIES: Final = 256
 MAX_PROFILE_KEYS: Final = 256
 MAX_MULTI_VALUES: Final = 100
 MAX_CHARGED_ITEMS: Final = 1000
+# Nested properties from CleverTap's client SDKs (their isObjStructureValid): levels below the record's
+# properties, and objects or lists per object.
+MAX_NESTING: Final = 3
+MAX_OBJECT_KEYS: Final = 5
 # Epoch seconds; anything larger is almost certainly milliseconds sent by mistake.
 MAX_TS_SECONDS: Final = 9_999_999_999
 

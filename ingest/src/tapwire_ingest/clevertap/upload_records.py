@@ -209,13 +209,59 @@ def _event(record: dict[str, Any], *, sdk_raised: bool = False) -> tuple[str, di
         raise RecordRejected(
             rc.TOO_MANY_PROPERTIES, f"An event may carry at most {limits.MAX_EVENT_PROPERTIES} properties"
         )
+    if sdk_raised:
+        _check_object_count("evtData", data)
     for key, value in data.items():
         _check_key(key)
-        if type(value) is list:
+        if sdk_raised and (
+            type(value) is dict or (type(value) is list and (name, key) != ("Charged", "Items"))
+        ):
+            _check_nested(key, value, depth=1)
+        elif type(value) is list:
             _check_event_list(name, key, value)
         else:
             _check_scalar(key, value)
     return name, data
+
+
+def _check_nested(key: str, value: Any, *, depth: int) -> None:
+    """A nested property as CleverTap's client SDKs allow them (``isObjStructureValid`` in clevertap.js): objects
+    at most ``MAX_NESTING`` levels below the record's properties (``depth`` is the level ``value`` sits at), at most ``MAX_OBJECT_KEYS`` objects or lists
+    in one object, lists of scalars or objects, scalars under the usual limits."""
+    if type(value) is dict:
+        if depth > limits.MAX_NESTING:
+            raise RecordRejected(
+                rc.BAD_EVENT_STRUCTURE, f"{key!r} nests objects more than {limits.MAX_NESTING} levels deep"
+            )
+        if len(value) > limits.MAX_EVENT_PROPERTIES:
+            raise RecordRejected(
+                rc.TOO_MANY_PROPERTIES, f"{key!r} holds more than {limits.MAX_EVENT_PROPERTIES} properties"
+            )
+        _check_object_count(key, value)
+        for inner_key, inner in value.items():
+            _check_key(inner_key)
+            _check_nested(f"{key}.{inner_key}", inner, depth=depth + 1)
+    elif type(value) is list:
+        if len(value) > limits.MAX_MULTI_VALUES:
+            raise RecordRejected(
+                rc.BAD_EVENT_STRUCTURE, f"List {key!r} has more than {limits.MAX_MULTI_VALUES} values"
+            )
+        for item in value:
+            if type(item) is list:
+                raise RecordRejected(rc.BAD_EVENT_STRUCTURE, f"List {key!r} may not hold lists")
+            # A list adds no level: its objects sit where an object in its place would.
+            _check_nested(key, item, depth=depth)
+    else:
+        _check_scalar(key, value)
+
+
+def _check_object_count(key: str, value: dict[str, Any]) -> None:
+    containers = sum(1 for inner in value.values() if type(inner) is dict or type(inner) is list)
+    if containers > limits.MAX_OBJECT_KEYS:
+        raise RecordRejected(
+            rc.BAD_EVENT_STRUCTURE,
+            f"{key!r} holds {containers} objects or lists; at most {limits.MAX_OBJECT_KEYS} are allowed",
+        )
 
 
 def checked_event(record: dict[str, Any], *, sdk_raised: bool) -> tuple[str, dict[str, Any]]:
@@ -224,8 +270,9 @@ def checked_event(record: dict[str, Any], *, sdk_raised: bool) -> tuple[str, dic
 
 
 def checked_profile(profile_data: Any) -> dict[str, Any]:
-    """Profile properties under the upload limits and reserved-field rules; raises ``RecordRejected``."""
-    return _profile({"profileData": profile_data})
+    """Client-SDK profile properties under the upload limits and reserved-field rules, nested objects allowed
+    as the SDKs allow them; raises ``RecordRejected``."""
+    return _profile({"profileData": profile_data}, nested=True)
 
 
 def checked_token(token_data: Any) -> dict[str, Any]:
@@ -254,7 +301,8 @@ def _check_event_list(event_name: str, key: str, values: list[Any]) -> None:
         _check_scalar(key, value)
 
 
-def _profile(record: dict[str, Any]) -> dict[str, Any]:
+def _profile(record: dict[str, Any], *, nested: bool = False) -> dict[str, Any]:
+    """``nested``: the record comes from a client SDK, whose profiles may hold nested objects."""
     data = record.get("profileData")
     if type(data) is not dict:
         raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "profileData must be an object")
@@ -264,7 +312,9 @@ def _profile(record: dict[str, Any]) -> dict[str, Any]:
         )
     for key, value in data.items():
         _check_key(key)
-        if type(value) is dict:
+        if nested and type(value) is dict and not (len(value) == 1 and next(iter(value)).startswith("$")):
+            _check_nested(key, value, depth=1)
+        elif type(value) is dict:
             _check_profile_operator(key, value)
         elif type(value) is list:
             _check_string_list(key, value)
