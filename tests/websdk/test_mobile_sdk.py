@@ -209,3 +209,14 @@ async def test_credentials_are_checked_before_the_body_is_read(client: httpx.Asy
 
     response = await client.post("/a1", headers=sdk.headers(ACCOUNT, "wrong"), content=endless())
     assert response.status_code == 401
+
+
+async def test_an_encrypted_queue_gets_the_status_that_makes_the_sdk_resend_it_plain(
+    client: httpx.AsyncClient, bus: RecordingBus
+) -> None:
+    # NetworkManager.sendQueueApi with encryption in transit on: EncryptedSendQueueRequestBody.toJsonString.
+    encrypted = {"itp": "c2VjcmV0", "itk": "a2V5", "itv": "aXY="}
+    response = await client.post("/a1", headers=sdk.headers(ACCOUNT, TOKEN), content=orjson.dumps(encrypted))
+    # handleSendQueueResponseError: 419 sets isRelaxNetwork, so the next send is unencrypted.
+    assert response.status_code == 419 and response.json()["code"] == 419
+    assert published(bus) == []

@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -486,3 +487,23 @@ async def test_nested_properties_as_the_sdk_validates_them(
         )
         assert s_call(response)[3] == rn and "console.warn" in response.text
     assert [e.name for e in published(bus, "event")] == ["Booked"]
+
+
+async def test_encryption_in_transit_gets_the_status_that_makes_the_sdk_fall_back(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder
+) -> None:
+    # EncryptionInTransit.encryptForBackend replaces d with compressData of this envelope; the SDK's
+    # handleFetchResponse falls back to JSONP with the unencrypted URL on 402 or 419.
+    envelope = {"itp": "c2VjcmV0", "itk": "a2V5", "itv": "aXY=", "id": ACCOUNT, "encrypted": True}
+    d = encoder.encode(orjson.dumps(envelope).decode())
+    response = await client.get(
+        f"/a?t=96&type=push&d={quote(d, safe='')}&rn=1",
+        headers={
+            "accept": "application/json",
+            "x-clevertap-encryption-enabled": "true",
+            "origin": "https://shop.example",
+        },
+    )
+    assert response.status_code == 419 and response.json()["code"] == 419
+    assert response.headers["access-control-allow-origin"] == "https://shop.example"
+    assert published(bus) == []

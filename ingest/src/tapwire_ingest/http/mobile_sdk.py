@@ -112,9 +112,14 @@ async def _queue(request: Request) -> Response:
     platform = _PLATFORMS.get(
         request.query_params.get("os", "").lower(), request.query_params.get("os", "")[:16]
     )
+    payload = parse_json(body)
+    if type(payload) is dict and "itp" in payload:
+        # The Android SDK's encryption in transit (EncryptedSendQueueRequestBody): 419 is what it reads as
+        # "not enabled for this account", after which it sends the queue unencrypted (NetworkManager).
+        raise ApiError(419, "Encryption in transit is not enabled; send the queue unencrypted")
     try:
         batch = mobile_batch(
-            parse_json(body),
+            payload,
             account_id=account.id,
             platform=platform,
             received_ms=received_ms,
