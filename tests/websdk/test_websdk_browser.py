@@ -15,6 +15,7 @@ import functools
 import http.server
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -255,3 +256,25 @@ def test_a_web_push_subscription_is_stored_as_the_devices_token(
 
     _eventually(tokens, lambda n: n == 1, "the web push subscription")
     assert len(device) == 32
+
+
+def _raw_get(port: int, target: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(
+            b"GET " + target + b" HTTP/1.1\r\nHost: eu1.tapwire.test\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_long_urls_through_the_real_server_are_refused_never_a_500(suite: TapwireProcess) -> None:
+    """Past ``TAPWIRE_SDK_MAX_QUERY_BYTES`` (48 KiB) tapwire's JSON 413; past the HTTP parser's own limit on
+    a request line (about 64 KiB) the server's plain 400. Either way the server goes on serving."""
+    long = _raw_get(suite.port, b"/a?t=96&type=push&d=" + b"A" * 50_000)
+    assert long.startswith(b"HTTP/1.1 413 "), long[:200]
+    assert b'"code":413' in long
+    huge = _raw_get(suite.port, b"/a?t=96&type=push&d=" + b"A" * 1_000_000)
+    assert huge == b"" or huge.startswith(b"HTTP/1.1 400 "), huge[:200]
+    assert httpx.get(f"{suite.url}/healthz", timeout=10).status_code == 200

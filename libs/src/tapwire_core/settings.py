@@ -68,7 +68,9 @@ class Settings(BaseSettings):
 
     # CleverTap's client SDKs (Web SDK GET /a, mobile SDKs POST /a1): caps, and rate limits per client address
     # and per account (per gateway process; an account's ``client_sdk_requests_per_s`` setting overrides).
-    sdk_max_query_bytes: int = Field(default=64 * 1024, description="Web SDK query string cap")
+    # Below the HTTP parser's own limit on a request line (about 64 KiB, answered with a plain-text 400), so
+    # that a long Web SDK URL gets the JSON 413.
+    sdk_max_query_bytes: int = Field(default=48 * 1024, description="Web SDK query string cap")
     sdk_max_payload_chars: int = Field(default=256 * 1024, description="decompressed Web SDK payload cap")
     sdk_max_body_bytes: int = Field(default=1024 * 1024, description="mobile SDK request body cap")
     sdk_requests_per_s_per_address: float = 20.0
