@@ -2,8 +2,8 @@
 
 A gateway's own opt-outs apply at once (``add``/``remove``); another replica's are seen after at most
 ``refresh_s``, meanwhile the browser itself drops its requests (its device id carries the opt-out mark).
-The reload runs inside the first request that finds the copy stale, one at a time; a failed reload keeps the old
-copy and is retried by the next request after ``retry_s``.
+The reload runs inside the first request that finds the copy stale, one at a time (the others meanwhile use the
+copy they have); a failed reload keeps the old copy and is retried by the next request after ``retry_s``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class TrackingOptOutList:
         self._lock = asyncio.Lock()
 
     async def fresh(self) -> None:
-        """Reload when stale. Never raises: a store outage keeps the previous copy."""
-        if self._clock() < self._due:
+        """Reload when stale. Never raises: a store outage keeps the previous copy. While one request reloads,
+        the others go on with the copy they have rather than wait for it."""
+        if self._clock() < self._due or self._lock.locked():
             return
         async with self._lock:
             if self._clock() < self._due:
