@@ -31,7 +31,7 @@ def _post(url: str, path: str, body: Any) -> httpx.Response:
     return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

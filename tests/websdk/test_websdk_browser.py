@@ -136,7 +136,7 @@ def browser(tmp_path: Path, suite: TapwireProcess, page_server: int) -> Iterator
             yield Browser(chromium, page_port=page_server)
 
 
-def _eventually(read: Callable[[], Any], ok: Callable[[Any], bool], what: str, timeout_s: float = 60) -> Any:
+def _eventually(read: Callable[[], Any], ok: Callable[[Any], bool], what: str, timeout_s: float = 180) -> Any:
     deadline = time.monotonic() + timeout_s
     value = None
     while time.monotonic() < deadline:
