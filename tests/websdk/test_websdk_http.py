@@ -386,28 +386,35 @@ async def test_the_services_fast_path_answers_like_the_route_and_is_counted(
     bus: RecordingBus, store: ControlStore, encoder: SdkEncoder
 ) -> None:
     from tapwire_core import metrics
-    from tapwire_ingest.http.websdk import WebSdkFastPath
+    from tapwire_ingest.http.websdk import install_fast_path
 
-    settings = Settings(bus_timeout_s=0.5)
+    # Behind a trusted proxy, one request per forwarded address: the fast path must see the client's address.
+    settings = Settings(
+        bus_timeout_s=0.5,
+        trusted_proxies="127.0.0.1/32",
+        sdk_requests_per_s_per_address=1,
+        sdk_burst_per_address=1,
+    )
     context = ServiceContext(
         settings=settings, authenticator=FakeAuthenticator({}), readiness=_ready, bus_=bus, store_=store
     )
     app = create_app(context, [websdk_router])
-    app.add_middleware(WebSdkFastPath)
+    install_fast_path(app)
     counted = metrics.HTTP_REQUESTS.labels("/a", "200")
     before = counted._value.get()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="https://eu1.t.example"
     ) as c:
-        g, _, _, rn, _ = s_call(
-            await c.get(sdk_url(encoder, "push", event("Fast"), account_id=ACCOUNT, device_id="dev-f", rn=4))
-        )
-        bad = await c.get("/a?t=96&type=push&d=%%%")
+        url = sdk_url(encoder, "push", event("Fast"), account_id=ACCOUNT, device_id="dev-f", rn=4)
+        g, _, _, rn, _ = s_call(await c.get(url, headers={"x-forwarded-for": "198.51.100.1"}))
+        bad = await c.get("/a?t=96&type=push&d=%%%", headers={"x-forwarded-for": "198.51.100.2"})
+        again = await c.get("/a?t=96&type=push&d=%%%", headers={"x-forwarded-for": "198.51.100.2"})
         preflight = await c.options(
             "/a", headers={"origin": "https://shop.example", "access-control-request-method": "GET"}
         )
     assert (g, rn) == ("dev-f", 4) and [e.name for e in published(bus)] == ["Fast"]
     assert bad.status_code == 400 and bad.json()["code"] == 400
+    assert again.status_code == 429
     assert preflight.status_code == 204
     assert counted._value.get() == before + 1
 

@@ -23,7 +23,7 @@ from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.mobile_sdk import router as mobile_sdk_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
-from tapwire_ingest.http.websdk import WebSdkFastPath
+from tapwire_ingest.http.websdk import install_fast_path
 from tapwire_ingest.http.websdk import router as websdk_router
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
@@ -94,7 +94,7 @@ def build_app(
     group = WorkerGroup()
     app = create_app(context, routers, on_start=group.start, on_stop=group.stop)
     if websdk_router in routers:
-        app.add_middleware(WebSdkFastPath)
+        install_fast_path(app)
     wiring = Wiring(
         settings=settings, components=components, context=context, state=app.state, embedded=embedded
     )

@@ -23,15 +23,17 @@ from starlette.responses import Response
 
 from tapwire_core import metrics
 from tapwire_core.envelope import Envelope
+from tapwire_core.http.auth import client_address, credential_errors
+from tapwire_core.http.body import BodyLimits, mark_authenticated, read_json
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_core.http.errors import ApiError, error_response, json_response
+from tapwire_ingest.clevertap.limits import MAX_UPLOAD_DEPTH, MAX_UPLOAD_VALUES
 from tapwire_ingest.clevertap_sdk.accounts import ENABLED_SETTING
 from tapwire_ingest.clevertap_sdk.logins import LoginOutcome, link_login, person_keys
 from tapwire_ingest.clevertap_sdk.mobile_records import MobileBatch, mobile_batch
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, set_opt_out
 from tapwire_ingest.clevertap_sdk.state import SdkState, sdk_state
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID
-from tapwire_ingest.http.body import parse_json, read_body
 from tapwire_ingest.http.upload import publish
 from tapwire_ingest.identity_links import identity_graph
 
@@ -74,15 +76,15 @@ async def _authenticated(request: Request) -> AccountView:
     per-address or per-account rate."""
     context: ServiceContext = request.app.state.context
     state = sdk_state(request.app)
-    address = request.client.host if request.client is not None else ""
-    wait = state.per_address.take(address)
+    wait = state.per_address.take(client_address(request))
     if wait:
         raise ApiError(429, "Too many requests from this address", retry_after=wait)
     account_id = request.headers.get("x-clevertap-account-id", "").strip()
     token = request.headers.get("x-clevertap-token", "")
     if not account_id or not token:
         raise ApiError(401, "X-CleverTap-Account-ID and X-CleverTap-Token are required")
-    account = await context.authenticator.authenticate_write_key(token)
+    with credential_errors(context):
+        account = await context.authenticator.authenticate_write_key(token, client=client_address(request))
     if account is None or account.id != account_id:
         raise ApiError(401, "Account ID or token is not valid")
     region = context.settings.region
@@ -97,6 +99,7 @@ async def _authenticated(request: Request) -> AccountView:
     wait = state.per_account.take(account.id)
     if wait:
         raise ApiError(429, f"Too many requests for account {account.id}", retry_after=wait)
+    mark_authenticated(request, account.id)
     return account
 
 
@@ -105,14 +108,19 @@ async def _queue(request: Request) -> Response:
     context: ServiceContext = request.app.state.context
     settings = context.settings
     state = sdk_state(request.app)
-    body = await read_body(
-        request, max_bytes=settings.sdk_max_body_bytes, max_inflated=settings.sdk_max_body_bytes
+    payload = await read_json(
+        request,
+        BodyLimits(
+            max_bytes=settings.sdk_max_body_bytes,
+            max_inflated=settings.sdk_max_body_bytes,
+            max_values=MAX_UPLOAD_VALUES,
+            max_depth=MAX_UPLOAD_DEPTH,
+        ),
     )
     received_ms = time.time_ns() // 1_000_000
     platform = _PLATFORMS.get(
         request.query_params.get("os", "").lower(), request.query_params.get("os", "")[:16]
     )
-    payload = parse_json(body)
     if type(payload) is dict and "itp" in payload:
         # The Android SDK's encryption in transit (EncryptedSendQueueRequestBody): 419 is what it reads as
         # "not enabled for this account", after which it sends the queue unencrypted (NetworkManager).

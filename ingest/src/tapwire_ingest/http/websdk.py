@@ -21,14 +21,17 @@ from typing import Any
 
 from fastapi import APIRouter
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tapwire_core import metrics
 from tapwire_core.envelope import Envelope
+from tapwire_core.http.auth import client_address
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.http.errors import ApiError, error_response
+from tapwire_core.http.proxies import TrustedProxyMiddleware
 from tapwire_ingest.clevertap_sdk import answers
 from tapwire_ingest.clevertap_sdk.accounts import (
     RATE_SETTING,
@@ -107,6 +110,14 @@ class WebSdkFastPath:
         _LATENCY.observe(time.perf_counter() - started)
 
 
+def install_fast_path(app: Starlette) -> None:
+    """Put ``WebSdkFastPath`` in front of the app's middleware, but behind the trusted-proxy middleware, which
+    must run first so that the per-address limits see the client's address rather than the ingress's."""
+    classes: list[object] = [entry.cls for entry in app.user_middleware]
+    position = classes.index(TrustedProxyMiddleware) + 1 if TrustedProxyMiddleware in classes else 0
+    app.user_middleware.insert(position, Middleware(WebSdkFastPath))
+
+
 _STATUS_COUNTERS: dict[str, Any] = {}
 _LATENCY = metrics.HTTP_LATENCY.labels("/a")
 
@@ -116,7 +127,7 @@ async def _answer(request: Request) -> Response:
     context: ServiceContext = app.state.context
     settings = context.settings
     state = sdk_state(app)
-    address = request.client.host if request.client is not None else ""
+    address = client_address(request)
     wait = state.per_address.take(address)
     if wait:
         raise ApiError(429, "Too many requests from this address", retry_after=wait)
