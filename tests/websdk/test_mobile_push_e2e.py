@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.integration.processes import TapwireProcess
-from tests.messaging.servers import Received, http_receiver
+from tests.messaging.push_receivers import push_providers
 from tests.websdk import mobile_requests as sdk
 
 pytestmark = pytest.mark.integration
@@ -48,10 +48,6 @@ def _reach(url: str, where: dict[str, Any]) -> int | None:
     return reach
 
 
-def _ok(_request: Received, _n: int) -> tuple[int, dict[str, Any]]:
-    return 200, {"name": "projects/p/messages/1"}
-
-
 def _send_queue(url: str, os_name: str, device: str, token: str, token_type: str) -> None:
     hello = httpx.get(
         f"{url}/hello", params=sdk.query(ACCOUNT, os=os_name), headers=sdk.headers(ACCOUNT, TOKEN)
@@ -75,12 +71,11 @@ def _send_queue(url: str, os_name: str, device: str, token: str, token_type: str
 
 
 def test_tokens_registered_by_both_apps_reach_each_device(tmp_path: Path) -> None:
-    with http_receiver(_ok) as fcm, http_receiver(_ok) as apns:
-        env = {
+    with push_providers(tmp_path) as providers:
+        fcm, apns = providers.fcm, providers.apns
+        env = providers.env | {
             "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
             "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{TOKEN}",
-            "TAPWIRE_FCM_URL": f"{fcm.url}/v1/projects/p",
-            "TAPWIRE_APNS_URL": f"{apns.url}?topic=com.shop.app",
             "TAPWIRE_MESSAGING_SECRET": "mobile-test-secret-0123456789abcdef",
             "TAPWIRE_LOG_LEVEL": "WARNING",
             "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
@@ -91,10 +86,18 @@ def test_tokens_registered_by_both_apps_reach_each_device(tmp_path: Path) -> Non
             _send_queue(suite.url, "Android", "__a1b2c3d4e5f60718293a4b5c6d7e8f90", "fcm-ann-pixel", "fcm")
             _send_queue(suite.url, "iOS", "-0F1E2D3C4B5A69788796A5B4C3D2E1F0", "apns-ann-iphone", "apns")
             today = int(time.strftime("%Y%m%d", time.gmtime()))
-            tokens = {"event_name": "__push_token", "from": today, "to": today}
-            # Both devices are Ann once the logins are projected: one person with tokens, one person in all.
+            # Both devices are Ann once the logins are projected: the one person who registered tokens today is
+            # the one whose profile says Name=Ann, and there is one person in all.
+            tokens_of_ann = {
+                "event_name": "__push_token",
+                "from": today,
+                "to": today,
+                "common_profile_properties": {
+                    "profile_fields": [{"name": "Name", "operator": "equals", "value": "Ann"}]
+                },
+            }
             _wait(
-                lambda: _reach(suite.url, tokens) == 1 and _reach(suite.url, {}) == 1,
+                lambda: _reach(suite.url, tokens_of_ann) == 1 and _reach(suite.url, {}) == 1,
                 "the tokens and the logins to reach the warehouse",
             )
             campaign = {

@@ -486,8 +486,8 @@ async def test_nested_properties_as_the_sdk_validates_them(
     (stored,) = published(bus, "profile")
     assert stored.properties["Address"] == {"City": "Pune", "Geo": {"Lat": 18.5}}
 
-    too_deep = {"A": {"B": {"C": {"D": {"E": 1}}}}}
-    too_many = {f"K{i}": {"v": i} for i in range(6)}
+    too_deep: dict[str, Any] = {"A": {"B": {"C": {"D": {"E": 1}}}}}
+    too_many: dict[str, Any] = {f"K{i}": {"v": i} for i in range(6)}
     for rn, data in enumerate((too_deep, too_many), start=2):
         response = await client.get(
             sdk_url(encoder, "push", event("Bad", data), account_id=ACCOUNT, device_id="dev-n", rn=rn)
