@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tapwire_core.control.accounts.settings_schema import AccountSettingsPatch
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
@@ -46,8 +47,13 @@ async def store(tmp_path: Path) -> AsyncIterator[ControlStore]:
     control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
     await control.start()
     await control.upsert_account(ACCOUNT, passcode="secret", write_key="wk-h", region="eu1")
+    # Turned off as the console's settings page and PATCH /account/v1/settings store it.
     await control.upsert_account(
-        "TEST-OFF-1", passcode="s2", write_key="wk-off", region="eu1", settings={"client_sdk": False}
+        "TEST-OFF-1",
+        passcode="s2",
+        write_key="wk-off",
+        region="eu1",
+        settings=AccountSettingsPatch(client_ingestion=False).changes(),
     )
     await control.upsert_account(
         "TEST-ORIGIN-1",

@@ -4,7 +4,7 @@ Client SDKs name the account by its id alone (the mobile SDKs add the account to
 id is public, in every page that embeds the SDK, so it grants writing only. Accounts are looked up by id through
 a small cache, unknown ids included, so a flood of made-up ids costs the database one query per id and TTL.
 
-Account settings read here: ``client_sdk`` (false turns client-SDK ingestion off; on by default, as at
+Account settings read here: ``client_ingestion`` (false turns client-SDK ingestion off; on by default, as at
 CleverTap), ``cors_origins`` (the page origins allowed to send, shared with the Segment browser endpoints;
 unset means any), ``client_sdk_requests_per_s`` (the account's rate limit, else the deployment's) and
 ``web_push_public_key`` (the VAPID public key the Web SDK subscribes browsers to web push with; unset, the SDK
@@ -24,7 +24,8 @@ from tapwire_core.http.context import AccountView
 from tapwire_core.http.errors import ApiError
 from tapwire_ingest.segment.cors import origin_allowed
 
-ENABLED_SETTING: Final = "client_sdk"
+# The console's "Client SDKs may send events" switch (``settings_schema``): one setting, whoever changes it.
+ENABLED_SETTING: Final = "client_ingestion"
 RATE_SETTING: Final = "client_sdk_requests_per_s"
 WEB_PUSH_KEY_SETTING: Final = "web_push_public_key"
 # A VAPID application server key: an uncompressed P-256 point (65 bytes), base64url without padding.
