@@ -19,7 +19,7 @@ from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.loader.pipeline import Loader
-from tapwire_messaging.privacy import messaging_recipients
+from tapwire_messaging.data_recipients import messaging_data_recipients
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_messaging.service import MessagingService
@@ -123,7 +123,7 @@ def build_app(
                 settings=settings,
                 store=components.store,
                 warehouse=components.warehouse,
-                recipients=messaging_recipients(components.store.engine, settings),
+                data_recipients=messaging_data_recipients(components.store.engine, settings),
             )
             app.state.privacy = privacy.service
             privacy.start()
