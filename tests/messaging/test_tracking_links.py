@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,13 @@ def test_the_use_counter_admits_one_use_per_link_and_minute_in_bounded_memory() 
 
 
 class _Clock:
+    """The service's clock, moved by hand in epoch seconds."""
+
     def __init__(self, now: float) -> None:
         self.now = now
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 async def _send_one(rig: Rig, sink: Any) -> tuple[str, str, str, int]:

@@ -381,7 +381,7 @@ async def unsubscribe_page(token: str, service: Messaging) -> Response:
 async def open_pixel(token: str, service: Messaging) -> Response:
     target = await _verify(service, "open", token)
     # One use per link per minute reaches the database; reloads and proxies' prefetches stop here.
-    if service.links.uses.admit(f"o{token}", service.clock()) is not None:
+    if service.links.uses.admit(f"o{token}", service.now_s()) is not None:
         await _interaction(service, target, "viewed", "Notification Viewed")
     return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
@@ -392,7 +392,7 @@ async def click(token: str, service: Messaging) -> Response:
     if not target.url:
         raise ApiError(404, "This link is not valid")
     # A click counts once per link per minute: repeats only redirect.
-    occurrence = service.links.uses.admit(f"c{token}", service.clock())
+    occurrence = service.links.uses.admit(f"c{token}", service.now_s())
     if occurrence is not None:
         await _interaction(service, target, "clicked", "Notification Clicked", occurrence=occurrence)
     return RedirectResponse(target.url, status_code=302)

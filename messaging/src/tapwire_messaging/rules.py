@@ -1,7 +1,7 @@
 """Send-time audience rules that need no database: stable assignment, profile opt-outs, quiet hours, throttling.
 
 Caps and consent need the control store and live in the sender; everything here is a pure function of its
-arguments (and an injected clock), so it is unit-tested directly.
+arguments (and an injected monotonic timer), so it is unit-tested directly.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-Clock = Callable[[], float]
 
 
 def _unit(*parts: object) -> float:
@@ -133,20 +131,20 @@ class TokenBucket:
         self,
         rate: float,
         *,
-        clock: Clock = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._tokens = rate
-        self._updated = clock()
+        self._updated = monotonic()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self._monotonic()
                 self._tokens = min(self.rate, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
                 if self._tokens >= 1:

@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tapwire_core.clock import Clock, epoch_ms, system_clock
 from tapwire_core.control.messaging import consent
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
@@ -45,7 +46,6 @@ from tapwire_messaging.recipients import (
     push_targets,
 )
 from tapwire_messaging.rules import (
-    Clock,
     QuietHours,
     TokenBucket,
     assign_variant,
@@ -104,7 +104,7 @@ class Sender:
         warehouse: Warehouse | None,
         links: Links,
         settings: Settings,
-        clock: Clock = time.time,
+        clock: Clock = system_clock,
         worker_id: str | None = None,
     ) -> None:
         self.outbox = Outbox(engine)
@@ -138,7 +138,7 @@ class Sender:
         self._wake = asyncio.Event()
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return epoch_ms(self.clock())
 
     def wake(self) -> None:
         """Look for due work now instead of at the next poll (after a campaign was created)."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from tapwire_core.bus import Bus
+from tapwire_core.clock import Clock, epoch_ms, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
@@ -15,7 +15,6 @@ from tapwire_messaging.channels import Providers, build_providers
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox
-from tapwire_messaging.rules import Clock
 from tapwire_messaging.sender import Sender
 from tapwire_messaging.signing import LinkSigner, load_or_create_secret
 
@@ -34,7 +33,7 @@ class MessagingService:
         warehouse: Warehouse | None,
         providers: Providers | None = None,
         resolver: AudienceResolver | None = None,
-        clock: Clock = time.time,
+        clock: Clock = system_clock,
         run_sender: bool = True,
     ) -> None:
         self.settings = settings
@@ -74,7 +73,11 @@ class MessagingService:
         return None if campaign is None else campaign.cutoff_ms
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return epoch_ms(self.clock())
+
+    def now_s(self) -> float:
+        """The clock in epoch seconds, as link tokens and their use counter keep time."""
+        return self.clock().timestamp()
 
     async def start(self) -> None:
         secret = load_or_create_secret(self.settings.messaging_secret, self.settings.data_dir.resolve())
@@ -82,7 +85,7 @@ class MessagingService:
             self.settings.resolved_public_url(),
             LinkSigner(secret),
             ttl_s=self.settings.messaging_link_ttl_days * 86400,
-            clock=self.clock,
+            clock=self.now_s,
             campaign_cutoff=self._campaign_cutoff,
         )
         providers = self._providers or build_providers(self.settings)

@@ -9,13 +9,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import ClosureSource
-from tapwire_privacy.deadlines import Clock, system_clock
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.rate_limit import SlidingWindowLimit
 from tapwire_privacy.registry import Coverage, default_registry

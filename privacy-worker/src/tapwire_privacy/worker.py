@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from tapwire_core.clock import Clock
 from tapwire_core.control.privacy.subject_keys import key_hash
 from tapwire_core.privacy.data_recipients import Forwarded, ForwardImpossible
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.closure import identity_closures
-from tapwire_privacy.deadlines import Clock, is_near_due
+from tapwire_privacy.deadlines import is_near_due
 from tapwire_privacy.export_archive import write_archive
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.records import RequestView, iso
