@@ -228,7 +228,7 @@ async def test_links_minted_before_encryption_keep_working_until_their_campaign_
         settings = settings_for(tmp_path, sink.url, messaging_link_ttl_days=2)
         async with messaging_rig(tmp_path, warehouse, settings, clock=clock) as rig:
             _, _, _, campaign_id = await _send_one(rig, sink)
-            campaign = await rig.service.outbox.campaign(campaign_id)
+            campaign = await rig.service.campaigns.get(campaign_id)
             assert campaign is not None
             target = LinkTarget(campaign.account_id, campaign_id, "A", "i:ann", "email")
             old_link = dataclasses.replace(target, url="https://shop.example/old")

@@ -33,11 +33,13 @@ from tapwire_core.control.messaging import consent
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceError, AudienceResolver
+from tapwire_messaging.campaign_rules import FrequencyCap
+from tapwire_messaging.campaign_store import Campaign, Campaigns
 from tapwire_messaging.channels import OutboundMessage, Providers, SendResult
 from tapwire_messaging.feedback import Feedback, FeedbackPublisher
 from tapwire_messaging.links import Links
 from tapwire_messaging.metrics import DELIVERIES
-from tapwire_messaging.outbox import Campaign, Claimed, Outbox, Verdict
+from tapwire_messaging.outbox import Claimed, Outbox, Verdict
 from tapwire_messaging.recipients import (
     RecipientProfile,
     device_id,
@@ -81,7 +83,7 @@ class _CampaignView:
     campaign: Campaign
     content: dict[str, CompiledContent]
     quiet: QuietHours | None
-    caps: list[dict[str, float]]
+    caps: list[FrequencyCap]
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Sender:
         worker_id: str | None = None,
     ) -> None:
         self.outbox = Outbox(engine)
+        self.campaigns = Campaigns(engine)
         self.engine = engine
         self.providers = providers
         self.publisher = publisher
@@ -189,8 +192,8 @@ class Sender:
 
     async def schedule_once(self) -> None:
         now = self.now_ms()
-        for campaign in await self.outbox.due_for_fill(now):
-            await self.outbox.start_campaign(campaign.id, now)
+        for campaign in await self.campaigns.due_for_fill(now):
+            await self.campaigns.start(campaign.id, now)
             try:
                 size = await self.fill(campaign)
             except AudienceError as exc:
@@ -198,13 +201,13 @@ class Sender:
                     "campaign audience cannot be evaluated",
                     extra={"campaign": campaign.id, "error": str(exc)},
                 )
-                await self.outbox.stop_campaign(campaign.id, now)
+                await self.campaigns.stop(campaign.id, now)
                 continue
-            await self.outbox.mark_filled(campaign.id, size)
+            await self.campaigns.mark_filled(campaign.id, size)
             self._wake.set()
-        await self.outbox.complete_finished(self.now_ms())
+        await self.campaigns.complete_finished(self.now_ms())
         if self._views:
-            self._stopped = await self.outbox.stopped_among(list(self._views))
+            self._stopped = await self.campaigns.stopped_among(list(self._views))
         await self._refresh_opt_outs()
 
     async def _refresh_opt_outs(self) -> None:
@@ -254,7 +257,7 @@ class Sender:
         pending row, when the campaign is stopped meanwhile."""
         source = self.resolver.source(campaign.audience)
         weights = [(str(v["name"]), float(v["weight"])) for v in campaign.variants]
-        control = float(campaign.rules.get("control_group_percent", 0))
+        control = campaign.rules.control_group_percent
         total = 0
         async for chunk in source.chunks(campaign.account_id):
             if self.warehouse is not None:
@@ -303,9 +306,9 @@ class Sender:
             await self.outbox.add(rows)
             total += len(chunk)
             self._wake.set()
-            if await self.outbox.stopped_among([campaign.id]):
+            if await self.campaigns.stopped_among([campaign.id]):
                 # Stopped while filling: rows added since the stop must not wait as pending forever.
-                await self.outbox.stop_campaign(campaign.id, self.now_ms())
+                await self.campaigns.stop(campaign.id, self.now_ms())
                 break
         return total
 
@@ -316,17 +319,16 @@ class Sender:
         """(address, push platform, device) for each message the user gets; empty without an address. Only a
         push to all devices names the device: any other message is one per user, whatever the address."""
         if campaign.channel == "push":
-            all_devices = bool(campaign.rules.get("send_to_all_devices", False))
-            tokens = push_targets(
-                profile, dead=dead, devices=campaign.rules.get("devices"), all_devices=all_devices
-            )
+            all_devices = bool(campaign.rules.send_to_all_devices)
+            tokens = push_targets(profile, dead=dead, devices=campaign.rules.devices, all_devices=all_devices)
             return [(token, kind, device_id(token) if all_devices else "") for token, kind in tokens]
         if campaign.channel == "email":
             address = profile.email
         elif campaign.channel == "sms":
             address = profile.phone
         else:
-            address = str(campaign.rules["webhook"]["url"])
+            assert campaign.rules.webhook is not None, "a webhook campaign has a webhook target"
+            address = campaign.rules.webhook.url
         return [(address, None, "")] if address else []
 
     # Claiming and the send-time rules.
@@ -384,7 +386,7 @@ class Sender:
         if view is not None:
             self._views.move_to_end(campaign_id)
         else:
-            campaign = await self.outbox.campaign(campaign_id)
+            campaign = await self.campaigns.get(campaign_id)
             if campaign is None:
                 return None
             try:
@@ -394,12 +396,11 @@ class Sender:
                     "stored campaign has a template that no longer compiles", extra={"campaign": campaign_id}
                 )
                 return None
-            quiet = campaign.rules.get("quiet_hours")
-            caps: list[dict[str, float]] = []
-            if campaign.kind == "campaign" and campaign.rules.get("respect_frequency_caps", True):
-                caps = list(campaign.rules.get("caps", []))
-                caps += await self.outbox.account_caps(campaign.account_id, campaign.channel)
-            view = _CampaignView(campaign, content, QuietHours.parse(quiet) if quiet else None, caps)
+            caps: list[FrequencyCap] = []
+            if campaign.kind == "campaign" and campaign.rules.respect_frequency_caps:
+                caps = list(campaign.rules.caps)
+                caps += await self.campaigns.account_caps(campaign.account_id, campaign.channel)
+            view = _CampaignView(campaign, content, campaign.rules.quiet_hours, caps)
             self._views[campaign_id] = view
             while len(self._views) > MAX_CACHED_CAMPAIGNS:
                 self._views.popitem(last=False)
@@ -452,15 +453,15 @@ class Sender:
                 account_id=campaign.account_id,
                 channel=campaign.channel,
                 user_keys=[r.user_key for r in open_rows],
-                since_ms=now_ms - int(cap["window_s"] * 1000),
+                since_ms=now_ms - int(cap.window_s * 1000),
                 campaign_id=campaign.id,
                 exclude=[r.id for r in rows],
             )
             for index, row in enumerate(rows):
-                if verdicts[index] is None and counts.get(row.user_key, 0) >= cap["limit"]:
-                    verdicts[index] = Verdict(row.id, "capped", f"{cap['limit']} per {cap['window_s']:g}s")
+                if verdicts[index] is None and counts.get(row.user_key, 0) >= cap.limit:
+                    verdicts[index] = Verdict(row.id, "capped", f"{cap.limit} per {cap.window_s:g}s")
         if view.quiet is not None:
-            drop = bool(campaign.rules["quiet_hours"].get("drop", False))
+            drop = view.quiet.drop
             for index, row in enumerate(rows):
                 if verdicts[index] is not None:
                     continue
@@ -498,7 +499,7 @@ class Sender:
         adapter = self.providers.get(campaign.channel)  # type: ignore[arg-type]
         if adapter is None:
             return Verdict(row.id, "failed", f"no {campaign.channel} provider configured"), None
-        throttle = campaign.rules.get("throttle_per_s")
+        throttle = campaign.rules.throttle_per_s
         if throttle:
             bucket_key = (campaign.account_id, campaign.channel)
             bucket = self._buckets.get(bucket_key)
@@ -513,7 +514,7 @@ class Sender:
         content = view.content.get(row.variant) or next(iter(view.content.values()))
         context = {
             "Profile": row.context.get("profile", {}),
-            "Event": row.context.get("event") or campaign.rules.get("event", {}),
+            "Event": row.context.get("event") or campaign.rules.event or {},
             "Campaign": {"id": campaign.id, "name": campaign.name, "variant": row.variant},
         }
         try:
@@ -546,12 +547,13 @@ class Sender:
                 },
             )
         if campaign.channel == "webhook":
-            hook = campaign.rules["webhook"]
+            hook = campaign.rules.webhook
+            assert hook is not None, "a webhook campaign has a webhook target"
             return OutboundMessage(
                 key,
-                hook["url"],
+                hook.url,
                 rendered.get("body", ""),
-                secret=hook["secret"],
+                secret=hook.secret,
                 data={
                     "campaign_id": campaign.id,
                     "variant": row.variant,
