@@ -529,6 +529,9 @@ class _StopsAfterFirstChunk:
     async def estimate(self, account_id: str) -> int:
         return 100
 
+    async def check(self, account_id: str) -> None:
+        return None
+
 
 async def test_a_campaign_stopped_while_filling_leaves_nothing_pending(
     tmp_path: Path, warehouse_factory: WarehouseFactory
@@ -538,7 +541,7 @@ async def test_a_campaign_stopped_while_filling_leaves_nothing_pending(
         async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
             await add_profiles(warehouse, [(f"i:u{i}", {"Email": f"u{i}@example.com"}) for i in range(100)])
             audience = _StopsAfterFirstChunk(rig)
-            rig.service.sender.resolver = audience
+            rig.service.sender.filler.resolver = audience
             created = await rig.post(
                 "/1/targets/create.json",
                 {

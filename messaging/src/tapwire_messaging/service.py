@@ -14,11 +14,11 @@ from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
 from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import CampaignSpec, UnrunnableCampaign
 from tapwire_messaging.channels import Providers, build_providers
+from tapwire_messaging.delivery.sender import Sender
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox
-from tapwire_messaging.sender import Sender
 from tapwire_messaging.signing import LinkSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
