@@ -37,12 +37,12 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from tapwire_core.clock import system_clock
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import migrate
-from tapwire_privacy.deadlines import system_clock
 from tapwire_privacy.records import RequestType
 from tapwire_privacy.registry import default_registry
 from tapwire_privacy.repository import PrivacyRepository

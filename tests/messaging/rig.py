@@ -15,12 +15,12 @@ import orjson
 from fastapi import FastAPI
 
 from tapwire_core.bus.embedded import EmbeddedBus
+from tapwire_core.clock import Clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
-from tapwire_messaging.rules import Clock
 from tapwire_messaging.service import MessagingService
 from tapwire_services import runtime
 from tapwire_services.assembly import build_app

@@ -177,7 +177,7 @@ async def test_quiet_hours_defer_until_the_window_ends_on_an_injected_clock(
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     warehouse = await warehouse_factory("chdb")
-    now = [datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp()]
+    now = [datetime(2026, 3, 10, 23, 0, tzinfo=UTC)]
     with smtp_sink() as sink:
         settings = settings_for(tmp_path, sink.url)
         async with messaging_rig(tmp_path, warehouse, settings, clock=lambda: now[0]) as rig:
@@ -205,10 +205,10 @@ async def test_quiet_hours_defer_until_the_window_ends_on_an_injected_clock(
             assert str(sink.receipts[0]["To"]) == "ny@example.com"
             deferred = rig.service.sender.stats.deferred
             assert deferred >= 1
-            now[0] = datetime(2026, 3, 11, 6, 59, tzinfo=UTC).timestamp()  # 07:59 in Berlin
+            now[0] = datetime(2026, 3, 11, 6, 59, tzinfo=UTC)  # 07:59 in Berlin
             await asyncio.sleep(0.3)
             assert len(sink.receipts) == 1
-            now[0] = datetime(2026, 3, 11, 7, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin
+            now[0] = datetime(2026, 3, 11, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
             campaign = await wait_finished(rig, campaign_id)
     assert campaign["sent"] == 2
     assert sorted(str(m["To"]) for m in sink.receipts) == ["berlin@example.com", "ny@example.com"]
@@ -477,7 +477,7 @@ async def test_a_profile_opt_out_uploaded_after_the_campaign_started_still_count
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     warehouse = await warehouse_factory("chdb")
-    now = [datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp()]
+    now = [datetime(2026, 3, 10, 23, 0, tzinfo=UTC)]
     with smtp_sink() as sink:
         settings = settings_for(tmp_path, sink.url)
         async with messaging_rig(tmp_path, warehouse, settings, clock=lambda: now[0]) as rig:
@@ -501,7 +501,7 @@ async def test_a_profile_opt_out_uploaded_after_the_campaign_started_still_count
             await _until(lambda: rig.service.sender.stats.deferred == 2)
             await asyncio.sleep(0.01)  # the opt-out below gets a later timestamp than the snapshot
             await add_profiles(warehouse, [("i:leaves", {"MSG-email": False})])
-            now[0] = datetime(2026, 3, 11, 7, 0, tzinfo=UTC).timestamp()  # 08:00 in Berlin
+            now[0] = datetime(2026, 3, 11, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
             campaign = await wait_finished(rig, created.json()["id"])
     assert [str(m["To"]) for m in sink.receipts] == ["stays@example.com"]
     assert (campaign["sent"], campaign["suppressed"]) == (1, 1)
@@ -529,6 +529,9 @@ class _StopsAfterFirstChunk:
     async def estimate(self, account_id: str) -> int:
         return 100
 
+    async def check(self, account_id: str) -> None:
+        return None
+
 
 async def test_a_campaign_stopped_while_filling_leaves_nothing_pending(
     tmp_path: Path, warehouse_factory: WarehouseFactory
@@ -538,7 +541,7 @@ async def test_a_campaign_stopped_while_filling_leaves_nothing_pending(
         async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
             await add_profiles(warehouse, [(f"i:u{i}", {"Email": f"u{i}@example.com"}) for i in range(100)])
             audience = _StopsAfterFirstChunk(rig)
-            rig.service.sender.resolver = audience
+            rig.service.sender.filler.resolver = audience
             created = await rig.post(
                 "/1/targets/create.json",
                 {

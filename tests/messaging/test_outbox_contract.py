@@ -1,4 +1,4 @@
-"""The outbox and consent tables behave the same on SQLite (embedded) and PostgreSQL (distributed)."""
+"""The outbox, campaign, interaction and consent tables behave the same on SQLite (embedded) and PostgreSQL (distributed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from tapwire_core.control.messaging import consent
 from tapwire_core.control.store import ControlStore
+from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import parse_campaign
+from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.outbox import Outbox, Verdict
 
 pytestmark = pytest.mark.integration
@@ -42,8 +44,9 @@ async def _campaign(outbox: Outbox, users: int, *, now: int = 1_000) -> int:
         {"name": "c", "target_mode": "email", "where": {}, "content": {"subject": "s", "body": "b"}},
         now_ms=now,
     )
-    campaign_id = await outbox.create_campaign(ACCOUNT, spec)
-    await outbox.start_campaign(campaign_id, now)
+    campaigns = Campaigns(outbox.engine)
+    campaign_id = await campaigns.create(ACCOUNT, spec)
+    await campaigns.start(campaign_id, now)
     await outbox.add([_row(campaign_id, f"i:u{i}") for i in range(users)])
     return campaign_id
 
@@ -139,11 +142,12 @@ async def test_deferred_rows_wait_for_their_time(store: ControlStore) -> None:
 async def test_stopping_a_campaign_stops_its_pending_rows(store: ControlStore) -> None:
     outbox = Outbox(store.engine)
     campaign_id = await _campaign(outbox, 20)
-    assert await outbox.stop_campaign(campaign_id, 5_000)
-    assert not await outbox.stop_campaign(campaign_id, 5_001)  # already stopped: a no-op
+    campaigns = Campaigns(store.engine)
+    assert await campaigns.stop(campaign_id, 5_000)
+    assert not await campaigns.stop(campaign_id, 5_001)  # already stopped: a no-op
     assert await outbox.claim(worker="w", now_ms=6_000, lease_ms=1_000, limit=50) == []
     assert (await outbox.status_counts([campaign_id]))[campaign_id] == {"A": {"stopped": 20}}
-    assert await outbox.stopped_among([campaign_id]) == {campaign_id}
+    assert await campaigns.stopped_among([campaign_id]) == {campaign_id}
 
 
 async def test_consent_objections_unsubscribes_and_resubscribes(store: ControlStore) -> None:
@@ -222,8 +226,9 @@ async def test_higher_priority_rows_are_claimed_first(store: ControlStore) -> No
         now_ms=1_000,
         kind="transactional",
     )
-    urgent = await outbox.create_campaign(ACCOUNT, spec)
-    await outbox.start_campaign(urgent, 1_000)
+    campaigns = Campaigns(store.engine)
+    urgent = await campaigns.create(ACCOUNT, spec)
+    await campaigns.start(urgent, 1_000)
     await outbox.add([_row(urgent, "i:vip") | {"priority": spec.priority}])
     (first,) = await outbox.claim(worker="w", now_ms=2_000, lease_ms=1_000, limit=1)
     assert (first.campaign_id, first.user_key) == (urgent, "i:vip")
@@ -237,9 +242,8 @@ async def test_erasure_strips_personal_data_but_keeps_counts_and_suppressions(st
 
     outbox = Outbox(store.engine)
     campaign_id = await _campaign(outbox, 3)
-    await outbox.record_interaction(
-        campaign_id=campaign_id, variant="A", user_key="i:u1", kind="clicked", ts_ms=5
-    )
+    interactions = Interactions(store.engine)
+    await interactions.record(campaign_id=campaign_id, variant="A", user_key="i:u1", kind="clicked", ts_ms=5)
     await consent.record_objection(
         store.engine, account_id=ACCOUNT, user_key="i:u1", source="privacy", now_ms=6
     )
@@ -248,7 +252,7 @@ async def test_erasure_strips_personal_data_but_keeps_counts_and_suppressions(st
     erased = next(r for r in rows if r.user_key == "i:u1")
     assert (erased.address, erased.context) == ("", {})
     assert all(r.address for r in rows if r.user_key != "i:u1")
-    assert await outbox.interaction_counts([campaign_id]) == {}
+    assert await interactions.counts([campaign_id]) == {}
     assert await consent.blocked(
         store.engine, account_id=ACCOUNT, recipients=[consent.Recipient("i:u1", "email")]
     ) == {0}

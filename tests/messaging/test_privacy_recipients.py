@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import OutboxRow
 from tapwire_core.control.store import ControlStore
+from tapwire_core.privacy.data_recipients import ForwardImpossible
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
-from tapwire_messaging.privacy import messaging_recipients
-from tapwire_privacy.recipients import ForwardImpossible
-from tapwire_privacy.stores.base import Scope
+from tapwire_messaging.data_recipients import messaging_data_recipients
 from tests.messaging.seeding import completed_campaign
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,9 @@ async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path:
             sms_url="https://sms.example/2010-04-01",
         )
         scope = Scope("r1", "ACC-1", frozenset({"i:ann"}))
-        received = {r.name: await r.received(scope) for r in messaging_recipients(store.engine, settings)}
+        received = {
+            r.name: await r.received(scope) for r in messaging_data_recipients(store.engine, settings)
+        }
         assert received == {
             "messaging.email": [],
             "messaging.push": [
@@ -83,7 +85,7 @@ async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path:
                 }
             ],
         }
-        for recipient in messaging_recipients(store.engine, settings):
+        for recipient in messaging_data_recipients(store.engine, settings):
             with pytest.raises(ForwardImpossible):
                 await recipient.forward("rectify", scope, {"Name": "Ann B."})
             if recipient.name != "messaging.sms":
@@ -91,7 +93,7 @@ async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path:
                     await recipient.forward("erasure", scope, None)
         # The SMS provider deletes message records by their SID; a message it never answered with one is
         # counted, not sent for (tests/privacy/test_sms_forwarding.py covers the deletions).
-        sms = next(r for r in messaging_recipients(store.engine, settings) if r.name == "messaging.sms")
+        sms = next(r for r in messaging_data_recipients(store.engine, settings) if r.name == "messaging.sms")
         assert await sms.forward("erasure", scope, None) == {
             "messages": 0,
             "deleted": 0,

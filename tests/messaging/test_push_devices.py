@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select, update
 
 from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
+from tapwire_messaging.delivery.messages import idempotency_key
 from tapwire_messaging.recipients import device_id
-from tapwire_messaging.sender import idempotency_key
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.push_receivers import FCM_PROJECT, push_providers
 from tests.messaging.rig import Rig, add_profiles, add_push_tokens, messaging_rig, settings_for, wait_finished

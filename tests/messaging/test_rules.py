@@ -94,7 +94,7 @@ async def test_token_bucket_spaces_acquisitions_after_the_burst() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    bucket = TokenBucket(10, clock=lambda: now[0], sleep=sleep)
+    bucket = TokenBucket(10, monotonic=lambda: now[0], sleep=sleep)
     for _ in range(10):
         await bucket.acquire()  # the first second's burst
     assert slept == []

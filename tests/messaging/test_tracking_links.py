@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import hmac
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +112,13 @@ def test_the_use_counter_admits_one_use_per_link_and_minute_in_bounded_memory() 
 
 
 class _Clock:
+    """The service's clock, moved by hand in epoch seconds."""
+
     def __init__(self, now: float) -> None:
         self.now = now
 
-    def __call__(self) -> float:
-        return self.now
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.now, UTC)
 
 
 async def _send_one(rig: Rig, sink: Any) -> tuple[str, str, str, int]:
@@ -225,7 +228,7 @@ async def test_links_minted_before_encryption_keep_working_until_their_campaign_
         settings = settings_for(tmp_path, sink.url, messaging_link_ttl_days=2)
         async with messaging_rig(tmp_path, warehouse, settings, clock=clock) as rig:
             _, _, _, campaign_id = await _send_one(rig, sink)
-            campaign = await rig.service.outbox.campaign(campaign_id)
+            campaign = await rig.service.campaigns.get(campaign_id)
             assert campaign is not None
             target = LinkTarget(campaign.account_id, campaign_id, "A", "i:ann", "email")
             old_link = dataclasses.replace(target, url="https://shop.example/old")

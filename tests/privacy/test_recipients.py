@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tapwire_privacy.recipients import Forwarded, ForwardImpossible
+from tapwire_core.privacy.data_recipients import Forwarded, ForwardImpossible
+from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.registry import default_registry
-from tapwire_privacy.stores.base import Scope
 from tapwire_privacy.worker import PrivacyWorker
 from tests.privacy.conftest import Rig
 from tests.privacy.seed import event, profile, write
@@ -60,7 +60,7 @@ def worker(rig: Rig, providers: tuple[Provider, ...]) -> PrivacyWorker:
         warehouse=rig.warehouse,
         engine=rig.control.engine,
         export_dir=rig.settings.resolved_export_dir(),
-        recipients=providers,
+        data_recipients=providers,
     )
     rig.worker = PrivacyWorker(
         repository=rig.repository, registry=registry, settings=rig.settings, clock=rig.clock

@@ -11,12 +11,13 @@ from sqlalchemy import Column, String, Table
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tapwire_core.control.base import Base
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.migrations import CreateTable, DropTable, Migration, runner
 from tapwire_privacy import schemas
 from tapwire_privacy.registry import Exempt, Registry, coverage_gaps, default_registry
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import StoreHandler, Verification
 
 
 @pytest.fixture

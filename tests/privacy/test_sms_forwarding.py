@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
+from tapwire_core.privacy.scope import Scope
 from tapwire_messaging.channels.http_retry import RetryPolicy
 from tapwire_messaging.channels.sms import TwilioEndpoint
-from tapwire_messaging.privacy import SmsRecipient, messaging_recipients
+from tapwire_messaging.data_recipients import SmsDataRecipient, messaging_data_recipients
 from tapwire_privacy.registry import default_registry
-from tapwire_privacy.stores.base import Scope
 from tapwire_privacy.worker import PrivacyWorker
 from tests.messaging.seeding import completed_campaign
 from tests.messaging.servers import HttpReceiver, TwilioMessages, http_receiver
@@ -37,7 +37,7 @@ def use_provider(rig: Rig, url: str) -> None:
         warehouse=rig.warehouse,
         engine=rig.control.engine,
         export_dir=rig.settings.resolved_export_dir(),
-        recipients=messaging_recipients(rig.control.engine, settings, sms_policy=FAST),
+        data_recipients=messaging_data_recipients(rig.control.engine, settings, sms_policy=FAST),
     )
     rig.registry = registry
     rig.worker = PrivacyWorker(
@@ -155,7 +155,7 @@ async def test_forwarding_again_after_a_crash_finds_the_records_already_gone(rig
     with http_receiver(provider.respond) as receiver:
         settings = rig.settings.model_copy(update={"sms_url": sms_url(receiver)})
         await seed(rig, provider)
-        recipient = SmsRecipient(rig.control.engine, settings, policy=FAST)
+        recipient = SmsDataRecipient(rig.control.engine, settings, policy=FAST)
         scope = Scope("r1", "ACC-1", frozenset({"i:ann"}))
         first = await recipient.forward("erasure", scope, None)
         again = await recipient.forward("erasure", scope, None)

@@ -15,13 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tapwire_core.clock import system_clock
 from tapwire_core.control.store import ControlStore
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
-from tapwire_privacy.deadlines import system_clock
 from tapwire_privacy.registry import default_registry
 from tapwire_privacy.repository import PrivacyRepository
-from tapwire_privacy.stores.base import Scope, StoreHandler
+from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.worker import PrivacyWorker
 
 

@@ -29,14 +29,10 @@ ALLOWED: dict[str, set[str]] = {
     "tapwire_services": set(PACKAGES),  # the assembly: it wires every service
 }
 # Single modules one package may still import from another, each to be moved into libs/ and its entry deleted.
-KNOWN_CROSSINGS: set[tuple[str, str]] = {
-    # The privacy recipient contract (Recipient, Forwarded, ForwardImpossible, Scope) moves to libs/.
-    ("tapwire_messaging", "tapwire_privacy.recipients"),
-    ("tapwire_messaging", "tapwire_privacy.stores.base"),
-}
+KNOWN_CROSSINGS: set[tuple[str, str]] = set()
 
 # The same crossing in the packages' declared dependencies.
-KNOWN_DEPENDENCIES: set[tuple[str, str]] = {("tapwire_messaging", "tapwire_privacy")}
+KNOWN_DEPENDENCIES: set[tuple[str, str]] = set()
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -1,7 +1,8 @@
 """Campaign requests, CleverTap's shape and the native one, parsed and validated into a :class:`CampaignSpec`.
 
-Every problem raises ApiError: 400 for a malformed request, 422 for one that is well-formed but cannot run
-(a bad template, a quiet-hours window that does not parse, a channel without a provider).
+Every problem raises a :class:`CampaignRefused` whose message names it: :class:`MalformedCampaign` for a request
+that is not shaped as the API takes it, :class:`UnrunnableCampaign` for one that is well-formed but cannot run
+(a bad template, a quiet-hours window that does not parse). The routes turn them into HTTP errors.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from tapwire_core.egress import EgressPolicy, UnsafeUrl, check_url
-from tapwire_core.http.errors import ApiError
 from tapwire_messaging.audience import AudienceError, ExplicitIdentities
+from tapwire_messaging.campaign_rules import CampaignRules, ConversionGoal, FrequencyCap, WebhookTarget
 from tapwire_messaging.channels.base import CHANNELS, ChannelName
 from tapwire_messaging.rules import QuietHours
 from tapwire_messaging.templates import TemplateError, compile_content
@@ -33,6 +34,19 @@ PRIORITY = {"campaign": 0, "transactional": 10}
 MAX_IDENTITIES = 1000
 
 
+class CampaignRefused(ValueError):
+    """A campaign request that cannot be accepted; the message names the problem."""
+
+
+class MalformedCampaign(CampaignRefused):
+    """The request is not shaped as a campaign request (a missing field, a value of the wrong type)."""
+
+
+class UnrunnableCampaign(CampaignRefused):
+    """The request is well-formed but describes a campaign that cannot run (a template that does not compile,
+    a weight that is not positive, too many recipients)."""
+
+
 @dataclass(frozen=True)
 class CampaignSpec:
     name: str
@@ -41,7 +55,7 @@ class CampaignSpec:
     priority: int
     audience: dict[str, Any]
     variants: list[dict[str, Any]]
-    rules: dict[str, Any]
+    rules: CampaignRules
     scheduled_ms: int
     cutoff_ms: int
 
@@ -52,10 +66,10 @@ def parse_campaign(
     """A campaign from CleverTap's ``targets/create`` body or the native body (a superset). ``egress`` is the
     operator's allow-list, against which a webhook URL is checked."""
     if not isinstance(payload, dict):
-        raise ApiError(400, "Body must be a JSON object")
+        raise MalformedCampaign("Body must be a JSON object")
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ApiError(400, "name is required")
+        raise MalformedCampaign("name is required")
     channel = _channel(payload)
     audience = _audience(payload)
     variants = _variants(payload, channel)
@@ -63,10 +77,10 @@ def parse_campaign(
     scheduled_ms = _when(payload.get("when", "now"), now_ms)
     cutoff_s = payload.get("cutoff_s", DEFAULT_CUTOFF_S[kind])
     if not isinstance(cutoff_s, int | float) or isinstance(cutoff_s, bool) or cutoff_s <= 0:
-        raise ApiError(422, "cutoff_s must be a positive number of seconds")
+        raise UnrunnableCampaign("cutoff_s must be a positive number of seconds")
     priority = payload.get("priority", PRIORITY[kind])
     if not isinstance(priority, int) or isinstance(priority, bool):
-        raise ApiError(422, "priority must be an integer")
+        raise UnrunnableCampaign("priority must be an integer")
     return CampaignSpec(
         name=name.strip()[:200],
         kind=kind,
@@ -84,19 +98,19 @@ def _channel(payload: Mapping[str, Any]) -> ChannelName:
     raw = payload.get("channel", payload.get("target_mode", "push"))
     channel = _TARGET_MODES.get(str(raw).lower()) if isinstance(raw, str) else None
     if channel is None:
-        raise ApiError(422, f"channel/target_mode must be one of {list(CHANNELS)}, got {raw!r}")
+        raise UnrunnableCampaign(f"channel/target_mode must be one of {list(CHANNELS)}, got {raw!r}")
     return channel
 
 
 def _audience(payload: Mapping[str, Any]) -> dict[str, Any]:
     given = [key for key in ("where", "segment", "segment_id", "identities", "to") if key in payload]
     if len(given) != 1:
-        raise ApiError(400, "exactly one of where, segment, segment_id or to (identities) is required")
+        raise MalformedCampaign("exactly one of where, segment, segment_id or to (identities) is required")
     key = given[0]
     value = payload[key]
     if key == "where":
         if not isinstance(value, dict):
-            raise ApiError(400, "where must be a CQL object")
+            raise MalformedCampaign("where must be a CQL object")
         return {"where": value}
     if key == "segment":
         if value == "all":
@@ -105,15 +119,15 @@ def _audience(payload: Mapping[str, Any]) -> dict[str, Any]:
     if key == "segment_id":
         return {"segment_id": str(value)}
     if not isinstance(value, dict):
-        raise ApiError(400, f'{key} must map identity kinds to lists, e.g. {{"Identity": ["ann"]}}')
+        raise MalformedCampaign(f'{key} must map identity kinds to lists, e.g. {{"Identity": ["ann"]}}')
     try:
         keys = ExplicitIdentities(value).user_keys()
     except AudienceError as exc:
-        raise ApiError(422, f"{key}: {exc}") from exc
+        raise UnrunnableCampaign(f"{key}: {exc}") from exc
     if not keys:
-        raise ApiError(422, f"{key} names no recipients")
+        raise UnrunnableCampaign(f"{key} names no recipients")
     if len(keys) > MAX_IDENTITIES:
-        raise ApiError(422, f"{key}: at most {MAX_IDENTITIES} recipients per call, got {len(keys)}")
+        raise UnrunnableCampaign(f"{key}: at most {MAX_IDENTITIES} recipients per call, got {len(keys)}")
     return {"identities": value}
 
 
@@ -130,22 +144,21 @@ def _variants(payload: Mapping[str, Any], channel: ChannelName) -> list[dict[str
     if raw is None:
         raw = [{"name": "A", "weight": 1, "content": payload.get("content")}]
     if not isinstance(raw, list) or not raw or len(raw) > 10:
-        raise ApiError(400, "variants must be a list of 1 to 10 {name, weight, content}")
+        raise MalformedCampaign("variants must be a list of 1 to 10 {name, weight, content}")
     variants: list[dict[str, Any]] = []
     for index, variant in enumerate(raw):
         where = f"variants[{index}]"
         if not isinstance(variant, dict):
-            raise ApiError(400, f"{where} must be an object")
+            raise MalformedCampaign(f"{where} must be an object")
         name = str(variant.get("name", chr(ord("A") + index)))
         if not name or len(name) > 32 or any(v["name"] == name for v in variants):
-            raise ApiError(422, f"{where}.name must be unique and 1-32 characters")
+            raise UnrunnableCampaign(f"{where}.name must be unique and 1-32 characters")
         weight = variant.get("weight", 1)
         if not isinstance(weight, int | float) or isinstance(weight, bool) or weight <= 0:
-            raise ApiError(422, f"{where}.weight must be a positive number")
+            raise UnrunnableCampaign(f"{where}.weight must be a positive number")
         content = variant.get("content")
         if not isinstance(content, dict):
-            raise ApiError(
-                400,
+            raise MalformedCampaign(
                 "content is required"
                 if index == 0 and "variants" not in payload
                 else f"{where}.content is required",
@@ -154,26 +167,59 @@ def _variants(payload: Mapping[str, Any], channel: ChannelName) -> list[dict[str
         if channel == "email" and not (content.get("body") or content.get("html")):
             missing.append("body")
         if missing:
-            raise ApiError(422, f"content.{missing[0]} is required for {channel} messages")
+            raise UnrunnableCampaign(f"content.{missing[0]} is required for {channel} messages")
         try:
             compile_content(content)
         except TemplateError as exc:
             prefix = "" if "variants" not in payload else f"{where}."
-            raise ApiError(422, f"{prefix}{exc}") from exc
+            raise UnrunnableCampaign(f"{prefix}{exc}") from exc
         variants.append({"name": name, "weight": float(weight), "content": content})
     return variants
 
 
-def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolicy) -> dict[str, Any]:
-    rules: dict[str, Any] = {}
+def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolicy) -> CampaignRules:
     control = payload.get("control_group_percent", 0)
     if not isinstance(control, int | float) or isinstance(control, bool) or not 0 <= control < 100:
-        raise ApiError(422, "control_group_percent must be a number in [0, 100)")
-    rules["control_group_percent"] = float(control)
-    rules["respect_frequency_caps"] = bool(payload.get("respect_frequency_caps", True))
-    caps = payload.get("caps", [])
+        raise UnrunnableCampaign("control_group_percent must be a number in [0, 100)")
+    caps = _caps(payload.get("caps", []))
+    quiet_hours = _quiet_hours(payload.get("quiet_hours"))
+    throttle = payload.get("throttle_per_s")
+    if throttle is not None and (
+        not isinstance(throttle, int | float) or isinstance(throttle, bool) or throttle <= 0
+    ):
+        raise UnrunnableCampaign("throttle_per_s must be a positive number")
+    goal = _conversion_goal(payload.get("conversion_goal"))
+    webhook = _webhook(payload.get("webhook"), egress) if channel == "webhook" else None
+    devices = payload.get("devices")
+    all_devices = payload.get("send_to_all_devices", False)
+    if not isinstance(all_devices, bool):
+        raise MalformedCampaign("send_to_all_devices must be true or false")
+    event = payload.get("event")
+    if event is not None and not isinstance(event, dict):
+        raise UnrunnableCampaign("event must be an object of event properties (seen by templates as Event)")
+    labels = payload.get("labels", [])
+    return CampaignRules(
+        control_group_percent=float(control),
+        respect_frequency_caps=bool(payload.get("respect_frequency_caps", True)),
+        caps=caps,
+        quiet_hours=quiet_hours,
+        throttle_per_s=None if throttle is None else float(throttle),
+        conversion_goal=goal,
+        webhook=webhook,
+        devices=None
+        if devices is None
+        else tuple(str(d).lower() for d in devices)
+        if isinstance(devices, list)
+        else (),
+        send_to_all_devices=all_devices if channel == "push" else None,
+        event=event,
+        labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
+    )
+
+
+def _caps(caps: Any) -> tuple[FrequencyCap, ...]:
     if not isinstance(caps, list):
-        raise ApiError(422, "caps must be a list of {limit, window_s}")
+        raise UnrunnableCampaign("caps must be a list of {limit, window_s}")
     for index, cap in enumerate(caps):
         if (
             not isinstance(cap, dict)
@@ -182,54 +228,39 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolic
             or not isinstance(cap.get("window_s"), int | float)
             or cap["window_s"] <= 0
         ):
-            raise ApiError(422, f"caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0}}")
-    rules["caps"] = [{"limit": int(c["limit"]), "window_s": float(c["window_s"])} for c in caps]
-    quiet = payload.get("quiet_hours")
-    if quiet is not None:
-        if not isinstance(quiet, dict):
-            raise ApiError(422, "quiet_hours must be {start, end, timezone?, drop?}")
-        try:
-            QuietHours.parse(quiet)
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from exc
-        rules["quiet_hours"] = quiet
-    throttle = payload.get("throttle_per_s")
-    if throttle is not None:
-        if not isinstance(throttle, int | float) or isinstance(throttle, bool) or throttle <= 0:
-            raise ApiError(422, "throttle_per_s must be a positive number")
-        rules["throttle_per_s"] = float(throttle)
-    goal = payload.get("conversion_goal")
-    if goal is not None:
-        if not isinstance(goal, dict) or not isinstance(goal.get("event"), str) or not goal["event"]:
-            raise ApiError(422, "conversion_goal must be {event, window_s?}")
-        rules["conversion_goal"] = {"event": goal["event"], "window_s": float(goal.get("window_s", 86400))}
-    if channel == "webhook":
-        hook = payload.get("webhook")
-        if not isinstance(hook, dict) or not isinstance(hook.get("secret"), str) or len(hook["secret"]) < 16:
-            raise ApiError(
-                422, "webhook campaigns need webhook: {url: http(s) URL, secret: >= 16 characters}"
-            )
-        try:
-            check_url(hook.get("url"), egress)
-        except UnsafeUrl as exc:
-            raise ApiError(422, f"webhook.url {exc}") from exc
-        rules["webhook"] = {"url": hook["url"], "secret": hook["secret"]}
-    devices = payload.get("devices")
-    if devices is not None:
-        rules["devices"] = [str(d).lower() for d in devices] if isinstance(devices, list) else []
-    all_devices = payload.get("send_to_all_devices", False)
-    if not isinstance(all_devices, bool):
-        raise ApiError(400, "send_to_all_devices must be true or false")
-    if channel == "push":
-        rules["send_to_all_devices"] = all_devices
-    event = payload.get("event")
-    if event is not None:
-        if not isinstance(event, dict):
-            raise ApiError(422, "event must be an object of event properties (seen by templates as Event)")
-        rules["event"] = event
-    labels = payload.get("labels", [])
-    rules["labels"] = [str(label) for label in labels] if isinstance(labels, list) else []
-    return rules
+            raise UnrunnableCampaign(f"caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0}}")
+    return tuple(FrequencyCap(int(c["limit"]), float(c["window_s"])) for c in caps)
+
+
+def _quiet_hours(quiet: Any) -> QuietHours | None:
+    if quiet is None:
+        return None
+    if not isinstance(quiet, dict):
+        raise UnrunnableCampaign("quiet_hours must be {start, end, timezone?, drop?}")
+    try:
+        return QuietHours.parse(quiet)
+    except ValueError as exc:
+        raise UnrunnableCampaign(str(exc)) from exc
+
+
+def _conversion_goal(goal: Any) -> ConversionGoal | None:
+    if goal is None:
+        return None
+    if not isinstance(goal, dict) or not isinstance(goal.get("event"), str) or not goal["event"]:
+        raise UnrunnableCampaign("conversion_goal must be {event, window_s?}")
+    return ConversionGoal(goal["event"], float(goal.get("window_s", 86400)))
+
+
+def _webhook(hook: Any, egress: EgressPolicy) -> WebhookTarget:
+    if not isinstance(hook, dict) or not isinstance(hook.get("secret"), str) or len(hook["secret"]) < 16:
+        raise UnrunnableCampaign(
+            "webhook campaigns need webhook: {url: http(s) URL, secret: >= 16 characters}"
+        )
+    try:
+        check_url(hook.get("url"), egress)
+    except UnsafeUrl as exc:
+        raise UnrunnableCampaign(f"webhook.url {exc}") from exc
+    return WebhookTarget(hook["url"], hook["secret"])
 
 
 def _when(value: Any, now_ms: int) -> int:
@@ -239,6 +270,6 @@ def _when(value: Any, now_ms: int) -> int:
         try:
             moment = datetime.strptime(value, "%Y%m%d %H:%M").replace(tzinfo=UTC)
         except ValueError as exc:
-            raise ApiError(400, f'when must be "now" or "YYYYMMDD HH:MM", got {value!r}') from exc
+            raise MalformedCampaign(f'when must be "now" or "YYYYMMDD HH:MM", got {value!r}') from exc
         return int(moment.timestamp() * 1000)
-    raise ApiError(400, f'when must be "now" or "YYYYMMDD HH:MM", got {value!r}')
+    raise MalformedCampaign(f'when must be "now" or "YYYYMMDD HH:MM", got {value!r}')

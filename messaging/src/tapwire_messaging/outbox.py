@@ -1,4 +1,4 @@
-"""The delivery outbox and campaign rows in the control-plane database.
+"""The delivery outbox in the control-plane database: one row per message, from fill to outcome.
 
 Claiming is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``: on PostgreSQL concurrent
 senders skip each other's rows; on SQLite the statement runs under the database's single write lock, which
@@ -12,14 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, distinct, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, distinct, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tapwire_core.control.accounts.models import AccountRow
-from tapwire_core.control.messaging.models import CampaignRow, InteractionRow, OutboxRow
-from tapwire_messaging.campaigns import CampaignSpec
+from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
 
 _OUTBOX: Table = OutboxRow.__table__  # type: ignore[assignment]
 
@@ -54,47 +52,6 @@ FINAL_STATUSES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class Campaign:
-    id: int
-    account_id: str
-    name: str
-    kind: str
-    channel: str
-    status: str
-    priority: int
-    audience: dict[str, Any]
-    variants: list[dict[str, Any]]
-    rules: dict[str, Any]
-    scheduled_ms: int
-    cutoff_ms: int
-    filled: bool
-    audience_size: int
-    started_ms: int | None
-    finished_ms: int | None
-
-
-def _campaign(row: CampaignRow) -> Campaign:
-    return Campaign(
-        id=row.id,
-        account_id=row.account_id,
-        name=row.name,
-        kind=row.kind,
-        channel=row.channel,
-        status=row.status,
-        priority=row.priority,
-        audience=row.audience,
-        variants=row.variants,
-        rules=row.rules,
-        scheduled_ms=row.scheduled_ms,
-        cutoff_ms=row.cutoff_ms,
-        filled=bool(row.filled),
-        audience_size=row.audience_size,
-        started_ms=row.started_ms,
-        finished_ms=row.finished_ms,
-    )
-
-
-@dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
     campaign_id: int
@@ -122,156 +79,11 @@ class Verdict:
 
 
 class Outbox:
+    """The outbox table: rows added by the fill, claimed under a lease, given their outcome by the claimant."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-    # Campaigns.
-
-    async def create_campaign(self, account_id: str, spec: CampaignSpec) -> int:
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                insert(CampaignRow)
-                .values(
-                    account_id=account_id,
-                    name=spec.name,
-                    kind=spec.kind,
-                    channel=spec.channel,
-                    status="scheduled",
-                    priority=spec.priority,
-                    audience=spec.audience,
-                    variants=spec.variants,
-                    rules=spec.rules,
-                    scheduled_ms=spec.scheduled_ms,
-                    cutoff_ms=spec.cutoff_ms,
-                )
-                .returning(CampaignRow.id)
-            )
-            return int(result.scalar_one())
-
-    async def campaign(self, campaign_id: int, account_id: str | None = None) -> Campaign | None:
-        statement = select(CampaignRow).where(CampaignRow.id == campaign_id)
-        if account_id is not None:
-            statement = statement.where(CampaignRow.account_id == account_id)
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(statement)).first()
-        return _campaign(CampaignRow(**row._mapping)) if row else None
-
-    async def campaigns(
-        self, account_id: str, *, start_ms: int | None = None, end_ms: int | None = None
-    ) -> list[Campaign]:
-        statement = select(CampaignRow).where(CampaignRow.account_id == account_id)
-        if start_ms is not None:
-            statement = statement.where(CampaignRow.scheduled_ms >= start_ms)
-        if end_ms is not None:
-            statement = statement.where(CampaignRow.scheduled_ms < end_ms)
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(statement.order_by(CampaignRow.id))).all()
-        return [_campaign(CampaignRow(**row._mapping)) for row in rows]
-
-    async def due_for_fill(self, now_ms: int) -> list[Campaign]:
-        """Campaigns whose start has come and whose outbox is not filled yet (including a fill cut short by a
-        crash: filling again is idempotent)."""
-        statement = select(CampaignRow).where(
-            CampaignRow.status.in_(("scheduled", "running")),
-            CampaignRow.filled == 0,
-            CampaignRow.scheduled_ms <= now_ms,
-        )
-        async with self.engine.connect() as connection:
-            rows = (
-                await connection.execute(statement.order_by(CampaignRow.priority.desc(), CampaignRow.id))
-            ).all()
-        return [_campaign(CampaignRow(**row._mapping)) for row in rows]
-
-    async def start_campaign(self, campaign_id: int, now_ms: int) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == campaign_id, CampaignRow.status == "scheduled")
-                .values(status="running", started_ms=now_ms)
-            )
-
-    async def mark_filled(self, campaign_id: int, audience_size: int) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == campaign_id)
-                .values(filled=1, audience_size=audience_size)
-            )
-
-    async def stop_campaign(self, campaign_id: int, now_ms: int) -> bool:
-        """Stop a scheduled or running campaign: its pending rows become ``stopped``. False when already over."""
-        async with self.engine.begin() as connection:
-            changed = await connection.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == campaign_id, CampaignRow.status.in_(("scheduled", "running")))
-                .values(status="stopped", finished_ms=now_ms)
-            )
-            await connection.execute(
-                update(OutboxRow)
-                .where(OutboxRow.campaign_id == campaign_id, OutboxRow.status == "pending")
-                .values(status="stopped")
-            )
-        return bool(changed.rowcount)
-
-    async def account_caps(self, account_id: str, channel: str) -> list[dict[str, float]]:
-        """The account's frequency caps for ``channel``: account setting ``frequency_caps``, a map of channel
-        (or ``all``) to a list of ``{limit, window_s}``. Malformed entries are ignored."""
-        async with self.engine.connect() as connection:
-            settings = (
-                await connection.execute(select(AccountRow.settings).where(AccountRow.id == account_id))
-            ).scalar_one_or_none()
-        caps = (settings or {}).get("frequency_caps", {})
-        if not isinstance(caps, dict):
-            return []
-        found = []
-        for key in (channel, "all"):
-            for cap in caps.get(key, []) if isinstance(caps.get(key), list) else []:
-                if (
-                    isinstance(cap, dict)
-                    and isinstance(cap.get("limit"), int)
-                    and isinstance(cap.get("window_s"), int | float)
-                ):
-                    found.append({"limit": int(cap["limit"]), "window_s": float(cap["window_s"])})
-        return found
-
-    async def stopped_among(self, campaign_ids: Sequence[int]) -> set[int]:
-        async with self.engine.connect() as connection:
-            rows = await connection.execute(
-                select(CampaignRow.id).where(
-                    CampaignRow.id.in_(list(campaign_ids)), CampaignRow.status == "stopped"
-                )
-            )
-            return {int(i) for i in rows.scalars()}
-
-    async def complete_finished(self, now_ms: int) -> list[int]:
-        """Mark running, filled campaigns with nothing left pending or in flight as completed."""
-        open_rows = (
-            select(OutboxRow.id)
-            .where(OutboxRow.campaign_id == CampaignRow.id, OutboxRow.status.in_(("pending", "sending")))
-            .exists()
-        )
-        async with self.engine.begin() as connection:
-            done = (
-                (
-                    await connection.execute(
-                        select(CampaignRow.id).where(
-                            CampaignRow.status == "running", CampaignRow.filled == 1, ~open_rows
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if done:
-                await connection.execute(
-                    update(CampaignRow)
-                    .where(CampaignRow.id.in_(done), CampaignRow.status == "running")
-                    .values(status="completed", finished_ms=now_ms)
-                )
-        return [int(i) for i in done]
-
-    # Outbox rows.
 
     async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Insert rows; a row whose key (campaign, variant, user, channel, device) exists is left as it is."""
@@ -421,8 +233,6 @@ class Outbox:
             rows = (await connection.execute(statement)).all()
         return {str(user): int(count) for user, count in rows}
 
-    # Reports.
-
     async def status_counts(self, campaign_ids: Sequence[int]) -> dict[int, dict[str, dict[str, int]]]:
         """campaign → variant → status → rows."""
         if not campaign_ids:
@@ -437,34 +247,6 @@ class Outbox:
             for campaign, variant, status, count in (await connection.execute(statement)).all():
                 counts.setdefault(int(campaign), {}).setdefault(str(variant), {})[str(status)] = int(count)
         return counts
-
-    async def interaction_counts(self, campaign_ids: Sequence[int]) -> dict[int, dict[str, dict[str, int]]]:
-        """campaign → variant → kind (viewed, clicked, unsubscribed, converted) → unique users."""
-        if not campaign_ids:
-            return {}
-        statement = (
-            select(InteractionRow.campaign_id, InteractionRow.variant, InteractionRow.kind, func.count())
-            .where(InteractionRow.campaign_id.in_(list(campaign_ids)))
-            .group_by(InteractionRow.campaign_id, InteractionRow.variant, InteractionRow.kind)
-        )
-        counts: dict[int, dict[str, dict[str, int]]] = {}
-        async with self.engine.connect() as connection:
-            for campaign, variant, kind, count in (await connection.execute(statement)).all():
-                counts.setdefault(int(campaign), {}).setdefault(str(variant), {})[str(kind)] = int(count)
-        return counts
-
-    async def record_interaction(
-        self, *, campaign_id: int, variant: str, user_key: str, kind: str, ts_ms: int
-    ) -> bool:
-        """Store a user's first interaction of ``kind``; False when it was already recorded."""
-        statement = (
-            self._insert(InteractionRow)
-            .values(campaign_id=campaign_id, variant=variant, user_key=user_key, kind=kind, ts_ms=ts_ms)
-            .on_conflict_do_nothing(index_elements=["campaign_id", "user_key", "kind"])
-        )
-        async with self.engine.begin() as connection:
-            result = await connection.execute(statement)
-        return bool(result.rowcount)
 
     async def recipients(
         self, campaign_id: int, statuses: Sequence[str]

@@ -45,6 +45,15 @@ _TOKENS_SQL = (
 )
 
 
+# The latest value of each profile field of some users (``{only}`` narrows the fields). A profile field's history
+# is kept as rows; the newest row wins, and a deleted flag on it means the field is gone.
+_LATEST_VALUES_SQL = (
+    "SELECT user_key, key, argMax(value, ts) AS value, argMax(deleted, ts) AS deleted FROM profile_props "
+    "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)}{only} GROUP BY user_key, key"
+)
+_SUBSCRIPTION_FLAGS = " AND startsWith(lower(key), 'msg-')"
+
+
 def device_id(token: str) -> str:
     """A push device's identity in outbox keys: a hash of its token (32 hex digits), so a key never holds the
     token itself and stays the same however often the token is uploaded."""
@@ -85,24 +94,13 @@ async def load_profiles(
     warehouse: Warehouse, *, account_id: str, user_keys: Sequence[str], with_tokens: bool
 ) -> dict[str, RecipientProfile]:
     """Latest profile properties (and device tokens when asked) for ``user_keys``; unknown users get empty ones."""
-    profiles = {key: RecipientProfile(key) for key in user_keys}
     if not user_keys:
-        return profiles
-    params = {"account": account_id, "keys": list(user_keys)}
-    rows = await warehouse.query(
-        "SELECT user_key, key, argMax(value, ts) AS value, argMax(deleted, ts) AS deleted FROM profile_props "
-        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key, key",
-        params,
-    )
-    for row in rows:
-        if row["deleted"]:
-            continue
-        try:
-            profiles[row["user_key"]].profile[row["key"]] = orjson.loads(row["value"])
-        except orjson.JSONDecodeError:
-            profiles[row["user_key"]].profile[row["key"]] = row["value"]
+        return {}
+    values = await _latest_profile_values(warehouse, account_id=account_id, user_keys=user_keys)
+    profiles = {key: RecipientProfile(key, values.get(key, {})) for key in user_keys}
     if with_tokens:
-        for row in await warehouse.query(_TOKENS_SQL, {**params, "name": TOKEN_EVENT}):
+        params = {"account": account_id, "keys": list(user_keys), "name": TOKEN_EVENT}
+        for row in await warehouse.query(_TOKENS_SQL, params):
             profiles[row["user_key"]].tokens.append((str(row["token"]), str(row["kind"])))
     return profiles
 
@@ -125,21 +123,26 @@ async def load_subscription_flags(
 ) -> dict[str, dict[str, Any]]:
     """The latest ``MSG-*`` profile fields of ``user_keys`` (matched case-insensitively), for a send-time check
     when the profile snapshot taken at fill time may be stale."""
+    return await _latest_profile_values(
+        warehouse, account_id=account_id, user_keys=user_keys, subscription_flags_only=True
+    )
+
+
+async def _latest_profile_values(
+    warehouse: Warehouse, *, account_id: str, user_keys: Sequence[str], subscription_flags_only: bool = False
+) -> dict[str, dict[str, Any]]:
+    """user key → field → its latest value (decoded from JSON; kept as stored when it is not JSON), for the
+    users of ``user_keys`` that have any; fields whose latest write deleted them are left out."""
     if not user_keys:
         return {}
-    rows = await warehouse.query(
-        "SELECT user_key, key, argMax(value, ts) AS value, argMax(deleted, ts) AS deleted FROM profile_props "
-        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} "
-        "AND startsWith(lower(key), 'msg-') GROUP BY user_key, key",
-        {"account": account_id, "keys": list(user_keys)},
-    )
-    flags: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    sql = _LATEST_VALUES_SQL.replace("{only}", _SUBSCRIPTION_FLAGS if subscription_flags_only else "")
+    values: dict[str, dict[str, Any]] = {}
+    for row in await warehouse.query(sql, {"account": account_id, "keys": list(user_keys)}):
         if row["deleted"]:
             continue
         try:
             value = orjson.loads(row["value"])
         except orjson.JSONDecodeError:
             value = row["value"]
-        flags.setdefault(str(row["user_key"]), {})[str(row["key"])] = value
-    return flags
+        values.setdefault(str(row["user_key"]), {})[str(row["key"])] = value
+    return values

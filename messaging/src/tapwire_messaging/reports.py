@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from tapwire_core.warehouse import Warehouse
-from tapwire_messaging.outbox import Campaign, Outbox
+from tapwire_messaging.campaign_rules import ConversionGoal
+from tapwire_messaging.campaign_store import Campaign
+from tapwire_messaging.interactions import Interactions
+from tapwire_messaging.outbox import Outbox
 
 _FAILED = ("failed", "rejected", "unregistered")
 _CHUNK = 5000
@@ -42,10 +45,13 @@ def _sum(groups: Mapping[str, Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-async def summaries(outbox: Outbox, campaigns: list[Campaign]) -> list[dict[str, Any]]:
+async def summaries(
+    campaigns: Sequence[Campaign], *, outbox: Outbox, interactions: Interactions
+) -> list[dict[str, Any]]:
+    """Each campaign's figures, all variants together."""
     ids = [c.id for c in campaigns]
     statuses = await outbox.status_counts(ids)
-    interactions = await outbox.interaction_counts(ids)
+    interacted = await interactions.counts(ids)
     return [
         {
             "id": c.id,
@@ -55,32 +61,34 @@ async def summaries(outbox: Outbox, campaigns: list[Campaign]) -> list[dict[str,
             "status": c.status,
             "scheduled_on": ymd(c.scheduled_ms),
             "audience": c.audience_size,
-            **figures(_sum(statuses.get(c.id, {})), _sum(interactions.get(c.id, {}))),
+            **figures(_sum(statuses.get(c.id, {})), _sum(interacted.get(c.id, {}))),
         }
         for c in campaigns
     ]
 
 
-async def per_variant(outbox: Outbox, warehouse: Warehouse | None, campaign: Campaign) -> dict[str, Any]:
+async def per_variant(
+    campaign: Campaign, *, outbox: Outbox, interactions: Interactions, warehouse: Warehouse | None
+) -> dict[str, Any]:
     """Figures per variant and for the control group, with conversions to the goal event when one is set."""
     statuses = (await outbox.status_counts([campaign.id])).get(campaign.id, {})
-    interactions = (await outbox.interaction_counts([campaign.id])).get(campaign.id, {})
+    interacted = (await interactions.counts([campaign.id])).get(campaign.id, {})
     variants: dict[str, Any] = {
-        name: figures(counts, interactions.get(name, {})) for name, counts in sorted(statuses.items())
+        name: figures(counts, interacted.get(name, {})) for name, counts in sorted(statuses.items())
     }
-    goal = campaign.rules.get("conversion_goal")
+    goal = campaign.rules.conversion_goal
     report: dict[str, Any] = {"variants": variants}
-    if goal and warehouse is not None:
-        report["conversion_goal"] = goal
+    if goal is not None and warehouse is not None:
+        report["conversion_goal"] = goal.to_json()
         report["conversions"] = await _conversions(outbox, warehouse, campaign, goal)
     return report
 
 
 async def _conversions(
-    outbox: Outbox, warehouse: Warehouse, campaign: Campaign, goal: Mapping[str, Any]
+    outbox: Outbox, warehouse: Warehouse, campaign: Campaign, goal: ConversionGoal
 ) -> dict[str, Any]:
     """Users who did the goal event within the window after their message (control: after campaign start)."""
-    window_ms = int(float(goal["window_s"]) * 1000)
+    window_ms = int(goal.window_s * 1000)
     start = campaign.started_ms or campaign.scheduled_ms
     groups: dict[str, list[tuple[str, int]]] = {}
     for user, variant, sent_ms in await outbox.recipients(campaign.id, ["sent"]):
@@ -96,7 +104,7 @@ async def _conversions(
                 "SELECT user_key, groupArray(toUnixTimestamp64Milli(ts)) AS times FROM events "
                 "WHERE account_id = {account:String} AND name = {name:String} "
                 "AND user_key IN {keys:Array(String)} GROUP BY user_key",
-                {"account": campaign.account_id, "name": goal["event"], "keys": list(chunk)},
+                {"account": campaign.account_id, "name": goal.event, "keys": list(chunk)},
             )
             for row in rows:
                 since = chunk[row["user_key"]]

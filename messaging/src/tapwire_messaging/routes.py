@@ -16,9 +16,9 @@ from tapwire_core.http.body import BodyLimits, read_json
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_messaging import reports
 from tapwire_messaging.audience import AudienceError
-from tapwire_messaging.campaigns import Kind, parse_campaign
+from tapwire_messaging.campaign_store import Campaign
+from tapwire_messaging.campaigns import Kind, MalformedCampaign, UnrunnableCampaign, parse_campaign
 from tapwire_messaging.feedback import Feedback, FeedbackName
-from tapwire_messaging.outbox import Campaign
 from tapwire_messaging.service import MessagingService
 from tapwire_messaging.signing import BadToken, ExpiredLink, LinkTarget
 
@@ -50,22 +50,17 @@ async def _body(request: Request, *, empty: Any = None) -> Any:
 async def _create(
     service: Messaging, account_id: str, payload: Any, *, kind: Kind, estimate: bool
 ) -> dict[str, Any]:
-    spec = parse_campaign(payload, now_ms=service.now_ms(), kind=kind, egress=service.egress)
-    if spec.channel != "webhook" and service.sender.providers.get(spec.channel) is None:
-        raise ApiError(422, f"no {spec.channel} provider is configured on this deployment")
-    if estimate:
-        try:
-            source = service.resolver.source(spec.audience)
-            reach = await source.estimate(account_id)
-        except AudienceError as exc:
-            raise ApiError(422, str(exc)) from exc
-        return {"status": "success", "estimate": {"reach": reach, "channel": spec.channel}}
+    """A refused request answers 400 when malformed, 422 when it describes a campaign that cannot run."""
     try:
-        await service.resolver.source(spec.audience).check(account_id)
-    except AudienceError as exc:
+        spec = parse_campaign(payload, now_ms=service.now_ms(), kind=kind, egress=service.egress)
+        if estimate:
+            reach = await service.estimate_reach(account_id, spec)
+            return {"status": "success", "estimate": {"reach": reach, "channel": spec.channel}}
+        campaign_id = await service.create_campaign(account_id, spec)
+    except MalformedCampaign as exc:
+        raise ApiError(400, str(exc)) from exc
+    except (UnrunnableCampaign, AudienceError) as exc:
         raise ApiError(422, str(exc)) from exc
-    campaign_id = await service.outbox.create_campaign(account_id, spec)
-    service.sender.wake()
     return {"status": "success", "id": campaign_id, "scheduled_on": reports.ymd(spec.scheduled_ms)}
 
 
@@ -73,7 +68,7 @@ async def _campaign(service: MessagingService, account_id: str, payload: Any) ->
     raw = payload.get("id") if isinstance(payload, dict) else None
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise ApiError(400, "id (the campaign id, an integer) is required")
-    campaign = await service.outbox.campaign(raw, account_id)
+    campaign = await service.campaigns.get(raw, account_id)
     if campaign is None:
         raise ApiError(404, f"Campaign {raw} not found")
     return campaign
@@ -100,7 +95,7 @@ async def targets_estimate(request: Request, account: PasscodeAccount, service: 
 async def targets_list(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
     payload = await _body(request, empty={})
     start, end = _range(payload)
-    campaigns = await service.outbox.campaigns(account.id, start_ms=start, end_ms=end)
+    campaigns = await service.campaigns.of_account(account.id, start_ms=start, end_ms=end)
     return json_response(
         {
             "status": "success",
@@ -126,14 +121,14 @@ async def targets_result(request: Request, account: PasscodeAccount, service: Me
             409,
             f"Campaign {campaign.id} is {campaign.status}; results are ready once it has completed or stopped",
         )
-    (summary,) = await reports.summaries(service.outbox, [campaign])
+    (summary,) = await reports.summaries([campaign], outbox=service.outbox, interactions=service.interactions)
     return json_response({"status": "success", "result": summary})
 
 
 @router.post("/1/targets/stop.json")
 async def targets_stop(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
     campaign = await _campaign(service, account.id, await _body(request))
-    await service.outbox.stop_campaign(campaign.id, service.now_ms())
+    await service.campaigns.stop(campaign.id, service.now_ms())
     return json_response({"status": "success", "id": campaign.id})
 
 
@@ -227,7 +222,7 @@ async def message_report(request: Request, account: PasscodeAccount, service: Me
     if not isinstance(payload, dict) or "from" not in payload or "to" not in payload:
         raise ApiError(400, "from and to (YYYYMMDD) are required")
     start, end = _range(payload)
-    campaigns = await service.outbox.campaigns(account.id, start_ms=start, end_ms=end)
+    campaigns = await service.campaigns.of_account(account.id, start_ms=start, end_ms=end)
     channels = _multi(payload.get("channel"))
     statuses = _multi(payload.get("status"))
     if channels:
@@ -237,9 +232,14 @@ async def message_report(request: Request, account: PasscodeAccount, service: Me
         campaigns = [c for c in campaigns if c.status in statuses]
     labels = _multi(payload.get("label"))
     if labels:
-        campaigns = [c for c in campaigns if set(c.rules.get("labels", [])) & labels]
+        campaigns = [c for c in campaigns if set(c.rules.labels) & labels]
     return json_response(
-        {"status": "success", "messages": await reports.summaries(service.outbox, campaigns)}
+        {
+            "status": "success",
+            "messages": await reports.summaries(
+                campaigns, outbox=service.outbox, interactions=service.interactions
+            ),
+        }
     )
 
 
@@ -293,20 +293,24 @@ async def native_send(request: Request, account: PasscodeAccount, service: Messa
 
 @router.get("/messaging/v1/campaigns/{campaign_id}")
 async def native_get(campaign_id: int, account: PasscodeAccount, service: Messaging) -> Response:
-    campaign = await service.outbox.campaign(campaign_id, account.id)
+    campaign = await service.campaigns.get(campaign_id, account.id)
     if campaign is None:
         raise ApiError(404, f"Campaign {campaign_id} not found")
-    (summary,) = await reports.summaries(service.outbox, [campaign])
-    detail = await reports.per_variant(service.outbox, service.warehouse, campaign)
-    return json_response({"status": "success", "campaign": summary | detail | {"rules": campaign.rules}})
+    (summary,) = await reports.summaries([campaign], outbox=service.outbox, interactions=service.interactions)
+    detail = await reports.per_variant(
+        campaign, outbox=service.outbox, interactions=service.interactions, warehouse=service.warehouse
+    )
+    return json_response(
+        {"status": "success", "campaign": summary | detail | {"rules": campaign.rules.to_json()}}
+    )
 
 
 @router.post("/messaging/v1/campaigns/{campaign_id}/stop")
 async def native_stop(campaign_id: int, account: PasscodeAccount, service: Messaging) -> Response:
-    campaign = await service.outbox.campaign(campaign_id, account.id)
+    campaign = await service.campaigns.get(campaign_id, account.id)
     if campaign is None:
         raise ApiError(404, f"Campaign {campaign_id} not found")
-    await service.outbox.stop_campaign(campaign.id, service.now_ms())
+    await service.campaigns.stop(campaign.id, service.now_ms())
     return json_response({"status": "success", "id": campaign.id})
 
 
@@ -317,7 +321,7 @@ async def _interaction(
     service: MessagingService, target: LinkTarget, kind: str, name: FeedbackName, *, occurrence: str = ""
 ) -> None:
     now = service.now_ms()
-    first = await service.outbox.record_interaction(
+    first = await service.interactions.record(
         campaign_id=target.campaign_id, variant=target.variant, user_key=target.user_key, kind=kind, ts_ms=now
     )
     if first or kind == "clicked":
@@ -381,7 +385,7 @@ async def unsubscribe_page(token: str, service: Messaging) -> Response:
 async def open_pixel(token: str, service: Messaging) -> Response:
     target = await _verify(service, "open", token)
     # One use per link per minute reaches the database; reloads and proxies' prefetches stop here.
-    if service.links.uses.admit(f"o{token}", service.clock()) is not None:
+    if service.links.uses.admit(f"o{token}", service.now_s()) is not None:
         await _interaction(service, target, "viewed", "Notification Viewed")
     return Response(_PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
 
@@ -392,7 +396,7 @@ async def click(token: str, service: Messaging) -> Response:
     if not target.url:
         raise ApiError(404, "This link is not valid")
     # A click counts once per link per minute: repeats only redirect.
-    occurrence = service.links.uses.admit(f"c{token}", service.clock())
+    occurrence = service.links.uses.admit(f"c{token}", service.now_s())
     if occurrence is not None:
         await _interaction(service, target, "clicked", "Notification Clicked", occurrence=occurrence)
     return RedirectResponse(target.url, status_code=302)

@@ -1,7 +1,7 @@
 """Send-time audience rules that need no database: stable assignment, profile opt-outs, quiet hours, throttling.
 
 Caps and consent need the control store and live in the sender; everything here is a pure function of its
-arguments (and an injected clock), so it is unit-tested directly.
+arguments (and an injected monotonic timer), so it is unit-tested directly.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-Clock = Callable[[], float]
 
 
 def _unit(*parts: object) -> float:
@@ -71,21 +69,34 @@ def _truthy(value: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class QuietHours:
-    """A daily window ``start``-``end`` (``HH:MM``, may wrap midnight) in the user's zone, default ``zone``."""
+    """A daily window ``start``-``end`` (``HH:MM``, may wrap midnight) in the user's zone, default ``zone``.
+    Messages that fall inside wait until it ends, or with ``drop`` are suppressed."""
 
     start_minute: int
     end_minute: int
     zone: str = "UTC"
+    drop: bool = False
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> QuietHours:
-        """From ``{"start": "22:00", "end": "08:00", "timezone": "Europe/Berlin"}``; ValueError naming the fault."""
+        """From ``{"start": "22:00", "end": "08:00", "timezone": "Europe/Berlin", "drop": false}`` (``timezone``
+        and ``drop`` optional); ValueError naming the fault."""
         zone = str(spec.get("timezone", "UTC"))
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"quiet_hours.timezone: unknown time zone {zone!r}") from exc
-        return cls(_minute(spec.get("start"), "start"), _minute(spec.get("end"), "end"), zone)
+        start, end = _minute(spec.get("start"), "start"), _minute(spec.get("end"), "end")
+        return cls(start, end, zone, bool(spec.get("drop", False)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec :meth:`parse` reads."""
+        return {
+            "start": f"{self.start_minute // 60:02d}:{self.start_minute % 60:02d}",
+            "end": f"{self.end_minute // 60:02d}:{self.end_minute % 60:02d}",
+            "timezone": self.zone,
+            "drop": self.drop,
+        }
 
     def resume_at(self, now_s: float, user_zone: str | None) -> float | None:
         """When the window ends if ``now_s`` falls inside it (epoch seconds), else None."""
@@ -133,20 +144,20 @@ class TokenBucket:
         self,
         rate: float,
         *,
-        clock: Clock = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
         self._tokens = rate
-        self._updated = clock()
+        self._updated = monotonic()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                now = self._clock()
+                now = self._monotonic()
                 self._tokens = min(self.rate, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
                 if self._tokens >= 1:

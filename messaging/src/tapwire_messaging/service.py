@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
-import time
 
 from tapwire_core.bus import Bus
+from tapwire_core.clock import Clock, epoch_ms, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
+from tapwire_messaging.campaign_store import Campaigns
+from tapwire_messaging.campaigns import CampaignSpec, UnrunnableCampaign
 from tapwire_messaging.channels import Providers, build_providers
+from tapwire_messaging.delivery.sender import Sender
 from tapwire_messaging.feedback import FeedbackPublisher
+from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox
-from tapwire_messaging.rules import Clock
-from tapwire_messaging.sender import Sender
 from tapwire_messaging.signing import LinkSigner, load_or_create_secret
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class MessagingService:
         warehouse: Warehouse | None,
         providers: Providers | None = None,
         resolver: AudienceResolver | None = None,
-        clock: Clock = time.time,
+        clock: Clock = system_clock,
         run_sender: bool = True,
     ) -> None:
         self.settings = settings
@@ -54,8 +56,22 @@ class MessagingService:
         self._links: Links | None = None
 
     @property
+    def campaigns(self) -> Campaigns:
+        return Campaigns(self.store.engine)
+
+    @property
     def outbox(self) -> Outbox:
         return Outbox(self.store.engine)
+
+    @property
+    def interactions(self) -> Interactions:
+        return Interactions(self.store.engine)
+
+    @property
+    def providers(self) -> Providers:
+        if self._sender is None or self._providers is None:
+            raise RuntimeError("the messaging service is not started")
+        return self._providers
 
     @property
     def links(self) -> Links:
@@ -70,11 +86,36 @@ class MessagingService:
         return self._sender
 
     async def _campaign_cutoff(self, account_id: str, campaign_id: int) -> int | None:
-        campaign = await self.outbox.campaign(campaign_id, account_id)
+        campaign = await self.campaigns.get(campaign_id, account_id)
         return None if campaign is None else campaign.cutoff_ms
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return epoch_ms(self.clock())
+
+    def now_s(self) -> float:
+        """The clock in epoch seconds, as link tokens and their use counter keep time."""
+        return self.clock().timestamp()
+
+    async def estimate_reach(self, account_id: str, spec: CampaignSpec) -> int:
+        """How many users the campaign would reach now. Raises UnrunnableCampaign (no provider for its
+        channel) or AudienceError, and what the warehouse raises."""
+        self._require_provider(spec)
+        return await self.resolver.source(spec.audience).estimate(account_id)
+
+    async def create_campaign(self, account_id: str, spec: CampaignSpec) -> int:
+        """Store the campaign, to be started by a sender when its time comes, and wake this process's sender.
+        Raises UnrunnableCampaign (no provider for its channel) or AudienceError (a saved segment that does not
+        exist or no longer compiles), storing nothing."""
+        self._require_provider(spec)
+        await self.resolver.source(spec.audience).check(account_id)
+        campaign_id = await self.campaigns.create(account_id, spec)
+        self.sender.wake()
+        return campaign_id
+
+    def _require_provider(self, spec: CampaignSpec) -> None:
+        # Webhook campaigns bring their own target; every other channel needs its provider configured here.
+        if spec.channel != "webhook" and self.providers.get(spec.channel) is None:
+            raise UnrunnableCampaign(f"no {spec.channel} provider is configured on this deployment")
 
     async def start(self) -> None:
         secret = load_or_create_secret(self.settings.messaging_secret, self.settings.data_dir.resolve())
@@ -82,7 +123,7 @@ class MessagingService:
             self.settings.resolved_public_url(),
             LinkSigner(secret),
             ttl_s=self.settings.messaging_link_ttl_days * 86400,
-            clock=self.clock,
+            clock=self.now_s,
             campaign_cutoff=self._campaign_cutoff,
         )
         providers = self._providers or build_providers(self.settings)

@@ -12,22 +12,19 @@ Two regimes, chosen per account (``settings["privacy_jurisdiction"]``, default G
 
 Deadlines are the end of the due day (23:59:59.999999) in UTC. No public holidays are modelled and a GDPR deadline
 falling on a weekend is not moved later: both only make the displayed deadline earlier than the legal one, never
-later. Every function takes the current time as an argument or through a :class:`Clock`, so tests never sleep.
+later. Every function takes the current time as an argument or through a
+:data:`~tapwire_core.clock.Clock`, so tests never sleep.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
 Jurisdiction = Literal["gdpr", "ccpa"]
 JURISDICTIONS: Final[tuple[Jurisdiction, ...]] = ("gdpr", "ccpa")
-
-Clock = Callable[[], dt.datetime]
-"""Returns the current time, timezone-aware. Injected everywhere a deadline is compared with "now"."""
 
 GDPR_ANSWER_MONTHS: Final = 1
 GDPR_MAX_EXTENSION_MONTHS: Final = 2
@@ -36,10 +33,6 @@ CCPA_ANSWER_DAYS: Final = 45
 CCPA_EXTENDED_DAYS: Final = 90
 
 _END_OF_DAY: Final = dt.time(23, 59, 59, 999_999, tzinfo=dt.UTC)
-
-
-def system_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class ExtensionRefused(ValueError):

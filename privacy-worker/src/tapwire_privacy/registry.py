@@ -7,7 +7,7 @@ that are neither; the registry test fails on any, so a new table cannot ship wit
 The identity graph and the messaging tables live in the control database with their models in ``tapwire_core``, so
 their handlers are built in here (``stores.identity``, ``stores.messaging``) and the graph is a closure source.
 Stores built elsewhere plug in through ``extra_handlers`` and ``extra_sources`` and name the tables they cover in
-``extra_coverage``; services that send data out (messaging's providers and webhooks) register ``recipients``.
+``extra_coverage``; services that send data out (messaging's providers and webhooks) register ``data_recipients``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.identity.graph import IdentityGraph
 from tapwire_core.identity.keys import parse_identifier
+from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
-from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import (
@@ -130,7 +130,7 @@ class Registry:
 
     handlers: list[StoreHandler]
     sources: list[ClosureSource]
-    recipients: list[Recipient] = field(default_factory=list)
+    data_recipients: list[DataRecipient] = field(default_factory=list)
     extra_coverage: dict[str, dict[str, Coverage]] = field(default_factory=dict)
 
     def handler(self, name: str) -> StoreHandler:
@@ -159,7 +159,7 @@ def default_registry(
     cluster: str | None = None,
     extra_handlers: Sequence[StoreHandler] = (),
     extra_sources: Sequence[ClosureSource] = (),
-    recipients: Sequence[Recipient] = (),
+    data_recipients: Sequence[DataRecipient] = (),
     extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
 ) -> Registry:
     """Every built-in handler and closure source, plus the ones other services contribute."""
@@ -190,6 +190,6 @@ def default_registry(
     return Registry(
         handlers=handlers,
         sources=sources,
-        recipients=list(recipients),
+        data_recipients=list(data_recipients),
         extra_coverage={store: dict(tables) for store, tables in (extra_coverage or {}).items()},
     )

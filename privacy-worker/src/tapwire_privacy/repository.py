@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tapwire_core.clock import Clock
 from tapwire_core.control.marketing_objections import record_objection
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
@@ -37,7 +38,6 @@ from tapwire_core.control.privacy.subject_keys import (
     subject_hash,
 )
 from tapwire_privacy.deadlines import (
-    Clock,
     ExtensionRefused,
     Jurisdiction,
     deadlines_for,

@@ -9,15 +9,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
+from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import ClosureSource
-from tapwire_privacy.deadlines import Clock, system_clock
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.rate_limit import SlidingWindowLimit
-from tapwire_privacy.recipients import Recipient
 from tapwire_privacy.registry import Coverage, default_registry
 from tapwire_privacy.repository import PrivacyRepository
 from tapwire_privacy.service import PrivacyService
@@ -47,10 +47,10 @@ class PrivacyRuntime:
         extra_handlers: Sequence[StoreHandler] = (),
         extra_sources: Sequence[ClosureSource] = (),
         extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
-        recipients: Sequence[Recipient] = (),
+        data_recipients: Sequence[DataRecipient] = (),
     ) -> PrivacyRuntime:
-        """What other services contribute (handlers for their stores, closure sources, recipients of data)
-        comes in through the ``extra_*`` and ``recipients`` arguments; the suite's assembly passes them."""
+        """What other services contribute (handlers for their stores, closure sources, data recipients)
+        comes in through the ``extra_*`` and ``data_recipients`` arguments; the suite's assembly passes them."""
         repository = PrivacyRepository(
             store.engine, clock=clock, record_retention_days=settings.privacy_record_retention_days
         )
@@ -62,7 +62,7 @@ class PrivacyRuntime:
             extra_handlers=extra_handlers,
             extra_sources=extra_sources,
             extra_coverage=extra_coverage,
-            recipients=recipients,
+            data_recipients=data_recipients,
         )
         notifier = WebhookNotifier(store.get_account, egress=policy_from_settings(settings))
         worker = PrivacyWorker(

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from tapwire_core.clock import Clock
 from tapwire_core.http.context import AccountView
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
-from tapwire_privacy.deadlines import JURISDICTIONS, Clock, Jurisdiction
+from tapwire_privacy.deadlines import JURISDICTIONS, Jurisdiction
 from tapwire_privacy.rate_limit import SlidingWindowLimit
 from tapwire_privacy.records import Channel, RequestType, RequestView, Scope, Status
 from tapwire_privacy.repository import PrivacyRepository

@@ -31,18 +31,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from tapwire_core.clock import Clock
 from tapwire_core.control.privacy.subject_keys import key_hash
+from tapwire_core.privacy.data_recipients import Forwarded, ForwardImpossible
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.closure import identity_closures
-from tapwire_privacy.deadlines import Clock, is_near_due
+from tapwire_privacy.deadlines import is_near_due
 from tapwire_privacy.export_archive import write_archive
 from tapwire_privacy.notices import WebhookNotifier
-from tapwire_privacy.recipients import Forwarded, ForwardImpossible
 from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository, ProgressUpdate
-from tapwire_privacy.stores.base import Scope, StoreHandler
+from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.files import archive_path
 
 log = logging.getLogger(__name__)
@@ -366,7 +368,7 @@ class PrivacyWorker:
         done: dict[str, Any] = work.progress.setdefault("recipients", {})
         sweep = int(work.progress.get("sweep", 0))
         scope = work.scope()
-        for recipient in self._registry.recipients:
+        for recipient in self._registry.data_recipients:
             earlier = done.get(recipient.name)
             # A plain string is an outcome recorded before counts were kept.
             if isinstance(earlier, str):
@@ -403,7 +405,7 @@ class PrivacyWorker:
 
     async def _recipients_of(self, scope: Scope) -> list[dict[str, Any]]:
         listed = []
-        for recipient in self._registry.recipients:
+        for recipient in self._registry.data_recipients:
             received = await recipient.received(scope)
             if received:
                 listed.append({"recipient": recipient.name, "received": received})

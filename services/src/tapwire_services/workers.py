@@ -20,7 +20,7 @@ from tapwire_core.control.privacy.suppression import SuppressionList
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.loader.pipeline import Loader
-from tapwire_messaging.privacy import messaging_recipients
+from tapwire_messaging.data_recipients import messaging_data_recipients
 from tapwire_messaging.service import MessagingService
 from tapwire_privacy.runner import PrivacyRuntime
 from tapwire_services import runtime
@@ -157,7 +157,7 @@ class PrivacyWork:
             settings=wiring.settings,
             store=components.store,
             warehouse=components.warehouse,
-            recipients=messaging_recipients(components.store.engine, wiring.settings),
+            data_recipients=messaging_data_recipients(components.store.engine, wiring.settings),
         )
         wiring.state.privacy = self._runtime.service
         self._runtime.start()

@@ -14,20 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tapwire_core.privacy.scope import Scope
+
 Erasure = Literal["erase", "retain"]
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What one request covers in one account: ``keys`` (subject keys) or, when None, every row of the account."""
-
-    request_id: str
-    account_id: str
-    keys: frozenset[str] | None
-
-    @property
-    def tenant(self) -> bool:
-        return self.keys is None
 
 
 def subjects_union(scopes: Sequence[Scope]) -> Scope | None:

@@ -18,8 +18,9 @@ from tapwire_core.control.marketing_objections.models import MarketingObjectionR
 from tapwire_core.control.privacy.models import SuppressionRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
+from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.records import iso
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import StoreHandler, Verification
 
 
 class _HashedKeyTable(StoreHandler):

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.records import iso
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import StoreHandler, Verification
 
 
 def archive_path(directory: Path, request_id: str) -> Path:

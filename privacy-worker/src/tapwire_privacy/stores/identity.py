@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.identity.graph import IdentityGraph
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_privacy.records import iso
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
 
 _ALIAS_COLUMNS = ("account_id", "alias_key", "canonical_key", "merged_at", "version", "active")
 

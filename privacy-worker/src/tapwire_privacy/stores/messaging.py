@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification, subjects_union
+from tapwire_core.privacy.scope import Scope
+from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
 
 PSEUDONYM_PREFIX = "x:"
 _IMMEDIATE = "deletes and updates in the control database are immediate and physical"

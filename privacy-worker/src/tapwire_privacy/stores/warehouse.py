@@ -25,9 +25,10 @@ from typing import Any, Final
 
 import orjson
 
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.connect import checked_identifier
-from tapwire_privacy.stores.base import Scope, StoreHandler, Verification
+from tapwire_privacy.stores.base import StoreHandler, Verification
 
 # Many subjects per statement, but bounded: clickhouse-connect sends parameters in the URL.
 MAX_VALUES_PER_STATEMENT: Final = 20_000

@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
 from typing import Literal, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core import metrics
+from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.privacy.models import SuppressionRow
 from tapwire_core.control.privacy.subject_keys import (
     IDENTIFIER_SALT,
@@ -63,7 +63,7 @@ class SuppressionList:
         engine: AsyncEngine,
         *,
         refresh_s: float = 5.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
     ) -> None:
         self._engine = engine
         self._clock = clock

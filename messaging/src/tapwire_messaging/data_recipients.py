@@ -1,13 +1,13 @@
-"""Messaging's part in privacy requests: the recipients of a subject's data (GDPR Art. 19).
+"""Messaging's part in privacy requests: who received a subject's data (GDPR Art. 19).
 
 Every message sent hands the recipient's address and the rendered content to a provider: the SMTP relay, the
 push services (FCM, APNs), the SMS provider, or the campaign's webhook target. The delivery records (the
-outbox) say which, so each channel is one :class:`~tapwire_privacy.recipients.Recipient` that lists what it
-received about a subject, for the export, and answers an erasure or rectification.
+outbox) say which, so each channel is one :class:`~tapwire_core.privacy.data_recipients.DataRecipient` that
+lists what it received about a subject, for the export, and answers an erasure or rectification.
 
 The SMS provider (Twilio-shaped) keeps a record of every message, body and number included, and deletes it on
 request: an erasure deletes each of the subject's message records there by the SID the outbox kept
-(:class:`SmsRecipient`). The worker forwards before any store is erased, so the SIDs are still in the outbox; a
+(:class:`SmsDataRecipient`). The worker forwards before any store is erased, so the SIDs are still in the outbox; a
 worker that dies after the deletions and before the outbox erasure forwards again, and the provider answers 404
 (already gone). A sent text cannot be corrected, so a rectification is recorded as impossible. The SMTP relay and
 the push services have no API to erase or correct a delivered message, and webhook targets are the customer's own
@@ -28,11 +28,11 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.control.messaging.models import OutboxRow
+from tapwire_core.privacy.data_recipients import DataRecipient, Forwarded, ForwardImpossible
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_messaging.channels.http_retry import RetryPolicy
 from tapwire_messaging.channels.sms import Deleted, TwilioMessageEraser
-from tapwire_privacy.recipients import Forwarded, ForwardImpossible, Recipient
-from tapwire_privacy.stores.base import Scope
 
 CHANNELS = ("email", "push", "sms", "webhook")
 
@@ -53,7 +53,7 @@ def _endpoint(url: str | None) -> str:
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "not configured"
 
 
-class ChannelRecipient:
+class ChannelDataRecipient:
     """The providers of one channel that received a subject's messages, found from the delivery records."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings, channel: str) -> None:
@@ -109,7 +109,7 @@ class ChannelRecipient:
         raise ForwardImpossible(_NO_API[self._channel])
 
 
-class SmsRecipient(ChannelRecipient):
+class SmsDataRecipient(ChannelDataRecipient):
     """The SMS provider: an erasure deletes the subject's message records there; a rectification is impossible."""
 
     def __init__(self, engine: AsyncEngine, settings: Settings, *, policy: RetryPolicy | None = None) -> None:
@@ -146,14 +146,14 @@ class SmsRecipient(ChannelRecipient):
         }
 
 
-def messaging_recipients(
+def messaging_data_recipients(
     engine: AsyncEngine, settings: Settings, *, sms_policy: RetryPolicy | None = None
-) -> list[Recipient]:
-    """One recipient per channel, for the privacy worker's registry. ``sms_policy`` sets the retries of the SMS
+) -> list[DataRecipient]:
+    """One data recipient per channel, for the privacy worker's registry. ``sms_policy`` sets the retries of the SMS
     provider's deletions (the default is the eraser's)."""
     return [
-        SmsRecipient(engine, settings, policy=sms_policy)
+        SmsDataRecipient(engine, settings, policy=sms_policy)
         if channel == "sms"
-        else ChannelRecipient(engine, settings, channel)
+        else ChannelDataRecipient(engine, settings, channel)
         for channel in CHANNELS
     ]

@@ -1,0 +1,69 @@
+"""Opt-outs written since a row was claimed: the last check before a message leaves.
+
+The claimer checks consent in the database when it claims a row; a row then waits in the dispatch queue (and
+for its throttle) before it is sent. An opt-out written in between must still stop it. The unsubscribe
+endpoints of this process tell :class:`RecentOptOuts` at once (:meth:`RecentOptOuts.note`), and the scheduler
+polls the consent table for opt-outs written by other processes (:meth:`RecentOptOuts.refresh`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tapwire_core.clock import Clock, epoch_ms
+from tapwire_core.control.messaging import consent
+from tapwire_messaging.outbox import Claimed
+
+# How long an opt-out is remembered in memory for rows claimed before it (claims older than this are re-checked
+# against the database when they are claimed again after their lease).
+OPT_OUT_MEMORY_MS = 15 * 60 * 1000
+# Overlap of successive polls: writers' clocks and commit order may lag a little.
+_POLL_OVERLAP_MS = 5_000
+
+
+class RecentOptOuts:
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        # (account, subject kind, subject) -> {channel or "all": updated ms}.
+        self._seen: dict[tuple[str, str, str], dict[str, int]] = {}
+        self._polled_ms = epoch_ms(clock())
+
+    def note(self, account_id: str, kind: str, subject: str, channel: str, updated_ms: int) -> None:
+        """Refuse sends to ``subject`` on ``channel`` (or every channel for ``all``) from now on, including
+        messages already claimed. Never blocks."""
+        key = (account_id, kind, consent.normalise_subject(kind, subject))  # type: ignore[arg-type]
+        self._seen.setdefault(key, {})[channel] = updated_ms
+
+    async def refresh(self) -> None:
+        """Note opt-outs written by any process since the last poll, and forget those older than
+        :data:`OPT_OUT_MEMORY_MS`. Raises what the control store raises."""
+        changes = await consent.opt_outs_since(self._engine, since_ms=self._polled_ms - _POLL_OVERLAP_MS)
+        for change in changes:
+            self.note(change.account_id, change.kind, change.subject, change.channel, change.updated_ms)
+        self._polled_ms = max([self._polled_ms, *(c.updated_ms for c in changes)])
+        horizon = epoch_ms(self._clock()) - OPT_OUT_MEMORY_MS
+        for key in [k for k, channels in self._seen.items() if max(channels.values()) < horizon]:
+            del self._seen[key]
+
+    def refuses(self, row: Claimed, account_id: str, *, since_ms: int) -> bool:
+        """Whether an opt-out written at or after ``since_ms`` (just before ``row`` was claimed and checked
+        against the database) forbids sending it now."""
+        if not self._seen:
+            return False
+        subjects = [("user", row.user_key)]
+        if row.channel == "email":
+            subjects.append(("email", row.address.strip().lower()))
+        elif row.channel == "sms":
+            subjects.append(("phone", row.address.strip()))
+        elif row.channel == "push":
+            # A token a provider disowned since (for this user's or any other campaign's message).
+            subjects.append(("token", row.address.strip()))
+        for kind, subject in subjects:
+            channels = self._seen.get((account_id, kind, subject))
+            if not channels:
+                continue
+            latest = max(channels.get(row.channel, -1), channels.get(consent.ALL_CHANNELS, -1))
+            if latest >= since_ms:
+                return True
+        return False
