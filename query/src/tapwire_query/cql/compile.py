@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from tapwire_core.warehouse import schema
 from tapwire_query.cql import ast
 from tapwire_query.cql.errors import CqlError
+from tapwire_query.cql.field_path import ROOT, FieldPath
 from tapwire_query.cql.identity import aliases_clause, canonical
 from tapwire_query.cql.predicates import JsonValue, event_property, session_property, value_predicate
 from tapwire_query.cql.sql import Binder, Compiled
@@ -66,31 +67,63 @@ class _Events:
 @dataclass(frozen=True)
 class _Set:
     """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count);
-    ``events``, when set, says how to recompute membership inside a shared events scan."""
+    ``events``, when set, says how to recompute membership inside a shared events scan.
+
+    Every node of the algebra carries ``events_leaves``: how many events-table sets it combines, or ``None``
+    if it involves anything else. Computed once when the node is built (from its parts' counts), so deciding
+    where scans can be shared reads each node once."""
 
     sql: str
     scan: str | None = None
     events: _Events | None = None
+
+    @property
+    def events_leaves(self) -> int | None:
+        return 1 if self.events is not None else None
 
 
 @dataclass(frozen=True)
 class _Not:
     inner: _Users
 
+    @property
+    def events_leaves(self) -> int | None:
+        return self.inner.events_leaves
+
 
 @dataclass(frozen=True)
 class _And:
     parts: tuple[_Users, ...]
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", _sum_leaves(self.parts))
 
 
 @dataclass(frozen=True)
 class _Or:
     parts: tuple[_Users, ...]
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", _sum_leaves(self.parts))
 
 
 @dataclass(frozen=True)
 class _Everyone:
-    pass
+    @property
+    def events_leaves(self) -> int | None:
+        return None
+
+
+def _sum_leaves(parts: tuple[_Users, ...]) -> int | None:
+    total = 0
+    for part in parts:
+        leaves = part.events_leaves
+        if leaves is None:
+            return None
+        total += leaves
+    return total
 
 
 _Users = _Set | _Not | _And | _Or | _Everyone
@@ -165,7 +198,7 @@ class _Scope:
 
     # Event conditions.
 
-    def event_condition(self, event: ast.EventFilter, where: str) -> str:
+    def event_condition(self, event: ast.EventFilter, where: FieldPath) -> str:
         first, last = event.window(self.options.today)
         parts = [
             f"name = {self.binder.string(event.event_name)}",
@@ -174,7 +207,7 @@ class _Scope:
         ]
         parts += [event_property(self.binder, flt) for flt in event.event_properties]
         parts += [
-            session_property(self.binder, flt, _path(where, "session_properties", i))
+            session_property(self.binder, flt, where.child("session_properties", i))
             for i, flt in enumerate(event.session_properties)
         ]
         return " AND ".join(parts)
@@ -186,14 +219,16 @@ class _Scope:
 
     # Leaves.
 
-    def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: str) -> _Users:
+    def did(
+        self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: FieldPath
+    ) -> _Users:
         """Users whose number of events matching any of ``events`` satisfies ``threshold``.
 
         A threshold that zero satisfies (``less_than 3``) includes users who never did it: it is compiled
         as "not among the users whose positive count fails it".
         """
         condition = " OR ".join(
-            f"({self.event_condition(event, _path(where, i) if len(events) > 1 else where)})"
+            f"({self.event_condition(event, where.child(i) if len(events) > 1 else where)})"
             for i, event in enumerate(events)
         )
         existence = threshold.operator == "greater_than_equals" and threshold.value <= 1
@@ -210,7 +245,7 @@ class _Scope:
     def _count(self, value: int) -> str:
         return self.binder.bind(value, "UInt64")
 
-    def aggregate(self, spec: ast.AggregateSpec, where: str) -> _Users:
+    def aggregate(self, spec: ast.AggregateSpec, where: FieldPath) -> _Users:
         value = JsonValue("properties", [self.binder.string(spec.property)])
         numeric = f"{value.json_type} IN ('Int64', 'UInt64', 'Double')"
         scan = self.events(
@@ -263,10 +298,10 @@ class _Scope:
             return f"toUInt32(toUnixTimestamp64Milli(ts) - {origin})"
         return "toUInt64(toUnixTimestamp64Milli(ts))"
 
-    def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
+    def retention(self, spec: ast.RetentionSpec, where: FieldPath) -> _Users:
         events = [spec.first, *spec.returned]
         conditions = [
-            self.event_condition(event, f"{where}.first" if i == 0 else f"{where}.returned.{i - 1}")
+            self.event_condition(event, where.child("first") if i == 0 else where.child("returned", i - 1))
             for i, event in enumerate(events)
         ]
         scan = self.events(
@@ -281,19 +316,19 @@ class _Scope:
 
     # Structure.
 
-    def condition(self, node: ast.Condition, where: str) -> _Users:
+    def condition(self, node: ast.Condition, where: FieldPath) -> _Users:
         if isinstance(node, ast.AllOf):
-            return _And(tuple(self.condition(c, f"{where}.all.{i}") for i, c in enumerate(node.all)))
+            return _And(tuple(self.condition(c, where.child("all", i)) for i, c in enumerate(node.all)))
         if isinstance(node, ast.AnyOf):
-            return _Or(tuple(self.condition(c, f"{where}.any.{i}") for i, c in enumerate(node.any)))
+            return _Or(tuple(self.condition(c, where.child("any", i)) for i, c in enumerate(node.any)))
         if isinstance(node, ast.NotOf):
-            return _Not(self.condition(node.not_, f"{where}.not"))
+            return _Not(self.condition(node.not_, where.child("not")))
         if isinstance(node, ast.Did):
-            return self.did([node.did], node.did.threshold, f"{where}.did")
+            return self.did([node.did], node.did.threshold, where.child("did"))
         if isinstance(node, ast.DidNot):
-            return _Not(self.did([node.did_not], ast.CountThreshold(), f"{where}.did_not"))
+            return _Not(self.did([node.did_not], ast.CountThreshold(), where.child("did_not")))
         if isinstance(node, ast.Aggregate):
-            return self.aggregate(node.aggregate, f"{where}.aggregate")
+            return self.aggregate(node.aggregate, where.child("aggregate"))
         if isinstance(node, ast.Profile):
             return self.profile(node.profile)
         if isinstance(node, ast.FirstSeen):
@@ -302,13 +337,13 @@ class _Scope:
             return self.seen("l", node.last_seen)
         if isinstance(node, ast.Funnel):
             return self.funnel(node.funnel)
-        return self.retention(node.retention, f"{where}.retention")
+        return self.retention(node.retention, where.child("retention"))
 
     def query(self, query: ast.CqlQuery, *, include_base: bool) -> _Users:
         parts: list[_Users] = []
         base = query.base_event()
         if include_base and base is not None:
-            parts.append(self.did([base], ast.CountThreshold(), ""))
+            parts.append(self.did([base], ast.CountThreshold(), ROOT))
         common = query.common_profile_properties
         if common is not None:
             for flt in (*common.profile_fields, *common.demographics, *common.technographics):
@@ -318,13 +353,15 @@ class _Scope:
         advanced = query.advanced_query
         if advanced is not None:
             for i, sub in enumerate(advanced.did_all):
-                parts.append(self.did([sub], sub.threshold, f"advanced_query.did_all.{i}"))
+                parts.append(self.did([sub], sub.threshold, ROOT.child("advanced_query", "did_all", i)))
             if advanced.did_any is not None:
                 parts.append(self._did_any(advanced.did_any))
             for i, sub in enumerate(advanced.did_none):
-                parts.append(_Not(self.did([sub], sub.threshold, f"advanced_query.did_none.{i}")))
+                parts.append(
+                    _Not(self.did([sub], sub.threshold, ROOT.child("advanced_query", "did_none", i)))
+                )
         for i, condition in enumerate(query.conditions):
-            parts.append(self.condition(condition, f"conditions.{i}"))
+            parts.append(self.condition(condition, ROOT.child("conditions", i)))
         if not parts:
             return _Everyone()
         return self.fuse(parts[0] if len(parts) == 1 else _And(tuple(parts)))
@@ -334,23 +371,29 @@ class _Scope:
     def fuse(self, node: _Users) -> _Users:
         """``node`` with every boolean combination of two or more events-table sets replaced by one set that
         scans their rows once and tests each member's per-set counts in ``HAVING`` (the same users, fewer
-        passes: "opened but never bought" reads both events together instead of building a set to exclude)."""
+        passes: "opened but never bought" reads both events together instead of building a set to exclude).
+
+        Visits each node once: a fused combination is not descended into, and every other part is fused
+        exactly once (compile time stays linear in the query, however deeply it nests)."""
         if not isinstance(node, _And | _Or | _Not):
             return node
-        if _shares_scan(node):
+        leaves = node.events_leaves
+        if leaves is not None and leaves >= 2:
             # The shared scan sees only users with some matching row, so it must be false for users with none.
             return _Not(self._fused(_Not(node))) if _holds_without_events(node) else self._fused(node)
         if isinstance(node, _Not):
             return _Not(self.fuse(node.inner))
-        sharing = [p for p in node.parts if _events_leaves(p) is not None]
-        rest = tuple(self.fuse(p) for p in node.parts if _events_leaves(p) is None)
+        sharing = tuple(p for p in node.parts if p.events_leaves is not None)
         if len(sharing) < 2:
             return type(node)(tuple(self.fuse(p) for p in node.parts))
-        return type(node)((self.fuse(type(node)(tuple(sharing))), *rest))
+        rest = tuple(self.fuse(p) for p in node.parts if p.events_leaves is None)
+        return type(node)((self.fuse(type(node)(sharing)), *rest))
 
     def _fused(self, node: _Users) -> _Set:
         leaves: list[_Events] = []
-        having = _formula(node, leaves)
+        formula: list[str] = []
+        _formula(node, leaves, formula)
+        having = "".join(formula)
         scan = self.events(
             " OR ".join(f"({condition})" for condition in dict.fromkeys(leaf.condition for leaf in leaves)),
             f"{canonical()} AS {UK}, "
@@ -360,11 +403,11 @@ class _Scope:
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {having}")
 
     def _did_any(self, did_any: ast.DidAny) -> _Users:
-        where = "advanced_query.did_any.any_events"
+        where = ROOT.child("advanced_query", "did_any", "any_events")
         if did_any.operator is None or did_any.value is None:
             return _Or(
                 tuple(
-                    self.did([sub], sub.threshold, f"{where}.{i}") for i, sub in enumerate(did_any.any_events)
+                    self.did([sub], sub.threshold, where.child(i)) for i, sub in enumerate(did_any.any_events)
                 )
             )
         threshold = ast.CountThreshold(operator=did_any.operator, value=did_any.value)
@@ -377,50 +420,41 @@ class _Scope:
         )
         return parts[0] if len(parts) == 1 else _And(parts)
 
-    # Printing the algebra.
+    # Printing the algebra. Fragments go to one list joined once: nesting strings inside strings would copy
+    # every deeper level again at each level above it.
 
     def users(self, node: _Users) -> str:
         """``SELECT uk`` of the distinct canonical users in ``node``."""
         if isinstance(node, _Set):
             return node.sql
-        if isinstance(node, _And):
-            drivers = [p for p in node.parts if isinstance(p, _Set)]
-            if drivers:
-                driver = drivers[0]
-                rest = [p for p in node.parts if p is not driver]
-                return f"SELECT {UK} FROM ({driver.sql}) WHERE {self.predicate(_And(tuple(rest)))}"
+        out: list[str] = []
+        if isinstance(node, _And) and any(isinstance(p, _Set) for p in node.parts):
+            driver = next(p for p in node.parts if isinstance(p, _Set))
+            out += [f"SELECT {UK} FROM (", driver.sql, ") WHERE "]
+            self.predicate(_And(tuple(p for p in node.parts if p is not driver)), out)
+            return "".join(out)
         if isinstance(node, _Everyone):
             return self.everyone()
-        return f"SELECT {UK} FROM ({self.everyone()}) WHERE {self.predicate(node)}"
+        out += [f"SELECT {UK} FROM (", self.everyone(), ") WHERE "]
+        self.predicate(node, out)
+        return "".join(out)
 
-    def predicate(self, node: _Users) -> str:
+    def predicate(self, node: _Users, out: list[str]) -> None:
+        """Append to ``out`` the condition on ``uk`` that holds for the users in ``node``."""
         if isinstance(node, _Set):
-            return f"{UK} {self.in_} ({node.sql})"
-        if isinstance(node, _Not):
-            return f"NOT ({self.predicate(node.inner)})"
-        if isinstance(node, _And):
-            return " AND ".join(f"({self.predicate(p)})" for p in node.parts) if node.parts else "1"
-        if isinstance(node, _Or):
-            return " OR ".join(f"({self.predicate(p)})" for p in node.parts)
-        return "1"
-
-
-def _shares_scan(node: _Users) -> bool:
-    """Whether ``node`` combines two or more events-table sets and nothing else."""
-    leaves = _events_leaves(node)
-    return leaves is not None and leaves >= 2
-
-
-def _events_leaves(node: _Users) -> int | None:
-    """How many events-table sets ``node`` combines, or ``None`` if it involves anything else."""
-    if isinstance(node, _Set):
-        return 1 if node.events is not None else None
-    if isinstance(node, _Not):
-        return _events_leaves(node.inner)
-    if isinstance(node, _And | _Or):
-        counts = [_events_leaves(p) for p in node.parts]
-        return None if None in counts else sum(c for c in counts if c is not None)
-    return None
+            out += [f"{UK} {self.in_} (", node.sql, ")"]
+        elif isinstance(node, _Not):
+            out.append("NOT (")
+            self.predicate(node.inner, out)
+            out.append(")")
+        elif isinstance(node, _And | _Or) and node.parts:
+            joiner = " AND " if isinstance(node, _And) else " OR "
+            for i, part in enumerate(node.parts):
+                out.append(f"{joiner}(" if i else "(")
+                self.predicate(part, out)
+                out.append(")")
+        else:
+            out.append("1")
 
 
 def _holds_without_events(node: _Users) -> bool:
@@ -434,22 +468,23 @@ def _holds_without_events(node: _Users) -> bool:
     return False
 
 
-def _formula(node: _Users, leaves: list[_Events]) -> str:
-    """``HAVING`` SQL for an events-only combination; leaf ``i`` is counted as ``countIf(f{i})``."""
+def _formula(node: _Users, leaves: list[_Events], out: list[str]) -> None:
+    """Append to ``out`` the ``HAVING`` SQL for an events-only combination; leaf ``i`` is counted as
+    ``countIf(f{i})`` and appended to ``leaves``."""
     if isinstance(node, _Set) and node.events is not None:
         leaves.append(node.events)
-        return f"({node.events.member(f'countIf(f{len(leaves) - 1})')})"
-    if isinstance(node, _Not):
-        return f"NOT {_formula(node.inner, leaves)}"
-    if isinstance(node, _And | _Or):
+        out.append(f"({node.events.member(f'countIf(f{len(leaves) - 1})')})")
+    elif isinstance(node, _Not):
+        out.append("NOT ")
+        _formula(node.inner, leaves, out)
+    elif isinstance(node, _And | _Or):
         joiner = " AND " if isinstance(node, _And) else " OR "
-        return "(" + joiner.join(_formula(p, leaves) for p in node.parts) + ")"
-    raise AssertionError(f"not an events-only combination: {node!r}")
-
-
-def _path(*parts: str | int) -> str:
-    """A dotted field path for error messages (``conditions.0.did.session_properties.1``)."""
-    return ".".join(str(part) for part in parts if part != "")
+        for i, part in enumerate(node.parts):
+            out.append(joiner if i else "(")
+            _formula(part, leaves, out)
+        out.append(")")
+    else:
+        raise AssertionError(f"not an events-only combination: {node!r}")
 
 
 def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
@@ -483,7 +518,7 @@ def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str, *, extra: str |
     base = query.base_event()
     if base is None:
         raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
-    condition = scope.event_condition(base, "")
+    condition = scope.event_condition(base, ROOT)
     if extra is not None:
         condition = f"{condition} AND {extra}"
     rest = scope.query(query, include_base=False)

@@ -1,0 +1,77 @@
+"""The compiler's work grows linearly with the query: counted as calls into the compiler, never timed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from tapwire_query.cql import CompileOptions, compile_user_count, compile_user_set, parse_query
+from tapwire_query.cql import compile as compile_module
+
+OPTIONS = CompileOptions(today=dt.date(2026, 2, 1), snapshot_ms=1_770_000_000_000)
+PROFILE = {"profile": {"name": "plan", "value": "pro"}}
+DID = {"did": {"event_name": "App Launched", "last_days": 7}}
+
+
+def all_of_profile_and_deeper(depth: int) -> dict[str, Any]:
+    """``{"all": [profile, {"all": [profile, …]}]}``: the shape that made compile time double per level."""
+    node: dict[str, Any] = PROFILE
+    for _ in range(depth):
+        node = {"all": [PROFILE, node]}
+    return {"conditions": [node]}
+
+
+def alternating(depth: int) -> dict[str, Any]:
+    """all / any / not in turn, each level mixing an events set, a profile set and the level below."""
+    node: dict[str, Any] = DID
+    for level in range(depth):
+        kind = ("all", "any", "not")[level % 3]
+        node = {"not": node} if kind == "not" else {kind: [DID, PROFILE, node]}
+    return {"conditions": [node]}
+
+
+def events_only(depth: int) -> dict[str, Any]:
+    """Only events sets, nested: one shared scan for the whole tree."""
+    node: dict[str, Any] = DID
+    for level in range(depth):
+        node = {("all", "any")[level % 2]: [DID, {"not": node}]}
+    return {"conditions": [node]}
+
+
+def compiler_calls(body: dict[str, Any]) -> int:
+    """How many Python calls the compiler module makes while compiling ``body`` (both statement kinds)."""
+    query = parse_query(body)
+    code_file = compile_module.__file__
+    calls = 0
+
+    def count(frame: FrameType, event: str, arg: object) -> None:
+        nonlocal calls
+        if event == "call" and frame.f_code.co_filename == code_file:
+            calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        compile_user_set(query, account_id="A", options=OPTIONS)
+        compile_user_count(query, account_id="A", options=OPTIONS)
+    finally:
+        sys.setprofile(previous)
+    return calls
+
+
+@pytest.mark.parametrize("shape", [all_of_profile_and_deeper, alternating, events_only])
+def test_compiler_work_grows_linearly_with_nesting(shape: Callable[[int], dict[str, Any]]) -> None:
+    # Each doubling of the depth doubles the query; linear work at most doubles too (plus a constant for
+    # the statement around it). The exponential compiler made 2**8 times more calls from depth 8 to 16.
+    previous = compiler_calls(shape(4))
+    for depth in (8, 16, 32, 64):
+        calls = compiler_calls(shape(depth))
+        assert calls <= 2.2 * previous + 50, (
+            f"depth {depth}: {calls} calls after {previous} at half the depth"
+        )
+        previous = calls
