@@ -220,3 +220,45 @@ def test_event_endpoints_need_a_base_event() -> None:
         compile_event_count(
             parse_query({"conditions": [{"first_seen": WINDOW}]}), account_id="A", options=OPTIONS
         )
+
+
+def json_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((json_depth(v) for v in value), default=0)
+    return 0
+
+
+def nested_all(json_levels: int) -> dict[str, Any]:
+    """A query exactly ``json_levels`` deep: ``all`` of a profile filter and the ``all`` below."""
+    leaf: dict[str, Any] = {"profile": {"name": "plan", "value": "pro"}}
+    node = leaf
+    while json_depth({"conditions": [{"all": [leaf, node]}]}) <= json_levels:
+        node = {"all": [leaf, node]}
+    body = {"conditions": [node]}
+    if json_depth(body) < json_levels:  # one level short: a not takes one level where all takes two
+        body = {"conditions": [{"not": node}]}
+    assert json_depth(body) == json_levels
+    return body
+
+
+def test_a_query_at_the_nesting_limit_compiles_and_one_level_more_is_refused() -> None:
+    at_limit = parse_query(nested_all(300))
+    compiled = compile_user_count(at_limit, account_id="A", options=OPTIONS)
+    assert compiled.sql.count("profile_props") > 100
+    with pytest.raises(CqlError, match="query: nested more than 300 levels deep"):
+        parse_query(nested_all(301))
+    with pytest.raises(CqlError, match="nested more than 300 levels"):
+        parse_query(
+            {"event_name": "x", **WINDOW, "event_properties": [{"name": "a", "value": nested_all(300)}]}
+        )
+
+
+def test_conditions_past_the_validators_recursion_limit_are_refused_in_one_clear_message() -> None:
+    node: dict[str, Any] = {"profile": {"name": "plan", "value": "pro"}}
+    for _ in range(270):
+        node = {"not": node}
+    with pytest.raises(CqlError) as refused:
+        parse_query({"conditions": [{"all": [node]}]})
+    assert str(refused.value) == "conditions: nested too deeply"
