@@ -12,35 +12,34 @@ import pytest
 
 from tapwire_query.cql import CompileOptions, compile_user_count, compile_user_set, parse_query
 from tapwire_query.cql import compile as compile_module
+from tests.query.shapes import (
+    AT_THE_LIMITS,
+    DID,
+    PROFILE,
+    events_tree,
+    mixed,
+    negations,
+    nested,
+    profile_chain,
+)
 
 OPTIONS = CompileOptions(today=dt.date(2026, 2, 1), snapshot_ms=1_770_000_000_000)
-PROFILE = {"profile": {"name": "plan", "value": "pro"}}
-DID = {"did": {"event_name": "App Launched", "last_days": 7}}
 
 
 def all_of_profile_and_deeper(depth: int) -> dict[str, Any]:
-    """``{"all": [profile, {"all": [profile, …]}]}``: the shape that made compile time double per level."""
-    node: dict[str, Any] = PROFILE
-    for _ in range(depth):
-        node = {"all": [PROFILE, node]}
-    return {"conditions": [node]}
+    return nested(profile_chain, PROFILE, depth)
 
 
 def alternating(depth: int) -> dict[str, Any]:
-    """all / any / not in turn, each level mixing an events set, a profile set and the level below."""
-    node: dict[str, Any] = DID
-    for level in range(depth):
-        kind = ("all", "any", "not")[level % 3]
-        node = {"not": node} if kind == "not" else {kind: [DID, PROFILE, node]}
-    return {"conditions": [node]}
+    return nested(mixed, DID, depth)
 
 
 def events_only(depth: int) -> dict[str, Any]:
-    """Only events sets, nested: one shared scan for the whole tree."""
-    node: dict[str, Any] = DID
-    for level in range(depth):
-        node = {("all", "any")[level % 2]: [DID, {"not": node}]}
-    return {"conditions": [node]}
+    return nested(events_tree, DID, depth)
+
+
+def nots(depth: int) -> dict[str, Any]:
+    return nested(negations, PROFILE, depth)
 
 
 def compiler_calls(body: dict[str, Any]) -> int:
@@ -64,7 +63,7 @@ def compiler_calls(body: dict[str, Any]) -> int:
     return calls
 
 
-@pytest.mark.parametrize("shape", [all_of_profile_and_deeper, alternating, events_only])
+@pytest.mark.parametrize("shape", [all_of_profile_and_deeper, alternating, events_only, nots])
 def test_compiler_work_grows_linearly_with_nesting(shape: Callable[[int], dict[str, Any]]) -> None:
     # Each doubling of the depth doubles the query; linear work at most doubles too (plus a constant for
     # the statement around it). The exponential compiler made 2**8 times more calls from depth 8 to 16.
@@ -75,3 +74,9 @@ def test_compiler_work_grows_linearly_with_nesting(shape: Callable[[int], dict[s
             f"depth {depth}: {calls} calls after {previous} at half the depth"
         )
         previous = calls
+
+
+@pytest.mark.parametrize("name", sorted(AT_THE_LIMITS))
+def test_queries_at_the_limits_compile(name: str) -> None:
+    compiled = compile_user_count(parse_query(AT_THE_LIMITS[name]()), account_id="A", options=OPTIONS)
+    assert compiled.sql.startswith("WITH ")

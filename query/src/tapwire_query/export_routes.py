@@ -17,9 +17,10 @@ from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query import exports
 from tapwire_query.cursors import CursorKind
+from tapwire_query.errors import QueryRoute
 from tapwire_query.http_state import Slot, State, json_body
 
-router = APIRouter(dependencies=[Slot])
+router = APIRouter(dependencies=[Slot], route_class=QueryRoute)
 
 _FLAGS = {"events": True, "profile": True, "app": False}
 
@@ -37,7 +38,7 @@ async def _serve(
 ) -> Response:
     cursor = request.query_params.get("cursor")
     if cursor:
-        cursor_state = exports.decode(state.codec, cursor, account_id=account_id, kind=kind)
+        cursor_state = state.codec.decode(cursor, account_id=account_id, kind=kind)
         records, following = await exports.page(
             cursor_state, codec=state.codec, warehouse=context.warehouse, settings=context.settings
         )
@@ -53,6 +54,7 @@ async def _serve(
         flags=_flags(request),
         codec=state.codec,
         warehouse=context.warehouse,
+        settings=context.settings,
     )
     return json_response({"status": "success", "cursor": token})
 

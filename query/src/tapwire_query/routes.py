@@ -9,11 +9,12 @@ from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
 from tapwire_query.count_routes import router as count_router
+from tapwire_query.errors import QueryRoute
 from tapwire_query.export_routes import router as export_router
 from tapwire_query.profile_lookup import Selector, find_user_key, profile_record
 from tapwire_query.segments.routes import router as segment_router
 
-router = APIRouter()
+router = APIRouter(route_class=QueryRoute)
 
 _SELECTORS: tuple[Selector, ...] = ("email", "identity", "objectId")
 

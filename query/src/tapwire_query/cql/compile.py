@@ -6,8 +6,8 @@ leaf becomes a *user set* — a ``SELECT uk ...`` over one table, grouped per ca
 boolean structure becomes ``uk IN (...)`` predicates over a driving set (the first positive conjunct, or
 every known user of the account when the query is only negative).
 
-Tenant isolation is structural: ``_Scope`` is the only place a table name is written, and every table it
-writes comes with ``account_id = <bound account>``; no AST node can produce SQL outside a scope.
+Tenant isolation is structural: ``_Statement`` is the only place a table name is written, and every table it
+writes comes with ``account_id = <bound account>``; no AST node can produce SQL outside a statement.
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ class _Set:
 @dataclass(frozen=True)
 class _Not:
     inner: _Users
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def events_leaves(self) -> int | None:
-        return self.inner.events_leaves
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", self.inner.events_leaves)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def _sum_leaves(parts: tuple[_Users, ...]) -> int | None:
 _Users = _Set | _Not | _And | _Or | _Everyone
 
 
-class _Scope:
+class _Statement:
     """One statement being compiled: its binder, the bound account and the options."""
 
     def __init__(self, account_id: str, options: CompileOptions) -> None:
@@ -139,8 +139,10 @@ class _Scope:
         self.in_ = "GLOBAL IN" if options.cluster else "IN"
         self._snapshot: str | None = None
 
-    def finish(self, body: str) -> Compiled:
-        return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}")
+    def finish(self, body: str, *, merges: bool = True) -> Compiled:
+        """The statement around ``body``; ``merges`` defines the alias map ``canonical()`` reads (every
+        statement that reads user keys needs it)."""
+        return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}" if merges else body)
 
     # Table scans: the only place tables are named, each with its tenant condition.
 
@@ -489,42 +491,42 @@ def _formula(node: _Users, leaves: list[_Events], out: list[str]) -> None:
 
 def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT uk``: the canonical user keys matching ``query`` (each once, in no particular order)."""
-    scope = _Scope(account_id, options)
-    return scope.finish(scope.users(scope.query(query, include_base=True)))
+    statement = _Statement(account_id, options)
+    return statement.finish(statement.users(statement.query(query, include_base=True)))
 
 
 def compile_user_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT n``: how many users match ``query``."""
-    scope = _Scope(account_id, options)
-    node = scope.query(query, include_base=True)
+    statement = _Statement(account_id, options)
+    node = statement.query(query, include_base=True)
     if isinstance(node, _Set) and node.scan is not None:
-        return scope.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
-    return scope.finish(f"SELECT count() AS n FROM ({scope.users(node)})")
+        return statement.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
+    return statement.finish(f"SELECT count() AS n FROM ({statement.users(node)})")
 
 
 def compile_user_page(
     query: ast.CqlQuery, *, account_id: str, options: CompileOptions, after: str | None, limit: int
 ) -> Compiled:
     """``SELECT uk`` ordered by key, keys greater than ``after`` only, at most ``limit`` (keyset paging)."""
-    scope = _Scope(account_id, options)
-    users = scope.users(scope.query(query, include_base=True))
-    keyset = f" WHERE {UK} > {scope.binder.string(after)}" if after is not None else ""
-    bound = scope.binder.bind(limit, "UInt64")
-    return scope.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
+    statement = _Statement(account_id, options)
+    users = statement.users(statement.query(query, include_base=True))
+    keyset = f" WHERE {UK} > {statement.binder.string(after)}" if after is not None else ""
+    bound = statement.binder.bind(limit, "UInt64")
+    return statement.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
 
 
-def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
+def _base_rows(statement: _Statement, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
     """Rows of the base event, restricted to users matching the rest of the query (and to ``extra``)."""
     base = query.base_event()
     if base is None:
         raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
-    condition = scope.event_condition(base, ROOT)
+    condition = statement.event_condition(base, ROOT)
     if extra is not None:
         condition = f"{condition} AND {extra}"
-    rest = scope.query(query, include_base=False)
+    rest = statement.query(query, include_base=False)
     if not isinstance(rest, _Everyone):
-        condition = f"({condition}) AND {canonical()} {scope.in_} ({scope.users(rest)})"
-    return scope.events(condition, columns)
+        condition = f"({condition}) AND {canonical()} {statement.in_} ({statement.users(rest)})"
+    return statement.events(condition, columns)
 
 
 EVENT_ROW_COLUMNS: Final = (
@@ -542,25 +544,25 @@ def compile_event_rows(
     limit: int,
 ) -> Compiled:
     """Base-event rows ordered by (ts, event_id), strictly after the ``after`` key, at most ``limit``."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     keyset = None
     if after is not None:
         ts_ms, event_id = after
-        bound_ts, bound_id = scope.binder.bind(ts_ms, "Int64"), scope.binder.string(event_id)
+        bound_ts, bound_id = statement.binder.bind(ts_ms, "Int64"), statement.binder.string(event_id)
         # The plain range on ts lets the primary key (by day) skip everything before the last page.
         keyset = (
             f"ts >= fromUnixTimestamp64Milli({bound_ts}, 'UTC') "
             f"AND (toUnixTimestamp64Milli(ts), event_id) > ({bound_ts}, {bound_id})"
         )
-    rows = _base_rows(scope, query, EVENT_ROW_COLUMNS, extra=keyset)
-    bound = scope.binder.bind(limit, "UInt64")
-    return scope.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
+    rows = _base_rows(statement, query, EVENT_ROW_COLUMNS, extra=keyset)
+    bound = statement.binder.bind(limit, "UInt64")
+    return statement.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
 
 
 def compile_event_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT n``: how many base events match ``query``."""
-    scope = _Scope(account_id, options)
-    return scope.finish(f"SELECT count() AS n FROM ({_base_rows(scope, query, '1 AS one')})")
+    statement = _Statement(account_id, options)
+    return statement.finish(f"SELECT count() AS n FROM ({_base_rows(statement, query, '1 AS one')})")
 
 
 TopSource = Literal["event_properties", "session_properties", "profile_fields"]
@@ -578,20 +580,20 @@ def compile_top(
 ) -> Compiled:
     """``SELECT value, n``: the ``top_n`` most (or least) frequent values among the base events of one event
     property, session property, or profile property of the user who did them (its current value)."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     order = "DESC" if descending else "ASC"
     if source == "profile_fields":
         value = JsonValue("v", [])
-        users = f"SELECT {UK}, {value.display} AS value FROM ({scope.profile_values(name)}) WHERE d = 0"
-        rows = _base_rows(scope, query, f"{canonical()} AS {UK}")
+        users = f"SELECT {UK}, {value.display} AS value FROM ({statement.profile_values(name)}) WHERE d = 0"
+        rows = _base_rows(statement, query, f"{canonical()} AS {UK}")
         counted = f"SELECT value FROM ({rows}) AS r INNER JOIN ({users}) AS p USING ({UK})"
     else:
         doc = "properties" if source == "event_properties" else "context"
-        value = JsonValue(doc, [scope.binder.string(name)])
-        rows = _base_rows(scope, query, f"{value.display} AS value, {value.exists} AS present")
+        value = JsonValue(doc, [statement.binder.string(name)])
+        rows = _base_rows(statement, query, f"{value.display} AS value, {value.exists} AS present")
         counted = f"SELECT value FROM ({rows}) WHERE present"
-    bound = scope.binder.bind(top_n, "UInt64")
-    return scope.finish(
+    bound = statement.binder.bind(top_n, "UInt64")
+    return statement.finish(
         f"SELECT value, count() AS n FROM ({counted}) GROUP BY value ORDER BY n {order}, value ASC LIMIT {bound}"
     )
 
@@ -614,13 +616,42 @@ def compile_trends(
     sum_property: str | None,
 ) -> Compiled:
     """``SELECT period, value`` per day/week/month: event count, unique users, or a property's sum."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     columns = f"{_PERIOD[trend]} AS period, {canonical()} AS {UK}"
     if sum_property is not None:
-        value = JsonValue("properties", [scope.binder.string(sum_property)])
+        value = JsonValue("properties", [statement.binder.string(sum_property)])
         columns += f", ifNull({value.number}, 0) AS x"
         measure = "sum(x)"
     else:
         measure = f"uniqExact({UK})" if unique else "count()"
-    rows = _base_rows(scope, query, columns)
-    return scope.finish(f"SELECT period, {measure} AS value FROM ({rows}) GROUP BY period ORDER BY period")
+    rows = _base_rows(statement, query, columns)
+    return statement.finish(
+        f"SELECT period, {measure} AS value FROM ({rows}) GROUP BY period ORDER BY period"
+    )
+
+
+def compile_active_users(
+    *, account_id: str, options: CompileOptions, since_ms: int, until_ms: int, new_since_ms: int
+) -> Compiled:
+    """``SELECT n, new``: how many users have an event with a time in [``since_ms``, ``until_ms``], and how many
+    of them were first seen at or after ``new_since_ms`` (epoch milliseconds, UTC)."""
+    statement = _Statement(account_id, options)
+    since, until = statement.binder.bind(since_ms, "Int64"), statement.binder.bind(until_ms, "Int64")
+    new_since = statement.binder.bind(new_since_ms, "Int64")
+    active = statement.events(
+        f"ts BETWEEN fromUnixTimestamp64Milli({since}, 'UTC') AND fromUnixTimestamp64Milli({until}, 'UTC')",
+        final=False,
+    )
+    return statement.finish(
+        f"SELECT count() AS n, countIf(first_ms >= {new_since}) AS new "
+        f"FROM ({active} GROUP BY {UK}) AS active "
+        f"LEFT JOIN (SELECT {UK}, toUnixTimestamp64Milli(f) AS first_ms FROM ({statement.profile_seen()})) AS seen "
+        f"USING ({UK})"
+    )
+
+
+def compile_event_name_known(*, account_id: str, options: CompileOptions, name: str) -> Compiled:
+    """``SELECT one``: one row when the account has recorded an event called ``name``, none otherwise."""
+    statement = _Statement(account_id, options)
+    condition = f"name = {statement.binder.string(name)}"
+    return statement.finish(f"{statement.events(condition, '1 AS one', final=False)} LIMIT 1", merges=False)
