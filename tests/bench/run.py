@@ -20,6 +20,7 @@ import httpx
 import orjson
 
 from tapwire_core.settings import Settings
+from tests.bench.cql_compile import run_in_subprocess as run_cql_compile_benchmark
 from tests.bench.gateways import gateway_processes, gateway_processes_wanted
 from tests.bench.loader import measure_in_process
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
@@ -178,7 +179,7 @@ def bench_hostile() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.hostile"])
 
 
-PARTS = ("ingest", "messaging", "privacy", "query", "hostile")
+PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "cql")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -209,6 +210,9 @@ def main() -> None:
     if "hostile" in parts:
         log("hostile bodies against one gateway, beside valid uploads (own process)")
         figures.update(bench_hostile())
+    if "cql" in parts:
+        log("CQL parse + compile at the parser's limits (own process)")
+        figures.update(run_cql_compile_benchmark())
     write_report(figures, parts)
     print(orjson.dumps(figures).decode(), flush=True)
 
@@ -307,6 +311,7 @@ CEILINGS: dict[str, tuple[str, float]] = {
     "query_count_p95_max_ms": ("<", 500),
     "query_vs_handwritten_ratio": ("≤", 1.5),
     "hostile_peak_rss_mib": ("≤", 512),
+    "cql_compile_ms_max": ("<", 50),
 }
 
 
