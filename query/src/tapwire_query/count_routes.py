@@ -47,7 +47,7 @@ async def _counted(
     as a job, answered when done within the sync wait or as ``partial``."""
     raw_req_id = request.query_params.get("req_id")
     if raw_req_id is not None:
-        return _poll(state, account_id, raw_req_id)
+        return await _poll(state, account_id, raw_req_id)
     body = await json_body(request)
     report = await off_loop(plan, body, account_id=account_id, options=options_for(context.settings))
     try:
@@ -63,12 +63,12 @@ async def _counted(
     return _job_response(job)
 
 
-def _poll(state: QueryState, account_id: str, raw: str) -> Response:
+async def _poll(state: QueryState, account_id: str, raw: str) -> Response:
     try:
         req_id = int(raw)
     except ValueError as exc:
         raise ApiError(400, "req_id must be an integer") from exc
-    job = state.jobs.poll(account_id, req_id)
+    job = await state.jobs.poll(account_id, req_id)
     if job is None:
         raise ApiError(404, "req_id is unknown or has expired")
     return _job_response(job)

@@ -1,7 +1,8 @@
 """Query failures as clients see them: one mapping from the query path's errors to the API's error shape.
 
 Query code raises what went wrong — ``CqlError`` (the query is invalid), ``CursorError``, the warehouse's
-``WarehouseUnavailable`` / ``WarehouseError`` — and never an HTTP error for those. Every query route is a
+``WarehouseUnavailable`` / ``WarehouseError``, the control store's ``SQLAlchemyError`` — and never an HTTP
+error for those. Every query route is a
 ``QueryRoute``, whose handler turns them into ``ApiError`` through ``api_error``; the background count jobs
 use the same function for a failure they record.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from tapwire_core.http.errors import ApiError
@@ -23,13 +25,14 @@ from tapwire_query.cursors import CursorError
 
 log = logging.getLogger(__name__)
 
-QUERY_ERRORS = (CqlError, CursorError, WarehouseError)
+QUERY_ERRORS = (CqlError, CursorError, WarehouseError, SQLAlchemyError)
 
 
 def api_error(exc: BaseException) -> ApiError:
     """The client-visible form of a failure of the query path: 422 invalid query, the cursor's own status,
-    503 + ``Retry-After`` when the warehouse is unreachable or overloaded, else 500 (logged: the input was
-    validated, so a statement the warehouse refuses is a fault of the compiler)."""
+    503 + ``Retry-After`` when the warehouse is unreachable or overloaded or the control store unreachable,
+    else 500 (logged: the input was validated, so a statement the warehouse refuses is a fault of the
+    compiler)."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, CqlError):
@@ -38,6 +41,9 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(exc.status, exc.reason)
     if isinstance(exc, WarehouseUnavailable):
         return ApiError(503, "the warehouse is unavailable; retry later", retry_after=5)
+    if isinstance(exc, SQLAlchemyError):
+        log.warning("control store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"[:500]})
+        return ApiError(503, "the control store is unavailable; retry later", retry_after=5)
     log.error("query failed", extra={"error": f"{type(exc).__name__}: {exc}"[:500]})
     return ApiError(500, "query failed")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
@@ -21,14 +21,17 @@ QUERY_CONCURRENCY: Final = 3
 @dataclass
 class QueryState:
     codec: CursorCodec
-    jobs: QueryJobs = field(default_factory=QueryJobs)
+    jobs: QueryJobs
 
 
 def query_state(request: Request, context: Context) -> QueryState:
     state: QueryState | None = getattr(request.app.state, "query", None)
     if state is None:
         settings = context.settings
-        state = QueryState(CursorCodec(settings.query_cursor_secret, ttl_s=settings.query_cursor_ttl_s))
+        state = QueryState(
+            CursorCodec(settings.query_cursor_secret, ttl_s=settings.query_cursor_ttl_s),
+            QueryJobs(context.store),
+        )
         request.app.state.query = state
     return state
 

@@ -12,6 +12,7 @@ from tapwire_core.control.privacy.models import (
     PrivacyRequestSubjectRow,
     SuppressionRow,
 )
+from tapwire_core.control.query_job_models import QueryJobRow
 from tapwire_core.control.segment_models import SegmentRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
@@ -31,6 +32,7 @@ __all__ = [
     "PrivacyNoticeRow",
     "PrivacyRequestRow",
     "PrivacyRequestSubjectRow",
+    "QueryJobRow",
     "SegmentRow",
     "SuppressionRow",
 ]
