@@ -57,13 +57,15 @@ def rig_statement(base_url: str, sql: str) -> None:
 
 
 @contextlib.contextmanager
-def running_rig(data: Path) -> Iterator[str]:
-    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit."""
+def running_rig(data: Path, *, slow: dict[str, float] | None = None) -> Iterator[str]:
+    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit. ``slow``: statements
+    binding one of these values wait that many seconds first (the rig's ``--slow-param``)."""
     env = os.environ | {"PYTHONPATH": str(_REPO_ROOT)}
     log = data / "rig.log"
+    knobs = [arg for value, seconds in (slow or {}).items() for arg in ("--slow-param", f"{value}={seconds}")]
     with open(log, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.rig.clickhouse_http", "--data", str(data / "chdb")],
+            [sys.executable, "-m", "tests.rig.clickhouse_http", "--data", str(data / "chdb"), *knobs],
             cwd=_REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,

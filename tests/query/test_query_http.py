@@ -523,3 +523,20 @@ async def test_queries_are_parsed_and_compiled_off_the_event_loop(
         pass
     assert {kind for kind, _ in seen} == {"parse", "compile"} and len(seen) > 15
     assert [kind for kind, thread in seen if thread == loop_thread] == []
+
+
+async def test_a_query_past_the_cost_limits_is_refused_naming_the_limit(
+    paging: Warehouse, store: ControlStore
+) -> None:
+    query = {"event_name": "App Opened", **JAN}
+    async with client_for(paging, store) as unlimited:
+        assert ok(await unlimited.post("/1/counts/profiles.json", json=query, headers=headers()))["count"] > 0
+        started = ok(await unlimited.post("/1/events.json?batch_size=5", json=query, headers=headers()))
+    async with client_for(paging, store, query_max_rows_to_read=100) as limited:
+        refused = await limited.post("/1/counts/profiles.json", json=query, headers=headers())
+        fail(refused, 422, "more rows than one query may")
+        fail(
+            await limited.get(f"/1/events.json?cursor={started['cursor']}", headers=headers()),
+            422,
+            "more rows than one query may",
+        )

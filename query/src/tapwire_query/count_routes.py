@@ -19,10 +19,11 @@ from tapwire_core.http.errors import ApiError, error_response, json_response
 from tapwire_query import reports
 from tapwire_query.cql import compile_active_users
 from tapwire_query.cql.off_loop import off_loop
-from tapwire_query.errors import QueryRoute, api_error
+from tapwire_query.errors import api_error
 from tapwire_query.execution import now_ms, options_for, run
 from tapwire_query.http_state import QueryState, Slot, State, json_body
 from tapwire_query.jobs import JobState, TooManyJobs
+from tapwire_query.query_route import QueryRoute
 
 router = APIRouter(dependencies=[Slot], route_class=QueryRoute)
 
@@ -53,7 +54,7 @@ async def _counted(
     try:
         job = await state.jobs.run(
             account_id,
-            partial(reports.run_report, context.warehouse, report),
+            partial(reports.run_report, state.warehouse, report),
             wait_s=context.settings.query_sync_wait_s,
         )
     except TooManyJobs as exc:
@@ -103,7 +104,7 @@ async def trends(request: Request, account: PasscodeAccount, context: Context, s
 
 
 @router.post("/1/now.json")
-async def active_now(request: Request, account: PasscodeAccount, context: Context) -> Response:
+async def active_now(request: Request, account: PasscodeAccount, context: Context, state: State) -> Response:
     """Users with an event in the last five minutes; ``{"user_type": true}`` splits new from returning."""
     body = await json_body(request, empty={})
     if not isinstance(body, dict):
@@ -119,7 +120,7 @@ async def active_now(request: Request, account: PasscodeAccount, context: Contex
         until_ms=now,
         new_since_ms=since,
     )
-    rows = await run(context.warehouse, compiled)
+    rows = await run(state.warehouse, compiled)
     count = int(rows[0]["n"])
     result: dict[str, Any] = {"status": "success", "count": count}
     if split:

@@ -17,8 +17,8 @@ from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query import exports
 from tapwire_query.cursors import CursorKind
-from tapwire_query.errors import QueryRoute
 from tapwire_query.http_state import Slot, State, json_body
+from tapwire_query.query_route import QueryRoute
 
 router = APIRouter(dependencies=[Slot], route_class=QueryRoute)
 
@@ -40,7 +40,7 @@ async def _serve(
     if cursor:
         cursor_state = state.codec.decode(cursor, account_id=account_id, kind=kind)
         records, following = await exports.page(
-            cursor_state, codec=state.codec, warehouse=context.warehouse, settings=context.settings
+            cursor_state, codec=state.codec, warehouse=state.warehouse, settings=context.settings
         )
         page: dict[str, Any] = {"status": "success", "records": records}
         if following is not None:
@@ -53,7 +53,7 @@ async def _serve(
         batch_size=exports.batch_size_of(request.query_params.get("batch_size")),
         flags=_flags(request),
         codec=state.codec,
-        warehouse=context.warehouse,
+        warehouse=state.warehouse,
         settings=context.settings,
     )
     return json_response({"status": "success", "cursor": token})

@@ -17,9 +17,9 @@ from tapwire_query.cql.ast import StrictModel
 from tapwire_query.cql.off_loop import off_loop
 from tapwire_query.cql.parse import parse_as
 from tapwire_query.cursors import CursorState
-from tapwire_query.errors import QueryRoute
 from tapwire_query.execution import now_ms, options_for
 from tapwire_query.http_state import Slot, State, json_body
+from tapwire_query.query_route import QueryRoute
 from tapwire_query.reports import profile_count_report, run_report
 from tapwire_query.segments.store import Segment, create_segment, get_segment
 
@@ -61,12 +61,14 @@ async def read_segment(segment_id: str, account: PasscodeAccount, context: Conte
 
 
 @router.post("/segments/{segment_id}/count")
-async def count_segment(segment_id: str, account: PasscodeAccount, context: Context) -> Response:
+async def count_segment(
+    segment_id: str, account: PasscodeAccount, context: Context, state: State
+) -> Response:
     segment = await _segment(context, account.id, segment_id)
     report = await off_loop(
         profile_count_report, segment.definition, account_id=account.id, options=options_for(context.settings)
     )
-    return json_response({"status": "success", **await run_report(context.warehouse, report)})
+    return json_response({"status": "success", **await run_report(state.warehouse, report)})
 
 
 @router.get("/segments/{segment_id}/members")
@@ -92,7 +94,7 @@ async def segment_members(
             scope=segment_id,
         )
     records, following = await exports.page(
-        cursor_state, codec=state.codec, warehouse=context.warehouse, settings=context.settings
+        cursor_state, codec=state.codec, warehouse=state.warehouse, settings=context.settings
     )
     body: dict[str, Any] = {"status": "success", "records": records}
     if following is not None:
