@@ -334,6 +334,10 @@ async def test_slow_counts_answer_partial_then_the_same_count(paging: Warehouse,
             else:
                 assert body["count"] == len(truth().event_rows(parse_query(query)))
         fail(await slow.get("/1/counts/profiles.json?req_id=12345", headers=headers()), 404, "req_id")
+        for outside in (-1, 0, 2**63, 10**40):
+            fail(
+                await slow.get(f"/1/counts/profiles.json?req_id={outside}", headers=headers()), 404, "req_id"
+            )
         fail(await slow.get("/1/counts/profiles.json?req_id=abc", headers=headers()), 400, "req_id")
 
 

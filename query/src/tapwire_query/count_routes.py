@@ -69,6 +69,8 @@ async def _poll(state: QueryState, account_id: str, raw: str) -> Response:
         req_id = int(raw)
     except ValueError as exc:
         raise ApiError(400, "req_id must be an integer") from exc
+    if not 0 < req_id < 2**63:  # no job has such an id, and the stores' integers stop at 2**63 - 1
+        raise ApiError(404, "req_id is unknown or has expired")
     job = await state.jobs.poll(account_id, req_id)
     if job is None:
         raise ApiError(404, "req_id is unknown or has expired")
