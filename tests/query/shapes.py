@@ -83,7 +83,8 @@ def with_objects(count: int = MAX_OBJECTS) -> dict[str, Any]:
 
 def widest() -> dict[str, Any]:
     """The most profile sets one query can ask for: ``MAX_OBJECTS`` objects of profile conditions, with 100
-    three-level geo paths (arrays, not objects: 300 more profile sets) in their common properties."""
+    three-level geo paths (arrays, not objects: 300 more profile sets) in their common properties. Its SQL
+    would pass ClickHouse's size limit: the compiler refuses it (``MAX_SQL_BYTES``), after compiling it."""
     body = with_objects(MAX_OBJECTS - 1)
     body["common_profile_properties"] = {"geo_fields": [["Country", "Region", "City"]] * 100}
     return body

@@ -30,6 +30,7 @@ from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
 from tests.query.dataset import ACCOUNT, OTHER_ACCOUNT, truth
+from tests.query.shapes import with_objects
 
 pytestmark = pytest.mark.integration
 
@@ -544,3 +545,17 @@ async def test_a_query_past_the_cost_limits_is_refused_naming_the_limit(
             422,
             "more rows than one query may",
         )
+
+
+async def test_a_query_too_large_for_clickhouse_is_refused_as_a_client_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # Its SQL fits ClickHouse's size limit, its syntax tree not (max_ast_elements): a 422, not a 500.
+    body = with_objects(463)
+    fail(await client.post("/1/counts/profiles.json", json=body, headers=headers()), 422, "more conditions")
+    # Larger still: the compiler refuses it before anything reaches the warehouse.
+    fail(
+        await client.post("/1/counts/profiles.json", json=with_objects(999), headers=headers()),
+        422,
+        "too large",
+    )

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tapwire_query.cql import CompileOptions, compile_user_count, compile_user_set, parse_query
+from tapwire_query.cql import CompileOptions, CqlError, compile_user_count, compile_user_set, parse_query
 from tapwire_query.cql import compile as compile_module
+from tapwire_query.cql.compile import MAX_SQL_BYTES
 from tests.query.shapes import (
     AT_THE_LIMITS,
     DID,
@@ -77,6 +78,11 @@ def test_compiler_work_grows_linearly_with_nesting(shape: Callable[[int], dict[s
 
 
 @pytest.mark.parametrize("name", sorted(AT_THE_LIMITS))
-def test_queries_at_the_limits_compile(name: str) -> None:
-    compiled = compile_user_count(parse_query(AT_THE_LIMITS[name]()), account_id="A", options=OPTIONS)
-    assert compiled.sql.startswith("WITH ")
+def test_queries_at_the_limits_compile_or_are_refused_as_too_large(name: str) -> None:
+    query = parse_query(AT_THE_LIMITS[name]())
+    try:
+        compiled = compile_user_count(query, account_id="A", options=OPTIONS)
+    except CqlError as refused:
+        assert "too large once compiled" in str(refused) and "geo" in name
+    else:
+        assert compiled.sql.startswith("WITH ") and len(compiled.sql) <= MAX_SQL_BYTES

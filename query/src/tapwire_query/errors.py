@@ -33,6 +33,9 @@ _LIMITS = {
     159: "it would run longer than one query may here",  # TIMEOUT_EXCEEDED (max_execution_time)
     160: "it would run longer than one query may here",  # TOO_SLOW
     241: "it would need more memory than one query may use here",  # MEMORY_LIMIT_EXCEEDED
+    167: "it nests deeper than one query may here",  # TOO_DEEP_SUBQUERIES
+    168: "it has more conditions than one query may here",  # TOO_BIG_AST (max_ast_elements)
+    169: "it nests deeper than one query may here",  # TOO_DEEP_AST
 }
 
 

@@ -34,6 +34,9 @@ _COUNT_SQL: Final = {
 }
 _GEO_KEYS: Final = ("Country", "Region", "City")
 UK: Final = "uk"
+# ClickHouse's default max_query_size, which chDB applies too (a per-statement setting cannot raise it: the
+# statement is parsed before its settings apply). Profile filters are the largest part, about 1.2 KB each.
+MAX_SQL_BYTES: Final = 262_144
 _DAY_MS: Final = 86_400_000
 
 
@@ -141,8 +144,15 @@ class _Statement:
 
     def finish(self, body: str, *, merges: bool = True) -> Compiled:
         """The statement around ``body``; ``merges`` defines the alias map ``canonical()`` reads (every
-        statement that reads user keys needs it)."""
-        return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}" if merges else body)
+        statement that reads user keys needs it). Raises ``CqlError`` when the statement is longer than
+        ClickHouse parses (``MAX_SQL_BYTES``): a client error to narrow, not a statement the warehouse refuses."""
+        sql = f"WITH {aliases_clause(self.account)}\n{body}" if merges else body
+        if len(sql) > MAX_SQL_BYTES:  # the SQL is ASCII: every value is a bound parameter
+            raise CqlError(
+                f"query: too large once compiled ({len(sql)} bytes of SQL, at most {MAX_SQL_BYTES}); "
+                "use fewer conditions"
+            )
+        return self.binder.finish(sql)
 
     # Table scans: the only place tables are named, each with its tenant condition.
 
