@@ -178,6 +178,9 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "audience": f"{IDENTIFIER} (an explicit-identities audience names users; a CQL audience names none)",
     },
     "segments": {"definition": "CQL written by the customer (may name a profile value the customer chose)"},
+    "query_jobs": {
+        "value": f"aggregates of {BEHAVIOUR} and {PROFILE} (a most frequent value may be one user's property value)"
+    },
 }
 
 
@@ -202,6 +205,7 @@ def _retention(settings: Settings) -> dict[str, str]:
         "message_interactions": "until erased by a privacy request or the account's erasure",
         "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
         "segments": "while the account keeps the segment",
+        "query_jobs": "10 minutes after the count finishes (while it runs, a 30-second lease its replica renews)",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

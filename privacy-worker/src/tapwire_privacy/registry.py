@@ -76,6 +76,10 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
         "(the controller) edits or deletes through the segments API"
     ),
+    "query_jobs": Exempt(
+        "answers of the customer's counts that outlived their request: aggregates over its users (counts, trends, "
+        "most frequent values), no user key; kept 10 minutes, far inside any erasure deadline"
+    ),
 }
 
 FILE_STORES: Final[dict[str, Coverage]] = {"export_archives": "files.export_archives"}
