@@ -20,6 +20,7 @@ import httpx
 import orjson
 
 from tapwire_core.settings import Settings
+from tests.bench.cql_compile import run_in_subprocess as run_cql_compile_benchmark
 from tests.bench.gateways import gateway_processes, gateway_processes_wanted
 from tests.bench.loader import measure_in_process
 from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
@@ -191,7 +192,7 @@ def bench_websdk() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.websdk"])
 
 
-PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console", "websdk")
+PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console", "websdk", "cql")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -228,6 +229,9 @@ def main() -> None:
     if "console" in parts:
         log("console: every page and the builder's live count over the 1M-event dataset (tapwire up)")
         figures.update(bench_console())
+    if "cql" in parts:
+        log("CQL parse + compile at the parser's limits (own process)")
+        figures.update(run_cql_compile_benchmark())
     write_report(figures, parts)
     print(orjson.dumps(figures).decode(), flush=True)
 
@@ -329,6 +333,7 @@ CEILINGS: dict[str, tuple[str, float]] = {
     "console_live_count_p95_ms": ("<", 1000),
     "query_vs_handwritten_ratio": ("≤", 1.5),
     "hostile_peak_rss_mib": ("≤", 512),
+    "cql_compile_ms_max": ("<", 50),
 }
 
 

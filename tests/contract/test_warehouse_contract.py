@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
+from tapwire_core.warehouse import QueryLimits, Warehouse, WarehouseError, WarehouseUnavailable
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
 from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
@@ -419,3 +422,80 @@ async def test_server_gone_after_start_is_unavailable(tmp_path: Path) -> None:
         assert not await warehouse.ping()
     finally:
         await warehouse.close()
+
+
+LOOSE = QueryLimits(max_execution_s=60, max_memory_bytes=4 * 1024**3, max_rows_to_read=10**12)
+
+
+async def test_a_read_past_its_row_limit_fails_naming_it(warehouse: Warehouse) -> None:
+    limits = dataclasses.replace(LOOSE, max_rows_to_read=1000)
+    assert await warehouse.query("SELECT count() AS n FROM numbers(1000)", limits=limits) == [{"n": 1000}]
+    with pytest.raises(WarehouseError) as refused:
+        await warehouse.query("SELECT count() AS n FROM numbers(100000)", limits=limits)
+    assert refused.value.code == 158 and "max_rows_to_read" in str(refused.value)
+
+
+async def test_a_read_past_its_time_limit_stops(warehouse: Warehouse) -> None:
+    limits = dataclasses.replace(LOOSE, max_execution_s=1)
+    started = time.monotonic()
+    with pytest.raises(WarehouseError) as refused:
+        await warehouse.query("SELECT count() AS n FROM numbers_mt(100000000000)", limits=limits)
+    assert refused.value.code == 159
+    assert time.monotonic() - started < 30  # the statement itself would read 10^11 rows
+
+
+async def test_a_read_past_its_memory_limit_fails_naming_it(warehouse: Warehouse) -> None:
+    limits = dataclasses.replace(LOOSE, max_memory_bytes=20 * 1024**2)
+    with pytest.raises(WarehouseError) as refused:
+        await warehouse.query(
+            "SELECT count() AS n FROM (SELECT groupArray(number) AS all_of_them FROM numbers(10000000))",
+            limits=limits,
+        )
+    message = str(refused.value)
+    assert refused.value.code == 241 and ("(for query)" in message or "Query memory limit" in message)
+
+
+async def test_a_limited_read_cannot_write(warehouse: Warehouse) -> None:
+    with pytest.raises(WarehouseError) as refused:
+        await warehouse.query("CREATE TABLE written_by_a_reader (a UInt8) ENGINE = Memory", limits=LOOSE)
+    assert refused.value.code == 164
+    assert await warehouse.query(
+        "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'written_by_a_reader'"
+    ) == [{"n": 0}]
+    # The refusal stays with that statement: the engine (one session in chDB) still takes writes.
+    await warehouse.command("CREATE TABLE written_after_a_reader (a UInt8) ENGINE = Memory")
+
+
+async def test_a_cancelled_read_is_killed_on_the_server(tmp_path: Path) -> None:
+    """The caller gives up on a statement still running on ClickHouse (a slow one, in the rig): the
+    statement is killed by its query id, and the server is free for the next one at once."""
+    with running_rig(tmp_path, slow={"takes a while": 60}) as url:
+        warehouse = ClickHouseWarehouse(f"{url}/slow")
+        await warehouse.start()
+        try:
+            reading = asyncio.ensure_future(
+                warehouse.query("SELECT {marker:String} AS marker", {"marker": "takes a while"}, limits=LOOSE)
+            )
+            await asyncio.sleep(0.5)
+            assert not reading.done()
+            reading.cancel()
+            killed = await _rig_killed(url, count=1)
+            assert len(killed) == 1
+            started = time.monotonic()
+            assert await warehouse.query("SELECT 1 AS one") == [{"one": 1}]
+            assert time.monotonic() - started < 5
+        finally:
+            await warehouse.close()
+
+
+async def _rig_killed(url: str, *, count: int, timeout_s: float = 10) -> list[str]:
+    """The query ids the rig has stopped, once there are ``count`` of them (or the timeout passed)."""
+    address = url.split("@", 1)[1]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with httpx.AsyncClient() as client:
+            killed: list[str] = (await client.get(f"http://{address}/rig/killed")).json()
+        if len(killed) >= count or time.monotonic() > deadline:
+            return killed
+        await asyncio.sleep(0.05)

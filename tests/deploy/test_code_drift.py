@@ -178,7 +178,12 @@ def test_connection_secrets_point_at_the_state_clusters(overlay: str) -> None:
                 if item["name"] == "TAPWIRE_DATABASE_URL":
                     assert ref == {"name": f"{pg['metadata']['name']}-app", "key": "uri"}
                 if item["name"] == "TAPWIRE_CLICKHOUSE_URL":
-                    assert ref == {"name": "tapwire-clickhouse", "key": "url"}
+                    # A ClickHouse user and Secret per service, the schema owner's for the migration Job
+                    # (test_clickhouse_users.py says who uses which).
+                    assert ref["key"] == "url" and re.fullmatch(r"tapwire-clickhouse(-[a-z]+)?", ref["name"])
+                    url = o.get("ExternalSecret", ref["name"])["spec"]["target"]["template"]["data"]["url"]
+                    host = f"clickhouse-{chi['metadata']['name']}:8123"
+                    assert re.fullmatch(rf"http://tapwire(_[a-z]+)?:.*@{host}/tapwire", url)
 
 
 def test_each_region_deploys_its_own_region_only(overlay: str) -> None:

@@ -83,10 +83,12 @@ def clear_rig_faults(base_url: str) -> None:
 
 
 class RigProcess:
-    """The rig as a subprocess on one chDB directory; ``kill()`` and ``start()`` again keep its port and data."""
+    """The rig as a subprocess on one chDB directory; ``kill()`` and ``start()`` again keep its port and data.
+    ``slow``: statements binding one of these values wait that many seconds first (the rig's ``--slow-param``)."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *, slow: dict[str, float] | None = None) -> None:
         self.data = data
+        self.slow = slow or {}
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -99,6 +101,9 @@ class RigProcess:
         env = os.environ | {"PYTHONPATH": str(_REPO_ROOT)}
         log = self.data / "rig.log"
         args = [sys.executable, "-m", "tests.rig.clickhouse_http", "--data", str(self.data / "chdb")]
+        args += [
+            arg for value, seconds in self.slow.items() for arg in ("--slow-param", f"{value}={seconds}")
+        ]
         if self.port:
             args += ["--port", str(self.port)]
         with open(log, "ab") as stderr:
@@ -132,9 +137,10 @@ class RigProcess:
 
 
 @contextlib.contextmanager
-def running_rig(data: Path) -> Iterator[str]:
-    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit."""
-    rig = RigProcess(data)
+def running_rig(data: Path, *, slow: dict[str, float] | None = None) -> Iterator[str]:
+    """The rig as a subprocess on ``data``; yields its base URL and stops it on exit (``slow``: see
+    :class:`RigProcess`)."""
+    rig = RigProcess(data, slow=slow)
     try:
         rig.start()
         yield rig.url

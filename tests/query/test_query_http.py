@@ -6,6 +6,7 @@ import asyncio
 import base64
 import collections
 import datetime as dt
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,12 +22,15 @@ from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_query.audience import SegmentNotFound, count_user_keys, resolve_user_keys
+from tapwire_query.cql import compile as cql_compile
+from tapwire_query.cql import parse as cql_parse
 from tapwire_query.cql import parse_query
 from tapwire_query.cursors import CursorCodec, CursorState
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
 from tests.query.dataset import ACCOUNT, OTHER_ACCOUNT, truth
+from tests.query.shapes import with_objects
 
 pytestmark = pytest.mark.integration
 
@@ -331,6 +335,10 @@ async def test_slow_counts_answer_partial_then_the_same_count(paging: Warehouse,
             else:
                 assert body["count"] == len(truth().event_rows(parse_query(query)))
         fail(await slow.get("/1/counts/profiles.json?req_id=12345", headers=headers()), 404, "req_id")
+        for outside in (-1, 0, 2**63, 10**40):
+            fail(
+                await slow.get(f"/1/counts/profiles.json?req_id={outside}", headers=headers()), 404, "req_id"
+            )
         fail(await slow.get("/1/counts/profiles.json?req_id=abc", headers=headers()), 400, "req_id")
 
 
@@ -469,3 +477,85 @@ async def test_profile_lookup_answers_with_the_merged_person(client: httpx.Async
     alone = ok(await client.get("/1/profile.json?identity=user-0000011", headers=headers()))["record"]
     assert alone["identity"] == "user-0000011"
     fail(await client.get("/1/profile.json?identity=nobody", headers=headers()), 404, "not found")
+
+
+async def test_queries_are_parsed_and_compiled_off_the_event_loop(
+    client: httpx.AsyncClient, paging: Warehouse, store: ControlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every endpoint that takes a query, and the audience library, validate and compile it on other
+    threads than the event loop's (a large query is CPU work the loop must not wait on)."""
+    loop_thread = threading.get_ident()
+    seen: list[tuple[str, int]] = []
+    check_shape = cql_parse._check_shape
+    start_statement = cql_compile._Statement.__init__
+
+    def shape(body: Any) -> None:
+        seen.append(("parse", threading.get_ident()))
+        check_shape(body)
+
+    def statement(self: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append(("compile", threading.get_ident()))
+        start_statement(self, *args, **kwargs)
+
+    monkeypatch.setattr(cql_parse, "_check_shape", shape)
+    monkeypatch.setattr(cql_compile._Statement, "__init__", statement)
+    query = {
+        "event_name": "App Opened",
+        **JAN,
+        "conditions": [{"profile": {"name": "City", "operator": "exists"}}],
+    }
+    groups = {"groups": {"g": {"property_type": "event_properties", "name": "Platform"}}}
+    ok(await client.post("/1/counts/profiles.json", json=query, headers=headers()))
+    ok(await client.post("/1/counts/events.json", json=query, headers=headers()))
+    ok(await client.post("/1/counts/top.json", json=query | groups, headers=headers()))
+    ok(
+        await client.post(
+            "/1/counts/trends.json",
+            json=query | {"groups": {"d": {"trend_type": "daily"}}},
+            headers=headers(),
+        )
+    )
+    ok(await client.post("/1/now.json", json={}, headers=headers()))
+    started = ok(await client.post("/1/events.json?batch_size=5", json=query, headers=headers()))
+    ok(await client.get(f"/1/events.json?cursor={started['cursor']}", headers=headers()))
+    segment = await client.post("/segments", json={"name": "s", "definition": query}, headers=headers())
+    assert segment.status_code == 201, segment.text
+    segment_id = segment.json()["id"]
+    ok(await client.post(f"/segments/{segment_id}/count", headers=headers()))
+    ok(await client.get(f"/segments/{segment_id}/members?batch_size=5", headers=headers()))
+    await count_user_keys(paging, account_id=ACCOUNT, segment_id=segment_id, store=store)
+    async for _ in resolve_user_keys(paging, account_id=ACCOUNT, where=query, page_size=50):
+        pass
+    assert {kind for kind, _ in seen} == {"parse", "compile"} and len(seen) > 15
+    assert [kind for kind, thread in seen if thread == loop_thread] == []
+
+
+async def test_a_query_past_the_cost_limits_is_refused_naming_the_limit(
+    paging: Warehouse, store: ControlStore
+) -> None:
+    query = {"event_name": "App Opened", **JAN}
+    async with client_for(paging, store) as unlimited:
+        assert ok(await unlimited.post("/1/counts/profiles.json", json=query, headers=headers()))["count"] > 0
+        started = ok(await unlimited.post("/1/events.json?batch_size=5", json=query, headers=headers()))
+    async with client_for(paging, store, query_max_rows_to_read=100) as limited:
+        refused = await limited.post("/1/counts/profiles.json", json=query, headers=headers())
+        fail(refused, 422, "more rows than one query may")
+        fail(
+            await limited.get(f"/1/events.json?cursor={started['cursor']}", headers=headers()),
+            422,
+            "more rows than one query may",
+        )
+
+
+async def test_a_query_too_large_for_clickhouse_is_refused_as_a_client_error(
+    client: httpx.AsyncClient,
+) -> None:
+    # Its SQL fits ClickHouse's size limit, its syntax tree not (max_ast_elements): a 422, not a 500.
+    body = with_objects(463)
+    fail(await client.post("/1/counts/profiles.json", json=body, headers=headers()), 422, "more conditions")
+    # Larger still: the compiler refuses it before anything reaches the warehouse.
+    fail(
+        await client.post("/1/counts/profiles.json", json=with_objects(999), headers=headers()),
+        422,
+        "too large",
+    )

@@ -14,8 +14,17 @@ protocol for clickhouse-connect (and so ``ClickHouseWarehouse``) to run the same
   ``file()`` in ``input()``'s place.
 - Request bodies may be compressed (``Content-Encoding: lz4|gzip|deflate``) and may be chunked; responses
   are never compressed (ClickHouse compresses only on request, and clients honour ``Content-Encoding``).
-- Other URL parameters (settings, ``session_id``, ``query_id``, ``insert_deduplication_token`` ...) are
-  accepted and ignored. Credentials are not checked.
+- The cost-limit settings (``LIMIT_SETTINGS``: ``max_execution_time``, ``max_memory_usage``,
+  ``max_rows_to_read``, ``readonly``, ...) given as URL parameters apply to the statement, as ClickHouse applies
+  them (the rig appends them as a ``SETTINGS`` clause). Other URL parameters (``session_id``,
+  ``insert_deduplication_token`` ...) are accepted and ignored. Credentials are not checked.
+- ``query_id`` names the statement while it runs. ``KILL QUERY WHERE query_id = '<id>'`` (literal or bound
+  ``{name:String}``, ``SYNC``/``ASYNC``) stops it if it is still waiting (see ``--slow-param``), runs without
+  the engine lock, and answers one row per stopped statement; the stopped statement fails with code 394
+  (``QUERY_WAS_CANCELLED``). ``GET /rig/killed`` (the rig's own path) lists the ids stopped so far, as JSON.
+- ``--slow-param VALUE=SECONDS`` (repeatable): a statement with a bound parameter equal to ``VALUE`` waits
+  ``SECONDS`` before it runs, outside the engine lock and stoppable by ``KILL QUERY`` — a stand-in for a long
+  query, since the data the tests load is small.
 - Responses carry ``X-ClickHouse-Summary``, ``-Format``, ``-Timezone``, ``-Query-Id``,
   ``-Server-Display-Name``; errors are HTTP 500 with ``Code: N. DB::Exception: ...`` text and the
   ``X-ClickHouse-Exception-Code`` header, so clients raise their usual errors.
@@ -77,6 +86,66 @@ class RigError(Exception):
         self.code = code
 
 
+# Settings ClickHouse takes from the URL that the rig applies to the statement (the cost limits clients set).
+LIMIT_SETTINGS = frozenset(
+    {
+        "max_execution_time",
+        "timeout_overflow_mode",
+        "max_memory_usage",
+        "max_rows_to_read",
+        "max_bytes_to_read",
+        "read_overflow_mode",
+        "readonly",
+    }
+)
+_KILL = re.compile(
+    r"^\s*KILL\s+QUERY\s+WHERE\s+query_id\s*=\s*(?:'(?P<literal>[^']*)'|\{(?P<param>\w+):String\})"
+    r"(?:\s+(?:SYNC|ASYNC))?\s*(?:FORMAT\s+\w+\s*)?;?\s*$",
+    re.IGNORECASE,
+)
+
+
+_READ = re.compile(r"^\s*\(*\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXISTS|EXPLAIN)\b", re.IGNORECASE)
+
+
+class Cancelled(Exception):
+    """The statement was stopped by ``KILL QUERY`` before it ran."""
+
+
+class Running:
+    """Statements by query id while they run, the ones stopped, and the slow-down knob."""
+
+    def __init__(self, slow: dict[str, float]) -> None:
+        self.slow = slow
+        self._lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}
+        self.killed: list[str] = []
+
+    def enter(self, query_id: str) -> threading.Event:
+        stop = threading.Event()
+        with self._lock:
+            self._stops[query_id] = stop
+        return stop
+
+    def leave(self, query_id: str) -> None:
+        with self._lock:
+            self._stops.pop(query_id, None)
+
+    def kill(self, query_id: str) -> bool:
+        with self._lock:
+            stop = self._stops.get(query_id)
+            if stop is None:
+                return False
+            stop.set()
+            self.killed.append(query_id)
+            return True
+
+    def wait_if_slow(self, params: dict[str, str], stop: threading.Event) -> None:
+        delay = max((self.slow.get(value, 0.0) for value in params.values()), default=0.0)
+        if delay and stop.wait(delay):
+            raise Cancelled
+
+
 class _InjectedStatus(Exception):
     """An injected HTTP error that carries no ClickHouse code."""
 
@@ -96,10 +165,11 @@ def _fault_error(fault: Fault) -> Exception:
 class Engine:
     """The chDB session and the lock that keeps it to one statement at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, slow: dict[str, float] | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.session: Any = _Session(str(path))
         self.lock = threading.Lock()
+        self.running = Running(slow or {})
         self.version = self.session.query("SELECT version()", "TabSeparated").bytes().decode().strip()
         self._current_database = "default"
 
@@ -272,6 +342,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/ping":
             self._send(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
             return
+        if path == "/rig/killed":
+            self._send(
+                200, json.dumps(self.engine.running.killed).encode(), {"Content-Type": "application/json"}
+            )
+            return
         if path == "/rig/faults":
             self._send(200, json.dumps(self.faults.counts()).encode(), {"Content-Type": "application/json"})
             return
@@ -344,12 +419,32 @@ class Handler(BaseHTTPRequestHandler):
                 sql = f"{sql}\n{body.decode()}" if sql else body.decode()
             if not sql.strip():
                 raise RigError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
+            kill = _KILL.match(sql)
+            if kill is not None:
+                self._kill(kill.group("literal") or bound.get(kill.group("param") or "", ""), query_id)
+                return
             fault = self.faults.take(sql, database)
             if fault is not None and not fault.applied:
                 raise _fault_error(fault)
             trailing = _TRAILING_FORMAT.search(sql)
             fmt = trailing.group(1) if trailing else params.get("default_format") or "TabSeparated"
-            data, summary = self.engine.run(sql, fmt, bound, database)
+            if params.get("readonly", "0") != "0" and not _READ.match(sql):
+                # ClickHouse refuses it for this request only; applied to the rig's one session, readonly
+                # would outlive the statement, so the rig refuses it without running it.
+                raise RigError(
+                    164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)"
+                )
+            sql = _with_limits(sql, trailing, params)
+            stop = self.engine.running.enter(query_id)
+            try:
+                self.engine.running.wait_if_slow(bound, stop)
+                data, summary = self.engine.run(sql, fmt, bound, database)
+            except Cancelled:
+                raise RigError(
+                    394, "Code: 394. DB::Exception: Query was cancelled. (QUERY_WAS_CANCELLED)"
+                ) from None
+            finally:
+                self.engine.running.leave(query_id)
             if fault is not None:
                 raise _fault_error(fault)
             self._send(200, data, self._headers(query_id, summary, fmt))
@@ -364,6 +459,11 @@ class Handler(BaseHTTPRequestHandler):
             if not message.startswith("Code:"):
                 message = f"Code: {code}. DB::Exception: {message}. (STD_EXCEPTION)"
             self._error(code, message, query_id)
+
+    def _kill(self, target: str, query_id: str) -> None:
+        stopped = self.engine.running.kill(target)
+        rows = f"finished\t{target}\tdefault\t\n".encode() if stopped else b""
+        self._send(200, rows, self._headers(query_id, {"read_rows": 0, "read_bytes": 0}, "TabSeparated"))
 
     def _headers(self, query_id: str, summary: dict[str, Any], fmt: str) -> dict[str, str]:
         text = fmt.startswith(_TEXT_FORMATS)
@@ -401,8 +501,25 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def serve(data: Path, port: int) -> None:
-    engine = Engine(data)
+def _with_limits(sql: str, trailing: re.Match[str] | None, params: dict[str, str]) -> str:
+    """``sql`` with the URL's cost-limit settings as a ``SETTINGS`` clause (before its ``FORMAT``)."""
+    limits = {key: value for key, value in params.items() if key in LIMIT_SETTINGS}
+    if not limits:
+        return sql
+    clause = " SETTINGS " + ", ".join(f"{key} = {_setting_literal(value)}" for key, value in limits.items())
+    if trailing is None:
+        return sql.rstrip().rstrip(";") + clause
+    return sql[: trailing.start()].rstrip() + clause + "\n" + sql[trailing.start() :]
+
+
+def _setting_literal(value: str) -> str:
+    if re.fullmatch(r"-?\d+(\.\d+)?", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def serve(data: Path, port: int, slow: dict[str, float] | None = None) -> None:
+    engine = Engine(data, slow)
     handler = type("BoundHandler", (Handler,), {"engine": engine, "faults": Faults()})
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
@@ -441,8 +558,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="TEST RIG: ClickHouse HTTP interface over chDB")
     parser.add_argument("--data", type=Path, required=True, help="chDB data directory")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 picks a free one)")
+    parser.add_argument(
+        "--slow-param",
+        action="append",
+        default=[],
+        metavar="VALUE=SECONDS",
+        help="statements binding a parameter equal to VALUE wait SECONDS first (stoppable by KILL QUERY)",
+    )
     args = parser.parse_args()
-    serve(args.data, args.port)
+    slow = {value: float(seconds) for value, _, seconds in (item.rpartition("=") for item in args.slow_param)}
+    serve(args.data, args.port, slow)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from tapwire_query.cql import (
     parse_query,
 )
 from tapwire_query.cql.sql import Compiled
+from tests.query.shapes import PROFILE, deepest, json_depth, profile_chain, with_objects
 
 OPTIONS = CompileOptions(today=dt.date(2026, 2, 1))
 WINDOW = {"from": 20260101, "to": 20260102}
@@ -220,3 +221,53 @@ def test_event_endpoints_need_a_base_event() -> None:
         compile_event_count(
             parse_query({"conditions": [{"first_seen": WINDOW}]}), account_id="A", options=OPTIONS
         )
+
+
+def nested_all(json_levels: int) -> dict[str, Any]:
+    """A query exactly ``json_levels`` deep: ``all`` of a profile filter and the ``all`` below (a ``not`` on
+    top when that leaves it one level short)."""
+    body = deepest(profile_chain, PROFILE, json_levels)
+    if json_depth(body) < json_levels:
+        body = {"conditions": [{"not": body["conditions"][0]}]}
+    assert json_depth(body) == json_levels
+    return body
+
+
+def test_a_query_at_the_nesting_limit_compiles_and_one_level_more_is_refused() -> None:
+    at_limit = parse_query(nested_all(250))
+    compiled = compile_user_count(at_limit, account_id="A", options=OPTIONS)
+    assert compiled.sql.count("profile_props") > 100
+    with pytest.raises(CqlError, match="query: nested more than 250 levels deep"):
+        parse_query(nested_all(251))
+    inside_a_value = {
+        "event_name": "x",
+        **WINDOW,
+        "event_properties": [{"name": "a", "value": nested_all(250)}],
+    }
+    with pytest.raises(CqlError, match="nested more than 250 levels"):
+        parse_query(inside_a_value)
+
+
+def test_nested_conditions_are_refused_by_the_nesting_limit_before_the_validator_fails_on_them() -> None:
+    # The validator refuses more than 254 nested conditions with misleading messages ("Tuple should have at
+    # least 1 item"); the nesting limit refuses them first, by name.
+    node: dict[str, Any] = PROFILE
+    for _ in range(270):
+        node = {"not": node}
+    with pytest.raises(CqlError) as refused:
+        parse_query({"conditions": [{"all": [node]}]})
+    assert str(refused.value) == "query: nested more than 250 levels deep"
+
+
+def test_a_query_holds_at_most_1000_objects() -> None:
+    parse_query(with_objects(1000))
+    with pytest.raises(CqlError, match="more than 1000 objects"):
+        parse_query(with_objects(1001))
+
+
+def test_a_statement_longer_than_clickhouse_parses_is_refused_by_the_compiler() -> None:
+    # About 1.2 KB of SQL per profile condition: 200 fit in ClickHouse's 256 KiB, 300 do not.
+    fits = compile_user_count(parse_query(with_objects(401)), account_id="A", options=OPTIONS)
+    assert 200_000 < len(fits.sql) <= 262_144
+    with pytest.raises(CqlError, match=r"too large once compiled \(\d+ bytes of SQL, at most 262144\)"):
+        compile_user_count(parse_query(with_objects(601)), account_id="A", options=OPTIONS)

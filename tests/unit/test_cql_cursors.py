@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from tapwire_core.control.store import ControlStore
 from tapwire_query.cursors import CursorCodec, CursorError, CursorState
-from tapwire_query.jobs import QueryJobs, TooManyJobs
+from tapwire_query.jobs import JobState, QueryJobs, TooManyJobs
 from tapwire_services import generate
 
 NOW = 1_800_000_000.0
@@ -64,8 +67,26 @@ def test_expiry_account_endpoint_and_secret() -> None:
         CursorCodec("other", ttl_s=60).decode(token, account_id="ACC-1", kind="events")
 
 
-async def test_jobs_answer_fast_work_at_once_and_slow_work_by_req_id() -> None:
-    jobs = QueryJobs()
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ControlStore]:
+    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    await control.start()
+    yield control
+    await control.close()
+
+
+async def settled(jobs: QueryJobs, account: str, req_id: int) -> JobState | None:
+    """The job's state once its outcome is stored (the owner writes it just after the work ends)."""
+    for _ in range(500):
+        state = await jobs.poll(account, req_id)
+        if state is None or state.status != "running":
+            return state
+        await asyncio.sleep(0.01)
+    return await jobs.poll(account, req_id)
+
+
+async def test_jobs_answer_fast_work_at_once_and_slow_work_by_req_id(store: ControlStore) -> None:
+    jobs = QueryJobs(store)
 
     async def fast() -> int:
         return 7
@@ -81,13 +102,11 @@ async def test_jobs_answer_fast_work_at_once_and_slow_work_by_req_id() -> None:
 
     pending = await jobs.run("A", slow, wait_s=0)
     assert pending.status == "running"
-    assert jobs.poll("B", pending.req_id) is None
-    polled = jobs.poll("A", pending.req_id)
+    assert await jobs.poll("B", pending.req_id) is None
+    polled = await jobs.poll("A", pending.req_id)
     assert polled is not None and polled.status == "running"
     release.set()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    polled = jobs.poll("A", pending.req_id)
+    polled = await settled(jobs, "A", pending.req_id)
     assert polled is not None and (polled.status, polled.value) == ("done", 9)
 
     async def broken() -> int:
@@ -97,8 +116,8 @@ async def test_jobs_answer_fast_work_at_once_and_slow_work_by_req_id() -> None:
     assert failed.status == "failed" and isinstance(failed.error, RuntimeError)
 
 
-async def test_an_account_cannot_pile_up_background_jobs() -> None:
-    jobs = QueryJobs(max_running=2)
+async def test_an_account_cannot_pile_up_background_jobs(store: ControlStore) -> None:
+    jobs = QueryJobs(store, max_running=2)
     never = asyncio.Event()
 
     async def stuck() -> int:
@@ -111,7 +130,7 @@ async def test_an_account_cannot_pile_up_background_jobs() -> None:
         await jobs.run("A", stuck, wait_s=0)
     assert (await jobs.run("B", stuck, wait_s=0)).status == "running"
     await jobs.close()
-    assert jobs.poll("A", first.req_id) is None
+    assert await jobs.poll("A", first.req_id) is None
 
 
 def test_generator_is_deterministic_and_seed_sensitive() -> None:

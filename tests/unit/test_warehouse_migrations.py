@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tapwire_core.warehouse import Warehouse, WarehouseError
+from tapwire_core.warehouse import QueryLimits, Warehouse, WarehouseError
 from tapwire_core.warehouse.base import Params
 from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
@@ -172,7 +172,9 @@ class RecordingWarehouse(Warehouse):
     async def command(self, sql: str, params: Params | None = None) -> None:
         self.commands.append(sql)
 
-    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+    async def query(
+        self, sql: str, params: Params | None = None, *, limits: QueryLimits | None = None
+    ) -> list[dict[str, Any]]:
         if "system.tables" in sql:
             return [{"n": int(any("tapwire_migrations" in c for c in self.commands))}]
         latest: dict[int, tuple[Any, ...]] = {}
@@ -234,3 +236,14 @@ async def test_runner_skips_applied_and_dry_run_executes_nothing(monkeypatch: py
     assert warehouse.commands == dry
     assert await migrate(warehouse, cluster="c") == []
     assert await migrate(warehouse, cluster="c", dry_run=True) == []
+
+
+async def test_a_current_schema_is_left_alone_without_any_statement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every service migrates at start; when the migration job already did, a service sends no DDL at all, so
+    one whose ClickHouse account may only read (the query service's) starts too."""
+    _fake_migrations(monkeypatch, second_blocking=False)
+    warehouse = RecordingWarehouse()
+    assert await migrate(warehouse, cluster="c") == ["0001_one", "0002_two"]
+    sent = list(warehouse.commands)
+    assert await migrate(warehouse, cluster="c") == []
+    assert warehouse.commands == sent

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     query_cursor_secret: str | None = None
     query_cursor_ttl_s: int = 3600
     query_sync_wait_s: float = 10.0
+    # What one statement of the query service may cost in ClickHouse (or chDB); past a limit the request
+    # gets a 422 naming it. Also read-only (readonly=2) whatever the account it connects as may do.
+    query_max_execution_s: int = Field(default=60, ge=1, description="wall time of one statement")
+    query_max_memory_bytes: int = Field(default=4 * 1024**3, ge=1, description="memory of one statement")
+    query_max_rows_to_read: int = Field(default=1_000_000_000, ge=1, description="rows read by one statement")
 
     # Privacy worker.
     privacy_poll_s: float = Field(default=1.0, description="how often the privacy worker looks for due work")

@@ -183,6 +183,9 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "audience": f"{IDENTIFIER} (an explicit-identities audience names users; a CQL audience names none)",
     },
     "segments": {"definition": "CQL written by the customer (may name a profile value the customer chose)"},
+    "query_jobs": {
+        "value": f"aggregates of {BEHAVIOUR} and {PROFILE} (a most frequent value may be one user's property value)"
+    },
 }
 
 
@@ -213,6 +216,7 @@ def _retention(settings: Settings) -> dict[str, str]:
         "sessions are purged at the account's next sign-in",
         "console_sign_in_throttle": "15 minutes after the last failure or lockout; purged at the next failure",
         "audit_log": "while the account exists; a deleted console user's entries lose their email",
+        "query_jobs": "10 minutes after the count finishes (while it runs, a 30-second lease its replica renews)",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

@@ -90,6 +90,10 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "audit_log": Exempt(
         "actions of the customer's staff in the console; a deleted console user's entries lose their email"
     ),
+    "query_jobs": Exempt(
+        "answers of the customer's counts that outlived their request: aggregates over its users (counts, trends, "
+        "most frequent values), no user key; kept 10 minutes, far inside any erasure deadline"
+    ),
 }
 
 FILE_STORES: Final[dict[str, Coverage]] = {"export_archives": "files.export_archives"}

@@ -1,7 +1,8 @@
 """The library entry point other services use to turn a saved segment or a CQL ``where`` into user keys.
 
 The messaging service calls these directly (no HTTP): in embedded mode it shares the process's warehouse and
-control store; in distributed mode it holds its own connections to them.
+control store; in distributed mode it holds its own connections to them. Parsing and compiling run off the
+event loop (``off_loop``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from tapwire_core.control.store import ControlStore
 from tapwire_core.warehouse import Warehouse
 from tapwire_query.cql import CompileOptions, CqlQuery, compile_user_count, compile_user_page, parse_query
+from tapwire_query.cql.off_loop import off_loop
 from tapwire_query.segments.store import get_segment
 
 
@@ -38,8 +40,8 @@ async def audience_query(
         segment = await get_segment(store, account_id=account_id, segment_id=segment_id)
         if segment is None:
             raise SegmentNotFound(segment_id)
-        return parse_query(segment.definition)
-    return parse_query(dict(where or {}))
+        return await off_loop(parse_query, segment.definition)
+    return await off_loop(parse_query, dict(where or {}))
 
 
 async def resolve_user_keys(
@@ -62,8 +64,8 @@ async def resolve_user_keys(
     options = CompileOptions(today=today or dt.datetime.now(dt.UTC).date(), cluster=cluster)
     after: str | None = None
     while True:
-        compiled = compile_user_page(
-            query, account_id=account_id, options=options, after=after, limit=page_size
+        compiled = await off_loop(
+            compile_user_page, query, account_id=account_id, options=options, after=after, limit=page_size
         )
         keys = [str(row["uk"]) for row in await warehouse.query(compiled.sql, compiled.params)]
         if keys:
@@ -86,6 +88,6 @@ async def count_user_keys(
     """How many users the audience holds (the reach estimate). Raises like ``resolve_user_keys``."""
     query = await audience_query(account_id=account_id, where=where, segment_id=segment_id, store=store)
     options = CompileOptions(today=today or dt.datetime.now(dt.UTC).date(), cluster=cluster)
-    compiled = compile_user_count(query, account_id=account_id, options=options)
+    compiled = await off_loop(compile_user_count, query, account_id=account_id, options=options)
     rows = await warehouse.query(compiled.sql, compiled.params)
     return int(rows[0]["n"]) if rows else 0

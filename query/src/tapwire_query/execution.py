@@ -1,18 +1,14 @@
-"""Running compiled queries: options from settings and the clock, warehouse faults mapped to API errors."""
+"""Running compiled queries: options from settings and the clock."""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from typing import Any
 
-from tapwire_core.http.errors import ApiError
 from tapwire_core.settings import Settings
-from tapwire_core.warehouse import Warehouse, WarehouseError, WarehouseUnavailable
-from tapwire_query.cql import Compiled, CompileOptions, CqlError
-
-log = logging.getLogger(__name__)
+from tapwire_core.warehouse import Warehouse
+from tapwire_query.cql import Compiled, CompileOptions
 
 
 def now_ms() -> int:
@@ -32,16 +28,5 @@ def options_for(settings: Settings, *, snapshot_ms: int | None = None) -> Compil
 
 
 async def run(warehouse: Warehouse, compiled: Compiled) -> list[dict[str, Any]]:
-    """Rows of ``compiled``. Raises ``ApiError`` 503 when the warehouse is unreachable or overloaded, 500
-    when it rejects the statement (a compiler fault: the input was validated, so it is logged)."""
-    try:
-        return await warehouse.query(compiled.sql, compiled.params)
-    except WarehouseUnavailable as exc:
-        raise ApiError(503, "the warehouse is unavailable; retry later", retry_after=5) from exc
-    except WarehouseError as exc:
-        log.error("compiled query failed", extra={"error": str(exc)[:500]})
-        raise ApiError(500, "query failed") from exc
-
-
-def client_error(exc: CqlError) -> ApiError:
-    return ApiError(422, str(exc))
+    """Rows of ``compiled``. Raises the warehouse's ``WarehouseUnavailable`` / ``WarehouseError``."""
+    return await warehouse.query(compiled.sql, compiled.params)

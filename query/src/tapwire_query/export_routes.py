@@ -18,8 +18,9 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query import exports
 from tapwire_query.cursors import CursorKind
 from tapwire_query.http_state import Slot, State, json_body
+from tapwire_query.query_route import QueryRoute
 
-router = APIRouter(dependencies=[Slot])
+router = APIRouter(dependencies=[Slot], route_class=QueryRoute)
 
 _FLAGS = {"events": True, "profile": True, "app": False}
 
@@ -37,9 +38,9 @@ async def _serve(
 ) -> Response:
     cursor = request.query_params.get("cursor")
     if cursor:
-        cursor_state = exports.decode(state.codec, cursor, account_id=account_id, kind=kind)
+        cursor_state = state.codec.decode(cursor, account_id=account_id, kind=kind)
         records, following = await exports.page(
-            cursor_state, codec=state.codec, warehouse=context.warehouse, settings=context.settings
+            cursor_state, codec=state.codec, warehouse=state.warehouse, settings=context.settings
         )
         page: dict[str, Any] = {"status": "success", "records": records}
         if following is not None:
@@ -52,7 +53,8 @@ async def _serve(
         batch_size=exports.batch_size_of(request.query_params.get("batch_size")),
         flags=_flags(request),
         codec=state.codec,
-        warehouse=context.warehouse,
+        warehouse=state.warehouse,
+        settings=context.settings,
     )
     return json_response({"status": "success", "cursor": token})
 

@@ -16,9 +16,17 @@ import orjson
 from tapwire_core.http.errors import ApiError
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
-from tapwire_query.cql import CqlError, compile_event_rows, compile_user_page, parse_query
-from tapwire_query.cursors import CursorCodec, CursorError, CursorKind, CursorState
-from tapwire_query.execution import client_error, now_ms, options_for, run
+from tapwire_query.cql import (
+    Compiled,
+    CompileOptions,
+    compile_event_name_known,
+    compile_event_rows,
+    compile_user_page,
+    parse_query,
+)
+from tapwire_query.cql.off_loop import off_loop
+from tapwire_query.cursors import CursorCodec, CursorKind, CursorState
+from tapwire_query.execution import now_ms, options_for, run
 from tapwire_query.profile_batch import profile_records
 
 MAX_BATCH_SIZE: Final = 5000
@@ -47,21 +55,21 @@ async def start(
     flags: dict[str, bool],
     codec: CursorCodec,
     warehouse: Warehouse,
+    settings: Settings,
 ) -> str:
-    """Validate the query and return the first cursor. 422 for an invalid query; for events, 400 when the
-    base event is missing or the account has never recorded that event name."""
-    try:
-        query = parse_query(body)
-    except CqlError as exc:
-        raise client_error(exc) from exc
+    """Validate the query and return the first cursor. Raises ``CqlError`` for an invalid query; for events,
+    ``ApiError`` 400 when the base event is missing or the account has never recorded that event name."""
+    query = await off_loop(parse_query, body)
     if kind == "events":
         if query.event_name is None or query.from_ is None:
             raise ApiError(400, "event_name, from and to are required to download events")
-        seen = await warehouse.query(
-            "SELECT 1 AS one FROM events WHERE account_id = {account:String} AND name = {name:String} LIMIT 1",
-            {"account": account_id, "name": query.event_name},
+        known = await off_loop(
+            compile_event_name_known,
+            account_id=account_id,
+            options=options_for(settings),
+            name=query.event_name,
         )
-        if not seen:
+        if not await run(warehouse, known):
             raise ApiError(400, f"Event name {query.event_name!r} is not known for this account")
     state = CursorState(
         kind=kind,
@@ -76,44 +84,20 @@ async def start(
     return codec.encode(state)
 
 
-def decode(codec: CursorCodec, token: str, *, account_id: str, kind: CursorKind) -> CursorState:
-    try:
-        return codec.decode(token, account_id=account_id, kind=kind)
-    except CursorError as exc:
-        raise ApiError(exc.status, exc.reason) from exc
-
-
 async def page(
     state: CursorState, *, codec: CursorCodec, warehouse: Warehouse, settings: Settings
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """The records after ``state.after`` and the cursor for the next page (None on the last page)."""
-    try:
-        query = parse_query(state.query)
-    except CqlError as exc:
-        raise client_error(exc) from exc
-    options = options_for(settings, snapshot_ms=state.snapshot_ms)
+    """The records after ``state.after`` and the cursor for the next page (None on the last page). Raises
+    ``CqlError`` when the cursor's query no longer compiles, and the warehouse's errors."""
+    compiled = await off_loop(_page_statement, state, options_for(settings, snapshot_ms=state.snapshot_ms))
     limit = state.batch_size
     if state.kind == "events":
-        after = (int(state.after[0]), str(state.after[1])) if state.after else None
-        try:
-            compiled = compile_event_rows(
-                query, account_id=state.account_id, options=options, after=after, limit=limit + 1
-            )
-        except CqlError as exc:
-            raise client_error(exc) from exc
         rows = await run(warehouse, compiled)
         more = len(rows) > limit
         rows = rows[:limit]
         records = await _event_records(warehouse, state, rows)
         last: list[Any] | None = [int(rows[-1]["ts_ms"]), str(rows[-1]["event_id"])] if rows else None
     else:
-        compiled = compile_user_page(
-            query,
-            account_id=state.account_id,
-            options=options,
-            after=str(state.after[0]) if state.after else None,
-            limit=limit + 1,
-        )
         keys = [str(row["uk"]) for row in await run(warehouse, compiled)]
         more = len(keys) > limit
         keys = keys[:limit]
@@ -123,6 +107,23 @@ async def page(
         return records, None
     following = dataclasses.replace(state, after=last, expires_at=codec.expiry())
     return records, codec.encode(following)
+
+
+def _page_statement(state: CursorState, options: CompileOptions) -> Compiled:
+    """The statement of the page after ``state.after`` (one row more than the page, to tell if more follow)."""
+    query = parse_query(state.query)
+    if state.kind == "events":
+        after = (int(state.after[0]), str(state.after[1])) if state.after else None
+        return compile_event_rows(
+            query, account_id=state.account_id, options=options, after=after, limit=state.batch_size + 1
+        )
+    return compile_user_page(
+        query,
+        account_id=state.account_id,
+        options=options,
+        after=str(state.after[0]) if state.after else None,
+        limit=state.batch_size + 1,
+    )
 
 
 async def _user_records(warehouse: Warehouse, state: CursorState, keys: list[str]) -> list[dict[str, Any]]:

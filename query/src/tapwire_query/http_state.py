@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Request
@@ -11,6 +11,9 @@ from fastapi import Depends, Request
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.body import BodyLimits, read_json
 from tapwire_core.http.errors import ApiError
+from tapwire_core.settings import Settings
+from tapwire_core.warehouse import QueryLimits, Warehouse
+from tapwire_core.warehouse.limited import LimitedWarehouse
 from tapwire_query.cursors import CursorCodec
 from tapwire_query.jobs import QueryJobs
 
@@ -20,20 +23,37 @@ QUERY_CONCURRENCY: Final = 3
 
 @dataclass
 class QueryState:
+    """What the query routes share: the cursor codec, the count jobs, and the warehouse as they may use it
+    (read-only, every statement under the deployment's per-query cost limits)."""
+
     codec: CursorCodec
-    jobs: QueryJobs = field(default_factory=QueryJobs)
+    jobs: QueryJobs
+    warehouse: Warehouse
 
 
 def query_state(request: Request, context: Context) -> QueryState:
     state: QueryState | None = getattr(request.app.state, "query", None)
     if state is None:
         settings = context.settings
-        state = QueryState(CursorCodec(settings.query_cursor_secret, ttl_s=settings.query_cursor_ttl_s))
+        state = QueryState(
+            CursorCodec(settings.query_cursor_secret, ttl_s=settings.query_cursor_ttl_s),
+            QueryJobs(context.store),
+            LimitedWarehouse(context.warehouse, query_limits(settings)),
+        )
         request.app.state.query = state
     return state
 
 
 State = Annotated[QueryState, Depends(query_state)]
+
+
+def query_limits(settings: Settings) -> QueryLimits:
+    """What one statement of the query service may cost (``TAPWIRE_QUERY_MAX_*``); always read-only."""
+    return QueryLimits(
+        max_execution_s=settings.query_max_execution_s,
+        max_memory_bytes=settings.query_max_memory_bytes,
+        max_rows_to_read=settings.query_max_rows_to_read,
+    )
 
 
 async def query_slot(account: PasscodeAccount, context: Context) -> AsyncIterator[None]:

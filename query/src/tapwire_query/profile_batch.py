@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from tapwire_core.profile_values import ProfileOp, fold
-from tapwire_core.warehouse import Warehouse, schema
+from tapwire_core.warehouse import Warehouse
+from tapwire_query.cql.identity import active_aliases
 
 _ID_FIELDS = (("identity", "identity"), ("object_id", "objectId"), ("email", "email"), ("phone", "phone"))
 
@@ -24,10 +25,8 @@ async def member_keys(warehouse: Warehouse, *, account_id: str, canonical: Seque
     if not canonical:
         return {}
     rows = await warehouse.query(
-        "SELECT alias_key, canonical_key FROM ("
-        "SELECT alias_key, argMax(canonical_key, version) AS canonical_key, argMax(active, version) AS active "
-        f"FROM {schema.USER_ALIASES} WHERE account_id = {{account:String}} GROUP BY alias_key"
-        ") WHERE active = 1 AND canonical_key IN {keys:Array(String)}",
+        f"SELECT alias_key, canonical_key FROM ({active_aliases('{account:String}')}) "
+        "WHERE canonical_key IN {keys:Array(String)}",
         {"account": account_id, "keys": list(canonical)},
     )
     members = {key: key for key in canonical}

@@ -104,5 +104,11 @@ def distributed(settings: Settings, *, bus: bool, warehouse: bool) -> Components
         settings=settings,
         store=ControlStore(settings.database_url),
         bus=KafkaBus(settings.kafka_bootstrap or "") if bus else None,
-        warehouse=ClickHouseWarehouse(settings.clickhouse_url or "") if warehouse else None,
+        # The read timeout outlasts the query service's own limit, so ClickHouse stops a long statement itself
+        # (a 422 naming the limit) before the client would give up on it (a 503).
+        warehouse=ClickHouseWarehouse(
+            settings.clickhouse_url or "", timeout_s=max(60.0, settings.query_max_execution_s + 15.0)
+        )
+        if warehouse
+        else None,
     )

@@ -18,6 +18,7 @@ from tapwire_core.control.privacy.models import (
     PrivacyRequestSubjectRow,
     SuppressionRow,
 )
+from tapwire_core.control.query_job_models import QueryJobRow
 from tapwire_core.control.segment_models import SegmentRow
 from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
@@ -41,6 +42,7 @@ __all__ = [
     "PrivacyNoticeRow",
     "PrivacyRequestRow",
     "PrivacyRequestSubjectRow",
+    "QueryJobRow",
     "SegmentRow",
     "SignInThrottleRow",
     "SuppressionRow",

@@ -1,5 +1,11 @@
 """Warehouse interface and implementations."""
 
-from tapwire_core.warehouse.base import Params, Warehouse, WarehouseError, WarehouseUnavailable
+from tapwire_core.warehouse.base import (
+    Params,
+    QueryLimits,
+    Warehouse,
+    WarehouseError,
+    WarehouseUnavailable,
+)
 
-__all__ = ["Params", "Warehouse", "WarehouseError", "WarehouseUnavailable"]
+__all__ = ["Params", "QueryLimits", "Warehouse", "WarehouseError", "WarehouseUnavailable"]

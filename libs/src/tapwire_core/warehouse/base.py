@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 class WarehouseError(Exception):
     """A statement failed for a reason other than reachability (bad SQL, type error).
 
-    ``code`` is ClickHouse's error code when the server gave one.
+    ``code`` is ClickHouse's error code when the server gave one (``TOO_MANY_ROWS`` is 158, …).
     """
 
     def __init__(self, message: str, *, code: int | None = None) -> None:
@@ -31,6 +32,31 @@ class WarehouseUnavailable(WarehouseError):
 
 
 Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one read may cost, sent with the statement as ClickHouse settings: at most ``max_execution_s`` of
+    wall time, ``max_memory_bytes`` of memory and ``max_rows_to_read`` rows read from tables, each past its
+    limit an error (``TIMEOUT_EXCEEDED``, ``MEMORY_LIMIT_EXCEEDED``, ``TOO_MANY_ROWS``) rather than a partial
+    answer. ``read_only`` runs it under ``readonly=2``: it may read and set settings, never write or alter."""
+
+    max_execution_s: int
+    max_memory_bytes: int
+    max_rows_to_read: int
+    read_only: bool = True
+
+    def settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "max_execution_time": self.max_execution_s,
+            "timeout_overflow_mode": "throw",
+            "max_memory_usage": self.max_memory_bytes,
+            "max_rows_to_read": self.max_rows_to_read,
+            "read_overflow_mode": "throw",
+        }
+        if self.read_only:
+            settings["readonly"] = 2
+        return settings
 
 
 def check_columns(table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
@@ -55,8 +81,14 @@ class Warehouse(abc.ABC):
         """Run a statement that returns no rows (DDL, mutations)."""
 
     @abc.abstractmethod
-    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
-        """Run a SELECT and return its rows as dicts keyed by column name."""
+    async def query(
+        self, sql: str, params: Params | None = None, *, limits: QueryLimits | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a SELECT and return its rows as dicts keyed by column name, under ``limits`` when given.
+
+        Cancelling the caller stops the statement where the engine allows: ClickHouse is told to kill it
+        (``KILL QUERY`` by its query id); chDB drops it when it has not started yet, and otherwise lets it
+        finish within its limits (one statement at a time runs on its engine)."""
 
     @abc.abstractmethod
     async def insert(

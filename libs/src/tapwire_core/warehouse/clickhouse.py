@@ -12,6 +12,7 @@ memory, replication...), which are ``WarehouseUnavailable`` too.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,8 @@ from clickhouse_connect.driver.client import Client
 from tapwire_core.warehouse.base import WarehouseError
 from tapwire_core.warehouse.connect import ConnectWarehouse, checked_identifier
 from tapwire_core.warehouse.json_insert import FORMAT, JsonInsert
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "default"
 _LZ4_BODY: Final = {"Content-Encoding": "lz4"}
@@ -54,6 +57,7 @@ class ClickHouseWarehouse(ConnectWarehouse):
         self._timeout_s = timeout_s
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
+        self._killer: ThreadPoolExecutor | None = None
 
     def _executor(self) -> Executor:
         if self._pool is None:
@@ -77,6 +81,27 @@ class ClickHouseWarehouse(ConnectWarehouse):
         )
         return client
 
+    def _query_id_settings(self, query_id: str) -> dict[str, str]:
+        return {"query_id": query_id}
+
+    def _stop_query(self, client: Client, query_id: str) -> None:
+        """``KILL QUERY`` on a thread of its own, so it is not queued behind the statements it stops (every
+        worker may be waiting on one); a user may always kill its own queries, read-only ones included."""
+
+        def kill() -> None:
+            try:
+                client.command(
+                    "KILL QUERY WHERE query_id = {query_id:String} ASYNC", parameters={"query_id": query_id}
+                )
+            except Exception as exc:  # the server is gone too: nothing runs there any more
+                log.warning(
+                    "could not stop a ClickHouse query", extra={"query_id": query_id, "error": str(exc)[:300]}
+                )
+
+        if self._killer is None:
+            self._killer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-kill")
+        self._killer.submit(kill)
+
     def _run_json_insert(
         self, client: Client, statement: JsonInsert, rows: bytes, settings: dict[str, Any] | None
     ) -> None:
@@ -91,6 +116,7 @@ class ClickHouseWarehouse(ConnectWarehouse):
 
     async def close(self) -> None:
         await super().close()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
+        for pool in (self._pool, self._killer):
+            if pool is not None:
+                pool.shutdown(wait=False)
+        self._pool = self._killer = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Final, TypeVar
@@ -25,6 +26,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError as ConnectDatabas
 
 from tapwire_core.warehouse.base import (
     Params,
+    QueryLimits,
     Warehouse,
     WarehouseError,
     WarehouseUnavailable,
@@ -35,8 +37,17 @@ from tapwire_core.warehouse.json_insert import JsonInsert
 
 T = TypeVar("T")
 
+READONLY: Final = 164
+_FIRST_WORD: Final = re.compile(r"^(?:\s|\(|--[^\n]*\n|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
+_READ_WORDS: Final = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
 _PLACEHOLDER: Final = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:[^{}]+\}")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_read(sql: str) -> bool:
+    """Whether ``sql`` is a read (``SELECT``, ``WITH … SELECT``, ``SHOW``, ``DESCRIBE``, ``EXISTS``, ``EXPLAIN``)."""
+    first = _FIRST_WORD.match(sql)
+    return first is not None and first.group(1).upper() in _READ_WORDS
 
 
 def checked_identifier(name: str) -> str:
@@ -70,8 +81,9 @@ def wire_type(column_type: str) -> str:
 
 
 def translate(exc: Exception) -> WarehouseError:
-    """Map a clickhouse-connect (or serialization) failure onto the warehouse's two error types: unreachable,
-    or a server error of a transient kind (``errors.TRANSIENT_KINDS``), is ``WarehouseUnavailable``."""
+    """Map a clickhouse-connect (or serialization) failure onto the warehouse's two error types, keeping the
+    server's error code: unreachable, or a server error of a transient kind (``errors.TRANSIENT_KINDS``), is
+    ``WarehouseUnavailable``."""
     code = getattr(exc, "code", None)
     code = code if isinstance(code, int) else None
     if isinstance(exc, OperationalError):
@@ -112,7 +124,9 @@ class ConnectWarehouse(Warehouse):
         """A connected client with ``self.database`` created and selected; closed again if that fails."""
         client = self._connect()
         try:
-            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            # Only when missing: services whose account may read but not create (readonly=2) start too.
+            if not client.command(f"EXISTS DATABASE {self.database}"):
+                client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             client.database = self.database
         except BaseException:
             client.close()
@@ -156,16 +170,39 @@ class ConnectWarehouse(Warehouse):
         self._column_types.clear()
         await self._call(lambda: client.command(sql, parameters=bound))
 
-    async def query(self, sql: str, params: Params | None = None) -> list[dict[str, Any]]:
+    async def query(
+        self, sql: str, params: Params | None = None, *, limits: QueryLimits | None = None
+    ) -> list[dict[str, Any]]:
         client = self._require()
         bound = server_side_params(sql, params)
+        if limits is not None and limits.read_only and not is_read(sql):
+            # Refused here as well as by the server: chDB would keep readonly=2 for its whole engine after a
+            # write statement carrying it, so a write must never be sent with it.
+            raise WarehouseError("Cannot execute a write under read-only limits (READONLY)", code=READONLY)
+        query_id = uuid.uuid4().hex
+        settings = (limits.settings() if limits else {}) | self._query_id_settings(query_id)
 
         def run() -> list[dict[str, Any]]:
-            result = client.query(sql, parameters=bound)
+            result = client.query(sql, parameters=bound, settings=settings or None)
             names = result.column_names
             return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 
-        return await self._call(run)
+        try:
+            return await self._call(run)
+        except asyncio.CancelledError:
+            # The caller gave up: the statement may still be running, costing the server for nobody. (A
+            # statement whose answer timed out stops by itself: callers with limits keep its execution
+            # time under the client's read timeout.)
+            self._stop_query(client, query_id)
+            raise
+
+    def _query_id_settings(self, query_id: str) -> dict[str, str]:
+        """Settings naming the statement's id for ``_stop_query``; none where the engine has no use for it."""
+        return {}
+
+    def _stop_query(self, client: Client, query_id: str) -> None:
+        """Stop the statement ``query_id`` if it still runs, without waiting (called on the event loop).
+        Engines that cannot stop a running statement leave it to its limits."""
 
     async def insert(
         self,

@@ -8,7 +8,9 @@ every table scan carries the tenant condition.
 from tapwire_query.cql.ast import CqlQuery
 from tapwire_query.cql.compile import (
     CompileOptions,
+    compile_active_users,
     compile_event_count,
+    compile_event_name_known,
     compile_event_rows,
     compile_top,
     compile_trends,
@@ -25,7 +27,9 @@ __all__ = [
     "Compiled",
     "CqlError",
     "CqlQuery",
+    "compile_active_users",
     "compile_event_count",
+    "compile_event_name_known",
     "compile_event_rows",
     "compile_top",
     "compile_trends",

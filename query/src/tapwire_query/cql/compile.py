@@ -6,20 +6,21 @@ leaf becomes a *user set* — a ``SELECT uk ...`` over one table, grouped per ca
 boolean structure becomes ``uk IN (...)`` predicates over a driving set (the first positive conjunct, or
 every known user of the account when the query is only negative).
 
-Tenant isolation is structural: ``_Scope`` is the only place a table name is written, and every table it
-writes comes with ``account_id = <bound account>``; no AST node can produce SQL outside a scope.
+Tenant isolation is structural: ``_Statement`` is the only place a table name is written, and every table it
+writes comes with ``account_id = <bound account>``; no AST node can produce SQL outside a statement.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from tapwire_core.warehouse import schema
 from tapwire_query.cql import ast
 from tapwire_query.cql.errors import CqlError
+from tapwire_query.cql.field_path import ROOT, FieldPath
 from tapwire_query.cql.identity import aliases_clause, canonical
 from tapwire_query.cql.predicates import JsonValue, event_property, session_property, value_predicate
 from tapwire_query.cql.sql import Binder, Compiled
@@ -33,6 +34,9 @@ _COUNT_SQL: Final = {
 }
 _GEO_KEYS: Final = ("Country", "Region", "City")
 UK: Final = "uk"
+# ClickHouse's default max_query_size, which chDB applies too (a per-statement setting cannot raise it: the
+# statement is parsed before its settings apply). Profile filters are the largest part, about 1.2 KB each.
+MAX_SQL_BYTES: Final = 262_144
 _DAY_MS: Final = 86_400_000
 
 
@@ -66,37 +70,69 @@ class _Events:
 @dataclass(frozen=True)
 class _Set:
     """``sql`` selects each member once; ``scan``, when set, selects members with repeats (cheaper to count);
-    ``events``, when set, says how to recompute membership inside a shared events scan."""
+    ``events``, when set, says how to recompute membership inside a shared events scan.
+
+    Every node of the algebra carries ``events_leaves``: how many events-table sets it combines, or ``None``
+    if it involves anything else. Computed once when the node is built (from its parts' counts), so deciding
+    where scans can be shared reads each node once."""
 
     sql: str
     scan: str | None = None
     events: _Events | None = None
 
+    @property
+    def events_leaves(self) -> int | None:
+        return 1 if self.events is not None else None
+
 
 @dataclass(frozen=True)
 class _Not:
     inner: _Users
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", self.inner.events_leaves)
 
 
 @dataclass(frozen=True)
 class _And:
     parts: tuple[_Users, ...]
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", _sum_leaves(self.parts))
 
 
 @dataclass(frozen=True)
 class _Or:
     parts: tuple[_Users, ...]
+    events_leaves: int | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "events_leaves", _sum_leaves(self.parts))
 
 
 @dataclass(frozen=True)
 class _Everyone:
-    pass
+    @property
+    def events_leaves(self) -> int | None:
+        return None
+
+
+def _sum_leaves(parts: tuple[_Users, ...]) -> int | None:
+    total = 0
+    for part in parts:
+        leaves = part.events_leaves
+        if leaves is None:
+            return None
+        total += leaves
+    return total
 
 
 _Users = _Set | _Not | _And | _Or | _Everyone
 
 
-class _Scope:
+class _Statement:
     """One statement being compiled: its binder, the bound account and the options."""
 
     def __init__(self, account_id: str, options: CompileOptions) -> None:
@@ -106,8 +142,17 @@ class _Scope:
         self.in_ = "GLOBAL IN" if options.cluster else "IN"
         self._snapshot: str | None = None
 
-    def finish(self, body: str) -> Compiled:
-        return self.binder.finish(f"WITH {aliases_clause(self.account)}\n{body}")
+    def finish(self, body: str, *, merges: bool = True) -> Compiled:
+        """The statement around ``body``; ``merges`` defines the alias map ``canonical()`` reads (every
+        statement that reads user keys needs it). Raises ``CqlError`` when the statement is longer than
+        ClickHouse parses (``MAX_SQL_BYTES``): a client error to narrow, not a statement the warehouse refuses."""
+        sql = f"WITH {aliases_clause(self.account)}\n{body}" if merges else body
+        if len(sql) > MAX_SQL_BYTES:  # the SQL is ASCII: every value is a bound parameter
+            raise CqlError(
+                f"query: too large once compiled ({len(sql)} bytes of SQL, at most {MAX_SQL_BYTES}); "
+                "use fewer conditions"
+            )
+        return self.binder.finish(sql)
 
     # Table scans: the only place tables are named, each with its tenant condition.
 
@@ -165,7 +210,7 @@ class _Scope:
 
     # Event conditions.
 
-    def event_condition(self, event: ast.EventFilter, where: str) -> str:
+    def event_condition(self, event: ast.EventFilter, where: FieldPath) -> str:
         first, last = event.window(self.options.today)
         parts = [
             f"name = {self.binder.string(event.event_name)}",
@@ -174,7 +219,7 @@ class _Scope:
         ]
         parts += [event_property(self.binder, flt) for flt in event.event_properties]
         parts += [
-            session_property(self.binder, flt, _path(where, "session_properties", i))
+            session_property(self.binder, flt, where.child("session_properties", i))
             for i, flt in enumerate(event.session_properties)
         ]
         return " AND ".join(parts)
@@ -186,14 +231,16 @@ class _Scope:
 
     # Leaves.
 
-    def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: str) -> _Users:
+    def did(
+        self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold, where: FieldPath
+    ) -> _Users:
         """Users whose number of events matching any of ``events`` satisfies ``threshold``.
 
         A threshold that zero satisfies (``less_than 3``) includes users who never did it: it is compiled
         as "not among the users whose positive count fails it".
         """
         condition = " OR ".join(
-            f"({self.event_condition(event, _path(where, i) if len(events) > 1 else where)})"
+            f"({self.event_condition(event, where.child(i) if len(events) > 1 else where)})"
             for i, event in enumerate(events)
         )
         existence = threshold.operator == "greater_than_equals" and threshold.value <= 1
@@ -210,7 +257,7 @@ class _Scope:
     def _count(self, value: int) -> str:
         return self.binder.bind(value, "UInt64")
 
-    def aggregate(self, spec: ast.AggregateSpec, where: str) -> _Users:
+    def aggregate(self, spec: ast.AggregateSpec, where: FieldPath) -> _Users:
         value = JsonValue("properties", [self.binder.string(spec.property)])
         numeric = f"{value.json_type} IN ('Int64', 'UInt64', 'Double')"
         scan = self.events(
@@ -263,10 +310,10 @@ class _Scope:
             return f"toUInt32(toUnixTimestamp64Milli(ts) - {origin})"
         return "toUInt64(toUnixTimestamp64Milli(ts))"
 
-    def retention(self, spec: ast.RetentionSpec, where: str) -> _Users:
+    def retention(self, spec: ast.RetentionSpec, where: FieldPath) -> _Users:
         events = [spec.first, *spec.returned]
         conditions = [
-            self.event_condition(event, f"{where}.first" if i == 0 else f"{where}.returned.{i - 1}")
+            self.event_condition(event, where.child("first") if i == 0 else where.child("returned", i - 1))
             for i, event in enumerate(events)
         ]
         scan = self.events(
@@ -281,19 +328,19 @@ class _Scope:
 
     # Structure.
 
-    def condition(self, node: ast.Condition, where: str) -> _Users:
+    def condition(self, node: ast.Condition, where: FieldPath) -> _Users:
         if isinstance(node, ast.AllOf):
-            return _And(tuple(self.condition(c, f"{where}.all.{i}") for i, c in enumerate(node.all)))
+            return _And(tuple(self.condition(c, where.child("all", i)) for i, c in enumerate(node.all)))
         if isinstance(node, ast.AnyOf):
-            return _Or(tuple(self.condition(c, f"{where}.any.{i}") for i, c in enumerate(node.any)))
+            return _Or(tuple(self.condition(c, where.child("any", i)) for i, c in enumerate(node.any)))
         if isinstance(node, ast.NotOf):
-            return _Not(self.condition(node.not_, f"{where}.not"))
+            return _Not(self.condition(node.not_, where.child("not")))
         if isinstance(node, ast.Did):
-            return self.did([node.did], node.did.threshold, f"{where}.did")
+            return self.did([node.did], node.did.threshold, where.child("did"))
         if isinstance(node, ast.DidNot):
-            return _Not(self.did([node.did_not], ast.CountThreshold(), f"{where}.did_not"))
+            return _Not(self.did([node.did_not], ast.CountThreshold(), where.child("did_not")))
         if isinstance(node, ast.Aggregate):
-            return self.aggregate(node.aggregate, f"{where}.aggregate")
+            return self.aggregate(node.aggregate, where.child("aggregate"))
         if isinstance(node, ast.Profile):
             return self.profile(node.profile)
         if isinstance(node, ast.FirstSeen):
@@ -302,13 +349,13 @@ class _Scope:
             return self.seen("l", node.last_seen)
         if isinstance(node, ast.Funnel):
             return self.funnel(node.funnel)
-        return self.retention(node.retention, f"{where}.retention")
+        return self.retention(node.retention, where.child("retention"))
 
     def query(self, query: ast.CqlQuery, *, include_base: bool) -> _Users:
         parts: list[_Users] = []
         base = query.base_event()
         if include_base and base is not None:
-            parts.append(self.did([base], ast.CountThreshold(), ""))
+            parts.append(self.did([base], ast.CountThreshold(), ROOT))
         common = query.common_profile_properties
         if common is not None:
             for flt in (*common.profile_fields, *common.demographics, *common.technographics):
@@ -318,13 +365,15 @@ class _Scope:
         advanced = query.advanced_query
         if advanced is not None:
             for i, sub in enumerate(advanced.did_all):
-                parts.append(self.did([sub], sub.threshold, f"advanced_query.did_all.{i}"))
+                parts.append(self.did([sub], sub.threshold, ROOT.child("advanced_query", "did_all", i)))
             if advanced.did_any is not None:
                 parts.append(self._did_any(advanced.did_any))
             for i, sub in enumerate(advanced.did_none):
-                parts.append(_Not(self.did([sub], sub.threshold, f"advanced_query.did_none.{i}")))
+                parts.append(
+                    _Not(self.did([sub], sub.threshold, ROOT.child("advanced_query", "did_none", i)))
+                )
         for i, condition in enumerate(query.conditions):
-            parts.append(self.condition(condition, f"conditions.{i}"))
+            parts.append(self.condition(condition, ROOT.child("conditions", i)))
         if not parts:
             return _Everyone()
         return self.fuse(parts[0] if len(parts) == 1 else _And(tuple(parts)))
@@ -334,23 +383,29 @@ class _Scope:
     def fuse(self, node: _Users) -> _Users:
         """``node`` with every boolean combination of two or more events-table sets replaced by one set that
         scans their rows once and tests each member's per-set counts in ``HAVING`` (the same users, fewer
-        passes: "opened but never bought" reads both events together instead of building a set to exclude)."""
+        passes: "opened but never bought" reads both events together instead of building a set to exclude).
+
+        Visits each node once: a fused combination is not descended into, and every other part is fused
+        exactly once (compile time stays linear in the query, however deeply it nests)."""
         if not isinstance(node, _And | _Or | _Not):
             return node
-        if _shares_scan(node):
+        leaves = node.events_leaves
+        if leaves is not None and leaves >= 2:
             # The shared scan sees only users with some matching row, so it must be false for users with none.
             return _Not(self._fused(_Not(node))) if _holds_without_events(node) else self._fused(node)
         if isinstance(node, _Not):
             return _Not(self.fuse(node.inner))
-        sharing = [p for p in node.parts if _events_leaves(p) is not None]
-        rest = tuple(self.fuse(p) for p in node.parts if _events_leaves(p) is None)
+        sharing = tuple(p for p in node.parts if p.events_leaves is not None)
         if len(sharing) < 2:
             return type(node)(tuple(self.fuse(p) for p in node.parts))
-        return type(node)((self.fuse(type(node)(tuple(sharing))), *rest))
+        rest = tuple(self.fuse(p) for p in node.parts if p.events_leaves is None)
+        return type(node)((self.fuse(type(node)(sharing)), *rest))
 
     def _fused(self, node: _Users) -> _Set:
         leaves: list[_Events] = []
-        having = _formula(node, leaves)
+        formula: list[str] = []
+        _formula(node, leaves, formula)
+        having = "".join(formula)
         scan = self.events(
             " OR ".join(f"({condition})" for condition in dict.fromkeys(leaf.condition for leaf in leaves)),
             f"{canonical()} AS {UK}, "
@@ -360,11 +415,11 @@ class _Scope:
         return _Set(f"SELECT {UK} FROM ({scan}) GROUP BY {UK} HAVING {having}")
 
     def _did_any(self, did_any: ast.DidAny) -> _Users:
-        where = "advanced_query.did_any.any_events"
+        where = ROOT.child("advanced_query", "did_any", "any_events")
         if did_any.operator is None or did_any.value is None:
             return _Or(
                 tuple(
-                    self.did([sub], sub.threshold, f"{where}.{i}") for i, sub in enumerate(did_any.any_events)
+                    self.did([sub], sub.threshold, where.child(i)) for i, sub in enumerate(did_any.any_events)
                 )
             )
         threshold = ast.CountThreshold(operator=did_any.operator, value=did_any.value)
@@ -377,50 +432,41 @@ class _Scope:
         )
         return parts[0] if len(parts) == 1 else _And(parts)
 
-    # Printing the algebra.
+    # Printing the algebra. Fragments go to one list joined once: nesting strings inside strings would copy
+    # every deeper level again at each level above it.
 
     def users(self, node: _Users) -> str:
         """``SELECT uk`` of the distinct canonical users in ``node``."""
         if isinstance(node, _Set):
             return node.sql
-        if isinstance(node, _And):
-            drivers = [p for p in node.parts if isinstance(p, _Set)]
-            if drivers:
-                driver = drivers[0]
-                rest = [p for p in node.parts if p is not driver]
-                return f"SELECT {UK} FROM ({driver.sql}) WHERE {self.predicate(_And(tuple(rest)))}"
+        out: list[str] = []
+        if isinstance(node, _And) and any(isinstance(p, _Set) for p in node.parts):
+            driver = next(p for p in node.parts if isinstance(p, _Set))
+            out += [f"SELECT {UK} FROM (", driver.sql, ") WHERE "]
+            self.predicate(_And(tuple(p for p in node.parts if p is not driver)), out)
+            return "".join(out)
         if isinstance(node, _Everyone):
             return self.everyone()
-        return f"SELECT {UK} FROM ({self.everyone()}) WHERE {self.predicate(node)}"
+        out += [f"SELECT {UK} FROM (", self.everyone(), ") WHERE "]
+        self.predicate(node, out)
+        return "".join(out)
 
-    def predicate(self, node: _Users) -> str:
+    def predicate(self, node: _Users, out: list[str]) -> None:
+        """Append to ``out`` the condition on ``uk`` that holds for the users in ``node``."""
         if isinstance(node, _Set):
-            return f"{UK} {self.in_} ({node.sql})"
-        if isinstance(node, _Not):
-            return f"NOT ({self.predicate(node.inner)})"
-        if isinstance(node, _And):
-            return " AND ".join(f"({self.predicate(p)})" for p in node.parts) if node.parts else "1"
-        if isinstance(node, _Or):
-            return " OR ".join(f"({self.predicate(p)})" for p in node.parts)
-        return "1"
-
-
-def _shares_scan(node: _Users) -> bool:
-    """Whether ``node`` combines two or more events-table sets and nothing else."""
-    leaves = _events_leaves(node)
-    return leaves is not None and leaves >= 2
-
-
-def _events_leaves(node: _Users) -> int | None:
-    """How many events-table sets ``node`` combines, or ``None`` if it involves anything else."""
-    if isinstance(node, _Set):
-        return 1 if node.events is not None else None
-    if isinstance(node, _Not):
-        return _events_leaves(node.inner)
-    if isinstance(node, _And | _Or):
-        counts = [_events_leaves(p) for p in node.parts]
-        return None if None in counts else sum(c for c in counts if c is not None)
-    return None
+            out += [f"{UK} {self.in_} (", node.sql, ")"]
+        elif isinstance(node, _Not):
+            out.append("NOT (")
+            self.predicate(node.inner, out)
+            out.append(")")
+        elif isinstance(node, _And | _Or) and node.parts:
+            joiner = " AND " if isinstance(node, _And) else " OR "
+            for i, part in enumerate(node.parts):
+                out.append(f"{joiner}(" if i else "(")
+                self.predicate(part, out)
+                out.append(")")
+        else:
+            out.append("1")
 
 
 def _holds_without_events(node: _Users) -> bool:
@@ -434,62 +480,63 @@ def _holds_without_events(node: _Users) -> bool:
     return False
 
 
-def _formula(node: _Users, leaves: list[_Events]) -> str:
-    """``HAVING`` SQL for an events-only combination; leaf ``i`` is counted as ``countIf(f{i})``."""
+def _formula(node: _Users, leaves: list[_Events], out: list[str]) -> None:
+    """Append to ``out`` the ``HAVING`` SQL for an events-only combination; leaf ``i`` is counted as
+    ``countIf(f{i})`` and appended to ``leaves``."""
     if isinstance(node, _Set) and node.events is not None:
         leaves.append(node.events)
-        return f"({node.events.member(f'countIf(f{len(leaves) - 1})')})"
-    if isinstance(node, _Not):
-        return f"NOT {_formula(node.inner, leaves)}"
-    if isinstance(node, _And | _Or):
+        out.append(f"({node.events.member(f'countIf(f{len(leaves) - 1})')})")
+    elif isinstance(node, _Not):
+        out.append("NOT ")
+        _formula(node.inner, leaves, out)
+    elif isinstance(node, _And | _Or):
         joiner = " AND " if isinstance(node, _And) else " OR "
-        return "(" + joiner.join(_formula(p, leaves) for p in node.parts) + ")"
-    raise AssertionError(f"not an events-only combination: {node!r}")
-
-
-def _path(*parts: str | int) -> str:
-    """A dotted field path for error messages (``conditions.0.did.session_properties.1``)."""
-    return ".".join(str(part) for part in parts if part != "")
+        for i, part in enumerate(node.parts):
+            out.append(joiner if i else "(")
+            _formula(part, leaves, out)
+        out.append(")")
+    else:
+        raise AssertionError(f"not an events-only combination: {node!r}")
 
 
 def compile_user_set(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT uk``: the canonical user keys matching ``query`` (each once, in no particular order)."""
-    scope = _Scope(account_id, options)
-    return scope.finish(scope.users(scope.query(query, include_base=True)))
+    statement = _Statement(account_id, options)
+    return statement.finish(statement.users(statement.query(query, include_base=True)))
 
 
 def compile_user_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT n``: how many users match ``query``."""
-    scope = _Scope(account_id, options)
-    node = scope.query(query, include_base=True)
+    statement = _Statement(account_id, options)
+    node = statement.query(query, include_base=True)
     if isinstance(node, _Set) and node.scan is not None:
-        return scope.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
-    return scope.finish(f"SELECT count() AS n FROM ({scope.users(node)})")
+        return statement.finish(f"SELECT uniqExact({UK}) AS n FROM ({node.scan})")
+    return statement.finish(f"SELECT count() AS n FROM ({statement.users(node)})")
 
 
 def compile_user_page(
     query: ast.CqlQuery, *, account_id: str, options: CompileOptions, after: str | None, limit: int
 ) -> Compiled:
     """``SELECT uk`` ordered by key, keys greater than ``after`` only, at most ``limit`` (keyset paging)."""
-    scope = _Scope(account_id, options)
-    users = scope.users(scope.query(query, include_base=True))
-    keyset = f" WHERE {UK} > {scope.binder.string(after)}" if after is not None else ""
-    bound = scope.binder.bind(limit, "UInt64")
-    return scope.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
+    statement = _Statement(account_id, options)
+    users = statement.users(statement.query(query, include_base=True))
+    keyset = f" WHERE {UK} > {statement.binder.string(after)}" if after is not None else ""
+    bound = statement.binder.bind(limit, "UInt64")
+    return statement.finish(f"SELECT {UK} FROM ({users}){keyset} ORDER BY {UK} LIMIT {bound}")
 
 
-def _base_rows(scope: _Scope, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
+def _base_rows(statement: _Statement, query: ast.CqlQuery, columns: str, *, extra: str | None = None) -> str:
     """Rows of the base event, restricted to users matching the rest of the query (and to ``extra``)."""
     base = query.base_event()
     if base is None:
         raise CqlError("event_name: this endpoint needs a base event (event_name, from, to)")
-    condition = scope.event_condition(base, "")
+    condition = statement.event_condition(base, ROOT)
     if extra is not None:
         condition = f"{condition} AND {extra}"
-    rest = scope.query(query, include_base=False)
+    rest = statement.query(query, include_base=False)
     if not isinstance(rest, _Everyone):
-        condition = f"({condition}) AND {canonical()} {scope.in_} ({scope.users(rest)})"
-    return scope.events(condition, columns)
+        condition = f"({condition}) AND {canonical()} {statement.in_} ({statement.users(rest)})"
+    return statement.events(condition, columns)
 
 
 EVENT_ROW_COLUMNS: Final = (
@@ -507,25 +554,25 @@ def compile_event_rows(
     limit: int,
 ) -> Compiled:
     """Base-event rows ordered by (ts, event_id), strictly after the ``after`` key, at most ``limit``."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     keyset = None
     if after is not None:
         ts_ms, event_id = after
-        bound_ts, bound_id = scope.binder.bind(ts_ms, "Int64"), scope.binder.string(event_id)
+        bound_ts, bound_id = statement.binder.bind(ts_ms, "Int64"), statement.binder.string(event_id)
         # The plain range on ts lets the primary key (by day) skip everything before the last page.
         keyset = (
             f"ts >= fromUnixTimestamp64Milli({bound_ts}, 'UTC') "
             f"AND (toUnixTimestamp64Milli(ts), event_id) > ({bound_ts}, {bound_id})"
         )
-    rows = _base_rows(scope, query, EVENT_ROW_COLUMNS, extra=keyset)
-    bound = scope.binder.bind(limit, "UInt64")
-    return scope.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
+    rows = _base_rows(statement, query, EVENT_ROW_COLUMNS, extra=keyset)
+    bound = statement.binder.bind(limit, "UInt64")
+    return statement.finish(f"SELECT * FROM ({rows}) ORDER BY ts_ms, event_id LIMIT {bound}")
 
 
 def compile_event_count(query: ast.CqlQuery, *, account_id: str, options: CompileOptions) -> Compiled:
     """``SELECT n``: how many base events match ``query``."""
-    scope = _Scope(account_id, options)
-    return scope.finish(f"SELECT count() AS n FROM ({_base_rows(scope, query, '1 AS one')})")
+    statement = _Statement(account_id, options)
+    return statement.finish(f"SELECT count() AS n FROM ({_base_rows(statement, query, '1 AS one')})")
 
 
 TopSource = Literal["event_properties", "session_properties", "profile_fields"]
@@ -543,20 +590,20 @@ def compile_top(
 ) -> Compiled:
     """``SELECT value, n``: the ``top_n`` most (or least) frequent values among the base events of one event
     property, session property, or profile property of the user who did them (its current value)."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     order = "DESC" if descending else "ASC"
     if source == "profile_fields":
         value = JsonValue("v", [])
-        users = f"SELECT {UK}, {value.display} AS value FROM ({scope.profile_values(name)}) WHERE d = 0"
-        rows = _base_rows(scope, query, f"{canonical()} AS {UK}")
+        users = f"SELECT {UK}, {value.display} AS value FROM ({statement.profile_values(name)}) WHERE d = 0"
+        rows = _base_rows(statement, query, f"{canonical()} AS {UK}")
         counted = f"SELECT value FROM ({rows}) AS r INNER JOIN ({users}) AS p USING ({UK})"
     else:
         doc = "properties" if source == "event_properties" else "context"
-        value = JsonValue(doc, [scope.binder.string(name)])
-        rows = _base_rows(scope, query, f"{value.display} AS value, {value.exists} AS present")
+        value = JsonValue(doc, [statement.binder.string(name)])
+        rows = _base_rows(statement, query, f"{value.display} AS value, {value.exists} AS present")
         counted = f"SELECT value FROM ({rows}) WHERE present"
-    bound = scope.binder.bind(top_n, "UInt64")
-    return scope.finish(
+    bound = statement.binder.bind(top_n, "UInt64")
+    return statement.finish(
         f"SELECT value, count() AS n FROM ({counted}) GROUP BY value ORDER BY n {order}, value ASC LIMIT {bound}"
     )
 
@@ -579,13 +626,42 @@ def compile_trends(
     sum_property: str | None,
 ) -> Compiled:
     """``SELECT period, value`` per day/week/month: event count, unique users, or a property's sum."""
-    scope = _Scope(account_id, options)
+    statement = _Statement(account_id, options)
     columns = f"{_PERIOD[trend]} AS period, {canonical()} AS {UK}"
     if sum_property is not None:
-        value = JsonValue("properties", [scope.binder.string(sum_property)])
+        value = JsonValue("properties", [statement.binder.string(sum_property)])
         columns += f", ifNull({value.number}, 0) AS x"
         measure = "sum(x)"
     else:
         measure = f"uniqExact({UK})" if unique else "count()"
-    rows = _base_rows(scope, query, columns)
-    return scope.finish(f"SELECT period, {measure} AS value FROM ({rows}) GROUP BY period ORDER BY period")
+    rows = _base_rows(statement, query, columns)
+    return statement.finish(
+        f"SELECT period, {measure} AS value FROM ({rows}) GROUP BY period ORDER BY period"
+    )
+
+
+def compile_active_users(
+    *, account_id: str, options: CompileOptions, since_ms: int, until_ms: int, new_since_ms: int
+) -> Compiled:
+    """``SELECT n, new``: how many users have an event with a time in [``since_ms``, ``until_ms``], and how many
+    of them were first seen at or after ``new_since_ms`` (epoch milliseconds, UTC)."""
+    statement = _Statement(account_id, options)
+    since, until = statement.binder.bind(since_ms, "Int64"), statement.binder.bind(until_ms, "Int64")
+    new_since = statement.binder.bind(new_since_ms, "Int64")
+    active = statement.events(
+        f"ts BETWEEN fromUnixTimestamp64Milli({since}, 'UTC') AND fromUnixTimestamp64Milli({until}, 'UTC')",
+        final=False,
+    )
+    return statement.finish(
+        f"SELECT count() AS n, countIf(first_ms >= {new_since}) AS new "
+        f"FROM ({active} GROUP BY {UK}) AS active "
+        f"LEFT JOIN (SELECT {UK}, toUnixTimestamp64Milli(f) AS first_ms FROM ({statement.profile_seen()})) AS seen "
+        f"USING ({UK})"
+    )
+
+
+def compile_event_name_known(*, account_id: str, options: CompileOptions, name: str) -> Compiled:
+    """``SELECT one``: one row when the account has recorded an event called ``name``, none otherwise."""
+    statement = _Statement(account_id, options)
+    condition = f"name = {statement.binder.string(name)}"
+    return statement.finish(f"{statement.events(condition, '1 AS one', final=False)} LIMIT 1", merges=False)

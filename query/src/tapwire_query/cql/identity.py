@@ -14,14 +14,20 @@ from tapwire_core.warehouse import schema
 ALIASES: Final = "_aliases"
 
 
-def aliases_clause(account: str) -> str:
-    """The ``WITH`` entry defining ``_aliases`` = (alias keys, canonical keys) of ``account``'s active links."""
+def active_aliases(account: str) -> str:
+    """``SELECT alias_key, canonical_key``: ``account``'s active links, one row per alias (``account`` is SQL
+    for the account id, a bound parameter)."""
     return (
-        "(SELECT (groupArray(alias_key), groupArray(canonical_key)) FROM ("
+        "SELECT alias_key, canonical_key FROM ("
         "SELECT alias_key, argMax(canonical_key, version) AS canonical_key, argMax(active, version) AS active "
         f"FROM {schema.USER_ALIASES} WHERE account_id = {account} GROUP BY alias_key"
-        f") WHERE active = 1) AS {ALIASES}"
+        ") WHERE active = 1"
     )
+
+
+def aliases_clause(account: str) -> str:
+    """The ``WITH`` entry defining ``_aliases`` = (alias keys, canonical keys) of ``account``'s active links."""
+    return f"(SELECT (groupArray(alias_key), groupArray(canonical_key)) FROM ({active_aliases(account)})) AS {ALIASES}"
 
 
 def canonical(column: str = "user_key") -> str:

@@ -21,6 +21,7 @@ from typing import Final
 from tapwire_core.warehouse import schema
 from tapwire_query.cql.ast import PropertyFilter
 from tapwire_query.cql.errors import CqlError
+from tapwire_query.cql.field_path import FieldPath
 from tapwire_query.cql.sql import Binder
 
 ITEMS_PREFIX: Final = "Items."
@@ -201,7 +202,7 @@ def event_property(
     return top_level
 
 
-def session_property(binder: Binder, flt: PropertyFilter, where: str) -> str:
+def session_property(binder: Binder, flt: PropertyFilter, where: FieldPath) -> str:
     """Condition of a session property filter: ``time_of_day`` on the event time, others on ``context``."""
     if flt.name == "time_of_day":
         return _time_of_day(binder, flt, where)
@@ -209,7 +210,7 @@ def session_property(binder: Binder, flt: PropertyFilter, where: str) -> str:
     return value_predicate(binder, JsonValue("context", [binder.string(key) for key in path]), flt)
 
 
-def _time_of_day(binder: Binder, flt: PropertyFilter, where: str) -> str:
+def _time_of_day(binder: Binder, flt: PropertyFilter, where: FieldPath) -> str:
     if flt.operator != "equals" or len(flt.values) != 2:
         raise CqlError(f'{where}.value: time_of_day takes a ["HH:MM", "HH:MM"] range')
     first, last = (_minute_of_day(v, where) for v in flt.values)
@@ -217,7 +218,7 @@ def _time_of_day(binder: Binder, flt: PropertyFilter, where: str) -> str:
     return f"{minute} BETWEEN {binder.bind(first, 'Int64')} AND {binder.bind(last, 'Int64')}"
 
 
-def _minute_of_day(value: str | float, where: str) -> int:
+def _minute_of_day(value: str | float, where: FieldPath) -> int:
     text = str(value)
     hours, _, minutes = text.partition(":")
     if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):

@@ -12,20 +12,30 @@ from starlette.responses import Response
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_query import exports
-from tapwire_query.cql import CqlError, compile_user_count, parse_query
+from tapwire_query.cql import parse_query
 from tapwire_query.cql.ast import StrictModel
+from tapwire_query.cql.off_loop import off_loop
 from tapwire_query.cql.parse import parse_as
 from tapwire_query.cursors import CursorState
-from tapwire_query.execution import client_error, now_ms, options_for, run
+from tapwire_query.execution import now_ms, options_for
 from tapwire_query.http_state import Slot, State, json_body
+from tapwire_query.query_route import QueryRoute
+from tapwire_query.reports import profile_count_report, run_report
 from tapwire_query.segments.store import Segment, create_segment, get_segment, list_segments
 
-router = APIRouter(dependencies=[Slot])
+router = APIRouter(dependencies=[Slot], route_class=QueryRoute)
 
 
 class NewSegment(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     definition: dict[str, Any]
+
+
+def _new_segment(body: Any) -> NewSegment:
+    """``body`` as a new segment whose definition is a valid query; raises ``CqlError`` naming the field."""
+    new = parse_as(NewSegment, body)
+    parse_query(new.definition)
+    return new
 
 
 async def _segment(context: Context, account_id: str, segment_id: str) -> Segment:
@@ -37,11 +47,7 @@ async def _segment(context: Context, account_id: str, segment_id: str) -> Segmen
 
 @router.post("/segments")
 async def post_segment(request: Request, account: PasscodeAccount, context: Context) -> Response:
-    try:
-        new = parse_as(NewSegment, await json_body(request))
-        parse_query(new.definition)
-    except CqlError as exc:
-        raise client_error(exc) from exc
+    new = await off_loop(_new_segment, await json_body(request))
     segment = await create_segment(
         context.store, account_id=account.id, name=new.name, definition=new.definition
     )
@@ -62,16 +68,14 @@ async def read_segment(segment_id: str, account: PasscodeAccount, context: Conte
 
 
 @router.post("/segments/{segment_id}/count")
-async def count_segment(segment_id: str, account: PasscodeAccount, context: Context) -> Response:
+async def count_segment(
+    segment_id: str, account: PasscodeAccount, context: Context, state: State
+) -> Response:
     segment = await _segment(context, account.id, segment_id)
-    try:
-        compiled = compile_user_count(
-            parse_query(segment.definition), account_id=account.id, options=options_for(context.settings)
-        )
-    except CqlError as exc:
-        raise client_error(exc) from exc
-    rows = await run(context.warehouse, compiled)
-    return json_response({"status": "success", "count": int(rows[0]["n"]) if rows else 0})
+    report = await off_loop(
+        profile_count_report, segment.definition, account_id=account.id, options=options_for(context.settings)
+    )
+    return json_response({"status": "success", **await run_report(state.warehouse, report)})
 
 
 @router.get("/segments/{segment_id}/members")
@@ -80,7 +84,7 @@ async def segment_members(
 ) -> Response:
     cursor = request.query_params.get("cursor")
     if cursor:
-        cursor_state = exports.decode(state.codec, cursor, account_id=account.id, kind="members")
+        cursor_state = state.codec.decode(cursor, account_id=account.id, kind="members")
         if cursor_state.scope != segment_id:
             raise ApiError(400, "cursor belongs to another segment")
     else:
@@ -97,7 +101,7 @@ async def segment_members(
             scope=segment_id,
         )
     records, following = await exports.page(
-        cursor_state, codec=state.codec, warehouse=context.warehouse, settings=context.settings
+        cursor_state, codec=state.codec, warehouse=state.warehouse, settings=context.settings
     )
     body: dict[str, Any] = {"status": "success", "records": records}
     if following is not None:

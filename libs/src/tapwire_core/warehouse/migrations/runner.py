@@ -156,6 +156,10 @@ async def migrate(
         for migration in pending:
             statements.extend(migration.forward_sql(target))
         return statements
+    if not pending:
+        # Nothing to do, and no DDL sent: services whose ClickHouse account may not create (the query
+        # service's is read-only) start against a schema the migration job brought up to date.
+        return []
     for statement in _bootstrap(target):
         await warehouse.command(statement)
     done: list[str] = []
