@@ -89,12 +89,22 @@ def tls_proxy(certificate: Certificate, upstream_port: int) -> Iterator[int]:
         started.set()
         return server
 
+    async def shut_down(server: asyncio.Server) -> None:
+        # Connections the browser left open end here, on a running loop: left pending, their pipes would be
+        # collected later, during another test, and close their writers on a loop already closed.
+        server.close()
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
     server = loop.run_until_complete(serve())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
         yield port[0]
     finally:
-        loop.call_soon_threadsafe(server.close)
+        asyncio.run_coroutine_threadsafe(shut_down(server), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+        loop.close()
