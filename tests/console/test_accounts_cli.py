@@ -73,8 +73,13 @@ def test_create_list_rotate_and_delete_with_confirmation(tmp_path: Path) -> None
 
     async def check_passcodes() -> tuple[bool, bool]:
         from tapwire_core.control.accounts import AccountDirectory
+        from tapwire_core.control.accounts.lookup import LookupDigests
 
-        async with ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}") as store:
+        # The embedded suite's credential secret, generated into the data directory by the first command.
+        digests = LookupDigests.parse((data / "credential-secret").read_text())
+        async with ControlStore(
+            f"sqlite+aiosqlite:///{data / 'control.db'}", lookup_digests=digests
+        ) as store:
             directory = AccountDirectory(store)
             old = await directory.authenticate_passcode("ACME", first["passcode"])
             new = await directory.authenticate_passcode("ACME", new_passcode)
