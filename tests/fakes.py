@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ class FakeAuthenticator:
     ) -> FakeAccount | None:
         entry = self._accounts.get(account_id)
         return entry[1] if entry and entry[0] == passcode else None
+
+    def write_key_scope(self, write_key: str) -> bytes:
+        return hashlib.sha256(write_key.encode()).digest()
 
 
 class RecordingBus(Bus):

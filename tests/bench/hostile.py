@@ -30,6 +30,7 @@ import orjson
 
 from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import upload_bodies
+from tests.credentials import CREDENTIAL_SECRET
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 
 HOSTILE_TENANTS = 8
@@ -160,6 +161,7 @@ def run(*, hostile: int, valid: int, duration_s: float) -> dict[str, object]:
     broker.start()
     env = {
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": "hostile-events",
         "TAPWIRE_DEAD_LETTER_TOPIC": "hostile-events.dlq",

@@ -27,6 +27,7 @@ from tests.bench.loadgen import LoadResult, drive, segment_bodies, upload_bodies
 from tests.bench.query import run_in_subprocess as run_query_benchmark
 from tests.bench.segment_batch import bench_segment_gateway
 from tests.bench.segment_batch import figures as segment_figures
+from tests.credentials import CREDENTIAL_SECRET
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 from tests.infra.producer_perf import run_producer_perf
 from tests.integration.processes import TapwireProcess
@@ -101,6 +102,7 @@ def bench_gateway(
 ) -> LoadResult:
     env = {
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'control.db'}",
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": topic,
         "TAPWIRE_DEAD_LETTER_TOPIC": topic + ".dlq",

@@ -16,6 +16,7 @@ import orjson
 
 from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import LoadResult, drive_requests, segment_bodies, segment_requests
+from tests.credentials import CREDENTIAL_SECRET
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 
 ACCOUNT, PASSCODE = "TAP-BENCH-0001", "passcode-bench-0123456789abcdef"
@@ -38,6 +39,7 @@ def bench_segment_gateway(
     warm-up."""
     env = {
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'segment-control.db'}",
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": topic,
         "TAPWIRE_DEAD_LETTER_TOPIC": topic + ".dlq",

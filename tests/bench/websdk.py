@@ -29,6 +29,7 @@ from tapwire_core.envelope import decode
 from tapwire_core.envelope_packs import is_pack, split_pack
 from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import LoadResult, drive_requests
+from tests.credentials import CREDENTIAL_SECRET
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 
 ACCOUNT, PASSCODE = "TAP-BENCH-WEB1", "passcode-bench-web-0123456789ab"
@@ -131,6 +132,7 @@ def bench_websdk(work: Path, broker: KafkaBroker, *, duration_s: float, connecti
     requests = sdk_requests(count)
     env = {
         "TAPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'websdk-control.db'}",
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_ACCOUNTS": ACCOUNTS,
         "TAPWIRE_EVENTS_TOPIC": TOPIC,
         "TAPWIRE_DEAD_LETTER_TOPIC": TOPIC + ".dlq",

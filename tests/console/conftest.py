@@ -17,6 +17,7 @@ from tapwire_core.control.store import ControlStore
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
+from tests.credentials import LOOKUP_DIGESTS
 
 PASSCODE = "passcode-one-1234567"
 OTHER_PASSCODE = "passcode-two-1234567"
@@ -69,7 +70,7 @@ def control_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def account_api(control_url: str, tmp_path: Path) -> AsyncIterator[AccountApi]:
-    store = ControlStore(control_url)
+    store = ControlStore(control_url, lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key="write-key-one-123456", region="eu1")
     await store.upsert_account(

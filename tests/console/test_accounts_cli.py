@@ -53,12 +53,24 @@ async def _count(data: Path, table: str, account_id: str) -> int:
         return int(found.scalar_one())
 
 
+def _shown_once(secret: str, run: subprocess.CompletedProcess[str], data: Path) -> None:
+    """``secret`` is on the command's stdout once, and nowhere else: not in its stderr (where its warnings and
+    errors go), not in any file of the data directory (the control store keeps a hash and a keyed digest)."""
+    assert run.stdout.count(secret) == 1
+    assert secret not in run.stderr
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), f"{path.name} holds a secret"
+
+
 def test_create_list_rotate_and_delete_with_confirmation(tmp_path: Path) -> None:
     data = tmp_path / "data"
     created = _tapwire(data, "create", "ACME", "--name", "Acme Ltd")
     assert created.returncode == 0, created.stderr
     first = _secrets(created.stdout)
     assert first["account id"] == "ACME" and len(first["passcode"]) >= 16 and len(first["write key"]) >= 16
+    _shown_once(first["passcode"], created, data)
+    _shown_once(first["write key"], created, data)
     assert _tapwire(data, "create", "ACME").returncode == 1
     _tapwire(data, "create", "OTHER")
 
@@ -70,11 +82,17 @@ def test_create_list_rotate_and_delete_with_confirmation(tmp_path: Path) -> None
     assert rotated.returncode == 0, rotated.stderr
     new_passcode = _secrets(rotated.stdout)["passcode"]
     assert new_passcode != first["passcode"]
+    _shown_once(new_passcode, rotated, data)
 
     async def check_passcodes() -> tuple[bool, bool]:
         from tapwire_core.control.accounts import AccountDirectory
+        from tapwire_core.control.accounts.lookup import LookupDigests
 
-        async with ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}") as store:
+        # The embedded suite's credential secret, generated into the data directory by the first command.
+        digests = LookupDigests.parse((data / "credential-secret").read_text())
+        async with ControlStore(
+            f"sqlite+aiosqlite:///{data / 'control.db'}", lookup_digests=digests
+        ) as store:
             directory = AccountDirectory(store)
             old = await directory.authenticate_passcode("ACME", first["passcode"])
             new = await directory.authenticate_passcode("ACME", new_passcode)

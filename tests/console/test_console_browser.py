@@ -415,6 +415,38 @@ def test_forged_and_cross_site_posts_change_nothing(admin: Tab, suite: TapwirePr
     assert admin.go("/console/settings").locator("h1").inner_text() == "Settings"
 
 
+def test_a_new_write_key_is_shown_once_works_and_is_never_logged(admin: Tab, suite: TapwireProcess) -> None:
+    page = admin.go("/console/settings")
+    form = page.locator("form[action='/console/settings/credentials']")
+    form.get_by_label("New credential").select_option("write_key")
+    form.get_by_role("button", name="Issue").click()
+    page.wait_for_load_state("networkidle")
+    secret = page.get_by_test_id("new-secret").inner_text().strip()
+    assert len(secret) >= 16
+    # It is live at once (Segment-style ingestion authenticates with it alone)...
+    tracked = httpx.post(
+        suite.url + "/v1/track",
+        auth=(secret, ""),
+        json={"userId": "key-check", "event": "Key Checked", "messageId": uuid.uuid4().hex},
+        timeout=60,
+    )
+    assert tracked.status_code == 200, tracked.text
+    # ... and shown that once: not on the settings page again, nor in the credentials listing.
+    assert secret not in admin.go("/console/settings").content()
+    assert secret not in api(suite, "GET", "/account/v1/credentials").text
+    # The API's rotation answers with its secret, once, as well.
+    issued = api(suite, "POST", "/account/v1/credentials", {"kind": "write_key"})
+    assert issued.status_code == 201, issued.text
+    rotated = issued.json()["credential"]["secret"]
+    assert rotated != secret and rotated not in api(suite, "GET", "/account/v1/credentials").text
+    # Neither secret reached the process's log, which did record the requests (the audit trail names them).
+    logs = suite.logs()
+    assert "Accounts from TAPWIRE_ACCOUNTS" in logs
+    assert secret not in logs and rotated not in logs
+    audit = api(suite, "GET", "/account/v1/audit").text
+    assert "credentials.issue" in audit and secret not in audit and rotated not in audit
+
+
 def test_a_marketer_invited_by_email_cannot_open_settings(
     admin: Tab, browser: Browser, suite: TapwireProcess, sink: SmtpSink
 ) -> None:

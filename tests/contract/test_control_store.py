@@ -28,6 +28,7 @@ from tapwire_core.control.bootstrap import (
 )
 from tapwire_core.control.models import Base
 from tapwire_core.control.store import ControlStore
+from tests.credentials import LOOKUP_DIGESTS
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url)
+    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await control.start()
     try:
         yield control
@@ -86,7 +87,7 @@ async def test_migrations_reach_head_and_rerun_as_no_op(store: ControlStore, sto
 
     async with store.engine.begin() as connection:
         await connection.run_sync(migrate.upgrade_to_head)
-    again = ControlStore(store_url)
+    again = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await again.start()
     try:
         assert await again.is_current()
@@ -145,7 +146,7 @@ def test_upgrade_sql_is_printable_without_a_database(url: str, expected: str) ->
 
 
 async def test_ping_answers_while_started_only(store_url: str) -> None:
-    control = ControlStore(store_url)
+    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     assert not await control.ping()
     await control.start()
     assert await control.ping()
@@ -202,11 +203,13 @@ async def test_upsert_replaces_credentials(store: ControlStore) -> None:
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu1")
     assert await directory.authenticate_passcode("ACC-1", PASSCODE) is not None
 
-    await store.upsert_account("ACC-1", passcode="PC-second", write_key="WK-second", region="eu1")
+    await store.upsert_account(
+        "ACC-1", passcode="PC-second-5a0c7e21d4", write_key="WK-second-7f3b9d02e6", region="eu1"
+    )
     assert await directory.authenticate_passcode("ACC-1", PASSCODE) is None
     assert await directory.authenticate_write_key(WRITE_KEY) is None
-    assert await directory.authenticate_passcode("ACC-1", "PC-second") is not None
-    assert await directory.authenticate_write_key("WK-second") is not None
+    assert await directory.authenticate_passcode("ACC-1", "PC-second-5a0c7e21d4") is not None
+    assert await directory.authenticate_write_key("WK-second-7f3b9d02e6") is not None
     credentials = await store.list_credentials("ACC-1")
     assert [(c.kind, c.live) for c in credentials] == [
         ("passcode", False),
@@ -218,21 +221,21 @@ async def test_upsert_replaces_credentials(store: ControlStore) -> None:
     # Going back to a retired secret brings its credential back rather than colliding with it.
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu1")
     assert await directory.authenticate_passcode("ACC-1", PASSCODE) is not None
-    assert await directory.authenticate_passcode("ACC-1", "PC-second") is None
+    assert await directory.authenticate_passcode("ACC-1", "PC-second-5a0c7e21d4") is None
 
 
 async def test_a_write_key_belongs_to_one_account(store: ControlStore) -> None:
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu1")
     with pytest.raises(CredentialConflictError) as raised:
-        await store.upsert_account("ACC-2", passcode="PC-other", write_key=WRITE_KEY, region="eu1")
+        await store.upsert_account("ACC-2", passcode="PC-other-1c8e4b7a90", write_key=WRITE_KEY, region="eu1")
     assert WRITE_KEY not in str(raised.value)
     assert await store.get_account("ACC-2") is None  # the failed upsert left nothing behind
 
 
 async def test_passcodes_may_repeat_across_accounts(store: ControlStore) -> None:
     directory = AccountDirectory(store)
-    await store.upsert_account("ACC-1", passcode=PASSCODE, write_key="WK-1", region="eu1")
-    await store.upsert_account("ACC-2", passcode=PASSCODE, write_key="WK-2", region="us1")
+    await store.upsert_account("ACC-1", passcode=PASSCODE, write_key="WK-1-0a4f9c27e3b1", region="eu1")
+    await store.upsert_account("ACC-2", passcode=PASSCODE, write_key="WK-2-93d1b6f05c28", region="us1")
     one = await directory.authenticate_passcode("ACC-1", PASSCODE)
     two = await directory.authenticate_passcode("ACC-2", PASSCODE)
     assert one is not None and two is not None
@@ -245,12 +248,14 @@ async def test_passcodes_may_repeat_across_accounts(store: ControlStore) -> None
 async def test_authenticate_passcode(store: ControlStore) -> None:
     directory = AccountDirectory(store)
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu1")
-    await store.upsert_account("ACC-2", passcode="PC-of-acc-2", write_key="WK-2", region="eu1")
+    await store.upsert_account(
+        "ACC-2", passcode="PC-of-acc-2-6d2e9f13", write_key="WK-2-93d1b6f05c28", region="eu1"
+    )
 
     account = await directory.authenticate_passcode("ACC-1", PASSCODE)
     assert account is not None and account.id == "ACC-1"
     assert await directory.authenticate_passcode("ACC-1", PASSCODE + "x") is None
-    assert await directory.authenticate_passcode("ACC-1", "PC-of-acc-2") is None
+    assert await directory.authenticate_passcode("ACC-1", "PC-of-acc-2-6d2e9f13") is None
     assert await directory.authenticate_passcode("ACC-2", PASSCODE) is None
     assert await directory.authenticate_passcode("ACC-404", PASSCODE) is None
     assert await directory.authenticate_passcode("ACC-1", WRITE_KEY) is None
@@ -300,9 +305,9 @@ async def test_several_passcodes(store: ControlStore) -> None:
         await store.add_passcode("ACC-1", PASSCODE)
     with pytest.raises(AccountNotFoundError):
         await store.add_passcode("ACC-404")
-    with pytest.raises(ValueError, match="empty passcode"):
+    with pytest.raises(ValueError, match="passcode must be at least 16 characters"):
         await store.add_passcode("ACC-1", "")
-    with pytest.raises(ValueError, match="empty write key"):
+    with pytest.raises(ValueError, match="write key must be at least 16 characters"):
         await store.upsert_account("ACC-1", passcode=PASSCODE, write_key="", region="eu1")
     with pytest.raises(ValueError, match="region 'eu9'"):
         await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu9")
@@ -366,7 +371,7 @@ async def test_revocation_by_another_process_is_seen_within_the_ttl(
     await store.upsert_account("ACC-1", passcode=PASSCODE, write_key=WRITE_KEY, region="eu1")
     assert await directory.authenticate_write_key(WRITE_KEY) is not None
 
-    other = ControlStore(store_url)
+    other = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await other.start()
     try:
         ids = {c.kind: c.id for c in await other.list_credentials("ACC-1")}
@@ -388,7 +393,7 @@ async def test_replicas_applying_the_same_accounts_at_once_all_start(
     """Gateway replicas start together and each applies ``TAPWIRE_ACCOUNTS``: none may fail on another's
     insert of the same account or credential (PostgreSQL writers queue on an advisory lock; SQLite ones,
     from separate processes, only on the database's own write lock)."""
-    others = [ControlStore(store_url) for _ in range(3)]
+    others = [ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS) for _ in range(3)]
     for other in others:
         await other.start()
     try:
@@ -439,7 +444,10 @@ async def test_reset_demo_credentials_retires_the_old_ones(store: ControlStore) 
 
 async def test_accounts_from_the_environment_replace_the_demo(store: ControlStore) -> None:
     result = await bootstrap_accounts(
-        store, accounts=f"ACC-1:{PASSCODE}:{WRITE_KEY},ACC-2:PC-2:WK-2:us1", region="eu1", embedded=True
+        store,
+        accounts=f"ACC-1:{PASSCODE}:{WRITE_KEY},ACC-2:PC-2-4e8a1d7c95b3:WK-2-93d1b6f05c28:us1",
+        region="eu1",
+        embedded=True,
     )
     assert result.applied == ("ACC-1", "ACC-2") and result.demo_credentials is None
     assert await store.get_account(DEMO_ACCOUNT_ID) is None
@@ -450,7 +458,7 @@ async def test_accounts_from_the_environment_replace_the_demo(store: ControlStor
 async def test_migrations_tolerate_concurrent_starts(store_url: str) -> None:
     """Services booting together on a fresh database: one migrates, the others wait and find it current
     (PostgreSQL queues them on an advisory lock, SQLite on its write lock)."""
-    stores = [ControlStore(store_url) for _ in range(3)]
+    stores = [ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS) for _ in range(3)]
     try:
         await asyncio.gather(*(s.start() for s in stores))
         assert all([await s.is_current() for s in stores])

@@ -81,10 +81,11 @@ def test_the_build_stage_installs_a_runnable_service_environment(tmp_path: Path)
         shutil.rmtree(context / member)
     python = context / ".venv" / "bin" / "python"
     # Secrets the manifests provide to every pod of a service (messaging's link-signing key, the console's
-    # cookie-signing key).
+    # cookie-signing key, the key of credential lookups).
     secrets = {
         "TAPWIRE_MESSAGING_SECRET": "image-test-link-secret-0123456789",
         "TAPWIRE_CONSOLE_SECRET": "image-test-cookie-secret-0123456789",
+        "TAPWIRE_CREDENTIAL_SECRET": "image-test-credential-secret-0123456789",
     }
     assembled = subprocess.run(
         [str(python), "-c", ASSEMBLE],

@@ -6,12 +6,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy.manifests import OVERLAYS, REGION_OF, config_env, containers, rendered
+from tapwire_services.assembly import SERVICE_SPECS
+from tests.deploy.manifests import OVERLAYS, REGION_OF, config_env, containers, rendered, service_of
 
 pytestmark = pytest.mark.parametrize("overlay", OVERLAYS)
 
 # Variables whose value is a credential or carries one (user-info in a URL).
-CREDENTIALS = {"TAPWIRE_SMTP_URL", "TAPWIRE_SMS_URL", "TAPWIRE_MESSAGING_SECRET", "TAPWIRE_CLICKHOUSE_URL"}
+CREDENTIALS = {
+    "TAPWIRE_SMTP_URL",
+    "TAPWIRE_SMS_URL",
+    "TAPWIRE_MESSAGING_SECRET",
+    "TAPWIRE_CLICKHOUSE_URL",
+    "TAPWIRE_CREDENTIAL_SECRET",
+}
 KEY_FILES = {
     "TAPWIRE_FCM_CREDENTIALS_FILE": "fcm-service-account.json",
     "TAPWIRE_APNS_KEY_FILE": "apns-key.p8",
@@ -64,3 +71,24 @@ def test_push_keys_are_files_mounted_from_the_providers_secret(overlay: str) -> 
     privacy = o.get("Deployment", "tapwire-privacy-worker")["spec"]["template"]["spec"]["containers"][0]
     (sms,) = [item for item in privacy["env"] if item["name"] == "TAPWIRE_SMS_URL"]
     assert sms["valueFrom"]["secretKeyRef"]["name"] == "tapwire-messaging-providers"
+
+
+def test_the_credential_secret_reaches_exactly_the_services_that_check_credentials(overlay: str) -> None:
+    """Every service whose spec checks passcodes or write keys refuses to start without
+    ``TAPWIRE_CREDENTIAL_SECRET``, so its Deployment must give it the region's one value; the loader checks none
+    and is not given it (one Deployment fewer that can read it)."""
+    o = rendered(overlay)
+    source = o.get("ExternalSecret", "tapwire-credentials")
+    assert source["spec"]["target"]["name"] == "tapwire-credentials"
+    (data,) = source["spec"]["data"]
+    assert data["secretKey"] == "credential-secret"
+    assert data["remoteRef"]["key"] == f"tapwire/{REGION_OF[overlay]}/credentials"
+    given: dict[str, list[object]] = {}
+    for deployment in o.tapwire_deployments():
+        main = deployment["spec"]["template"]["spec"]["containers"][0]
+        refs = [item for item in main.get("env", []) if item["name"] == "TAPWIRE_CREDENTIAL_SECRET"]
+        given[service_of(deployment)] = [item["valueFrom"]["secretKeyRef"] for item in refs]
+    for service, spec in SERVICE_SPECS.items():
+        expected = [{"name": "tapwire-credentials", "key": "credential-secret"}] if spec.credentials else []
+        assert given[service] == expected, f"{overlay}: tapwire-{service} and TAPWIRE_CREDENTIAL_SECRET"
+    assert SERVICE_SPECS["console"].credentials and not SERVICE_SPECS["loader"].credentials

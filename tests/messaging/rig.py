@@ -25,6 +25,7 @@ from tapwire_messaging.service import MessagingService
 from tapwire_services import runtime
 from tapwire_services.assembly import build_app
 from tapwire_services.workers import Messaging
+from tests.credentials import LOOKUP_DIGESTS
 
 ACCOUNT, PASSCODE = "TAP-MSG-0001", "passcode-messaging-0123456789"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
@@ -68,7 +69,7 @@ async def messaging_rig(
     """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's."""
     components = runtime.Components(
         settings=settings,
-        store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}"),
+        store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS),
         bus=EmbeddedBus(tmp / "log"),
         warehouse=warehouse,
     )

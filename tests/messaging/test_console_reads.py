@@ -16,6 +16,7 @@ from tapwire_core.settings import Settings
 from tapwire_messaging.consent_routes import router as consent_router
 from tapwire_messaging.preview_routes import router as preview_router
 from tapwire_services.accounts import directory_for
+from tests.credentials import LOOKUP_DIGESTS
 
 HEADERS = {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": "passcode-one-1234567"}
 
@@ -26,13 +27,13 @@ async def _ready() -> dict[str, bool]:
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, ControlStore]]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     await store.upsert_account(
-        "ACC-1", passcode="passcode-one-1234567", write_key="write-key-1-123456", region="eu1"
+        "ACC-1", passcode="passcode-one-1234567", write_key="write-key-1-1234567", region="eu1"
     )
     await store.upsert_account(
-        "ACC-2", passcode="passcode-two-1234567", write_key="write-key-2-123456", region="eu1"
+        "ACC-2", passcode="passcode-two-1234567", write_key="write-key-2-1234567", region="eu1"
     )
     context = ServiceContext(
         settings=Settings(), authenticator=directory_for(store), readiness=_ready, store_=store

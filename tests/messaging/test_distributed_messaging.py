@@ -17,6 +17,7 @@ import pytest
 
 from tapwire_core.bus.kafka import KafkaBus
 from tapwire_core.envelope import decode
+from tests.credentials import CREDENTIAL_SECRET
 from tests.integration.processes import TapwireProcess
 from tests.messaging.servers import http_receiver
 
@@ -33,6 +34,7 @@ def env(kafka_broker: Any, fresh_postgres_url: str, clickhouse_database_url: str
     return {
         "TAPWIRE_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "TAPWIRE_DATABASE_URL": fresh_postgres_url,
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_CLICKHOUSE_URL": clickhouse_database_url,
         "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-dmsg-{suffix}-0123456789",
         "TAPWIRE_EVENTS_TOPIC": f"events-{suffix}",

@@ -14,6 +14,7 @@ from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import parse_campaign
 from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.outbox import Outbox, Verdict
+from tests.credentials import LOOKUP_DIGESTS
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url)
+    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await control.start()
     await control.upsert_account(ACCOUNT, passcode="p" * 20, write_key="w" * 20, region="eu1")
     try:
@@ -96,7 +97,7 @@ async def test_each_device_has_its_own_row_and_refilling_adds_none(store: Contro
 async def test_concurrent_claimers_never_share_a_row(store: ControlStore, store_url: str) -> None:
     outbox = Outbox(store.engine)
     campaign_id = await _campaign(outbox, 600)
-    others = [ControlStore(store_url) for _ in range(2)]
+    others = [ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS) for _ in range(2)]
     for other in others:
         await other.start()
     try:

@@ -30,6 +30,7 @@ from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
 from tapwire_services import runtime
 from tapwire_services.assembly import build_app
 from tapwire_services.workers import Messaging, PrivacyWork
+from tests.credentials import LOOKUP_DIGESTS
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import HEADERS, add_profiles, settings_for
 from tests.messaging.servers import TwilioMessages, http_receiver, smtp_sink
@@ -56,7 +57,7 @@ class Suite:
 
 @asynccontextmanager
 async def suite(tmp: Path, warehouse: Warehouse, settings: Settings) -> AsyncIterator[Suite]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     components = runtime.Components(
         settings=settings, store=store, bus=EmbeddedBus(tmp / "log"), warehouse=warehouse
     )

@@ -13,16 +13,19 @@ from tapwire_core.privacy.data_recipients import ForwardImpossible
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_messaging.data_recipients import messaging_data_recipients
+from tests.credentials import LOOKUP_DIGESTS
 from tests.messaging.seeding import completed_campaign
 
 pytestmark = pytest.mark.integration
 
 
 async def test_push_sms_and_webhook_recipients_come_from_sent_messages(tmp_path: Path) -> None:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     try:
-        await store.upsert_account("ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1")
+        await store.upsert_account(
+            "ACC-1", passcode="passcode-1-0123456789", write_key="writekey-1-0123456789", region="eu1"
+        )
         async with AsyncSession(store.engine) as session, session.begin():
             campaign = await completed_campaign(session, name="c", channel="push")
             rows = [

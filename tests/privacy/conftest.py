@@ -24,6 +24,7 @@ from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
 from tapwire_privacy.service import PrivacyService
 from tapwire_privacy.worker import PrivacyWorker
 from tapwire_query.routes import router as query_router
+from tests.credentials import LOOKUP_DIGESTS
 from tests.infra.clickhouse import WarehouseFactory
 
 
@@ -47,10 +48,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def control(tmp_path: Path) -> AsyncIterator[ControlStore]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
-    await store.upsert_account("ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1")
-    await store.upsert_account("ACC-2", passcode="passcode-2", write_key="wk-2", region="eu1")
+    await store.upsert_account(
+        "ACC-1", passcode="passcode-1-0123456789", write_key="writekey-1-0123456789", region="eu1"
+    )
+    await store.upsert_account(
+        "ACC-2", passcode="passcode-2-0123456789", write_key="writekey-2-0123456789", region="eu1"
+    )
     try:
         yield store
     finally:
@@ -133,7 +138,7 @@ class Api:
     monotonic: FakeMonotonic
 
 
-HEADERS = {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": "passcode-1"}
+HEADERS = {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": "passcode-1-0123456789"}
 
 
 async def _ready() -> dict[str, bool]:

@@ -43,8 +43,8 @@ async def test_request_is_recorded_with_its_gdpr_deadline(api: Api) -> None:
 async def test_ccpa_accounts_get_ccpa_deadlines(api: Api) -> None:
     await api.rig.control.upsert_account(
         "ACC-1",
-        passcode="passcode-1",
-        write_key="wk-1",
+        passcode="passcode-1-0123456789",
+        write_key="writekey-1-0123456789",
         region="eu1",
         settings={"privacy_jurisdiction": "ccpa"},
     )

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
+from tests.credentials import CREDENTIAL_SECRET
 from tests.integration.processes import TapwireProcess
 from tests.privacy.seed import event, profile, rows_naming, write
 
@@ -38,6 +39,7 @@ def service(
         ["serve", "privacy-worker"],
         env={
             "TAPWIRE_DATABASE_URL": fresh_postgres_url,
+            "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
             "TAPWIRE_CLICKHOUSE_URL": clickhouse_database_url,
             "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-distributed-0123456789",
             "TAPWIRE_DATA_DIR": str(tmp_path / "data"),

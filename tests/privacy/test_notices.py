@@ -54,7 +54,11 @@ def webhook() -> Iterator[tuple[str, _Hook]]:
 async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhook: tuple[str, _Hook]) -> None:
     url, hook = webhook
     await rig.control.upsert_account(
-        "ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1", settings={"privacy_webhook_url": url}
+        "ACC-1",
+        passcode="passcode-1-0123456789",
+        write_key="writekey-1-0123456789",
+        region="eu1",
+        settings={"privacy_webhook_url": url},
     )
     notifier = WebhookNotifier(rig.control.get_account, egress=policy_from_settings(rig.settings))
     worker = PrivacyWorker(
@@ -136,8 +140,8 @@ async def test_a_ccpa_request_is_acknowledged_to_the_customer(
     rig = api.rig
     await rig.control.upsert_account(
         "ACC-1",
-        passcode="passcode-1",
-        write_key="wk-1",
+        passcode="passcode-1-0123456789",
+        write_key="writekey-1-0123456789",
         region="eu1",
         settings={"privacy_jurisdiction": "ccpa", "privacy_webhook_url": url},
     )

@@ -14,7 +14,7 @@ from tests.privacy.seed import event, profile, rows_naming, write
 
 pytestmark = pytest.mark.integration
 
-OTHER = {"X-CleverTap-Account-Id": "ACC-2", "X-CleverTap-Passcode": "passcode-2"}
+OTHER = {"X-CleverTap-Account-Id": "ACC-2", "X-CleverTap-Passcode": "passcode-2-0123456789"}
 
 
 def _failed_gauge() -> float | None:

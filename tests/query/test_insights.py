@@ -19,6 +19,7 @@ from tapwire_core.warehouse import Warehouse, schema
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
+from tests.credentials import LOOKUP_DIGESTS
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +69,10 @@ async def client(
     merged = dt.datetime(2026, 1, 4, tzinfo=dt.UTC)
     await loaded.insert(schema.USER_ALIASES, columns, [(ACCOUNT, "i:bob-phone", "i:bob", merged, 1, 1)])
     path: Path = tmp_path_factory.mktemp("insights") / "control.db"
-    store = ControlStore(f"sqlite+aiosqlite:///{path}")
+    store = ControlStore(f"sqlite+aiosqlite:///{path}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     await store.upsert_account(
-        ACCOUNT, passcode="insight-passcode-123", write_key="insight-wk-1234567", region="eu1"
+        ACCOUNT, passcode="insight-passcode-123", write_key="insight-wk-12345678", region="eu1"
     )
     context = ServiceContext(
         settings=Settings(),

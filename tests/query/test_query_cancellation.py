@@ -22,6 +22,7 @@ from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_query.routes import router as query_router
 from tapwire_services.accounts import directory_for
+from tests.credentials import LOOKUP_DIGESTS
 from tests.infra.clickhouse import rig_statement, running_rig
 from tests.integration.processes import free_port
 
@@ -50,7 +51,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         warehouse = ClickHouseWarehouse(f"{rig}/cancel")
         await warehouse.start()
         await migrate(warehouse, cluster=None)
-        store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+        store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
         await store.start()
         await store.upsert_account(
             ACCOUNT,

@@ -29,6 +29,7 @@ from tapwire_query.cursors import CursorCodec, CursorState
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
+from tests.credentials import LOOKUP_DIGESTS
 from tests.query.dataset import ACCOUNT, OTHER_ACCOUNT, truth
 from tests.query.shapes import with_objects
 
@@ -42,7 +43,7 @@ JAN = {"from": 20260101, "to": 20260131}
 
 
 def headers(account: str = ACCOUNT) -> dict[str, str]:
-    return {"X-CleverTap-Account-Id": account, "X-CleverTap-Passcode": f"pass-{account}"}
+    return {"X-CleverTap-Account-Id": account, "X-CleverTap-Passcode": f"passcode-{account}-0123456789"}
 
 
 async def _ready() -> dict[str, bool]:
@@ -52,11 +53,14 @@ async def _ready() -> dict[str, bool]:
 @pytest.fixture(scope="module")
 async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ControlStore]:
     path: Path = tmp_path_factory.mktemp("control") / "control.db"
-    control = ControlStore(f"sqlite+aiosqlite:///{path}")
+    control = ControlStore(f"sqlite+aiosqlite:///{path}", lookup_digests=LOOKUP_DIGESTS)
     await control.start()
     for account in ACCOUNTS:
         await control.upsert_account(
-            account, passcode=f"pass-{account}", write_key=f"wk-{account}", region="eu1"
+            account,
+            passcode=f"passcode-{account}-0123456789",
+            write_key=f"writekey-{account}-0123456789",
+            region="eu1",
         )
     yield control
     await control.close()

@@ -15,6 +15,7 @@ import pytest
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_services import generate
+from tests.credentials import CREDENTIAL_SECRET
 from tests.integration.processes import TapwireProcess
 
 pytestmark = pytest.mark.integration
@@ -43,6 +44,7 @@ def replicas(
     env = {
         "TAPWIRE_DATABASE_URL": fresh_postgres_url,
         "TAPWIRE_CLICKHOUSE_URL": clickhouse_database_url,
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-replicas-0123456789abcdef",
         "TAPWIRE_QUERY_CURSOR_SECRET": "cursor-secret-shared-by-replicas",
     }

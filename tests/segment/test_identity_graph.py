@@ -9,6 +9,7 @@ import pytest
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.identity import AliasRow, IdentityGraph
+from tests.credentials import LOOKUP_DIGESTS
 
 ACCOUNT = "ACC-GRAPH"
 
@@ -23,12 +24,15 @@ def graph_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def graph(graph_url: str) -> AsyncIterator[IdentityGraph]:
-    store = ControlStore(graph_url)
+    store = ControlStore(graph_url, lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     try:
         for account in (ACCOUNT, "ACC-OTHER"):
             await store.upsert_account(
-                account, passcode=f"p-{account}", write_key=f"w-{account}", region="eu1"
+                account,
+                passcode=f"passcode-{account}-0123456789",
+                write_key=f"writekey-{account}-0123456789",
+                region="eu1",
             )
         yield IdentityGraph(store.engine, max_identifiers_per_profile=5)
     finally:

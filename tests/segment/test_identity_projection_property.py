@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tapwire_core.control.store import ControlStore
 from tapwire_core.identity import AliasRow, IdentityGraph, LinkRequest
 from tapwire_core.identity.keys import canonical_rank
+from tests.credentials import LOOKUP_DIGESTS
 
 ACCOUNT = "ACC-PROP"
 KEYS = ("i:u1", "i:u2", "i:u3", "a:x1", "a:x2", "a:x3", "e:m@example.com", "p:+14155550000", "o:g1")
@@ -36,8 +37,13 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('graph-property') / 'control.db'}"
 
     async def prepare() -> None:
-        async with ControlStore(url) as control:
-            await control.upsert_account(ACCOUNT, passcode="p", write_key="w-prop", region="eu1")
+        async with ControlStore(url, lookup_digests=LOOKUP_DIGESTS) as control:
+            await control.upsert_account(
+                ACCOUNT,
+                passcode="passcode-prop-0123456789",
+                write_key="writekey-prop-0123456789",
+                region="eu1",
+            )
 
     asyncio.run(prepare())
     return url
@@ -56,7 +62,7 @@ def test_alias_rows_describe_the_graph(store_url: str, operations: list[tuple[st
         return key[:2] + run + key[2:]
 
     async def scenario() -> None:
-        async with ControlStore(store_url) as store:
+        async with ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS) as store:
             await check(IdentityGraph(store.engine, max_identifiers_per_profile=CAP))
 
     async def check(graph: IdentityGraph) -> None:

@@ -14,6 +14,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.credentials import CREDENTIAL_SECRET
 from tests.integration.test_distributed_pipeline import Cluster
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,7 @@ def cluster(
     env = {
         "TAPWIRE_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "TAPWIRE_DATABASE_URL": fresh_postgres_url,
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_CLICKHOUSE_URL": clickhouse_database_url,
         "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{write_key}",
         "TAPWIRE_EVENTS_TOPIC": f"seg-events-{suffix}",

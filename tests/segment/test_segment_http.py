@@ -22,6 +22,7 @@ from tapwire_core.settings import Settings
 from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
+from tests.credentials import LOOKUP_DIGESTS
 from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
 
 KEY = "WKsegment123"
@@ -38,10 +39,12 @@ def bus() -> RecordingBus:
 
 @pytest.fixture
 async def graph(tmp_path: Path) -> AsyncIterator[IdentityGraph]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     for account in ("ACC-1", "ACC-LOCKED", "ACC-1B"):
-        await store.upsert_account(account, passcode="secret", write_key=f"wk-{account}", region="eu1")
+        await store.upsert_account(
+            account, passcode="passcode-0123456789", write_key=f"writekey-{account}-0123456789", region="eu1"
+        )
     try:
         yield IdentityGraph(store.engine)
     finally:

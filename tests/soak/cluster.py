@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tests.credentials import CREDENTIAL_SECRET
 from tests.infra.clickhouse import RigProcess, rig_statement
 from tests.infra.kafka_broker import KafkaBroker, kafka_home
 from tests.infra.postgres import PostgresCluster, new_cluster
@@ -104,6 +105,7 @@ def running_cluster(*, gateways: int = 2, loaders: int = 2, partitions: int = 4)
             "TAPWIRE_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "TAPWIRE_DATABASE_URL": postgres.url.rsplit("/", 1)[0] + f"/{DATABASE}",
             "TAPWIRE_CLICKHOUSE_URL": f"{rig.url}/{DATABASE}",
+            "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
             "TAPWIRE_ACCOUNTS": ",".join(
                 f"{account}:{passcode}:soak-writekey-{n}-{suffix}-0123456789"
                 for n, (account, passcode) in enumerate(((ACCOUNT, PASSCODE), *FRESH_ACCOUNTS))

@@ -4,6 +4,7 @@ when the store is down."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -31,12 +32,14 @@ class SlowSource(InMemorySource):
         super().__init__()
         self.down = False
 
-    async def match_credential(self, *, kind: CredentialKind, digest: str) -> CredentialMatch | None:
+    async def match_credential(
+        self, *, kind: CredentialKind, digests: Sequence[str]
+    ) -> CredentialMatch | None:
         if self.down:
             self.lookups += 1
             raise OperationalError("SELECT", {}, ConnectionRefusedError("connection refused"))
         await asyncio.sleep(0.01)
-        return await super().match_credential(kind=kind, digest=digest)
+        return await super().match_credential(kind=kind, digests=digests)
 
 
 @pytest.fixture
@@ -118,7 +121,9 @@ async def test_a_store_outage_keeps_verified_credentials_working() -> None:
 
 async def test_a_hanging_store_times_out() -> None:
     class Hanging(InMemorySource):
-        async def match_credential(self, *, kind: CredentialKind, digest: str) -> CredentialMatch | None:
+        async def match_credential(
+            self, *, kind: CredentialKind, digests: Sequence[str]
+        ) -> CredentialMatch | None:
             await asyncio.sleep(3600)
             return None
 

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
 import pytest
 
 from tapwire_core.control.accounts import Account, AccountDirectory
 from tapwire_core.control.accounts.cache import VerifiedCredentialCache
-from tapwire_core.control.accounts.hashing import (
-    generate_secret,
-    hash_secret,
-    lookup_digest,
-    passcode_digest,
-    verify_secret,
-    write_key_digest,
-)
+from tapwire_core.control.accounts.hashing import generate_secret, hash_secret, verify_secret
+from tapwire_core.control.accounts.lookup import LookupDigests, legacy_digest
 from tapwire_core.control.accounts.types import CredentialKind, CredentialMatch
 
 ACME = Account(id="ACC-1", name="Acme", region="eu1", settings=MappingProxyType({}))
 OTHER = Account(id="ACC-2", name="Other", region="us1", settings=MappingProxyType({}))
+DIGESTS = LookupDigests(["unit-test-credential-secret-0123456789"])
 
 
 class FakeClock:
@@ -33,18 +28,21 @@ class FakeClock:
 
 
 class InMemorySource:
-    """Credentials by lookup digest, as the store would hold them; counts lookups."""
+    """Credentials by lookup digest, as the store would hold them; counts lookups and re-keyings."""
 
-    def __init__(self) -> None:
+    def __init__(self, digests: LookupDigests = DIGESTS) -> None:
+        self.lookup_digests = digests
         self.rows: dict[tuple[CredentialKind, str], CredentialMatch] = {}
         self.lookups = 0
+        self.rekeyed: list[int] = []
         self.listeners: list[Callable[[str], None]] = []
         self.during_lookup: Callable[[], None] | None = None
         self._next_id = 1
 
-    def add(self, kind: CredentialKind, account: Account, secret: str) -> int:
-        digest = lookup_digest(kind, secret, account_id=account.id)
-        self.rows[(kind, digest)] = CredentialMatch(self._next_id, account, hash_secret(secret))
+    def add(self, kind: CredentialKind, account: Account, secret: str, *, digest: str | None = None) -> int:
+        """A credential stored under ``digest`` (default: its current one)."""
+        digest = digest or self.lookup_digests.current(kind, secret, account_id=account.id)
+        self.rows[(kind, digest)] = CredentialMatch(self._next_id, account, hash_secret(secret), digest)
         self._next_id += 1
         return self._next_id - 1
 
@@ -55,12 +53,25 @@ class InMemorySource:
                 for listener in self.listeners:
                     listener(match.account.id)
 
-    async def match_credential(self, *, kind: CredentialKind, digest: str) -> CredentialMatch | None:
+    async def match_credential(
+        self, *, kind: CredentialKind, digests: Sequence[str]
+    ) -> CredentialMatch | None:
         self.lookups += 1
         if self.during_lookup is not None:
             self.during_lookup()
         await asyncio.sleep(0)
-        return self.rows.get((kind, digest))
+        return next((self.rows[(kind, d)] for d in digests if (kind, d) in self.rows), None)
+
+    async def rekey_credential(self, credential_id: int, *, stored_digest: str, digest: str) -> bool:
+        for (kind, stored), match in list(self.rows.items()):
+            if match.credential_id == credential_id and stored == stored_digest:
+                del self.rows[(kind, stored)]
+                self.rows[(kind, digest)] = CredentialMatch(
+                    credential_id, match.account, match.secret_hash, digest
+                )
+                self.rekeyed.append(credential_id)
+                return True
+        return False
 
     def add_credentials_listener(self, listener: Callable[[str], None]) -> None:
         self.listeners.append(listener)
@@ -98,12 +109,15 @@ def test_malformed_hashes_verify_nothing(encoded: str) -> None:
 
 
 def test_passcode_digests_are_scoped_to_their_account() -> None:
-    assert passcode_digest("ACC-1", "pc") != passcode_digest("ACC-2", "pc")
+    def passcode(account_id: str, secret: str) -> str:
+        return DIGESTS.current("passcode", secret, account_id=account_id)
+
+    assert passcode("ACC-1", "pc") != passcode("ACC-2", "pc")
     # Length prefixes: moving characters between account id and secret never yields the same digest.
-    assert passcode_digest("AB", "C") != passcode_digest("A", "BC")
-    assert passcode_digest("ACC-1", "pc") != write_key_digest("pc")
-    assert write_key_digest("wk") == lookup_digest("write_key", "wk", account_id="ignored")
-    assert len(write_key_digest("wk")) == 64
+    assert passcode("AB", "C") != passcode("A", "BC")
+    assert passcode("ACC-1", "pc") != DIGESTS.current("write_key", "pc")
+    assert DIGESTS.current("write_key", "wk") == DIGESTS.current("write_key", "wk", account_id="ignored")
+    assert len(DIGESTS.current("write_key", "wk")) == 64
 
 
 def test_generated_secrets_are_long_random_and_alphanumeric() -> None:
@@ -182,8 +196,8 @@ async def test_directory_keeps_failures_out_of_the_verified_cache() -> None:
 
 async def test_directory_rejects_a_digest_match_whose_hash_disagrees() -> None:
     source = InMemorySource()
-    digest = write_key_digest("wk-1")
-    source.rows[("write_key", digest)] = CredentialMatch(1, ACME, hash_secret("something else"))
+    digest = DIGESTS.current("write_key", "wk-1")
+    source.rows[("write_key", digest)] = CredentialMatch(1, ACME, hash_secret("something else"), digest)
     directory = AccountDirectory(source)
     assert await directory.authenticate_write_key("wk-1") is None
     assert directory.cached_entries == 0
@@ -205,12 +219,12 @@ async def test_directory_does_not_cache_a_lookup_that_raced_a_revocation() -> No
     source = InMemorySource()
     credential = source.add("write_key", ACME, "wk-1")
     directory = AccountDirectory(source)
-    match = source.rows[("write_key", write_key_digest("wk-1"))]
+    match = source.rows[("write_key", DIGESTS.current("write_key", "wk-1"))]
 
     def revoke_mid_lookup() -> None:
         # The row was read just before the revocation committed: the answer is stale and must not be kept.
         source.revoke(credential)
-        source.rows[("write_key", write_key_digest("wk-1"))] = match
+        source.rows[("write_key", DIGESTS.current("write_key", "wk-1"))] = match
         source.during_lookup = None
 
     source.during_lookup = revoke_mid_lookup
@@ -235,3 +249,49 @@ async def test_directory_ignores_empty_input_without_a_lookup() -> None:
     assert await directory.authenticate_passcode("", "pc") is None
     assert await directory.authenticate_passcode("ACC-1", "") is None
     assert await directory.authenticate_write_key("") is None
+
+
+async def test_directory_re_keys_a_credential_found_under_its_unkeyed_digest() -> None:
+    source = InMemorySource()
+    legacy = legacy_digest("passcode", "pc-legacy-0123456789", account_id="ACC-1")
+    credential = source.add("passcode", ACME, "pc-legacy-0123456789", digest=legacy)
+    clock = FakeClock()
+    directory = AccountDirectory(source, rekey_after_s=3600.0, clock=clock)
+    # While processes of the previous release may still serve, the credential stays where they look it up.
+    assert await directory.authenticate_passcode("ACC-1", "pc-legacy-0123456789") == ACME
+    assert source.rekeyed == [] and set(source.rows) == {("passcode", legacy)}
+    clock.now = 3600.0  # the cached verification expired long ago; the next one re-keys
+    assert await directory.authenticate_passcode("ACC-1", "pc-legacy-0123456789") == ACME
+    assert source.rekeyed == [credential]
+    current = DIGESTS.current("passcode", "pc-legacy-0123456789", account_id="ACC-1")
+    assert set(source.rows) == {("passcode", current)}
+    # Another process now finds it under the keyed digest and leaves it be.
+    assert await AccountDirectory(source).authenticate_passcode("ACC-1", "pc-legacy-0123456789") == ACME
+    assert source.rekeyed == [credential]
+
+
+async def test_a_failed_re_key_still_authenticates(caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    class ReadOnly(InMemorySource):
+        async def rekey_credential(self, credential_id: int, *, stored_digest: str, digest: str) -> bool:
+            raise OperationalError("UPDATE", {}, ConnectionRefusedError("read-only standby"))
+
+    source = ReadOnly()
+    source.add(
+        "write_key", ACME, "wk-legacy-0123456789", digest=legacy_digest("write_key", "wk-legacy-0123456789")
+    )
+    assert (
+        await AccountDirectory(source, rekey_after_s=0).authenticate_write_key("wk-legacy-0123456789") == ACME
+    )
+    assert "re-key" in caplog.text
+
+
+async def test_a_short_credential_from_before_the_minimum_works_but_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = InMemorySource()
+    source.add("passcode", ACME, "pc-1", digest=legacy_digest("passcode", "pc-1", account_id="ACC-1"))
+    assert await AccountDirectory(source).authenticate_passcode("ACC-1", "pc-1") == ACME
+    assert "shorter than the minimum length" in caplog.text
+    assert "pc-1" not in caplog.text

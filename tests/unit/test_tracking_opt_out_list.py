@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.control.tracking_opt_outs import TrackingOptOutList, record_opt_out
+from tests.credentials import LOOKUP_DIGESTS
 
 
 class Clock:
@@ -21,9 +22,11 @@ class Clock:
 
 
 async def test_reloads_when_stale_and_others_do_not_wait(tmp_path: Path) -> None:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
-    await store.upsert_account("ACC-1", passcode="p", write_key="wk", region="eu1")
+    await store.upsert_account(
+        "ACC-1", passcode="passcode-0123456789", write_key="writekey-0123456789", region="eu1"
+    )
     clock = Clock()
     opt_outs = TrackingOptOutList(store.engine, refresh_s=5, clock=clock)
     try:

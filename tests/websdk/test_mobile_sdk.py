@@ -16,10 +16,11 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.mobile_sdk import router as mobile_router
+from tests.credentials import LOOKUP_DIGESTS
 from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
 from tests.websdk import mobile_requests as sdk
 
-ACCOUNT, TOKEN = "TEST-APP-001", "wk-app-token"
+ACCOUNT, TOKEN = "TEST-APP-001", "writekey-app-token-0123"
 SESSION = 1_765_000_000
 
 
@@ -34,11 +35,15 @@ def bus() -> RecordingBus:
 
 @pytest.fixture
 async def client(tmp_path: Path, bus: RecordingBus) -> AsyncIterator[httpx.AsyncClient]:
-    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    store = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
-    await store.upsert_account(ACCOUNT, passcode="secret", write_key=TOKEN, region="eu1")
+    await store.upsert_account(ACCOUNT, passcode="passcode-app-0123456", write_key=TOKEN, region="eu1")
     auth = FakeAuthenticator(
-        {}, write_keys={TOKEN: FakeAccount(ACCOUNT), "wk-us": FakeAccount("TEST-US-APP", region="us1")}
+        {},
+        write_keys={
+            TOKEN: FakeAccount(ACCOUNT),
+            "writekey-us-app-0123": FakeAccount("TEST-US-APP", region="us1"),
+        },
     )
     settings = Settings(bus_timeout_s=0.5, sdk_max_body_bytes=64 * 1024)
     context = ServiceContext(settings=settings, authenticator=auth, readiness=_ready, bus_=bus, store_=store)
@@ -79,7 +84,7 @@ async def test_the_handshake_names_the_host_the_sdk_used(client: httpx.AsyncClie
         assert response.headers["x-wzrk-mute"] == "false"
     wrong = await client.get("/hello", headers=sdk.headers(ACCOUNT, "not-the-token"))
     assert wrong.status_code == 401 and wrong.json()["code"] == 401
-    foreign = await client.get("/hello", headers=sdk.headers("TEST-US-APP", "wk-us"))
+    foreign = await client.get("/hello", headers=sdk.headers("TEST-US-APP", "writekey-us-app-0123"))
     assert foreign.status_code == 403 and "us1" in foreign.json()["error"]
 
 

@@ -20,6 +20,7 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.websdk import router as websdk_router
+from tests.credentials import LOOKUP_DIGESTS
 from tests.fakes import FakeAuthenticator, RecordingBus
 from tests.websdk.requests import event, sdk_url
 from tests.websdk.sdk_encoder import SdkEncoder
@@ -44,28 +45,30 @@ def encoder() -> Iterator[SdkEncoder]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ControlStore]:
-    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await control.start()
-    await control.upsert_account(ACCOUNT, passcode="secret", write_key="wk-h", region="eu1")
+    await control.upsert_account(
+        ACCOUNT, passcode="passcode-hostile-0123", write_key="writekey-hostile-0123", region="eu1"
+    )
     # Turned off as the console's settings page and PATCH /account/v1/settings store it.
     await control.upsert_account(
         "TEST-OFF-1",
-        passcode="s2",
-        write_key="wk-off",
+        passcode="passcode-off-01234567",
+        write_key="writekey-off-01234567",
         region="eu1",
         settings=AccountSettingsPatch(client_ingestion=False).changes(),
     )
     await control.upsert_account(
         "TEST-ORIGIN-1",
-        passcode="s3",
-        write_key="wk-or",
+        passcode="passcode-origin-012345",
+        write_key="writekey-origin-012345",
         region="eu1",
         settings={"cors_origins": ["https://shop.example"]},
     )
     await control.upsert_account(
         "TEST-SLOW-1",
-        passcode="s4",
-        write_key="wk-slow",
+        passcode="passcode-slow-0123456",
+        write_key="writekey-slow-0123456",
         region="eu1",
         settings={"client_sdk_requests_per_s": 2},
     )

@@ -18,6 +18,7 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.websdk import router as websdk_router
+from tests.credentials import LOOKUP_DIGESTS
 from tests.fakes import FakeAuthenticator, RecordingBus
 from tests.websdk.requests import event, profile, sdk_url
 from tests.websdk.sdk_encoder import SdkEncoder
@@ -41,10 +42,14 @@ def bus() -> RecordingBus:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ControlStore]:
-    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    control = ControlStore(f"sqlite+aiosqlite:///{tmp_path / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     await control.start()
-    await control.upsert_account(ACCOUNT, passcode="secret", write_key="wk-web", region="eu1")
-    await control.upsert_account("TEST-US-001", passcode="secret2", write_key="wk-us", region="us1")
+    await control.upsert_account(
+        ACCOUNT, passcode="passcode-web-0123456", write_key="writekey-web-0123456", region="eu1"
+    )
+    await control.upsert_account(
+        "TEST-US-001", passcode="passcode-us-01234567", write_key="writekey-us-01234567", region="us1"
+    )
     try:
         yield control
     finally:

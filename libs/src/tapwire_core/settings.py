@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.tapwire")
     accounts: str | None = None
     region: str = "eu1"
+    credential_secret: str | None = Field(
+        default=None,
+        description="keys the lookup digests of passcodes and write keys; comma-separated, newest first "
+        "(embedded: generated into the data directory)",
+    )
 
     kafka_bootstrap: str | None = None
     clickhouse_url: str | None = None

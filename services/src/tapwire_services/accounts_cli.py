@@ -28,6 +28,20 @@ def control_url(settings: Settings) -> str:
     return f"sqlite+aiosqlite:///{data / 'control.db'}"
 
 
+def credential_store(settings: Settings) -> ControlStore:
+    """The control store, able to write credentials: with ``TAPWIRE_DATABASE_URL`` it needs the deployment's
+    ``TAPWIRE_CREDENTIAL_SECRET``; otherwise the embedded suite's, from ``TAPWIRE_DATA_DIR``. Exits with status 2
+    when the secret is missing or unusable."""
+    from tapwire_services.runtime import ConfigurationError, lookup_digests
+
+    try:
+        digests = lookup_digests(settings, embedded=not settings.database_url)
+    except ConfigurationError as exc:
+        print(f"tapwire accounts: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return ControlStore(control_url(settings), lookup_digests=digests)
+
+
 async def _operator_audit(
     store: ControlStore, account_id: str, action: str, detail: dict[str, object]
 ) -> None:
@@ -40,9 +54,10 @@ async def _operator_audit(
 
 def cmd_create(args: argparse.Namespace) -> int:
     settings = Settings()
+    control = credential_store(settings)
 
     async def create() -> int:
-        async with ControlStore(control_url(settings)) as store:
+        async with control as store:
             if await store.get_account(args.account_id) is not None:
                 print(f"tapwire accounts: {args.account_id!r} exists already", file=sys.stderr)
                 return 1
@@ -94,11 +109,12 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     and console sessions opened with the old passcode end)."""
     settings = Settings()
     kinds: Sequence[CredentialKind] = CREDENTIAL_KINDS if args.kind == "both" else (args.kind,)
+    control = credential_store(settings)
 
     async def rotate() -> int:
         from tapwire_core.control.console.directory import ConsoleDirectory
 
-        async with ControlStore(control_url(settings)) as store:
+        async with control as store:
             if await store.get_account(args.account_id) is None:
                 print(f"tapwire accounts: no account {args.account_id!r}", file=sys.stderr)
                 return 1

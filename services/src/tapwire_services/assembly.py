@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 
 from tapwire_console import web as console_web
 from tapwire_console.api import ROUTERS as ACCOUNT_ROUTERS
+from tapwire_core.control.bootstrap import AccountsConfigError, parse_accounts
 from tapwire_core.control.console.directory import ConsoleDirectory
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
@@ -62,6 +63,8 @@ class ServiceSpec:
     console_pages: bool = False
     """Serves the console's web pages; they call this app's own routes, and in distributed mode the other
     services' APIs over HTTP."""
+    credentials: bool = True
+    """Checks passcodes or write keys, so needs ``TAPWIRE_CREDENTIAL_SECRET``."""
 
 
 def build_app(
@@ -134,7 +137,9 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
         # Ingestion needs the bus; the database only for credentials not verified yet (those answer 503).
         advisory_checks=frozenset({"control_store"}),
     ),
-    "loader": ServiceSpec(bus=True, warehouse=True, workers=(Suppressions, LoaderSupervisor)),
+    "loader": ServiceSpec(
+        bus=True, warehouse=True, workers=(Suppressions, LoaderSupervisor), credentials=False
+    ),
     "query": ServiceSpec(bus=False, warehouse=True, routers=(query_router,)),
     "messaging": ServiceSpec(
         bus=True, warehouse=True, routers=(messaging_router, messaging_links_router), workers=(Messaging,)
@@ -144,8 +149,19 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
 }
 
 
+def check_accounts(settings: Settings) -> None:
+    """Refuse a malformed ``TAPWIRE_ACCOUNTS`` (e.g. a secret under 16 characters) before anything starts, with
+    the parser's message, which names the entry and account and never a secret."""
+    if settings.accounts and settings.accounts.strip():
+        try:
+            parse_accounts(settings.accounts, default_region=settings.region)
+        except AccountsConfigError as exc:
+            raise runtime.ConfigurationError(str(exc)) from exc
+
+
 def embedded_app(settings: Settings) -> FastAPI:
     """Every service in one process on the embedded stores (``tapwire up``), the console's pages included."""
+    check_accounts(settings)
     return build_app(
         settings,
         runtime.embedded(settings),
@@ -161,6 +177,7 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
     spec = SERVICE_SPECS.get(service)
     if spec is None:
         raise runtime.ConfigurationError(f"service {service!r} is not available in this release")
+    check_accounts(settings)
     if spec.console_pages and not settings.console_secret:
         raise runtime.ConfigurationError(
             "TAPWIRE_CONSOLE_SECRET is required: every console replica must sign cookies with the same secret"
@@ -171,7 +188,7 @@ def service_app(settings: Settings, service: ServiceName) -> FastAPI:
         )
     return build_app(
         settings,
-        runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse),
+        runtime.distributed(settings, bus=spec.bus, warehouse=spec.warehouse, credentials=spec.credentials),
         routers=spec.routers,
         workers=spec.workers,
         embedded=False,

@@ -18,6 +18,7 @@ from tapwire_core import log as logs
 from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
 from tapwire_services.accounts_cli import add_commands as add_account_commands
+from tapwire_services.accounts_cli import credential_store
 
 if TYPE_CHECKING:
     import uvicorn
@@ -80,10 +81,16 @@ def _serve(app: object, settings: Settings) -> None:
 
 def cmd_up(_: argparse.Namespace) -> int:
     from tapwire_services.assembly import embedded_app
+    from tapwire_services.runtime import ConfigurationError
 
     settings = Settings()
     logs.configure(settings.log_level)
-    _serve(embedded_app(settings), settings)
+    try:
+        app = embedded_app(settings)
+    except ConfigurationError as exc:
+        print(f"tapwire up: {exc}", file=sys.stderr)
+        return 2
+    _serve(app, settings)
     return 0
 
 
@@ -173,12 +180,11 @@ def _control_url(settings: Settings) -> str:
 
 def cmd_reset_demo(_: argparse.Namespace) -> int:
     from tapwire_core.control.bootstrap import reset_demo_credentials
-    from tapwire_core.control.store import ControlStore
 
     settings = Settings()
+    store = credential_store(settings)
 
     async def reset() -> None:
-        store = ControlStore(_control_url(settings))
         await store.start()
         try:
             creds = await reset_demo_credentials(store, region=settings.region)
@@ -192,12 +198,11 @@ def cmd_reset_demo(_: argparse.Namespace) -> int:
 
 def cmd_add_write_key(args: argparse.Namespace) -> int:
     from tapwire_core.control.accounts import AccountNotFoundError
-    from tapwire_core.control.store import ControlStore
 
     settings = Settings()
+    store = credential_store(settings)
 
     async def issue() -> int:
-        store = ControlStore(_control_url(settings))
         await store.start()
         try:
             issued = await store.add_credential(args.account_id, "write_key")

@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tapwire_core.bus import Bus
+from tapwire_core.control.accounts.lookup import (
+    CredentialSecretError,
+    LookupDigests,
+    load_or_create_credential_secret,
+)
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
@@ -83,14 +88,34 @@ def embedded(settings: Settings) -> Components:
     data.mkdir(parents=True, exist_ok=True)
     return Components(
         settings=settings,
-        store=ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}"),
+        store=ControlStore(
+            f"sqlite+aiosqlite:///{data / 'control.db'}",
+            lookup_digests=lookup_digests(settings, embedded=True),
+        ),
         bus=EmbeddedBus(data / "log"),
         warehouse=ChdbWarehouse(data / "chdb"),
     )
 
 
-def distributed(settings: Settings, *, bus: bool, warehouse: bool) -> Components:
-    """Kafka, ClickHouse and PostgreSQL from the environment; only the ones this service needs."""
+def lookup_digests(settings: Settings, *, embedded: bool) -> LookupDigests:
+    """How this process finds credentials: ``TAPWIRE_CREDENTIAL_SECRET``, or in embedded mode a secret generated
+    into ``TAPWIRE_DATA_DIR`` on first start. Raises ConfigurationError when distributed mode lacks it."""
+    configured = settings.credential_secret
+    if not embedded and not (configured and configured.strip()):
+        raise ConfigurationError(
+            "TAPWIRE_CREDENTIAL_SECRET is required: every process that checks passcodes or write keys must key "
+            "their lookup digests with the same secret (32+ random characters)"
+        )
+    try:
+        return LookupDigests.parse(load_or_create_credential_secret(configured, settings.data_dir.resolve()))
+    except CredentialSecretError as exc:
+        raise ConfigurationError(str(exc)) from exc
+
+
+def distributed(settings: Settings, *, bus: bool, warehouse: bool, credentials: bool = True) -> Components:
+    """Kafka, ClickHouse and PostgreSQL from the environment; only the ones this service needs. ``credentials``:
+    the service checks passcodes or write keys, so it needs ``TAPWIRE_CREDENTIAL_SECRET`` (any other service uses
+    it when set, e.g. to apply ``TAPWIRE_ACCOUNTS``)."""
     from tapwire_core.bus.kafka import KafkaBus
     from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
 
@@ -102,7 +127,12 @@ def distributed(settings: Settings, *, bus: bool, warehouse: bool) -> Components
         raise ConfigurationError("TAPWIRE_CLICKHOUSE_URL is required for this service")
     return Components(
         settings=settings,
-        store=ControlStore(settings.database_url),
+        store=ControlStore(
+            settings.database_url,
+            lookup_digests=lookup_digests(settings, embedded=False)
+            if credentials or settings.credential_secret
+            else None,
+        ),
         bus=KafkaBus(settings.kafka_bootstrap or "") if bus else None,
         # The read timeout outlasts the query service's own limit, so ClickHouse stops a long statement itself
         # (a 422 naming the limit) before the client would give up on it (a 503).

@@ -30,7 +30,7 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.upload import publish
 from tapwire_ingest.identity_links import link_request
-from tapwire_ingest.segment.auth import body_write_key, header_write_key, key_scope, write_key_account
+from tapwire_ingest.segment.auth import body_write_key, header_write_key, write_key_account
 from tapwire_ingest.segment.cors import CorsRoute, check_origin, preflight
 from tapwire_ingest.segment.messages import BatchOutcome, Rejection, batch_context, map_messages
 
@@ -77,7 +77,7 @@ async def ingest(request: Request, context: ServiceContext, *, implied_type: str
         batch = batch_context(
             payload,
             account_id=account.id,
-            key_scope=key_scope(write_key),
+            key_scope=context.authenticator.write_key_scope(write_key),
             received_ms=received_ms,
             request_digest=hashlib.blake2b(body.text, digest_size=16).digest(),
             max_event_bytes=settings.segment_max_event_bytes,

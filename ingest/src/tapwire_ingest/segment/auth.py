@@ -13,7 +13,6 @@ import binascii
 import msgspec
 from starlette.requests import Request
 
-from tapwire_core.control.accounts.hashing import write_key_digest
 from tapwire_core.http.auth import client_address, credential_errors
 from tapwire_core.http.body import mark_authenticated
 from tapwire_core.http.context import AccountView, ServiceContext
@@ -74,8 +73,3 @@ async def write_key_account(request: Request, context: ServiceContext, write_key
         )
     mark_authenticated(request, account.id)
     return account
-
-
-def key_scope(write_key: str) -> bytes:
-    """A stable, non-secret name for the write key: message ids are deduplicated per write key."""
-    return bytes.fromhex(write_key_digest(write_key))

@@ -1,7 +1,7 @@
 """Accounts at start-up: those named in ``TAPWIRE_ACCOUNTS``, or one demo account in embedded mode.
 
-``TAPWIRE_ACCOUNTS`` is comma-separated ``ACCOUNT_ID:PASSCODE:WRITE_KEY[:REGION]``; each entry is created or
-updated (its credentials replaced) on every start. Without it, embedded mode creates the demo account once and
+``TAPWIRE_ACCOUNTS`` is comma-separated ``ACCOUNT_ID:PASSCODE:WRITE_KEY[:REGION]``, secrets of 16 characters or
+more; each entry is created or updated (its credentials replaced) on every start. Without it, embedded mode creates the demo account once and
 hands back its plaintext credentials that one time only: the store keeps nothing it could show again.
 """
 
@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tapwire_core.control.accounts.hashing import generate_secret
+from tapwire_core.control.accounts.hashing import MIN_SECRET_LENGTH, generate_secret
 from tapwire_core.control.accounts.types import Account
 from tapwire_core.control.regions import REGIONS, is_region
 from tapwire_core.control.store import ControlStore
@@ -22,7 +22,7 @@ RESET_DEMO_COMMAND = "tapwire accounts reset-demo"
 ENTRY_FORMAT = "ACCOUNT_ID:PASSCODE:WRITE_KEY[:REGION]"
 
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Printable ASCII without space; ":" and "," are the format's own separators.
+# Printable ASCII without space; ":" and "," are the format's own separators. Length is checked on its own.
 _SECRET = re.compile(r"[!-+\--9;-~]{1,256}")
 
 
@@ -130,7 +130,14 @@ def _parse_entry(entry: str, *, number: int, default_region: str) -> AccountSpec
         )
     for label, secret in (("passcode", passcode), ("write key", write_key)):
         if not _SECRET.fullmatch(secret):
-            raise AccountsConfigError(f"{where}: {label} must be 1-256 printable characters without spaces")
+            raise AccountsConfigError(
+                f"{where}: {label} must be {MIN_SECRET_LENGTH}-256 printable characters without spaces"
+            )
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise AccountsConfigError(
+                f"{where}: the {label} of account {account_id} is shorter than {MIN_SECRET_LENGTH} characters; "
+                "use a random one of 32 (e.g. `openssl rand -hex 16`)"
+            )
     if not is_region(region):
         raise AccountsConfigError(f"{where}: region {region!r} is not one of {', '.join(REGIONS)}")
     return AccountSpec(account_id=account_id, passcode=passcode, write_key=write_key, region=region)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tapwire_core.control import migrate
 from tapwire_core.control.accounts import operations
 from tapwire_core.control.accounts.hashing import generate_secret
+from tapwire_core.control.accounts.lookup import SETTING as CREDENTIAL_SECRET_SETTING
+from tapwire_core.control.accounts.lookup import CredentialSecretError, LookupDigests
 from tapwire_core.control.accounts.types import (
     Account,
     CredentialInfo,
@@ -38,10 +40,14 @@ class ControlStore:
     RuntimeError otherwise. Reads and writes may raise SQLAlchemyError when the database is unreachable.
     Values returned are frozen dataclasses, never ORM objects. Listeners registered with
     ``add_credentials_listener`` hear the account id after every committed change to its credentials or settings.
+
+    ``lookup_digests`` (from ``TAPWIRE_CREDENTIAL_SECRET``) is required for anything that writes or finds a
+    credential; a process that does neither (the loader, migrations) opens the store without it.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lookup_digests: LookupDigests | None = None) -> None:
         self._url = normalise_url(url)
+        self._lookup_digests = lookup_digests
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_lock = asyncio.Lock()
@@ -50,6 +56,17 @@ class ControlStore:
     @property
     def dialect(self) -> str:
         return self._url.get_backend_name()
+
+    @property
+    def has_lookup_digests(self) -> bool:
+        return self._lookup_digests is not None
+
+    @property
+    def lookup_digests(self) -> LookupDigests:
+        """How credentials are found. Raises CredentialSecretError when this store was opened without them."""
+        if self._lookup_digests is None:
+            raise CredentialSecretError(f"{CREDENTIAL_SECRET_SETTING} is not configured for this process")
+        return self._lookup_digests
 
     @property
     def engine(self) -> AsyncEngine:
@@ -138,13 +155,16 @@ class ControlStore:
         """Create or update the account; afterwards ``passcode`` and ``write_key`` are its only live credentials.
 
         ``name`` and ``settings`` left as None keep their stored values (a new account is named after its id).
-        Raises CredentialConflictError when the write key belongs to another account.
+        Raises CredentialConflictError when the write key belongs to another account, WeakSecretError for a
+        secret under 16 characters.
         """
+        digests = self.lookup_digests
 
         async def once() -> Account:
             async with self._write(account_id) as session:
                 return await operations.upsert_account(
                     session,
+                    digests=digests,
                     account_id=account_id,
                     passcode=passcode,
                     write_key=write_key,
@@ -172,15 +192,20 @@ class ControlStore:
             return await operations.update_settings(session, account_id=account_id, changes=changes)
 
     async def add_passcode(self, account_id: str, passcode: str | None = None) -> IssuedCredential:
-        """One more live passcode (generated when None). Raises AccountNotFoundError, CredentialConflictError."""
+        """One more live passcode (generated when None). Raises AccountNotFoundError, CredentialConflictError,
+        WeakSecretError."""
         return await self.add_credential(account_id, "passcode", passcode)
 
     async def add_credential(
         self, account_id: str, kind: CredentialKind, secret: str | None = None
     ) -> IssuedCredential:
+        """One more live credential of ``kind``, generated (32 characters) when ``secret`` is None; a given one
+        must have 16 characters or more. Raises AccountNotFoundError, CredentialConflictError, WeakSecretError."""
+        digests = self.lookup_digests
         async with self._write(account_id) as session:
             return await operations.add_credential(
                 session,
+                digests=digests,
                 account_id=account_id,
                 kind=kind,
                 secret=generate_secret() if secret is None else secret,
@@ -198,10 +223,31 @@ class ControlStore:
         async with self._read() as session:
             return await operations.list_credentials(session, account_id)
 
-    async def match_credential(self, *, kind: CredentialKind, digest: str) -> CredentialMatch | None:
-        """The live credential with this lookup digest; verification is the caller's (``AccountDirectory``)."""
+    async def match_credential(
+        self, *, kind: CredentialKind, digests: Sequence[str]
+    ) -> CredentialMatch | None:
+        """The live credential stored under one of ``digests`` (earliest listed first), in one indexed query;
+        verification is the caller's (``AccountDirectory``)."""
         async with self._read() as session:
-            return await operations.match_credential(session, kind=kind, digest=digest)
+            return await operations.match_credential(session, kind=kind, digests=digests)
+
+    async def rekey_credential(self, credential_id: int, *, stored_digest: str, digest: str) -> bool:
+        """Store a verified credential under ``digest``, its current lookup digest, instead of ``stored_digest``.
+        False when another process did it first (or the credential changed meanwhile)."""
+        secret_id = self.lookup_digests.current_secret_id
+        async with self._write(None) as session:
+            return await operations.rekey_credential(
+                session,
+                credential_id=credential_id,
+                stored_digest=stored_digest,
+                digest=digest,
+                secret_id=secret_id,
+            )
+
+    async def live_credentials_by_digest_secret(self) -> dict[str | None, int]:
+        """Live credentials per credential-secret id; None counts those still under the unkeyed digest."""
+        async with self._read() as session:
+            return await operations.live_credentials_by_digest_secret(session)
 
     def add_credentials_listener(self, listener: Callable[[str], None]) -> None:
         self._listeners.append(listener)

@@ -44,6 +44,10 @@ class Authenticator(Protocol):
         """The account holding ``write_key`` as a live write key, else None. May hit the database."""
         ...
 
+    def write_key_scope(self, write_key: str) -> bytes:
+        """A stable name for ``write_key`` that reveals nothing about it without the credential secret."""
+        ...
+
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 

@@ -1,9 +1,5 @@
-"""Secrets at rest: a fast lookup digest to find a credential, a slow salted scrypt hash to verify it.
-
-Neither reveals the secret. The digest is an unsalted SHA-256 so a credential can be found by its secret alone
-(Segment-style auth sends only the write key); generated secrets carry ~190 bits, which makes that digest as
-strong as the secret itself. The scrypt hash is the verifier proper.
-"""
+"""Secrets at rest: a slow salted scrypt hash verifies a credential (``lookup`` finds it), and the rules a
+passcode or write key must meet."""
 
 from __future__ import annotations
 
@@ -13,34 +9,29 @@ import hmac
 import os
 import secrets
 
-from tapwire_core.control.accounts.types import CredentialKind
+from tapwire_core.control.accounts.types import CredentialKind, WeakSecretError
 
 SCRYPT_LOG2_N = 14
 SCRYPT_R = 8
 SCRYPT_P = 1
 _SALT_BYTES = 16
 _KEY_BYTES = 32
+MIN_SECRET_LENGTH = 16
+GENERATED_SECRET_LENGTH = 32
 _MAXMEM = 64 * 1024 * 1024
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _SCHEME = "scrypt"
 
 
-def lookup_digest(kind: CredentialKind, secret: str, *, account_id: str | None = None) -> str:
-    """Hex SHA-256 identifying a credential. Passcodes are scoped to their account, write keys are global.
+def check_secret(secret: str, kind: CredentialKind) -> None:
+    """Raise WeakSecretError unless ``secret`` is long enough to be a passcode or write key.
 
-    Length prefixes keep the encoding unambiguous, so no (account, secret) pair collides with another.
+    The scrypt hash slows a guess down, it cannot make a short secret long: 16 characters is the least that
+    stays out of reach of offline guessing. Generated secrets have 32 (about 190 bits).
     """
-    scope = "" if kind == "write_key" else (account_id or "")
-    message = f"tapwire-credential:{kind}:{len(scope)}:{scope}:{secret}"
-    return hashlib.sha256(message.encode("utf-8")).hexdigest()
-
-
-def passcode_digest(account_id: str, passcode: str) -> str:
-    return lookup_digest("passcode", passcode, account_id=account_id)
-
-
-def write_key_digest(write_key: str) -> str:
-    return lookup_digest("write_key", write_key)
+    if len(secret) < MIN_SECRET_LENGTH:
+        label = "write key" if kind == "write_key" else "passcode"
+        raise WeakSecretError(f"a {label} must be at least {MIN_SECRET_LENGTH} characters")
 
 
 def hash_secret(secret: str) -> str:
@@ -65,8 +56,10 @@ def verify_secret(secret: str, encoded: str) -> bool:
     return hmac.compare_digest(_scrypt(secret, salt, log2_n=log2_n, r=r, p=p, dklen=len(expected)), expected)
 
 
-def generate_secret(length: int = 32) -> str:
+def generate_secret(length: int = GENERATED_SECRET_LENGTH) -> str:
     """A random alphanumeric secret: safe in headers, HTTP Basic, shells and ``TAPWIRE_ACCOUNTS``."""
+    if length < GENERATED_SECRET_LENGTH:
+        raise ValueError(f"generated secrets have at least {GENERATED_SECRET_LENGTH} characters")
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 

@@ -27,7 +27,10 @@ class AccountRow(Base):
 
 
 class CredentialRow(Base):
-    """A passcode or write key of an account, stored only as a lookup digest and a scrypt hash."""
+    """A passcode or write key of an account, stored only as a lookup digest and a scrypt hash.
+
+    A revoked credential whose digest was unkeyed keeps ``retired-<id>`` instead: nothing left to guess from.
+    """
 
     __tablename__ = "credentials"
     __table_args__ = (CheckConstraint("kind IN ('passcode', 'write_key')", name="kind"),)
@@ -39,5 +42,7 @@ class CredentialRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     secret_hash: Mapped[str] = mapped_column(String(255))
     lookup_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    digest_secret_id: Mapped[str | None] = mapped_column(String(16))
+    """The credential secret that keyed ``lookup_digest``; None: the unkeyed digest of earlier releases."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

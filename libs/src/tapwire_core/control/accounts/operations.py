@@ -1,21 +1,25 @@
 """Account and credential operations on one open session. The caller owns the transaction and its locking.
 
-Secrets arrive in plain text and leave only as a lookup digest and a scrypt hash; hashing runs in a worker
-thread so the event loop keeps serving while it burns ~50 ms of CPU.
+Secrets arrive in plain text and leave only as a lookup digest (keyed, see ``lookup``) and a scrypt hash; hashing
+runs in a worker thread so the event loop keeps serving while it burns ~50 ms of CPU. A credential is found under
+any digest it may have (older ones included) and left under it: re-keying is the verifier's, which knows when the
+processes that still look up older digests are gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import String, func, literal, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tapwire_core.control.accounts.hashing import hash_secret, lookup_digest
+from tapwire_core.control.accounts.hashing import check_secret, hash_secret
+from tapwire_core.control.accounts.lookup import LookupDigests
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
 from tapwire_core.control.accounts.types import (
     Account,
@@ -61,6 +65,7 @@ async def list_accounts(session: AsyncSession) -> list[Account]:
 async def upsert_account(
     session: AsyncSession,
     *,
+    digests: LookupDigests,
     account_id: str,
     passcode: str,
     write_key: str,
@@ -71,13 +76,13 @@ async def upsert_account(
     """Create the account or update it in place, leaving exactly ``passcode`` and ``write_key`` live.
 
     Re-applying the same secrets changes nothing (no rehash); other live credentials of the account are revoked.
-    Raises CredentialConflictError when ``write_key`` belongs to another account, ValueError for an empty secret
-    or an unknown region.
+    Raises CredentialConflictError when ``write_key`` belongs to another account, WeakSecretError for a secret
+    under 16 characters, ValueError for an unknown region.
     """
     if not is_region(region):
         raise ValueError(f"region {region!r} is not one of {', '.join(REGIONS)}")
-    _require_secret(passcode, "passcode")
-    _require_secret(write_key, "write_key")
+    check_secret(passcode, "passcode")
+    check_secret(write_key, "write_key")
     row = await session.get(AccountRow, account_id)
     if row is None:
         row = AccountRow(id=account_id, name=name or account_id, region=region, settings=dict(settings or {}))
@@ -89,8 +94,9 @@ async def upsert_account(
             row.name = name
         if settings is not None:
             row.settings = dict(settings)
-    await _make_sole_live(session, account_id=account_id, kind="passcode", secret=passcode)
-    await _make_sole_live(session, account_id=account_id, kind="write_key", secret=write_key)
+    await _make_sole_live(session, digests, account_id=account_id, kind="passcode", secret=passcode)
+    await _make_sole_live(session, digests, account_id=account_id, kind="write_key", secret=write_key)
+    await _retire_unkeyed_digests(session, account_id)
     await session.flush()
     return to_account(row)
 
@@ -127,21 +133,23 @@ async def update_settings(session: AsyncSession, *, account_id: str, changes: Ma
 
 
 async def add_credential(
-    session: AsyncSession, *, account_id: str, kind: CredentialKind, secret: str
+    session: AsyncSession, *, digests: LookupDigests, account_id: str, kind: CredentialKind, secret: str
 ) -> IssuedCredential:
-    """A further live credential for the account. Raises AccountNotFoundError, CredentialConflictError, ValueError."""
-    _require_secret(secret, kind)
+    """A further live credential for the account.
+
+    Raises AccountNotFoundError, CredentialConflictError, WeakSecretError (a secret under 16 characters).
+    """
+    check_secret(secret, kind)
     if await session.get(AccountRow, account_id) is None:
         raise AccountNotFoundError(account_id)
-    digest = _digest(kind, account_id, secret)
-    existing = await session.scalar(select(CredentialRow).where(CredentialRow.lookup_digest == digest))
+    existing = await _find(session, digests, account_id=account_id, kind=kind, secret=secret)
     if existing is not None:
         if existing.account_id != account_id or existing.revoked_at is None:
             raise CredentialConflictError(f"this {_label(kind)} is already in use")
         existing.revoked_at = None
         await session.flush()
         return IssuedCredential(id=existing.id, account_id=account_id, kind=kind, secret=secret)
-    row = await _insert(session, account_id=account_id, kind=kind, digest=digest, secret=secret)
+    row = await _insert(session, digests, account_id=account_id, kind=kind, secret=secret)
     return IssuedCredential(id=row.id, account_id=account_id, kind=kind, secret=secret)
 
 
@@ -151,6 +159,8 @@ async def revoke_credential(session: AsyncSession, credential_id: int) -> str | 
     if row is None or row.revoked_at is not None:
         return None
     row.revoked_at = datetime.now(UTC)
+    if row.digest_secret_id is None:
+        row.lookup_digest = f"{_RETIRED}{row.id}"
     await session.flush()
     return row.account_id
 
@@ -163,33 +173,60 @@ async def list_credentials(session: AsyncSession, account_id: str) -> list[Crede
 
 
 async def match_credential(
-    session: AsyncSession, *, kind: CredentialKind, digest: str
+    session: AsyncSession, *, kind: CredentialKind, digests: Sequence[str]
 ) -> CredentialMatch | None:
-    """The live credential of ``kind`` whose lookup digest is ``digest``, with its account; not yet verified."""
+    """The live credential of ``kind`` stored under one of ``digests`` (the earliest listed wins), with its
+    account; not yet verified."""
     found = (
         await session.execute(
             select(CredentialRow, AccountRow)
             .join(AccountRow, AccountRow.id == CredentialRow.account_id)
             .where(
-                CredentialRow.lookup_digest == digest,
+                CredentialRow.lookup_digest.in_(digests),
                 CredentialRow.kind == kind,
                 CredentialRow.revoked_at.is_(None),
             )
         )
-    ).first()
-    if found is None:
+    ).all()
+    if not found:
         return None
-    credential, account = found
+    credential, account = min(found, key=lambda pair: digests.index(pair[0].lookup_digest))
     return CredentialMatch(
-        credential_id=credential.id, account=to_account(account), secret_hash=credential.secret_hash
+        credential_id=credential.id,
+        account=to_account(account),
+        secret_hash=credential.secret_hash,
+        lookup_digest=credential.lookup_digest,
     )
 
 
+async def rekey_credential(
+    session: AsyncSession, *, credential_id: int, stored_digest: str, digest: str, secret_id: str
+) -> bool:
+    """Move a credential from ``stored_digest`` to ``digest`` (keyed by ``secret_id``); the caller verified its
+    secret. False when it no longer has ``stored_digest`` (another process re-keyed it first, or it changed)."""
+    result = await session.execute(
+        update(CredentialRow)
+        .where(CredentialRow.id == credential_id, CredentialRow.lookup_digest == stored_digest)
+        .values(lookup_digest=digest, digest_secret_id=secret_id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def live_credentials_by_digest_secret(session: AsyncSession) -> dict[str | None, int]:
+    """How many live credentials each credential secret keys (None: still under the unkeyed digest)."""
+    rows = await session.execute(
+        select(CredentialRow.digest_secret_id, func.count())
+        .where(CredentialRow.revoked_at.is_(None))
+        .group_by(CredentialRow.digest_secret_id)
+    )
+    return {secret_id: count for secret_id, count in rows}
+
+
 async def _make_sole_live(
-    session: AsyncSession, *, account_id: str, kind: CredentialKind, secret: str
+    session: AsyncSession, digests: LookupDigests, *, account_id: str, kind: CredentialKind, secret: str
 ) -> None:
-    digest = _digest(kind, account_id, secret)
-    existing = await session.scalar(select(CredentialRow).where(CredentialRow.lookup_digest == digest))
+    existing = await _find(session, digests, account_id=account_id, kind=kind, secret=secret)
     if existing is not None and existing.account_id != account_id:
         raise CredentialConflictError(f"this {_label(kind)} belongs to another account")
     others = [
@@ -206,18 +243,30 @@ async def _make_sole_live(
         .execution_options(synchronize_session="fetch")
     )
     if existing is None:
-        await _insert(session, account_id=account_id, kind=kind, digest=digest, secret=secret)
+        await _insert(session, digests, account_id=account_id, kind=kind, secret=secret)
     elif existing.revoked_at is not None:
         existing.revoked_at = None
 
 
+async def _find(
+    session: AsyncSession, digests: LookupDigests, *, account_id: str, kind: CredentialKind, secret: str
+) -> CredentialRow | None:
+    """The credential (live or revoked) holding ``secret``, under whichever digest it is stored."""
+    candidates = [c.value for c in digests.candidates(kind, secret, account_id=account_id)]
+    rows = list(
+        await session.scalars(select(CredentialRow).where(CredentialRow.lookup_digest.in_(candidates)))
+    )
+    return min(rows, key=lambda r: candidates.index(r.lookup_digest)) if rows else None
+
+
 async def _insert(
-    session: AsyncSession, *, account_id: str, kind: CredentialKind, digest: str, secret: str
+    session: AsyncSession, digests: LookupDigests, *, account_id: str, kind: CredentialKind, secret: str
 ) -> CredentialRow:
     row = CredentialRow(
         account_id=account_id,
         kind=kind,
-        lookup_digest=digest,
+        lookup_digest=digests.current(kind, secret, account_id=account_id),
+        digest_secret_id=digests.current_secret_id,
         secret_hash=await asyncio.to_thread(hash_secret, secret),
     )
     session.add(row)
@@ -225,13 +274,22 @@ async def _insert(
     return row
 
 
-def _digest(kind: CredentialKind, account_id: str, secret: str) -> str:
-    return lookup_digest(kind, secret, account_id=account_id)
+# A revoked credential under an unkeyed digest keeps this prefix and its id instead: unique, not hex, so it can
+# never match a lookup, and nothing is left in the table to guess its secret from.
+_RETIRED = "retired-"
 
 
-def _require_secret(secret: str, kind: CredentialKind) -> None:
-    if not secret:
-        raise ValueError(f"an empty {_label(kind)} is not a credential")
+async def _retire_unkeyed_digests(session: AsyncSession, account_id: str) -> None:
+    await session.execute(
+        update(CredentialRow)
+        .where(
+            CredentialRow.account_id == account_id,
+            CredentialRow.revoked_at.is_not(None),
+            CredentialRow.digest_secret_id.is_(None),
+        )
+        .values(lookup_digest=literal(_RETIRED) + sql_cast(CredentialRow.id, String))
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def _label(kind: CredentialKind) -> str:

@@ -54,6 +54,8 @@ class CredentialMatch:
     credential_id: int
     account: Account
     secret_hash: str = field(repr=False)
+    lookup_digest: str
+    """The digest it is stored under: when that is not the current one, the verifier re-keys it."""
 
 
 class ControlError(Exception):
@@ -62,6 +64,10 @@ class ControlError(Exception):
 
 class AccountNotFoundError(ControlError, LookupError):
     """The named account does not exist."""
+
+
+class WeakSecretError(ControlError, ValueError):
+    """A passcode or write key too short to be a credential. The message never contains the secret."""
 
 
 class CredentialConflictError(ControlError, ValueError):
