@@ -21,22 +21,21 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
-from starlette.responses import Response
 
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID, OPT_OUT_SUFFIX
 
 _WEB_PUSH_CONFIG: Final = '{"webPushConfig":{}}'
-_SCRIPT_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-}
+# Both answers: never cached (each names a request number and a session), never sniffed as another type.
+SCRIPT_HEADERS: Final = ((b"content-type", b"application/javascript"),)
+META_HEADERS: Final = ((b"content-type", b"application/json"),)
+ANSWER_HEADERS: Final = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
 # Characters a JSON encoder leaves as they are but that end or change a <script> element or a JS line.
 _SCRIPT_ESCAPES: Final = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per request, where frozen fields cost a setattr call each
 class SdkAnswer:
     """The device id and session the SDK is to use, and what became of the request's records."""
 
@@ -57,8 +56,8 @@ class SdkAnswer:
         return self.device_id + OPT_OUT_SUFFIX if self.opt_out else self.device_id
 
 
-def script(answer: SdkAnswer) -> Response:
-    """The JSONP answer: JavaScript the SDK's script tag runs."""
+def script(answer: SdkAnswer) -> bytes:
+    """The JSONP answer (``SCRIPT_HEADERS``): JavaScript the SDK's script tag runs."""
     args = [
         _js_string(answer.device_cookie()),
         str(int(answer.session_id)),
@@ -76,11 +75,11 @@ def script(answer: SdkAnswer) -> Response:
         )
     for reason in answer.refused:
         body += f"\nwindow.console&&console.warn({_js_string('tapwire refused a record: ' + reason)});"
-    return Response(body, media_type="application/javascript", headers=_SCRIPT_HEADERS)
+    return body.encode()
 
 
-def meta(answer: SdkAnswer) -> Response:
-    """The fetch variant's JSON answer."""
+def meta(answer: SdkAnswer) -> bytes:
+    """The fetch variant's JSON answer (``META_HEADERS``)."""
     fields: dict[str, object] = {
         "g": answer.device_cookie(),
         "sid": answer.session_id,
@@ -95,7 +94,7 @@ def meta(answer: SdkAnswer) -> Response:
         body["tr"] = {"webPushConfig": {}}
     if answer.refused:
         body["refused"] = list(answer.refused)
-    return Response(orjson.dumps(body), media_type="application/json", headers=_SCRIPT_HEADERS)
+    return orjson.dumps(body)
 
 
 def _js_string(text: str) -> str:
