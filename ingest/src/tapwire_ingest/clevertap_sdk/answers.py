@@ -29,6 +29,9 @@ _WEB_PUSH_CONFIG: Final = '{"webPushConfig":{}}'
 SCRIPT_HEADERS: Final = ((b"content-type", b"application/javascript"),)
 META_HEADERS: Final = ((b"content-type", b"application/json"),)
 ANSWER_HEADERS: Final = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+# s(deviceId, sessionId, resume, requestNumber[, optOut]): the callback the SDK defines on window.$WZRK_WR.
+_S_CALL: Final = 'window.$WZRK_WR&&window.$WZRK_WR.s("%s",%d,%s,%d%s);'
+_OPT_OUT_ARGUMENT: Final[dict[bool | None, str]] = {None: "", True: ",true", False: ",false"}
 # Characters a JSON encoder leaves as they are but that end or change a <script> element or a JS line.
 _SCRIPT_ESCAPES: Final = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -57,16 +60,21 @@ class SdkAnswer:
 
 
 def script(answer: SdkAnswer) -> bytes:
-    """The JSONP answer (``SCRIPT_HEADERS``): JavaScript the SDK's script tag runs."""
-    args = [
-        _js_string(answer.device_cookie()),
-        str(int(answer.session_id)),
+    """The JSONP answer (``SCRIPT_HEADERS``): JavaScript the SDK's script tag runs.
+
+    The common answer is one template filled with numbers, booleans and the device id, which ``device_cookie``
+    holds to the SDK's own alphabet (no quote, backslash or angle bracket), so it needs no escaping; anything
+    else a request can influence (refusal reasons) goes through ``_js_string``.
+    """
+    body = _S_CALL % (
+        answer.device_cookie(),
+        answer.session_id,
         "true" if answer.resume else "false",
-        str(int(answer.request_number)),
-    ]
-    if answer.opt_out is not None:
-        args.append("true" if answer.opt_out else "false")
-    body = f"window.$WZRK_WR&&window.$WZRK_WR.s({','.join(args)});"
+        answer.request_number,
+        _OPT_OUT_ARGUMENT[answer.opt_out],
+    )
+    if answer.web_push_key is None and not answer.refused:
+        return body.encode()
     if answer.web_push_key is not None:
         # After s(): a subscription they trigger is sent with the device id just given.
         body += (
