@@ -90,3 +90,46 @@ async def test_an_unexpected_failure_reaches_every_request_of_the_group() -> Non
         return_exceptions=True,
     )
     assert [type(outcome) for outcome in outcomes] == [RuntimeError, RuntimeError]
+
+
+async def test_while_the_bus_confirms_two_groups_later_requests_form_one_sent_after_a_confirmation() -> None:
+    bus = RecordingBus()
+    bus.stall = asyncio.Event()
+    publisher = CoalescingPublisher(bus)
+    first = [
+        asyncio.create_task(publisher.publish("events", [envelope(f"a{n}", n)], timeout_s=5)) for n in (0, 1)
+    ]
+    await asyncio.sleep(0.01)
+    assert publisher.groups == 1
+    second = asyncio.create_task(publisher.publish("events", [envelope("b", 0)], timeout_s=5))
+    await asyncio.sleep(0.01)
+    assert publisher.groups == 2  # MAX_SENDING groups in flight now
+    later = []
+    for n in range(5):  # arriving over several loop iterations, they still wait as one group
+        later.append(asyncio.create_task(publisher.publish("events", [envelope(f"c{n}", n)], timeout_s=5)))
+        await asyncio.sleep(0.001)
+    assert publisher.groups == 2 and not any(task.done() for task in later)
+    bus.stall.set()
+    await asyncio.gather(*first, second, *later)
+    assert publisher.groups == 3
+    assert sorted(e.event_id for e in bus.envelopes("events")) == sorted(
+        ["a0-0", "a1-1", "b-0", *(f"c{n}-{n}" for n in range(5))]
+    )
+
+
+async def test_a_group_that_waited_has_only_what_remains_of_its_timeout() -> None:
+    bus = RecordingBus()
+    bus.stall = asyncio.Event()  # the broker never confirms
+    publisher = CoalescingPublisher(bus)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    busy = [
+        asyncio.create_task(publisher.publish("events", [envelope(f"busy{n}", n)], timeout_s=0.3))
+        for n in range(2)
+    ]
+    await asyncio.sleep(0.1)  # both groups in flight, a third of their timeout gone
+    waiting = asyncio.create_task(publisher.publish("events", [envelope("waits", 0)], timeout_s=0.3))
+    outcomes = await asyncio.gather(*busy, waiting, return_exceptions=True)
+    assert all(isinstance(outcome, BusUnavailable) for outcome in outcomes)
+    # It waited for the busy groups (until 0.3) and then had 0.1 left, not a timeout of its own from there.
+    assert loop.time() - started < 0.5

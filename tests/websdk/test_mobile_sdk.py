@@ -131,6 +131,51 @@ async def test_an_android_queue_is_stored_with_the_device_and_its_login(
     assert len(ids) == 8 and len(set(ids)) == 4
 
 
+async def test_screen_views_and_deep_links_are_page_views_as_on_the_web_and_pings_store_nothing(
+    client: httpx.AsyncClient, bus: RecordingBus
+) -> None:
+    header = sdk.meta_header(ACCOUNT, TOKEN, "__pages")
+    # CleverTapAPI.recordScreen → AnalyticsManager.recordPageEventWithExtras(null): a page item named by ``n``;
+    # AnalyticsManager.pushDeepLink: the deep link's campaign (UriHelper.getUrchinFromUri), referrer, install.
+    screen = {**sdk.item("page", {}, session=SESSION), "n": "CartScreen", "pg": 3}
+    deep_link = {
+        **sdk.item(
+            "page",
+            {
+                "us": "newsletter",
+                "um": "email",
+                "uc": "spring",
+                "referrer": "shop://open/cart?utm_source=newsletter&email=ann@example.org",
+                "install": True,
+            },
+            session=SESSION,
+        ),
+        "n": "HomeScreen",
+    }
+    response = await send(client, sdk.body(header, screen, deep_link, sdk.item("ping", {}, session=SESSION)))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "success", "processed": 2, "unprocessed": []}
+    first, second = published(bus)
+    assert (first.kind, first.name, first.ids.object_id) == ("event", "Page Viewed", "__pages")
+    assert first.properties == {"Session ID": SESSION, "Page": "CartScreen", "Page Count": 3}
+    assert first.context is not None and first.context["session_id"] == SESSION
+    assert second.properties == {
+        "Session ID": SESSION,
+        "Page": "HomeScreen",
+        "Page Count": 1,
+        "Referrer": "shop://open/cart",
+        "UTM Source": "newsletter",
+        "UTM Medium": "email",
+        "UTM Campaign": "spring",
+        "Install": True,
+    }
+    # Session properties, as CQL's session_properties read them, like a browser's page load.
+    assert second.context is not None
+    assert second.context["referrer"] == "shop://open/cart"
+    assert second.context["campaign"] == {"source": "newsletter", "medium": "email", "name": "spring"}
+    assert second.context["os"] == "Android" and second.context["model"] == "Pixel 8"
+
+
 async def test_an_ios_apns_token(client: httpx.AsyncClient, bus: RecordingBus) -> None:
     header = sdk.meta_header(ACCOUNT, TOKEN, "-A1B2C3D4E5F6", os_name="iOS")
     response = await send(

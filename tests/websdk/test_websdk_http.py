@@ -519,3 +519,28 @@ async def test_encryption_in_transit_gets_the_status_that_makes_the_sdk_fall_bac
     assert response.status_code == 419 and response.json()["code"] == 419
     assert response.headers["access-control-allow-origin"] == "https://shop.example"
     assert published(bus) == []
+
+
+async def test_an_opt_out_reaches_the_persons_other_devices_already_identified(
+    client: httpx.AsyncClient, bus: RecordingBus, encoder: SdkEncoder, store: ControlStore
+) -> None:
+    """The person logged in on a phone browser first, then on a laptop, where they opt out: the phone's later
+    requests, which carry no login (the SDK sends it once), are not stored either."""
+    login = profile({"Identity": "u-two", "Email": "two@example.org"}, login=True)
+    for device in ("dev-phone", "dev-laptop"):
+        s_call(await client.get(sdk_url(encoder, "push", login, account_id=ACCOUNT, device_id=device, rn=1)))
+    privacy = {"type": "profile", "profile": {"ct_optout": True}}
+    url = sdk_url(
+        encoder, "push", privacy, account_id=ACCOUNT, device_id="dev-laptop", rn=2, extra={"optOut": "true"}
+    )
+    assert s_call(await client.get(url))[4] is True
+    before = len(published(bus))
+    g, _, _, _, opt_out = s_call(
+        await client.get(
+            sdk_url(encoder, "push", event("Later"), account_id=ACCOUNT, device_id="dev-phone", rn=2)
+        )
+    )
+    assert len(published(bus)) == before
+    # The phone's answer marks its device id too, so its SDK stops sending as the laptop's did.
+    assert (g, opt_out) == ("dev-phone:OO", True)
+    assert await objected(store, ["o:dev-phone"]) == {"o:dev-phone"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
 
 from tapwire_core import metrics
 from tapwire_core.envelope import Envelope
@@ -60,7 +61,12 @@ def links_from_envelopes(envelopes: Iterable[Envelope], reason: str) -> list[Lin
 
 def identity_graph(request: Request) -> IdentityGraph:
     """The process's graph, created on first use over the control store's engine."""
-    state = request.app.state
+    return app_identity_graph(request.app)
+
+
+def app_identity_graph(app: Starlette) -> IdentityGraph:
+    """``identity_graph`` for code that holds the app rather than a request."""
+    state = app.state
     graph: IdentityGraph | None = getattr(state, "identity_graph", None)
     if graph is None:
         context: ServiceContext = state.context

@@ -97,6 +97,8 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "account_id": NONE,
         "key_hash": PSEUDONYM,
         "created_at": NONE,
+        "changed_at": NONE,
+        "lifted_at": NONE,
     },
     "privacy_requests": {
         "subject_hash": PSEUDONYM,
@@ -199,7 +201,8 @@ def _retention(settings: Settings) -> dict[str, str]:
         "privacy_request_subjects": "while the request is open; deleted when it completes",
         "privacy_suppressions": f"{settings.privacy_suppression_days} days after the erasure",
         "marketing_objections": "until the customer lifts the objection",
-        "tracking_opt_outs": "until the person opts back in through the client SDK",
+        "tracking_opt_outs": "until the person opts back in through the client SDK (then a day as a lifted "
+        "mark, so that every gateway learns of the lift)",
         "accounts": "while the account exists",
         "credentials": "while the account exists",
         "privacy_keys": "for the deployment's lifetime",

@@ -21,22 +21,24 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
-from starlette.responses import Response
 
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID, OPT_OUT_SUFFIX
 
 _WEB_PUSH_CONFIG: Final = '{"webPushConfig":{}}'
-_SCRIPT_HEADERS: Final = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-}
+# Both answers: never cached (each names a request number and a session), never sniffed as another type.
+SCRIPT_HEADERS: Final = ((b"content-type", b"application/javascript"),)
+META_HEADERS: Final = ((b"content-type", b"application/json"),)
+ANSWER_HEADERS: Final = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+# s(deviceId, sessionId, resume, requestNumber[, optOut]): the callback the SDK defines on window.$WZRK_WR.
+_S_CALL: Final = 'window.$WZRK_WR&&window.$WZRK_WR.s("%s",%d,%s,%d%s);'
+_OPT_OUT_ARGUMENT: Final[dict[bool | None, str]] = {None: "", True: ",true", False: ",false"}
 # Characters a JSON encoder leaves as they are but that end or change a <script> element or a JS line.
 _SCRIPT_ESCAPES: Final = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per request, where frozen fields cost a setattr call each
 class SdkAnswer:
     """The device id and session the SDK is to use, and what became of the request's records."""
 
@@ -57,17 +59,22 @@ class SdkAnswer:
         return self.device_id + OPT_OUT_SUFFIX if self.opt_out else self.device_id
 
 
-def script(answer: SdkAnswer) -> Response:
-    """The JSONP answer: JavaScript the SDK's script tag runs."""
-    args = [
-        _js_string(answer.device_cookie()),
-        str(int(answer.session_id)),
+def script(answer: SdkAnswer) -> bytes:
+    """The JSONP answer (``SCRIPT_HEADERS``): JavaScript the SDK's script tag runs.
+
+    The common answer is one template filled with numbers, booleans and the device id, which ``device_cookie``
+    holds to the SDK's own alphabet (no quote, backslash or angle bracket), so it needs no escaping; anything
+    else a request can influence (refusal reasons) goes through ``_js_string``.
+    """
+    body = _S_CALL % (
+        answer.device_cookie(),
+        answer.session_id,
         "true" if answer.resume else "false",
-        str(int(answer.request_number)),
-    ]
-    if answer.opt_out is not None:
-        args.append("true" if answer.opt_out else "false")
-    body = f"window.$WZRK_WR&&window.$WZRK_WR.s({','.join(args)});"
+        answer.request_number,
+        _OPT_OUT_ARGUMENT[answer.opt_out],
+    )
+    if answer.web_push_key is None and not answer.refused:
+        return body.encode()
     if answer.web_push_key is not None:
         # After s(): a subscription they trigger is sent with the device id just given.
         body += (
@@ -76,11 +83,11 @@ def script(answer: SdkAnswer) -> Response:
         )
     for reason in answer.refused:
         body += f"\nwindow.console&&console.warn({_js_string('tapwire refused a record: ' + reason)});"
-    return Response(body, media_type="application/javascript", headers=_SCRIPT_HEADERS)
+    return body.encode()
 
 
-def meta(answer: SdkAnswer) -> Response:
-    """The fetch variant's JSON answer."""
+def meta(answer: SdkAnswer) -> bytes:
+    """The fetch variant's JSON answer (``META_HEADERS``)."""
     fields: dict[str, object] = {
         "g": answer.device_cookie(),
         "sid": answer.session_id,
@@ -95,7 +102,7 @@ def meta(answer: SdkAnswer) -> Response:
         body["tr"] = {"webPushConfig": {}}
     if answer.refused:
         body["refused"] = list(answer.refused)
-    return Response(orjson.dumps(body), media_type="application/json", headers=_SCRIPT_HEADERS)
+    return orjson.dumps(body)
 
 
 def _js_string(text: str) -> str:

@@ -8,17 +8,22 @@ stream six bits per character; both decode here, since the stream ends at its ow
 Written here rather than taken from a package: the decoder runs before the request names a known account, on
 input anyone can send, so it must stop at a size cap *while* it expands (a few hundred bytes of LZ codes can
 describe megabytes) and must refuse truncated or inconsistent streams instead of returning a prefix; the
-Python ports of lz-string do neither, and read the stream bit by bit, several times slower than reading each
-code with one shift and mask as below (docs/benchmarks.md).
+Python ports of lz-string do neither, and read the stream bit by bit, several times slower than the loop below
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from typing import Final
 
 _ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+# Each byte with its bits in reverse order: the coder writes the stream most significant bit first, and reads
+# of codes are cheapest on integers whose bit i is the stream's bit i.
+_REVERSED_BITS: Final = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+_WORD_BITS: Final = 64
 
 
 class LzDecodeError(ValueError):
@@ -53,71 +58,100 @@ def decompress_from_base64(encoded: str, *, max_chars: int) -> str:
 def _decompress(raw: bytes, max_chars: int) -> str:
     """lz-string's ``_decompress`` over the bits of ``raw``, most significant bit of the first byte first.
 
-    The coder writes each code least significant bit first, so the stream is turned once into an integer whose
-    bit ``i`` is the stream's bit ``i``; a code is then one shift and mask. Reads are inlined: this loop runs
-    once per code on every Web SDK request.
+    The coder writes each code least significant bit first. The stream is cut into 64-bit words whose bit ``i``
+    is the stream's bit ``i``, and codes are taken from the low end of ``buffer``, a small integer refilled one
+    word at a time, so a read is a mask and a shift on a number of at most 80 bits (shifting the whole stream as
+    one integer, as before, cost a copy of it per code). Reads are inlined: this loop runs once per code on
+    every Web SDK request.
     """
     total = len(raw) * 8
-    stream = int(bin(int.from_bytes(raw, "big") | (1 << total))[:2:-1], 2)
     if total < 2:
         raise LzDecodeError("d is truncated")
-    first = stream & 3
-    pos = 2
+    padded = raw.translate(_REVERSED_BITS) + bytes(-len(raw) % 8)
+    words = struct.unpack(f"<{len(padded) // 8}Q", padded)
+    count = len(words)
+    # The bits each word holds: the last one's padding is not part of the stream.
+    sizes = (_WORD_BITS,) * (count - 1) + (total - _WORD_BITS * (count - 1),)
+    buffer = words[0]
+    available = sizes[0]
+    index = 1
+    first = buffer & 3
+    buffer >>= 2
+    available -= 2
     if first == 2:
         return ""
     if first > 2:
         raise LzDecodeError("d does not start with a literal")
     width = 8 if first == 0 else 16
-    if pos + width > total:
-        raise LzDecodeError("d is truncated")
-    literal = (stream >> pos) & ((1 << width) - 1)
-    pos += width
+    if available < width:
+        if index == count:
+            raise LzDecodeError("d is truncated")
+        buffer |= words[index] << available
+        available += sizes[index]
+        index += 1
+    literal = buffer & ((1 << width) - 1)
+    buffer >>= width
+    available -= width
     surrogates = 0xD800 <= literal <= 0xDFFF
     w = chr(literal)
     dictionary: list[str] = ["", "", "", w]
     append = dictionary.append
     out = [w]
+    emit = out.append
     length = 1
     enlarge_in = 4
     num_bits = 3
     mask = 7
     while True:
-        if pos + num_bits > total:
-            raise LzDecodeError("d is truncated")
-        code = (stream >> pos) & mask
-        pos += num_bits
-        if code < 2:
-            width = 8 if code == 0 else 16
-            if pos + width > total:
+        if available < num_bits:
+            if index == count:
                 raise LzDecodeError("d is truncated")
-            literal = (stream >> pos) & ((1 << width) - 1)
-            pos += width
+            buffer |= words[index] << available
+            available += sizes[index]
+            index += 1
+        code = buffer & mask
+        buffer >>= num_bits
+        available -= num_bits
+        if code > 2:
+            try:
+                entry = dictionary[code]
+            except IndexError:
+                # The one code past the dictionary: the entry the coder was still building (``w`` + its
+                # own first character).
+                if code != len(dictionary):
+                    raise LzDecodeError("d names an unknown dictionary entry") from None
+                entry = w + w[0]
+        elif code == 2:
+            text = "".join(out)
+            return _joined_surrogates(text) if surrogates else text
+        else:
+            width = 8 if code == 0 else 16
+            if available < width:
+                if index == count:
+                    raise LzDecodeError("d is truncated")
+                buffer |= words[index] << available
+                available += sizes[index]
+                index += 1
+            literal = buffer & ((1 << width) - 1)
+            buffer >>= width
+            available -= width
             if 0xD800 <= literal <= 0xDFFF:
                 surrogates = True
             entry = chr(literal)
             append(entry)
             enlarge_in -= 1
-            if enlarge_in == 0:
+            if not enlarge_in:
                 enlarge_in = 1 << num_bits
                 num_bits += 1
                 mask = (1 << num_bits) - 1
-        elif code == 2:
-            text = "".join(out)
-            return _joined_surrogates(text) if surrogates else text
-        elif code < len(dictionary):
-            entry = dictionary[code]
-        elif code == len(dictionary):
-            entry = w + w[0]
-        else:
-            raise LzDecodeError("d names an unknown dictionary entry")
         length += len(entry)
         if length > max_chars:
             raise LzTooLarge(f"d expands past {max_chars} characters")
-        out.append(entry)
+        emit(entry)
         append(w + entry[0])
-        enlarge_in -= 1
         w = entry
-        if enlarge_in == 0:
+        enlarge_in -= 1
+        if not enlarge_in:
             enlarge_in = 1 << num_bits
             num_bits += 1
             mask = (1 << num_bits) - 1

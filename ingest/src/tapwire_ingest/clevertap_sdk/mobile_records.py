@@ -11,7 +11,10 @@ them. The header names the device (``g``), the account (``id``, ``tk``) and the 
   ``ct_optout`` is the SDK's opt-out (``setOptOut``);
 - ``data``: ``data: {action: register|unregister, id: <token>, type: fcm|apns|…}`` (``PushProviders.
   pushDeviceTokenEvent``, iOS ``pushDeviceToken:forRegisterAction:``): a push token for messaging;
-- ``ping``, ``page``: session bookkeeping, nothing to store.
+- ``page``: a screen view (``recordScreen``, whose name the item carries as ``n``) or an opened deep link
+  (``pushDeepLink``: ``referrer``, the ``us``/``um``/``uc`` campaign, ``install``), stored as the Web SDK's page
+  loads are: the event ``Page Viewed`` with the session's properties;
+- ``ping``: keeps the session alive, nothing to store (as the Web SDK's).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from tapwire_core.envelope import Envelope, Identities
 from tapwire_ingest.clevertap import limits
 from tapwire_ingest.clevertap.record_errors import RecordRejected
 from tapwire_ingest.clevertap.upload_records import checked_event, checked_token
+from tapwire_ingest.clevertap_sdk.sessions import page_referral, screen_properties
 from tapwire_ingest.clevertap_sdk.web_records import (
     FETCH_EVENT,
     OPT_OUT_PROPERTY,
+    PAGE_EVENT,
     client_ms,
     login_identities,
     profile_data,
@@ -123,6 +128,7 @@ def _item(
         name: str,
         properties: dict[str, Any],
         ids: Identities,
+        record_context: dict[str, Any] = item_context,
     ) -> Envelope:
         return Envelope(
             account_id=account_id,
@@ -134,7 +140,7 @@ def _item(
             source="clevertap",
             name=name,
             properties=properties,
-            context=item_context,
+            context=record_context,
         )
 
     if kind == "event":
@@ -161,7 +167,11 @@ def _item(
             return MobileItem()
         token = checked_token({"id": data.get("id"), "type": data.get("type")})
         return MobileItem(envelope("token", "", token, device))
-    if kind in ("ping", "page"):
+    if kind == "page":
+        properties = screen_properties(item, session_id=session if type(session) is int else None)
+        page_context = {**item_context, **page_referral(item, deep_link=True)}
+        return MobileItem(envelope("event", PAGE_EVENT, properties, device, page_context))
+    if kind == "ping":
         return MobileItem()
     raise RecordRejected(524, "Item type must be event, profile, data, ping or page")
 

@@ -70,19 +70,42 @@ def session_context(
     ``utm_campaign`` filters read ``campaign.source`` / ``.medium`` / ``.name``)."""
     browser, system = browser_and_os(user_agent)
     context: dict[str, Any] = {"session_id": session_id, "browser": browser, "os": system}
-    if not page_load:
-        return context
-    referrer = payload.get("referrer")
-    if type(referrer) is str and referrer:
-        context["referrer"] = referrer[:_MAX_TEXT_CHARS]
+    if page_load:
+        context.update(page_referral(payload))
+    return context
+
+
+def page_referral(payload: dict[str, Any], *, deep_link: bool = False) -> dict[str, Any]:
+    """Where a page load came from, as session properties: ``referrer`` and ``campaign`` (``utm_source`` /
+    ``utm_medium`` / ``utm_campaign`` filters read ``campaign.source`` / ``.medium`` / ``.name``).
+
+    The Web SDK sends the referring domain; a mobile SDK the deep link that opened the app, kept here without
+    its query string and fragment (which may carry personal data; the campaign comes separately)."""
+    referral: dict[str, Any] = {}
+    referrer = _referrer(payload, deep_link=deep_link)
+    if referrer:
+        referral["referrer"] = referrer
     campaign = {
         name: value[:_MAX_TEXT_CHARS]
         for wire, name in (("us", "source"), ("um", "medium"), ("uc", "name"))
         if type(value := payload.get(wire)) is str and value
     }
     if campaign:
-        context["campaign"] = campaign
-    return context
+        referral["campaign"] = campaign
+    return referral
+
+
+def _referrer(payload: dict[str, Any], *, deep_link: bool) -> str | None:
+    referrer = payload.get("referrer")
+    if type(referrer) is not str or not referrer:
+        return None
+    if deep_link:
+        referrer = _without_query(referrer)
+    return referrer[:_MAX_TEXT_CHARS]
+
+
+def _without_query(address: str) -> str:
+    return re.split(r"[?#]", address, maxsplit=1)[0]
 
 
 def page_properties(payload: dict[str, Any], *, session_id: int, user_agent: str) -> dict[str, Any]:
@@ -95,17 +118,33 @@ def page_properties(payload: dict[str, Any], *, session_id: int, user_agent: str
     properties: dict[str, Any] = {"Session ID": session_id, "Browser": browser, "OS": system}
     page = payload.get("cpg")
     if type(page) is str and page:
-        properties["Page"] = re.split(r"[?#]", page, maxsplit=1)[0][:512]
+        properties["Page"] = _without_query(page)[:512]
+    _add_referral(properties, payload, deep_link=False)
+    return properties
+
+
+def screen_properties(item: dict[str, Any], *, session_id: int | None) -> dict[str, Any]:
+    """A mobile SDK's page item as ``page_properties`` has a browser's: ``Page`` is the screen's name (``n``,
+    set by ``recordScreen``), ``Referrer`` the deep link that opened the app, without its query string; the
+    device and app are in the record's context (the queue's header), not repeated here."""
+    properties: dict[str, Any] = {} if session_id is None else {"Session ID": session_id}
+    screen = item.get("n")
+    if type(screen) is str and screen:
+        properties["Page"] = screen[:512]
+    _add_referral(properties, item, deep_link=True)
+    if item.get("install") is True:
+        properties["Install"] = True
+    return properties
+
+
+def _add_referral(properties: dict[str, Any], payload: dict[str, Any], *, deep_link: bool) -> None:
     count = payload.get("pg")
     if type(count) is int and count > 0:
         properties["Page Count"] = count
-    for wire, name in (
-        ("referrer", "Referrer"),
-        ("us", "UTM Source"),
-        ("um", "UTM Medium"),
-        ("uc", "UTM Campaign"),
-    ):
+    referrer = _referrer(payload, deep_link=deep_link)
+    if referrer:
+        properties["Referrer"] = referrer
+    for wire, name in (("us", "UTM Source"), ("um", "UTM Medium"), ("uc", "UTM Campaign")):
         value = payload.get(wire)
         if type(value) is str and value:
             properties[name] = value[:_MAX_TEXT_CHARS]
-    return properties

@@ -7,9 +7,10 @@ request's record is refused: a refused record is reported in the answer, and onl
 itself (unknown account, rate limit, unreadable payload, bus down) answers with an error status and the JSON
 error shape.
 
-A plain Starlette route rather than a FastAPI one, and in the services ``WebSdkFastPath`` in front of the
-framework's middleware and routing: this path serves one small request per event, and the framework's layers
-cost about as much as the request's own work (docs/benchmarks.md).
+This path serves one small request per event, where the framework's layers cost about as much as the request's
+own work (docs/benchmarks.md). So the services answer ``GET /a`` in a fast lane (``WebSdkLane``, see
+``ServiceApp``) that writes its response itself; the route below serves the same answers (it calls the same
+``web_sdk_reply``) to apps without the lane, and the CORS preflight.
 """
 
 from __future__ import annotations
@@ -17,21 +18,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from tapwire_core import metrics
-from tapwire_core.envelope import Envelope
-from tapwire_core.http.auth import client_address
+from tapwire_core.http.app import ServiceApp
 from tapwire_core.http.context import ServiceContext
-from tapwire_core.http.errors import ApiError, error_response
-from tapwire_core.http.proxies import TrustedProxyMiddleware
+from tapwire_core.http.errors import ApiError, error_body
 from tapwire_ingest.clevertap_sdk import answers
 from tapwire_ingest.clevertap_sdk.accounts import (
     RATE_SETTING,
@@ -43,96 +41,146 @@ from tapwire_ingest.clevertap_sdk.accounts import (
 from tapwire_ingest.clevertap_sdk.logins import link_login, person_keys
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, opt_out_choice, set_opt_out
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
-from tapwire_ingest.clevertap_sdk.state import sdk_state
+from tapwire_ingest.clevertap_sdk.state import SdkState, sdk_state
 from tapwire_ingest.clevertap_sdk.web_records import WebRecords, web_records
 from tapwire_ingest.clevertap_sdk.web_request import WebRequest, parse_web_request
 from tapwire_ingest.http.upload import publish
-from tapwire_ingest.identity_links import identity_graph
+from tapwire_ingest.identity_links import app_identity_graph
 from tapwire_ingest.segment.cors import preflight
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, Headers, bytes]
+"""Status, headers (``content-length`` included) and body of an answer."""
 
 _ACCEPTED = metrics.RECORDS.labels("clevertap-sdk", "accepted", "")
 _REFUSED = metrics.RECORDS.labels("clevertap-sdk", "rejected", "record")
 _DROPPED = metrics.RECORDS.labels("clevertap-sdk", "dropped", "opted-out")
 _OPTED_OUT = metrics.RECORDS.labels("clevertap-sdk", "privacy", "opted-out")
 _OPTED_IN = metrics.RECORDS.labels("clevertap-sdk", "privacy", "opted-in")
+_ERROR_HEADERS: Final = ((b"content-type", b"application/json"),)
+_CORS_HEADERS: Final = ((b"access-control-expose-headers", b"Retry-After"), (b"vary", b"Origin"))
+
+
+@dataclasses.dataclass(slots=True)
+class PageHeaders:
+    """The request headers the answer depends on (first occurrence of each, as Starlette reads them)."""
+
+    origin: bytes | None
+    referer: bytes | None
+    user_agent: str
+    accept: bytes
+
+    @classmethod
+    def of(cls, scope: Scope) -> PageHeaders:
+        origin = referer = user_agent = accept = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value if origin is None else origin
+            elif name == b"referer":
+                referer = value if referer is None else referer
+            elif name == b"user-agent":
+                user_agent = value if user_agent is None else user_agent
+            elif name == b"accept":
+                accept = value if accept is None else accept
+        return cls(origin, referer, (user_agent or b"").decode("latin-1"), accept or b"")
+
+
+async def web_sdk_reply(app: Starlette, scope: Scope) -> Reply:
+    """The whole answer to a ``GET /a`` request. Raises only on a bug (which the caller answers with a 500)."""
+    page = PageHeaders.of(scope)
+    cors_origin = page.origin
+    try:
+        answer = await _answer(app, scope, page)
+        if b"application/json" in page.accept:
+            status, headers, body = (
+                200,
+                [*answers.META_HEADERS, *answers.ANSWER_HEADERS],
+                answers.meta(answer),
+            )
+        else:
+            status, headers, body = (
+                200,
+                [*answers.SCRIPT_HEADERS, *answers.ANSWER_HEADERS],
+                answers.script(answer),
+            )
+    except ApiError as exc:
+        status, headers, body = (
+            exc.status,
+            [*_ERROR_HEADERS],
+            error_body(exc.status, exc.error, code=exc.code),
+        )
+        if exc.retry_after is not None:
+            headers.append((b"retry-after", str(exc.retry_after).encode()))
+        if isinstance(exc, OriginRefused):
+            # No CORS headers: a page outside the allowed origins cannot even read why.
+            cors_origin = None
+    if cors_origin is not None:
+        headers.append((b"access-control-allow-origin", cors_origin))
+        headers.extend(_CORS_HEADERS)
+    headers.append((b"content-length", str(len(body)).encode()))
+    return status, headers, body
 
 
 async def web_sdk(request: Request) -> Response:
     if request.method == "OPTIONS":
         return preflight(request)
-    origin = request.headers.get("origin")
-    try:
-        response = await _answer(request)
-    except ApiError as exc:
-        response = error_response(exc.status, exc.error, code=exc.code, retry_after=exc.retry_after)
-        if isinstance(exc, OriginRefused):
-            return response
-    if origin is not None:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
-        response.headers["Vary"] = "Origin"
+    status, headers, body = await web_sdk_reply(request.app, request.scope)
+    response = Response(body, status_code=status)
+    response.raw_headers = headers
     return response
 
 
 router.add_route("/a", web_sdk, methods=["GET", "OPTIONS"], include_in_schema=False)
 
 
-class WebSdkFastPath:
-    """ASGI middleware answering ``GET /a`` itself, before the app's other middleware and its router.
+class WebSdkLane:
+    """``GET /a`` in a service's fast lane: ``web_sdk_reply`` written straight to the server, counted in
+    ``tapwire_http_requests_total`` like every other route; an unexpected exception is logged and answered with
+    the JSON 500 shape, as the app's handler would."""
 
-    Does what the route does, with the request counted in ``tapwire_http_requests_total`` like every other
-    route; an unexpected exception is logged and answered with the JSON 500 shape, as the app's handler would.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: Starlette) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/a" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
-            return
         started = time.perf_counter()
-        request = Request(scope, receive)
         try:
-            response = await web_sdk(request)
+            status, headers, body = await web_sdk_reply(self.app, scope)
         except Exception:
             log.exception("unhandled error", extra={"path": "/a"})
-            response = error_response(500, "internal error")
-        await response(scope, receive, send)
-        status = str(response.status_code)
+            body = error_body(500, "internal error")
+            status, headers = 500, [*_ERROR_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         counter = _STATUS_COUNTERS.get(status)
         if counter is None:
-            counter = _STATUS_COUNTERS[status] = metrics.HTTP_REQUESTS.labels("/a", status)
+            counter = _STATUS_COUNTERS[status] = metrics.HTTP_REQUESTS.labels("/a", str(status))
         counter.inc()
         _LATENCY.observe(time.perf_counter() - started)
 
 
-def install_fast_path(app: Starlette) -> None:
-    """Put ``WebSdkFastPath`` in front of the app's middleware, but behind the trusted-proxy middleware, which
-    must run first so that the per-address limits see the client's address rather than the ingress's."""
-    classes: list[object] = [entry.cls for entry in app.user_middleware]
-    position = classes.index(TrustedProxyMiddleware) + 1 if TrustedProxyMiddleware in classes else 0
-    app.user_middleware.insert(position, Middleware(WebSdkFastPath))
+def install_fast_path(app: ServiceApp) -> None:
+    """Serve ``GET /a`` in the app's fast lane (the trusted proxies still apply first)."""
+    app.add_fast_lane("GET", "/a", WebSdkLane(app))
 
 
-_STATUS_COUNTERS: dict[str, Any] = {}
+_STATUS_COUNTERS: dict[int, Any] = {}
 _LATENCY = metrics.HTTP_LATENCY.labels("/a")
 
 
-async def _answer(request: Request) -> Response:
-    app: Starlette = request.app
+async def _answer(app: Starlette, scope: Scope, page: PageHeaders) -> answers.SdkAnswer:
     context: ServiceContext = app.state.context
     settings = context.settings
     state = sdk_state(app)
-    address = client_address(request)
+    client = scope.get("client")
+    address = client[0] if client else "unknown"
     wait = state.per_address.take(address)
     if wait:
         raise ApiError(429, "Too many requests from this address", retry_after=wait)
     web = parse_web_request(
-        request.scope["query_string"],
+        scope["query_string"],
         max_query_bytes=settings.sdk_max_query_bytes,
         max_payload_chars=settings.sdk_max_payload_chars,
     )
@@ -142,30 +190,37 @@ async def _answer(request: Request) -> Response:
         raise ApiError(419, "Encryption in transit is not enabled; send the request unencrypted")
     account = await sdk_account(state.accounts, web.payload.get("id"), region=settings.region)
     check_page_origin(
-        account.settings, origin=request.headers.get("origin"), referer=request.headers.get("referer")
+        account.settings,
+        origin=None if page.origin is None else page.origin.decode("latin-1"),
+        referer=None if page.referer is None else page.referer.decode("latin-1"),
     )
     rate = _account_rate(account.settings)
     wait = state.per_account.take(account.id, rate=rate, burst=2 * rate if rate else None)
     if wait:
         raise ApiError(429, f"Too many requests for account {account.id}", retry_after=wait)
-    answer = await _ingest(request, context, web, account_id=account.id, address=address)
+    answer = await _ingest(
+        app, context, state, web, account_id=account.id, address=address, user_agent=page.user_agent
+    )
     if web.type == "page" and answer.opt_out is not True:
         key = web_push_key(account.settings)
         if key is not None:
             answer = dataclasses.replace(answer, web_push_key=key)
-    if "application/json" in request.headers.get("accept", ""):
-        return answers.meta(answer)
-    return answers.script(answer)
+    return answer
 
 
 async def _ingest(
-    request: Request, context: ServiceContext, web: WebRequest, *, account_id: str, address: str
+    app: Starlette,
+    context: ServiceContext,
+    state: SdkState,
+    web: WebRequest,
+    *,
+    account_id: str,
+    address: str,
+    user_agent: str,
 ) -> answers.SdkAnswer:
-    state = sdk_state(request.app)
     received_ms = time.time_ns() // 1_000_000
     session_id = session_for(web.session_id, received_ms // 1000)
     device_id = web.device_id if web.device_id and not web.reset_device else new_device_id()
-    user_agent = request.headers.get("user-agent", "")
     retry_after_s = context.settings.retry_after_s
 
     def answer(
@@ -186,7 +241,7 @@ async def _ingest(
     if choice is not None:
         await set_opt_out(
             context.store.engine,
-            identity_graph(request),
+            app_identity_graph(app),
             state.opt_outs,
             account_id=account_id,
             device_key=device_key,
@@ -211,7 +266,7 @@ async def _ingest(
         )
 
     records = records_for(device_id)
-    envelopes: list[Envelope] = records.accepted
+    envelopes = records.accepted
     resume = False
     confirm = None
     if records.login is not None:
@@ -227,7 +282,7 @@ async def _ingest(
             )
             _DROPPED.inc()
             return answer(opt_out=True)
-        graph = identity_graph(request)
+        graph = app_identity_graph(app)
         login = await link_login(
             graph,
             account_id,

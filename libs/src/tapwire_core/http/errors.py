@@ -29,9 +29,19 @@ class ApiError(Exception):
 def error_response(
     status: int, error: str, *, code: int | None = None, retry_after: int | None = None
 ) -> Response:
-    body = {"status": "fail", "error": error, "message": error, "code": code if code is not None else status}
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        error_body(status, error, code=code),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def error_body(status: int, error: str, *, code: int | None = None) -> bytes:
+    """The error shape's JSON, for paths that write their responses themselves."""
+    body = {"status": "fail", "error": error, "message": error, "code": code if code is not None else status}
+    return orjson.dumps(body)
 
 
 def json_response(body: object, status: int = 200) -> Response:

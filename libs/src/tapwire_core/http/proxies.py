@@ -66,14 +66,20 @@ class TrustedProxyMiddleware:
         self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self.proxies.networks and scope.get("client"):
-            peer, port = scope["client"]
-            if self.proxies.trusts(_address(peer)):
-                hops, protos = _forwarded(scope["headers"])
-                scope["client"] = (self.proxies.client(peer, hops), port)
-                if protos and protos[-1] in ("http", "https"):
-                    scope["scheme"] = protos[-1] if scope["type"] == "http" else _ws(protos[-1])
+        if scope["type"] in ("http", "websocket"):
+            see_through(self.proxies, scope)
         await self.app(scope, receive, send)
+
+
+def see_through(proxies: TrustedProxies, scope: Scope) -> None:
+    """What ``TrustedProxyMiddleware`` does to an HTTP or WebSocket scope, for paths served ahead of it."""
+    if proxies.networks and scope.get("client"):
+        peer, port = scope["client"]
+        if proxies.trusts(_address(peer)):
+            hops, protos = _forwarded(scope["headers"])
+            scope["client"] = (proxies.client(peer, hops), port)
+            if protos and protos[-1] in ("http", "https"):
+                scope["scheme"] = protos[-1] if scope["type"] == "http" else _ws(protos[-1])
 
 
 def _forwarded(headers: Iterable[tuple[bytes, bytes]]) -> tuple[list[str], list[str]]:

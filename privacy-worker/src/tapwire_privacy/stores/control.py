@@ -44,7 +44,7 @@ class _HashedKeyTable(StoreHandler):
                     for s in mine
                     if s.keys is not None
                 }
-                query = select(self.model).where(self.model.account_id == account_id)
+                query = select(self.model).where(self.model.account_id == account_id, *self._listed())
                 if len(wanted) == len(mine):
                     query = query.where(self.model.key_hash.in_(set().union(*wanted.values())))
                 owners: dict[str, list[str]] = {}
@@ -56,6 +56,10 @@ class _HashedKeyTable(StoreHandler):
                     for request_id in (*owners.get(row.key_hash, ()), *tenant):
                         found[request_id].append(row)
         return found
+
+    def _listed(self) -> tuple[Any, ...]:
+        """Conditions a row must meet to count as listed (every row, unless a subclass says otherwise)."""
+        return ()
 
     async def export(self, scope: Scope) -> list[dict[str, Any]]:
         rows = (await self._rows([scope]))[scope.request_id]
@@ -89,6 +93,10 @@ class TrackingOptOutsHandler(_HashedKeyTable):
     reason = (
         "an opt-out of tracking made through a client SDK must outlive the data, or collection could resume"
     )
+
+    def _listed(self) -> tuple[Any, ...]:
+        # A lifted opt-out stays a day as a mark for the gateways; the person is no longer listed.
+        return (TrackingOptOutRow.lifted_at.is_(None),)
 
 
 class SuppressionsHandler(_HashedKeyTable):
