@@ -28,6 +28,8 @@ _TARGET_MODES: Mapping[str, ChannelName] = {
     "sms": "sms",
     "webhook": "webhook",
     "webhooks": "webhook",
+    # Web push is push to browsers: the push channel (its consent, caps and reports) to ``web`` devices.
+    "webpush": "push",
 }
 DEFAULT_CUTOFF_S = {"campaign": 24 * 3600, "transactional": 3600}
 PRIORITY = {"campaign": 0, "transactional": 10}
@@ -67,6 +69,9 @@ def parse_campaign(
     operator's allow-list, against which a webhook URL is checked."""
     if not isinstance(payload, dict):
         raise MalformedCampaign("Body must be a JSON object")
+    mode = payload.get("channel", payload.get("target_mode"))
+    if isinstance(mode, str) and mode.lower() == "webpush" and "devices" not in payload:
+        payload = {**payload, "devices": ["web"]}
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
         raise MalformedCampaign("name is required")

@@ -26,7 +26,7 @@ router = APIRouter()
 links_router = APIRouter()
 
 _PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook"}
+_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook", "webpush": "webpush"}
 
 
 def messaging_service(request: Request) -> MessagingService:

@@ -271,6 +271,29 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
     return asyncio.run(update())
 
 
+def cmd_web_push_key(args: argparse.Namespace) -> int:
+    """Print the VAPID public key of ``--key`` (made first with ``--create``): what the Web SDK subscribes
+    browsers with (``tapwire accounts client-sdk --web-push-key``)."""
+    from tapwire_messaging.channels.webpush import VapidKey
+
+    path: Path = args.key
+    if args.create:
+        if path.exists():
+            print(f"{path} exists; not replacing a key browsers may be subscribed with", file=sys.stderr)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("xb") as key_file:
+            path.chmod(0o600)
+            key_file.write(VapidKey.generate_pem())
+    try:
+        key = VapidKey.from_file(path, subject="mailto:unused@example.invalid")
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(key.public_key)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="tapwire", description="tapwire event ingestion and engagement suite")
     commands = root.add_subparsers(dest="command", required=True)
@@ -315,6 +338,13 @@ def parser() -> argparse.ArgumentParser:
         help="VAPID public key (base64url) the Web SDK subscribes browsers with ('' turns off)",
     )
     client_sdk.set_defaults(func=cmd_client_sdk)
+
+    web_push = commands.add_parser(
+        "web-push-key", help="print the VAPID public key of TAPWIRE_VAPID_KEY_FILE's key (--create: make one)"
+    )
+    web_push.add_argument("--key", type=Path, required=True, help="the key file (PEM, P-256)")
+    web_push.add_argument("--create", action="store_true", help="make a new key at --key first")
+    web_push.set_defaults(func=cmd_web_push_key)
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

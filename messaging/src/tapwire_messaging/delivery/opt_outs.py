@@ -58,7 +58,7 @@ class RecentOptOuts:
             subjects.append(("phone", row.address.strip()))
         elif row.channel == "push":
             # A token a provider disowned since (for this user's or any other campaign's message).
-            subjects.append(("token", row.address.strip()))
+            subjects.append(("token", consent.normalise_subject("token", row.address)))
         for kind, subject in subjects:
             channels = self._seen.get((account_id, kind, subject))
             if not channels:

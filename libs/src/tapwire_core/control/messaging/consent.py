@@ -11,14 +11,18 @@ Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) a
   functions write it, and :func:`blocked` reads it, so an objection made through ``POST /privacy/v1/requests``
   holds from the next message on with nothing to keep in sync. (``objected`` consent rows written by earlier
   versions are still honoured.)
-- :func:`blocked` answers, for many recipients at once, which of them must not be sent to.
+- :func:`blocked` answers, for many recipients at once, which of them must not be sent to. An email address on
+  the email suppression list (it hard-bounced, complained or soft-bounced too often:
+  ``tapwire_core.control.email_feedback``) is refused for email like an unsubscribed one.
 
 Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
-``token`` (a push token the provider reported as unregistered; never used again).
+``token`` (a push token the provider reported as unregistered; never used again). A token longer than the
+subject column (a web push endpoint can be) is kept as a hash of itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control import marketing_objections as objections
+from tapwire_core.control.email_feedback import suppressed_addresses
 from tapwire_core.control.messaging.models import ConsentRow
 
 log = logging.getLogger(__name__)
@@ -40,8 +45,17 @@ ConsentState = Literal["unsubscribed", "subscribed", "objected"]
 ALL_CHANNELS = "all"
 
 
+# Below the column's 320 characters, so a hashed form ("h:" and 64 hex digits) can never equal a kept one.
+MAX_TOKEN_SUBJECT = 255
+
+
 def normalise_subject(kind: SubjectKind, subject: str) -> str:
-    return subject.strip().lower() if kind == "email" else subject.strip()
+    if kind == "email":
+        return subject.strip().lower()
+    value = subject.strip()
+    if kind == "token" and len(value) > MAX_TOKEN_SUBJECT:
+        return "h:" + hashlib.blake2b(value.encode(), digest_size=32).hexdigest()
+    return value
 
 
 async def set_consent(
@@ -117,8 +131,9 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
     """Indexes of ``recipients`` that must not receive a message now.
 
     An objection (on the objection list, under the user key or the recipient's address as an ``e:`` / ``p:``
-    subject key) blocks every channel. Otherwise the most recent entry among the user's, the
-    address's and ``all`` entries for the recipient's channel decides; no entry means subscribed.
+    subject key) blocks every channel, and an email address on the suppression list blocks email. Otherwise the
+    most recent entry among the user's, the address's and ``all`` entries for the recipient's channel decides;
+    no entry means subscribed.
     """
     if not recipients:
         return set()
@@ -143,6 +158,7 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
             )
         ).all()
     objected = await _objected(engine, account_id, recipients)
+    bounced = await _bounced(engine, account_id, recipients)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
         entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
@@ -153,8 +169,10 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
             subjects.append(("email", normalise_subject("email", recipient.email)))
         if recipient.phone:
             subjects.append(("phone", recipient.phone))
-        if objected & set(_subject_keys(recipient)) or _refused(
-            recipient.channel, (e for s in subjects for e in entries.get(s, ()))
+        if (
+            (recipient.channel == "email" and recipient.email and recipient.email in bounced)
+            or objected & set(_subject_keys(recipient))
+            or _refused(recipient.channel, (e for s in subjects for e in entries.get(s, ())))
         ):
             refused.add(index)
     return refused
@@ -178,6 +196,15 @@ async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[R
         )
 
 
+async def _bounced(engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient]) -> set[str]:
+    """The email addresses among the email recipients on the suppression list."""
+    addresses = {r.email for r in recipients if r.channel == "email" and r.email}
+    if not addresses:
+        return set()
+    async with AsyncSession(engine) as session, session.begin():
+        return set(await suppressed_addresses(session, account_id=account_id, addresses=addresses))
+
+
 def _refused(channel: str, entries: Iterable[tuple[str, str, int]]) -> bool:
     latest: tuple[int, str] | None = None
     for entry_channel, state, updated in entries:
@@ -192,15 +219,18 @@ async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[
     """The push tokens among ``tokens`` that a provider reported as unregistered."""
     if not tokens:
         return set()
+    by_subject: dict[str, set[str]] = {}
+    for token in tokens:
+        by_subject.setdefault(normalise_subject("token", token), set()).add(token)
     async with engine.connect() as connection:
         rows = await connection.execute(
             select(ConsentRow.subject).where(
                 ConsentRow.account_id == account_id,
                 ConsentRow.subject_kind == "token",
-                ConsentRow.subject.in_(list(tokens)),
+                ConsentRow.subject.in_(list(by_subject)),
             )
         )
-        return {str(subject) for subject in rows.scalars()}
+        return {token for subject in rows.scalars() for token in by_subject.get(str(subject), ())}
 
 
 @dataclass(frozen=True, slots=True)
