@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from tapwire_core.egress import EgressPolicy, UnsafeUrl, check_url
 from tapwire_messaging.audience import AudienceError, ExplicitIdentities
-from tapwire_messaging.campaign_rules import CampaignRules, ConversionGoal, FrequencyCap, WebhookTarget
+from tapwire_messaging.campaign_rules import (
+    ACROSS_CHANNELS,
+    CampaignRules,
+    ConversionGoal,
+    FrequencyCap,
+    WebhookTarget,
+)
 from tapwire_messaging.channels.base import CHANNELS, ChannelName
 from tapwire_messaging.rules import QuietHours
 from tapwire_messaging.templates import TemplateError, compile_content
@@ -232,9 +238,12 @@ def _caps(caps: Any) -> tuple[FrequencyCap, ...]:
             or cap["limit"] < 1
             or not isinstance(cap.get("window_s"), int | float)
             or cap["window_s"] <= 0
+            or cap.get("channel", ACROSS_CHANNELS) != ACROSS_CHANNELS
         ):
-            raise UnrunnableCampaign(f"caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0}}")
-    return tuple(FrequencyCap(int(c["limit"]), float(c["window_s"])) for c in caps)
+            raise UnrunnableCampaign(
+                f'caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0, channel?: "all"}}'
+            )
+    return tuple(FrequencyCap.from_json(c) for c in caps)
 
 
 def _quiet_hours(quiet: Any) -> QuietHours | None:

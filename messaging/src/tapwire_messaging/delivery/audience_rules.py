@@ -129,8 +129,9 @@ class DeadTokenRule:
 
 @dataclass(frozen=True)
 class FrequencyCapRule:
-    """Rows to users who already got ``limit`` other campaigns' messages on the channel within a cap's window
-    (sent, or in flight elsewhere): ``capped``. Caps apply one after the other to the rows still open."""
+    """Rows to users who already got ``limit`` other campaigns' messages within a cap's window (sent, or in
+    flight elsewhere): ``capped``. A cap counts the campaign's channel, or every channel for a cap across
+    channels. Caps apply one after the other to the rows still open."""
 
     outbox: Outbox
 
@@ -141,7 +142,7 @@ class FrequencyCapRule:
             open_rows = [row for row in open_rows if row.id not in verdicts]
             counts = await self.outbox.recent_sends(
                 account_id=campaign.account_id,
-                channel=campaign.channel,
+                channel=None if cap.across_channels else campaign.channel,
                 user_keys=[row.user_key for row in open_rows],
                 since_ms=batch.now_ms - int(cap.window_s * 1000),
                 campaign_id=campaign.id,
@@ -150,7 +151,8 @@ class FrequencyCapRule:
             )
             for row in open_rows:
                 if counts.get(row.user_key, 0) >= cap.limit:
-                    verdicts[row.id] = Verdict(row.id, "capped", f"{cap.limit} per {cap.window_s:g}s")
+                    across = " across channels" if cap.across_channels else ""
+                    verdicts[row.id] = Verdict(row.id, "capped", f"{cap.limit} per {cap.window_s:g}s{across}")
         return verdicts
 
 
