@@ -248,6 +248,10 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
     if args.requests_per_s is not None:
         changes[RATE_SETTING] = args.requests_per_s or None
     if args.web_push_key is not None:
+        problem = _foreign_web_push_key(settings, args.web_push_key)
+        if problem:
+            print(f"tapwire accounts: {problem}", file=sys.stderr)
+            return 1
         changes[WEB_PUSH_KEY_SETTING] = args.web_push_key or None
 
     async def update() -> int:
@@ -269,6 +273,29 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(update())
+
+
+def _foreign_web_push_key(settings: Settings, public_key: str) -> str | None:
+    """Why browsers subscribed with ``public_key`` could not be sent to, when messaging's VAPID key is known here.
+
+    The deployment's key file (``TAPWIRE_VAPID_KEY_FILE``) is the one source of web push keys: messaging signs
+    with it, and an account's ``web_push_public_key`` only tells the Web SDK its public half. A push service
+    refuses a message signed by another key than the one the browser subscribed with.
+    """
+    if not public_key or settings.vapid_key_file is None:
+        return None
+    from tapwire_messaging.channels.webpush import VapidKey
+
+    try:
+        deployment = VapidKey.from_file(settings.vapid_key_file, subject="mailto:unused@example.invalid")
+    except ValueError as exc:
+        return str(exc)
+    if deployment.public_key != public_key:
+        return (
+            "--web-push-key is not the public key of TAPWIRE_VAPID_KEY_FILE, which messaging signs web push with "
+            f"(`tapwire web-push-key --key {settings.vapid_key_file}` prints it)"
+        )
+    return None
 
 
 def cmd_web_push_key(args: argparse.Namespace) -> int:
