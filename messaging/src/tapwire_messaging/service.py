@@ -168,7 +168,7 @@ class MessagingService:
     def _suppressed(self, account_id: str, address: str, at_ms: int) -> None:
         """An address bounced or complained: messages to it this process already claimed are not sent."""
         if self._sender is not None:
-            self._sender.note_opt_out(account_id, "email", address, "email", at_ms)
+            self._sender.note_opt_out(account_id, "email", address, "email", at_ms, every_message=True)
 
     async def stop(self) -> None:
         if self._email_feedback is not None:

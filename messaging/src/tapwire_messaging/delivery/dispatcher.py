@@ -94,7 +94,12 @@ class Dispatcher:
         await self._throttles.acquire(campaign)
         if self._views.stopped(campaign.id):
             return _unsent(Verdict(row.id, "stopped", "campaign stopped"))
-        if self._opt_outs.refuses(row, campaign.account_id, since_ms=item.claimed_ms - 1000):
+        if self._opt_outs.refuses(
+            row,
+            campaign.account_id,
+            since_ms=item.claimed_ms - 1000,
+            transactional=campaign.kind == "transactional",
+        ):
             return _unsent(Verdict(row.id, "suppressed", "opted out after the message was queued"))
         try:
             rendered = render(row, item.view)

@@ -132,9 +132,19 @@ class Sender:
         """Look for due work now instead of at the next poll (after a campaign was created)."""
         self._wakeup.set()
 
-    def note_opt_out(self, account_id: str, kind: str, subject: str, channel: str, updated_ms: int) -> None:
-        """An opt-out this process just wrote: refuse it from the next message on, queued ones included."""
-        self.opt_outs.note(account_id, kind, subject, channel, updated_ms)
+    def note_opt_out(
+        self,
+        account_id: str,
+        kind: str,
+        subject: str,
+        channel: str,
+        updated_ms: int,
+        *,
+        every_message: bool = False,
+    ) -> None:
+        """An opt-out this process just wrote: refuse it from the next message on, queued ones included (with
+        ``every_message``, transactional ones too)."""
+        self.opt_outs.note(account_id, kind, subject, channel, updated_ms, every_message=every_message)
 
     def start(self) -> None:
         # Each write (with its feedback publish) costs about the same whatever its size, so batches grow until
