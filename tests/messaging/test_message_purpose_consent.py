@@ -1,6 +1,6 @@
 """Which opt-outs stop which messages, in the control store on SQLite and PostgreSQL: unsubscribes and objections
-stop promotional messages only; explicit opt-outs of a channel and email suppressions stop transactional ones
-too, and only a later resubscribe lifts an explicit opt-out."""
+stop promotional messages only; explicit opt-outs of a channel, hard bounces and complaints stop transactional
+ones too, and only a later resubscribe lifts an explicit opt-out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from tapwire_core.control.email_feedback import FeedbackEntry, SoftBouncePolicy, record_feedback
 from tapwire_core.control.messaging import consent
 from tapwire_core.control.store import ControlStore
 
@@ -106,3 +108,25 @@ async def test_an_opt_out_of_sms_leaves_email_alone(store: ControlStore) -> None
     assert promotional == transactional == {"i:ann"}
     promotional, transactional = await _blocked(store, recipients[1:])
     assert promotional == transactional == set()
+
+
+async def test_hard_bounces_and_complaints_stop_receipts_a_run_of_soft_bounces_only_promotions(
+    store: ControlStore,
+) -> None:
+    policy = SoftBouncePolicy(limit=2, window_ms=60_000)
+    reports = [
+        ("hard", "hard_bounce"),
+        ("complained", "complaint"),
+        ("full", "soft_bounce"),
+        ("full", "soft_bounce"),
+    ]
+    for index, (user, kind) in enumerate(reports):
+        entry = FeedbackEntry(f"n{index}", f"{user}@example.com", kind, "dsn", "c", 1000 + index)  # type: ignore[arg-type]
+        async with AsyncSession(store.engine) as session, session.begin():
+            recorded = await record_feedback(session, account_id=ACCOUNT, entry=entry, policy=policy)
+        assert recorded.new
+    promotional, transactional = await _blocked(
+        store, [_email(u) for u in ("fine", "hard", "complained", "full")]
+    )
+    assert promotional == {"i:hard", "i:complained", "i:full"}
+    assert transactional == {"i:hard", "i:complained"}

@@ -6,6 +6,8 @@ import logging
 
 from tapwire_core.bus import Bus
 from tapwire_core.clock import Clock, epoch_ms, system_clock
+from tapwire_core.control.email_feedback import SuppressionReason
+from tapwire_core.control.messaging.consent import TRANSACTIONAL_SUPPRESSIONS
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
@@ -165,10 +167,14 @@ class MessagingService:
             self._sender.start()
         log.info("messaging ready", extra={"worker": self._sender.worker})
 
-    def _suppressed(self, account_id: str, address: str, at_ms: int) -> None:
+    def _suppressed(self, account_id: str, address: str, at_ms: int, reason: SuppressionReason) -> None:
         """An address bounced or complained: messages to it this process already claimed are not sent."""
         if self._sender is not None:
-            self._sender.note_opt_out(account_id, "email", address, "email", at_ms, every_message=True)
+            # Transactional messages stop at hard bounces and complaints, not at a run of soft bounces.
+            every_message = reason in TRANSACTIONAL_SUPPRESSIONS
+            self._sender.note_opt_out(
+                account_id, "email", address, "email", at_ms, every_message=every_message
+            )
 
     async def stop(self) -> None:
         if self._email_feedback is not None:

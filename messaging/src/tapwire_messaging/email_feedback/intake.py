@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control.email_feedback import (
     FeedbackEntry,
     SoftBouncePolicy,
+    SuppressionReason,
     record_feedback,
     recorded_notices,
 )
@@ -43,8 +44,8 @@ _BOUNCE_TYPES = {"hard_bounce": "hard", "soft_bounce": "soft", "block": "block"}
 # The privacy worker's pseudonym prefix for an erased user's outbox rows (tapwire_privacy.stores.messaging).
 _ERASED = "x:"
 
-Suppressed = Callable[[str, str, int], None]
-"""``(account id, address, when in ms)``: an address was just put on the suppression list."""
+Suppressed = Callable[[str, str, int, SuppressionReason], None]
+"""``(account id, address, when in ms, why)``: an address was just put on the suppression list."""
 
 
 class IntakeUnavailable(Exception):
@@ -177,7 +178,7 @@ class FeedbackIntake:
                 },
             )
             if self._on_suppressed is not None:
-                self._on_suppressed(message.account_id, entry.address, ts_ms)
+                self._on_suppressed(message.account_id, entry.address, ts_ms, recorded.suppressed)
 
     async def _recorded(self, account_id: str, notice_id: str) -> bool:
         try:

@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control import marketing_objections as objections
-from tapwire_core.control.email_feedback import suppressed_addresses
+from tapwire_core.control.email_feedback import SuppressionReason, suppressed_addresses
 from tapwire_core.control.messaging.models import ConsentRow
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ ConsentState = Literal["unsubscribed", "subscribed", "objected", "opted_out"]
 OPT_OUT_STATES: tuple[ConsentState, ...] = ("unsubscribed", "objected", "opted_out")
 """States that refuse promotional messages; of them only ``opted_out`` refuses transactional ones too."""
 ALL_CHANNELS = "all"
+TRANSACTIONAL_SUPPRESSIONS: frozenset[SuppressionReason] = frozenset({"hard_bounce", "complaint"})
+"""Email suppressions that stop transactional messages too (a soft-bounce suppression stops promotions only)."""
 
 
 # Below the column's 320 characters, so a hashed form ("h:" and 64 hex digits) can never equal a kept one.
@@ -174,7 +176,7 @@ async def blocked(
             )
         ).all()
     objected = set() if transactional else await _objected(engine, account_id, recipients)
-    bounced = await _bounced(engine, account_id, recipients)
+    bounced = await _bounced(engine, account_id, recipients, transactional=transactional)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
         entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
@@ -216,13 +218,18 @@ async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[R
         )
 
 
-async def _bounced(engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient]) -> set[str]:
-    """The email addresses among the email recipients on the suppression list."""
+async def _bounced(
+    engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient], *, transactional: bool
+) -> set[str]:
+    """The email addresses among the email recipients on the suppression list (for a transactional message,
+    those suppressed by a hard bounce or a complaint: a run of soft bounces says the mailbox was full, not that
+    a receipt must not be tried)."""
     addresses = {r.email for r in recipients if r.channel == "email" and r.email}
     if not addresses:
         return set()
     async with AsyncSession(engine) as session, session.begin():
-        return set(await suppressed_addresses(session, account_id=account_id, addresses=addresses))
+        found = await suppressed_addresses(session, account_id=account_id, addresses=addresses)
+    return {a for a, reason in found.items() if not transactional or reason in TRANSACTIONAL_SUPPRESSIONS}
 
 
 def _refused(channel: str, entries: Sequence[tuple[str, str, int]], *, transactional: bool) -> bool:
