@@ -4,7 +4,7 @@ local SMTP sink; driven over HTTP through the app's ASGI interface."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +15,13 @@ import orjson
 from fastapi import FastAPI
 
 from tapwire_core.bus.embedded import EmbeddedBus
-from tapwire_core.clock import Clock
+from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
+from tapwire_messaging.channels import Providers
+from tapwire_messaging.email_feedback.routes import feedback_router, suppressions_router
+from tapwire_messaging.email_feedback.runtime import SnsFetching
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_messaging.service import MessagingService
@@ -64,9 +67,17 @@ def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
 
 @asynccontextmanager
 async def messaging_rig(
-    tmp: Path, warehouse: Warehouse, settings: Settings, *, clock: Clock | None = None
+    tmp: Path,
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    sns_fetching: SnsFetching | None = None,
+    providers: Providers | None = None,
 ) -> AsyncIterator[Rig]:
-    """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's."""
+    """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's,
+    with ``sns_fetching`` it reaches SNS certificates that way."""
+    own_service = clock is not None or sns_fetching is not None or providers is not None
     components = runtime.Components(
         settings=settings,
         store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS),
@@ -76,15 +87,21 @@ async def messaging_rig(
     app = build_app(
         settings,
         components,
-        routers=[messaging_router, messaging_links_router],
-        workers=[Messaging] if clock is None else [],
+        routers=[messaging_router, messaging_links_router, feedback_router, suppressions_router],
+        workers=[] if own_service else [Messaging],
         embedded=False,
     )
     try:
         async with app.router.lifespan_context(app):
-            if clock is not None:
+            if own_service:
                 app.state.messaging = MessagingService(
-                    settings, store=components.store, bus=components.bus, warehouse=warehouse, clock=clock
+                    settings,
+                    store=components.store,
+                    bus=components.bus,
+                    warehouse=warehouse,
+                    clock=clock or system_clock,
+                    sns_fetching=sns_fetching,
+                    providers=providers,
                 )
                 await app.state.messaging.start()
             transport = httpx.ASGITransport(app=app)
@@ -92,7 +109,7 @@ async def messaging_rig(
                 try:
                     yield Rig(app, client, warehouse, settings)
                 finally:
-                    if clock is not None:
+                    if own_service:
                         await app.state.messaging.stop()
     finally:
         await warehouse.start()  # the app closed it; the fixture that made it drops its database
@@ -118,10 +135,14 @@ async def add_profiles(warehouse: Warehouse, profiles: Sequence[tuple[str, dict[
 
 
 async def add_push_tokens(
-    warehouse: Warehouse, tokens: Sequence[tuple[str, str, str]], *, ts_ms: int | None = None
+    warehouse: Warehouse,
+    tokens: Sequence[tuple[str, str, str]],
+    *,
+    ts_ms: int | None = None,
+    keys: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """(user key, token, type) as the loader stores token uploads: ``__push_token`` events (at ``ts_ms``, by
-    default now)."""
+    default now). ``keys``: a web push subscription's keys by its token (its endpoint)."""
     now = ts_ms or int(time.time() * 1000)
     columns = [
         "account_id",
@@ -146,7 +167,9 @@ async def add_push_tokens(
                 now,
                 now,
                 "clevertap",
-                orjson.dumps({"id": token, "type": kind}).decode(),
+                orjson.dumps(
+                    {"id": token, "type": kind, **({"keys": keys[token]} if keys and token in keys else {})}
+                ).decode(),
                 "{}",
             )
             for key, token, kind in tokens

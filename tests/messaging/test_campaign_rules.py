@@ -59,6 +59,17 @@ def test_channel_specific_rules_appear_only_on_their_channel() -> None:
     assert "webhook" not in _rules(webhook=hook).to_json()
 
 
+def test_a_cap_across_channels_keeps_its_scope_through_the_stored_shape() -> None:
+    rules = _rules(caps=[{"limit": 3, "window_s": 86400, "channel": "all"}, {"limit": 1, "window_s": 3600}])
+    assert rules.caps == (FrequencyCap(3, 86400.0, "all"), FrequencyCap(1, 3600.0))
+    assert [cap.across_channels for cap in rules.caps] == [True, False]
+    assert rules.to_json()["caps"] == [
+        {"limit": 3, "window_s": 86400.0, "channel": "all"},
+        {"limit": 1, "window_s": 3600.0},
+    ]
+    assert CampaignRules.from_json(rules.to_json()) == rules
+
+
 def test_rules_stored_by_earlier_versions_read_with_defaults() -> None:
     assert CampaignRules.from_json({}) == CampaignRules()
     older = CampaignRules.from_json(
@@ -81,6 +92,7 @@ def test_rules_stored_by_earlier_versions_read_with_defaults() -> None:
         ({"send_to_all_devices": "yes"}, MalformedCampaign, "send_to_all_devices must be true or false"),
         ({"control_group_percent": 100}, UnrunnableCampaign, "control_group_percent"),
         ({"caps": [{"limit": 0, "window_s": 1}]}, UnrunnableCampaign, r"caps\[0\]"),
+        ({"caps": [{"limit": 1, "window_s": 60, "channel": "sms"}]}, UnrunnableCampaign, r"caps\[0\]"),
         ({"quiet_hours": {"start": "25:00", "end": "08:00"}}, UnrunnableCampaign, "quiet_hours.start"),
     ],
 )

@@ -73,7 +73,8 @@ async def test_smtp_refused_recipient_is_rejected_and_connection_reused() -> Non
         bad = await adapter.send(OutboundMessage("k1", "gone@example.com", "x", subject="s"))
         good = await adapter.send(OutboundMessage("k2", "ok@example.com", "x", subject="s"))
         await adapter.close()
-    assert bad.outcome == "rejected" and "550" in bad.detail
+    assert bad.outcome == "unregistered" and "550" in bad.detail
+    assert bad.bounce is not None and bad.bounce.kind == "hard_bounce"
     assert good.outcome == "sent"
     assert len(sink.receipts) == 1
 

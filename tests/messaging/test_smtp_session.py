@@ -102,8 +102,10 @@ async def test_a_refused_recipient_is_rejected_and_the_session_goes_on(
             adapter.send(OutboundMessage("k2", "ok@example.com", "x", subject="s")),
         )
         await adapter.close()
-    assert bad.outcome == "rejected" and bad.detail.startswith("550")
-    assert good.outcome == "sent"
+    # 550 5.1.1 to RCPT: the address does not exist, a hard bounce.
+    assert bad.outcome == "unregistered" and bad.detail.startswith("550")
+    assert bad.bounce is not None and (bad.bounce.kind, bad.bounce.status) == ("hard_bounce", "5.1.1")
+    assert good.outcome == "sent" and good.bounce is None
     assert [to for to, _ in inbox.messages] == [["ok@example.com"]]
 
 

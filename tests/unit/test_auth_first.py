@@ -5,18 +5,26 @@ listed, with the bounds that make them safe."""
 from __future__ import annotations
 
 import base64
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from tapwire_core.egress import EgressPolicy
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.http.identity import router as identity_router
 from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
+from tapwire_messaging.email_feedback.routes import feedback_router, suppressions_router
+from tapwire_messaging.email_feedback.runtime import EmailFeedback
+from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.routes import links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
@@ -27,7 +35,16 @@ from tests.fakes import FakeAccount, FakeAuthenticator, RecordingBus
 PUBLIC_BODY_ROUTES = {
     "/privacy/v1/intake/{account_id}",  # 16 KiB, rate-limited per account and per client address
     "/m/u/{token}",  # the signed link is the credential; the body is never read
+    # Provider webhooks whose signature is inside the body: 512 KiB / 256 KiB, charged to the client's address,
+    # and a 404 on deployments that did not configure the provider.
+    "/messaging/v1/email-feedback/ses",
+    "/messaging/v1/email-feedback/mailgun",
 }
+SENDGRID_KEY = base64.b64encode(
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
 WRONG_CREDENTIALS = {
     "X-CleverTap-Account-Id": "A",
     "X-CleverTap-Passcode": "wrong",
@@ -47,7 +64,26 @@ def every_router_app() -> FastAPI:
         bus_=RecordingBus(),
     )
     routers = [upload_router, segment_router, identity_router, query_router, messaging_router, links_router]
-    return create_app(context, [*routers, *PRIVACY_ROUTERS])
+    routers += [feedback_router, suppressions_router]
+    app = create_app(context, [*routers, *PRIVACY_ROUTERS])
+    # The email feedback routes authenticate with the deployment's provider credentials; configure them all.
+    settings = Settings(
+        bounce_intake_token="intake-token",
+        postmark_webhook_secret="postmark-secret",
+        sendgrid_webhook_public_key=SENDGRID_KEY,
+        mailgun_signing_key="mailgun-key",
+    )
+    app.state.messaging = SimpleNamespace(
+        email_feedback=EmailFeedback(
+            settings,
+            engine=create_async_engine("sqlite+aiosqlite://"),
+            publisher=FeedbackPublisher(None, "unused"),
+            secret=b"secret",
+            egress=EgressPolicy(),
+            now_ms=lambda: 0,
+        )
+    )
+    return app
 
 
 def api_routes(routes: list[Any]) -> list[APIRoute]:
@@ -122,6 +158,8 @@ def test_the_check_covers_every_service() -> None:
     for expected in ("/1/upload", "/v1/batch", "/1/counts/events.json", "/1/targets/create.json"):
         assert expected in paths
     assert "/privacy/v1/requests/{request_id}/deny" in paths
+    for provider in ("mime", "postmark", "sendgrid"):
+        assert f"/messaging/v1/email-feedback/{provider}" in paths
 
 
 @pytest.mark.parametrize(("method", "path", "credentials"), unauthenticated_cases())

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     apns_key_id: str | None = None
     apns_team_id: str | None = None
     sms_url: str | None = None
+    vapid_key_file: Path | None = Field(
+        default=None,
+        description="web push: the VAPID signing key (PEM, P-256); `tapwire web-push-key` makes one",
+    )
+    vapid_subject: str | None = Field(
+        default=None, description="web push on: the contact push services may use, mailto: or https:"
+    )
     messaging_secret: str | None = Field(default=None, description="signs unsubscribe, open and click links")
     messaging_link_ttl_days: float = Field(
         default=90.0, gt=0, description="open and click links stop working this long after the message"
@@ -115,6 +122,29 @@ class Settings(BaseSettings):
         ge=1,
         description="messages handed to providers whose outcome is not yet recorded (default: 4 x senders)",
     )
+
+    # Email feedback: bounces and complaints (see docs/messaging.md). The VERP return path and the bounce
+    # mailbox, the HTTP intake of raw reports, each provider's webhook credentials, the soft-bounce rule.
+    bounce_address: str | None = Field(
+        default=None, description="envelope sender base, e.g. bounces@bounce.example: bounces+<token>@…"
+    )
+    bounce_smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="the bounce mailbox's SMTP listener (unset: none)"
+    )
+    bounce_smtp_host: str | None = Field(default=None, description="its address (default: TAPWIRE_HOST)")
+    bounce_intake_token: str | None = Field(
+        default=None, description="Bearer token of POST /messaging/v1/email-feedback/mime (unset: off)"
+    )
+    email_provider: Literal["smtp", "ses", "sendgrid", "postmark", "mailgun"] = Field(
+        default="smtp",
+        description="the service behind TAPWIRE_SMTP_URL: which metadata header names messages",
+    )
+    ses_topic_arns: str | None = Field(default=None, description="SNS topics whose SES notifications count")
+    sendgrid_webhook_public_key: str | None = None
+    postmark_webhook_secret: str | None = None
+    mailgun_signing_key: str | None = None
+    email_soft_bounce_limit: int = Field(default=5, ge=1, description="soft bounces that suppress an address")
+    email_soft_bounce_window_days: float = Field(default=30.0, gt=0, description="…counted over this window")
 
     # Query service: cursor signing (set the same secret on every query instance; unset = per process),
     # cursor lifetime, and how long a count waits before answering "partial" with a req_id to poll.

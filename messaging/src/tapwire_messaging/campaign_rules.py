@@ -14,20 +14,33 @@ from typing import Any
 
 from tapwire_messaging.rules import QuietHours
 
+ACROSS_CHANNELS = "all"
+"""A frequency cap's scope that counts the user's messages on every channel, not only the campaign's."""
+
 
 @dataclass(frozen=True, slots=True)
 class FrequencyCap:
-    """At most ``limit`` campaigns' messages per user on the channel in any rolling ``window_s`` seconds."""
+    """At most ``limit`` campaigns' messages per user in any rolling ``window_s`` seconds: on the campaign's
+    channel, or summed over email, push, SMS and webhook when ``scope`` is :data:`ACROSS_CHANNELS`."""
 
     limit: int
     window_s: float
+    scope: str | None = None
+
+    @property
+    def across_channels(self) -> bool:
+        return self.scope == ACROSS_CHANNELS
 
     def to_json(self) -> dict[str, Any]:
-        return {"limit": self.limit, "window_s": self.window_s}
+        shape: dict[str, Any] = {"limit": self.limit, "window_s": self.window_s}
+        if self.scope is not None:
+            shape["channel"] = self.scope
+        return shape
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> FrequencyCap:
-        return cls(int(raw["limit"]), float(raw["window_s"]))
+        scope = raw.get("channel")
+        return cls(int(raw["limit"]), float(raw["window_s"]), scope if scope == ACROSS_CHANNELS else None)
 
 
 @dataclass(frozen=True, slots=True)

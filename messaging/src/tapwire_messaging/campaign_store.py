@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.control.accounts.models import AccountRow
 from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
-from tapwire_messaging.campaign_rules import CampaignRules, FrequencyCap
+from tapwire_messaging.campaign_rules import ACROSS_CHANNELS, CampaignRules, FrequencyCap
 from tapwire_messaging.campaigns import CampaignSpec
 
 
@@ -195,7 +195,8 @@ class Campaigns:
 
     async def account_caps(self, account_id: str, channel: str) -> list[FrequencyCap]:
         """The account's frequency caps for ``channel``: account setting ``frequency_caps``, a map of channel
-        (or ``all``) to a list of ``{limit, window_s}``. Malformed entries are ignored."""
+        (or ``all``, counted across channels) to a list of ``{limit, window_s}``. Malformed entries are
+        ignored."""
         async with self.engine.connect() as connection:
             settings = (
                 await connection.execute(select(AccountRow.settings).where(AccountRow.id == account_id))
@@ -204,12 +205,13 @@ class Campaigns:
         if not isinstance(caps, dict):
             return []
         found = []
-        for key in (channel, "all"):
+        for key in (channel, ACROSS_CHANNELS):
             for cap in caps.get(key, []) if isinstance(caps.get(key), list) else []:
                 if (
                     isinstance(cap, dict)
                     and isinstance(cap.get("limit"), int)
                     and isinstance(cap.get("window_s"), int | float)
                 ):
-                    found.append(FrequencyCap(int(cap["limit"]), float(cap["window_s"])))
+                    scope = ACROSS_CHANNELS if key == ACROSS_CHANNELS else None
+                    found.append(FrequencyCap(int(cap["limit"]), float(cap["window_s"]), scope))
         return found

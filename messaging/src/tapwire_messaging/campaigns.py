@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from tapwire_core.egress import EgressPolicy, UnsafeUrl, check_url
 from tapwire_messaging.audience import AudienceError, ExplicitIdentities
-from tapwire_messaging.campaign_rules import CampaignRules, ConversionGoal, FrequencyCap, WebhookTarget
+from tapwire_messaging.campaign_rules import (
+    ACROSS_CHANNELS,
+    CampaignRules,
+    ConversionGoal,
+    FrequencyCap,
+    WebhookTarget,
+)
 from tapwire_messaging.channels.base import CHANNELS, ChannelName
 from tapwire_messaging.rules import QuietHours
 from tapwire_messaging.templates import TemplateError, compile_content
@@ -28,6 +34,8 @@ _TARGET_MODES: Mapping[str, ChannelName] = {
     "sms": "sms",
     "webhook": "webhook",
     "webhooks": "webhook",
+    # Web push is push to browsers: the push channel (its consent, caps and reports) to ``web`` devices.
+    "webpush": "push",
 }
 DEFAULT_CUTOFF_S = {"campaign": 24 * 3600, "transactional": 3600}
 PRIORITY = {"campaign": 0, "transactional": 10}
@@ -67,6 +75,9 @@ def parse_campaign(
     operator's allow-list, against which a webhook URL is checked."""
     if not isinstance(payload, dict):
         raise MalformedCampaign("Body must be a JSON object")
+    mode = payload.get("channel", payload.get("target_mode"))
+    if isinstance(mode, str) and mode.lower() == "webpush" and "devices" not in payload:
+        payload = {**payload, "devices": ["web"]}
     name = payload.get("name")
     if not isinstance(name, str) or not name.strip():
         raise MalformedCampaign("name is required")
@@ -227,9 +238,12 @@ def _caps(caps: Any) -> tuple[FrequencyCap, ...]:
             or cap["limit"] < 1
             or not isinstance(cap.get("window_s"), int | float)
             or cap["window_s"] <= 0
+            or cap.get("channel", ACROSS_CHANNELS) != ACROSS_CHANNELS
         ):
-            raise UnrunnableCampaign(f"caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0}}")
-    return tuple(FrequencyCap(int(c["limit"]), float(c["window_s"])) for c in caps)
+            raise UnrunnableCampaign(
+                f'caps[{index}] must be {{limit: int >= 1, window_s: seconds > 0, channel?: "all"}}'
+            )
+    return tuple(FrequencyCap.from_json(c) for c in caps)
 
 
 def _quiet_hours(quiet: Any) -> QuietHours | None:

@@ -38,7 +38,8 @@ CHANNELS = ("email", "push", "sms", "webhook")
 
 _NO_API = {
     "email": "an SMTP relay has no API to erase or correct a delivered message; it sits in the user's mailbox",
-    "push": "FCM and APNs have no API to recall or correct a delivered notification",
+    "push": "FCM, APNs and the browsers' web push services have no API to recall or correct a delivered "
+    "notification",
     "sms": "a sent text message cannot be corrected; the SMS provider's records of it are deleted on erasure",
     "webhook": "webhook targets are the customer's own endpoints; the customer (the controller) is told through "
     "its privacy webhook",
@@ -71,6 +72,8 @@ class ChannelDataRecipient:
             return f"webhook {_endpoint(row.address)}"
         if row.platform == "apns":
             return f"APNs {_endpoint(self._settings.apns_url)}"
+        if row.platform == "chrome":
+            return f"web push service {_endpoint(row.address)}"
         return f"FCM {_endpoint(self._settings.fcm_url)}"
 
     def _subject_rows(self, scope: Scope) -> list[ColumnElement[bool]]:

@@ -23,6 +23,9 @@ FeedbackName = Literal[
     "Notification Viewed",
     "Notification Clicked",
     "Channel Unsubscribed",
+    "Notification Delivered",
+    "Notification Bounced",
+    "Notification Complained",
 ]
 
 _PREFIX_FIELDS: Final = {

@@ -12,3 +12,17 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+
+EMAIL_FEEDBACK = Counter(
+    "tapwire_messaging_email_feedback_total",
+    "Bounce, complaint and delivery reports taken in, by source (smtp, dsn, arf, ses, sendgrid, postmark, "
+    "mailgun), kind and outcome (applied, repeated, unmatched: naming no message of this deployment).",
+    ["source", "kind", "outcome"],
+    registry=REGISTRY,
+)
+EMAIL_FEEDBACK_REFUSED = Counter(
+    "tapwire_messaging_email_feedback_refused_total",
+    "Reports refused before reading them: bad signature or credentials, stale timestamp, unknown topic.",
+    ["source", "reason"],
+    registry=REGISTRY,
+)

@@ -24,10 +24,16 @@ from tapwire_query.cql.identity import aliases_clause, canonical
 TOKEN_EVENT = "__push_token"
 # Profile keys read as the user's IANA time zone, first found wins.
 TIMEZONE_KEYS = ("Timezone", "timezone", "tz", "TZ")
-# CleverTap's ``devices`` names and the token kinds that reach them (FCM and APNs: the providers tapwire speaks;
-# ``wns``, ``mpns`` and ``chrome`` tokens are kept but never chosen).
-DEVICE_PLATFORMS = {"android": frozenset({"fcm", "gcm"}), "ios": frozenset({"apns"})}
-SENDABLE_KINDS = frozenset().union(*DEVICE_PLATFORMS.values())
+# CleverTap's ``devices`` names and the token kinds that reach them: FCM, APNs and web push (``chrome`` is the
+# kind of every browser's web push subscription, whatever the browser); ``wns`` and ``mpns`` tokens are kept but
+# never chosen. A push without ``devices`` goes to phones only; browsers get web push campaigns
+# (``target_mode: webpush``, or ``devices: ["web"]``).
+DEVICE_PLATFORMS = {
+    "android": frozenset({"fcm", "gcm"}),
+    "ios": frozenset({"apns"}),
+    "web": frozenset({"chrome"}),
+}
+SENDABLE_KINDS = DEVICE_PLATFORMS["android"] | DEVICE_PLATFORMS["ios"]
 
 
 # Each token filed under any key that counts as one of ``keys`` (after merges), with the key it belongs to: the
@@ -35,9 +41,10 @@ SENDABLE_KINDS = frozenset().union(*DEVICE_PLATFORMS.values())
 _TOKENS_SQL = (
     f"WITH {aliases_clause('{account:String}')}, "
     f"arrayMap(k -> {canonical('k')}, {{keys:Array(String)}}) AS _wanted "
-    "SELECT token, kind, {keys:Array(String)}[indexOf(_wanted, owner)] AS user_key FROM ("
+    "SELECT token, kind, keys, {keys:Array(String)}[indexOf(_wanted, owner)] AS user_key FROM ("
     f"SELECT JSONExtractString(properties, 'id') AS token, argMax({canonical()}, ts) AS owner, "
-    "argMax(lower(JSONExtractString(properties, 'type')), ts) AS kind, max(ts) AS last FROM events "
+    "argMax(lower(JSONExtractString(properties, 'type')), ts) AS kind, "
+    "argMax(JSONExtractRaw(properties, 'keys'), ts) AS keys, max(ts) AS last FROM events "
     "WHERE account_id = {account:String} AND name = {name:String} AND token IN ("
     "SELECT JSONExtractString(properties, 'id') FROM events WHERE account_id = {account:String} "
     f"AND name = {{name:String}} AND has(_wanted, {canonical()})) GROUP BY token) "
@@ -66,6 +73,9 @@ class RecipientProfile:
     profile: dict[str, Any] = field(default_factory=dict)
     # (token, kind), most recently uploaded first.
     tokens: list[tuple[str, str]] = field(default_factory=list)
+    # The keys of each web push subscription (``chrome`` token: its endpoint), which its messages are
+    # encrypted for.
+    subscription_keys: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def email(self) -> str | None:
@@ -101,8 +111,22 @@ async def load_profiles(
     if with_tokens:
         params = {"account": account_id, "keys": list(user_keys), "name": TOKEN_EVENT}
         for row in await warehouse.query(_TOKENS_SQL, params):
-            profiles[row["user_key"]].tokens.append((str(row["token"]), str(row["kind"])))
+            profile = profiles[row["user_key"]]
+            profile.tokens.append((str(row["token"]), str(row["kind"])))
+            if row["kind"] == "chrome":
+                profile.subscription_keys[str(row["token"])] = _subscription_keys(row["keys"])
     return profiles
+
+
+def _subscription_keys(raw: Any) -> dict[str, str]:
+    """A web push subscription's ``keys`` (``p256dh``, ``auth``) as uploaded; empty when unreadable."""
+    try:
+        keys = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(keys, dict):
+        return {}
+    return {name: keys[name] for name in ("p256dh", "auth") if isinstance(keys.get(name), str)}
 
 
 def push_targets(

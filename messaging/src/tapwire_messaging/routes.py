@@ -26,7 +26,7 @@ router = APIRouter()
 links_router = APIRouter()
 
 _PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook"}
+_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook", "webpush": "webpush"}
 
 
 def messaging_service(request: Request) -> MessagingService:
@@ -159,6 +159,15 @@ _SUBSCRIBE_KINDS: dict[str, tuple[consent.SubjectKind, str]] = {
 }
 
 
+# ``Unsubscribe`` stops promotional messages; ``OptOut`` (tapwire's) every message on the channel, transactional
+# ones included, until a ``Resubscribe``.
+_SUBSCRIBE_STATES: dict[str, consent.ConsentState] = {
+    "Unsubscribe": "unsubscribed",
+    "Resubscribe": "subscribed",
+    "OptOut": "opted_out",
+}
+
+
 @router.post("/1/subscribe")
 @router.post("/1/subscribe/", include_in_schema=False)
 async def subscribe(request: Request, account: PasscodeAccount, service: Messaging) -> Response:
@@ -183,19 +192,21 @@ async def subscribe(request: Request, account: PasscodeAccount, service: Messagi
             continue
         kind, channel = _SUBSCRIBE_KINDS[item["type"]]
         now = service.now_ms()
-        unsubscribe = item["status"] == "Unsubscribe"
+        state = _SUBSCRIBE_STATES[item["status"]]
         await consent.set_consent(
             service.store.engine,
             account_id=account.id,
             kind=kind,
             subject=item["value"],
             channel=channel,
-            state="unsubscribed" if unsubscribe else "subscribed",
+            state=state,
             source="subscribe_api",
             now_ms=now,
         )
-        if unsubscribe:
-            service.sender.note_opt_out(account.id, kind, item["value"], channel, now)
+        if state != "subscribed":
+            service.sender.note_opt_out(
+                account.id, kind, item["value"], channel, now, every_message=state == "opted_out"
+            )
         processed += 1
     status = "success" if not unprocessed else ("partial" if processed else "fail")
     return json_response({"status": status, "processed": processed, "unprocessed": unprocessed})
@@ -208,8 +219,8 @@ def _subscription_problem(item: Any) -> str | None:
         return f"type must be one of {sorted(_SUBSCRIBE_KINDS)}"
     if not isinstance(item.get("value"), str) or not item["value"].strip():
         return "value must be a non-empty string"
-    if item.get("status") not in ("Unsubscribe", "Resubscribe"):
-        return "status must be Unsubscribe or Resubscribe"
+    if item.get("status") not in _SUBSCRIBE_STATES:
+        return "status must be Unsubscribe, Resubscribe or OptOut"
     return None
 
 

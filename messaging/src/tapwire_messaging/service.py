@@ -6,6 +6,8 @@ import logging
 
 from tapwire_core.bus import Bus
 from tapwire_core.clock import Clock, epoch_ms, system_clock
+from tapwire_core.control.email_feedback import SuppressionReason
+from tapwire_core.control.messaging.consent import TRANSACTIONAL_SUPPRESSIONS
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.settings import Settings
@@ -15,6 +17,7 @@ from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import CampaignSpec, UnrunnableCampaign
 from tapwire_messaging.channels import Providers, build_providers
 from tapwire_messaging.delivery.sender import Sender
+from tapwire_messaging.email_feedback.runtime import EmailFeedback, SnsFetching
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.links import Links
@@ -38,6 +41,7 @@ class MessagingService:
         resolver: AudienceResolver | None = None,
         clock: Clock = system_clock,
         run_sender: bool = True,
+        sns_fetching: SnsFetching | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -54,6 +58,8 @@ class MessagingService:
         self._run_sender = run_sender
         self._sender: Sender | None = None
         self._links: Links | None = None
+        self._sns_fetching = sns_fetching or SnsFetching()
+        self._email_feedback: EmailFeedback | None = None
 
     @property
     def campaigns(self) -> Campaigns:
@@ -78,6 +84,12 @@ class MessagingService:
         if self._links is None:
             raise RuntimeError("the messaging service is not started")
         return self._links
+
+    @property
+    def email_feedback(self) -> EmailFeedback:
+        if self._email_feedback is None:
+            raise RuntimeError("the messaging service is not started")
+        return self._email_feedback
 
     @property
     def sender(self) -> Sender:
@@ -129,6 +141,17 @@ class MessagingService:
         providers = self._providers or build_providers(self.settings)
         self._providers = providers
         await providers.start()
+        self._email_feedback = EmailFeedback(
+            self.settings,
+            engine=self.store.engine,
+            publisher=self.publisher,
+            secret=secret.encode(),
+            egress=self.egress,
+            now_ms=self.now_ms,
+            on_suppressed=self._suppressed,
+            sns_fetching=self._sns_fetching,
+        )
+        await self._email_feedback.start()
         self._sender = Sender(
             engine=self.store.engine,
             providers=providers,
@@ -138,12 +161,24 @@ class MessagingService:
             links=self._links,
             settings=self.settings,
             clock=self.clock,
+            email_feedback=self._email_feedback,
         )
         if self._run_sender:
             self._sender.start()
         log.info("messaging ready", extra={"worker": self._sender.worker})
 
+    def _suppressed(self, account_id: str, address: str, at_ms: int, reason: SuppressionReason) -> None:
+        """An address bounced or complained: messages to it this process already claimed are not sent."""
+        if self._sender is not None:
+            # Transactional messages stop at hard bounces and complaints, not at a run of soft bounces.
+            every_message = reason in TRANSACTIONAL_SUPPRESSIONS
+            self._sender.note_opt_out(
+                account_id, "email", address, "email", at_ms, every_message=every_message
+            )
+
     async def stop(self) -> None:
+        if self._email_feedback is not None:
+            await self._email_feedback.close()
         if self._sender is not None:
             await self._sender.stop()
         if self._providers is not None:

@@ -188,6 +188,22 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
     "query_jobs": {
         "value": f"aggregates of {BEHAVIOUR} and {PROFILE} (a most frequent value may be one user's property value)"
     },
+    "email_feedback": {
+        **dict.fromkeys(
+            ("id", "account_id", "notice_id", "campaign_id", "source", "category", "status"), NONE
+        ),
+        "address_hash": PSEUDONYM,
+        "user_key": IDENTIFIER,
+        "kind": BEHAVIOUR,
+        "detail": "the receiving server's diagnostic, addresses removed",
+        "ts_ms": BEHAVIOUR,
+    },
+    "email_suppressions": {
+        **dict.fromkeys(("account_id", "source"), NONE),
+        "address_hash": PSEUDONYM,
+        "reason": "communication preference (a complaint) or deliverability (a bounce)",
+        "created_ms": BEHAVIOUR,
+    },
 }
 
 
@@ -220,6 +236,9 @@ def _retention(settings: Settings) -> dict[str, str]:
         "console_sign_in_throttle": "15 minutes after the last failure or lockout; purged at the next failure",
         "audit_log": "while the account exists; a deleted console user's entries lose their email",
         "query_jobs": "10 minutes after the count finishes (while it runs, a 30-second lease its replica renews)",
+        "email_feedback": "until erased by a privacy request or the account's erasure",
+        "email_suppressions": "until the customer lifts the suppression (kept through an erasure, hashed, so "
+        "the address is not mailed again)",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

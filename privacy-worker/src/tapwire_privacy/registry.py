@@ -31,6 +31,7 @@ from tapwire_privacy.stores.control import (
     SuppressionsHandler,
     TrackingOptOutsHandler,
 )
+from tapwire_privacy.stores.email_feedback import EmailFeedbackHandler, EmailSuppressionsHandler
 from tapwire_privacy.stores.files import ExportArchivesHandler
 from tapwire_privacy.stores.identity import IdentityGraphHandler
 from tapwire_privacy.stores.messaging import (
@@ -76,6 +77,8 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "message_consent": "control.message_consent",
     "message_interactions": "control.message_interactions",
     "campaigns": "control.campaigns",
+    "email_feedback": "control.email_feedback",
+    "email_suppressions": "control.email_suppressions",
     "segments": Exempt(
         "saved segments are the customer's audience rules (CQL) written by the customer's staff, not data collected "
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
@@ -177,6 +180,8 @@ def default_registry(
         InteractionsHandler(engine),
         ConsentHandler(engine),
         CampaignsHandler(engine),
+        EmailFeedbackHandler(engine),
+        EmailSuppressionsHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         TrackingOptOutsHandler(engine),

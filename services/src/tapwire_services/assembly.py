@@ -26,6 +26,8 @@ from tapwire_ingest.http.segment import router as segment_router
 from tapwire_ingest.http.upload import router as upload_router
 from tapwire_ingest.http.websdk import install_fast_path
 from tapwire_ingest.http.websdk import router as websdk_router
+from tapwire_messaging.email_feedback.routes import feedback_router as email_feedback_router
+from tapwire_messaging.email_feedback.routes import suppressions_router as email_suppressions_router
 from tapwire_messaging.routes import links_router as messaging_links_router
 from tapwire_messaging.routes import router as messaging_router
 from tapwire_privacy.routes import ROUTERS as PRIVACY_ROUTERS
@@ -121,6 +123,8 @@ EMBEDDED = ServiceSpec(
         query_router,
         messaging_router,
         messaging_links_router,
+        email_feedback_router,
+        email_suppressions_router,
         *PRIVACY_ROUTERS,
         *ACCOUNT_ROUTERS,
     ),
@@ -142,7 +146,10 @@ SERVICE_SPECS: dict[ServiceName, ServiceSpec] = {
     ),
     "query": ServiceSpec(bus=False, warehouse=True, routers=(query_router,)),
     "messaging": ServiceSpec(
-        bus=True, warehouse=True, routers=(messaging_router, messaging_links_router), workers=(Messaging,)
+        bus=True,
+        warehouse=True,
+        routers=(messaging_router, messaging_links_router, email_feedback_router, email_suppressions_router),
+        workers=(Messaging,),
     ),
     "privacy-worker": ServiceSpec(bus=False, warehouse=True, routers=PRIVACY_ROUTERS, workers=(PrivacyWork,)),
     "console": ServiceSpec(bus=False, warehouse=False, routers=ACCOUNT_ROUTERS, console_pages=True),

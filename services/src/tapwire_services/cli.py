@@ -253,6 +253,10 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
     if args.requests_per_s is not None:
         changes[RATE_SETTING] = args.requests_per_s or None
     if args.web_push_key is not None:
+        problem = _foreign_web_push_key(settings, args.web_push_key)
+        if problem:
+            print(f"tapwire accounts: {problem}", file=sys.stderr)
+            return 1
         changes[WEB_PUSH_KEY_SETTING] = args.web_push_key or None
 
     async def update() -> int:
@@ -274,6 +278,52 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(update())
+
+
+def _foreign_web_push_key(settings: Settings, public_key: str) -> str | None:
+    """Why browsers subscribed with ``public_key`` could not be sent to, when messaging's VAPID key is known here.
+
+    The deployment's key file (``TAPWIRE_VAPID_KEY_FILE``) is the one source of web push keys: messaging signs
+    with it, and an account's ``web_push_public_key`` only tells the Web SDK its public half. A push service
+    refuses a message signed by another key than the one the browser subscribed with.
+    """
+    if not public_key or settings.vapid_key_file is None:
+        return None
+    from tapwire_messaging.channels.webpush import VapidKey
+
+    try:
+        deployment = VapidKey.from_file(settings.vapid_key_file, subject="mailto:unused@example.invalid")
+    except ValueError as exc:
+        return str(exc)
+    if deployment.public_key != public_key:
+        return (
+            "--web-push-key is not the public key of TAPWIRE_VAPID_KEY_FILE, which messaging signs web push with "
+            f"(`tapwire web-push-key --key {settings.vapid_key_file}` prints it)"
+        )
+    return None
+
+
+def cmd_web_push_key(args: argparse.Namespace) -> int:
+    """Print the VAPID public key of ``--key`` (made first with ``--create``): what the Web SDK subscribes
+    browsers with (``tapwire accounts client-sdk --web-push-key``)."""
+    from tapwire_messaging.channels.webpush import VapidKey
+
+    path: Path = args.key
+    if args.create:
+        if path.exists():
+            print(f"{path} exists; not replacing a key browsers may be subscribed with", file=sys.stderr)
+            return 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("xb") as key_file:
+            path.chmod(0o600)
+            key_file.write(VapidKey.generate_pem())
+    try:
+        key = VapidKey.from_file(path, subject="mailto:unused@example.invalid")
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(key.public_key)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -320,6 +370,13 @@ def parser() -> argparse.ArgumentParser:
         help="VAPID public key (base64url) the Web SDK subscribes browsers with ('' turns off)",
     )
     client_sdk.set_defaults(func=cmd_client_sdk)
+
+    web_push = commands.add_parser(
+        "web-push-key", help="print the VAPID public key of TAPWIRE_VAPID_KEY_FILE's key (--create: make one)"
+    )
+    web_push.add_argument("--key", type=Path, required=True, help="the key file (PEM, P-256)")
+    web_push.add_argument("--create", action="store_true", help="make a new key at --key first")
+    web_push.set_defaults(func=cmd_web_push_key)
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

@@ -8,6 +8,7 @@ from tapwire_core.control.console.models import (
     ConsoleUserRow,
     SignInThrottleRow,
 )
+from tapwire_core.control.email_feedback.models import EmailFeedbackRow, EmailSuppressionRow
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.models import (
@@ -32,6 +33,8 @@ __all__ = [
     "ConsoleSessionRow",
     "ConsoleUserRow",
     "CredentialRow",
+    "EmailFeedbackRow",
+    "EmailSuppressionRow",
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",

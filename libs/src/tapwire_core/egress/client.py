@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from ipaddress import ip_address
 
@@ -178,11 +179,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         deadline_s: float = 30.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         limits: httpx.Limits = DEFAULT_LIMITS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(trust_env=False, limits=limits)
         # httpx builds its pool without a way to pass a network backend; the same pool, with ours.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
@@ -218,12 +220,14 @@ def guarded_client(
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     resolver: Resolver = system_resolver,
     limits: httpx.Limits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for customer-supplied URLs.
 
     ``timeout_s`` bounds each step (resolving and connecting, each read, each write), ``deadline_s`` the whole
     exchange including the body. Requests raise :class:`EgressRefused` (an ``httpx.ConnectError``) for a URL
-    leading inside, and never follow redirects: a 3xx is returned as it is.
+    leading inside, and never follow redirects: a 3xx is returned as it is. ``ssl_context`` replaces the
+    system's trust store (a private CA of the operator's, a test's own).
     """
     transport = GuardedTransport(
         policy,
@@ -231,5 +235,6 @@ def guarded_client(
         deadline_s=deadline_s,
         max_response_bytes=max_response_bytes,
         limits=limits or DEFAULT_LIMITS,
+        ssl_context=ssl_context,
     )
     return httpx.AsyncClient(transport=transport, timeout=timeout_s, follow_redirects=False, trust_env=False)

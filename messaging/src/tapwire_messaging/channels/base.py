@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tapwire_messaging.email_feedback.classify import Bounce
+
 ChannelName = Literal["email", "push", "sms", "webhook"]
 CHANNELS: tuple[ChannelName, ...] = ("email", "push", "sms", "webhook")
 
@@ -28,6 +30,8 @@ class OutboundMessage:
     providers that accept one (Message-ID for SMTP, ``Idempotency-Key`` for webhooks, ``apns-id`` for APNs).
     ``to`` is an email address, a phone number, a push token or a webhook URL. ``platform`` names the push
     token's kind (``fcm`` or ``apns``). ``data`` is the provider payload's free part (push data, webhook JSON).
+    ``feedback_token`` (email) names the message in bounce and complaint reports: the Message-ID carries it,
+    and ``return_path``, when set, is the envelope sender (a VERP address carrying it too).
     """
 
     idempotency_key: str
@@ -40,17 +44,21 @@ class OutboundMessage:
     data: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     secret: str | None = None
+    feedback_token: str | None = None
+    return_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """``retry_after_s``: for ``failed``, the provider asked not to be called again before this many seconds
-    (``Retry-After``); the outbox waits at least that long before the next attempt."""
+    (``Retry-After``); the outbox waits at least that long before the next attempt. ``bounce`` (email): what
+    the refusal says about the recipient's address; a hard bounce comes as ``unregistered``."""
 
     outcome: SendOutcome
     detail: str = ""
     provider_id: str | None = None
     retry_after_s: float | None = None
+    bounce: Bounce | None = None
 
     @property
     def retryable(self) -> bool:

@@ -217,24 +217,34 @@ class ApnsAdapter(ChannelAdapter):
 
 
 class PushRouter(ChannelAdapter):
-    """Sends a push to the adapter for its token kind (``fcm``/``gcm`` → FCM, ``apns`` → APNs)."""
+    """Sends a push to the adapter for its token kind (``fcm``/``gcm`` → FCM, ``apns`` → APNs, ``chrome`` (a
+    browser's web push subscription, whatever the browser) → web push)."""
 
     name = "push"
 
-    def __init__(self, fcm: FcmAdapter | None, apns: ApnsAdapter | None) -> None:
+    def __init__(
+        self, fcm: FcmAdapter | None, apns: ApnsAdapter | None, webpush: ChannelAdapter | None = None
+    ) -> None:
         self.fcm = fcm
         self.apns = apns
+        self.webpush = webpush
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        adapter: ChannelAdapter | None = self.apns if message.platform == "apns" else self.fcm
-        if message.platform not in ("fcm", "gcm", "apns"):
+        adapters: dict[str | None, ChannelAdapter | None] = {
+            "fcm": self.fcm,
+            "gcm": self.fcm,
+            "apns": self.apns,
+            "chrome": self.webpush,
+        }
+        if message.platform not in adapters:
             return SendResult("rejected", f"unsupported push token type {message.platform!r}")
+        adapter = adapters[message.platform]
         if adapter is None:
             return SendResult("rejected", f"no provider configured for {message.platform} tokens")
         return await adapter.send(message)
 
     async def close(self) -> None:
-        for adapter in (self.fcm, self.apns):
+        for adapter in (self.fcm, self.apns, self.webpush):
             if adapter is not None:
                 await adapter.close()
 

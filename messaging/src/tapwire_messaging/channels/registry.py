@@ -13,6 +13,7 @@ from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
 from tapwire_messaging.channels.sms import TwilioSmsAdapter
 from tapwire_messaging.channels.smtp import SmtpAdapter, SmtpConfig
 from tapwire_messaging.channels.webhook import WebhookAdapter
+from tapwire_messaging.channels.webpush import VapidKey, WebPushAdapter
 
 
 @dataclass
@@ -49,12 +50,14 @@ def build_providers(settings: Settings) -> Providers:
         email = SmtpAdapter(
             SmtpConfig.from_url(settings.smtp_url, pool_size=settings.messaging_senders),
             sender=settings.email_from,
+            provider=settings.email_provider,
         )
     fcm = _fcm(settings) if settings.fcm_url else None
     apns = _apns(settings) if settings.apns_url else None
+    webpush = _webpush(settings) if settings.vapid_subject else None
     return Providers(
         email=email,
-        push=PushRouter(fcm, apns) if fcm or apns else None,
+        push=PushRouter(fcm, apns, webpush) if fcm or apns or webpush else None,
         sms=TwilioSmsAdapter(settings.sms_url) if settings.sms_url else None,
         webhook=WebhookAdapter(egress=policy_from_settings(settings)),
     )
@@ -66,6 +69,16 @@ def _fcm(settings: Settings) -> FcmAdapter:
         raise ValueError("TAPWIRE_FCM_URL needs TAPWIRE_FCM_CREDENTIALS_FILE (a service-account key)")
     credentials, project_id = FcmAccessToken.from_file(settings.fcm_credentials_file)
     return FcmAdapter(settings.fcm_url, credentials=credentials, project_id=project_id)
+
+
+def _webpush(settings: Settings) -> WebPushAdapter:
+    assert settings.vapid_subject is not None
+    if settings.vapid_key_file is None:
+        raise ValueError(
+            "TAPWIRE_VAPID_SUBJECT needs TAPWIRE_VAPID_KEY_FILE (make one: tapwire web-push-key --create)"
+        )
+    vapid = VapidKey.from_file(settings.vapid_key_file, subject=settings.vapid_subject)
+    return WebPushAdapter(vapid, egress=policy_from_settings(settings))
 
 
 def _apns(settings: Settings) -> ApnsAdapter:

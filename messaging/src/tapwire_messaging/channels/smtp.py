@@ -4,6 +4,11 @@ Each message carries a Message-ID derived from its outbox key: the one idempoten
 providers drop a second copy with a Message-ID they already hold, which closes the window where a message was
 accepted by the server but the sender died before recording it. RFC 8058 one-click unsubscribe headers are set
 by the caller in ``OutboundMessage.headers``.
+
+A message with a return-path token carries it in its Message-ID, its envelope sender (when the caller set a VERP
+``return_path``) and the metadata header of the service behind the URL (``provider``), so bounce and
+complaint reports name it (``tapwire_messaging.email_feedback``). A refusal is judged for what it says about the
+address: a hard bounce comes back ``unregistered``, and every refusal carries its ``bounce`` judgement.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tapwire_messaging.channels.base import ChannelAdapter, OutboundMessage, SendResult
 from tapwire_messaging.channels.mailbox import Mailbox
 from tapwire_messaging.channels.smtp_session import SmtpProtocolError, SmtpSession
+from tapwire_messaging.email_feedback.classify import SmtpCommand, classify_reply
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +82,12 @@ class SmtpAdapter(ChannelAdapter):
 
     name = "smtp"
 
-    def __init__(self, config: SmtpConfig, *, sender: str) -> None:
+    def __init__(self, config: SmtpConfig, *, sender: str, provider: str = "smtp") -> None:
         """``sender`` is ``TAPWIRE_EMAIL_FROM``: an address, or a display name and an address in angle
-        brackets. Raises ValueError when it names no usable address."""
+        brackets. ``provider`` (``TAPWIRE_EMAIL_PROVIDER``) picks the metadata header return-path tokens ride
+        in. Raises ValueError when the sender names no usable address."""
         self.config = config
+        self.provider = provider
         try:
             self.sender = _envelope_ready(Mailbox.parse(sender))
         except ValueError as exc:
@@ -101,6 +109,8 @@ class SmtpAdapter(ChannelAdapter):
         return self._date_text
 
     def message_id(self, message: OutboundMessage) -> str:
+        if message.feedback_token:
+            return f"<{message.idempotency_key}.{message.feedback_token}@{self._sender_domain}>"
         return f"<{message.idempotency_key}@{self._sender_domain}>"
 
     def build(self, message: OutboundMessage) -> bytes:
@@ -122,6 +132,7 @@ class SmtpAdapter(ChannelAdapter):
             ("Message-ID", self.message_id(message)),
             ("MIME-Version", "1.0"),
             *message.headers.items(),
+            *_metadata_headers(self.provider, message.feedback_token),
         ]
         lines.extend(f"{name}: {_header_value(value)}" for name, value in headers)
         if message.html:
@@ -149,15 +160,21 @@ class SmtpAdapter(ChannelAdapter):
             session = await self._session(slot)
         except (SmtpProtocolError, OSError, TimeoutError) as exc:
             return SendResult("failed", f"connect: {exc}")
+        envelope_sender = message.return_path or self.sender.address
         try:
-            reply = await session.send(self.sender.address, recipient.address, payload)
+            reply = await session.send(envelope_sender, recipient.address, payload)
         except SmtpProtocolError as exc:
             return SendResult("failed", str(exc))
         except ValueError as exc:
             return SendResult("rejected", f"invalid address: {exc}")
         if reply.code == 250:
             return SendResult("sent", reply.text, provider_id=self.message_id(message))
-        return SendResult("failed" if 400 <= reply.code < 500 else "rejected", str(reply))
+        bounce = classify_reply(reply.code, reply.text, command=_command(reply.command))
+        if 400 <= reply.code < 500:
+            return SendResult("failed", str(reply), bounce=bounce)
+        if bounce is not None and bounce.kind == "hard_bounce":
+            return SendResult("unregistered", str(reply), bounce=bounce)
+        return SendResult("rejected", str(reply), bounce=bounce)
 
     async def _session(self, slot: int) -> SmtpSession:
         session = self._sessions[slot]
@@ -183,6 +200,25 @@ class SmtpAdapter(ChannelAdapter):
     async def close(self) -> None:
         sessions, self._sessions = self._sessions, [None] * len(self._sessions)
         await asyncio.gather(*(s.quit() for s in sessions if s is not None))
+
+
+def _command(name: str) -> SmtpCommand:
+    return "MAIL" if name == "MAIL" else "RCPT" if name == "RCPT" else "DATA"
+
+
+def _metadata_headers(provider: str, token: str | None) -> list[tuple[str, str]]:
+    """The header that makes ``provider`` hand the token back in its webhook events."""
+    if not token:
+        return []
+    if provider == "ses":
+        return [("X-SES-MESSAGE-TAGS", f"tapwire={token}")]
+    if provider == "sendgrid":
+        return [("X-SMTPAPI", f'{{"unique_args": {{"tapwire": "{token}"}}}}')]
+    if provider == "postmark":
+        return [("X-PM-Metadata-tapwire", token)]
+    if provider == "mailgun":
+        return [("X-Mailgun-Variables", f'{{"tapwire": "{token}"}}')]
+    return []
 
 
 def _envelope_ready(mailbox: Mailbox) -> Mailbox:

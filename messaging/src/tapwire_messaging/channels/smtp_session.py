@@ -18,7 +18,7 @@ import asyncio
 import base64
 import ssl
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 # RFC 5321 allows 512-octet reply lines; multi-line EHLO replies are longer in total. Anything past this is not
@@ -31,6 +31,9 @@ _FORBIDDEN_IN_ADDRESS = frozenset("\r\n<>")
 class Reply:
     code: int
     text: str
+    command: str = ""
+    """In a reply :meth:`SmtpSession.send` returns: the command it answered, ``MAIL``, ``RCPT`` or ``DATA``
+    (empty: the content's reply), which tells a refused recipient from a refused message."""
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}"
@@ -273,7 +276,7 @@ class SmtpSession:
         """Deliver ``content`` (a message with CRLF line ends, not yet dot-stuffed) to ``recipient``.
 
         Returns the reply that decided the transaction: 250 for the content when accepted, otherwise the first
-        refusal (MAIL, RCPT or DATA). Raises SmtpProtocolError (the session is then unusable) when the
+        refusal (MAIL, RCPT or DATA), naming its command. Raises SmtpProtocolError (the session is then unusable) when the
         connection breaks or a reply does not come within the timeout.
         """
         if self.chunking:
@@ -313,7 +316,7 @@ class SmtpSession:
         reset, mail, rcpt, done = (w.result() for w in waiters)
         if reset.code != 250:
             reader.fail(SmtpProtocolError(f"RSET refused: {reset}"))
-        return next((r for r in (mail, rcpt) if r.code not in (250, 251)), done)
+        return _first_refusal(mail, rcpt, replace(done, command="DATA"))
 
     async def _transaction(self, envelope: bytes, data: bytes) -> Reply | asyncio.Future[Reply]:
         """Run MAIL, RCPT, DATA and write the content; the content's pending reply, or the refusal."""
@@ -342,7 +345,7 @@ class SmtpSession:
         reset = await self._command(b"RSET")
         if reset.code != 250:
             reader.fail(SmtpProtocolError(f"RSET refused: {reset}"))
-        return next(r for r in (mail, rcpt, start) if r.code not in (250, 251, 354))
+        return _first_refusal(mail, rcpt, replace(start, command="DATA"))
 
     async def _command(self, line: bytes) -> Reply:
         self._write(line + b"\r\n")
@@ -369,6 +372,15 @@ class SmtpSession:
 
     def abort(self) -> None:
         self._reader.fail(SmtpProtocolError("session closed"))
+
+
+def _first_refusal(mail: Reply, rcpt: Reply, last: Reply) -> Reply:
+    """The first of MAIL's and RCPT's replies that refused, named by its command; else ``last``."""
+    if mail.code != 250:
+        return replace(mail, command="MAIL")
+    if rcpt.code not in (250, 251):
+        return replace(rcpt, command="RCPT")
+    return last
 
 
 def _address(address: str) -> bytes:

@@ -2,8 +2,10 @@
 
 :class:`AudienceRules` passes one campaign's claimed rows through its steps in order. A step sees the rows no
 earlier step decided ("open" rows) and returns verdicts for those it refuses or defers; the rows it lets through
-go on to the next step, and rows no step decided are sent. The steps, in order: cutoff, consent, profile
-opt-outs, dead push tokens, then (campaigns only, never transactional sends) frequency caps and quiet hours.
+go on to the next step, and rows no step decided are sent. The steps, in order: cutoff, erasure, consent, profile
+opt-outs, dead push tokens, frequency caps and quiet hours. Transactional sends (receipts, password resets) skip
+the profile opt-outs, caps and quiet hours, and their consent step honours only email suppressions and explicit
+channel opt-outs, not objections or unsubscribes (docs/messaging.md, "Transactional and promotional messages").
 Throttling is not a rule: it only spaces sends out (see the dispatcher).
 
 Steps may query the control store or the warehouse and raise what those raise; the claimer retries the claim.
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control.messaging import consent
+from tapwire_core.control.privacy.suppression import erased_keys
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.delivery.campaign_views import CampaignView
 from tapwire_messaging.outbox import Claimed, Outbox, Verdict
@@ -57,15 +61,53 @@ class CutoffRule:
 
 
 @dataclass(frozen=True)
+class ErasureRule:
+    """Rows to a user or an address erased by a privacy request (on the privacy suppression list, which the
+    privacy worker fills before it erases anything): ``suppressed``, whatever the message. Rows the worker
+    found pending are suppressed by it; this catches sends created since, e.g. to an address given by value."""
+
+    engine: AsyncEngine
+
+    async def decide(self, batch: ClaimedBatch, open_rows: Sequence[Claimed]) -> Verdicts:
+        keys = {row.id: _subject_keys(row) for row in open_rows}
+        async with AsyncSession(self.engine) as session, session.begin():
+            erased = await erased_keys(
+                session,
+                account_id=batch.view.campaign.account_id,
+                keys={key for row_keys in keys.values() for key in row_keys},
+                now=datetime.fromtimestamp(batch.now_ms / 1000, UTC),
+            )
+        if not erased:
+            return {}
+        return {
+            row.id: Verdict(row.id, "suppressed", "erased by a privacy request")
+            for row in open_rows
+            if erased.intersection(keys[row.id])
+        }
+
+
+def _subject_keys(row: Claimed) -> list[str]:
+    """The privacy subject keys of a row's recipient: the user key and the address as an ``e:``/``p:`` key."""
+    keys = [row.user_key]
+    if row.channel == "email" and row.address:
+        keys += [f"e:{row.address.strip()}", f"e:{row.address.strip().lower()}"]
+    elif row.channel == "sms" and row.address:
+        keys.append(f"p:{row.address.strip()}")
+    return keys
+
+
+@dataclass(frozen=True)
 class ConsentRule:
-    """Rows whose user or address unsubscribed from the channel (or objected) in the control store:
-    ``suppressed``."""
+    """Rows whose user or address may not get this message by the control store: ``suppressed``. A promotional
+    message stops at an unsubscribe or objection; every message at an email suppression (bounce, complaint) or
+    an explicit opt-out of the channel."""
 
     engine: AsyncEngine
 
     async def decide(self, batch: ClaimedBatch, open_rows: Sequence[Claimed]) -> Verdicts:
         refused = await consent.blocked(
             self.engine,
+            transactional=batch.view.campaign.kind == "transactional",
             account_id=batch.view.campaign.account_id,
             recipients=[
                 consent.Recipient(
@@ -86,7 +128,8 @@ class ConsentRule:
 
 @dataclass(frozen=True)
 class ProfileOptOutRule:
-    """Rows whose profile's ``MSG-*`` flags opt out of the channel: ``suppressed``. The flags come from the
+    """Rows whose profile's ``MSG-*`` flags opt out of the channel: ``suppressed`` (promotional messages only:
+    the flags are CleverTap's subscription and do-not-disturb preferences). The flags come from the
     profile snapshot taken at fill time; once that is older than :data:`PROFILE_SNAPSHOT_FRESH_MS`, they are
     re-read from the warehouse, so an opt-out uploaded since counts too."""
 
@@ -129,8 +172,9 @@ class DeadTokenRule:
 
 @dataclass(frozen=True)
 class FrequencyCapRule:
-    """Rows to users who already got ``limit`` other campaigns' messages on the channel within a cap's window
-    (sent, or in flight elsewhere): ``capped``. Caps apply one after the other to the rows still open."""
+    """Rows to users who already got ``limit`` other campaigns' messages within a cap's window (sent, or in
+    flight elsewhere): ``capped``. A cap counts the campaign's channel, or every channel for a cap across
+    channels. Caps apply one after the other to the rows still open."""
 
     outbox: Outbox
 
@@ -141,7 +185,7 @@ class FrequencyCapRule:
             open_rows = [row for row in open_rows if row.id not in verdicts]
             counts = await self.outbox.recent_sends(
                 account_id=campaign.account_id,
-                channel=campaign.channel,
+                channel=None if cap.across_channels else campaign.channel,
                 user_keys=[row.user_key for row in open_rows],
                 since_ms=batch.now_ms - int(cap.window_s * 1000),
                 campaign_id=campaign.id,
@@ -150,7 +194,8 @@ class FrequencyCapRule:
             )
             for row in open_rows:
                 if counts.get(row.user_key, 0) >= cap.limit:
-                    verdicts[row.id] = Verdict(row.id, "capped", f"{cap.limit} per {cap.window_s:g}s")
+                    across = " across channels" if cap.across_channels else ""
+                    verdicts[row.id] = Verdict(row.id, "capped", f"{cap.limit} per {cap.window_s:g}s{across}")
         return verdicts
 
 
@@ -176,22 +221,26 @@ class QuietHoursRule:
 
 
 class AudienceRules:
-    """The steps in order; transactional sends stop after the dead-token step."""
+    """The steps in order: every one for promotional messages, those that also bind transactional ones for
+    transactional sends."""
 
     def __init__(self, *, engine: AsyncEngine, warehouse: Warehouse | None, outbox: Outbox) -> None:
-        self._every_send: tuple[AudienceRule, ...] = (
-            CutoffRule(),
-            ConsentRule(engine),
+        cutoff, erasure, consent_rule = CutoffRule(), ErasureRule(engine), ConsentRule(engine)
+        dead_tokens = DeadTokenRule(engine)
+        self._promotional: tuple[AudienceRule, ...] = (
+            cutoff,
+            erasure,
+            consent_rule,
             ProfileOptOutRule(warehouse),
-            DeadTokenRule(engine),
+            dead_tokens,
+            FrequencyCapRule(outbox),
+            QuietHoursRule(),
         )
-        self._campaigns_only: tuple[AudienceRule, ...] = (FrequencyCapRule(outbox), QuietHoursRule())
+        self._transactional: tuple[AudienceRule, ...] = (cutoff, erasure, consent_rule, dead_tokens)
 
     async def judge(self, view: CampaignView, rows: Sequence[Claimed], now_ms: int) -> Verdicts:
         """The verdicts that replace sending; rows without one are to be sent now."""
-        steps = self._every_send
-        if view.campaign.kind != "transactional":
-            steps += self._campaigns_only
+        steps = self._transactional if view.campaign.kind == "transactional" else self._promotional
         batch = ClaimedBatch(view, rows, now_ms)
         verdicts: Verdicts = {}
         open_rows: Sequence[Claimed] = rows

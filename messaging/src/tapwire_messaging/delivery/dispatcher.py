@@ -19,6 +19,7 @@ from tapwire_messaging.delivery.claimer import Dispatch
 from tapwire_messaging.delivery.messages import MessageBuilder, render
 from tapwire_messaging.delivery.opt_outs import RecentOptOuts
 from tapwire_messaging.delivery.outcomes import DeadToken, Outcome, SenderStats, retry_or_fail
+from tapwire_messaging.email_feedback.notices import Notice, notice_id, scrubbed
 from tapwire_messaging.feedback import Feedback
 from tapwire_messaging.metrics import DELIVERIES
 from tapwire_messaging.outbox import Claimed, Verdict
@@ -93,7 +94,12 @@ class Dispatcher:
         await self._throttles.acquire(campaign)
         if self._views.stopped(campaign.id):
             return _unsent(Verdict(row.id, "stopped", "campaign stopped"))
-        if self._opt_outs.refuses(row, campaign.account_id, since_ms=item.claimed_ms - 1000):
+        if self._opt_outs.refuses(
+            row,
+            campaign.account_id,
+            since_ms=item.claimed_ms - 1000,
+            transactional=campaign.kind == "transactional",
+        ):
             return _unsent(Verdict(row.id, "suppressed", "opted out after the message was queued"))
         try:
             rendered = render(row, item.view)
@@ -121,7 +127,13 @@ class Dispatcher:
             return Outcome(verdict, sent, holds_slot=True)
         if result.outcome == "failed":
             verdict = retry_or_fail(row, result.detail, now_ms=now, retry_after_s=result.retry_after_s)
-            return Outcome(verdict, holds_slot=True)
+            # A soft bounce counts against the address once the outbox has given up on the message.
+            bounce = _bounce(row, result) if verdict.status == "failed" else None
+            return Outcome(verdict, holds_slot=True, bounce=bounce)
+        if result.bounce is not None and row.channel == "email":
+            # The feedback intake publishes Notification Bounced for it when recording the bounce.
+            verdict = Verdict(row.id, result.outcome, result.detail)
+            return Outcome(verdict, holds_slot=True, bounce=_bounce(row, result))
         dead = None
         if result.outcome == "unregistered" and row.channel == "push":
             dead = DeadToken(campaign.account_id, row.address, now)
@@ -141,6 +153,23 @@ class Dispatcher:
 
     def _now_ms(self) -> int:
         return epoch_ms(self._clock())
+
+
+def _bounce(row: Claimed, result: SendResult) -> Notice | None:
+    """The notice of an email the server refused (None for a refusal that says nothing of the recipient)."""
+    judged = result.bounce
+    if judged is None or row.channel != "email":
+        return None
+    return Notice(
+        kind=judged.kind,
+        source="smtp",
+        notice_id=notice_id("smtp", row.id, row.attempts),
+        row_id=row.id,
+        recipient=row.address,
+        category=judged.category,
+        status=judged.status,
+        detail=scrubbed(result.detail, row.address),
+    )
 
 
 def _unsent(verdict: Verdict) -> Outcome:

@@ -111,9 +111,19 @@ def _rows(
     if not targets:
         return [row | {"address": "", "status": "no_address"}]
     return [
-        row | {"address": address, "platform": platform, "device": device, "status": "pending"}
+        row
+        | {"address": address, "platform": platform, "device": device, "status": "pending"}
+        | _subscription(profile, address, platform)
         for address, platform, device in targets
     ]
+
+
+def _subscription(profile: RecipientProfile, address: str, platform: str | None) -> dict[str, Any]:
+    """For a web push row, its subscription's keys join the row's context (the message is encrypted for them)."""
+    if platform != "chrome":
+        return {}
+    keys = profile.subscription_keys.get(address, {})
+    return {"context": {"profile": profile.profile, "subscription_keys": keys}}
 
 
 def _targets(campaign: Campaign, profile: RecipientProfile, dead: set[str]) -> list[_Target]:

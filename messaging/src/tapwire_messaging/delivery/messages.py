@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from tapwire_messaging.campaign_store import Campaign
 from tapwire_messaging.channels import OutboundMessage
@@ -34,12 +34,26 @@ def render(row: Claimed, view: CampaignView) -> dict[str, str]:
     return view.content_for(row.variant).render(context)
 
 
-class MessageBuilder:
-    """Turns a rendered row into an :class:`OutboundMessage`: email with tracked links and one-click
-    unsubscribe headers, a signed webhook payload, or a push with its platform's data."""
+class ReturnPaths(Protocol):
+    """How an email names itself for bounce and complaint reports (``email_feedback.runtime.EmailFeedback``)."""
 
-    def __init__(self, links: Links) -> None:
+    def token(self, row_id: int) -> str:
+        """The return-path token of outbox row ``row_id``."""
+        ...
+
+    def return_path(self, row_id: int) -> str | None:
+        """Its VERP envelope sender, or None to keep the sender's address."""
+        ...
+
+
+class MessageBuilder:
+    """Turns a rendered row into an :class:`OutboundMessage`: email with tracked links, one-click
+    unsubscribe headers and its return-path token, a signed webhook payload, a push with its platform's data,
+    or a web push notification with tracked links."""
+
+    def __init__(self, links: Links, return_paths: ReturnPaths | None = None) -> None:
         self._links = links
+        self._return_paths = return_paths
 
     def build(self, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]) -> OutboundMessage:
         key = idempotency_key(campaign.id, row.variant, row.user_key, row.channel, row.device)
@@ -47,7 +61,43 @@ class MessageBuilder:
             return self._email(key, row, campaign, rendered)
         if campaign.channel == "webhook":
             return _webhook(key, row, campaign, rendered)
+        if row.platform == "chrome":
+            return self._web_push(key, row, campaign, rendered)
         return _push(key, row, campaign, rendered)
+
+    def _web_push(
+        self, key: str, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]
+    ) -> OutboundMessage:
+        """The notification in the shape CleverTap's service worker (``sw_webpush.js``) shows: ``title``,
+        ``notificationOptions`` (``body``, ``icon``, ``image``, ``data.wzrk_id``), ``deepLink`` opened on a
+        click, and two tracked links it fetches itself: ``raiseNotificationViewedPath`` when shown and
+        ``redirectPath`` (with ``&r=…&b=…&s=true`` appended) when clicked."""
+        target = LinkTarget(campaign.account_id, campaign.id, row.variant, row.user_key, row.channel)
+        deep_link = rendered.get("deep_link") or rendered.get("url") or ""
+        options: dict[str, Any] = {
+            "body": rendered.get("body", ""),
+            "data": {"wzrk_id": f"{campaign.id}_{row.variant}"},
+        }
+        for name in ("icon", "image", "badge"):
+            if rendered.get(name):
+                options[name] = rendered[name]
+        payload: dict[str, Any] = {
+            "title": rendered.get("title", ""),
+            "notificationOptions": options,
+            "raiseNotificationViewedPath": self._links.open_pixel(target),
+            # The worker appends "&r=…": the click link gets a query for it to extend.
+            "redirectPath": self._links.click(target, deep_link or self._links.base) + "?wzrk=1",
+        }
+        if deep_link:
+            payload["deepLink"] = deep_link
+        return OutboundMessage(
+            key,
+            row.address,
+            rendered.get("body", ""),
+            title=rendered.get("title"),
+            platform=row.platform,
+            data={"keys": row.context.get("subscription_keys", {}), "payload": payload},
+        )
 
     def _email(
         self, key: str, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]
@@ -55,6 +105,7 @@ class MessageBuilder:
         target = LinkTarget(campaign.account_id, campaign.id, row.variant, row.user_key, row.channel)
         unsubscribe = self._links.unsubscribe(target)
         html = rendered.get("html")
+        paths = self._return_paths
         return OutboundMessage(
             key,
             row.address,
@@ -65,6 +116,8 @@ class MessageBuilder:
                 "List-Unsubscribe": f"<{unsubscribe}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             },
+            feedback_token=paths.token(row.id) if paths is not None else None,
+            return_path=paths.return_path(row.id) if paths is not None else None,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tapwire_messaging.email_feedback.notices import Notice
 from tapwire_messaging.feedback import Feedback
 from tapwire_messaging.outbox import Claimed, Verdict
 
@@ -27,6 +28,9 @@ class Outcome:
     holds_slot: bool = False
     """The row went to a provider and holds a send-window slot until its verdict is written."""
     dead_token: DeadToken | None = None
+    bounce: Notice | None = None
+    """An email the server refused, judged (a hard, soft or block bounce): recorded, and its event published,
+    by the feedback intake once the verdict is written."""
 
 
 @dataclass

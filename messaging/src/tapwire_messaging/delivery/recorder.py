@@ -17,12 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tapwire_core.control.messaging import consent
 from tapwire_messaging.delivery.outcomes import Outcome, SenderStats
+from tapwire_messaging.email_feedback.intake import FeedbackIntake, IntakeUnavailable
+from tapwire_messaging.email_feedback.notices import Notice
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
+_BOUNCE_ATTEMPTS = 3
 _GATHER_S = 0.05
 _RETRY_S = 0.5
 
@@ -38,6 +41,7 @@ class Recorder:
         window: asyncio.Semaphore,
         stats: SenderStats,
         worker: str,
+        intake: FeedbackIntake | None = None,
     ) -> None:
         self._outbox = outbox
         self._engine = engine
@@ -46,6 +50,7 @@ class Recorder:
         self._window = window
         self._stats = stats
         self._worker = worker
+        self._intake = intake
 
     async def run(self, outcomes: asyncio.Queue[Outcome], *, enough_slots: int) -> None:
         """Record forever, until cancelled. A batch is what arrives within 50 ms of its first outcome, cut
@@ -68,7 +73,8 @@ class Recorder:
 
     async def record(self, batch: Sequence[Outcome]) -> None:
         """Write a batch of outcomes (retrying until the database takes them), then free their rows and
-        send-window slots, refuse the push tokens providers disowned, and publish the feedback events."""
+        send-window slots, refuse the push tokens providers disowned, publish the feedback events and record the
+        bounces."""
         verdicts = [outcome.verdict for outcome in batch]
         while True:
             try:
@@ -100,3 +106,19 @@ class Recorder:
                     now_ms=outcome.dead_token.reported_ms,
                 )
         await self._publisher.publish([o.feedback for o in batch if o.feedback is not None])
+        await self._record_bounces([o.bounce for o in batch if o.bounce is not None])
+
+    async def _record_bounces(self, notices: Sequence[Notice]) -> None:
+        """Record refused emails (suppressing hard-bounced addresses) and publish their events. Tried three
+        times: a bounce that cannot be recorded is logged and dropped, its row keeps its verdict, and the next
+        message to the address is refused again."""
+        if not notices or self._intake is None:
+            return
+        for attempt in range(_BOUNCE_ATTEMPTS):
+            try:
+                await self._intake.apply(notices)
+                return
+            except IntakeUnavailable as exc:
+                log.warning("recording bounces failed", extra={"attempt": attempt + 1, "error": str(exc)})
+                await asyncio.sleep(_RETRY_S)
+        log.error("bounces dropped after retries", extra={"count": len(notices)})

@@ -29,6 +29,7 @@ from tapwire_messaging.delivery.outcomes import Outcome, SenderStats
 from tapwire_messaging.delivery.recorder import Recorder
 from tapwire_messaging.delivery.scheduler import Scheduler
 from tapwire_messaging.delivery.wakeup import Wakeup
+from tapwire_messaging.email_feedback.runtime import EmailFeedback
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox, Verdict
@@ -50,7 +51,9 @@ class Sender:
         settings: Settings,
         clock: Clock = system_clock,
         worker_id: str | None = None,
+        email_feedback: EmailFeedback | None = None,
     ) -> None:
+        """``email_feedback``: return-path tokens for emails, and the intake that records refused ones."""
         self.settings = settings
         self.clock = clock
         self.worker = worker_id or f"sender-{uuid.uuid4().hex[:12]}"
@@ -101,7 +104,7 @@ class Sender:
         )
         self._dispatcher = Dispatcher(
             providers=providers,
-            messages=MessageBuilder(links),
+            messages=MessageBuilder(links, email_feedback),
             views=views,
             opt_outs=self.opt_outs,
             stats=self.stats,
@@ -115,6 +118,7 @@ class Sender:
             window=self._window,
             stats=self.stats,
             worker=self.worker,
+            intake=email_feedback.intake if email_feedback is not None else None,
         )
         self._leases = LeaseKeeper(
             outbox=outbox,
@@ -128,9 +132,19 @@ class Sender:
         """Look for due work now instead of at the next poll (after a campaign was created)."""
         self._wakeup.set()
 
-    def note_opt_out(self, account_id: str, kind: str, subject: str, channel: str, updated_ms: int) -> None:
-        """An opt-out this process just wrote: refuse it from the next message on, queued ones included."""
-        self.opt_outs.note(account_id, kind, subject, channel, updated_ms)
+    def note_opt_out(
+        self,
+        account_id: str,
+        kind: str,
+        subject: str,
+        channel: str,
+        updated_ms: int,
+        *,
+        every_message: bool = False,
+    ) -> None:
+        """An opt-out this process just wrote: refuse it from the next message on, queued ones included (with
+        ``every_message``, transactional ones too)."""
+        self.opt_outs.note(account_id, kind, subject, channel, updated_ms, every_message=every_message)
 
     def start(self) -> None:
         # Each write (with its feedback publish) costs about the same whatever its size, so batches grow until

@@ -3,45 +3,67 @@
 Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) and the privacy worker
 (objections). A change is visible to the next claim of the sender, i.e. the next message.
 
-- :func:`set_consent` records ``unsubscribed`` / ``subscribed`` for a user key, an email address or a phone
-  number on one channel (``email``, ``sms``, ``push``, ``whatsapp``, ``webhook``) or on ``all``.
+- :func:`set_consent` records ``unsubscribed`` / ``subscribed`` / ``opted_out`` for a user key, an email address
+  or a phone number on one channel (``email``, ``sms``, ``push``, ``whatsapp``, ``webhook``) or on ``all``.
+  ``unsubscribed`` stops promotional messages (campaigns); ``opted_out``, an explicit opt-out of the channel,
+  stops transactional messages too, and only a later ``subscribed`` lifts it (an unsubscribe never weakens it).
 - :func:`record_objection` / :func:`lift_objection`: a privacy objection blocks every marketing message to a
   user key until lifted, whatever subscription changes come in between. Objections have one store, the privacy
   worker's ``marketing_objections`` list (salted hashes; ``tapwire_core.control.marketing_objections``): these
   functions write it, and :func:`blocked` reads it, so an objection made through ``POST /privacy/v1/requests``
   holds from the next message on with nothing to keep in sync. (``objected`` consent rows written by earlier
   versions are still honoured.)
-- :func:`blocked` answers, for many recipients at once, which of them must not be sent to.
+- :func:`blocked` answers, for many recipients of a promotional or a transactional message at once, which of
+  them must not be sent to. An email address on the email suppression list (it hard-bounced, complained or
+  soft-bounced too often: ``tapwire_core.control.email_feedback``) is refused for email, whatever the message.
+  Objections and unsubscribes refuse promotional messages only (docs/messaging.md, "Transactional and
+  promotional messages", says why).
 
 Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
-``token`` (a push token the provider reported as unregistered; never used again).
+``token`` (a push token the provider reported as unregistered; never used again). A token longer than the
+subject column (a web push endpoint can be) is kept as a hash of itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, case, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control import marketing_objections as objections
+from tapwire_core.control.email_feedback import SuppressionReason, suppressed_addresses
 from tapwire_core.control.messaging.models import ConsentRow
 
 log = logging.getLogger(__name__)
 
 SubjectKind = Literal["user", "email", "phone", "token"]
-ConsentState = Literal["unsubscribed", "subscribed", "objected"]
+ConsentState = Literal["unsubscribed", "subscribed", "objected", "opted_out"]
+OPT_OUT_STATES: tuple[ConsentState, ...] = ("unsubscribed", "objected", "opted_out")
+"""States that refuse promotional messages; of them only ``opted_out`` refuses transactional ones too."""
 ALL_CHANNELS = "all"
+TRANSACTIONAL_SUPPRESSIONS: frozenset[SuppressionReason] = frozenset({"hard_bounce", "complaint"})
+"""Email suppressions that stop transactional messages too (a soft-bounce suppression stops promotions only)."""
+
+
+# Below the column's 320 characters, so a hashed form ("h:" and 64 hex digits) can never equal a kept one.
+MAX_TOKEN_SUBJECT = 255
 
 
 def normalise_subject(kind: SubjectKind, subject: str) -> str:
-    return subject.strip().lower() if kind == "email" else subject.strip()
+    if kind == "email":
+        return subject.strip().lower()
+    value = subject.strip()
+    if kind == "token" and len(value) > MAX_TOKEN_SUBJECT:
+        return "h:" + hashlib.blake2b(value.encode(), digest_size=32).hexdigest()
+    return value
 
 
 async def set_consent(
@@ -55,7 +77,8 @@ async def set_consent(
     source: str,
     now_ms: int,
 ) -> None:
-    """Upsert one consent entry; the latest write for (subject, channel) wins."""
+    """Upsert one consent entry; the latest write for (subject, channel) wins, except that an unsubscribe
+    leaves an explicit opt-out (``opted_out``, which also stops transactional messages) in place."""
     values = {
         "account_id": account_id,
         "subject_kind": kind,
@@ -67,9 +90,14 @@ async def set_consent(
     }
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     statement = insert(ConsentRow).values(**values)
+    kept_state = (
+        case((ConsentRow.__table__.c.state == "opted_out", "opted_out"), else_=state)
+        if state == "unsubscribed"
+        else state
+    )
     statement = statement.on_conflict_do_update(
         index_elements=["account_id", "subject_kind", "subject", "channel"],
-        set_={"state": state, "source": source, "updated_ms": now_ms},
+        set_={"state": kept_state, "source": source, "updated_ms": now_ms},
     )
     async with engine.begin() as connection:
         await connection.execute(statement)
@@ -113,12 +141,17 @@ class Recipient:
     phone: str | None = None
 
 
-async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[Recipient]) -> set[int]:
+async def blocked(
+    engine: AsyncEngine, *, account_id: str, recipients: Sequence[Recipient], transactional: bool = False
+) -> set[int]:
     """Indexes of ``recipients`` that must not receive a message now.
 
-    An objection (on the objection list, under the user key or the recipient's address as an ``e:`` / ``p:``
-    subject key) blocks every channel. Otherwise the most recent entry among the user's, the
-    address's and ``all`` entries for the recipient's channel decides; no entry means subscribed.
+    For every message: an email address on the suppression list blocks email, and an explicit opt-out
+    (``opted_out``) of the recipient's channel or of ``all``, by the user or the address, blocks it until a
+    later resubscribe. For promotional messages (``transactional`` false) also: an objection (on the objection
+    list, under the user key or the recipient's address as an ``e:`` / ``p:`` subject key) blocks every channel,
+    and otherwise the most recent entry among the user's, the address's and ``all`` entries for the recipient's
+    channel decides; no entry means subscribed.
     """
     if not recipients:
         return set()
@@ -142,7 +175,8 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
                 ).where(ConsentRow.account_id == account_id, or_(*conditions))
             )
         ).all()
-    objected = await _objected(engine, account_id, recipients)
+    objected = set() if transactional else await _objected(engine, account_id, recipients)
+    bounced = await _bounced(engine, account_id, recipients, transactional=transactional)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
         entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
@@ -153,8 +187,14 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
             subjects.append(("email", normalise_subject("email", recipient.email)))
         if recipient.phone:
             subjects.append(("phone", recipient.phone))
-        if objected & set(_subject_keys(recipient)) or _refused(
-            recipient.channel, (e for s in subjects for e in entries.get(s, ()))
+        if (
+            (recipient.channel == "email" and recipient.email and recipient.email in bounced)
+            or objected & set(_subject_keys(recipient))
+            or _refused(
+                recipient.channel,
+                [e for s in subjects for e in entries.get(s, ())],
+                transactional=transactional,
+            )
         ):
             refused.add(index)
     return refused
@@ -178,12 +218,37 @@ async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[R
         )
 
 
-def _refused(channel: str, entries: Iterable[tuple[str, str, int]]) -> bool:
+async def _bounced(
+    engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient], *, transactional: bool
+) -> set[str]:
+    """The email addresses among the email recipients on the suppression list (for a transactional message,
+    those suppressed by a hard bounce or a complaint: a run of soft bounces says the mailbox was full, not that
+    a receipt must not be tried)."""
+    addresses = {r.email for r in recipients if r.channel == "email" and r.email}
+    if not addresses:
+        return set()
+    async with AsyncSession(engine) as session, session.begin():
+        found = await suppressed_addresses(session, account_id=account_id, addresses=addresses)
+    return {a for a, reason in found.items() if not transactional or reason in TRANSACTIONAL_SUPPRESSIONS}
+
+
+def _refused(channel: str, entries: Sequence[tuple[str, str, int]], *, transactional: bool) -> bool:
+    relevant = [
+        (updated, state)
+        for entry_channel, state, updated in entries
+        if entry_channel in (channel, ALL_CHANNELS)
+    ]
+    opted_out = max((updated for updated, state in relevant if state == "opted_out"), default=None)
+    resubscribed = max((updated for updated, state in relevant if state == "subscribed"), default=None)
+    if opted_out is not None and (resubscribed is None or opted_out >= resubscribed):
+        return True
+    if transactional:
+        return False
+    if any(state == "objected" for _, state, _ in entries):
+        return True
     latest: tuple[int, str] | None = None
-    for entry_channel, state, updated in entries:
-        if state == "objected":
-            return True
-        if entry_channel in (channel, ALL_CHANNELS) and (latest is None or updated >= latest[0]):
+    for updated, state in relevant:
+        if latest is None or updated >= latest[0]:
             latest = (updated, state)
     return latest is not None and latest[1] == "unsubscribed"
 
@@ -192,15 +257,18 @@ async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[
     """The push tokens among ``tokens`` that a provider reported as unregistered."""
     if not tokens:
         return set()
+    by_subject: dict[str, set[str]] = {}
+    for token in tokens:
+        by_subject.setdefault(normalise_subject("token", token), set()).add(token)
     async with engine.connect() as connection:
         rows = await connection.execute(
             select(ConsentRow.subject).where(
                 ConsentRow.account_id == account_id,
                 ConsentRow.subject_kind == "token",
-                ConsentRow.subject.in_(list(tokens)),
+                ConsentRow.subject.in_(list(by_subject)),
             )
         )
-        return {str(subject) for subject in rows.scalars()}
+        return {token for subject in rows.scalars() for token in by_subject.get(str(subject), ())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +282,8 @@ class ConsentChange:
 
 
 async def opt_outs_since(engine: AsyncEngine, *, since_ms: int) -> list[ConsentChange]:
-    """Unsubscribes and objections written at or after ``since_ms`` (senders poll this to catch opt-outs for
-    messages they already claimed)."""
+    """Unsubscribes, objections and opt-outs written at or after ``since_ms`` (senders poll this to catch them
+    for messages they already claimed)."""
     async with engine.connect() as connection:
         rows = await connection.execute(
             select(
@@ -225,7 +293,7 @@ async def opt_outs_since(engine: AsyncEngine, *, since_ms: int) -> list[ConsentC
                 ConsentRow.channel,
                 ConsentRow.state,
                 ConsentRow.updated_ms,
-            ).where(ConsentRow.updated_ms >= since_ms, ConsentRow.state.in_(("unsubscribed", "objected")))
+            ).where(ConsentRow.updated_ms >= since_ms, ConsentRow.state.in_(OPT_OUT_STATES))
         )
         return [ConsentChange(*row) for row in rows.all()]
 

@@ -105,8 +105,10 @@ class OutboxRow(Base):
 class ConsentRow(Base):
     """A subscription state for a user key, email address or phone number on one channel (or ``all``).
 
-    ``state`` is ``unsubscribed``, ``subscribed`` or ``objected`` (a privacy objection: no marketing at all,
-    whatever later resubscribes say, until the privacy service lifts it).
+    ``state`` is ``unsubscribed`` (no promotional messages on the channel), ``subscribed``, ``opted_out`` (an
+    explicit opt-out of the channel: no messages at all, transactional ones included, until a resubscribe) or
+    ``objected`` (a privacy objection: no marketing at all, whatever later resubscribes say, until the privacy
+    service lifts it; earlier versions wrote it, objections now live in ``marketing_objections``).
     """
 
     __tablename__ = "message_consent"

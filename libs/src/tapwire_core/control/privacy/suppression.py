@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Literal, Protocol
 
 from sqlalchemy import select
@@ -53,6 +54,29 @@ def without_suppressed(
     if len(kept) != len(envelopes):
         metrics.SUPPRESSED_RECORDS.labels(stage).inc(len(envelopes) - len(kept))
     return kept
+
+
+async def erased_keys(
+    session: AsyncSession, *, account_id: str, keys: Iterable[str], now: datetime
+) -> set[str]:
+    """The subset of ``keys`` (subject keys such as ``i:ann``, ``e:ann@example.com``) listed as erased and not
+    expired at ``now``; all of them when the whole account is. One query, however many keys."""
+    salt = await deployment_secret(session, IDENTIFIER_SALT)
+    by_hash = {key_hash(salt, account_id, key): key for key in keys}
+    if not by_hash:
+        return set()
+    found = set(
+        await session.scalars(
+            select(SuppressionRow.key_hash).where(
+                SuppressionRow.account_id == account_id,
+                SuppressionRow.key_hash.in_([*by_hash, TENANT_WIDE]),
+                SuppressionRow.expires_at > now,
+            )
+        )
+    )
+    if TENANT_WIDE in found:
+        return set(by_hash.values())
+    return {by_hash[hashed] for hashed in found}
 
 
 class SuppressionList:

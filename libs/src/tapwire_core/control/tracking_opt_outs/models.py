@@ -1,5 +1,5 @@
 """The tracking opt-out table. Created by ``0008_tracking_opt_outs``; ``changed_at`` and ``lifted_at`` by
-``0010_tracking_opt_out_changes``."""
+``0011_tracking_opt_out_changes``."""
 
 from __future__ import annotations
 

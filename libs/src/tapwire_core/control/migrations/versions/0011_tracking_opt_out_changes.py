@@ -1,7 +1,7 @@
 """Tracking opt-outs followed incrementally: when each row last changed, and lifts kept for a while as marks.
 
-Revision ID: 0010_tracking_opt_out_changes
-Revises: 0009_query_jobs
+Revision ID: 0011_tracking_opt_out_changes
+Revises: 0010_credential_digest_secret
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_tracking_opt_out_changes"
-down_revision: str | None = "0009_query_jobs"
+revision = "0011_tracking_opt_out_changes"
+down_revision: str | None = "0010_credential_digest_secret"
 branch_labels: str | None = None
 depends_on: str | None = None
 
