@@ -4,6 +4,7 @@ timeline and identity, funnels, retention — on both warehouse paths, against c
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,13 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, schema
+from tapwire_core.warehouse.migrations import migrate
+from tapwire_query.insight_routes import timeline_statement
+from tapwire_query.profile_batch import profile_records
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
+from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +173,50 @@ async def test_bad_windows_are_refused_with_the_field(client: httpx.AsyncClient)
     too_long = await client.get("/query/v1/schema", params={"from": "20250101", "to": "20260101"})
     assert too_long.status_code == 422
     assert (await client.post("/query/v1/funnel", json={"steps": ["Viewed"]})).status_code == 422
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_timeline_reads_only_the_granules_that_hold_the_person(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """Events are ordered by name and day, so a person's events sit wherever their days fall; the user-key
+    bloom filter (one per granule) is what keeps a timeline from reading the whole account."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # 30 days x 100 people x 8 events: about three granules of 8,192 rows, each person within one of them.
+    rows = [
+        (
+            "ACC-MANY", f"e-{day}-{person}-{n}", f"i:p{day:02d}{person:03d}", f"p{day:02d}{person:03d}",
+            "", "", "", "", "Viewed", start + dt.timedelta(days=day, minutes=person * 8 + n),
+            start, "clevertap", "{}", "",
+        )
+        for day in range(30) for person in range(100) for n in range(8)
+    ]  # fmt: skip
+    await warehouse.insert(schema.EVENTS, [name for name, _ in schema.EVENT_COLUMNS], rows)
+    statement = timeline_statement(
+        account_id="ACC-MANY", user_key="i:p12042", before_ms=2_000_000_000_000, limit=50
+    )
+    found = await warehouse.query(statement.sql, statement.params)
+    assert [r["event_id"] for r in found] == [f"e-12-42-{n}" for n in reversed(range(8))]
+    plan = await warehouse.query(f"EXPLAIN indexes = 1 {statement.sql}", statement.params)
+    text = "\n".join(str(next(iter(row.values()))) for row in plan)
+    granules = re.search(r"Name: idx_user_key_granule\n.*?Granules: (\d+)/(\d+)", text, re.S)
+    assert granules is not None, text
+    assert int(granules[2]) >= 3 and int(granules[1]) == 1, text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_redelivered_event_counts_once_in_the_profile_record(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """The record's event summary counts what deduplication keeps, also while the copies sit in unmerged parts."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    records = [*RECORDS[:1], _event("ann", "Viewed", JAN_5), _event("ann", "Viewed", JAN_5 + DAY)]
+    for _ in range(2):  # the same upload delivered twice: the same event ids, in two parts
+        await generate.load(warehouse, records, account_id=ACCOUNT, received_ms=1_770_000_000_000)
+    stored = await warehouse.query("SELECT count() AS n FROM events WHERE name = 'Viewed'")
+    assert stored[0]["n"] == 4
+    record = (await profile_records(warehouse, account_id=ACCOUNT, canonical=["i:ann"]))["i:ann"]
+    assert record["events"]["Viewed"] == {"count": 2, "first_seen": JAN_5, "last_seen": JAN_5 + DAY}

@@ -114,9 +114,13 @@ async def _profile_data(
 async def _event_summary(
     warehouse: Warehouse, params: dict[str, Any], members: dict[str, str]
 ) -> dict[str, dict[str, dict[str, int]]]:
+    # A redelivered event is a second row with the same sorting key until a merge removes it. Within one
+    # (user_key, name) group the rest of that key is (day, event_id), so counting those distinct pairs counts
+    # what FINAL would keep, without FINAL's merge of every part over the ranges read (ten times the time on
+    # a 1M-event account, where the user-key bloom filter does the finding).
     rows = await warehouse.query(
-        "SELECT user_key, name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
-        "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
+        "SELECT user_key, name, uniqExact(toDate(ts), event_id) AS count, toUnixTimestamp(min(ts)) AS first_seen, "
+        "toUnixTimestamp(max(ts)) AS last_seen FROM events "
         "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key, name",
         params,
     )
