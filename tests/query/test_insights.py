@@ -4,13 +4,16 @@ timeline and identity, funnels, retention — on both warehouse paths, against c
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from fastapi import FastAPI
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.app import create_app
@@ -23,12 +26,14 @@ from tapwire_query.profile_batch import profile_records
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
+from tapwire_services.export_client import export_all
 from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "ACC-INSIGHT"
 NOISE = "ACC-INSIGHT-NOISE"
+PASSCODE = "insight-passcode-123"
 DAY = 86_400
 JAN_5 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp())
 
@@ -63,9 +68,7 @@ async def _ready() -> dict[str, bool]:
 
 
 @pytest.fixture(scope="module")
-async def client(
-    loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
+async def app(loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastAPI]:
     await generate.load(loaded, RECORDS, account_id=ACCOUNT, received_ms=1_770_000_000_000)
     # Another tenant with the same names and identities: nothing of it may show.
     await generate.load(loaded, RECORDS * 3, account_id=NOISE, received_ms=1_770_000_000_000)
@@ -75,9 +78,7 @@ async def client(
     path: Path = tmp_path_factory.mktemp("insights") / "control.db"
     store = ControlStore(f"sqlite+aiosqlite:///{path}")
     await store.start()
-    await store.upsert_account(
-        ACCOUNT, passcode="insight-passcode-123", write_key="insight-wk-1234567", region="eu1"
-    )
+    await store.upsert_account(ACCOUNT, passcode=PASSCODE, write_key="insight-wk-1234567", region="eu1")
     context = ServiceContext(
         settings=Settings(),
         authenticator=directory_for(store),
@@ -85,13 +86,17 @@ async def client(
         warehouse_=loaded,
         store_=store,
     )
-    app = create_app(context, [query_router])
-    headers = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": "insight-passcode-123"}
+    yield create_app(context, [query_router])
+    await store.close()
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://query", headers=headers, timeout=120
     ) as http:
         yield http
-    await store.close()
 
 
 async def test_activity_counts_events_and_merged_people_per_day(client: httpx.AsyncClient) -> None:
@@ -220,3 +225,23 @@ async def test_a_redelivered_event_counts_once_in_the_profile_record(
     assert stored[0]["n"] == 4
     record = (await profile_records(warehouse, account_id=ACCOUNT, canonical=["i:ann"]))["i:ann"]
     assert record["events"]["Viewed"] == {"count": 2, "first_seen": JAN_5, "last_seen": JAN_5 + DAY}
+
+
+async def test_tapwire_export_writes_every_record_of_a_query_page_by_page(app: FastAPI) -> None:
+    out = io.BytesIO()
+    summary = await export_all(
+        "events",
+        {"event_name": "Viewed", "from": 20260101, "to": 20260131},
+        url="http://query",
+        account=ACCOUNT,
+        passcode=PASSCODE,
+        out=out,
+        batch_size=2,
+        progress=False,
+        transport=httpx.ASGITransport(app=app),
+    )
+    exported = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    # ann twice, bob, and bob's merged phone key; nothing of the other tenant.
+    assert len(exported) == summary.records == 4 and summary.pages >= 2
+    assert all(record["event_name"] == "Viewed" for record in exported)
+    assert "exported 4 events in" in summary.line()
