@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.migrations import migrate
+from tapwire_query import insight_routes
 from tapwire_query.insight_routes import timeline_statement
 from tapwire_query.profile_batch import profile_records
 from tapwire_query.routes import router as query_router
@@ -34,6 +36,7 @@ pytestmark = pytest.mark.integration
 ACCOUNT = "ACC-INSIGHT"
 NOISE = "ACC-INSIGHT-NOISE"
 PASSCODE = "insight-passcode-123"
+LIVE = "ACC-INSIGHT-LIVE"
 DAY = 86_400
 JAN_5 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp())
 
@@ -79,6 +82,7 @@ async def app(loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> As
     store = ControlStore(f"sqlite+aiosqlite:///{path}")
     await store.start()
     await store.upsert_account(ACCOUNT, passcode=PASSCODE, write_key="insight-wk-1234567", region="eu1")
+    await store.upsert_account(LIVE, passcode=PASSCODE, write_key="insight-wk-live-1234567", region="eu1")
     context = ServiceContext(
         settings=Settings(),
         authenticator=directory_for(store),
@@ -245,3 +249,49 @@ async def test_tapwire_export_writes_every_record_of_a_query_page_by_page(app: F
     assert len(exported) == summary.records == 4 and summary.pages >= 2
     assert all(record["event_name"] == "Viewed" for record in exported)
     assert "exported 4 events in" in summary.line()
+
+
+async def test_activity_reuses_ended_days_and_reads_today_afresh(
+    app: FastAPI, loaded: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Days before today are read once per ``CLOSED_DAYS_TTL_S``; today and the last five minutes every time."""
+    # One process serves one warehouse; here both paths run in one process, so each starts without reuse.
+    monkeypatch.setattr(insight_routes, "_closed_days", {})
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    earlier = int(today.timestamp()) - 3600  # yesterday, 23:00
+    just_now = max(int(time.time()) - 60, int(today.timestamp()))
+
+    async def arrive(*records: tuple[str, str, int]) -> None:
+        await generate.load(
+            loaded,
+            [{**_event(who, name, ts), "evtId": f"{who}-{name}-{ts}"} for who, name, ts in records],
+            account_id=LIVE,
+            received_ms=1_770_000_000_000,
+        )
+
+    async def overview() -> dict[str, Any]:
+        headers = {"X-CleverTap-Account-Id": LIVE, "X-CleverTap-Passcode": PASSCODE}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://query", headers=headers
+        ) as http:
+            answer = await http.get("/query/v1/activity")
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def last_two_days(body: dict[str, Any]) -> list[tuple[int, int]]:
+        return [(d["events"], d["users"]) for d in body["days"][-2:]]
+
+    await arrive(("zed", "Viewed", earlier), ("zed", "Viewed", just_now))
+    first = await overview()
+    assert last_two_days(first) == [(1, 1), (1, 1)] and first["users_approximate"] is True
+    await arrive(("amy", "Bought", earlier + 60), ("amy", "Bought", just_now))
+    second = await overview()
+    # Yesterday comes from the first answer; today and the last five minutes were read again.
+    assert last_two_days(second) == [(1, 1), (2, 2)]
+    assert second["last_5_minutes"]["events"] == (2 if just_now >= time.time() - 300 else 0)
+    assert second["top_events"] == [{"name": "Viewed", "events": 2}, {"name": "Bought", "events": 1}]
+    monkeypatch.setattr(insight_routes, "CLOSED_DAYS_TTL_S", 0.0)
+    third = await overview()
+    assert last_two_days(third) == [(2, 2), (2, 2)]
+    assert third["top_events"] == [{"name": "Bought", "events": 2}, {"name": "Viewed", "events": 2}]
