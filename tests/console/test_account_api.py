@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tapwire_core.control.console.directory import ConsoleDirectory
+from tapwire_core.control.console.session_cache import DEFAULT_TTL
 from tests.console.conftest import OTHER_PASSCODE, PASSCODE, AccountApi, bearer
 
 pytestmark = pytest.mark.integration
@@ -251,3 +253,27 @@ async def test_campaign_defaults_reach_marketers_but_not_the_rest_of_the_setting
     assert (
         await client.get("/account/v1/settings/campaign-defaults", headers=bearer(privacy))
     ).status_code == 403
+
+
+async def test_a_session_ended_or_changed_by_another_process_reaches_this_one_within_seconds(
+    account_api: AccountApi,
+) -> None:
+    """Each process keeps the sessions it resolved for a few seconds, so a page's several API calls cost one
+    control-store read. What another process (another service, the accounts CLI) does to a session applies
+    here once that time has passed; in the process that did it, at once (the tests above)."""
+    client = account_api.client
+    ended = await account_api.sign_in_user("ida@example.com", "analyst")
+    demoted = await account_api.sign_in_user("abe@example.com", "admin")
+    assert (await client.get("/account/v1/me", headers=bearer(ended))).status_code == 200
+    assert (await client.get("/account/v1/settings", headers=bearer(demoted))).status_code == 200
+
+    elsewhere = ConsoleDirectory(account_api.store, clock=account_api.clock)
+    await elsewhere.sessions.close(ended)
+    abe = next(u for u in await elsewhere.users.list("ACC-1") if u.email == "abe@example.com")
+    await elsewhere.users.update("ACC-1", abe.id, role="analyst")
+
+    # Within the cache's lifetime this process still answers from what it read.
+    assert (await client.get("/account/v1/me", headers=bearer(ended))).status_code == 200
+    account_api.clock.advance(seconds=DEFAULT_TTL.total_seconds())
+    assert (await client.get("/account/v1/me", headers=bearer(ended))).status_code == 401
+    assert (await client.get("/account/v1/settings", headers=bearer(demoted))).status_code == 403

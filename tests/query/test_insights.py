@@ -4,27 +4,40 @@ timeline and identity, funnels, retention — on both warehouse paths, against c
 from __future__ import annotations
 
 import datetime as dt
+import io
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from fastapi import FastAPI
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, schema
+from tapwire_core.warehouse.migrations import migrate
+from tapwire_query import insight_routes
+from tapwire_query.insight_routes import timeline_statement
+from tapwire_query.profile_batch import profile_records
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
+from tapwire_services.export_client import export_all
 from tests.credentials import LOOKUP_DIGESTS
+from tests.infra.clickhouse import ENGINES, Engine, WarehouseFactory
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "ACC-INSIGHT"
 NOISE = "ACC-INSIGHT-NOISE"
+PASSCODE = "insight-passcode-123"
+LIVE = "ACC-INSIGHT-LIVE"
 DAY = 86_400
 JAN_5 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp())
 
@@ -59,9 +72,7 @@ async def _ready() -> dict[str, bool]:
 
 
 @pytest.fixture(scope="module")
-async def client(
-    loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[httpx.AsyncClient]:
+async def app(loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastAPI]:
     await generate.load(loaded, RECORDS, account_id=ACCOUNT, received_ms=1_770_000_000_000)
     # Another tenant with the same names and identities: nothing of it may show.
     await generate.load(loaded, RECORDS * 3, account_id=NOISE, received_ms=1_770_000_000_000)
@@ -71,9 +82,8 @@ async def client(
     path: Path = tmp_path_factory.mktemp("insights") / "control.db"
     store = ControlStore(f"sqlite+aiosqlite:///{path}", lookup_digests=LOOKUP_DIGESTS)
     await store.start()
-    await store.upsert_account(
-        ACCOUNT, passcode="insight-passcode-123", write_key="insight-wk-12345678", region="eu1"
-    )
+    await store.upsert_account(ACCOUNT, passcode=PASSCODE, write_key="insight-wk-1234567", region="eu1")
+    await store.upsert_account(LIVE, passcode=PASSCODE, write_key="insight-wk-live-1234567", region="eu1")
     context = ServiceContext(
         settings=Settings(),
         authenticator=directory_for(store),
@@ -81,13 +91,17 @@ async def client(
         warehouse_=loaded,
         store_=store,
     )
-    app = create_app(context, [query_router])
-    headers = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": "insight-passcode-123"}
+    yield create_app(context, [query_router])
+    await store.close()
+
+
+@pytest.fixture(scope="module")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://query", headers=headers, timeout=120
     ) as http:
         yield http
-    await store.close()
 
 
 async def test_activity_counts_events_and_merged_people_per_day(client: httpx.AsyncClient) -> None:
@@ -169,3 +183,116 @@ async def test_bad_windows_are_refused_with_the_field(client: httpx.AsyncClient)
     too_long = await client.get("/query/v1/schema", params={"from": "20250101", "to": "20260101"})
     assert too_long.status_code == 422
     assert (await client.post("/query/v1/funnel", json={"steps": ["Viewed"]})).status_code == 422
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_timeline_reads_only_the_granules_that_hold_the_person(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """Events are ordered by name and day, so a person's events sit wherever their days fall; the user-key
+    bloom filter (one per granule) is what keeps a timeline from reading the whole account."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # 30 days x 100 people x 8 events: about three granules of 8,192 rows, each person within one of them.
+    rows = [
+        (
+            "ACC-MANY", f"e-{day}-{person}-{n}", f"i:p{day:02d}{person:03d}", f"p{day:02d}{person:03d}",
+            "", "", "", "", "Viewed", start + dt.timedelta(days=day, minutes=person * 8 + n),
+            start, "clevertap", "{}", "",
+        )
+        for day in range(30) for person in range(100) for n in range(8)
+    ]  # fmt: skip
+    await warehouse.insert(schema.EVENTS, [name for name, _ in schema.EVENT_COLUMNS], rows)
+    statement = timeline_statement(
+        account_id="ACC-MANY", user_key="i:p12042", before_ms=2_000_000_000_000, limit=50
+    )
+    found = await warehouse.query(statement.sql, statement.params)
+    assert [r["event_id"] for r in found] == [f"e-12-42-{n}" for n in reversed(range(8))]
+    plan = await warehouse.query(f"EXPLAIN indexes = 1 {statement.sql}", statement.params)
+    text = "\n".join(str(next(iter(row.values()))) for row in plan)
+    granules = re.search(r"Name: idx_user_key_granule\n.*?Granules: (\d+)/(\d+)", text, re.S)
+    assert granules is not None, text
+    assert int(granules[2]) >= 3 and int(granules[1]) == 1, text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_a_redelivered_event_counts_once_in_the_profile_record(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """The record's event summary counts what deduplication keeps, also while the copies sit in unmerged parts."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    records = [*RECORDS[:1], _event("ann", "Viewed", JAN_5), _event("ann", "Viewed", JAN_5 + DAY)]
+    for _ in range(2):  # the same upload delivered twice: the same event ids, in two parts
+        await generate.load(warehouse, records, account_id=ACCOUNT, received_ms=1_770_000_000_000)
+    stored = await warehouse.query("SELECT count() AS n FROM events WHERE name = 'Viewed'")
+    assert stored[0]["n"] == 4
+    record = (await profile_records(warehouse, account_id=ACCOUNT, canonical=["i:ann"]))["i:ann"]
+    assert record["events"]["Viewed"] == {"count": 2, "first_seen": JAN_5, "last_seen": JAN_5 + DAY}
+
+
+async def test_tapwire_export_writes_every_record_of_a_query_page_by_page(app: FastAPI) -> None:
+    out = io.BytesIO()
+    summary = await export_all(
+        "events",
+        {"event_name": "Viewed", "from": 20260101, "to": 20260131},
+        url="http://query",
+        account=ACCOUNT,
+        passcode=PASSCODE,
+        out=out,
+        batch_size=2,
+        progress=False,
+        transport=httpx.ASGITransport(app=app),
+    )
+    exported = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    # ann twice, bob, and bob's merged phone key; nothing of the other tenant.
+    assert len(exported) == summary.records == 4 and summary.pages >= 2
+    assert all(record["event_name"] == "Viewed" for record in exported)
+    assert "exported 4 events in" in summary.line()
+
+
+async def test_activity_reuses_ended_days_and_reads_today_afresh(
+    app: FastAPI, loaded: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Days before today are read once per ``CLOSED_DAYS_TTL_S``; today and the last five minutes every time."""
+    # One process serves one warehouse; here both paths run in one process, so each starts without reuse.
+    monkeypatch.setattr(insight_routes, "_closed_days", {})
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    earlier = int(today.timestamp()) - 3600  # yesterday, 23:00
+    just_now = max(int(time.time()) - 60, int(today.timestamp()))
+
+    async def arrive(*records: tuple[str, str, int]) -> None:
+        await generate.load(
+            loaded,
+            [{**_event(who, name, ts), "evtId": f"{who}-{name}-{ts}"} for who, name, ts in records],
+            account_id=LIVE,
+            received_ms=1_770_000_000_000,
+        )
+
+    async def overview() -> dict[str, Any]:
+        headers = {"X-CleverTap-Account-Id": LIVE, "X-CleverTap-Passcode": PASSCODE}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://query", headers=headers
+        ) as http:
+            answer = await http.get("/query/v1/activity")
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def last_two_days(body: dict[str, Any]) -> list[tuple[int, int]]:
+        return [(d["events"], d["users"]) for d in body["days"][-2:]]
+
+    await arrive(("zed", "Viewed", earlier), ("zed", "Viewed", just_now))
+    first = await overview()
+    assert last_two_days(first) == [(1, 1), (1, 1)] and first["users_approximate"] is True
+    await arrive(("amy", "Bought", earlier + 60), ("amy", "Bought", just_now))
+    second = await overview()
+    # Yesterday comes from the first answer; today and the last five minutes were read again.
+    assert last_two_days(second) == [(1, 1), (2, 2)]
+    assert second["last_5_minutes"]["events"] == (2 if just_now >= time.time() - 300 else 0)
+    assert second["top_events"] == [{"name": "Viewed", "events": 2}, {"name": "Bought", "events": 1}]
+    monkeypatch.setattr(insight_routes, "CLOSED_DAYS_TTL_S", 0.0)
+    third = await overview()
+    assert last_two_days(third) == [(2, 2), (2, 2)]
+    assert third["top_events"] == [{"name": "Bought", "events": 2}, {"name": "Viewed", "events": 2}]

@@ -13,10 +13,13 @@ from tapwire_core.warehouse.base import Params
 from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
     AddColumn,
+    AddIndex,
     BlockingMigrationPending,
     CreateTable,
     DropColumn,
+    DropIndex,
     DropTable,
+    MaterializeIndex,
     Migration,
     ModifyColumn,
     Target,
@@ -102,10 +105,19 @@ def test_every_statement_is_safe_to_rerun() -> None:
         target = Target("tw", cluster)
         for migration in migrations():
             for sql in migration.forward_sql(target):
-                # Redefining a column is idempotent by itself.
-                assert "IF NOT EXISTS" in sql or "MODIFY COLUMN IF EXISTS" in sql, sql
+                # Redefining a column, building an index and dropping one are idempotent by themselves.
+                assert any(
+                    form in sql
+                    for form in (
+                        "IF NOT EXISTS",
+                        "MODIFY COLUMN IF EXISTS",
+                        "MATERIALIZE INDEX IF EXISTS",
+                        "DROP INDEX IF EXISTS",
+                    )
+                ), sql
             for sql in migration.backward_sql(target):
-                assert "IF EXISTS" in sql, sql
+                # Undoing may also restore what the step replaced (an index it dropped).
+                assert "IF EXISTS" in sql or "IF NOT EXISTS" in sql, sql
 
 
 def test_backward_drops_public_then_local_tables() -> None:
@@ -138,6 +150,25 @@ def test_column_changes_reach_storage_and_distributed_tables_in_safe_order() -> 
     assert modify.render(Target("tw")) == [
         "ALTER TABLE tw.events MODIFY COLUMN IF EXISTS country LowCardinality(String) DEFAULT 'unknown'"
     ]
+
+
+def test_skipping_indexes_live_on_the_storage_tables_only() -> None:
+    """A Distributed table holds no rows, so an index (and building it) is for the tables under it."""
+    add = AddIndex("events", "idx_k", "user_key", "bloom_filter(0.01)", granularity=1)
+    assert add.render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c ADD INDEX IF NOT EXISTS idx_k user_key TYPE bloom_filter(0.01) GRANULARITY 1"
+    ]
+    assert add.render(Target("tw")) == [
+        "ALTER TABLE tw.events ADD INDEX IF NOT EXISTS idx_k user_key TYPE bloom_filter(0.01) GRANULARITY 1"
+    ]
+    assert MaterializeIndex("events", "idx_k").render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c MATERIALIZE INDEX IF EXISTS idx_k"
+    ]
+    assert DropIndex("events", "idx_k").render(Target("tw")) == [
+        "ALTER TABLE tw.events DROP INDEX IF EXISTS idx_k"
+    ]
+    with pytest.raises(WarehouseError):
+        AddIndex("events", "idx; DROP", "user_key", "set(0)").render(Target("tw"))
 
 
 @pytest.mark.parametrize(("database", "cluster"), [("tw; DROP", None), ("tw", "c' OR 1"), ("", None)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Awaitable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from tapwire_core.http.auth import Context, PasscodeAccount
 from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
+from tapwire_core.warehouse import Warehouse
 from tapwire_query.cql.identity import ALIASES, aliases_clause, canonical
 from tapwire_query.cql.sql import Compiled
 from tapwire_query.execution import now_ms, run
@@ -33,6 +35,13 @@ _DAY = "%Y%m%d"
 # account and window is reused for this long.
 SCHEMA_TTL_S = 60.0
 _schemas: dict[tuple[str, dt.date, dt.date], tuple[float, dict[str, Any]]] = {}
+# Days that have ended change only through late events and erasures, yet the overview read all 30 of them on
+# every load and on every refresh of its "last five minutes" card. Their figures are reused for this long; today
+# (and any later day of the window) is always read afresh.
+CLOSED_DAYS_TTL_S = 300.0
+# Event names kept per window for its top events (their counts are summed with today's).
+_NAMES_KEPT = 1000
+_closed_days: dict[tuple[str, dt.date, dt.date], tuple[float, list[dict[str, Any]], dict[str, int]]] = {}
 
 
 def _day(value: str | None, default: dt.date) -> dt.date:
@@ -59,10 +68,40 @@ def _bounds(start: dt.date, end: dt.date) -> dict[str, Any]:
     return {"since": start.isoformat(), "until": (end + dt.timedelta(days=1)).isoformat()}
 
 
+# A person's canonical key; an account without merged identities skips the alias lookup on every row (``if``
+# evaluates only the branch its constant condition picks).
+_PERSON = f"if(empty({ALIASES}.1), user_key, {canonical()})"
 _IN_WINDOW = (
     "account_id = {account:String} AND ts >= toDateTime64({since:String}, 3, 'UTC') "
     "AND ts < toDateTime64({until:String}, 3, 'UTC')"
 )
+
+
+async def _days_and_names(
+    warehouse: Warehouse, account_id: str, start: dt.date, end: dt.date
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Events and people per day from ``start`` to ``end``, and the events of each name (the most frequent
+    ``_NAMES_KEPT``)."""
+    params = {"account": account_id, **_bounds(start, end)}
+    daily, names = await asyncio.gather(
+        run(
+            warehouse,
+            Compiled(
+                f"WITH {aliases_clause('{account:String}')} SELECT toDate(ts) AS day, count() AS events, "
+                f"uniq({_PERSON}) AS users FROM events WHERE {_IN_WINDOW} GROUP BY day ORDER BY day",
+                params,
+            ),
+        ),
+        run(
+            warehouse,
+            Compiled(
+                f"SELECT name, count() AS events FROM events WHERE {_IN_WINDOW} "
+                "GROUP BY name ORDER BY events DESC, name LIMIT {kept:UInt32}",
+                {**params, "kept": _NAMES_KEPT},
+            ),
+        ),
+    )
+    return daily, {str(row["name"]): int(row["events"]) for row in names}
 
 
 @router.get("/activity")
@@ -74,40 +113,50 @@ async def activity(
     to: Annotated[str | None, Query()] = None,
     top: Annotated[int, Query(ge=1, le=50)] = 8,
 ) -> Response:
-    """Events and unique people per UTC day of the window (default: the 30 days ending today), the top events
-    of the window, and the last five minutes."""
+    """Events and people per UTC day of the window (default: the 30 days ending today), the top events of the
+    window, and the last five minutes. The daily people are approximate (ClickHouse ``uniq``: exact for small
+    days, within about 1 % for large ones; ``users_approximate`` says so): counting them exactly means holding
+    every person's key of every day in memory. Days before today may be up to ``CLOSED_DAYS_TTL_S`` old; today
+    and the last five minutes (counted exactly) are live."""
     start, end = _window(from_, to, default_days=30)
-    params = {"account": account.id, **_bounds(start, end)}
+    today = dt.datetime.now(dt.UTC).date()
     now = now_ms()
-    # Three independent reads: chDB and ClickHouse answer them side by side.
-    daily, top_events, recent = await asyncio.gather(
-        run(
-            context.warehouse,
-            Compiled(
-                f"WITH {aliases_clause('{account:String}')} SELECT toDate(ts) AS day, count() AS events, "
-                f"uniqExact({canonical()}) AS users FROM events WHERE {_IN_WINDOW} GROUP BY day ORDER BY day",
-                params,
-            ),
-        ),
-        run(
-            context.warehouse,
-            Compiled(
-                f"SELECT name, count() AS events FROM events WHERE {_IN_WINDOW} "
-                "GROUP BY name ORDER BY events DESC, name LIMIT {top:UInt32}",
-                {**params, "top": top},
-            ),
-        ),
-        run(
-            context.warehouse,
-            Compiled(
-                f"WITH {aliases_clause('{account:String}')} SELECT count() AS events, "
-                f"uniqExact({canonical()}) AS users FROM events WHERE account_id = {{account:String}} "
-                "AND ts >= fromUnixTimestamp64Milli({recent:Int64}, 'UTC') "
-                "AND ts <= fromUnixTimestamp64Milli({now:Int64}, 'UTC')",
-                {"account": account.id, "recent": now - 5 * 60 * 1000, "now": now},
-            ),
-        ),
+    recent_statement = Compiled(
+        f"WITH {aliases_clause('{account:String}')} SELECT count() AS events, "
+        f"uniqExact({canonical()}) AS users FROM events WHERE account_id = {{account:String}} "
+        "AND ts >= fromUnixTimestamp64Milli({recent:Int64}, 'UTC') "
+        "AND ts <= fromUnixTimestamp64Milli({now:Int64}, 'UTC')",
+        {"account": account.id, "recent": now - 5 * 60 * 1000, "now": now},
     )
+    closed_end = min(end, today - dt.timedelta(days=1))
+    closed = _closed_days.get((account.id, start, closed_end)) if start <= closed_end else None
+    if closed is not None and time.monotonic() - closed[0] >= CLOSED_DAYS_TTL_S:
+        closed = None
+    reads: list[Awaitable[Any]] = [run(context.warehouse, recent_statement)]
+    if start <= closed_end and closed is None:
+        reads.append(_days_and_names(context.warehouse, account.id, start, closed_end))
+    if end >= today:
+        reads.append(_days_and_names(context.warehouse, account.id, max(start, today), end))
+    # Independent reads: a ClickHouse server answers them side by side.
+    answers = await asyncio.gather(*reads)
+    recent = answers[0]
+    parts: list[tuple[list[dict[str, Any]], dict[str, int]]] = list(answers[1:])
+    if start <= closed_end:
+        if closed is None:
+            if len(_closed_days) > 1000:
+                _closed_days.clear()
+            _closed_days[(account.id, start, closed_end)] = (time.monotonic(), *parts[0])
+        else:
+            parts.insert(0, (closed[1], closed[2]))
+    daily = [row for rows, _ in parts for row in rows]
+    by_name: dict[str, int] = {}
+    for _, names in parts:
+        for name, events in names.items():
+            by_name[name] = by_name.get(name, 0) + events
+    top_events = [
+        {"name": name, "events": events}
+        for name, events in sorted(by_name.items(), key=lambda item: (-item[1], item[0]))[:top]
+    ]
     by_day = {row["day"]: row for row in daily}
     days = []
     for offset in range((end - start).days + 1):
@@ -126,7 +175,8 @@ async def activity(
             "from": start.strftime(_DAY),
             "to": end.strftime(_DAY),
             "days": days,
-            "top_events": [{"name": r["name"], "events": int(r["events"])} for r in top_events],
+            "users_approximate": True,
+            "top_events": top_events,
             "last_5_minutes": {"events": int(recent[0]["events"]), "users": int(recent[0]["users"])},
         }
     )
@@ -273,6 +323,24 @@ async def find_profiles(
     )
 
 
+def timeline_statement(*, account_id: str, user_key: str, before_ms: int, limit: int) -> Compiled:
+    """The newest ``limit`` events before ``before_ms`` of the person ``user_key`` counts as.
+
+    The person's keys (the merged-in aliases of the key's canonical key) are worked out once, in a subquery:
+    ``user_key IN (subquery)`` is a set the user-key bloom filter skips granules with, where a
+    ``has(<array expression>, user_key)`` condition made ClickHouse read every granule of the account.
+    """
+    return Compiled(
+        f"WITH {aliases_clause('{account:String}')}, "
+        f"transform({{key:String}}, {ALIASES}.1, {ALIASES}.2, {{key:String}}) AS _person "
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = {{account:String}} AND user_key IN ("
+        f"SELECT arrayJoin(arrayConcat([_person], arrayFilter((a, c) -> c = _person, {ALIASES}.1, {ALIASES}.2)))) "
+        "AND ts < fromUnixTimestamp64Milli({before:Int64}, 'UTC') "
+        "ORDER BY ts DESC, event_id DESC LIMIT {limit:UInt32}",
+        {"account": account_id, "key": user_key, "before": before_ms, "limit": limit},
+    )
+
+
 @router.get("/profiles/{user_key}/timeline")
 async def timeline(
     *,
@@ -286,17 +354,7 @@ async def timeline(
     before = before_ms if before_ms is not None else now_ms() + 86_400_000
     rows = await run(
         context.warehouse,
-        Compiled(
-            # The person's keys are worked out once (the merged-in aliases of the key's canonical key), so each
-            # event row is only looked up in that small set instead of being mapped through the aliases.
-            f"WITH {aliases_clause('{account:String}')}, "
-            f"transform({{key:String}}, {ALIASES}.1, {ALIASES}.2, {{key:String}}) AS _person, "
-            f"arrayConcat([_person], arrayFilter((a, c) -> c = _person, {ALIASES}.1, {ALIASES}.2)) AS _keys "
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE account_id = {{account:String}} AND has(_keys, user_key) "
-            "AND ts < fromUnixTimestamp64Milli({before:Int64}, 'UTC') "
-            "ORDER BY ts DESC, event_id DESC LIMIT {limit:UInt32}",
-            {"account": account.id, "key": user_key, "before": before, "limit": limit},
-        ),
+        timeline_statement(account_id=account.id, user_key=user_key, before_ms=before, limit=limit),
     )
     events = [_event(r) for r in rows]
     return json_response(

@@ -7,6 +7,7 @@ summed.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -48,12 +49,17 @@ async def profile_records(
     if not members:
         return {}
     params = {"account": account_id, "keys": list(members)}
-    heads = await warehouse.query(
-        "SELECT user_key, anyLast(identity) AS identity, anyLast(object_id) AS object_id, "
-        "anyLast(email) AS email, anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
-        "toUnixTimestamp(max(last_seen)) AS last_seen FROM profiles FINAL "
-        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key",
-        params,
+    # Independent reads, asked at once: a ClickHouse server answers them side by side.
+    heads, data, summary = await asyncio.gather(
+        warehouse.query(
+            "SELECT user_key, anyLast(identity) AS identity, anyLast(object_id) AS object_id, "
+            "anyLast(email) AS email, anyLast(phone) AS phone, toUnixTimestamp(min(first_seen)) AS first_seen, "
+            "toUnixTimestamp(max(last_seen)) AS last_seen FROM profiles FINAL "
+            "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key",
+            params,
+        ),
+        _profile_data(warehouse, params, members) if profile else _nothing(),
+        _event_summary(warehouse, params, members) if events else _nothing(),
     )
     records: dict[str, dict[str, Any]] = {}
     # The canonical key's own identifiers win; aliases fill what it lacks.
@@ -66,29 +72,33 @@ async def profile_records(
         record["first_seen"] = min(record.get("first_seen", row["first_seen"]), int(row["first_seen"]))
         record["last_seen"] = max(record.get("last_seen", row["last_seen"]), int(row["last_seen"]))
     if profile:
-        data = await _profile_data(warehouse, params, members)
         for key, record in records.items():
             record["profileData"] = data.get(key, {})
     if events:
-        summary = await _event_summary(warehouse, params, members)
         for key, record in records.items():
             record["events"] = summary.get(key, {})
     return records
 
 
+async def _nothing() -> dict[str, Any]:
+    return {}
+
+
 async def _profile_data(
     warehouse: Warehouse, params: dict[str, Any], members: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
-    sets = await warehouse.query(
-        "SELECT user_key, key, argMax(value, ts) AS value, max(toUnixTimestamp64Milli(ts)) AS ts_ms, "
-        "argMax(deleted, ts) AS deleted FROM profile_props "
-        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key, key",
-        params,
-    )
-    ops = await warehouse.query(
-        "SELECT user_key, key, op, operand, toUnixTimestamp64Milli(ts) AS ts_ms, event_id FROM profile_ops FINAL "
-        "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} ORDER BY ts, event_id",
-        params,
+    sets, ops = await asyncio.gather(
+        warehouse.query(
+            "SELECT user_key, key, argMax(value, ts) AS value, max(toUnixTimestamp64Milli(ts)) AS ts_ms, "
+            "argMax(deleted, ts) AS deleted FROM profile_props "
+            "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key, key",
+            params,
+        ),
+        warehouse.query(
+            "SELECT user_key, key, op, operand, toUnixTimestamp64Milli(ts) AS ts_ms, event_id FROM profile_ops FINAL "
+            "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} ORDER BY ts, event_id",
+            params,
+        ),
     )
     base: dict[tuple[str, str], tuple[Any, int]] = {}
     for row in sets:
@@ -114,9 +124,13 @@ async def _profile_data(
 async def _event_summary(
     warehouse: Warehouse, params: dict[str, Any], members: dict[str, str]
 ) -> dict[str, dict[str, dict[str, int]]]:
+    # A redelivered event is a second row with the same sorting key until a merge removes it. Within one
+    # (user_key, name) group the rest of that key is (day, event_id), so counting those distinct pairs counts
+    # what FINAL would keep, without FINAL's merge of every part over the ranges read (ten times the time on
+    # a 1M-event account, where the user-key bloom filter does the finding).
     rows = await warehouse.query(
-        "SELECT user_key, name, count() AS count, toUnixTimestamp(min(ts)) AS first_seen, "
-        "toUnixTimestamp(max(ts)) AS last_seen FROM events FINAL "
+        "SELECT user_key, name, uniqExact(toDate(ts), event_id) AS count, toUnixTimestamp(min(ts)) AS first_seen, "
+        "toUnixTimestamp(max(ts)) AS last_seen FROM events "
         "WHERE account_id = {account:String} AND user_key IN {keys:Array(String)} GROUP BY user_key, name",
         params,
     )

@@ -19,8 +19,11 @@ async def find_user_key(
 ) -> str | None:
     column = _SELECTOR_COLUMNS[selector]
     # FINAL: anyLast() is only "the latest non-null" once parts are merged; unmerged parts come in any order.
+    # Only keys that ever had the value can have it as their latest, so FINAL merges just those (found by the
+    # primary key) instead of every profile of the account.
     rows = await warehouse.query(
-        f"SELECT user_key FROM profiles FINAL WHERE account_id = {{account:String}} "
+        f"SELECT user_key FROM profiles FINAL WHERE account_id = {{account:String}} AND user_key IN ("
+        f"SELECT user_key FROM profiles WHERE account_id = {{account:String}} AND {column} = {{value:String}}) "
         f"GROUP BY user_key HAVING anyLast({column}) = {{value:String}} "
         f"ORDER BY max(last_seen) DESC LIMIT 1",
         {"account": account_id, "value": value},

@@ -19,6 +19,7 @@ from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
 from tapwire_services.accounts_cli import add_commands as add_account_commands
 from tapwire_services.accounts_cli import credential_store
+from tapwire_services.export_cli import add_export_command
 
 if TYPE_CHECKING:
     import uvicorn
@@ -393,6 +394,7 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--account", help="account id for --upload and --warehouse")
     gen.add_argument("--passcode", help="passcode for --upload")
     gen.set_defaults(func=cmd_generate)
+    add_export_command(commands)
     return root
 
 

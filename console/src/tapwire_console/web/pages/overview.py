@@ -39,7 +39,7 @@ async def overview(request: Request, web: Web) -> Response:
             "x": [d["date"] for d in days],
             "series": [
                 {"label": "Events", "values": [d["events"] for d in days]},
-                {"label": "People", "values": [d["users"] for d in days]},
+                {"label": "People (approx.)", "values": [d["users"] for d in days]},
             ],
         },
         totals={

@@ -1,5 +1,6 @@
 """Console sessions: opened at sign-in, found by the token the browser's cookie carries, closed on sign-out,
-on a password change (every session of that person) or after ``idle`` without a request."""
+on a password change (every session of that person) or after ``idle`` without a request. Sessions found are
+kept for a few seconds in a ``SessionCache`` (see there for what that means for revocation)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control.console.models import ConsoleSessionRow, ConsoleUserRow
 from tapwire_core.control.console.passwords import new_token, token_digest
 from tapwire_core.control.console.roles import Role
+from tapwire_core.control.console.session_cache import SessionCache
 from tapwire_core.control.console.types import ConsoleSession, ConsoleUser, OpenedSession, aware
 from tapwire_core.control.console.users import to_user
 
@@ -27,12 +29,19 @@ class SessionStore:
     without a request, whichever comes first."""
 
     def __init__(
-        self, engine: Callable[[], AsyncEngine], clock: Clock, *, idle: dt.timedelta, lifetime: dt.timedelta
+        self,
+        engine: Callable[[], AsyncEngine],
+        clock: Clock,
+        *,
+        idle: dt.timedelta,
+        lifetime: dt.timedelta,
+        cache: SessionCache | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self.idle = idle
         self.lifetime = lifetime
+        self.cache = cache if cache is not None else SessionCache(clock)
 
     async def open(self, account_id: str, *, role: Role, user: ConsoleUser | None) -> OpenedSession:
         token = new_token(TOKEN_PREFIX)
@@ -69,10 +78,14 @@ class SessionStore:
 
     async def resolve(self, token: str) -> ConsoleSession | None:
         """The live session of ``token``, else None (unknown, expired or idle too long). Never raises for a bad
-        token; may raise SQLAlchemyError when the database is unreachable."""
+        token; may raise SQLAlchemyError when the database is unreachable. A session read less than the cache's
+        TTL ago is answered from the cache (its idle time is then not touched: the TTL is far below ``idle``)."""
         if not token.startswith(f"{TOKEN_PREFIX}_") or len(token) > 100:
             return None
         digest = token_digest(token)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
         async with AsyncSession(self._engine()) as orm:
             found = (
                 await orm.execute(
@@ -94,7 +107,7 @@ class SessionStore:
                 await connection.execute(
                     update(ConsoleSessionRow).where(ConsoleSessionRow.id == digest).values(last_seen_at=now)
                 )
-        return ConsoleSession(
+        session = ConsoleSession(
             id=digest,
             account_id=row.account_id,
             role=cast(Role, row.role),
@@ -102,6 +115,8 @@ class SessionStore:
             created_at=aware(row.created_at),
             expires_at=aware(row.expires_at),
         )
+        self.cache.put(session)
+        return session
 
     async def close(self, token: str) -> None:
         await self._delete(token_digest(token))
@@ -114,8 +129,10 @@ class SessionStore:
                     ConsoleSessionRow.account_id == account_id, ConsoleSessionRow.user_id.is_(None)
                 )
             )
+        self.cache.forget_passcode_sessions(account_id)
         return int(removed.rowcount or 0)
 
     async def _delete(self, digest: str) -> None:
+        self.cache.forget(digest)
         async with self._engine().begin() as connection:
             await connection.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.id == digest))

@@ -19,6 +19,7 @@ from tapwire_core.control.console.passwords import (
     verify_password,
 )
 from tapwire_core.control.console.roles import Role
+from tapwire_core.control.console.session_cache import SessionCache
 from tapwire_core.control.console.types import (
     ConsoleUser,
     Invitation,
@@ -53,9 +54,14 @@ def to_user(row: ConsoleUserRow) -> ConsoleUser:
 class UserStore:
     """The ``console_users`` table. Raises the errors of ``console.types``; SQLAlchemyError when unreachable."""
 
-    def __init__(self, engine: Callable[[], AsyncEngine], clock: Clock) -> None:
+    def __init__(
+        self, engine: Callable[[], AsyncEngine], clock: Clock, *, sessions: SessionCache | None = None
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        # Where this process keeps sessions it resolved: a change here that ends or alters a user's sessions
+        # is forgotten there at once.
+        self._sessions = sessions if sessions is not None else SessionCache(clock)
 
     async def list(self, account_id: str) -> list[ConsoleUser]:
         async with AsyncSession(self._engine()) as session:
@@ -119,6 +125,7 @@ class UserStore:
             if not changed.rowcount:
                 raise UserNotFoundError(str(user_id))
             await connection.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
+        self._sessions.forget_user(user_id)
         return Invitation(user=await self.get(account_id, user_id), token=token, expires_at=expires)
 
     async def invitation(self, token: str) -> ConsoleUser:
@@ -194,6 +201,7 @@ class UserStore:
                 raise UserExistsError(
                     f"email: {values.get('email')} already has access to this account"
                 ) from exc
+            self._sessions.forget_user(user_id)
         return await self.get(account_id, user_id)
 
     async def delete(self, account_id: str, user_id: int) -> None:
@@ -205,6 +213,7 @@ class UserStore:
                     ConsoleUserRow.account_id == account_id, ConsoleUserRow.id == user_id
                 )
             )
+        self._sessions.forget_user(user_id)
         if not removed.rowcount:
             raise UserNotFoundError(str(user_id))
 
@@ -239,6 +248,7 @@ class UserStore:
                 .values(password_hash=encoded, password_changed_at=self._clock())
             )
             await connection.execute(delete(ConsoleSessionRow).where(ConsoleSessionRow.user_id == user_id))
+        self._sessions.forget_user(user_id)
         return await self.get(account_id, user_id)
 
     async def _row(self, account_id: str, user_id: int) -> ConsoleUserRow:

@@ -2,10 +2,13 @@
 
 from tapwire_core.warehouse.migrations.operations import (
     AddColumn,
+    AddIndex,
     CreateDatabase,
     CreateTable,
     DropColumn,
+    DropIndex,
     DropTable,
+    MaterializeIndex,
     Migration,
     ModifyColumn,
     Operation,
@@ -27,11 +30,14 @@ from tapwire_core.warehouse.migrations.runner import (
 
 __all__ = [
     "AddColumn",
+    "AddIndex",
     "BlockingMigrationPending",
     "CreateDatabase",
     "CreateTable",
     "DropColumn",
+    "DropIndex",
     "DropTable",
+    "MaterializeIndex",
     "Migration",
     "MigrationError",
     "ModifyColumn",

@@ -164,6 +164,59 @@ class DropColumn(Operation):
         ]
 
 
+@dataclass(frozen=True)
+class AddIndex(Operation):
+    """A data-skipping index on the storage table (a Distributed table holds no data, so no index). New parts
+    get it as they are written; ``MaterializeIndex`` builds it for the parts already there."""
+
+    table: str
+    name: str
+    expression: str
+    kind: str
+    granularity: int = 1
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} ADD INDEX IF NOT EXISTS {self.name} "
+            f"{self.expression} TYPE {self.kind} GRANULARITY {self.granularity}"
+        ]
+
+
+@dataclass(frozen=True)
+class MaterializeIndex(Operation):
+    """Builds an index for the parts written before it existed. A mutation that writes only the index's own
+    files beside each part (no column is rewritten) and runs in the background: until a part has the index,
+    queries read that part whole, as before, so answers never change."""
+
+    table: str
+    name: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} MATERIALIZE INDEX IF EXISTS {self.name}"
+        ]
+
+
+@dataclass(frozen=True)
+class DropIndex(Operation):
+    table: str
+    name: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} DROP INDEX IF EXISTS {self.name}"
+        ]
+
+
 def _storage_first(table: str, target: Target, distributed: bool) -> list[str]:
     if target.cluster and distributed:
         return [target.local_name(table), table]
