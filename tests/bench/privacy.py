@@ -144,7 +144,7 @@ async def until_done(store: ControlStore, ids: list[str], timeout_s: float = 360
 
 
 async def submit(repository: PrivacyRepository, type_: RequestType, keys: list[str]) -> str:
-    view = await repository.create(
+    view = await repository.requests.create(
         account_id=ACCOUNT, type=type_, scope="subject", channel="api", jurisdiction="gdpr", keys=keys
     )
     return view.id
@@ -152,7 +152,7 @@ async def submit(repository: PrivacyRepository, type_: RequestType, keys: list[s
 
 async def log_trail(repository: PrivacyRepository, request_id: str) -> None:
     """Where the time went: the request's audit trail, as seconds from receipt."""
-    trail = await repository.audit_trail(request_id)
+    trail = await repository.audit.trail(request_id)
     start = trail[0]["at"]
     for entry in trail:
         elapsed = (entry["at"] - start).total_seconds()
@@ -204,7 +204,7 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
 
         batch_started = time.perf_counter()
         # Together, as one CleverTap ``/1/delete/profiles.json`` call with 1,000 identities records them.
-        views = await repository.create_many(
+        views = await repository.requests.create_many(
             account_id=ACCOUNT,
             type="erasure",
             scope="subject",

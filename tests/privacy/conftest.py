@@ -96,9 +96,9 @@ class Rig:
         for _ in range(max_ticks):
             claimed = await self.worker.tick()
             self.clock.advance(seconds=self.settings.privacy_sweep_delay_s + 1)
-            if not claimed and not await self.repository.open_requests():
+            if not claimed and not await self.repository.requests.open():
                 return
-            if not claimed and all(v.status == "referred" for v in await self.repository.open_requests()):
+            if not claimed and all(v.status == "referred" for v in await self.repository.requests.open()):
                 return
 
 

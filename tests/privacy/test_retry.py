@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tapwire_core import metrics
-from tapwire_privacy import worker as worker_module
+from tapwire_privacy.worker import progress as worker_progress
 from tests.privacy.conftest import HEADERS, Api
 from tests.privacy.seed import event, profile, rows_naming, write
 
@@ -35,7 +35,7 @@ async def _retry(api: Api, request_id: str, headers: dict[str, str] = HEADERS) -
 async def test_a_failed_erasure_is_requeued_once_and_finishes(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(worker_progress, "MAX_ATTEMPTS", 3)
     rig = api.rig
     await write(
         rig.warehouse,
@@ -53,8 +53,8 @@ async def test_a_failed_erasure_is_requeued_once_and_finishes(
     request_id = created.json()["id"]
     for _ in range(10):
         await rig.worker.tick()
-        rig.clock.advance(seconds=worker_module.MAX_BACKOFF_S + 1)
-        if (await rig.repository.get(request_id)).status == "failed":
+        rig.clock.advance(seconds=worker_progress.MAX_BACKOFF_S + 1)
+        if (await rig.repository.requests.get(request_id)).status == "failed":
             break
     failed = await _get(api, request_id)
     assert failed["status"] == "failed"
@@ -97,7 +97,7 @@ async def test_a_failed_erasure_is_requeued_once_and_finishes(
 
 
 async def test_only_failed_requests_can_be_requeued(api: Api) -> None:
-    referred = await api.rig.repository.create(
+    referred = await api.rig.repository.requests.create(
         account_id="ACC-1",
         type="export",
         scope="subject",

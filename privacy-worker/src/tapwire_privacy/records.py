@@ -9,7 +9,8 @@ from typing import Any, Literal
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 
 RequestType = Literal["erasure", "export", "rectify", "objection"]
-Scope = Literal["subject", "tenant"]
+ScopeKind = Literal["subject", "tenant"]
+"""What a request covers: one subject's data, or the whole account's (the API's and the record's ``scope``)."""
 Channel = Literal["api", "clevertap", "direct"]
 Status = Literal["referred", "pending", "in_progress", "awaiting_sweep", "completed", "denied", "failed"]
 REQUEST_STATUSES: tuple[Status, ...] = (
@@ -46,7 +47,7 @@ class RequestView:
     id: str
     account_id: str
     type: RequestType
-    scope: Scope
+    scope: ScopeKind
     status: Status
     channel: Channel
     jurisdiction: str

@@ -171,7 +171,7 @@ async def _delete(settings: Settings, account_id: str) -> int:
             with tqdm(desc=f"erasing {account_id}", unit=" pass", file=sys.stderr, leave=False) as bar:
                 while view.status not in ("completed", "failed", "denied"):
                     await privacy.worker.tick()
-                    view = await privacy.service.repository.get(view.id)
+                    view = await privacy.service.repository.requests.get(view.id)
                     bar.set_postfix_str(view.status)
                     bar.update(1)
                     if view.status != "completed":
