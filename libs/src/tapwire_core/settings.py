@@ -147,6 +147,17 @@ class Settings(BaseSettings):
     privacy_record_retention_days: int = Field(
         default=730, description="request records and audit trail: 24 months"
     )
+    privacy_max_attempts: int = Field(
+        default=30,
+        ge=1,
+        description="failed passes (a store or step erroring) after which a request stops retrying (status failed)",
+    )
+    privacy_max_abandoned_passes: int = Field(
+        default=3,
+        ge=1,
+        description="passes in a row that never ended (the worker died, e.g. killed for memory) after which a "
+        "request stops being retried (status failed), so it cannot take down worker after worker",
+    )
     privacy_intake_per_minute: int = Field(
         default=10,
         description="direct end-user requests accepted per minute per account and per client address",

@@ -126,6 +126,8 @@ class RequestView:
             "progress": self.progress.get("stores", {}),
             "phase": self.progress.get("phase"),
             "recipients": self.progress.get("recipients", {}),
+            "attempts": self.attempts,
+            "failure": self.progress.get("failure"),
             "verification": self.verification,
             "subject_hash": self.subject_hash,
         }

@@ -100,6 +100,20 @@ class RequestLeases:
             claimed = [RequestView.of(row) for row in rows]
         return claimed
 
+    async def renew(self, request_ids: Sequence[str], *, owner: str, lease_s: float) -> int:
+        """Extend ``owner``'s lease on those of ``request_ids`` it still holds to ``lease_s`` from now, so a long
+        pass is not taken for a dead one; returns how many it holds."""
+        if not request_ids:
+            return 0
+        async with self._tx.begin() as session:
+            result = await session.execute(
+                update(PrivacyRequestRow)
+                .where(PrivacyRequestRow.id.in_(list(request_ids)), PrivacyRequestRow.lease_owner == owner)
+                .values(lease_until=self._tx.clock() + dt.timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     async def save_many(self, updates: Sequence[ProgressUpdate], *, owner: str) -> set[str]:
         """Persist progress of several requests (and their audit ``actions``) in one transaction, as set-wise
         statements (a batch of a thousand requests is a few statements, not a thousand).
@@ -135,6 +149,15 @@ class RequestLeases:
                 changes.append(change)
             if changes:
                 await session.execute(update(PrivacyRequestRow), changes)
+            stopped = [u.request_id for u in mine if u.status == "failed"]
+            if stopped:
+                # The customer hears of a request that stopped being retried, with the cause, like any outcome.
+                by_id = {u.request_id: u for u in mine}
+                for row in await session.scalars(
+                    select(PrivacyRequestRow).where(PrivacyRequestRow.id.in_(stopped))
+                ):
+                    cause = by_id[row.id].progress.get("failure", {}).get("cause")
+                    self._notices.queue(session, row, "failed", extra={"cause": cause})
             await self._working_sets.set_closures(
                 session, {u.request_id: list(u.closure) for u in mine if u.closure is not None}
             )

@@ -266,7 +266,6 @@ def _cleared_failures(saved: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     ]
     for state in progress.get("stores", {}).values():
         state["attempts"] = 0
-    progress.pop("closure", None)
-    progress.pop("retry_in_s", None)
-    progress.pop("attempts", None)
+    for key in ("closure", "retry_in_s", "attempts", "last_error", "failure", "pass", "abandoned"):
+        progress.pop(key, None)
     return progress, failed_at

@@ -17,7 +17,7 @@ A tenant-level scope deletes every row of the account.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, or_, select, update
@@ -28,6 +28,7 @@ from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deploymen
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.row_batches import row_batches
 
 PSEUDONYM_PREFIX = "x:"
 _IMMEDIATE = "deletes and updates in the control database are immediate and physical"
@@ -46,7 +47,7 @@ class _ControlHandler(StoreHandler):
         self._engine = engine
 
     async def _count(self, scope: Scope) -> int:
-        return len(await self.export(scope))
+        return sum([len(batch) async for batch in self.export(scope)])
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         union = subjects_union(scopes)
@@ -72,10 +73,10 @@ class OutboxHandler(_ControlHandler):
         addresses = [*_emails(scope.keys), *_values(scope.keys, "e:"), *_values(scope.keys, "p:")]
         return condition & or_(OutboxRow.user_key.in_(sorted(scope.keys)), OutboxRow.address.in_(addresses))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(select(OutboxRow).where(self._match(scope)).order_by(OutboxRow.id))
-            return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        query = select(OutboxRow).where(self._match(scope)).order_by(OutboxRow.id)
+        async for rows in row_batches(self._engine, query):
+            yield [
                 {
                     "campaign_id": r.campaign_id,
                     "variant": r.variant,
@@ -126,10 +127,9 @@ class InteractionsHandler(_ControlHandler):
             return condition
         return condition & InteractionRow.user_key.in_(sorted(scope.keys))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(select(InteractionRow).where(self._match(scope)))
-            return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        async for rows in row_batches(self._engine, select(InteractionRow).where(self._match(scope))):
+            yield [
                 {
                     "campaign_id": r.campaign_id,
                     "variant": r.variant,
@@ -164,18 +164,19 @@ class ConsentHandler(_ControlHandler):
         async with AsyncSession(self._engine) as session:
             return list(await session.scalars(select(ConsentRow).where(self._match(scope))))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [
-            {
-                "kind": r.subject_kind,
-                "subject": r.subject,
-                "channel": r.channel,
-                "state": r.state,
-                "source": r.source,
-                "updated_ms": r.updated_ms,
-            }
-            for r in await self._rows(scope)
-        ]
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        async for rows in row_batches(self._engine, select(ConsentRow).where(self._match(scope))):
+            yield [
+                {
+                    "kind": r.subject_kind,
+                    "subject": r.subject,
+                    "channel": r.channel,
+                    "state": r.state,
+                    "source": r.source,
+                    "updated_ms": r.updated_ms,
+                }
+                for r in rows
+            ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         """Rows an erasure removes: subscriptions (every row for a tenant-level scope)."""
@@ -217,13 +218,6 @@ class CampaignsHandler(_ControlHandler):
 
     name = "control.campaigns"
 
-    async def _campaigns(self, scope: Scope) -> list[CampaignRow]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(
-                select(CampaignRow).where(CampaignRow.account_id == scope.account_id)
-            )
-            return [r for r in rows if scope.keys is None or self._named(r, scope.keys)]
-
     @staticmethod
     def _named(row: CampaignRow, keys: frozenset[str]) -> list[tuple[str, str]]:
         identities = row.audience.get("identities") if isinstance(row.audience, dict) else None
@@ -237,18 +231,22 @@ class CampaignsHandler(_ControlHandler):
             if isinstance(value, str) and IDENTITY_KIND_PREFIXES.get(kind, "?:") + value.strip() in keys
         ]
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        rows = await self._campaigns(scope)
-        if scope.keys is None:
-            return [{"campaign_id": r.id, "name": r.name, "audience": r.audience} for r in rows]
-        return [
-            {
-                "campaign_id": r.id,
-                "name": r.name,
-                "named_in_audience": [f"{k}:{v}" for k, v in self._named(r, scope.keys)],
-            }
-            for r in rows
-        ]
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        query = select(CampaignRow).where(CampaignRow.account_id == scope.account_id)
+        async for rows in row_batches(self._engine, query):
+            if scope.keys is None:
+                yield [{"campaign_id": r.id, "name": r.name, "audience": r.audience} for r in rows]
+                continue
+            keys = scope.keys
+            yield [
+                {
+                    "campaign_id": r.id,
+                    "name": r.name,
+                    "named_in_audience": [f"{k}:{v}" for k, v in named],
+                }
+                for r in rows
+                if (named := self._named(r, keys))
+            ]
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
         async with AsyncSession(self._engine) as session, session.begin():

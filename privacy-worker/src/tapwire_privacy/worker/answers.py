@@ -7,6 +7,7 @@ off and is retried); a finished one is completed with what was done, never with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
@@ -17,10 +18,11 @@ from tapwire_core.control.privacy.subject_keys import key_hash
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
-from tapwire_privacy.export_archive import write_archive
+from tapwire_privacy.export_archive import ArchiveWriter
 from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import PrivacyRepository
+from tapwire_privacy.stores.files import partial_archive_path
 from tapwire_privacy.worker.forwarding import Forwarding
 from tapwire_privacy.worker.identities import close_identities
 from tapwire_privacy.worker.progress import ProgressSaver, RequestWork
@@ -52,7 +54,14 @@ class Answers:
 
     async def run(self, view: RequestView) -> None:
         """Answer one export, rectification or objection, or fail it for this pass."""
-        work = RequestWork(view, dict(view.progress))
+        begun = await self._saver.begin([RequestWork(view, dict(view.progress))])
+        if view.type == "export":
+            # A pass that died while writing left a partial archive: this one starts afresh, or the request
+            # stopped; either way it goes (the lease makes this worker the only one writing it).
+            await asyncio.to_thread(partial_archive_path(self.export_dir, view.id).unlink, missing_ok=True)
+        if not begun:
+            return
+        work = begun[0]
         await close_identities([work], working_sets=self._repo.working_sets, sources=self._registry.sources)
         if work.failed:
             await self._saver.save([work], release=True)
@@ -74,38 +83,49 @@ class Answers:
             await self._saver.save([work], release=True)
 
     async def _export(self, work: RequestWork, scope: Scope) -> None:
-        stores: dict[str, list[dict[str, Any]]] = {}
-        for handler in self._registry.handlers:
-            stores[handler.name] = await handler.export(scope)
-        now = self._clock()
-        manifest: dict[str, Any] = {
-            "request_id": work.id,
-            "account_id": work.view.account_id,
-            "scope": work.view.scope,
-            "generated_at": iso(now),
-            "identifiers_covered": None if scope.keys is None else len(scope.keys),
-            "recipients": await self._forwarding.received(scope),
-        }
-        await asyncio.to_thread(write_archive, self.export_dir, work.id, stores=stores, manifest=manifest)
+        counts = await self._write_archive(work, scope)
         salt = await self._repo.secrets.identifier_salt()
         work.phase = "completed"
-        work.progress["stores"] = {
-            name: {"state": "exported", "rows": len(rows)} for name, rows in stores.items()
-        }
+        work.progress["stores"] = {name: {"state": "exported", "rows": rows} for name, rows in counts.items()}
         if scope.keys is not None:
             work.progress["archive_key_hashes"] = sorted(
                 key_hash(salt, scope.account_id, key) for key in scope.keys
             )
-        expires = now + dt.timedelta(days=self._settings.privacy_export_retention_days)
+        expires = self._clock() + dt.timedelta(days=self._settings.privacy_export_retention_days)
+        work.end_pass()
         await self._repo.leases.complete(
             work.id,
             owner=self._saver.owner,
             progress=work.progress,
             verification=None,
             export_expires_at=expires,
-            detail={"rows": {name: len(rows) for name, rows in stores.items()}},
+            detail={"rows": counts},
         )
         metrics.COMPLETED.labels("export", "completed").inc()
+
+    async def _write_archive(self, work: RequestWork, scope: Scope) -> dict[str, int]:
+        """Stream every store's rows into the request's archive, batch by batch (the compression in a thread),
+        then the manifest; returns the rows per store. A failure leaves no archive behind."""
+        writer = await asyncio.to_thread(ArchiveWriter, self.export_dir, work.id)
+        try:
+            for handler in self._registry.handlers:
+                await asyncio.to_thread(writer.begin_store, handler.name)
+                async with contextlib.aclosing(handler.export(scope)) as batches:
+                    async for rows in batches:
+                        await asyncio.to_thread(writer.write, rows)
+            manifest: dict[str, Any] = {
+                "request_id": work.id,
+                "account_id": work.view.account_id,
+                "scope": work.view.scope,
+                "generated_at": iso(self._clock()),
+                "identifiers_covered": None if scope.keys is None else len(scope.keys),
+                "recipients": await self._forwarding.received(scope),
+            }
+            await asyncio.to_thread(writer.finish, manifest)
+        except BaseException:
+            writer.discard()
+            raise
+        return dict(writer.counts)
 
     async def _rectify(self, work: RequestWork, scope: Scope) -> None:
         subject = await self._repo.working_sets.get(work.id)
@@ -122,6 +142,7 @@ class Answers:
         work.progress["stores"] = {
             name: {"state": "rectified", "rows": n} for name, n in changed.items() if n
         }
+        work.end_pass()
         await self._repo.leases.complete(
             work.id,
             owner=self._saver.owner,
@@ -140,6 +161,7 @@ class Answers:
         added = await self._repo.objections.add(account_id=scope.account_id, request_id=work.id, keys=keys)
         work.phase = "completed"
         work.progress["stores"] = {"control.marketing_objections": {"state": "recorded", "rows": added}}
+        work.end_pass()
         await self._repo.leases.complete(
             work.id,
             owner=self._saver.owner,

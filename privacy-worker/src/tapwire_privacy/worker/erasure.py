@@ -53,7 +53,7 @@ class ErasurePass:
 
     async def run(self, group: Sequence[RequestView]) -> None:
         """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them."""
-        works = [RequestWork(view, dict(view.progress)) for view in group]
+        works = await self._saver.begin([RequestWork(view, dict(view.progress)) for view in group])
         for work in works:
             if work.phase == "sweep_wait":
                 work.progress["sweep"] = 1
@@ -192,6 +192,7 @@ class ErasurePass:
         await self._saver.save([work for work, _ in finished])
         completions = []
         for work, record in finished:
+            work.end_pass()
             removed = {
                 name: int(state.get("removed", 0)) for name, state in work.progress.get("stores", {}).items()
             }

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
@@ -103,11 +104,12 @@ class PrivacyWorker:
         for view in claimed:
             if view.type == "erasure":
                 erasures[view.account_id].append(view)
-        for group in erasures.values():
-            await self._erasures.run(group)
-        for view in claimed:
-            if view.type != "erasure":
-                await self._answers.run(view)
+        async with self._leases_renewed([view.id for view in claimed]):
+            for group in erasures.values():
+                await self._erasures.run(group)
+            for view in claimed:
+                if view.type != "erasure":
+                    await self._answers.run(view)
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_housekeeping:
             self._next_housekeeping = loop.time() + _HOUSEKEEPING_S
@@ -115,6 +117,30 @@ class PrivacyWorker:
         else:
             await self.deliver_notices()
         return len(claimed)
+
+    @contextlib.asynccontextmanager
+    async def _leases_renewed(self, request_ids: list[str]) -> AsyncIterator[None]:
+        """Renew the lease on ``request_ids`` every third of its length while the block runs: a pass that takes
+        long (a whole account's export) keeps its requests, and only a worker that died lets its lease run out."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self._lease_s / 3)
+                try:
+                    await self._repo.leases.renew(request_ids, owner=self.owner, lease_s=self._lease_s)
+                except Exception:
+                    log.warning("renewing privacy request leases failed; will try again", exc_info=True)
+
+        if not request_ids:
+            yield
+            return
+        task = asyncio.create_task(renew(), name="privacy-lease-renewal")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def housekeeping(self) -> None:
         """Expired archives, retention purge, deadline gauges and the overdue log line, notices."""

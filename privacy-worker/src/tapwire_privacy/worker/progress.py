@@ -1,9 +1,18 @@
 """A request as the worker holds it during one pass, and how its progress is saved.
 
 Progress lives in the request record (``progress.phase`` and ``progress.stores[<store>]``) and is saved after
-every step that changed something, so a worker killed at any point resumes where the record says. A failing step
-marks the request failed for this pass: it backs off exponentially, and after ``MAX_ATTEMPTS`` failed passes it
-stops retrying (status ``failed``) until an operator re-queues it.
+every step that changed something, so a worker killed at any point resumes where the record says.
+
+Every request has two attempt limits, after which it stops being retried (status ``failed``, with
+``progress.failure`` saying why, a log line, ``tapwire_privacy_requests_stopped_total`` and a ``failed`` notice to
+the customer) until an operator re-queues it:
+
+- ``privacy_max_attempts`` failed passes (a store or step raised; each backs off exponentially);
+- ``privacy_max_abandoned_passes`` passes in a row that never ended. A pass is recorded as begun
+  (``progress.pass``) before the worker acts on the request and cleared when its outcome is saved; a worker that
+  finds the mark of an earlier pass when it begins its own knows that pass died with its worker (killed for
+  memory, say). Without this limit a request that kills every worker that takes it would be picked up by replica
+  after replica as each lease ran out, and take the other requests of each pass down with it.
 """
 
 from __future__ import annotations
@@ -12,19 +21,21 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from tapwire_core.clock import Clock
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
-from tapwire_privacy.records import RequestView
+from tapwire_privacy import metrics
+from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.repository.audit import AuditAction
 from tapwire_privacy.repository.leases import ProgressUpdate, RequestLeases
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS: Final = 30
 MAX_BACKOFF_S: Final = 600.0
+
+StopCause = Literal["errors", "abandoned"]
 
 
 @dataclass
@@ -38,6 +49,7 @@ class RequestWork:
     actions: list[AuditAction] = field(default_factory=list)
     failed: bool = False
     closure_changed: bool = False
+    stopped: StopCause | None = None
 
     @property
     def id(self) -> str:
@@ -71,6 +83,39 @@ class RequestWork:
         self.progress["attempts"] = attempts
         self.actions.append(("failed", step, {"error": error, "attempt": attempts}))
         self.progress["retry_in_s"] = min(MAX_BACKOFF_S, 2.0**attempts)
+        self.progress["last_error"] = {"step": step, "error": error}
+
+    def begin(self, owner: str, now: dt.datetime) -> int:
+        """Mark a pass as begun; returns how many passes in a row never ended, counting one whose mark is found
+        now (its worker died before saving the outcome)."""
+        earlier = self.progress.pop("pass", None)
+        if isinstance(earlier, dict):
+            abandoned = int(self.progress.get("abandoned", 0)) + 1
+            self.progress["abandoned"] = abandoned
+            self.actions.append(
+                (
+                    "pass_abandoned",
+                    None,
+                    {
+                        "worker": earlier.get("worker"),
+                        "started_at": earlier.get("started_at"),
+                        "in_a_row": abandoned,
+                    },
+                )
+            )
+        self.progress["pass"] = {"worker": owner, "started_at": iso(now)}
+        return int(self.progress.get("abandoned", 0))
+
+    def end_pass(self) -> None:
+        """The pass's outcome is being saved: it ended, so the run of abandoned passes is over."""
+        self.progress.pop("pass", None)
+        self.progress.pop("abandoned", None)
+
+    def stop(self, cause: StopCause, detail: dict[str, Any]) -> None:
+        """Stop retrying the request: it is saved as ``failed`` with the cause, for an operator to re-queue."""
+        self.stopped = cause
+        self.progress["failure"] = {"cause": cause, **detail}
+        self.actions.append(("stopped_retrying", None, {"cause": cause, **detail}))
 
 
 class ProgressSaver:
@@ -82,19 +127,42 @@ class ProgressSaver:
         self._clock = clock
         self.owner = owner
 
+    async def begin(self, works: Sequence[RequestWork]) -> list[RequestWork]:
+        """Record a pass as begun on each request (saved before anything is acted on) and return the ones to
+        work on; a request whose passes kept dying is stopped instead (saved as failed, lease released)."""
+        now = self._clock()
+        limit = self._settings.privacy_max_abandoned_passes
+        stopping = []
+        for work in works:
+            abandoned = work.begin(self.owner, now)
+            if abandoned >= limit:
+                work.stop("abandoned", {"passes": abandoned})
+                stopping.append(work)
+        go_on = [work for work in works if work.stopped is None]
+        await self.save(stopping, release=True)
+        await self.save(go_on)
+        return go_on
+
     async def save(self, works: Sequence[RequestWork], *, release: bool = False) -> None:
-        """Save each request's progress and pending audit actions in one transaction. With ``release`` the lease
-        is given up and the request falls due again: after its backoff when failed, after the sweep delay when
-        waiting for the second sweep, after a poll when verification is still waiting, else at once."""
+        """Save each request's progress and pending audit actions in one transaction. With ``release`` the pass
+        ends: the lease is given up and the request falls due again — after its backoff when failed, after the
+        sweep delay when waiting for the second sweep, after a poll when verification is still waiting, else at
+        once — unless it stopped retrying (status ``failed``)."""
         now = self._clock()
         updates = []
+        stopped = []
         for work in works:
             next_run: dt.datetime | None = None
             status = None
-            if work.failed:
+            attempts = int(work.progress.get("attempts", 0))
+            if release and work.failed and attempts >= self._settings.privacy_max_attempts:
+                work.stop("errors", {"attempts": attempts, **work.progress.get("last_error", {})})
+            if work.stopped is not None:
+                status = "failed"
+                if release:
+                    stopped.append(work)
+            elif work.failed:
                 next_run = now + dt.timedelta(seconds=float(work.progress.get("retry_in_s", 1.0)))
-                if int(work.progress.get("attempts", 0)) >= MAX_ATTEMPTS:
-                    status = "failed"
             elif work.phase == "sweep_wait":
                 status = "awaiting_sweep"
                 next_run = now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
@@ -104,6 +172,8 @@ class ProgressSaver:
                 next_run = now
             if status is None and work.view.status == "pending" and not work.failed:
                 status = "in_progress"
+            if release:
+                work.end_pass()
             updates.append(
                 ProgressUpdate(
                     request_id=work.id,
@@ -121,3 +191,16 @@ class ProgressSaver:
         lost = await self._leases.save_many(updates, owner=self.owner)
         if lost:
             log.warning("privacy requests passed to another worker", extra={"requests": len(lost)})
+        for work in stopped:
+            if work.id in lost or work.stopped is None:
+                continue
+            metrics.STOPPED.labels(work.view.type, work.stopped).inc()
+            log.error(
+                "privacy request stopped retrying; it waits for an operator to re-queue it",
+                extra={
+                    "request": work.id,
+                    "account": work.view.account_id,
+                    "type": work.view.type,
+                    **{f"failure_{k}": v for k, v in work.progress.get("failure", {}).items()},
+                },
+            )
