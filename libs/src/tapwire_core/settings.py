@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     events_topic: str = "tapwire.events"
     dead_letter_topic: str = "tapwire.events.dlq"
     topic_partitions: int = 12
+    embedded_log_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="embedded mode: records older than this leave the log (every topic, dead letters included), "
+        "whether or not they were consumed",
+    )
 
     # Gateway limits.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="compressed request body cap")

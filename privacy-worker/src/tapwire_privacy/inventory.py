@@ -6,6 +6,7 @@ inventory test refuses).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from tapwire_core.settings import Settings
@@ -189,6 +190,68 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+@dataclass(frozen=True)
+class TopicEntry:
+    """A bus topic (by the setting that names it): how long the broker keeps it, what it holds, and how an
+    erasure reaches the copies in it."""
+
+    kafka_retention_days: int
+    """The topic's ``retention.ms`` in the manifests, in days (the deployment tests hold the two equal)."""
+    holds: str
+    handler: str
+    erasure: str
+
+
+TOPICS: Final[dict[str, TopicEntry]] = {
+    "events_topic": TopicEntry(
+        7,
+        "every record ingested (envelope JSON: every category the customer sends)",
+        "bus.suppression_list",
+        "records naming a suppressed (erased) identifier are dropped by the loader when read; the copies stay "
+        "until the topic's retention removes them",
+    ),
+    "dead_letter_topic": TopicEntry(
+        14,
+        "records the loader could not store, with the reason (envelope JSON: every category the customer sends)",
+        "bus.suppression_list",
+        "a replayed dead letter naming a suppressed (erased) identifier is dropped like any record; the copies "
+        "stay until the topic's retention removes them",
+    ),
+}
+"""Every topic a ``*_topic`` setting names; ``tests/privacy/test_inventory.py`` fails for one missing here."""
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """Backups of a store: the manifests' resources that take them, how long they are kept, what a restore does
+    to an erasure."""
+
+    store: str
+    resources: tuple[str, ...]
+    """``Kind/name`` of the manifests' objects that take or keep these backups."""
+    retention: str
+    erasure: str
+
+
+BACKUPS: Final[tuple[BackupEntry, ...]] = (
+    BackupEntry(
+        "postgresql",
+        ("ScheduledBackup/tapwire-pg-nightly", "ObjectStore/tapwire-pg-backups"),
+        "30 days (the object store's retentionPolicy; base backups and WAL)",
+        "a backup taken before an erasure still holds the subject's control-plane rows until it expires; a "
+        "restore brings them back (re-run the erasures recorded since the backup)",
+    ),
+    BackupEntry(
+        "clickhouse",
+        ("CronJob/tapwire-clickhouse-backup",),
+        "until deleted from the bucket (set a lifecycle rule of 30 days or less)",
+        "a backup taken before an erasure still holds the subject's warehouse rows until it is deleted; a restore "
+        "brings them back (re-run the erasures recorded since the backup)",
+    ),
+)
+"""Every backup the manifests take; ``tests/privacy/test_inventory.py`` fails for one missing here."""
+
+
 def _retention(settings: Settings) -> dict[str, str]:
     records = f"{settings.privacy_record_retention_days} days (24 months), then purged by the privacy worker"
     return {
@@ -266,14 +329,31 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
             "columns": [{"name": "archive", "type": "zip of JSON", "category": "every category held"}],
         }
     )
-    stores.append(
-        {
-            "store": "bus",
-            "table": settings.events_topic,
-            "handler": "bus.suppression_list",
-            "retention": "the raw topic's retention (broker setting retention.ms): the longest time a copy of an "
-            "erased subject's record can survive; records read after the erasure are dropped by the loader",
-            "columns": [{"name": "value", "type": "envelope JSON", "category": "every category ingested"}],
-        }
-    )
+    embedded = f"{settings.embedded_log_retention_hours:g} hours in embedded mode (TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS)"
+    for setting, topic in TOPICS.items():
+        stores.append(
+            {
+                "store": "bus",
+                "table": getattr(settings, setting),
+                "handler": topic.handler,
+                "erasure": topic.erasure,
+                "retention": f"{topic.kafka_retention_days} days on Kafka (retention.ms), {embedded}, whether "
+                "or not it was read; deleted records are overwritten on disk: the longest time a copy of an "
+                "erased subject's record can survive",
+                "columns": [{"name": "value", "type": "envelope JSON", "category": topic.holds}],
+            }
+        )
+    for backup in BACKUPS:
+        stores.append(
+            {
+                "store": "backups",
+                "table": backup.store,
+                "handler": None,
+                "erasure": backup.erasure,
+                "retention": backup.retention,
+                "columns": [
+                    {"name": "backup", "type": ", ".join(backup.resources), "category": "every category held"}
+                ],
+            }
+        )
     return {"status": "success", "stores": stores}

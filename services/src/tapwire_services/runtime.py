@@ -77,6 +77,7 @@ async def _safe(check: object) -> bool:
 def embedded(settings: Settings) -> Components:
     """Everything in-process under ``TAPWIRE_DATA_DIR``: SQLite log, chDB, SQLite control plane."""
     from tapwire_core.bus.embedded import EmbeddedBus
+    from tapwire_core.bus.embedded_store import Retention
     from tapwire_core.warehouse.chdb import ChdbWarehouse
 
     data = settings.data_dir.resolve()
@@ -84,7 +85,9 @@ def embedded(settings: Settings) -> Components:
     return Components(
         settings=settings,
         store=ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}"),
-        bus=EmbeddedBus(data / "log"),
+        bus=EmbeddedBus(
+            data / "log", retention=Retention(max_age_s=settings.embedded_log_retention_hours * 3600)
+        ),
         warehouse=ChdbWarehouse(data / "chdb"),
     )
 
