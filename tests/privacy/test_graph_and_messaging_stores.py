@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tapwire_core.control.messaging import consent as consent_api
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
@@ -122,10 +123,18 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
         assert len(outbox["push", ""].device) == 32 and outbox["push", ""].device != device_id("tok-carol")
         assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
-        consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
-        assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
+        consent = [(r.subject_kind, r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
+        # The opt-out stays, as a keyed hash of the user key; the subscription is gone.
+        assert [(kind, state) for kind, _, state in consent] == [("user#", "unsubscribed")]
+        assert "carol" not in repr(consent)
         campaign = (await session.scalars(select(CampaignRow))).one()
         assert campaign.audience == {"identities": {"Identity": ["bob"]}}
+    # Sends are still checked against it: carol re-imported gets no text, and her email is no longer refused.
+    recipients = [
+        consent_api.Recipient(user_key="i:carol", channel="sms", phone="+15550100"),
+        consent_api.Recipient(user_key="i:carol", channel="email", email="carol@example.com"),
+    ]
+    assert await consent_api.blocked(rig.control.engine, account_id="ACC-1", recipients=recipients) == {0}
 
 
 async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
@@ -164,7 +173,8 @@ async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig
         removed[view.id] = {name: state["removed"] for name, state in done.progress["stores"].items()}
     assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
     assert removed[carol.id]["control.message_interactions"] == 1
-    assert removed[carol.id]["control.message_consent"] == 1
+    # Her subscription deleted and her opt-out rewritten under a keyed hash.
+    assert removed[carol.id]["control.message_consent"] == 2
     assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them
     for quiet in (nobody.id, other.id):
         assert not any(removed[quiet][name] for name in removed[quiet] if name.startswith("control."))

@@ -148,7 +148,8 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
     },
     "message_consent": {
         **dict.fromkeys(("account_id", "subject_kind", "channel", "source"), NONE),
-        "subject": f"{IDENTIFIER} or {CONTACT} (user key, email address, phone number or push token)",
+        "subject": f"{IDENTIFIER} or {CONTACT} (user key, email address, phone number or push token); after "
+        f"an erasure, {PSEUDONYM} (opt-outs kept under a keyed hash)",
         "state": "communication preference",
         "updated_ms": BEHAVIOUR,
     },
@@ -270,7 +271,7 @@ def _retention(settings: Settings) -> dict[str, str]:
         "identity_edges": "until erased by a privacy request or the account's erasure",
         "outbox": "until erased (then pseudonymised: status and times kept for the campaign's counts)",
         "message_consent": "subscriptions until erased; opt-outs until the subject resubscribes (kept through "
-        "an erasure so messaging cannot resume)",
+        "an erasure, as keyed hashes, so messaging cannot resume)",
         "message_interactions": "until erased by a privacy request or the account's erasure",
         "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
         "segments": "while the account keeps the segment",

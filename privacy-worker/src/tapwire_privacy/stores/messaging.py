@@ -7,9 +7,10 @@ A subject is matched by user key and, where a table holds addresses, by the valu
   becomes a salted pseudonym (``x:<hash>``), so does a push row's device (a hash of its token), and the address,
   profile snapshot and provider detail are cleared; a message still pending becomes ``suppressed``.
 - ``message_interactions``: deleted.
-- ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes, dead push tokens) are
-  retained on purpose, as the objection list is: a suppression must outlive the profile or a re-import would
-  message the person again. ``verify`` reports them with that reason.
+- ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes) are retained on purpose, as
+  the objection list is (a suppression must outlive the profile or a re-import would message the person again),
+  but rewritten under a keyed hash of their subject, which sends are checked against: no plaintext address or
+  user key stays. ``verify`` requires no plaintext entry and reports the kept ones with that reason.
 - ``campaigns``: an explicit-identities audience loses the subject's identifiers.
 
 A tenant-level scope deletes every row of the account.
@@ -20,9 +21,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tapwire_core.control.messaging import consent
+from tapwire_core.control.messaging.consent import hashed_subject
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
@@ -147,10 +150,15 @@ class InteractionsHandler(_ControlHandler):
 
 
 class ConsentHandler(_ControlHandler):
+    """Subscriptions are deleted; opt-outs (unsubscribes) outlive the erasure, as they must, but
+    as keyed hashes of their subject (``consent.hashed_subject``), which sends are still checked against: no
+    plaintext address or user key of the subject is kept."""
+
     name = "control.message_consent"
     reason = "an opt-out must outlive the data, or a re-import would message the person again"
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
+        """The scope's entries with a plaintext subject (every entry of the account for a tenant scope)."""
         condition = ConsentRow.account_id == scope.account_id
         if scope.keys is None:
             return condition
@@ -160,9 +168,52 @@ class ConsentHandler(_ControlHandler):
             (ConsentRow.subject_kind == "phone") & ConsentRow.subject.in_(_values(scope.keys, "p:")),
         )
 
+    @staticmethod
+    def _hashed_subjects(salt: bytes, scope: Scope) -> list[tuple[str, str]]:
+        """The (kind, subject) an erasure keeps the subject's opt-outs under."""
+        keys = scope.keys or frozenset()
+        return [
+            *(hashed_subject(salt, scope.account_id, "user", key) for key in sorted(keys)),
+            *(hashed_subject(salt, scope.account_id, "email", email) for email in _emails(keys)),
+            *(hashed_subject(salt, scope.account_id, "phone", phone) for phone in _values(keys, "p:")),
+        ]
+
+    def _hashed_match(self, salt: bytes, scope: Scope) -> ColumnElement[bool]:
+        """The subject's entries an erasure kept, under their hashed subjects."""
+        return (ConsentRow.account_id == scope.account_id) & or_(
+            false(),
+            *(
+                (ConsentRow.subject_kind == kind) & (ConsentRow.subject == subject)
+                for kind, subject in self._hashed_subjects(salt, scope)
+            ),
+        )
+
     async def _rows(self, scope: Scope) -> list[ConsentRow]:
         async with AsyncSession(self._engine) as session:
             return list(await session.scalars(select(ConsentRow).where(self._match(scope))))
+
+    async def _kept(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Per request, the subject's opt-outs kept under hashed subjects (none for a tenant scope: those all
+        go); one query per account, however many requests."""
+        kept = {scope.request_id: 0 for scope in scopes}
+        async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            for account_id in {scope.account_id for scope in scopes if scope.keys is not None}:
+                owners: dict[tuple[str, str], list[str]] = {}
+                for scope in scopes:
+                    if scope.account_id == account_id and scope.keys is not None:
+                        for hashed in self._hashed_subjects(salt, scope):
+                            owners.setdefault(hashed, []).append(scope.request_id)
+                found = await session.execute(
+                    select(ConsentRow.subject_kind, ConsentRow.subject).where(
+                        ConsentRow.account_id == account_id,
+                        ConsentRow.subject.in_(sorted({value for _, value in owners})),
+                    )
+                )
+                for kind, subject in found.all():
+                    for request_id in owners.get((kind, subject), ()):
+                        kept[request_id] += 1
+        return kept
 
     async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
         async for rows in row_batches(self._engine, select(ConsentRow).where(self._match(scope))):
@@ -177,38 +228,81 @@ class ConsentHandler(_ControlHandler):
                 }
                 for r in rows
             ]
+        if scope.keys is None:
+            return
+        async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+        query = select(ConsentRow).where(self._hashed_match(salt, scope))
+        async for rows in row_batches(self._engine, query):
+            yield [
+                {
+                    "kind": r.subject_kind.removesuffix(consent.HASHED),
+                    "subject": "kept as a keyed hash after an erasure",
+                    "channel": r.channel,
+                    "state": r.state,
+                    "source": r.source,
+                    "updated_ms": r.updated_ms,
+                }
+                for r in rows
+            ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
-        """Rows an erasure removes: subscriptions (every row for a tenant-level scope)."""
+        """Entries an erasure acts on: every plaintext entry of the subject (subscriptions are deleted, opt-outs
+        rewritten under hashed subjects); every entry of the account for a tenant scope."""
         union = subjects_union(scopes)
         if union is not None and not await self._rows(union):
             return {scope.request_id: 0 for scope in scopes}
-        return {
-            scope.request_id: sum(
-                1 for r in await self._rows(scope) if scope.tenant or r.state == "subscribed"
-            )
-            for scope in scopes
-        }
+        return {scope.request_id: len(await self._rows(scope)) for scope in scopes}
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
         async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
             for scope in scopes:
-                query = delete(ConsentRow).where(self._match(scope))
-                if scope.keys is not None:
-                    query = query.where(ConsentRow.state == "subscribed")
-                await session.execute(query)
+                if scope.keys is None:
+                    await session.execute(delete(ConsentRow).where(self._match(scope)))
+                    continue
+                for row in list(await session.scalars(select(ConsentRow).where(self._match(scope)))):
+                    await session.delete(row)
+                    await session.flush()
+                    if row.state != "subscribed":
+                        await self._keep_hashed(session, salt, row)
+
+    @staticmethod
+    async def _keep_hashed(session: AsyncSession, salt: bytes, row: ConsentRow) -> None:
+        """Keep ``row``'s opt-out under its hashed subject; of two entries for one hashed subject and channel the
+        later one wins, as it does between plaintext entries."""
+        kind: consent.SubjectKind = row.subject_kind  # type: ignore[assignment]
+        hashed_kind, hashed = hashed_subject(salt, row.account_id, kind, row.subject)
+        kept = await session.get(ConsentRow, (row.account_id, hashed_kind, hashed, row.channel))
+        if kept is None:
+            session.add(
+                ConsentRow(
+                    account_id=row.account_id,
+                    subject_kind=hashed_kind,
+                    subject=hashed,
+                    channel=row.channel,
+                    state=row.state,
+                    source=row.source,
+                    updated_ms=row.updated_ms,
+                )
+            )
+        elif kept.updated_ms <= row.updated_ms:
+            kept.state, kept.source, kept.updated_ms = row.state, row.source, row.updated_ms
+        await session.flush()
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         verdicts = {}
         union = subjects_union(scopes)
         held = union is None or bool(await self._rows(union))
+        kept_of = await self._kept(scopes)
         for scope in scopes:
-            rows = await self._rows(scope) if held else []
-            kept = [r for r in rows if r.state != "subscribed" and not scope.tenant]
+            residue = len(await self._rows(scope)) if held else 0
+            kept = kept_of[scope.request_id]
             verdicts[scope.request_id] = Verification(
-                residue=len(rows) - len(kept),
+                residue=residue,
                 pending=False,
-                checked=f"{len(kept)} opt-out entries retained by design: {self.reason}; {_IMMEDIATE}",
+                checked=f"no entry naming the subject in plaintext; {kept} opt-out entries retained by design "
+                f"as keyed hashes: {self.reason}; {_IMMEDIATE}",
             )
         return verdicts
 

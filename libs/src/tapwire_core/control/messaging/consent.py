@@ -15,6 +15,11 @@ Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) a
 
 Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
 ``token`` (a push token the provider reported as unregistered; never used again).
+
+An erased person's opt-outs must outlive the erasure (or a re-import would message them again) without keeping
+their address: the privacy worker rewrites them as *hashed* entries (:func:`hashed_subject`: kind ``email#``,
+``phone#``, ``user#`` or ``token#`` and a keyed hash of the subject under the deployment's identifier salt), and
+:func:`blocked` and :func:`dead_tokens` check every recipient against both forms.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Final, Literal, cast
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control import marketing_objections as objections
 from tapwire_core.control.messaging.models import ConsentRow
+from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,21 @@ ConsentState = Literal["unsubscribed", "subscribed", "objected"]
 ALL_CHANNELS = "all"
 
 
+HASHED: Final = "#"
+"""Suffix of a hashed entry's kind (``email#``): its subject is :func:`hashed_subject`'s hash."""
+
+_KEY_PREFIXES: Final[dict[str, str]] = {"user": "", "email": "e:", "phone": "p:", "token": "t:"}
+
+
 def normalise_subject(kind: SubjectKind, subject: str) -> str:
     return subject.strip().lower() if kind == "email" else subject.strip()
+
+
+def hashed_subject(salt: bytes, account_id: str, kind: SubjectKind, subject: str) -> tuple[str, str]:
+    """The (kind, subject) an entry for ``subject`` is kept under once its subject is erased: a keyed hash of
+    the subject in subject-key form (``e:<address>``, ``p:<number>``, the user key, ``t:<token>``)."""
+    key = _KEY_PREFIXES[kind] + normalise_subject(kind, subject)
+    return kind + HASHED, key_hash(salt, account_id, key)
 
 
 async def set_consent(
@@ -122,14 +141,24 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
     """
     if not recipients:
         return set()
-    users = {r.user_key for r in recipients}
-    emails = {normalise_subject("email", r.email) for r in recipients if r.email}
-    phones = {r.phone for r in recipients if r.phone}
-    conditions = [and_(ConsentRow.subject_kind == "user", ConsentRow.subject.in_(users))]
-    if emails:
-        conditions.append(and_(ConsentRow.subject_kind == "email", ConsentRow.subject.in_(emails)))
-    if phones:
-        conditions.append(and_(ConsentRow.subject_kind == "phone", ConsentRow.subject.in_(phones)))
+    subjects_of = [_subjects(recipient) for recipient in recipients]
+    # A transaction of its own: the first look may create the deployment's identifier salt, which must stick.
+    async with AsyncSession(engine) as session, session.begin():
+        salt = await deployment_secret(session, IDENTIFIER_SALT)
+        objected = await objections.objected_keys(
+            session, account_id=account_id, keys={k for r in recipients for k in _subject_keys(r)}
+        )
+    # Every subject in plain form, and the hashed form an erasure keeps its opt-outs under (back to the plain).
+    plain = {subject for subjects in subjects_of for subject in subjects}
+    forms: dict[tuple[str, str], tuple[str, str]] = {subject: subject for subject in plain}
+    forms.update({hashed_subject(salt, account_id, kind, value): (kind, value) for kind, value in plain})
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in forms:
+        by_kind.setdefault(kind, set()).add(value)
+    conditions = [
+        and_(ConsentRow.subject_kind == kind, ConsentRow.subject.in_(sorted(values)))
+        for kind, values in by_kind.items()
+    ]
     async with engine.connect() as connection:
         rows = (
             await connection.execute(
@@ -142,22 +171,28 @@ async def blocked(engine: AsyncEngine, *, account_id: str, recipients: Sequence[
                 ).where(ConsentRow.account_id == account_id, or_(*conditions))
             )
         ).all()
-    objected = await _objected(engine, account_id, recipients)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
-        entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
+        entries.setdefault(forms.get((kind, subject), (kind, subject)), []).append(
+            (channel, state, int(updated))
+        )
     refused: set[int] = set()
-    for index, recipient in enumerate(recipients):
-        subjects: list[tuple[str, str]] = [("user", recipient.user_key)]
-        if recipient.email:
-            subjects.append(("email", normalise_subject("email", recipient.email)))
-        if recipient.phone:
-            subjects.append(("phone", recipient.phone))
+    for index, (recipient, subjects) in enumerate(zip(recipients, subjects_of, strict=True)):
         if objected & set(_subject_keys(recipient)) or _refused(
             recipient.channel, (e for s in subjects for e in entries.get(s, ()))
         ):
             refused.add(index)
     return refused
+
+
+def _subjects(recipient: Recipient) -> list[tuple[SubjectKind, str]]:
+    """The consent subjects (kind, normalised value) that decide for this recipient."""
+    subjects: list[tuple[SubjectKind, str]] = [("user", recipient.user_key)]
+    if recipient.email:
+        subjects.append(("email", normalise_subject("email", recipient.email)))
+    if recipient.phone:
+        subjects.append(("phone", normalise_subject("phone", recipient.phone)))
+    return subjects
 
 
 def _subject_keys(recipient: Recipient) -> list[str]:
@@ -168,14 +203,6 @@ def _subject_keys(recipient: Recipient) -> list[str]:
     if recipient.phone:
         keys.append(f"p:{recipient.phone.strip()}")
     return keys
-
-
-async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient]) -> set[str]:
-    # A transaction of its own: the first look may create the deployment's identifier salt, which must stick.
-    async with AsyncSession(engine) as session, session.begin():
-        return await objections.objected_keys(
-            session, account_id=account_id, keys={k for r in recipients for k in _subject_keys(r)}
-        )
 
 
 def _refused(channel: str, entries: Iterable[tuple[str, str, int]]) -> bool:
@@ -192,15 +219,20 @@ async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[
     """The push tokens among ``tokens`` that a provider reported as unregistered."""
     if not tokens:
         return set()
+    async with AsyncSession(engine) as session, session.begin():
+        salt = await deployment_secret(session, IDENTIFIER_SALT)
+    hashed = {hashed_subject(salt, account_id, "token", token)[1]: token for token in tokens}
     async with engine.connect() as connection:
         rows = await connection.execute(
-            select(ConsentRow.subject).where(
+            select(ConsentRow.subject_kind, ConsentRow.subject).where(
                 ConsentRow.account_id == account_id,
-                ConsentRow.subject_kind == "token",
-                ConsentRow.subject.in_(list(tokens)),
+                or_(
+                    and_(ConsentRow.subject_kind == "token", ConsentRow.subject.in_(list(tokens))),
+                    and_(ConsentRow.subject_kind == "token" + HASHED, ConsentRow.subject.in_(list(hashed))),
+                ),
             )
         )
-        return {str(subject) for subject in rows.scalars()}
+        return {str(subject) if kind == "token" else hashed[subject] for kind, subject in rows.all()}
 
 
 @dataclass(frozen=True, slots=True)
