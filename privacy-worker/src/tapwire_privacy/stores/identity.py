@@ -22,6 +22,7 @@ from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_privacy.records import iso
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.control_deletes import deletion_note
 from tapwire_privacy.stores.row_batches import row_batches
 
 _ALIAS_COLUMNS = ("account_id", "alias_key", "canonical_key", "merged_at", "version", "active")
@@ -114,8 +115,8 @@ class IdentityGraphHandler(StoreHandler):
             request_id: Verification(
                 residue=n,
                 pending=False,
-                checked="identity_nodes and identity_edges rows naming the subject's keys (control database; "
-                "deletes are immediate and physical)",
+                checked="identity_nodes and identity_edges rows naming the subject's keys (control database); "
+                + deletion_note(self._engine),
             )
             for request_id, n in counts.items()
         }

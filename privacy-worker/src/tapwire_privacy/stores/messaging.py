@@ -31,10 +31,10 @@ from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deploymen
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.control_deletes import deletion_note
 from tapwire_privacy.stores.row_batches import row_batches
 
 PSEUDONYM_PREFIX = "x:"
-_IMMEDIATE = "deletes and updates in the control database are immediate and physical"
 
 
 def _values(keys: frozenset[str], prefix: str) -> list[str]:
@@ -61,7 +61,7 @@ class _ControlHandler(StoreHandler):
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         counts = await self.count(scopes)
         return {
-            rid: Verification(n, False, f"{self.name} rows naming the subject; {_IMMEDIATE}")
+            rid: Verification(n, False, f"{self.name} rows naming the subject; {deletion_note(self._engine)}")
             for rid, n in counts.items()
         }
 
@@ -302,7 +302,7 @@ class ConsentHandler(_ControlHandler):
                 residue=residue,
                 pending=False,
                 checked=f"no entry naming the subject in plaintext; {kept} opt-out entries retained by design "
-                f"as keyed hashes: {self.reason}; {_IMMEDIATE}",
+                f"as keyed hashes: {self.reason}; {deletion_note(self._engine)}",
             )
         return verdicts
 

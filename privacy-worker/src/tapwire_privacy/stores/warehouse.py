@@ -9,9 +9,11 @@ text (parameters inlined) in ``system.mutations`` and on disk; the log then hold
 Verification proves physical removal, not hiding: it waits until ``system.mutations`` shows every mutation of
 the table done (a finished mutation has rewritten every part that held a matching row), then counts matching
 rows *without* ``FINAL`` across all active parts (so rows a ReplacingMergeTree merge has not yet collapsed are
-counted too), and requires zero. No lightweight delete (``DELETE FROM``) is used, so there is no row mask that
-would hide rows still on disk. The parts a mutation replaced are deleted by the server after
-``old_parts_lifetime`` (8 minutes by default); the proof names this.
+counted too) and without the lightweight-delete mask (``apply_deleted_mask = 0``: a row a ``DELETE FROM`` hides
+is still on disk, and an ``ALTER TABLE … DELETE`` does not see it, so the erasure then applies the mask), and
+requires zero. A detached part cannot be read, so while one exists the check does not finish. The parts a
+mutation replaced are deleted by the server after ``old_parts_lifetime`` (8 minutes by default); the proof
+names how many there are and that time.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.connect import checked_identifier
 from tapwire_privacy.stores.base import EXPORT_BATCH_ROWS, StoreHandler, Verification
 
+# Counted rows include those a lightweight delete (``DELETE FROM``) only hides: they are still on disk.
+_ALL_ROWS: Final = " SETTINGS apply_deleted_mask = 0"
 # Many subjects per statement, but bounded: clickhouse-connect sends parameters in the URL.
 MAX_VALUES_PER_STATEMENT: Final = 20_000
 PROFILE_IDENTIFIER_FIELDS: Final = {"Email": "email", "Phone": "phone", "Identity": "identity"}
@@ -290,12 +294,13 @@ class WarehouseTableHandler(StoreHandler):
                 return
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Rows per request held in every active part, those a lightweight delete only hides included."""
         counts = {scope.request_id: 0 for scope in scopes}
         for account_id, group in _by_account(scopes).items():
             tenant = [s for s in group if s.tenant]
             for scope in tenant:
                 rows = await self._warehouse.query(
-                    f"SELECT count() AS n FROM {self.spec.table} WHERE account_id = {{account:String}}",
+                    f"SELECT count() AS n FROM {self.spec.table} WHERE account_id = {{account:String}}{_ALL_ROWS}",
                     {"account": account_id},
                 )
                 counts[scope.request_id] = int(rows[0]["n"])
@@ -307,7 +312,7 @@ class WarehouseTableHandler(StoreHandler):
             where = self._match(union, params)
             columns = ", ".join(c.column for c in self.spec.key_columns)
             rows = await self._warehouse.query(
-                f"SELECT {columns}, count() AS n FROM {self.spec.table} WHERE {where} GROUP BY {columns}",
+                f"SELECT {columns}, count() AS n FROM {self.spec.table} WHERE {where} GROUP BY {columns}{_ALL_ROWS}",
                 params,
             )
             for row in rows:
@@ -333,17 +338,52 @@ class WarehouseTableHandler(StoreHandler):
                     frozenset(union[start : start + MAX_VALUES_PER_STATEMENT]), params
                 )
                 await self._warehouse.command(f"ALTER TABLE {self._storage()} DELETE WHERE {where}", params)
+        if await self._parts_with_hidden_rows():
+            # Rows a lightweight delete (``DELETE FROM``, run by hand: tapwire issues none) hides stay on disk, and
+            # an ``ALTER TABLE … DELETE`` does not see them: only applying the mask rewrites them away.
+            await self._warehouse.command(f"ALTER TABLE {self._storage()} APPLY DELETED MASK")
+
+    def _system(self, table: str) -> str:
+        return f"clusterAllReplicas({self._cluster}, system.{table})" if self._cluster else f"system.{table}"
+
+    def _local_table(self) -> str:
+        return f"{self.spec.table}_local" if self._cluster else self.spec.table
+
+    async def _parts_with_hidden_rows(self) -> int:
+        """Active parts of the table holding rows a lightweight delete hides."""
+        rows = await self._warehouse.query(
+            f"SELECT count() AS n FROM {self._system('parts')} WHERE database = currentDatabase() "
+            "AND table = {table:String} AND active AND has_lightweight_delete",
+            {"table": self._local_table()},
+        )
+        return int(rows[0]["n"])
+
+    async def parts_off_the_books(self) -> tuple[int, int, int]:
+        """Parts holding data no query reads: (detached parts, outdated parts, their ``old_parts_lifetime`` in
+        seconds). An outdated part was replaced (by a merge or a mutation) and is deleted by the server once
+        it has been outdated for ``old_parts_lifetime``; a detached part stays until someone drops it."""
+        params = {"table": self._local_table()}
+        detached = await self._warehouse.query(
+            f"SELECT count() AS n FROM {self._system('detached_parts')} "
+            "WHERE database = currentDatabase() AND table = {table:String}",
+            params,
+        )
+        outdated = await self._warehouse.query(
+            f"SELECT count() AS n FROM {self._system('parts')} "
+            "WHERE database = currentDatabase() AND table = {table:String} AND NOT active",
+            params,
+        )
+        lifetime = await self._warehouse.query(
+            "SELECT toUInt64OrZero(value) AS s FROM system.merge_tree_settings WHERE name = 'old_parts_lifetime'"
+        )
+        return int(detached[0]["n"]), int(outdated[0]["n"]), int(lifetime[0]["s"]) if lifetime else 0
 
     async def mutations_pending(self) -> tuple[int, str]:
         """Unfinished mutations on this table and the latest failure reason among them ("" when none)."""
-        source = (
-            f"clusterAllReplicas({self._cluster}, system.mutations)" if self._cluster else "system.mutations"
-        )
-        table = f"{self.spec.table}_local" if self._cluster else self.spec.table
         rows = await self._warehouse.query(
-            f"SELECT count() AS n, max(latest_fail_reason) AS reason FROM {source} "
+            f"SELECT count() AS n, max(latest_fail_reason) AS reason FROM {self._system('mutations')} "
             "WHERE database = currentDatabase() AND table = {table:String} AND is_done = 0",
-            {"table": table},
+            {"table": self._local_table()},
         )
         return int(rows[0]["n"]), str(rows[0]["reason"] or "")
 
@@ -363,17 +403,30 @@ class WarehouseTableHandler(StoreHandler):
             await asyncio.sleep(self._poll_s)
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
+        """No unfinished mutation, no row of the scope in any active part (counted without ``FINAL`` and without
+        the lightweight-delete mask, so rows a merge has not collapsed and rows only hidden count), and no
+        detached part (which no query can read, so nothing can be proven about it: the check waits until an
+        operator drops it). Outdated parts are named with the time the server keeps them."""
         pending, reason = await self.mutations_pending()
         counts = await self.count(scopes)
+        detached, outdated, lifetime = await self.parts_off_the_books()
         checked = (
             f"system.mutations: no unfinished mutation on {self.spec.table}"
             + (f" (failing: {reason[:200]})" if reason else "")
-            + f"; count() without FINAL over every active part of {self.spec.table} for the subject's "
-            "identifiers; parts replaced by the mutation are deleted by the server after old_parts_lifetime"
+            + f"; count() without FINAL and without the lightweight-delete mask over every active part of "
+            f"{self.spec.table} for the subject's identifiers; system.detached_parts: "
+            + (
+                f"{detached} detached parts cannot be read: drop them (ALTER TABLE … DROP DETACHED PART) for the "
+                "check to finish"
+                if detached
+                else "none"
+            )
+            + f"; system.parts: {outdated} outdated parts, deleted by the server within old_parts_lifetime "
+            f"({lifetime} s) of being replaced"
         )
         return {
             scope.request_id: Verification(
-                residue=counts[scope.request_id], pending=pending > 0, checked=checked
+                residue=counts[scope.request_id], pending=pending > 0 or detached > 0, checked=checked
             )
             for scope in scopes
         }
