@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,3 +81,33 @@ async def test_an_erased_subjects_opt_outs_are_kept_only_as_keyed_hashes(rig: Ri
         await _blocked(rig, consent.Recipient(user_key="i:dana-2", channel="email", email="dana@example.com"))
         == set()
     )
+
+
+def _database_bytes(rig: Rig) -> bytes:
+    """Every file of the control database: the database itself and its write-ahead log."""
+    database = Path(str(rig.control.engine.url.database))
+    return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*") if p.is_file())
+
+
+async def test_an_erased_address_is_gone_from_the_control_databases_bytes(rig: Rig) -> None:
+    await _set(rig, "email", "dana@example.com", channel="email", state="unsubscribed", at=10)
+    await _set(rig, "phone", "+15550199", channel="all", state="unsubscribed", at=11)
+    await _set(rig, "email", "eve@example.com", channel="email", state="unsubscribed", at=12)
+    # The check can fail: before the erasure the address is in the files.
+    assert b"dana@example.com" in _database_bytes(rig) and b"+15550199" in _database_bytes(rig)
+    await rig.repository.requests.create(
+        account_id="ACC-1",
+        type="erasure",
+        scope="subject",
+        channel="api",
+        jurisdiction="gdpr",
+        keys=["e:dana@example.com", "p:+15550199"],
+    )
+    await rig.run_until_settled()
+
+    stored = _database_bytes(rig)
+    assert b"dana@example.com" not in stored and b"+15550199" not in stored
+    assert b"eve@example.com" in stored
+    assert await _blocked(
+        rig, consent.Recipient(user_key="i:new", channel="email", email="dana@example.com")
+    ) == {0}

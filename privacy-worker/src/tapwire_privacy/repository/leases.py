@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from tapwire_core.control.privacy.models import PrivacyRequestRow
+from tapwire_core.control.privacy.models import PrivacyRequestRow, PrivacyRequestSubjectRow
 from tapwire_privacy.records import WORKABLE_STATUSES, RequestView, Status
 from tapwire_privacy.repository.audit import AuditAction, AuditLog
 from tapwire_privacy.repository.notices import NoticeQueue
 from tapwire_privacy.repository.requests import RequestConflict
 from tapwire_privacy.repository.transactions import Transactions
 from tapwire_privacy.repository.working_sets import WorkingSets
+from tapwire_privacy.stores.control_deletes import make_deletes_physical
 
 
 @dataclass
@@ -195,6 +196,9 @@ class RequestLeases:
             finished = [row.id for row in rows]
             if finished:
                 await self._working_sets.drop(session, finished)
+        if finished:
+            # The working sets held the subjects' identifiers in plaintext: gone from the files too.
+            await make_deletes_physical(self._tx.engine, [PrivacyRequestSubjectRow.__tablename__])
         return set(by_id) - set(finished)
 
     async def complete(

@@ -15,6 +15,7 @@ class Transactions:
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.engine = engine
         self.clock = clock
 
     @asynccontextmanager

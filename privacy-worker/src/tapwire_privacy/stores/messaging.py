@@ -31,7 +31,7 @@ from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deploymen
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
-from tapwire_privacy.stores.control_deletes import deletion_note
+from tapwire_privacy.stores.control_deletes import deletion_note, make_deletes_physical
 from tapwire_privacy.stores.row_batches import row_batches
 
 PSEUDONYM_PREFIX = "x:"
@@ -46,8 +46,15 @@ def _emails(keys: frozenset[str]) -> list[str]:
 
 
 class _ControlHandler(StoreHandler):
+    table: str
+    """The control table this handler erases from (named by its model)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    async def settle(self) -> None:
+        """The deletes and rewrites just committed leave no earlier copy of a row in the database's files."""
+        await make_deletes_physical(self._engine, [self.table])
 
     async def _count(self, scope: Scope) -> int:
         return sum([len(batch) async for batch in self.export(scope)])
@@ -68,6 +75,7 @@ class _ControlHandler(StoreHandler):
 
 class OutboxHandler(_ControlHandler):
     name = "control.outbox"
+    table = OutboxRow.__tablename__
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
         condition = OutboxRow.account_id == scope.account_id
@@ -122,6 +130,7 @@ class OutboxHandler(_ControlHandler):
 
 class InteractionsHandler(_ControlHandler):
     name = "control.message_interactions"
+    table = InteractionRow.__tablename__
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
         campaigns = select(CampaignRow.id).where(CampaignRow.account_id == scope.account_id)
@@ -155,6 +164,7 @@ class ConsentHandler(_ControlHandler):
     plaintext address or user key of the subject is kept."""
 
     name = "control.message_consent"
+    table = ConsentRow.__tablename__
     reason = "an opt-out must outlive the data, or a re-import would message the person again"
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
@@ -311,6 +321,7 @@ class CampaignsHandler(_ControlHandler):
     """Campaign rows hold identifiers only in an explicit-identities audience."""
 
     name = "control.campaigns"
+    table = CampaignRow.__tablename__
 
     @staticmethod
     def _named(row: CampaignRow, keys: frozenset[str]) -> list[tuple[str, str]]:
