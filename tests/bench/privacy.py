@@ -135,18 +135,22 @@ async def add_subject(warehouse: ChdbWarehouse, subject_events: int) -> None:
 
 
 async def until_done(store: ControlStore, ids: list[str], timeout_s: float = 3600) -> float:
-    """Seconds until every request in ``ids`` is completed (one cheap query per poll, not one per request)."""
+    """Seconds until every request in ``ids`` is answered: completed, or for an erasure every store erased and
+    verified (it then waits only for its copies on the bus to expire). One query per poll."""
     started = time.perf_counter()
     wanted = set(ids)
     while time.perf_counter() - started < timeout_s:
         async with store.engine.connect() as connection:
-            done = set(
-                await connection.scalars(
-                    select(PrivacyRequestRow.id).where(
-                        PrivacyRequestRow.id.in_(ids), PrivacyRequestRow.status == "completed"
-                    )
+            rows = await connection.execute(
+                select(PrivacyRequestRow.id, PrivacyRequestRow.status, PrivacyRequestRow.progress).where(
+                    PrivacyRequestRow.id.in_(ids)
                 )
             )
+            done = {
+                rid
+                for rid, status, progress in rows.all()
+                if status == "completed" or (progress or {}).get("phase") == "copies_expiring"
+            }
         if done >= wanted:
             return time.perf_counter() - started
         await asyncio.sleep(0.1)

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.bus.embedded import EmbeddedBus
+from tapwire_core.bus.embedded_store import Retention
 from tapwire_core.control.messaging.models import ConsentRow, OutboxRow
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
@@ -58,7 +59,11 @@ class Suite:
 async def suite(tmp: Path, warehouse: Warehouse, settings: Settings) -> AsyncIterator[Suite]:
     store = ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}")
     components = runtime.Components(
-        settings=settings, store=store, bus=EmbeddedBus(tmp / "log"), warehouse=warehouse
+        settings=settings,
+        store=store,
+        # The log keeps records two seconds: an erasure completes once its last copy there is gone.
+        bus=EmbeddedBus(tmp / "log", retention=Retention(max_age_s=2.0, interval_s=0.2)),
+        warehouse=warehouse,
     )
     app = build_app(
         settings,
@@ -112,6 +117,7 @@ async def test_objection_erasure_and_recipients_through_the_suite(
             sink.url,
             privacy_poll_s=0.05,
             privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
             privacy_export_dir=tmp_path / "x",
         )
         async with suite(tmp_path, warehouse, settings) as s:
@@ -174,6 +180,7 @@ async def test_erasure_deletes_the_subjects_texts_at_the_sms_provider(
             sms_url=url,
             privacy_poll_s=0.05,
             privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
             privacy_export_dir=tmp_path / "x",
         )
         async with suite(tmp_path, warehouse, settings) as s:
@@ -222,6 +229,7 @@ async def test_an_erased_person_who_unsubscribed_gets_no_mail_when_imported_agai
             sink.url,
             privacy_poll_s=0.05,
             privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
             privacy_export_dir=tmp_path / "x",
         )
         async with suite(tmp_path, warehouse, settings) as s:

@@ -3,13 +3,16 @@ and how an erasure reaches it; a new topic or backup without an entry fails here
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from tapwire_core.settings import Settings
+from tapwire_privacy.bus_copies import LEGAL_DEADLINE_FLOOR, check_retention, topic_lifetimes
 from tapwire_privacy.inventory import BACKUPS, TOPICS, build_inventory
 from tests.deploy.manifests import OVERLAYS, rendered
 
-DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 
 def _topic_settings() -> set[str]:
@@ -24,7 +27,8 @@ def test_every_topic_setting_has_an_inventory_entry_with_retention_and_erasure()
         entry = next(s for s in stores if s["store"] == "bus" and s["table"] == getattr(settings, setting))
         assert entry["handler"] == "bus.suppression_list"
         assert entry["erasure"] and "retention" in entry["erasure"]
-        assert f"{TOPICS[setting].kafka_retention_days} days on Kafka" in entry["retention"]
+        days = getattr(settings, TOPICS[setting].retention_setting) / 24
+        assert f"{days:g} days on Kafka" in entry["retention"]
         assert "48 hours in embedded mode" in entry["retention"]
 
 
@@ -39,8 +43,25 @@ def test_every_topic_the_manifests_create_is_in_the_inventory_with_its_retention
         assert name in by_name, (
             f"{overlay}: topic {name} is named by no setting, so it has no inventory entry"
         )
-        retention_ms = int(topic["spec"]["config"]["retention.ms"])
-        assert retention_ms == TOPICS[by_name[name]].kafka_retention_days * DAY_MS, name
+        # The settings the privacy worker counts on are what the topics keep.
+        config = topic["spec"]["config"]
+        retention_setting = TOPICS[by_name[name]].retention_setting
+        assert (
+            int(config["retention.ms"]) == float(o.config()[f"TAPWIRE_{retention_setting.upper()}"]) * HOUR_MS
+        )
+        assert int(config["segment.ms"]) == float(o.config()["TAPWIRE_TOPIC_SEGMENT_HOURS"]) * HOUR_MS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_manifests_bus_keeps_no_copy_past_the_legal_deadline(overlay: str) -> None:
+    config = rendered(overlay).config()
+    names = ("events_topic_retention_hours", "dead_letter_topic_retention_hours", "topic_segment_hours")
+    settings = Settings().model_copy(
+        update={name: float(config[f"TAPWIRE_{name.upper()}"]) for name in names}
+    )
+    lifetimes = topic_lifetimes(settings, embedded=None)
+    check_retention(settings, lifetimes)
+    assert max(lifetime.longest for lifetime in lifetimes) <= LEGAL_DEADLINE_FLOOR - dt.timedelta(days=4)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

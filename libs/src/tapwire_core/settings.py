@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     events_topic: str = "tapwire.events"
     dead_letter_topic: str = "tapwire.events.dlq"
     topic_partitions: int = 12
+    # What the Kafka topics keep (their retention.ms and segment.ms in the manifests, which tests hold equal): the
+    # privacy worker reports an erasure complete once the last copy of the subject's records is past them.
+    events_topic_retention_hours: float = Field(
+        default=168.0, gt=0, description="the events topic's retention.ms on Kafka, in hours"
+    )
+    dead_letter_topic_retention_hours: float = Field(
+        default=336.0, gt=0, description="the dead-letter topic's retention.ms on Kafka, in hours"
+    )
+    topic_segment_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="the topics' segment.ms on Kafka, in hours: a record leaves with its segment, up to this much "
+        "after its retention",
+    )
     embedded_log_retention_hours: float = Field(
         default=168.0,
         gt=0,

@@ -196,8 +196,9 @@ class TopicEntry:
     """A bus topic (by the setting that names it): how long the broker keeps it, what it holds, and how an
     erasure reaches the copies in it."""
 
-    kafka_retention_days: int
-    """The topic's ``retention.ms`` in the manifests, in days (the deployment tests hold the two equal)."""
+    retention_setting: str
+    """The setting that says the topic's ``retention.ms`` on Kafka, in hours (the manifests set both; the
+    inventory test holds them equal)."""
     holds: str
     handler: str
     erasure: str
@@ -205,14 +206,14 @@ class TopicEntry:
 
 TOPICS: Final[dict[str, TopicEntry]] = {
     "events_topic": TopicEntry(
-        7,
+        "events_topic_retention_hours",
         "every record ingested (envelope JSON: every category the customer sends)",
         "bus.suppression_list",
         "records naming a suppressed (erased) identifier are dropped by the loader when read; the copies stay "
         "until the topic's retention removes them",
     ),
     "dead_letter_topic": TopicEntry(
-        14,
+        "dead_letter_topic_retention_hours",
         "records the loader could not store, with the reason (envelope JSON: every category the customer sends)",
         "bus.suppression_list",
         "a replayed dead letter naming a suppressed (erased) identifier is dropped like any record; the copies "
@@ -331,16 +332,19 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
         }
     )
     embedded = f"{settings.embedded_log_retention_hours:g} hours in embedded mode (TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS)"
+    segment = f"{settings.topic_segment_hours:g} hours"
     for setting, topic in TOPICS.items():
+        days = getattr(settings, topic.retention_setting) / 24
         stores.append(
             {
                 "store": "bus",
                 "table": getattr(settings, setting),
                 "handler": topic.handler,
                 "erasure": topic.erasure,
-                "retention": f"{topic.kafka_retention_days} days on Kafka (retention.ms), {embedded}, whether "
-                "or not it was read; deleted records are overwritten on disk: the longest time a copy of an "
-                "erased subject's record can survive",
+                "retention": f"{days:g} days on Kafka (retention.ms; plus up to {segment} until its segment "
+                f"closes), {embedded}, whether or not it was read; deleted records are overwritten on disk. An "
+                "erasure's completion record lists when the last copy of the subject's records is gone, and the "
+                "erasure completes only then",
                 "columns": [{"name": "value", "type": "envelope JSON", "category": topic.holds}],
             }
         )

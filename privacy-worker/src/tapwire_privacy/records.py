@@ -131,6 +131,10 @@ class RequestView:
             "verification": self.verification,
             "subject_hash": self.subject_hash,
         }
+        if self.type == "erasure":
+            # Copies on the bus no erasure reaches, and when the last is gone (then the request completes).
+            body["bus_copies"] = self.progress.get("bus_copies", [])
+            body["copies_gone_at"] = self.progress.get("copies_gone_at")
         if self.type == "export":
             body["export_expires_at"] = iso(self.export_expires_at)
             body["export_erased_at"] = iso(self.export_erased_at)

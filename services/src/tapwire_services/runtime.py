@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tapwire_core.bus import Bus
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_core.warehouse.migrations import migrate, schema_is_current
+
+if TYPE_CHECKING:
+    from tapwire_core.bus.embedded_store import Retention
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +77,18 @@ async def _safe(check: object) -> bool:
     return False
 
 
+def _log_retention(settings: Settings) -> Retention:
+    """The embedded log's time bound; it looks for records past it every 30 s, or sooner for a short bound, so
+    a record never outlives the bound by more than a tenth of it (the privacy worker waits that long)."""
+    from tapwire_core.bus.embedded_store import Retention
+
+    max_age_s = settings.embedded_log_retention_hours * 3600
+    return Retention(max_age_s=max_age_s, interval_s=min(30.0, max_age_s / 10))
+
+
 def embedded(settings: Settings) -> Components:
     """Everything in-process under ``TAPWIRE_DATA_DIR``: SQLite log, chDB, SQLite control plane."""
     from tapwire_core.bus.embedded import EmbeddedBus
-    from tapwire_core.bus.embedded_store import Retention
     from tapwire_core.warehouse.chdb import ChdbWarehouse
 
     data = settings.data_dir.resolve()
@@ -85,9 +96,7 @@ def embedded(settings: Settings) -> Components:
     return Components(
         settings=settings,
         store=ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}"),
-        bus=EmbeddedBus(
-            data / "log", retention=Retention(max_age_s=settings.embedded_log_retention_hours * 3600)
-        ),
+        bus=EmbeddedBus(data / "log", retention=_log_retention(settings)),
         warehouse=ChdbWarehouse(data / "chdb"),
     )
 

@@ -121,6 +121,11 @@ class EmbeddedBus(Bus):
     async def healthy(self) -> bool:
         return self._writer is not None and self._writer.alive
 
+    @property
+    def retention(self) -> Retention:
+        """What the log keeps, and how often it deletes what it does not (the privacy worker's bound on copies)."""
+        return self._retention
+
     async def run_retention(self) -> None:
         """Apply retention now rather than at the next interval."""
         await _await(self._require_writer().run_retention(), None)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.privacy.models import PrivacyRequestSubjectRow
 from tapwire_privacy.repository.transactions import Transactions
+from tapwire_privacy.stores.control_deletes import make_deletes_physical
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class WorkingSets:
         await session.execute(
             delete(PrivacyRequestSubjectRow).where(PrivacyRequestSubjectRow.request_id.in_(request_ids))
         )
+
+    async def discard(self, request_ids: Sequence[str]) -> None:
+        """Delete the working sets of requests that will not read them again, in a transaction of their own, and
+        leave no copy of them in the database's files."""
+        if not request_ids:
+            return
+        async with self._tx.begin() as session:
+            await self.drop(session, request_ids)
+        await make_deletes_physical(self._tx.engine, [PrivacyRequestSubjectRow.__tablename__])
 
     @staticmethod
     async def set_closures(session: AsyncSession, closures: dict[str, list[str]]) -> None:

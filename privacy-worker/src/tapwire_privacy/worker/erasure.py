@@ -1,10 +1,12 @@
 """The erasure pass: one account's claimed erasures (subject or tenant) moved through their phases together.
 
-``closure -> suppress -> erase -> verify -> sweep_wait -> closure -> suppress -> erase -> verify -> completed``:
-the identity closure first, then the suppression list (so records arriving from now on are dropped), then every
-store's ``erase`` with all claimed requests of an account served by one operation per store, then ``verify``;
-after ``privacy_sweep_delay_s`` (longer than the gateway's and loader's suppression reload) the whole pass runs
-again to catch rows that landed in between, and only a clean second verification completes the request.
+``closure -> suppress -> erase -> verify -> sweep_wait -> closure -> suppress -> erase -> verify ->
+copies_expiring -> completed``: the identity closure first, then the suppression list (so records arriving from
+now on are dropped), then every store's ``erase`` with all claimed requests of an account served by one operation
+per store, then ``verify``; after ``privacy_sweep_delay_s`` the whole pass runs again to catch rows that landed in
+between. A clean second verification leaves only the copies on the bus, which no erasure reaches: the request
+drops its working set (the identifiers) and waits until the last of them is past its topic's retention
+(``tapwire_privacy.bus_copies``), then completes, its record listing those copies and when they were gone.
 
 Progress is saved before and after each delete (a store where nothing matched is saved with the next save), so
 a worker killed at any point resumes where the record says: a store marked ``erased`` is not erased again, and
@@ -22,7 +24,8 @@ from typing import Any
 from tapwire_core.clock import Clock
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
-from tapwire_privacy.records import RequestView, iso
+from tapwire_privacy.bus_copies import TopicLifetime, bus_copies, publication_ends
+from tapwire_privacy.records import RequestView, aware, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository
 from tapwire_privacy.stores.base import StoreHandler
@@ -31,6 +34,8 @@ from tapwire_privacy.worker.identities import close_identities
 from tapwire_privacy.worker.progress import ProgressSaver, RequestWork
 
 log = logging.getLogger(__name__)
+
+COPIES_EXPIRING = "copies_expiring"
 
 
 class ErasurePass:
@@ -43,8 +48,10 @@ class ErasurePass:
         clock: Clock,
         saver: ProgressSaver,
         forwarding: Forwarding,
+        bus_lifetimes: Sequence[TopicLifetime],
     ) -> None:
         self._repo = repository
+        self._bus_lifetimes = bus_lifetimes
         self._registry = registry
         self._settings = settings
         self._clock = clock
@@ -54,6 +61,11 @@ class ErasurePass:
     async def run(self, group: Sequence[RequestView]) -> None:
         """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them."""
         works = await self._saver.begin([RequestWork(view, dict(view.progress)) for view in group])
+        expiring = [w for w in works if w.phase == COPIES_EXPIRING]
+        if expiring:
+            await self._copies_expired(expiring)
+            await self._saver.save([w for w in expiring if w.phase != "completed"], release=True)
+            works = [w for w in works if w.phase not in (COPIES_EXPIRING, "completed")]
         for work in works:
             if work.phase == "sweep_wait":
                 work.progress["sweep"] = 1
@@ -163,7 +175,7 @@ class ErasurePass:
                     residue.add(work.id)
                     work.store(handler.name)["state"] = "pending"
         now = self._clock()
-        finished: list[tuple[RequestWork, dict[str, Any]]] = []
+        expiring: list[RequestWork] = []
         for work in works:
             sweep = int(work.progress.get("sweep", 0))
             record = {"sweep": sweep + 1, "checked_at": iso(now), "stores": results[work.id]}
@@ -182,9 +194,27 @@ class ErasurePass:
                     now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
                 )
             else:
-                work.phase = "completed"
-                finished.append((work, record))
-        await self._complete(finished)
+                ended = publication_ends(self._settings, now)
+                work.progress["bus_copies"] = bus_copies(self._bus_lifetimes, publication_ended=ended)
+                work.progress["copies_gone_at"] = iso(
+                    ended + max(lifetime.longest for lifetime in self._bus_lifetimes)
+                )
+                work.phase = COPIES_EXPIRING
+                work.actions.append(("bus_copies_expiring", None, {"until": work.progress["copies_gone_at"]}))
+                expiring.append(work)
+        if expiring:
+            # Nothing reads the identifiers any more: the stores are clean and the bus copies just expire.
+            await self._repo.working_sets.discard([work.id for work in expiring])
+        await self._copies_expired(expiring)
+
+    async def _copies_expired(self, works: list[RequestWork]) -> None:
+        """Complete the requests whose last bus copy is past its retention; the others wait for it (their
+        release sets them due then)."""
+        now = self._clock()
+        gone = [w for w in works if aware(_parse(w.progress["copies_gone_at"])) <= now]
+        for work in gone:
+            work.phase = "completed"
+        await self._complete([(work, work.progress["verifications"][-1]) for work in gone])
 
     async def _complete(self, finished: list[tuple[RequestWork, dict[str, Any]]]) -> None:
         if not finished:
@@ -201,6 +231,7 @@ class ErasurePass:
                 "sweeps": len(work.progress.get("verifications", [])),
                 "stores": record["stores"],
                 "checked_at": record["checked_at"],
+                "bus_copies": work.progress.get("bus_copies", []),
             }
             completions.append(
                 Completion(
@@ -221,3 +252,7 @@ class ErasurePass:
                 continue
             metrics.COMPLETED.labels("erasure", "completed").inc()
             log.info("privacy request completed", extra={"request": work.id, "type": "erasure"})
+
+
+def _parse(moment: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))

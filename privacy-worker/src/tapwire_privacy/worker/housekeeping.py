@@ -11,7 +11,7 @@ from tapwire_core.clock import Clock
 from tapwire_privacy import metrics
 from tapwire_privacy.deadlines import is_near_due
 from tapwire_privacy.notices import WebhookNotifier
-from tapwire_privacy.records import iso
+from tapwire_privacy.records import RequestView, iso
 from tapwire_privacy.repository import PrivacyRepository
 from tapwire_privacy.stores.files import archive_path
 from tapwire_privacy.worker.progress import MAX_BACKOFF_S
@@ -65,7 +65,7 @@ class Housekeeping:
                         "due_at": iso(view.effective_due_at),
                     },
                 )
-            elif is_near_due(view.effective_due_at, now=now, within=NEAR_DUE):
+            elif is_near_due(view.effective_due_at, now=now, within=NEAR_DUE) and not _done_in_time(view):
                 near += 1
         metrics.OVERDUE.set(overdue)
         metrics.NEAR_DUE.set(near)
@@ -92,3 +92,14 @@ class Housekeeping:
             await self._repo.notices.record_delivery(
                 notice.id, error=error, retry_in_s=min(MAX_BACKOFF_S, 30.0 * 2 ** min(notice.attempts, 10))
             )
+
+
+def _done_in_time(view: RequestView) -> bool:
+    """An erasure whose stores are clean and whose last bus copy is gone before its deadline: it completes
+    then by itself, so it is no reason to warn."""
+    gone_at = view.progress.get("copies_gone_at")
+    return (
+        view.progress.get("phase") == "copies_expiring"
+        and isinstance(gone_at, str)
+        and dt.datetime.fromisoformat(gone_at.replace("Z", "+00:00")) <= view.effective_due_at
+    )

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Final
 
 from tapwire_core.clock import Clock
 from tapwire_core.settings import Settings
+from tapwire_privacy.bus_copies import TopicLifetime, topic_lifetimes
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.records import RequestView
 from tapwire_privacy.registry import Registry
@@ -47,7 +48,10 @@ class PrivacyWorker:
         notifier: WebhookNotifier | None = None,
         owner: str | None = None,
         lease_s: float = 600.0,
+        bus_lifetimes: Sequence[TopicLifetime] | None = None,
     ) -> None:
+        """``bus_lifetimes``: how long copies on the bus in use may outlive their publication (by default, Kafka's
+        topics as the settings describe them)."""
         self._repo = repository
         self._settings = settings
         self.owner = owner or f"privacy-{secrets.token_hex(6)}"
@@ -63,6 +67,9 @@ class PrivacyWorker:
             clock=clock,
             saver=saver,
             forwarding=forwarding,
+            bus_lifetimes=(
+                topic_lifetimes(settings, embedded=None) if bus_lifetimes is None else bus_lifetimes
+            ),
         )
         self._answers = Answers(
             repository=repository,

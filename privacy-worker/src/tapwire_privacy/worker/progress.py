@@ -146,8 +146,8 @@ class ProgressSaver:
     async def save(self, works: Sequence[RequestWork], *, release: bool = False) -> None:
         """Save each request's progress and pending audit actions in one transaction. With ``release`` the pass
         ends: the lease is given up and the request falls due again — after its backoff when failed, after the
-        sweep delay when waiting for the second sweep, after a poll when verification is still waiting, else at
-        once — unless it stopped retrying (status ``failed``)."""
+        sweep delay when waiting for the second sweep, when the last bus copy is gone when waiting for that, after a
+        poll when verification is still waiting, else at once — unless it stopped retrying (status ``failed``)."""
         now = self._clock()
         updates = []
         stopped = []
@@ -166,6 +166,12 @@ class ProgressSaver:
             elif work.phase == "sweep_wait":
                 status = "awaiting_sweep"
                 next_run = now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
+            elif work.phase == "copies_expiring":
+                # The stores are clean; due again when the last copy on the bus is past its retention.
+                status = "in_progress"
+                next_run = dt.datetime.fromisoformat(
+                    str(work.progress["copies_gone_at"]).replace("Z", "+00:00")
+                )
             elif work.phase == "verify" and release:
                 next_run = now + dt.timedelta(seconds=self._settings.privacy_poll_s)
             elif release:
