@@ -68,6 +68,7 @@ def test_every_table_in_the_schemas_has_a_handler_or_an_exemption(registry: Regi
         schema.PROFILE_PROPS,
         schema.PROFILE_OPS,
         schema.USER_ALIASES,
+        schema.ERASURE_LEDGER,
     }
 
 

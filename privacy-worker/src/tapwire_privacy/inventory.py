@@ -32,7 +32,15 @@ _SUBJECT_COLUMNS: Final = {
     "anonymous_id": ONLINE_ID,
 }
 
+_LEDGER: Final = {
+    "account_id": NONE,
+    "key_hash": PSEUDONYM,
+    "request_id": NONE,
+    "erased_at": NONE,
+}
+
 WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "privacy_erasure_ledger": _LEDGER,
     "events": {
         **_SUBJECT_COLUMNS,
         "account_id": NONE,
@@ -75,6 +83,7 @@ WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
 }
 
 CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "privacy_erasure_ledger": _LEDGER,
     "privacy_request_subjects": {
         "request_id": NONE,
         "identifiers": IDENTIFIER,
@@ -263,6 +272,8 @@ def _retention(settings: Settings) -> dict[str, str]:
         "privacy_notices": records,
         "privacy_request_subjects": "while the request is open; deleted when it completes",
         "privacy_suppressions": f"{settings.privacy_suppression_days} days after the erasure",
+        "privacy_erasure_ledger": "for the deployment's lifetime (salted hashes only): a restore may come from any "
+        "backup still kept",
         "marketing_objections": "until the customer lifts the objection",
         "tracking_opt_outs": "until the person opts back in through the client SDK",
         "accounts": "while the account exists",
@@ -298,7 +309,7 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
                 "store": "warehouse",
                 "table": table,
                 "handler": coverage if isinstance(coverage, str) else None,
-                "retention": retention["warehouse"],
+                "retention": retention.get(table, retention["warehouse"]),
                 "columns": [
                     {"name": name, "type": kind, "category": categories.get(name, UNCLASSIFIED)}
                     for name, kind in columns

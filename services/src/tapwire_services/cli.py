@@ -18,6 +18,7 @@ from tapwire_core import log as logs
 from tapwire_core.gc_tuning import tune_for_throughput
 from tapwire_core.settings import Settings
 from tapwire_services.accounts_cli import add_commands as add_account_commands
+from tapwire_services.privacy_cli import add_commands as add_privacy_commands
 
 if TYPE_CHECKING:
     import uvicorn
@@ -315,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
         help="VAPID public key (base64url) the Web SDK subscribes browsers with ('' turns off)",
     )
     client_sdk.set_defaults(func=cmd_client_sdk)
+
+    privacy = commands.add_parser("privacy", help="privacy operations (after restoring a backup)")
+    add_privacy_commands(privacy.add_subparsers(dest="privacy_command", required=True))
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

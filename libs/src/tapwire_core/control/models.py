@@ -10,6 +10,7 @@ from tapwire_core.control.console.models import (
 )
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.privacy.ledger_models import ErasureLedgerRow
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
     PrivacyKeyRow,
@@ -32,6 +33,7 @@ __all__ = [
     "ConsoleSessionRow",
     "ConsoleUserRow",
     "CredentialRow",
+    "ErasureLedgerRow",
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",

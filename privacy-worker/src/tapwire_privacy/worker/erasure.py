@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from tapwire_core.clock import Clock
+from tapwire_core.control.privacy.subject_keys import TENANT_WIDE, key_hash
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.bus_copies import TopicLifetime, bus_copies, publication_ends
+from tapwire_privacy.ledger import LedgerEntry
 from tapwire_privacy.records import RequestView, aware, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository
@@ -76,6 +78,9 @@ class ErasurePass:
         await close_identities(works, working_sets=self._repo.working_sets, sources=self._registry.sources)
         suppressing = [w for w in works if w.phase == "suppress" and not w.failed]
         if suppressing:
+            await self._record_in_ledger(suppressing)
+            suppressing = [w for w in suppressing if not w.failed]
+        if suppressing:
             added = await self._repo.suppressions.add_many(
                 [(w.view.account_id, w.id, w.keys) for w in suppressing],
                 days=self._settings.privacy_suppression_days,
@@ -99,6 +104,35 @@ class ErasurePass:
                 work.phase = "verify"
         await self._verify([w for w in works if w.phase == "verify" and not w.failed])
         await self._saver.save([w for w in works if w.phase != "completed"], release=True)
+
+    async def _record_in_ledger(self, works: list[RequestWork]) -> None:
+        """Record the subjects in the erasure ledger before anything is erased, so no erasure is made without
+        the record that repeats it after a restore. A store that fails fails the requests for this pass."""
+        ledger = self._registry.ledger
+        if ledger is None:
+            return
+        now = self._clock()
+        try:
+            salt = await self._repo.secrets.identifier_salt()
+            entries = [
+                LedgerEntry(work.view.account_id, hashed, work.id, now)
+                for work in works
+                for hashed in (
+                    [TENANT_WIDE]
+                    if work.keys is None
+                    else sorted(key_hash(salt, work.view.account_id, key) for key in work.keys)
+                )
+            ]
+            await ledger.record(entries)
+        except Exception as exc:
+            metrics.STORE_FAILURES.labels("ledger").inc()
+            log.warning(
+                "recording erasures in the ledger failed; will retry",
+                extra={"requests": len(works), "error": type(exc).__name__},
+                exc_info=True,
+            )
+            for work in works:
+                work.fail("ledger", type(exc).__name__, state=work.progress.setdefault("ledger", {}))
 
     async def _erase_store(self, handler: StoreHandler, todo: list[RequestWork]) -> None:
         scopes = [w.scope() for w in todo]
