@@ -15,7 +15,13 @@ own code. Prints one JSON object as its last line:
 - ``export_s``: export of the subject with K events, from the request to the finished archive (the median of three
   exports, one after another; ``export_max_s`` the slowest);
 - ``erasure_batch_subjects_per_s``: M erasure requests submitted together (the dataset's M most active users),
-  divided by the time until every one is verified complete.
+  divided by the time until every one is verified complete;
+- ``privacy_tenant_export_peak_rss_mib``: afterwards, an export of the whole account (the N events less the
+  erased ones, and every other store) by a privacy worker in a process of its own, as ``tapwire serve
+  privacy-worker`` runs it: the suite's modules imported, ClickHouse reached over HTTP (the test rig, serving the
+  benchmark's copy from another process); the process's peak resident memory (``ru_maxrss``).
+  ``privacy_tenant_export_start_rss_mib`` is the same process before the export, ``privacy_tenant_export_s`` its
+  time, ``privacy_tenant_export_rows`` the rows written, ``privacy_tenant_export_archive_mib`` the archive's size.
 
 Run it in its own process: chDB allows one data directory per process.
 """
@@ -24,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,6 +50,7 @@ from tapwire_core.control.privacy.models import PrivacyRequestRow
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
+from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_privacy.records import RequestType
 from tapwire_privacy.registry import default_registry
@@ -49,6 +58,7 @@ from tapwire_privacy.repository import PrivacyRepository
 from tapwire_privacy.worker import PrivacyWorker
 from tapwire_services.generate import BASE_TS, DAY_S, identity_of, load
 from tests.bench import query
+from tests.infra.clickhouse import running_rig
 
 ACCOUNT = query.ACCOUNT
 DATABASE = "qbench"
@@ -125,18 +135,22 @@ async def add_subject(warehouse: ChdbWarehouse, subject_events: int) -> None:
 
 
 async def until_done(store: ControlStore, ids: list[str], timeout_s: float = 3600) -> float:
-    """Seconds until every request in ``ids`` is completed (one cheap query per poll, not one per request)."""
+    """Seconds until every request in ``ids`` is answered: completed, or for an erasure every store erased and
+    verified (it then waits only for its copies on the bus to expire). One query per poll."""
     started = time.perf_counter()
     wanted = set(ids)
     while time.perf_counter() - started < timeout_s:
         async with store.engine.connect() as connection:
-            done = set(
-                await connection.scalars(
-                    select(PrivacyRequestRow.id).where(
-                        PrivacyRequestRow.id.in_(ids), PrivacyRequestRow.status == "completed"
-                    )
+            rows = await connection.execute(
+                select(PrivacyRequestRow.id, PrivacyRequestRow.status, PrivacyRequestRow.progress).where(
+                    PrivacyRequestRow.id.in_(ids)
                 )
             )
+            done = {
+                rid
+                for rid, status, progress in rows.all()
+                if status == "completed" or (progress or {}).get("phase") == "copies_expiring"
+            }
         if done >= wanted:
             return time.perf_counter() - started
         await asyncio.sleep(0.1)
@@ -144,7 +158,7 @@ async def until_done(store: ControlStore, ids: list[str], timeout_s: float = 360
 
 
 async def submit(repository: PrivacyRepository, type_: RequestType, keys: list[str]) -> str:
-    view = await repository.create(
+    view = await repository.requests.create(
         account_id=ACCOUNT, type=type_, scope="subject", channel="api", jurisdiction="gdpr", keys=keys
     )
     return view.id
@@ -152,7 +166,7 @@ async def submit(repository: PrivacyRepository, type_: RequestType, keys: list[s
 
 async def log_trail(repository: PrivacyRepository, request_id: str) -> None:
     """Where the time went: the request's audit trail, as seconds from receipt."""
-    trail = await repository.audit_trail(request_id)
+    trail = await repository.audit.trail(request_id)
     start = trail[0]["at"]
     for entry in trail:
         elapsed = (entry["at"] - start).total_seconds()
@@ -204,7 +218,7 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
 
         batch_started = time.perf_counter()
         # Together, as one CleverTap ``/1/delete/profiles.json`` call with 1,000 identities records them.
-        views = await repository.create_many(
+        views = await repository.requests.create_many(
             account_id=ACCOUNT,
             type="erasure",
             scope="subject",
@@ -234,6 +248,77 @@ async def run(args: argparse.Namespace, work: Path, source: Path) -> dict[str, A
     }
 
 
+def rss_mib() -> float:
+    """This process's resident memory now (``VmRSS``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def tenant_export(work: Path, clickhouse_url: str) -> dict[str, Any]:
+    """The whole account exported by one worker in this process, which imports what ``tapwire serve`` does
+    (run it in a process of its own)."""
+    importlib.import_module("tapwire_services.assembly")
+    settings = Settings(data_dir=work)
+    warehouse = ClickHouseWarehouse(f"{clickhouse_url}/{DATABASE}")
+    await warehouse.start()
+    store = ControlStore(f"sqlite+aiosqlite:///{work / 'control.db'}")
+    await store.start()
+    repository = PrivacyRepository(store.engine, clock=system_clock)
+    registry = default_registry(
+        warehouse=warehouse, engine=store.engine, export_dir=settings.resolved_export_dir()
+    )
+    worker = PrivacyWorker(repository=repository, registry=registry, settings=settings, clock=system_clock)
+    start_rss = rss_mib()
+    try:
+        view = await repository.requests.create(
+            account_id=ACCOUNT, type="export", scope="tenant", channel="api", jurisdiction="gdpr", keys=[]
+        )
+        started = time.perf_counter()
+        while (await repository.requests.get(view.id)).status != "completed":
+            if not await worker.tick():
+                raise RuntimeError(f"the tenant export stopped: {await repository.requests.get(view.id)}")
+        elapsed = time.perf_counter() - started
+        done = await repository.requests.get(view.id)
+    finally:
+        await store.close()
+        await warehouse.close()
+    rows = sum(int(state["rows"]) for state in done.progress["stores"].values())
+    archive = settings.resolved_export_dir() / f"{view.id}.zip"
+    return {
+        "privacy_tenant_export_rows": rows,
+        "privacy_tenant_export_s": round(elapsed, 1),
+        "privacy_tenant_export_start_rss_mib": round(start_rss, 1),
+        # ru_maxrss is in KiB on Linux: the process's peak over its whole life, the export included.
+        "privacy_tenant_export_peak_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+        "privacy_tenant_export_archive_mib": round(archive.stat().st_size / 2**20, 1),
+    }
+
+
+def measure_tenant_export(work: Path) -> dict[str, Any]:
+    """``tenant_export`` in a child process, against the ClickHouse HTTP rig on the benchmark's copy (started
+    after this process closed its chDB: one engine per directory)."""
+    with running_rig(work) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.bench.privacy", "--tenant-export", str(work), "--clickhouse", url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=3600,
+        )
+    figures: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    log(
+        f"tenant export: {figures['privacy_tenant_export_rows']} rows in {figures['privacy_tenant_export_s']}s, "
+        f"peak RSS {figures['privacy_tenant_export_peak_rss_mib']} MiB "
+        f"(at start {figures['privacy_tenant_export_start_rss_mib']} MiB), "
+        f"archive {figures['privacy_tenant_export_archive_mib']} MiB"
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -241,7 +326,19 @@ def main() -> None:
     parser.add_argument("--subject-events", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tenant-export", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--clickhouse", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-tenant-export",
+        action="store_true",
+        help="skip the whole-account export (its figures take minutes)",
+    )
     args = parser.parse_args()
+    if args.tenant_export is not None:
+        print(
+            orjson.dumps(asyncio.run(tenant_export(args.tenant_export, args.clickhouse))).decode(), flush=True
+        )
+        return
     if args.build_only is not None:
         args.build_only.mkdir(parents=True, exist_ok=True)
         asyncio.run(build_own(args.build_only, args.events, args.users))
@@ -250,6 +347,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tapwire-bench-privacy-") as work:
         copy_dataset(source, Path(work) / "chdb")
         figures = asyncio.run(run(args, Path(work), source))
+        if not args.no_tenant_export:
+            figures.update(measure_tenant_export(Path(work)))
     print(orjson.dumps(figures).decode(), flush=True)
 
 

@@ -332,6 +332,7 @@ TARGETS = {
 CEILINGS: dict[str, tuple[str, float]] = {
     "erasure_verified_s": ("<", 60),
     "export_s": ("<", 5),
+    "privacy_tenant_export_peak_rss_mib": ("≤", 256),
     "query_count_p95_max_ms": ("<", 500),
     "console_page_p95_ms": ("<", 300),
     "console_live_count_p95_ms": ("<", 1000),

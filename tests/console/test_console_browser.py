@@ -57,6 +57,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[
             "TAPWIRE_SMTP_URL": sink.url,
             "TAPWIRE_EMAIL_FROM": "news@shop.example",
             "TAPWIRE_PRIVACY_SWEEP_DELAY_S": "1",
+            "TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS": "0.002",  # 7 s: an erasure completes once its copies are gone
+            "TAPWIRE_PRIVACY_SUPPRESSION_REFRESH_S": "0.5",
             "TAPWIRE_PRIVACY_POLL_S": "0.2",
             "TAPWIRE_MESSAGING_POLL_S": "0.1",
         },

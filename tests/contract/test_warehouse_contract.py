@@ -104,6 +104,7 @@ async def test_migrations_apply_once_and_rerun_as_no_op(warehouse: Warehouse) ->
         "profile_ops": "ReplacingMergeTree",
         "profile_props": "ReplacingMergeTree",
         "profiles": "AggregatingMergeTree",
+        "privacy_erasure_ledger": "ReplacingMergeTree",
         "tapwire_migrations": "ReplacingMergeTree",
         "user_aliases": "ReplacingMergeTree",
     }

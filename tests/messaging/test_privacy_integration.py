@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.bus.embedded import EmbeddedBus
-from tapwire_core.control.messaging.models import OutboxRow
+from tapwire_core.bus.embedded_store import Retention
+from tapwire_core.control.messaging.models import ConsentRow, OutboxRow
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
@@ -59,7 +60,11 @@ class Suite:
 async def suite(tmp: Path, warehouse: Warehouse, settings: Settings) -> AsyncIterator[Suite]:
     store = ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS)
     components = runtime.Components(
-        settings=settings, store=store, bus=EmbeddedBus(tmp / "log"), warehouse=warehouse
+        settings=settings,
+        store=store,
+        # The log keeps records two seconds: an erasure completes once its last copy there is gone.
+        bus=EmbeddedBus(tmp / "log", retention=Retention(max_age_s=2.0, interval_s=0.2)),
+        warehouse=warehouse,
     )
     app = build_app(
         settings,
@@ -113,6 +118,7 @@ async def test_objection_erasure_and_recipients_through_the_suite(
             sink.url,
             privacy_poll_s=0.05,
             privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
             privacy_export_dir=tmp_path / "x",
         )
         async with suite(tmp_path, warehouse, settings) as s:
@@ -175,6 +181,7 @@ async def test_erasure_deletes_the_subjects_texts_at_the_sms_provider(
             sms_url=url,
             privacy_poll_s=0.05,
             privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
             privacy_export_dir=tmp_path / "x",
         )
         async with suite(tmp_path, warehouse, settings) as s:
@@ -209,3 +216,40 @@ async def test_erasure_deletes_the_subjects_texts_at_the_sms_provider(
     }
     assert [form["To"] for form in provider.messages.values()] == ["+4915100000002"]
     assert provider.deletes(twilio) == ann
+
+
+async def test_an_erased_person_who_unsubscribed_gets_no_mail_when_imported_again(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    """The opt-out survives the erasure without the address: a re-imported profile with the same address (under
+    a new user key) is still not mailed, while others are."""
+    warehouse = await warehouse_factory("chdb")
+    with smtp_sink() as sink:
+        settings = settings_for(
+            tmp_path,
+            sink.url,
+            privacy_poll_s=0.05,
+            privacy_sweep_delay_s=0.2,
+            privacy_suppression_refresh_s=0.2,
+            privacy_export_dir=tmp_path / "x",
+        )
+        async with suite(tmp_path, warehouse, settings) as s:
+            await add_profiles(
+                warehouse,
+                [("i:ann", {"Email": "ann@example.com"}), ("i:dana", {"Email": "dana@example.com"})],
+            )
+            unsubscribed = await s.post(
+                "/1/subscribe",
+                {"d": [{"type": "email", "value": "Dana@Example.com", "status": "Unsubscribe"}]},
+            )
+            assert unsubscribed.json()["processed"] == 1
+            await privacy_request(s, {"type": "erasure", "subject": {"identity": "dana"}}, until="completed")
+            async with AsyncSession(s.store.engine) as session:
+                kept = [(r.subject_kind, r.subject) for r in await session.scalars(select(ConsentRow))]
+            assert [kind for kind, _ in kept] == ["email#"] and "dana" not in repr(kept)
+
+            # Dana is imported again under a new user key, with the same address.
+            await add_profiles(warehouse, [("i:dana-2", {"Email": "DANA@example.com"})])
+            sent = await campaign(s, "after the erasure")
+            assert sent["sent"] == 1 and sent["suppressed"] == 1
+            assert set(sink.by_recipient()) == {"ann@example.com"}

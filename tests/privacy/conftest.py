@@ -97,14 +97,26 @@ class Rig:
     settings: Settings
 
     async def run_until_settled(self, max_ticks: int = 20) -> None:
-        """Tick, moving the clock past every wait, until nothing is claimable any more."""
+        """Tick, moving the clock past every wait (the second sweep's, the bus copies' expiry), until nothing
+        is claimable any more."""
         for _ in range(max_ticks):
             claimed = await self.worker.tick()
             self.clock.advance(seconds=self.settings.privacy_sweep_delay_s + 1)
-            if not claimed and not await self.repository.open_requests():
+            waiting = await self.repository.requests.open()
+            if not claimed and all(v.status == "referred" for v in waiting):
                 return
-            if not claimed and all(v.status == "referred" for v in await self.repository.open_requests()):
-                return
+            due = [v.next_run_at for v in waiting if v.next_run_at is not None and v.status != "failed"]
+            if not claimed and due:
+                self.clock.now = max(self.clock.now, min(due))
+
+    async def past_bus_copies(self) -> None:
+        """Move the clock to where the last bus copy of every erasure waiting for it is gone, and tick."""
+        waiting = [
+            v for v in await self.repository.requests.open() if v.progress.get("phase") == "copies_expiring"
+        ]
+        assert waiting, "no erasure waits for its bus copies"
+        self.clock.now = max(self.clock.now, *(v.next_run_at for v in waiting if v.next_run_at is not None))
+        await self.worker.tick()
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ async def test_malformed_and_unauthenticated(api: Api) -> None:
 
 
 async def test_another_accounts_request_is_not_visible(api: Api) -> None:
-    view = await api.rig.repository.create(
+    view = await api.rig.repository.requests.create(
         account_id="ACC-2", type="erasure", scope="subject", channel="api", jurisdiction="gdpr", keys=["i:x"]
     )
     assert_error(await api.client.get(f"/privacy/v1/requests/{view.id}", headers=HEADERS), 404)
@@ -258,5 +258,7 @@ async def test_a_referred_request_can_be_denied_with_its_basis(api: Api) -> None
     assert denied.json()["status"] == "denied" and denied.json()["denial_basis"] == "identity not verified"
     assert_error(await api.client.post(f"{path}/confirm", headers=HEADERS), 409)
     assert_error(await api.client.post(f"{path}/deny", headers=HEADERS, json={"basis": "again"}), 409)
-    assert await api.rig.repository.subject(request_id) is None  # the identifiers are gone with the request
+    assert (
+        await api.rig.repository.working_sets.get(request_id) is None
+    )  # the identifiers are gone with the request
     assert (await api.client.get(f"{path}", headers=HEADERS)).json()["overdue"] is False

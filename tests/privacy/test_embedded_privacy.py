@@ -29,6 +29,7 @@ def suite(tmp_path: Path) -> Iterator[TapwireProcess]:
             "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
             "TAPWIRE_PRIVACY_POLL_S": "0.2",
             "TAPWIRE_PRIVACY_SWEEP_DELAY_S": "1",
+            "TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS": "0.002",  # 7 s: an erasure completes once its copies are gone
             "TAPWIRE_PRIVACY_SUPPRESSION_REFRESH_S": "0.2",
         },
         log_path=tmp_path / "tapwire.log",

@@ -47,7 +47,7 @@ async def seed_alice_and_bob(warehouse: Warehouse) -> None:
 
 
 async def erase(repository: PrivacyRepository, *keys: str, account: str = "ACC-1") -> str:
-    view = await repository.create(
+    view = await repository.requests.create(
         account_id=account,
         type="erasure",
         scope="subject",
@@ -66,13 +66,17 @@ async def test_erasure_removes_every_linked_identifier_and_nothing_else(rig: Rig
 
     request_id = await erase(rig.repository, "e:alice@example.com")  # named by the email only
     await rig.worker.tick()
-    first = await rig.repository.get(request_id)
+    first = await rig.repository.requests.get(request_id)
     assert first.status == "awaiting_sweep"
     assert await rows_naming(rig.warehouse, "ACC-1", ALICE) == dict.fromkeys(bob_before, 0)
 
     rig.clock.advance(seconds=rig.settings.privacy_sweep_delay_s + 1)
     await rig.worker.tick()
-    done = await rig.repository.get(request_id)
+    # The stores are clean; only the copies on the bus are left, until their retention passes.
+    waiting = await rig.repository.requests.get(request_id)
+    assert waiting.status == "in_progress" and waiting.progress["phase"] == "copies_expiring"
+    await rig.past_bus_copies()
+    done = await rig.repository.requests.get(request_id)
     assert done.status == "completed" and done.completed_at is not None
     assert await rows_naming(rig.warehouse, "ACC-1", ALICE) == dict.fromkeys(bob_before, 0)
     assert await rows_naming(rig.warehouse, "ACC-1", BOB) == bob_before
@@ -88,7 +92,7 @@ async def test_erasure_removes_every_linked_identifier_and_nothing_else(rig: Rig
     events_proof = done.verification["stores"]["warehouse.events"]
     assert events_proof["residue"] == 0 and events_proof["pending"] is False
     assert "without FINAL" in events_proof["checked"] and "system.mutations" in events_proof["checked"]
-    record_text = repr(done) + repr(await rig.repository.audit_trail(request_id))
+    record_text = repr(done) + repr(await rig.repository.audit.trail(request_id))
     for identifier in ALICE:
         assert identifier not in record_text
     # The working set that held the identifiers is gone.
@@ -101,17 +105,18 @@ async def test_second_sweep_removes_rows_that_landed_in_between(rig: Rig) -> Non
     await seed_alice_and_bob(rig.warehouse)
     request_id = await erase(rig.repository, "i:alice")
     await rig.worker.tick()
-    assert (await rig.repository.get(request_id)).status == "awaiting_sweep"
+    assert (await rig.repository.requests.get(request_id)).status == "awaiting_sweep"
     # A record already past the gateway when the suppression was installed reaches the warehouse late.
     await write(rig.warehouse, [event("ACC-1", "Late", identity="alice")])
     assert (await rows_naming(rig.warehouse, "ACC-1", ["alice"]))["events"] == 1
     rig.clock.advance(seconds=rig.settings.privacy_sweep_delay_s + 1)
     await rig.worker.tick()
-    done = await rig.repository.get(request_id)
+    await rig.past_bus_copies()
+    done = await rig.repository.requests.get(request_id)
     assert done.status == "completed"
     assert sum((await rows_naming(rig.warehouse, "ACC-1", ALICE)).values()) == 0
     assert done.progress["stores"]["warehouse.events"]["removed"] == 6
-    actions = [entry["action"] for entry in await rig.repository.audit_trail(request_id)]
+    actions = [entry["action"] for entry in await rig.repository.audit.trail(request_id)]
     assert actions.count("verified") == 2 and "second_sweep_started" in actions
 
 
@@ -132,16 +137,16 @@ async def test_many_subjects_share_one_mutation_per_table(rig: Rig) -> None:
     )
     assert not any("user-" in row["command"] or "example.com" in row["command"] for row in commands)
     await rig.run_until_settled()
-    assert {(await rig.repository.get(i)).status for i in ids} == {"completed"}
+    assert {(await rig.repository.requests.get(i)).status for i in ids} == {"completed"}
 
 
 async def test_tenant_erasure_removes_the_whole_account_only(rig: Rig) -> None:
     await seed_alice_and_bob(rig.warehouse)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type="erasure", scope="tenant", channel="api", jurisdiction="gdpr", keys=[]
     )
     await rig.run_until_settled()
-    done = await rig.repository.get(view.id)
+    done = await rig.repository.requests.get(view.id)
     assert done.status == "completed" and done.subject_hash is None
     for table in ("events", "profiles", "profile_props", "profile_ops", "user_aliases"):
         left = await rig.warehouse.query(

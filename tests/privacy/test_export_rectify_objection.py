@@ -110,7 +110,7 @@ async def test_export_link_tampering_expiry_and_retention(api: Api) -> None:
     assert not archive.exists()
     detail = (await api.client.get(f"/privacy/v1/requests/{request_id}", headers=HEADERS)).json()
     assert detail["export_erased_at"] is not None and "export_url" not in detail
-    assert "archive_key_hashes" not in (await api.rig.repository.get(request_id)).progress
+    assert "archive_key_hashes" not in (await api.rig.repository.requests.get(request_id)).progress
 
 
 async def test_erasure_also_erases_earlier_exports_of_the_subject(api: Api) -> None:
@@ -124,7 +124,7 @@ async def test_erasure_also_erases_earlier_exports_of_the_subject(api: Api) -> N
     await api.rig.run_until_settled()
     assert not (directory / f"{export_id}.zip").exists()
     assert (directory / f"{other_export}.zip").exists()
-    done = await api.rig.repository.get(erasure_id)
+    done = await api.rig.repository.requests.get(erasure_id)
     assert done.progress["stores"]["files.export_archives"]["removed"] == 1
 
 
@@ -157,7 +157,7 @@ async def test_rectification_replaces_the_profile_values_everywhere(api: Api) ->
         },
     )
     await api.rig.run_until_settled()
-    assert (await api.rig.repository.get(request_id)).status == "completed"
+    assert (await api.rig.repository.requests.get(request_id)).status == "completed"
     record = await profile_record(api.rig.warehouse, account_id="ACC-1", user_key="i:ann")
     assert record is not None
     assert record["profileData"]["Name"] == "Annabel" and record["profileData"]["Tier"] == "gold"

@@ -11,9 +11,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tapwire_core.control.messaging import consent as consent_api
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
+from tapwire_privacy.records import RequestType
 from tests.messaging.seeding import completed_campaign
 from tests.privacy.conftest import Rig
 
@@ -95,8 +97,8 @@ async def seed(rig: Rig) -> IdentityGraph:
     return graph
 
 
-async def request(rig: Rig, kind: str, key: str) -> str:
-    view = await rig.repository.create(
+async def request(rig: Rig, kind: RequestType, key: str) -> str:
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type=kind, scope="subject", channel="api", jurisdiction="gdpr", keys=[key]
     )
     return view.id
@@ -108,7 +110,7 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
     request_id = await request(rig, "erasure", "a:anon-carol")
     await rig.run_until_settled()
 
-    done = await rig.repository.get(request_id)
+    done = await rig.repository.requests.get(request_id)
     assert done.status == "completed", json.dumps(done.progress)[-1500:]
     assert await graph.linked_identifiers("ACC-1", "i:carol") == []
     assert await graph.linked_identifiers("ACC-1", "e:carol@example.com") == []
@@ -121,17 +123,25 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
         assert len(outbox["push", ""].device) == 32 and outbox["push", ""].device != device_id("tok-carol")
         assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
-        consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
-        assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
+        consent = [(r.subject_kind, r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
+        # The opt-out stays, as a keyed hash of the user key; the subscription is gone.
+        assert [(kind, state) for kind, _, state in consent] == [("user#", "unsubscribed")]
+        assert "carol" not in repr(consent)
         campaign = (await session.scalars(select(CampaignRow))).one()
         assert campaign.audience == {"identities": {"Identity": ["bob"]}}
+    # Sends are still checked against it: carol re-imported gets no text, and her email is no longer refused.
+    recipients = [
+        consent_api.Recipient(user_key="i:carol", channel="sms", phone="+15550100"),
+        consent_api.Recipient(user_key="i:carol", channel="email", email="carol@example.com"),
+    ]
+    assert await consent_api.blocked(rig.control.engine, account_id="ACC-1", recipients=recipients) == {0}
 
 
 async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
     await seed(rig)
     request_id = await request(rig, "export", "e:carol@example.com")
     await rig.run_until_settled()
-    done = await rig.repository.get(request_id)
+    done = await rig.repository.requests.get(request_id)
     assert done.status == "completed", json.dumps(done.progress)[-1500:]
     archive = rig.settings.resolved_export_dir()
     [path] = [p for p in archive.rglob("*.zip")]
@@ -147,7 +157,7 @@ async def test_export_holds_the_graph_and_messaging_rows(rig: Rig) -> None:
 async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig) -> None:
     await seed(rig)
     # Recorded together, erased by one pass: the graph knows only carol's key, the other two hold nothing.
-    carol, nobody, other = await rig.repository.create_many(
+    carol, nobody, other = await rig.repository.requests.create_many(
         account_id="ACC-1",
         type="erasure",
         scope="subject",
@@ -158,12 +168,13 @@ async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig
     await rig.run_until_settled()
     removed = {}
     for view in (carol, nobody, other):
-        done = await rig.repository.get(view.id)
+        done = await rig.repository.requests.get(view.id)
         assert done.status == "completed", json.dumps(done.progress)[-1500:]
         removed[view.id] = {name: state["removed"] for name, state in done.progress["stores"].items()}
     assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
     assert removed[carol.id]["control.message_interactions"] == 1
-    assert removed[carol.id]["control.message_consent"] == 1
+    # Her subscription deleted and her opt-out rewritten under a keyed hash.
+    assert removed[carol.id]["control.message_consent"] == 2
     assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them
     for quiet in (nobody.id, other.id):
         assert not any(removed[quiet][name] for name in removed[quiet] if name.startswith("control."))

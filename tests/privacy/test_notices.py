@@ -69,7 +69,7 @@ async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhoo
         notifier=notifier,
     )
     try:
-        referred = await rig.repository.create(
+        referred = await rig.repository.requests.create(
             account_id="ACC-1",
             type="erasure",
             scope="subject",
@@ -81,7 +81,7 @@ async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhoo
         hook.status = 503
         await worker.deliver_notices()
         assert len(hook.received) == 1
-        pending = await rig.repository.notices_for(referred.id)
+        pending = await rig.repository.notices.of_request(referred.id)
         assert pending[0]["delivered"] is False and pending[0]["last_error"] == "webhook answered HTTP 503"
 
         hook.status = 200
@@ -90,9 +90,9 @@ async def test_extension_and_referral_notices_reach_the_webhook(rig: Rig, webhoo
         rig.clock.advance(minutes=2)
         await worker.deliver_notices()
         assert len(hook.received) == 2
-        assert (await rig.repository.notices_for(referred.id))[0]["delivered"] is True
+        assert (await rig.repository.notices.of_request(referred.id))[0]["delivered"] is True
 
-        await rig.repository.extend(
+        await rig.repository.requests.extend(
             account_id="ACC-1", request_id=referred.id, months=1, reason="backlog of merges"
         )
         await worker.deliver_notices()
@@ -114,7 +114,7 @@ async def test_an_account_without_a_webhook_keeps_its_notices_queued(rig: Rig) -
         notifier=notifier,
     )
     try:
-        view = await rig.repository.create(
+        view = await rig.repository.requests.create(
             account_id="ACC-2",
             type="export",
             scope="subject",
@@ -124,7 +124,7 @@ async def test_an_account_without_a_webhook_keeps_its_notices_queued(rig: Rig) -
             status="referred",
         )
         await worker.deliver_notices()
-        notice = (await rig.repository.notices_for(view.id))[0]
+        notice = (await rig.repository.notices.of_request(view.id))[0]
         assert (
             notice["delivered"] is False
             and notice["last_error"] == "no privacy webhook configured for the account"
@@ -200,7 +200,7 @@ async def test_a_ccpa_request_is_acknowledged_to_the_customer(
         assert metrics.REGISTRY.get_sample_value("tapwire_privacy_acknowledgements_overdue") == 0
 
         # GDPR has no acknowledgement duty: no such notice for another account's request.
-        gdpr = await rig.repository.create(
+        gdpr = await rig.repository.requests.create(
             account_id="ACC-2",
             type="export",
             scope="subject",
@@ -208,7 +208,7 @@ async def test_a_ccpa_request_is_acknowledged_to_the_customer(
             jurisdiction="gdpr",
             keys=["i:x"],
         )
-        assert await rig.repository.notices_for(gdpr.id) == []
+        assert await rig.repository.notices.of_request(gdpr.id) == []
     finally:
         await notifier.close()
 
@@ -235,8 +235,8 @@ async def test_a_webhook_leading_inside_gets_no_notice_and_says_why(
             settings["privacy_jurisdiction"] = "ccpa"
         await rig.control.upsert_account(
             account,
-            passcode=f"passcode-{account}",
-            write_key=f"wk-{account}",
+            passcode=f"passcode-{account}-0123456789",
+            write_key=f"writekey-{account}-0123456789",
             region="eu1",
             settings=settings,
         )
@@ -253,7 +253,7 @@ async def test_a_webhook_leading_inside_gets_no_notice_and_says_why(
             notifier=notifier,
         )
         try:
-            view = await rig.repository.create(
+            view = await rig.repository.requests.create(
                 account_id=account,
                 type="export",
                 scope="subject",
@@ -263,7 +263,7 @@ async def test_a_webhook_leading_inside_gets_no_notice_and_says_why(
                 status="referred",
             )
             await worker.deliver_notices()
-            notices = await rig.repository.notices_for(view.id)
+            notices = await rig.repository.notices.of_request(view.id)
             assert notices, "the request queued no notice"
             for notice in notices:
                 assert notice["delivered"] is False

@@ -83,7 +83,7 @@ async def test_erasure_is_forwarded_or_recorded_as_impossible(
 ) -> None:
     email, _, push = providers
     await seed(rig)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1",
         type="erasure",
         scope="subject",
@@ -92,12 +92,12 @@ async def test_erasure_is_forwarded_or_recorded_as_impossible(
         keys=["i:ann"],
     )
     await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     assert [(action, "e:ann@example.com" in keys) for action, keys, _ in email.forwarded] == [
         ("erasure", True)
     ]
     assert push.forwarded == []
-    trail = [(e["action"], e["store"], e["detail"]) for e in await rig.repository.audit_trail(view.id)]
+    trail = [(e["action"], e["store"], e["detail"]) for e in await rig.repository.audit.trail(view.id)]
     assert ("recipient_notified", "messaging.email", {"action": "erasure"}) in trail
     assert (
         "recipient_not_notified",
@@ -112,7 +112,7 @@ async def test_rectification_is_forwarded(
 ) -> None:
     email = providers[0]
     await seed(rig)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1",
         type="rectify",
         scope="subject",
@@ -122,13 +122,13 @@ async def test_rectification_is_forwarded(
         payload={"fields": {"Name": "Ann B."}},
     )
     await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     assert [(action, fields) for action, _, fields in email.forwarded] == [("rectify", {"Name": "Ann B."})]
 
 
 async def test_export_lists_the_recipients(rig: Rig, worker: PrivacyWorker) -> None:
     await seed(rig)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type="export", scope="subject", channel="api", jurisdiction="gdpr", keys=["i:ann"]
     )
     await rig.run_until_settled()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ def test_every_table_in_the_schemas_has_a_handler_or_an_exemption(registry: Regi
         schema.PROFILE_PROPS,
         schema.PROFILE_OPS,
         schema.USER_ALIASES,
+        schema.ERASURE_LEDGER,
     }
 
 
@@ -88,8 +89,8 @@ def test_a_new_control_table_without_a_handler_fails(registry: Registry, subscri
 class _MessageLogHandler(StoreHandler):
     name = "warehouse.message_log"
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return []
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        yield []
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         return {s.request_id: 0 for s in scopes}

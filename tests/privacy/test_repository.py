@@ -38,7 +38,7 @@ async def store(store_url: str) -> AsyncIterator[ControlStore]:
 
 
 async def new(repository: PrivacyRepository, keys: list[str] | None = None) -> str:
-    view = await repository.create(
+    view = await repository.requests.create(
         account_id="ACC-1",
         type="erasure",
         scope="subject",
@@ -51,9 +51,9 @@ async def new(repository: PrivacyRepository, keys: list[str] | None = None) -> s
 
 async def test_the_record_keeps_a_salted_hash_never_the_identifiers(store: ControlStore) -> None:
     repository = PrivacyRepository(store.engine, clock=FakeClock())
-    first = await repository.get(await new(repository))
-    second = await repository.get(await new(repository, ["e:ann-7731@example.com", "i:ann-7731"]))
-    other = await repository.get(await new(repository, ["i:bob"]))
+    first = await repository.requests.get(await new(repository))
+    second = await repository.requests.get(await new(repository, ["e:ann-7731@example.com", "i:ann-7731"]))
+    other = await repository.requests.get(await new(repository, ["i:bob"]))
     assert first.subject_hash == second.subject_hash != other.subject_hash
     assert first.subject_hash is not None and len(first.subject_hash) == 64
     assert first.retain_until - first.received_at == dt.timedelta(days=730)
@@ -67,19 +67,19 @@ async def test_leases_keep_workers_apart_and_expire(store: ControlStore) -> None
     clock = FakeClock()
     repository = PrivacyRepository(store.engine, clock=clock)
     request_id = await new(repository)
-    assert [v.id for v in await repository.claim(owner="w1", lease_s=60, limit=10)] == [request_id]
-    assert await repository.claim(owner="w2", lease_s=60, limit=10) == []
+    assert [v.id for v in await repository.leases.claim(owner="w1", lease_s=60, limit=10)] == [request_id]
+    assert await repository.leases.claim(owner="w2", lease_s=60, limit=10) == []
     with pytest.raises(RequestConflict):
-        await repository.complete(request_id, owner="w2", progress={}, verification=None)
-    assert await repository.save_many([ProgressUpdate(request_id, {"phase": "erase"})], owner="w2") == {
-        request_id
-    }
+        await repository.leases.complete(request_id, owner="w2", progress={}, verification=None)
+    assert await repository.leases.save_many(
+        [ProgressUpdate(request_id, {"phase": "erase"})], owner="w2"
+    ) == {request_id}
     clock.advance(seconds=61)
-    assert [v.id for v in await repository.claim(owner="w2", lease_s=60, limit=10)] == [request_id]
-    assert await repository.save_many([ProgressUpdate(request_id, {"phase": "erase"})], owner="w1") == {
-        request_id
-    }
-    await repository.save_many(
+    assert [v.id for v in await repository.leases.claim(owner="w2", lease_s=60, limit=10)] == [request_id]
+    assert await repository.leases.save_many(
+        [ProgressUpdate(request_id, {"phase": "erase"})], owner="w1"
+    ) == {request_id}
+    await repository.leases.save_many(
         [
             ProgressUpdate(
                 request_id, {"phase": "verify"}, status="in_progress", actions=[("x", "s", {"n": 1})]
@@ -87,12 +87,14 @@ async def test_leases_keep_workers_apart_and_expire(store: ControlStore) -> None
         ],
         owner="w2",
     )
-    assert (await repository.get(request_id)).progress == {"phase": "verify"}
-    await repository.complete(request_id, owner="w2", progress={"phase": "completed"}, verification={"ok": 1})
-    done = await repository.get(request_id)
+    assert (await repository.requests.get(request_id)).progress == {"phase": "verify"}
+    await repository.leases.complete(
+        request_id, owner="w2", progress={"phase": "completed"}, verification={"ok": 1}
+    )
+    done = await repository.requests.get(request_id)
     assert done.status == "completed" and done.verification == {"ok": 1}
-    assert await repository.subject(request_id) is None
-    assert [e["action"] for e in await repository.audit_trail(request_id)] == ["received", "x", "completed"]
+    assert await repository.working_sets.get(request_id) is None
+    assert [e["action"] for e in await repository.audit.trail(request_id)] == ["received", "x", "completed"]
 
 
 async def test_records_and_audit_are_purged_after_24_months(store: ControlStore) -> None:
@@ -101,11 +103,11 @@ async def test_records_and_audit_are_purged_after_24_months(store: ControlStore)
     old = await new(repository)
     clock.advance(days=400)
     recent = await new(repository)
-    await repository.suppress(account_id="ACC-1", request_id=recent, keys=["i:ann"], days=30)
+    await repository.suppressions.add(account_id="ACC-1", request_id=recent, keys=["i:ann"], days=30)
     clock.advance(days=331)
-    purged = await repository.purge_expired()
+    purged = await repository.retention.purge_expired()
     assert purged["requests"] == 1 and purged["suppressions"] == 1 and purged["audit"] >= 1
-    assert [v.id for v in await repository.list_requests(account_id="ACC-1")] == [recent]
+    assert [v.id for v in await repository.requests.of_account(account_id="ACC-1")] == [recent]
     async with store.engine.connect() as connection:
         left = await connection.scalar(
             select(func.count()).select_from(PrivacyAuditRow).where(PrivacyAuditRow.request_id == old)
@@ -114,10 +116,10 @@ async def test_records_and_audit_are_purged_after_24_months(store: ControlStore)
 
 
 async def test_deployment_secret_is_created_once(store: ControlStore) -> None:
-    first = await PrivacyRepository(store.engine, clock=FakeClock()).secret()
-    second = await PrivacyRepository(store.engine, clock=FakeClock()).secret()
+    first = await PrivacyRepository(store.engine, clock=FakeClock()).secrets.identifier_salt()
+    second = await PrivacyRepository(store.engine, clock=FakeClock()).secrets.identifier_salt()
     assert first == second and len(first) == 32
-    assert await PrivacyRepository(store.engine, clock=FakeClock()).link_key() != first
+    assert await PrivacyRepository(store.engine, clock=FakeClock()).secrets.link_key() != first
 
 
 async def test_the_audit_trail_is_append_only(store: ControlStore) -> None:
@@ -126,7 +128,7 @@ async def test_the_audit_trail_is_append_only(store: ControlStore) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         async with store.engine.begin() as connection:
             await connection.execute(update(PrivacyAuditRow).values(action="rewritten"))
-    assert [e["action"] for e in await repository.audit_trail(request_id)] == ["received"]
+    assert [e["action"] for e in await repository.audit.trail(request_id)] == ["received"]
 
 
 async def test_a_failed_request_is_requeued_once(store: ControlStore, store_url: str) -> None:
@@ -149,21 +151,21 @@ async def test_a_failed_request_is_requeued_once(store: ControlStore, store_url:
     if store_url.startswith("postgresql"):
         # Two operators at once: the row lock lets one re-queue it; the other sees it queued.
         outcomes = await asyncio.gather(
-            repository.requeue(account_id="ACC-1", request_id=request_id),
-            repository.requeue(account_id="ACC-1", request_id=request_id),
+            repository.requests.requeue(account_id="ACC-1", request_id=request_id),
+            repository.requests.requeue(account_id="ACC-1", request_id=request_id),
         )
     else:
         outcomes = (
-            await repository.requeue(account_id="ACC-1", request_id=request_id),
-            await repository.requeue(account_id="ACC-1", request_id=request_id),
+            await repository.requests.requeue(account_id="ACC-1", request_id=request_id),
+            await repository.requests.requeue(account_id="ACC-1", request_id=request_id),
         )
     assert sorted(requeued for _, requeued in outcomes) == [False, True]
-    view = await repository.get(request_id)
+    view = await repository.requests.get(request_id)
     assert view.status == "in_progress" and view.attempts == 0 and view.next_run_at is not None
     assert view.progress["stores"]["warehouse.events"] == {"state": "pending", "attempts": 0}
-    trail = await repository.audit_trail(request_id)
+    trail = await repository.audit.trail(request_id)
     assert [e["detail"] for e in trail if e["action"] == "requeued"] == [
         {"previous_attempts": 30, "failed_at": ["warehouse.events"]}
     ]
     with pytest.raises(RequestNotFound):
-        await repository.requeue(account_id="ACC-2", request_id=request_id)
+        await repository.requests.requeue(account_id="ACC-2", request_id=request_id)

@@ -45,7 +45,7 @@ async def test_worker_killed_mid_erasure_resumes_and_completes_once(
                 event("ACC-1", "Viewed", identity="lee"),
             ],
         )
-        request = await repository.create(
+        request = await repository.requests.create(
             account_id="ACC-1",
             type="erasure",
             scope="subject",
@@ -76,7 +76,7 @@ async def test_worker_killed_mid_erasure_resumes_and_completes_once(
         assert child.returncode == -9, stderr.decode(errors="replace")[-3000:]
 
         # Killed after the profile_props delete was issued but before it was recorded.
-        crashed = await repository.get(request.id)
+        crashed = await repository.requests.get(request.id)
         assert crashed.status == "in_progress" and crashed.progress["phase"] == "erase"
         stores = crashed.progress["stores"]
         assert stores["warehouse.events"]["state"] == "erased"
@@ -90,16 +90,16 @@ async def test_worker_killed_mid_erasure_resumes_and_completes_once(
             warehouse=warehouse, engine=control.engine, export_dir=tmp_path / "exports"
         )
         worker = PrivacyWorker(repository=repository, registry=registry, settings=settings, clock=clock)
-        assert await repository.claim(owner="early", lease_s=1, limit=10) == []  # still leased
+        assert await repository.leases.claim(owner="early", lease_s=1, limit=10) == []  # still leased
         clock.advance(seconds=31)
         rig = Rig(control, repository, warehouse, registry, worker, clock, settings)
         await rig.run_until_settled()
 
-        done = await repository.get(request.id)
+        done = await repository.requests.get(request.id)
         assert done.status == "completed"
         assert done.progress["stores"]["warehouse.events"]["removed"] == 2
         assert done.progress["stores"]["warehouse.profile_props"]["removed"] == 2
-        trail = await repository.audit_trail(request.id)
+        trail = await repository.audit.trail(request.id)
         actions = [(entry["action"], entry["store"]) for entry in trail]
         first_sweep = actions[: actions.index(("second_sweep_started", None))]
         for store in ("warehouse.events", "warehouse.profiles", "warehouse.profile_props"):

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tapwire_core import metrics
-from tapwire_privacy import worker as worker_module
+from tapwire_privacy.worker import progress as worker_progress
 from tests.privacy.conftest import HEADERS, Api
 from tests.privacy.seed import event, profile, rows_naming, write
 
@@ -19,6 +19,13 @@ OTHER = {"X-CleverTap-Account-Id": "ACC-2", "X-CleverTap-Passcode": "passcode-2-
 
 def _failed_gauge() -> float | None:
     return metrics.REGISTRY.get_sample_value("tapwire_privacy_requests_failed")
+
+
+def _stopped_after_errors() -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "tapwire_privacy_requests_stopped_total", {"type": "erasure", "cause": "errors"}
+    )
+    return value or 0.0
 
 
 async def _get(api: Api, request_id: str) -> dict[str, Any]:
@@ -32,11 +39,9 @@ async def _retry(api: Api, request_id: str, headers: dict[str, str] = HEADERS) -
     return await api.client.post(f"/privacy/v1/requests/{request_id}/retry", headers=headers)
 
 
-async def test_a_failed_erasure_is_requeued_once_and_finishes(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(worker_module, "MAX_ATTEMPTS", 3)
+async def test_a_failed_erasure_is_requeued_once_and_finishes(api: Api) -> None:
     rig = api.rig
+    rig.settings.privacy_max_attempts = 3
     await write(
         rig.warehouse,
         [
@@ -47,17 +52,27 @@ async def test_a_failed_erasure_is_requeued_once_and_finishes(
     )
     # A store that stays down: the profile operators' table is gone while the erasure runs.
     await rig.warehouse.command("RENAME TABLE profile_ops TO profile_ops_away")
+    stopped_before = _stopped_after_errors()
     created = await api.client.post(
         "/privacy/v1/requests", headers=HEADERS, json={"type": "erasure", "subject": {"identity": "rhea"}}
     )
     request_id = created.json()["id"]
     for _ in range(10):
         await rig.worker.tick()
-        rig.clock.advance(seconds=worker_module.MAX_BACKOFF_S + 1)
-        if (await rig.repository.get(request_id)).status == "failed":
+        rig.clock.advance(seconds=worker_progress.MAX_BACKOFF_S + 1)
+        if (await rig.repository.requests.get(request_id)).status == "failed":
             break
     failed = await _get(api, request_id)
     assert failed["status"] == "failed"
+    assert failed["attempts"] == 3
+    assert failed["failure"] == {
+        "cause": "errors",
+        "attempts": 3,
+        "step": "warehouse.profile_ops",
+        "error": failed["progress"]["warehouse.profile_ops"]["error"],
+    }
+    assert [n["kind"] for n in failed["notices"]] == ["failed"]
+    assert _stopped_after_errors() == stopped_before + 1
     assert failed["progress"]["warehouse.profile_ops"]["state"] == "pending"
     assert failed["progress"]["warehouse.events"]["state"] == "erased"  # the stores that worked stay done
     assert [a["store"] for a in failed["audit"] if a["action"] == "failed"] == ["warehouse.profile_ops"] * 3
@@ -74,6 +89,7 @@ async def test_a_failed_erasure_is_requeued_once_and_finishes(
     assert first.json()["requeued"] is True and first.json()["status"] == "in_progress"
     again = await _retry(api, request_id)
     assert again.status_code == 200 and again.json()["requeued"] is False
+    assert first.json()["failure"] is None and first.json()["attempts"] == 0
     requeued = [a for a in (await _get(api, request_id))["audit"] if a["action"] == "requeued"]
     assert len(requeued) == 1
     assert requeued[0]["detail"] == {"previous_attempts": 3, "failed_at": ["warehouse.profile_ops"]}
@@ -97,7 +113,7 @@ async def test_a_failed_erasure_is_requeued_once_and_finishes(
 
 
 async def test_only_failed_requests_can_be_requeued(api: Api) -> None:
-    referred = await api.rig.repository.create(
+    referred = await api.rig.repository.requests.create(
         account_id="ACC-1",
         type="export",
         scope="subject",

@@ -74,7 +74,7 @@ async def seed(rig: Rig, provider: TwilioMessages) -> None:
 
 
 async def erasure(rig: Rig, key: str = "i:ann") -> str:
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type="erasure", scope="subject", channel="api", jurisdiction="gdpr", keys=[key]
     )
     return view.id
@@ -90,7 +90,7 @@ async def outbox_users(rig: Rig) -> list[tuple[str, str]]:
 
 
 async def trail(rig: Rig, request_id: str) -> list[tuple[str, str | None, dict[str, Any]]]:
-    return [(e["action"], e["store"], e["detail"]) for e in await rig.repository.audit_trail(request_id)]
+    return [(e["action"], e["store"], e["detail"]) for e in await rig.repository.audit.trail(request_id)]
 
 
 async def test_erasure_deletes_the_subjects_texts_at_the_provider_retrying_a_500(rig: Rig) -> None:
@@ -100,7 +100,7 @@ async def test_erasure_deletes_the_subjects_texts_at_the_provider_retrying_a_500
         await seed(rig, provider)
         request_id = await erasure(rig)
         await rig.run_until_settled()
-    view = await rig.repository.get(request_id)
+    view = await rig.repository.requests.get(request_id)
     assert view.status == "completed"
     assert sorted(provider.messages) == ["SMbob1"]
     deletes = provider.deletes(receiver)
@@ -131,7 +131,7 @@ async def test_provider_down_keeps_the_outbox_and_the_request_open_until_it_retu
     for _ in range(3):
         await rig.worker.tick()
         rig.clock.advance(seconds=rig.settings.privacy_sweep_delay_s + 1)
-    stalled = await rig.repository.get(request_id)
+    stalled = await rig.repository.requests.get(request_id)
     assert stalled.status != "completed"
     assert stalled.progress["recipients"]["messaging.sms"]["outcome"] == "failed"
     assert stalled.progress["recipients"]["messaging.sms"]["error"] == "ProviderUnavailable"
@@ -141,7 +141,7 @@ async def test_provider_down_keeps_the_outbox_and_the_request_open_until_it_retu
 
     with http_receiver(provider.respond, port=port) as back:
         await rig.run_until_settled()
-    done = await rig.repository.get(request_id)
+    done = await rig.repository.requests.get(request_id)
     assert done.status == "completed"
     assert sorted(provider.messages) == ["SMbob1"]
     assert sorted(provider.deletes(back)) == sorted(ANN_SIDS)
@@ -169,7 +169,7 @@ async def test_rectification_of_texts_is_recorded_as_impossible(rig: Rig) -> Non
     with http_receiver(provider.respond) as receiver:
         use_provider(rig, sms_url(receiver))
         await seed(rig, provider)
-        view = await rig.repository.create(
+        view = await rig.repository.requests.create(
             account_id="ACC-1",
             type="rectify",
             scope="subject",
@@ -179,7 +179,7 @@ async def test_rectification_of_texts_is_recorded_as_impossible(rig: Rig) -> Non
             payload={"fields": {"Name": "Ann B."}},
         )
         await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     assert provider.deletes(receiver) == []
     assert (
         "recipient_not_notified",
@@ -211,7 +211,7 @@ async def test_a_text_sent_after_the_first_pass_is_deleted_by_the_second_sweep(r
         await seed(rig, provider)
         request_id = await erasure(rig)
         await rig.worker.tick()
-        assert (await rig.repository.get(request_id)).status == "awaiting_sweep"
+        assert (await rig.repository.requests.get(request_id)).status == "awaiting_sweep"
         assert sorted(provider.messages) == ["SMbob1"]
         # A campaign that had Ann in its audience already sends her one more text in between.
         async with AsyncSession(rig.control.engine) as session, session.begin():
@@ -234,7 +234,7 @@ async def test_a_text_sent_after_the_first_pass_is_deleted_by_the_second_sweep(r
         provider.messages["SMann4"] = {"To": "+4915100000009", "Body": "Hi"}
         rig.clock.advance(seconds=rig.settings.privacy_sweep_delay_s + 1)
         await rig.run_until_settled()
-    view = await rig.repository.get(request_id)
+    view = await rig.repository.requests.get(request_id)
     assert view.status == "completed"
     assert sorted(provider.messages) == ["SMbob1"]
     assert sorted(provider.deletes(receiver)) == sorted([*ANN_SIDS, "SMann4"])

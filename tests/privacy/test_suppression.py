@@ -41,11 +41,11 @@ async def _ready() -> dict[str, bool]:
 
 
 async def erase_completely(rig: Rig, key: str) -> str:
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type="erasure", scope="subject", channel="api", jurisdiction="gdpr", keys=[key]
     )
     await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     return view.id
 
 
@@ -124,21 +124,23 @@ async def test_the_loader_drops_records_already_on_the_bus(
 
 
 async def test_a_tenant_erasure_suppresses_the_whole_account(rig: Rig, suppressions: SuppressionList) -> None:
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1", type="erasure", scope="tenant", channel="api", jurisdiction="gdpr", keys=[]
     )
     await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     await suppressions.reload()
     assert suppressions.suppressed("ACC-1", Identities(identity="anyone"))
     assert not suppressions.suppressed("ACC-2", Identities(identity="anyone"))
 
 
 async def test_suppressions_expire(rig: Rig, suppressions: SuppressionList) -> None:
-    await rig.repository.suppress(
+    await rig.repository.suppressions.add(
         account_id="ACC-1", request_id="r" * 32, keys=["e:old@example.com"], days=-1
     )
-    await rig.repository.suppress(account_id="ACC-1", request_id="r" * 32, keys=["e:new@example.com"], days=1)
+    await rig.repository.suppressions.add(
+        account_id="ACC-1", request_id="r" * 32, keys=["e:new@example.com"], days=1
+    )
     await suppressions.reload()
     assert suppressions.suppressed("ACC-1", Identities(email="new@example.com", identity="x"))
     assert not suppressions.suppressed("ACC-1", Identities(email="old@example.com"))

@@ -1,8 +1,10 @@
-"""TEST CHILD, not product code: a privacy worker that SIGKILLs itself in the middle of an erasure.
+"""TEST CHILD, not product code: a privacy worker that SIGKILLs itself in the middle of a request.
 
 Run as ``python -m tests.privacy.worker_child --control URL --clickhouse URL --data DIR --die-in STORE``. It runs
 one worker pass with the real handlers, except that the handler named by ``--die-in`` issues its real delete
-and then kills the process (SIGKILL: no cleanup, no progress saved for that store). Exits 3 if it never died.
+and then kills the process (SIGKILL: no cleanup, no progress saved for that store); with ``--die-in-export
+STORE`` that handler's export dies after its first batch instead, as a worker killed for memory would. Exits 3 if
+it never died.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
+from typing import Any
 
 from tapwire_core.clock import system_clock
 from tapwire_core.control.store import ControlStore
@@ -36,6 +39,17 @@ def die_after_erase(handler: StoreHandler) -> None:
     handler.erase = erase_then_die  # type: ignore[method-assign]
 
 
+def die_while_exporting(handler: StoreHandler) -> None:
+    export = handler.export
+
+    async def export_then_die(scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        async for batch in export(scope):
+            yield batch
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    handler.export = export_then_die  # type: ignore[method-assign]
+
+
 async def main(args: argparse.Namespace) -> int:
     store = ControlStore(args.control)
     await store.start()
@@ -45,7 +59,10 @@ async def main(args: argparse.Namespace) -> int:
     registry = default_registry(
         warehouse=warehouse, engine=store.engine, export_dir=settings.resolved_export_dir()
     )
-    die_after_erase(registry.handler(args.die_in))
+    if args.die_in:
+        die_after_erase(registry.handler(args.die_in))
+    if args.die_in_export:
+        die_while_exporting(registry.handler(args.die_in_export))
     worker = PrivacyWorker(
         repository=PrivacyRepository(store.engine, clock=system_clock),
         registry=registry,
@@ -60,6 +77,8 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    for name in ("--control", "--clickhouse", "--data", "--die-in", "--lease-s"):
+    for name in ("--control", "--clickhouse", "--data", "--lease-s"):
         parser.add_argument(name, required=True)
+    parser.add_argument("--die-in")
+    parser.add_argument("--die-in-export")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -200,3 +200,52 @@ async def test_records_without_headers_or_with_empty_values_round_trip(bus: Embe
     got = await consumer.fetch(max_records=10, timeout_s=1)
     assert [(r.key, r.value, r.headers) for r in got] == [(b"", b"", ()), (b"k", b"v", ())]
     await consumer.close()
+
+
+def _log_bytes(directory: Path) -> bytes:
+    """Every byte of the log's files: the database, its write-ahead log and shared memory."""
+    return b"".join(path.read_bytes() for path in sorted(directory.iterdir()) if path.is_file())
+
+
+async def test_records_past_the_time_bound_are_gone_from_the_files_bytes(tmp_path: Path) -> None:
+    now = [1_770_000_000_000]
+    week_ms = 7 * 24 * 3600 * 1000
+    bus = EmbeddedBus(
+        tmp_path, retention=Retention(keep_records=100_000, interval_s=3600), clock_ms=lambda: now[0]
+    )
+    await bus.start()
+    try:
+        subject = b'{"email":"erased.subject@example.com","evtName":"Viewed"}'
+        # One partition: the records that stay share the subject's pages, so a deleted record's bytes would
+        # linger in a page still in use unless they are overwritten.
+        await bus.ensure_topic(TOPIC, 1)
+        await bus.publish(TOPIC, [Record(key=b"user-1", value=subject), *batch(50)], timeout_s=5)
+        # The dead-letter topic: no consumer group ever reads it.
+        await bus.publish("events.dlq", [Record(key=b"user-1", value=b"dead:" + subject)], timeout_s=5)
+        reader = bus.consumer([TOPIC], "loader")
+        await reader.start()
+        await reader.commit({TopicPartition(TOPIC, 0): 0})  # a group that read nothing
+        await bus.run_retention()
+
+        # The check can fail: within the bound the records stay, and their bytes are in the files.
+        assert b"erased.subject@example.com" in _log_bytes(tmp_path)
+
+        now[0] += week_ms - 1000
+        await bus.publish(TOPIC, batch(5, key=b"user-2", start=100), timeout_s=5)
+        now[0] += 2000  # the first records are now a week and a second old; the last ones a second
+        await bus.run_retention()
+
+        # While the log stays open (as a running suite keeps it), in the database and its write-ahead log.
+        content = _log_bytes(tmp_path)
+        assert b"erased.subject@example.com" not in content
+        assert b"dead:" not in content
+
+        fresh = bus.consumer([TOPIC, "events.dlq"], "fresh")
+        await fresh.start()
+        left = await fresh.fetch(max_records=1000, timeout_s=1)
+        assert sorted(r.value for r in left) == sorted(str(100 + i).encode() for i in range(5))
+        await reader.close()
+        await fresh.close()
+    finally:
+        await bus.close()
+    assert b"erased.subject@example.com" not in _log_bytes(tmp_path)

@@ -32,7 +32,16 @@ from tapwire_core.warehouse.migrations import (
 )
 from tapwire_core.warehouse.schema import EVENT_COLUMNS
 
-PUBLIC_TABLES = ("events", "profile_props", "profile_ops", "profiles", "user_aliases")
+PUBLIC_TABLES = (
+    "events",
+    "profile_props",
+    "profile_ops",
+    "profiles",
+    "user_aliases",
+    "privacy_erasure_ledger",
+)
+# The column each table's rows are sharded by, with the account.
+SHARDED_BY = {"user_aliases": "alias_key", "privacy_erasure_ledger": "key_hash"}
 
 
 def creates(statements: list[str]) -> dict[str, str]:
@@ -81,7 +90,7 @@ def test_cluster_plan_is_replicated_local_tables_behind_distributed_ones() -> No
     tables = creates(statements)
     assert set(tables) == {*PUBLIC_TABLES, *(f"{t}_local" for t in PUBLIC_TABLES), "tapwire_migrations"}
     for table in PUBLIC_TABLES:
-        key_column = "alias_key" if table == "user_aliases" else "user_key"
+        key_column = SHARDED_BY.get(table, "user_key")
         local = tables[f"{table}_local"]
         assert f"'/clickhouse/tables/{{shard}}/{{database}}/{table}_local', '{{replica}}'" in local
         assert re.search(r"ENGINE = Replicated(Replacing|Aggregating)MergeTree\(", local)

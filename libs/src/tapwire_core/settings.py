@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     events_topic: str = "tapwire.events"
     dead_letter_topic: str = "tapwire.events.dlq"
     topic_partitions: int = 12
+    # What the Kafka topics keep (their retention.ms and segment.ms in the manifests, which tests hold equal): the
+    # privacy worker reports an erasure complete once the last copy of the subject's records is past them.
+    events_topic_retention_hours: float = Field(
+        default=168.0, gt=0, description="the events topic's retention.ms on Kafka, in hours"
+    )
+    dead_letter_topic_retention_hours: float = Field(
+        default=336.0, gt=0, description="the dead-letter topic's retention.ms on Kafka, in hours"
+    )
+    topic_segment_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="the topics' segment.ms on Kafka, in hours: a record leaves with its segment, up to this much "
+        "after its retention",
+    )
+    embedded_log_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="embedded mode: records older than this leave the log (every topic, dead letters included), "
+        "whether or not they were consumed",
+    )
 
     # Gateway limits.
     max_body_bytes: int = Field(default=10 * 1024 * 1024, description="compressed request body cap")
@@ -181,6 +201,17 @@ class Settings(BaseSettings):
     )
     privacy_record_retention_days: int = Field(
         default=730, description="request records and audit trail: 24 months"
+    )
+    privacy_max_attempts: int = Field(
+        default=30,
+        ge=1,
+        description="failed passes (a store or step erroring) after which a request stops retrying (status failed)",
+    )
+    privacy_max_abandoned_passes: int = Field(
+        default=3,
+        ge=1,
+        description="passes in a row that never ended (the worker died, e.g. killed for memory) after which a "
+        "request stops being retried (status failed), so it cannot take down worker after worker",
     )
     privacy_intake_per_minute: int = Field(
         default=10,

@@ -6,6 +6,7 @@ inventory test refuses).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from tapwire_core.settings import Settings
@@ -31,7 +32,15 @@ _SUBJECT_COLUMNS: Final = {
     "anonymous_id": ONLINE_ID,
 }
 
+_LEDGER: Final = {
+    "account_id": NONE,
+    "key_hash": PSEUDONYM,
+    "request_id": NONE,
+    "erased_at": NONE,
+}
+
 WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "privacy_erasure_ledger": _LEDGER,
     "events": {
         **_SUBJECT_COLUMNS,
         "account_id": NONE,
@@ -74,6 +83,7 @@ WAREHOUSE_CATEGORIES: Final[dict[str, dict[str, str]]] = {
 }
 
 CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
+    "privacy_erasure_ledger": _LEDGER,
     "privacy_request_subjects": {
         "request_id": NONE,
         "identifiers": IDENTIFIER,
@@ -149,7 +159,8 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
     },
     "message_consent": {
         **dict.fromkeys(("account_id", "subject_kind", "channel", "source"), NONE),
-        "subject": f"{IDENTIFIER} or {CONTACT} (user key, email address, phone number or push token)",
+        "subject": f"{IDENTIFIER} or {CONTACT} (user key, email address, phone number or push token); after "
+        f"an erasure, {PSEUDONYM} (opt-outs kept under a keyed hash)",
         "state": "communication preference",
         "updated_ms": BEHAVIOUR,
     },
@@ -207,6 +218,69 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+@dataclass(frozen=True)
+class TopicEntry:
+    """A bus topic (by the setting that names it): how long the broker keeps it, what it holds, and how an
+    erasure reaches the copies in it."""
+
+    retention_setting: str
+    """The setting that says the topic's ``retention.ms`` on Kafka, in hours (the manifests set both; the
+    inventory test holds them equal)."""
+    holds: str
+    handler: str
+    erasure: str
+
+
+TOPICS: Final[dict[str, TopicEntry]] = {
+    "events_topic": TopicEntry(
+        "events_topic_retention_hours",
+        "every record ingested (envelope JSON: every category the customer sends)",
+        "bus.suppression_list",
+        "records naming a suppressed (erased) identifier are dropped by the loader when read; the copies stay "
+        "until the topic's retention removes them",
+    ),
+    "dead_letter_topic": TopicEntry(
+        "dead_letter_topic_retention_hours",
+        "records the loader could not store, with the reason (envelope JSON: every category the customer sends)",
+        "bus.suppression_list",
+        "a replayed dead letter naming a suppressed (erased) identifier is dropped like any record; the copies "
+        "stay until the topic's retention removes them",
+    ),
+}
+"""Every topic a ``*_topic`` setting names; ``tests/privacy/test_inventory.py`` fails for one missing here."""
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """Backups of a store: the manifests' resources that take them, how long they are kept, what a restore does
+    to an erasure."""
+
+    store: str
+    resources: tuple[str, ...]
+    """``Kind/name`` of the manifests' objects that take or keep these backups."""
+    retention: str
+    erasure: str
+
+
+BACKUPS: Final[tuple[BackupEntry, ...]] = (
+    BackupEntry(
+        "postgresql",
+        ("ScheduledBackup/tapwire-pg-nightly", "ObjectStore/tapwire-pg-backups"),
+        "30 days (the object store's retentionPolicy; base backups and WAL)",
+        "a backup taken before an erasure still holds the subject's control-plane rows until it expires; a "
+        "restore brings them back (re-run the erasures recorded since the backup)",
+    ),
+    BackupEntry(
+        "clickhouse",
+        ("CronJob/tapwire-clickhouse-backup",),
+        "until deleted from the bucket (set a lifecycle rule of 30 days or less)",
+        "a backup taken before an erasure still holds the subject's warehouse rows until it is deleted; a restore "
+        "brings them back (re-run the erasures recorded since the backup)",
+    ),
+)
+"""Every backup the manifests take; ``tests/privacy/test_inventory.py`` fails for one missing here."""
+
+
 def _retention(settings: Settings) -> dict[str, str]:
     records = f"{settings.privacy_record_retention_days} days (24 months), then purged by the privacy worker"
     return {
@@ -216,6 +290,8 @@ def _retention(settings: Settings) -> dict[str, str]:
         "privacy_notices": records,
         "privacy_request_subjects": "while the request is open; deleted when it completes",
         "privacy_suppressions": f"{settings.privacy_suppression_days} days after the erasure",
+        "privacy_erasure_ledger": "for the deployment's lifetime (salted hashes only): a restore may come from any "
+        "backup still kept",
         "marketing_objections": "until the customer lifts the objection",
         "tracking_opt_outs": "until the person opts back in through the client SDK (then a day as a lifted "
         "mark, so that every gateway learns of the lift)",
@@ -226,7 +302,7 @@ def _retention(settings: Settings) -> dict[str, str]:
         "identity_edges": "until erased by a privacy request or the account's erasure",
         "outbox": "until erased (then pseudonymised: status and times kept for the campaign's counts)",
         "message_consent": "subscriptions until erased; opt-outs until the subject resubscribes (kept through "
-        "an erasure so messaging cannot resume)",
+        "an erasure, as keyed hashes, so messaging cannot resume)",
         "message_interactions": "until erased by a privacy request or the account's erasure",
         "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
         "segments": "while the account keeps the segment",
@@ -255,7 +331,7 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
                 "store": "warehouse",
                 "table": table,
                 "handler": coverage if isinstance(coverage, str) else None,
-                "retention": retention["warehouse"],
+                "retention": retention.get(table, retention["warehouse"]),
                 "columns": [
                     {"name": name, "type": kind, "category": categories.get(name, UNCLASSIFIED)}
                     for name, kind in columns
@@ -288,14 +364,34 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
             "columns": [{"name": "archive", "type": "zip of JSON", "category": "every category held"}],
         }
     )
-    stores.append(
-        {
-            "store": "bus",
-            "table": settings.events_topic,
-            "handler": "bus.suppression_list",
-            "retention": "the raw topic's retention (broker setting retention.ms): the longest time a copy of an "
-            "erased subject's record can survive; records read after the erasure are dropped by the loader",
-            "columns": [{"name": "value", "type": "envelope JSON", "category": "every category ingested"}],
-        }
-    )
+    embedded = f"{settings.embedded_log_retention_hours:g} hours in embedded mode (TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS)"
+    segment = f"{settings.topic_segment_hours:g} hours"
+    for setting, topic in TOPICS.items():
+        days = getattr(settings, topic.retention_setting) / 24
+        stores.append(
+            {
+                "store": "bus",
+                "table": getattr(settings, setting),
+                "handler": topic.handler,
+                "erasure": topic.erasure,
+                "retention": f"{days:g} days on Kafka (retention.ms; plus up to {segment} until its segment "
+                f"closes), {embedded}, whether or not it was read; deleted records are overwritten on disk. An "
+                "erasure's completion record lists when the last copy of the subject's records is gone, and the "
+                "erasure completes only then",
+                "columns": [{"name": "value", "type": "envelope JSON", "category": topic.holds}],
+            }
+        )
+    for backup in BACKUPS:
+        stores.append(
+            {
+                "store": "backups",
+                "table": backup.store,
+                "handler": None,
+                "erasure": backup.erasure,
+                "retention": backup.retention,
+                "columns": [
+                    {"name": "backup", "type": ", ".join(backup.resources), "category": "every category held"}
+                ],
+            }
+        )
     return {"status": "success", "stores": stores}

@@ -50,6 +50,14 @@ FAILED = Gauge(
     "Privacy requests that stopped retrying (status failed) and wait for an operator to re-queue them.",
     registry=REGISTRY,
 )
+STOPPED = Counter(
+    "tapwire_privacy_requests_stopped_total",
+    "Privacy requests that stopped retrying and wait for an operator (status failed), by type and cause: "
+    "errors (too many failed passes) or abandoned (too many passes that never ended, e.g. a worker killed "
+    "for memory).",
+    ["type", "cause"],
+    registry=REGISTRY,
+)
 UNACKNOWLEDGED = Gauge(
     "tapwire_privacy_acknowledgements_overdue",
     "Open CCPA requests whose acknowledgement of receipt was not delivered by its deadline.",

@@ -9,7 +9,8 @@ from typing import Any, Literal
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 
 RequestType = Literal["erasure", "export", "rectify", "objection"]
-Scope = Literal["subject", "tenant"]
+ScopeKind = Literal["subject", "tenant"]
+"""What a request covers: one subject's data, or the whole account's (the API's and the record's ``scope``)."""
 Channel = Literal["api", "clevertap", "direct"]
 Status = Literal["referred", "pending", "in_progress", "awaiting_sweep", "completed", "denied", "failed"]
 REQUEST_STATUSES: tuple[Status, ...] = (
@@ -46,7 +47,7 @@ class RequestView:
     id: str
     account_id: str
     type: RequestType
-    scope: Scope
+    scope: ScopeKind
     status: Status
     channel: Channel
     jurisdiction: str
@@ -125,9 +126,15 @@ class RequestView:
             "progress": self.progress.get("stores", {}),
             "phase": self.progress.get("phase"),
             "recipients": self.progress.get("recipients", {}),
+            "attempts": self.attempts,
+            "failure": self.progress.get("failure"),
             "verification": self.verification,
             "subject_hash": self.subject_hash,
         }
+        if self.type == "erasure":
+            # Copies on the bus no erasure reaches, and when the last is gone (then the request completes).
+            body["bus_copies"] = self.progress.get("bus_copies", [])
+            body["copies_gone_at"] = self.progress.get("copies_gone_at")
         if self.type == "export":
             body["export_expires_at"] = iso(self.export_expires_at)
             body["export_erased_at"] = iso(self.export_erased_at)

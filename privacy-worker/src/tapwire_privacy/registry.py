@@ -24,6 +24,7 @@ from tapwire_core.identity.keys import parse_identifier
 from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
+from tapwire_privacy.ledger import ErasureLedger
 from tapwire_privacy.schemas import control_tables, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import (
@@ -54,7 +55,13 @@ class Exempt:
 Coverage = str | Exempt
 """A handler name, or an exemption."""
 
-WAREHOUSE_COVERAGE: Final[dict[str, Coverage]] = {table: f"warehouse.{table}" for table in WAREHOUSE_SPECS}
+WAREHOUSE_COVERAGE: Final[dict[str, Coverage]] = {
+    **{table: f"warehouse.{table}" for table in WAREHOUSE_SPECS},
+    "privacy_erasure_ledger": Exempt(
+        "the erasure ledger's warehouse copy: salted hashes of erased identifiers, no identifier; what erases a "
+        "restored subject again"
+    ),
+}
 
 CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "accounts": Exempt("the customer's own account record; no end-user data"),
@@ -67,6 +74,10 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "privacy_keys": Exempt("deployment secrets (hash salt, link-signing key)"),
     "privacy_request_subjects": Exempt(
         "the open request's working set (the identifiers being acted on); deleted in the completion transaction"
+    ),
+    "privacy_erasure_ledger": Exempt(
+        "the erasure ledger: salted hashes of erased identifiers and request ids, no identifier; what erases a "
+        "restored subject again"
     ),
     "privacy_suppressions": "control.privacy_suppressions",
     "marketing_objections": "control.marketing_objections",
@@ -139,6 +150,8 @@ class Registry:
     sources: list[ClosureSource]
     data_recipients: list[DataRecipient] = field(default_factory=list)
     extra_coverage: dict[str, dict[str, Coverage]] = field(default_factory=dict)
+    ledger: ErasureLedger | None = None
+    """Where erasures are recorded for re-erasing after a restore (None: not recorded, for tests of parts)."""
 
     def handler(self, name: str) -> StoreHandler:
         for handler in self.handlers:
@@ -201,4 +214,5 @@ def default_registry(
         sources=sources,
         data_recipients=list(data_recipients),
         extra_coverage={store: dict(tables) for store, tables in (extra_coverage or {}).items()},
+        ledger=ErasureLedger(engine, warehouse),
     )

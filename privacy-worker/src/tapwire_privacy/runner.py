@@ -9,12 +9,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from tapwire_core.bus.embedded_store import Retention
 from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.store import ControlStore
 from tapwire_core.egress import policy_from_settings
 from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
+from tapwire_privacy.bus_copies import check_retention, topic_lifetimes
 from tapwire_privacy.closure import ClosureSource
 from tapwire_privacy.notices import WebhookNotifier
 from tapwire_privacy.rate_limit import SlidingWindowLimit
@@ -48,9 +50,15 @@ class PrivacyRuntime:
         extra_sources: Sequence[ClosureSource] = (),
         extra_coverage: Mapping[str, Mapping[str, Coverage]] | None = None,
         data_recipients: Sequence[DataRecipient] = (),
+        embedded_bus: Retention | None = None,
     ) -> PrivacyRuntime:
         """What other services contribute (handlers for their stores, closure sources, data recipients)
-        comes in through the ``extra_*`` and ``data_recipients`` arguments; the suite's assembly passes them."""
+        comes in through the ``extra_*`` and ``data_recipients`` arguments; the suite's assembly passes them.
+        ``embedded_bus``: the embedded log's retention when that is the bus (None: Kafka). Raises
+        :class:`~tapwire_privacy.bus_copies.BusRetentionTooLong` where the bus may keep an erased subject's
+        records past the legal deadline or their suppression."""
+        bus_lifetimes = topic_lifetimes(settings, embedded=embedded_bus)
+        check_retention(settings, bus_lifetimes)
         repository = PrivacyRepository(
             store.engine, clock=clock, record_retention_days=settings.privacy_record_retention_days
         )
@@ -66,7 +74,12 @@ class PrivacyRuntime:
         )
         notifier = WebhookNotifier(store.get_account, egress=policy_from_settings(settings))
         worker = PrivacyWorker(
-            repository=repository, registry=registry, settings=settings, clock=clock, notifier=notifier
+            repository=repository,
+            registry=registry,
+            settings=settings,
+            clock=clock,
+            notifier=notifier,
+            bus_lifetimes=bus_lifetimes,
         )
         service = PrivacyService(
             repository=repository,

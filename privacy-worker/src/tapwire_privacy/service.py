@@ -12,7 +12,7 @@ from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.deadlines import JURISDICTIONS, Jurisdiction
 from tapwire_privacy.rate_limit import SlidingWindowLimit
-from tapwire_privacy.records import Channel, RequestType, RequestView, Scope, Status
+from tapwire_privacy.records import Channel, RequestType, RequestView, ScopeKind, Status
 from tapwire_privacy.repository import PrivacyRepository
 
 JURISDICTION_SETTING = "privacy_jurisdiction"
@@ -38,7 +38,7 @@ class PrivacyService:
         *,
         account: AccountView,
         type: RequestType,
-        scope: Scope,
+        scope: ScopeKind,
         channel: Channel,
         keys: Sequence[str],
         payload: dict[str, Any] | None = None,
@@ -46,7 +46,7 @@ class PrivacyService:
     ) -> RequestView:
         """Record a request. An objection the customer submits is listed at once for the named identifiers
         (so marketing stops before the worker has even looked), and extended to linked ones by the worker."""
-        view = await self.repository.create(
+        view = await self.repository.requests.create(
             account_id=account.id,
             type=type,
             scope=scope,
@@ -58,7 +58,7 @@ class PrivacyService:
         )
         metrics.REQUESTS.labels(type, channel).inc()
         if type == "objection" and status == "pending" and keys:
-            await self.repository.record_objection(account_id=account.id, request_id=view.id, keys=keys)
+            await self.repository.objections.add(account_id=account.id, request_id=view.id, keys=keys)
         return view
 
     async def submit_erasures(
@@ -66,7 +66,7 @@ class PrivacyService:
     ) -> list[RequestView]:
         """Record one subject erasure per entry of ``subjects`` together (one transaction), so they fall due at
         once and the worker serves them with one mutation per table."""
-        views = await self.repository.create_many(
+        views = await self.repository.requests.create_many(
             account_id=account.id,
             type="erasure",
             scope="subject",

@@ -13,11 +13,15 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tapwire_core.control.accounts.hashing import generate_secret
 from tapwire_core.control.accounts.types import CREDENTIAL_KINDS, CredentialKind
 from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
+
+if TYPE_CHECKING:
+    from tapwire_privacy.records import RequestView
 
 
 def control_url(settings: Settings) -> str:
@@ -185,15 +189,18 @@ async def _delete(settings: Settings, account_id: str) -> int:
                 account=account, type="erasure", scope="tenant", channel="api", keys=[]
             )
             with tqdm(desc=f"erasing {account_id}", unit=" pass", file=sys.stderr, leave=False) as bar:
-                while view.status not in ("completed", "failed", "denied"):
+                # Every store is erased once the request only waits for the copies on the bus to expire.
+                while view.status not in ("completed", "failed", "denied") and not _only_bus_copies_left(
+                    view
+                ):
                     await privacy.worker.tick()
-                    view = await privacy.service.repository.get(view.id)
+                    view = await privacy.service.repository.requests.get(view.id)
                     bar.set_postfix_str(view.status)
                     bar.update(1)
                     if view.status != "completed":
                         await asyncio.sleep(min(settings.privacy_poll_s, 1.0))
             await privacy.notifier.close()
-        if view.status != "completed":
+        if view.status != "completed" and not _only_bus_copies_left(view):
             print(
                 f"tapwire accounts: the erasure {view.id} ended {view.status}; the account is kept",
                 file=sys.stderr,
@@ -204,8 +211,17 @@ async def _delete(settings: Settings, account_id: str) -> int:
     took = time.monotonic() - started
     print(
         f"deleted {account_id}: every store erased (request {view.id}) and the account removed in {took:.1f} s"
+        + (
+            f"; the last copies on the bus expire by {view.progress['copies_gone_at']}"
+            if view.status != "completed"
+            else ""
+        )
     )
     return 0
+
+
+def _only_bus_copies_left(view: RequestView) -> bool:
+    return view.progress.get("phase") == "copies_expiring"
 
 
 def add_commands(accounts: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

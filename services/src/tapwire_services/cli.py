@@ -20,6 +20,7 @@ from tapwire_core.settings import Settings
 from tapwire_services.accounts_cli import add_commands as add_account_commands
 from tapwire_services.accounts_cli import credential_store
 from tapwire_services.export_cli import add_export_command
+from tapwire_services.privacy_cli import add_commands as add_privacy_commands
 
 if TYPE_CHECKING:
     import uvicorn
@@ -378,6 +379,8 @@ def parser() -> argparse.ArgumentParser:
     web_push.add_argument("--key", type=Path, required=True, help="the key file (PEM, P-256)")
     web_push.add_argument("--create", action="store_true", help="make a new key at --key first")
     web_push.set_defaults(func=cmd_web_push_key)
+    privacy = commands.add_parser("privacy", help="privacy operations (after restoring a backup)")
+    add_privacy_commands(privacy.add_subparsers(dest="privacy_command", required=True))
 
     gen = commands.add_parser("generate", help="deterministic CleverTap-shaped test data")
     gen.add_argument("--users", type=int, required=True)

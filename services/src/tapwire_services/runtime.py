@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tapwire_core.bus import Bus
 from tapwire_core.control.accounts.lookup import (
@@ -17,6 +17,9 @@ from tapwire_core.control.store import ControlStore
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_core.warehouse.migrations import migrate, schema_is_current
+
+if TYPE_CHECKING:
+    from tapwire_core.bus.embedded_store import Retention
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,15 @@ async def _safe(check: object) -> bool:
     return False
 
 
+def _log_retention(settings: Settings) -> Retention:
+    """The embedded log's time bound; it looks for records past it every 30 s, or sooner for a short bound, so
+    a record never outlives the bound by more than a tenth of it (the privacy worker waits that long)."""
+    from tapwire_core.bus.embedded_store import Retention
+
+    max_age_s = settings.embedded_log_retention_hours * 3600
+    return Retention(max_age_s=max_age_s, interval_s=min(30.0, max_age_s / 10))
+
+
 def embedded(settings: Settings) -> Components:
     """Everything in-process under ``TAPWIRE_DATA_DIR``: SQLite log, chDB, SQLite control plane."""
     from tapwire_core.bus.embedded import EmbeddedBus
@@ -92,7 +104,7 @@ def embedded(settings: Settings) -> Components:
             f"sqlite+aiosqlite:///{data / 'control.db'}",
             lookup_digests=lookup_digests(settings, embedded=True),
         ),
-        bus=EmbeddedBus(data / "log"),
+        bus=EmbeddedBus(data / "log", retention=_log_retention(settings)),
         warehouse=ChdbWarehouse(data / "chdb"),
     )
 

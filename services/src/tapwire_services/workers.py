@@ -16,12 +16,14 @@ from typing import Protocol
 
 from starlette.datastructures import State
 
+from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.control.privacy.suppression import SuppressionList
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_ingest.loader.pipeline import Loader
 from tapwire_messaging.data_recipients import messaging_data_recipients
 from tapwire_messaging.service import MessagingService
+from tapwire_privacy.bus_copies import BusRetentionTooLong
 from tapwire_privacy.runner import PrivacyRuntime
 from tapwire_services import runtime
 from tapwire_services.accounts import announce_accounts
@@ -153,12 +155,16 @@ class PrivacyWork:
         components = wiring.components
         if components.warehouse is None:
             raise runtime.ConfigurationError("the privacy worker needs a warehouse")
-        self._runtime = PrivacyRuntime.build(
-            settings=wiring.settings,
-            store=components.store,
-            warehouse=components.warehouse,
-            data_recipients=messaging_data_recipients(components.store.engine, wiring.settings),
-        )
+        try:
+            self._runtime = PrivacyRuntime.build(
+                settings=wiring.settings,
+                store=components.store,
+                warehouse=components.warehouse,
+                data_recipients=messaging_data_recipients(components.store.engine, wiring.settings),
+                embedded_bus=(components.bus.retention if isinstance(components.bus, EmbeddedBus) else None),
+            )
+        except BusRetentionTooLong as exc:
+            raise runtime.ConfigurationError(str(exc)) from exc
         wiring.state.privacy = self._runtime.service
         self._runtime.start()
 

@@ -3,7 +3,8 @@
 Publishes from many concurrent requests are committed together by one writer thread (group commit); a
 publish returns once its transaction is on disk. Consumers read committed records in offset order and are
 woken in-process the moment new records commit. Offsets are committed durably, so a consumer in a reopened
-log resumes where its group left off. Retention deletes records every group has committed past.
+log resumes where its group left off. Retention deletes records every group has committed past, and every
+record older than its time bound whatever the groups (``Retention``); deleted records are zeroed on disk.
 
 Embedded mode is one process: a consumer is assigned every partition of its topics, so a group should have
 one live consumer. Nothing here blocks the event loop: SQLite runs on the writer and reader threads.
@@ -34,6 +35,7 @@ from tapwire_core.bus.embedded_store import (
     read_partitions,
     read_records,
     read_watermarks,
+    wall_clock_ms,
 )
 
 T = TypeVar("T")
@@ -44,7 +46,8 @@ class EmbeddedBus(Bus):
 
     ``synchronous="FULL"`` (default) makes each returned publish survive power loss; ``"NORMAL"`` only a
     process crash, for faster disks-in-doubt setups. ``default_partitions`` applies to topics first seen on
-    publish rather than created by ``ensure_topic``.
+    publish rather than created by ``ensure_topic``. ``clock_ms`` (wall-clock milliseconds) stamps records and
+    ages them for retention.
     """
 
     def __init__(
@@ -54,8 +57,10 @@ class EmbeddedBus(Bus):
         synchronous: Synchronous = "FULL",
         default_partitions: int = 1,
         retention: Retention | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._directory = Path(directory)
+        self._clock_ms = clock_ms
         self._synchronous: Synchronous = synchronous
         self._default_partitions = default_partitions
         self._retention = retention or Retention()
@@ -83,6 +88,7 @@ class EmbeddedBus(Bus):
             retention=self._retention,
             on_commit=self._notify,
             live_groups=self._live_groups,
+            clock_ms=self._clock_ms,
         )
         await asyncio.to_thread(writer.open)
         self._writer = writer
@@ -114,6 +120,11 @@ class EmbeddedBus(Bus):
 
     async def healthy(self) -> bool:
         return self._writer is not None and self._writer.alive
+
+    @property
+    def retention(self) -> Retention:
+        """What the log keeps, and how often it deletes what it does not (the privacy worker's bound on copies)."""
+        return self._retention
 
     async def run_retention(self) -> None:
         """Apply retention now rather than at the next interval."""

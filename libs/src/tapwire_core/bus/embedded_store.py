@@ -104,7 +104,14 @@ def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA journal_size_limit = 67108864")
     conn.execute("PRAGMA temp_store = MEMORY")
+    # Deleted records are overwritten with zeros, not only unlinked: a record past its retention (an erased
+    # subject's, say) must be gone from the file's bytes, not waiting in a free page.
+    conn.execute("PRAGMA secure_delete = ON")
     return conn
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 # --- writes -------------------------------------------------------------------------------------------------
@@ -136,7 +143,9 @@ _Write = _Publish | _Commit | _EnsureTopic
 
 @dataclass(frozen=True)
 class Retention:
-    """Delete records every group has committed past, keeping at least ``keep_records`` per partition.
+    """Delete records every group has committed past, keeping at least ``keep_records`` per partition; and
+    whatever the groups and the count, every record older than ``max_age_s`` (as Kafka's ``retention.ms``
+    does: the events topic's 7 days), in every topic, the dead-letter topic included.
 
     A group with no consumer open in this process that has not committed for ``group_expiry_s`` (Kafka's
     default offset retention, 7 days) loses its offsets and stops counting: a consumer of it starts again at
@@ -146,6 +155,7 @@ class Retention:
     keep_records: int = 100_000
     interval_s: float = 30.0
     group_expiry_s: float = 7 * 24 * 3600.0
+    max_age_s: float = 7 * 24 * 3600.0
 
 
 class LogWriter:
@@ -164,8 +174,10 @@ class LogWriter:
         retention: Retention,
         on_commit: Callable[[set[str]], None],
         live_groups: Callable[[], frozenset[str]] = frozenset,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._path = path
+        self._clock_ms = clock_ms
         self._live_groups = live_groups
         self._synchronous: Synchronous = synchronous
         self._default_partitions = default_partitions
@@ -277,7 +289,7 @@ class LogWriter:
         next_offsets: dict[tuple[str, int], int] = {}
         rows: list[tuple[str, int, int, bytes, bytes, bytes | None, int]] = []
         topics: set[str] = set()
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock_ms()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for write in batch:
@@ -356,11 +368,15 @@ class LogWriter:
         return partitions[topic]
 
     def _apply_retention(self) -> None:
-        """Expire the offsets of groups gone for good, then delete, in short transactions, what every
-        remaining group of a topic committed past (keeping a minimum)."""
+        """Delete every record past ``max_age_s``; expire the offsets of groups gone for good, then delete, in
+        short transactions, what every remaining group of a topic committed past (keeping a minimum). When
+        anything went, the write-ahead log is checkpointed and truncated, so the deleted records' old pages
+        leave it too (the database file's pages are zeroed by ``secure_delete``)."""
         assert self._conn is not None
         conn = self._conn
+        changes = conn.total_changes
         try:
+            self._delete_aged(conn)
             self._expire_groups(conn)
             floors = conn.execute(
                 "SELECT topic, partition, MIN(next_offset) FROM group_offsets GROUP BY topic, partition"
@@ -381,15 +397,37 @@ class LogWriter:
                     )
                     conn.execute("COMMIT")
                     lowest = chunk_end
+            if conn.total_changes != changes:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
             log.exception("embedded log retention failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
 
+    def _delete_aged(self, conn: sqlite3.Connection) -> None:
+        """Delete, oldest first and in short transactions, every record published more than ``max_age_s`` ago.
+        A partition's records are in publish order, so what goes is a prefix of its offsets."""
+        cutoff_ms = self._clock_ms() - int(self._retention.max_age_s * 1000)
+        for topic, partition in list(self._next_offsets):
+            while True:
+                oldest = conn.execute(
+                    "SELECT offset, timestamp_ms FROM records WHERE topic = ? AND partition = ? "
+                    "ORDER BY offset LIMIT 1",
+                    (topic, partition),
+                ).fetchone()
+                if oldest is None or oldest[1] >= cutoff_ms:
+                    break
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "DELETE FROM records WHERE topic = ? AND partition = ? AND offset < ? AND timestamp_ms < ?",
+                    (topic, partition, oldest[0] + _RETENTION_DELETE_CHUNK, cutoff_ms),
+                )
+                conn.execute("COMMIT")
+
     def _expire_groups(self, conn: sqlite3.Connection) -> None:
         """Forget the offsets of every group without a consumer open here that has not committed for
         ``group_expiry_s``. Open consumers count as activity, so an idle but running group never expires."""
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock_ms()
         cutoff_ms = now_ms - int(self._retention.group_expiry_s * 1000)
         live = self._live_groups()
         conn.execute("BEGIN IMMEDIATE")

@@ -40,9 +40,9 @@ def normalise_url(url: str | URL) -> URL:
 
 
 def create_engine(url: str | URL) -> AsyncEngine:
-    """An engine for ``url``. SQLite connections get a busy timeout and foreign keys; the file's switch to
-    write-ahead logging is :func:`use_write_ahead_log`'s, once per file, since it is the one step that can fail
-    at once instead of waiting for the lock."""
+    """An engine for ``url``. SQLite connections get a busy timeout, foreign keys and secure deletion; the
+    file's switch to write-ahead logging is :func:`use_write_ahead_log`'s, once per file, since it is the one step
+    that can fail at once instead of waiting for the lock."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         assert parsed.database is not None
@@ -83,5 +83,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A deleted row (an erased subject's) is overwritten with zeros in the file, not left in a free page.
+        cursor.execute("PRAGMA secure_delete=ON")
     finally:
         cursor.close()

@@ -11,6 +11,7 @@ from tapwire_core.control.console.models import (
 from tapwire_core.control.email_feedback.models import EmailFeedbackRow, EmailSuppressionRow
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.privacy.ledger_models import ErasureLedgerRow
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
     PrivacyKeyRow,
@@ -35,6 +36,7 @@ __all__ = [
     "CredentialRow",
     "EmailFeedbackRow",
     "EmailSuppressionRow",
+    "ErasureLedgerRow",
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",

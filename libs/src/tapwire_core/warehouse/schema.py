@@ -66,6 +66,17 @@ SHARDING_KEY: Final = "cityHash64(account_id, user_key)"
 
 USER_ALIASES: Final = "user_aliases"
 
+ERASURE_LEDGER: Final = "privacy_erasure_ledger"
+
+# The erasure ledger's warehouse copy (the control database keeps the other): salted hashes of erased subject
+# keys, so a restore of either store can be erased again from the other's copy.
+ERASURE_LEDGER_COLUMNS: Final = (
+    ("account_id", "LowCardinality(String)"),
+    ("key_hash", "String"),
+    ("request_id", "String"),
+    ("erased_at", UTC_MS),
+)
+
 # The identity graph's projection for queries: each merged-away user key points at the key that absorbed it.
 # A row with active=0 (written on demerge) undoes the link; the highest version per alias wins. Keys that were
 # never merged have no row, so a reader maps user_key -> canonical_key when an active row exists, else keeps it.

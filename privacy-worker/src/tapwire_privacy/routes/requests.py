@@ -77,14 +77,17 @@ async def _body(service: PrivacyService, view: RequestView, *, detail: bool = Fa
     ):
         expires = min(view.export_expires_at, now + LINK_LIFETIME)
         url = signed_export_url(
-            service.settings.resolved_public_url(), await service.repository.link_key(), view.id, expires
+            service.settings.resolved_public_url(),
+            await service.repository.secrets.link_key(),
+            view.id,
+            expires,
         )
     body = view.to_json(now=now, export_url=url)
     if detail:
         body["audit"] = [
-            {**entry, "at": iso(entry["at"])} for entry in await service.repository.audit_trail(view.id)
+            {**entry, "at": iso(entry["at"])} for entry in await service.repository.audit.trail(view.id)
         ]
-        body["notices"] = await service.repository.notices_for(view.id)
+        body["notices"] = await service.repository.notices.of_request(view.id)
         if view.acknowledge_by is not None:
             body["acknowledged_at"] = next(
                 (n["delivered_at"] for n in body["notices"] if n["kind"] == ACKNOWLEDGEMENT), None
@@ -116,7 +119,9 @@ async def list_requests(
 ) -> Response:
     if status is not None and status not in REQUEST_STATUSES:
         raise ApiError(422, f"status must be one of {', '.join(REQUEST_STATUSES)}")
-    views = await privacy.repository.list_requests(account_id=account.id, status=status, overdue=overdue)
+    views = await privacy.repository.requests.of_account(
+        account_id=account.id, status=status, overdue=overdue
+    )
     return json_response({"status": "success", "requests": [await _body(privacy, v) for v in views]})
 
 
@@ -129,7 +134,7 @@ async def get_request(request_id: str, account: PasscodeAccount, privacy: Privac
 @router.post("/privacy/v1/requests/{request_id}/confirm")
 async def confirm_request(request_id: str, account: PasscodeAccount, privacy: Privacy) -> Response:
     try:
-        view = await privacy.repository.confirm(account_id=account.id, request_id=request_id)
+        view = await privacy.repository.requests.confirm(account_id=account.id, request_id=request_id)
     except RequestNotFound:
         raise ApiError(404, "Privacy request not found") from None
     except RequestConflict as exc:
@@ -150,7 +155,7 @@ async def deny_request(
     """The controller refuses a request it has not let start (e.g. identity not verified), with the basis."""
     deny_in = await read_model(request, DenyIn, _LIMITS)
     try:
-        view = await privacy.repository.deny(
+        view = await privacy.repository.requests.deny(
             account_id=account.id, request_id=request_id, basis=deny_in.basis
         )
     except RequestNotFound:
@@ -166,7 +171,7 @@ async def extend_request(
 ) -> Response:
     extend_in = await read_model(request, ExtendIn, _LIMITS)
     try:
-        view = await privacy.repository.extend(
+        view = await privacy.repository.requests.extend(
             account_id=account.id, request_id=request_id, months=extend_in.months, reason=extend_in.reason
         )
     except RequestNotFound:
@@ -181,7 +186,9 @@ async def retry_request(request_id: str, account: PasscodeAccount, privacy: Priv
     """Re-queue a request that stopped retrying (``failed``), from where its progress stands. Repeating the call
     changes nothing: ``requeued`` is false when the request was already queued or running."""
     try:
-        view, requeued = await privacy.repository.requeue(account_id=account.id, request_id=request_id)
+        view, requeued = await privacy.repository.requests.requeue(
+            account_id=account.id, request_id=request_id
+        )
     except RequestNotFound:
         raise ApiError(404, "Privacy request not found") from None
     except RequestConflict as exc:
@@ -201,7 +208,7 @@ async def download_export(
     """The archive, for whoever holds a valid, unexpired signed link (the link is the credential)."""
     try:
         check_link(
-            await privacy.repository.link_key(),
+            await privacy.repository.secrets.link_key(),
             request_id,
             expires=expires,
             signature=signature,
@@ -210,7 +217,7 @@ async def download_export(
     except LinkRefused as exc:
         raise ApiError(exc.status, exc.reason) from None
     try:
-        view = await privacy.repository.get(request_id)
+        view = await privacy.repository.requests.get(request_id)
     except RequestNotFound:
         raise ApiError(404, "Export not found") from None
     path = archive_path(privacy.settings.resolved_export_dir(), request_id)
@@ -228,6 +235,6 @@ async def inventory(account: PasscodeAccount, privacy: Privacy) -> Response:
 
 async def _owned(privacy: PrivacyService, request_id: str, account_id: str) -> RequestView:
     try:
-        return await privacy.repository.get(request_id, account_id=account_id)
+        return await privacy.repository.requests.get(request_id, account_id=account_id)
     except RequestNotFound:
         raise ApiError(404, "Privacy request not found") from None

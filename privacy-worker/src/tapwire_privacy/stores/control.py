@@ -8,7 +8,7 @@ they are listed) and reported by ``verify`` with the reason they stay.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -21,6 +21,7 @@ from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
 from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.records import iso
 from tapwire_privacy.stores.base import StoreHandler, Verification
+from tapwire_privacy.stores.row_batches import row_batches
 
 
 class _HashedKeyTable(StoreHandler):
@@ -61,9 +62,17 @@ class _HashedKeyTable(StoreHandler):
         """Conditions a row must meet to count as listed (every row, unless a subclass says otherwise)."""
         return ()
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        rows = (await self._rows([scope]))[scope.request_id]
-        return [{"listed_at": iso(row.created_at), "reason": self.reason} for row in rows]
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        if scope.keys is None:
+            query = select(self.model).where(self.model.account_id == scope.account_id, *self._listed())
+            async for rows in row_batches(self._engine, query):
+                yield [self._exported(row) for row in rows]
+            return
+        # A subject's keys name a handful of rows.
+        yield [self._exported(row) for row in (await self._rows([scope]))[scope.request_id]]
+
+    def _exported(self, row: Any) -> dict[str, Any]:
+        return {"listed_at": iso(row.created_at), "reason": self.reason}
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         return {request_id: len(rows) for request_id, rows in (await self._rows(scopes)).items()}

@@ -12,7 +12,7 @@ for each of its ``e:`` keys, and feedback rows by user key too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, false, or_, select
@@ -68,8 +68,8 @@ class EmailFeedbackHandler(_EmailTable):
             EmailFeedbackRow.address_hash.in_(hashes) if hashes else false(),
         )
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        yield [
             {
                 "kind": r.kind,
                 "source": r.source,
@@ -111,8 +111,8 @@ class EmailSuppressionsHandler(_EmailTable):
         hashes = _address_hashes(salt, scope)
         return condition & (EmailSuppressionRow.address_hash.in_(hashes) if hashes else false())
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        yield [
             {"reason": r.reason, "source": r.source, "since_ms": r.created_ms, "kept_because": self.reason}
             for r in await self._rows(scope)
         ]

@@ -6,7 +6,7 @@ erasure can find the archives that hold the subject's data without the archives 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,11 @@ from tapwire_privacy.stores.base import StoreHandler, Verification
 
 def archive_path(directory: Path, request_id: str) -> Path:
     return directory / f"{request_id}.zip"
+
+
+def partial_archive_path(directory: Path, request_id: str) -> Path:
+    """Where an archive is written until it is complete (then renamed to ``archive_path``)."""
+    return directory / f"{request_id}.zip.partial"
 
 
 class ExportArchivesHandler(StoreHandler):
@@ -57,8 +62,9 @@ class ExportArchivesHandler(StoreHandler):
             ]
         return found
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        # One entry per live archive of the account: bounded by the exports' retention.
+        yield [
             {
                 "request_id": row.id,
                 "created_at": iso(row.completed_at),

@@ -10,10 +10,10 @@ handler), so counts do not keep folding other people into the erased subject.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.identity.graph import IdentityGraph
@@ -22,6 +22,8 @@ from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_privacy.records import iso
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.control_deletes import deletion_note
+from tapwire_privacy.stores.row_batches import row_batches
 
 _ALIAS_COLUMNS = ("account_id", "alias_key", "canonical_key", "merged_at", "version", "active")
 
@@ -36,33 +38,37 @@ class IdentityGraphHandler(StoreHandler):
         self._graph = graph
         self._warehouse = warehouse
 
-    async def _held(self, scope: Scope) -> tuple[list[IdentityNodeRow], list[IdentityEdgeRow]]:
+    def _queries(self, scope: Scope) -> tuple[Select[IdentityNodeRow], Select[IdentityEdgeRow]]:
         nodes = select(IdentityNodeRow).where(IdentityNodeRow.account_id == scope.account_id)
         edges = select(IdentityEdgeRow).where(IdentityEdgeRow.account_id == scope.account_id)
         if scope.keys is not None:
             keys = sorted(scope.keys)
             nodes = nodes.where(IdentityNodeRow.key.in_(keys))
             edges = edges.where(or_(IdentityEdgeRow.a_key.in_(keys), IdentityEdgeRow.b_key.in_(keys)))
+        return nodes, edges
+
+    async def _held(self, scope: Scope) -> tuple[list[IdentityNodeRow], list[IdentityEdgeRow]]:
+        nodes, edges = self._queries(scope)
         async with AsyncSession(self._engine) as session:
             return list(await session.scalars(nodes)), list(await session.scalars(edges))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        nodes, edges = await self._held(scope)
-        return [
-            *(
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        nodes, edges = self._queries(scope)
+        async for rows in row_batches(self._engine, nodes):
+            yield [
                 {"identifier": n.key, "counted_as": n.canonical_key, "linked_at": iso(n.created_at)}
-                for n in nodes
-            ),
-            *(
+                for n in rows
+            ]
+        async for rows in row_batches(self._engine, edges):
+            yield [
                 {
                     "link": [e.a_key, e.b_key],
                     "reason": e.reason,
                     "linked_at": iso(e.created_at),
                     "unlinked_at": iso(e.removed_at),
                 }
-                for e in edges
-            ),
-        ]
+                for e in rows
+            ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         union = subjects_union(scopes)
@@ -109,8 +115,8 @@ class IdentityGraphHandler(StoreHandler):
             request_id: Verification(
                 residue=n,
                 pending=False,
-                checked="identity_nodes and identity_edges rows naming the subject's keys (control database; "
-                "deletes are immediate and physical)",
+                checked="identity_nodes and identity_edges rows naming the subject's keys (control database); "
+                + deletion_note(self._engine),
             )
             for request_id, n in counts.items()
         }

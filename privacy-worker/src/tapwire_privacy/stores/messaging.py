@@ -7,9 +7,10 @@ A subject is matched by user key and, where a table holds addresses, by the valu
   becomes a salted pseudonym (``x:<hash>``), so does a push row's device (a hash of its token), and the address,
   profile snapshot and provider detail are cleared; a message still pending becomes ``suppressed``.
 - ``message_interactions``: deleted.
-- ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes, dead push tokens) are
-  retained on purpose, as the objection list is: a suppression must outlive the profile or a re-import would
-  message the person again. ``verify`` reports them with that reason.
+- ``message_consent``: ``subscribed`` entries are deleted; opt-outs (unsubscribes) are retained on purpose, as
+  the objection list is (a suppression must outlive the profile or a re-import would message the person again),
+  but rewritten under a keyed hash of their subject, which sends are checked against: no plaintext address or
+  user key stays. ``verify`` requires no plaintext entry and reports the kept ones with that reason.
 - ``campaigns``: an explicit-identities audience loses the subject's identifiers.
 
 A tenant-level scope deletes every row of the account.
@@ -17,20 +18,23 @@ A tenant-level scope deletes every row of the account.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tapwire_core.control.messaging import consent
+from tapwire_core.control.messaging.consent import hashed_subject
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 from tapwire_core.envelope import IDENTITY_KIND_PREFIXES
 from tapwire_core.privacy.scope import Scope
 from tapwire_privacy.stores.base import StoreHandler, Verification, subjects_union
+from tapwire_privacy.stores.control_deletes import deletion_note, make_deletes_physical
+from tapwire_privacy.stores.row_batches import row_batches
 
 PSEUDONYM_PREFIX = "x:"
-_IMMEDIATE = "deletes and updates in the control database are immediate and physical"
 
 
 def _values(keys: frozenset[str], prefix: str) -> list[str]:
@@ -42,11 +46,18 @@ def _emails(keys: frozenset[str]) -> list[str]:
 
 
 class _ControlHandler(StoreHandler):
+    table: str
+    """The control table this handler erases from (named by its model)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    async def settle(self) -> None:
+        """The deletes and rewrites just committed leave no earlier copy of a row in the database's files."""
+        await make_deletes_physical(self._engine, [self.table])
+
     async def _count(self, scope: Scope) -> int:
-        return len(await self.export(scope))
+        return sum([len(batch) async for batch in self.export(scope)])
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         union = subjects_union(scopes)
@@ -57,13 +68,14 @@ class _ControlHandler(StoreHandler):
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         counts = await self.count(scopes)
         return {
-            rid: Verification(n, False, f"{self.name} rows naming the subject; {_IMMEDIATE}")
+            rid: Verification(n, False, f"{self.name} rows naming the subject; {deletion_note(self._engine)}")
             for rid, n in counts.items()
         }
 
 
 class OutboxHandler(_ControlHandler):
     name = "control.outbox"
+    table = OutboxRow.__tablename__
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
         condition = OutboxRow.account_id == scope.account_id
@@ -72,10 +84,10 @@ class OutboxHandler(_ControlHandler):
         addresses = [*_emails(scope.keys), *_values(scope.keys, "e:"), *_values(scope.keys, "p:")]
         return condition & or_(OutboxRow.user_key.in_(sorted(scope.keys)), OutboxRow.address.in_(addresses))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(select(OutboxRow).where(self._match(scope)).order_by(OutboxRow.id))
-            return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        query = select(OutboxRow).where(self._match(scope)).order_by(OutboxRow.id)
+        async for rows in row_batches(self._engine, query):
+            yield [
                 {
                     "campaign_id": r.campaign_id,
                     "variant": r.variant,
@@ -118,6 +130,7 @@ class OutboxHandler(_ControlHandler):
 
 class InteractionsHandler(_ControlHandler):
     name = "control.message_interactions"
+    table = InteractionRow.__tablename__
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
         campaigns = select(CampaignRow.id).where(CampaignRow.account_id == scope.account_id)
@@ -126,10 +139,9 @@ class InteractionsHandler(_ControlHandler):
             return condition
         return condition & InteractionRow.user_key.in_(sorted(scope.keys))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(select(InteractionRow).where(self._match(scope)))
-            return [
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        async for rows in row_batches(self._engine, select(InteractionRow).where(self._match(scope))):
+            yield [
                 {
                     "campaign_id": r.campaign_id,
                     "variant": r.variant,
@@ -147,10 +159,16 @@ class InteractionsHandler(_ControlHandler):
 
 
 class ConsentHandler(_ControlHandler):
+    """Subscriptions are deleted; opt-outs (unsubscribes) outlive the erasure, as they must, but
+    as keyed hashes of their subject (``consent.hashed_subject``), which sends are still checked against: no
+    plaintext address or user key of the subject is kept."""
+
     name = "control.message_consent"
+    table = ConsentRow.__tablename__
     reason = "an opt-out must outlive the data, or a re-import would message the person again"
 
     def _match(self, scope: Scope) -> ColumnElement[bool]:
+        """The scope's entries with a plaintext subject (every entry of the account for a tenant scope)."""
         condition = ConsentRow.account_id == scope.account_id
         if scope.keys is None:
             return condition
@@ -160,54 +178,141 @@ class ConsentHandler(_ControlHandler):
             (ConsentRow.subject_kind == "phone") & ConsentRow.subject.in_(_values(scope.keys, "p:")),
         )
 
+    @staticmethod
+    def _hashed_subjects(salt: bytes, scope: Scope) -> list[tuple[str, str]]:
+        """The (kind, subject) an erasure keeps the subject's opt-outs under."""
+        keys = scope.keys or frozenset()
+        return [
+            *(hashed_subject(salt, scope.account_id, "user", key) for key in sorted(keys)),
+            *(hashed_subject(salt, scope.account_id, "email", email) for email in _emails(keys)),
+            *(hashed_subject(salt, scope.account_id, "phone", phone) for phone in _values(keys, "p:")),
+        ]
+
+    def _hashed_match(self, salt: bytes, scope: Scope) -> ColumnElement[bool]:
+        """The subject's entries an erasure kept, under their hashed subjects."""
+        return (ConsentRow.account_id == scope.account_id) & or_(
+            false(),
+            *(
+                (ConsentRow.subject_kind == kind) & (ConsentRow.subject == subject)
+                for kind, subject in self._hashed_subjects(salt, scope)
+            ),
+        )
+
     async def _rows(self, scope: Scope) -> list[ConsentRow]:
         async with AsyncSession(self._engine) as session:
             return list(await session.scalars(select(ConsentRow).where(self._match(scope))))
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        return [
-            {
-                "kind": r.subject_kind,
-                "subject": r.subject,
-                "channel": r.channel,
-                "state": r.state,
-                "source": r.source,
-                "updated_ms": r.updated_ms,
-            }
-            for r in await self._rows(scope)
-        ]
+    async def _kept(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Per request, the subject's opt-outs kept under hashed subjects (none for a tenant scope: those all
+        go); one query per account, however many requests."""
+        kept = {scope.request_id: 0 for scope in scopes}
+        async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+            for account_id in {scope.account_id for scope in scopes if scope.keys is not None}:
+                owners: dict[tuple[str, str], list[str]] = {}
+                for scope in scopes:
+                    if scope.account_id == account_id and scope.keys is not None:
+                        for hashed in self._hashed_subjects(salt, scope):
+                            owners.setdefault(hashed, []).append(scope.request_id)
+                found = await session.execute(
+                    select(ConsentRow.subject_kind, ConsentRow.subject).where(
+                        ConsentRow.account_id == account_id,
+                        ConsentRow.subject.in_(sorted({value for _, value in owners})),
+                    )
+                )
+                for kind, subject in found.all():
+                    for request_id in owners.get((kind, subject), ()):
+                        kept[request_id] += 1
+        return kept
+
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        async for rows in row_batches(self._engine, select(ConsentRow).where(self._match(scope))):
+            yield [
+                {
+                    "kind": r.subject_kind,
+                    "subject": r.subject,
+                    "channel": r.channel,
+                    "state": r.state,
+                    "source": r.source,
+                    "updated_ms": r.updated_ms,
+                }
+                for r in rows
+            ]
+        if scope.keys is None:
+            return
+        async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
+        query = select(ConsentRow).where(self._hashed_match(salt, scope))
+        async for rows in row_batches(self._engine, query):
+            yield [
+                {
+                    "kind": r.subject_kind.removesuffix(consent.HASHED),
+                    "subject": "kept as a keyed hash after an erasure",
+                    "channel": r.channel,
+                    "state": r.state,
+                    "source": r.source,
+                    "updated_ms": r.updated_ms,
+                }
+                for r in rows
+            ]
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
-        """Rows an erasure removes: subscriptions (every row for a tenant-level scope)."""
+        """Entries an erasure acts on: every plaintext entry of the subject (subscriptions are deleted, opt-outs
+        rewritten under hashed subjects); every entry of the account for a tenant scope."""
         union = subjects_union(scopes)
         if union is not None and not await self._rows(union):
             return {scope.request_id: 0 for scope in scopes}
-        return {
-            scope.request_id: sum(
-                1 for r in await self._rows(scope) if scope.tenant or r.state == "subscribed"
-            )
-            for scope in scopes
-        }
+        return {scope.request_id: len(await self._rows(scope)) for scope in scopes}
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
         async with AsyncSession(self._engine) as session, session.begin():
+            salt = await deployment_secret(session, IDENTIFIER_SALT)
             for scope in scopes:
-                query = delete(ConsentRow).where(self._match(scope))
-                if scope.keys is not None:
-                    query = query.where(ConsentRow.state == "subscribed")
-                await session.execute(query)
+                if scope.keys is None:
+                    await session.execute(delete(ConsentRow).where(self._match(scope)))
+                    continue
+                for row in list(await session.scalars(select(ConsentRow).where(self._match(scope)))):
+                    await session.delete(row)
+                    await session.flush()
+                    if row.state != "subscribed":
+                        await self._keep_hashed(session, salt, row)
+
+    @staticmethod
+    async def _keep_hashed(session: AsyncSession, salt: bytes, row: ConsentRow) -> None:
+        """Keep ``row``'s opt-out under its hashed subject; of two entries for one hashed subject and channel the
+        later one wins, as it does between plaintext entries."""
+        kind: consent.SubjectKind = row.subject_kind  # type: ignore[assignment]
+        hashed_kind, hashed = hashed_subject(salt, row.account_id, kind, row.subject)
+        kept = await session.get(ConsentRow, (row.account_id, hashed_kind, hashed, row.channel))
+        if kept is None:
+            session.add(
+                ConsentRow(
+                    account_id=row.account_id,
+                    subject_kind=hashed_kind,
+                    subject=hashed,
+                    channel=row.channel,
+                    state=row.state,
+                    source=row.source,
+                    updated_ms=row.updated_ms,
+                )
+            )
+        elif kept.updated_ms <= row.updated_ms:
+            kept.state, kept.source, kept.updated_ms = row.state, row.source, row.updated_ms
+        await session.flush()
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         verdicts = {}
         union = subjects_union(scopes)
         held = union is None or bool(await self._rows(union))
+        kept_of = await self._kept(scopes)
         for scope in scopes:
-            rows = await self._rows(scope) if held else []
-            kept = [r for r in rows if r.state != "subscribed" and not scope.tenant]
+            residue = len(await self._rows(scope)) if held else 0
+            kept = kept_of[scope.request_id]
             verdicts[scope.request_id] = Verification(
-                residue=len(rows) - len(kept),
+                residue=residue,
                 pending=False,
-                checked=f"{len(kept)} opt-out entries retained by design: {self.reason}; {_IMMEDIATE}",
+                checked=f"no entry naming the subject in plaintext; {kept} opt-out entries retained by design "
+                f"as keyed hashes: {self.reason}; {deletion_note(self._engine)}",
             )
         return verdicts
 
@@ -216,13 +321,7 @@ class CampaignsHandler(_ControlHandler):
     """Campaign rows hold identifiers only in an explicit-identities audience."""
 
     name = "control.campaigns"
-
-    async def _campaigns(self, scope: Scope) -> list[CampaignRow]:
-        async with AsyncSession(self._engine) as session:
-            rows = await session.scalars(
-                select(CampaignRow).where(CampaignRow.account_id == scope.account_id)
-            )
-            return [r for r in rows if scope.keys is None or self._named(r, scope.keys)]
+    table = CampaignRow.__tablename__
 
     @staticmethod
     def _named(row: CampaignRow, keys: frozenset[str]) -> list[tuple[str, str]]:
@@ -237,18 +336,22 @@ class CampaignsHandler(_ControlHandler):
             if isinstance(value, str) and IDENTITY_KIND_PREFIXES.get(kind, "?:") + value.strip() in keys
         ]
 
-    async def export(self, scope: Scope) -> list[dict[str, Any]]:
-        rows = await self._campaigns(scope)
-        if scope.keys is None:
-            return [{"campaign_id": r.id, "name": r.name, "audience": r.audience} for r in rows]
-        return [
-            {
-                "campaign_id": r.id,
-                "name": r.name,
-                "named_in_audience": [f"{k}:{v}" for k, v in self._named(r, scope.keys)],
-            }
-            for r in rows
-        ]
+    async def export(self, scope: Scope) -> AsyncGenerator[list[dict[str, Any]], None]:
+        query = select(CampaignRow).where(CampaignRow.account_id == scope.account_id)
+        async for rows in row_batches(self._engine, query):
+            if scope.keys is None:
+                yield [{"campaign_id": r.id, "name": r.name, "audience": r.audience} for r in rows]
+                continue
+            keys = scope.keys
+            yield [
+                {
+                    "campaign_id": r.id,
+                    "name": r.name,
+                    "named_in_audience": [f"{k}:{v}" for k, v in named],
+                }
+                for r in rows
+                if (named := self._named(r, keys))
+            ]
 
     async def erase(self, scopes: Sequence[Scope]) -> None:
         async with AsyncSession(self._engine) as session, session.begin():

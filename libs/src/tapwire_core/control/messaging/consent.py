@@ -22,6 +22,11 @@ Writers: the messaging service (``POST /1/subscribe``, one-click unsubscribes) a
 Subjects: ``user`` (a user key such as ``i:ann``), ``email`` (lower-cased address), ``phone`` (E.164),
 ``token`` (a push token the provider reported as unregistered; never used again). A token longer than the
 subject column (a web push endpoint can be) is kept as a hash of itself.
+
+An erased person's opt-outs must outlive the erasure (or a re-import would message them again) without keeping
+their address: the privacy worker rewrites them as *hashed* entries (:func:`hashed_subject`: kind ``email#``,
+``phone#``, ``user#`` or ``token#`` and a keyed hash of the subject under the deployment's identifier salt), and
+:func:`blocked` and :func:`dead_tokens` check every recipient against both forms.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, cast
+from typing import Final, Literal, cast
 
 from sqlalchemy import and_, case, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -41,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from tapwire_core.control import marketing_objections as objections
 from tapwire_core.control.email_feedback import SuppressionReason, suppressed_addresses
 from tapwire_core.control.messaging.models import ConsentRow
+from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,12 @@ TRANSACTIONAL_SUPPRESSIONS: frozenset[SuppressionReason] = frozenset({"hard_boun
 MAX_TOKEN_SUBJECT = 255
 
 
+HASHED: Final = "#"
+"""Suffix of a hashed entry's kind (``email#``): its subject is :func:`hashed_subject`'s hash."""
+
+_KEY_PREFIXES: Final[dict[str, str]] = {"user": "", "email": "e:", "phone": "p:", "token": "t:"}
+
+
 def normalise_subject(kind: SubjectKind, subject: str) -> str:
     if kind == "email":
         return subject.strip().lower()
@@ -64,6 +76,13 @@ def normalise_subject(kind: SubjectKind, subject: str) -> str:
     if kind == "token" and len(value) > MAX_TOKEN_SUBJECT:
         return "h:" + hashlib.blake2b(value.encode(), digest_size=32).hexdigest()
     return value
+
+
+def hashed_subject(salt: bytes, account_id: str, kind: SubjectKind, subject: str) -> tuple[str, str]:
+    """The (kind, subject) an entry for ``subject`` is kept under once its subject is erased: a keyed hash of
+    the subject in subject-key form (``e:<address>``, ``p:<number>``, the user key, ``t:<token>``)."""
+    key = _KEY_PREFIXES[kind] + normalise_subject(kind, subject)
+    return kind + HASHED, key_hash(salt, account_id, key)
 
 
 async def set_consent(
@@ -155,14 +174,28 @@ async def blocked(
     """
     if not recipients:
         return set()
-    users = {r.user_key for r in recipients}
-    emails = {normalise_subject("email", r.email) for r in recipients if r.email}
-    phones = {r.phone for r in recipients if r.phone}
-    conditions = [and_(ConsentRow.subject_kind == "user", ConsentRow.subject.in_(users))]
-    if emails:
-        conditions.append(and_(ConsentRow.subject_kind == "email", ConsentRow.subject.in_(emails)))
-    if phones:
-        conditions.append(and_(ConsentRow.subject_kind == "phone", ConsentRow.subject.in_(phones)))
+    subjects_of = [_subjects(recipient) for recipient in recipients]
+    # A transaction of its own: the first look may create the deployment's identifier salt, which must stick.
+    async with AsyncSession(engine) as session, session.begin():
+        salt = await deployment_secret(session, IDENTIFIER_SALT)
+        objected: set[str] = (
+            set()
+            if transactional
+            else await objections.objected_keys(
+                session, account_id=account_id, keys={k for r in recipients for k in _subject_keys(r)}
+            )
+        )
+    # Every subject in plain form, and the hashed form an erasure keeps its opt-outs under (back to the plain).
+    plain = {subject for subjects in subjects_of for subject in subjects}
+    forms: dict[tuple[str, str], tuple[str, str]] = {subject: subject for subject in plain}
+    forms.update({hashed_subject(salt, account_id, kind, value): (kind, value) for kind, value in plain})
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in forms:
+        by_kind.setdefault(kind, set()).add(value)
+    conditions = [
+        and_(ConsentRow.subject_kind == kind, ConsentRow.subject.in_(sorted(values)))
+        for kind, values in by_kind.items()
+    ]
     async with engine.connect() as connection:
         rows = (
             await connection.execute(
@@ -175,18 +208,14 @@ async def blocked(
                 ).where(ConsentRow.account_id == account_id, or_(*conditions))
             )
         ).all()
-    objected = set() if transactional else await _objected(engine, account_id, recipients)
     bounced = await _bounced(engine, account_id, recipients, transactional=transactional)
     entries: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
     for kind, subject, channel, state, updated in rows:
-        entries.setdefault((kind, subject), []).append((channel, state, int(updated)))
+        entries.setdefault(forms.get((kind, subject), (kind, subject)), []).append(
+            (channel, state, int(updated))
+        )
     refused: set[int] = set()
-    for index, recipient in enumerate(recipients):
-        subjects: list[tuple[str, str]] = [("user", recipient.user_key)]
-        if recipient.email:
-            subjects.append(("email", normalise_subject("email", recipient.email)))
-        if recipient.phone:
-            subjects.append(("phone", recipient.phone))
+    for index, (recipient, subjects) in enumerate(zip(recipients, subjects_of, strict=True)):
         if (
             (recipient.channel == "email" and recipient.email and recipient.email in bounced)
             or objected & set(_subject_keys(recipient))
@@ -200,6 +229,16 @@ async def blocked(
     return refused
 
 
+def _subjects(recipient: Recipient) -> list[tuple[SubjectKind, str]]:
+    """The consent subjects (kind, normalised value) that decide for this recipient."""
+    subjects: list[tuple[SubjectKind, str]] = [("user", recipient.user_key)]
+    if recipient.email:
+        subjects.append(("email", normalise_subject("email", recipient.email)))
+    if recipient.phone:
+        subjects.append(("phone", normalise_subject("phone", recipient.phone)))
+    return subjects
+
+
 def _subject_keys(recipient: Recipient) -> list[str]:
     """The subject keys the privacy worker may have listed this recipient under."""
     keys = [recipient.user_key]
@@ -208,14 +247,6 @@ def _subject_keys(recipient: Recipient) -> list[str]:
     if recipient.phone:
         keys.append(f"p:{recipient.phone.strip()}")
     return keys
-
-
-async def _objected(engine: AsyncEngine, account_id: str, recipients: Sequence[Recipient]) -> set[str]:
-    # A transaction of its own: the first look may create the deployment's identifier salt, which must stick.
-    async with AsyncSession(engine) as session, session.begin():
-        return await objections.objected_keys(
-            session, account_id=account_id, keys={k for r in recipients for k in _subject_keys(r)}
-        )
 
 
 async def _bounced(
@@ -260,15 +291,23 @@ async def dead_tokens(engine: AsyncEngine, *, account_id: str, tokens: Sequence[
     by_subject: dict[str, set[str]] = {}
     for token in tokens:
         by_subject.setdefault(normalise_subject("token", token), set()).add(token)
+    async with AsyncSession(engine) as session, session.begin():
+        salt = await deployment_secret(session, IDENTIFIER_SALT)
+    hashed = {hashed_subject(salt, account_id, "token", token)[1]: token for token in tokens}
     async with engine.connect() as connection:
         rows = await connection.execute(
-            select(ConsentRow.subject).where(
+            select(ConsentRow.subject_kind, ConsentRow.subject).where(
                 ConsentRow.account_id == account_id,
-                ConsentRow.subject_kind == "token",
-                ConsentRow.subject.in_(list(by_subject)),
+                or_(
+                    and_(ConsentRow.subject_kind == "token", ConsentRow.subject.in_(list(by_subject))),
+                    and_(ConsentRow.subject_kind == "token" + HASHED, ConsentRow.subject.in_(list(hashed))),
+                ),
             )
         )
-        return {token for subject in rows.scalars() for token in by_subject.get(str(subject), ())}
+        found: set[str] = set()
+        for kind, subject in rows.all():
+            found |= by_subject.get(str(subject), set()) if kind == "token" else {hashed[subject]}
+        return found
 
 
 @dataclass(frozen=True, slots=True)
