@@ -320,6 +320,8 @@ TARGETS = {
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
     "websdk_requests_per_s": 5_000,
+    # Events on the topic less answered requests: negative would mean a 200 came before the bus had the event.
+    "websdk_stored_minus_answered": 0,
     "messaging_msgs_per_s": 2_000,
     "erasure_batch_subjects_per_s": 20,
     "hostile_valid_success_ratio": 0.99,
