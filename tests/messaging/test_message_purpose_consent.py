@@ -31,7 +31,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def store(store_url: str) -> AsyncIterator[ControlStore]:
     control = ControlStore(store_url)
     await control.start()
-    await control.upsert_account(ACCOUNT, passcode="passcode-1", write_key="wk-1", region="eu1")
     try:
         yield control
     finally:
