@@ -32,9 +32,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def store(store_url: str) -> AsyncIterator[ControlStore]:
     control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await control.start()
-    await control.upsert_account(
-        ACCOUNT, passcode="passcode-1-0123456789", write_key="writekey-1-0123456789", region="eu1"
-    )
     try:
         yield control
     finally:
