@@ -14,6 +14,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from tapwire_core.bus import Bus
 from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.clock import Clock
 from tapwire_core.control.store import ControlStore
@@ -63,13 +64,14 @@ def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
 
 @asynccontextmanager
 async def messaging_rig(
-    tmp: Path, warehouse: Warehouse, settings: Settings, *, clock: Clock | None = None
+    tmp: Path, warehouse: Warehouse, settings: Settings, *, clock: Clock | None = None, bus: Bus | None = None
 ) -> AsyncIterator[Rig]:
-    """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's."""
+    """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's;
+    ``bus`` replaces the embedded log in ``tmp`` (a Kafka bus, for the distributed path)."""
     components = runtime.Components(
         settings=settings,
         store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}"),
-        bus=EmbeddedBus(tmp / "log"),
+        bus=bus or EmbeddedBus(tmp / "log"),
         warehouse=warehouse,
     )
     app = build_app(

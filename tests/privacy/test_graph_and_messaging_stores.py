@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
 from tests.messaging.seeding import completed_campaign
@@ -52,6 +53,19 @@ async def seed(rig: Rig) -> IdentityGraph:
             )
             session.add(
                 InteractionRow(campaign_id=campaign.id, variant="a", user_key=user, kind="opened", ts_ms=3)
+            )
+            # A triggered message waiting out its delay, holding the triggering event's properties.
+            session.add(
+                TriggerTimerRow(
+                    campaign_id=campaign.id,
+                    account_id="ACC-1",
+                    user_key=user,
+                    firing=f"evt-{user}",
+                    event={"product": "shoes"},
+                    trigger_ms=1,
+                    due_ms=2,
+                    status="waiting",
+                )
             )
         # A push to each of Carol's devices: the row's key names the device by a hash of its token.
         session.add(
@@ -121,6 +135,7 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
         assert len(outbox["push", ""].device) == 32 and outbox["push", ""].device != device_id("tok-carol")
         assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
+        assert [r.user_key for r in await session.scalars(select(TriggerTimerRow))] == ["i:bob"]
         consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
         assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
         campaign = (await session.scalars(select(CampaignRow))).one()
@@ -163,6 +178,7 @@ async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig
         removed[view.id] = {name: state["removed"] for name, state in done.progress["stores"].items()}
     assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
     assert removed[carol.id]["control.message_interactions"] == 1
+    assert removed[carol.id]["control.trigger_timers"] == 1
     assert removed[carol.id]["control.message_consent"] == 1
     assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them
     for quiet in (nobody.id, other.id):

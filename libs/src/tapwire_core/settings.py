@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         ge=1,
         description="messages handed to providers whose outcome is not yet recorded (default: 4 x senders)",
     )
+    # Behaviour-triggered campaigns: the event stream's consumer group, how stale its list of live triggers may
+    # get, and how long an abandonment check waits past its window for the evaluator to read late events.
+    trigger_group: str = "tapwire-triggers"
+    trigger_refresh_s: float = Field(default=0.5, gt=0)
+    trigger_grace_s: float = Field(default=2.0, ge=0)
 
     # Query service: cursor signing (set the same secret on every query instance; unset = per process),
     # cursor lifetime, and how long a count waits before answering "partial" with a req_id to poll.

@@ -20,6 +20,10 @@ from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
 from tapwire_messaging.campaign_rules import CampaignRules, FrequencyCap
 from tapwire_messaging.campaigns import CampaignSpec
 
+CONTINUOUS_FILL = 2
+"""``filled`` of a triggered campaign: its trigger writes outbox rows as events come, so the scheduler never
+fills it (``filled == 0``) nor completes it (``filled == 1``); it runs until stopped."""
+
 
 @dataclass(frozen=True, slots=True)
 class Campaign:
@@ -69,6 +73,8 @@ class Campaigns:
         self.engine = engine
 
     async def create(self, account_id: str, spec: CampaignSpec) -> int:
+        """Store a new campaign: ``scheduled``, or ``running`` with a continuous fill when it is triggered."""
+        triggered = "trigger" in spec.audience
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 insert(CampaignRow)
@@ -77,7 +83,9 @@ class Campaigns:
                     name=spec.name,
                     kind=spec.kind,
                     channel=spec.channel,
-                    status="scheduled",
+                    status="running" if triggered else "scheduled",
+                    filled=CONTINUOUS_FILL if triggered else 0,
+                    started_ms=spec.scheduled_ms if triggered else None,
                     priority=spec.priority,
                     audience=spec.audience,
                     variants=spec.variants,

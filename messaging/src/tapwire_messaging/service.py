@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from tapwire_core.bus import Bus
@@ -15,11 +17,14 @@ from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import CampaignSpec, UnrunnableCampaign
 from tapwire_messaging.channels import Providers, build_providers
 from tapwire_messaging.delivery.sender import Sender
+from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.interactions import Interactions
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox
 from tapwire_messaging.signing import LinkSigner, load_or_create_secret
+from tapwire_messaging.triggers.evaluator import TriggerEvaluator
+from tapwire_messaging.triggers.firing import TimerRunner
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,11 @@ class MessagingService:
         self._run_sender = run_sender
         self._sender: Sender | None = None
         self._links: Links | None = None
+        self.evaluator: TriggerEvaluator | None = None
+        self.timer_runner: TimerRunner | None = None
+        self._trigger_wakeup = Wakeup()
+        self._trigger_stopping = asyncio.Event()
+        self._trigger_tasks: list[asyncio.Task[None]] = []
 
     @property
     def campaigns(self) -> Campaigns:
@@ -100,6 +110,10 @@ class MessagingService:
         """How many users the campaign would reach now. Raises UnrunnableCampaign (no provider for its
         channel) or AudienceError, and what the warehouse raises."""
         self._require_provider(spec)
+        if spec.trigger is not None:
+            raise UnrunnableCampaign(
+                "a triggered campaign's reach depends on the events to come; nothing to estimate"
+            )
         return await self.resolver.source(spec.audience).estimate(account_id)
 
     async def create_campaign(self, account_id: str, spec: CampaignSpec) -> int:
@@ -107,8 +121,13 @@ class MessagingService:
         Raises UnrunnableCampaign (no provider for its channel) or AudienceError (a saved segment that does not
         exist or no longer compiles), storing nothing."""
         self._require_provider(spec)
-        await self.resolver.source(spec.audience).check(account_id)
+        trigger = spec.trigger
+        audience = spec.audience if trigger is None else trigger.segment()
+        if audience is not None:
+            await self.resolver.source(audience).check(account_id)
         campaign_id = await self.campaigns.create(account_id, spec)
+        if trigger is not None and self.evaluator is not None:
+            self.evaluator.invalidate()
         self.sender.wake()
         return campaign_id
 
@@ -141,9 +160,47 @@ class MessagingService:
         )
         if self._run_sender:
             self._sender.start()
+            self._start_triggers(self._sender)
         log.info("messaging ready", extra={"worker": self._sender.worker})
 
+    def _start_triggers(self, sender: Sender) -> None:
+        """The trigger evaluator (with a bus to read events from) and the timer runner, beside the sender."""
+        self.timer_runner = TimerRunner(
+            engine=self.store.engine,
+            warehouse=self.warehouse,
+            settings=self.settings,
+            clock=self.clock,
+            wakeup=self._trigger_wakeup,
+            on_rows=sender.wake,
+        )
+        loops = [self.timer_runner.run(self._trigger_stopping)]
+        if self.bus is not None:
+            self.evaluator = TriggerEvaluator(
+                bus=self.bus,
+                engine=self.store.engine,
+                store=self.store,
+                warehouse=self.warehouse,
+                settings=self.settings,
+                clock=self.clock,
+                on_due=self._trigger_wakeup.set,
+            )
+            loops.append(self.evaluator.run(self._trigger_stopping))
+        self._trigger_tasks = [
+            asyncio.create_task(loop, name=f"triggers-{i}") for i, loop in enumerate(loops)
+        ]
+
+    async def _stop_triggers(self) -> None:
+        self._trigger_stopping.set()
+        self._trigger_wakeup.set()
+        for task in self._trigger_tasks:
+            task.cancel()
+        for task in self._trigger_tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._trigger_tasks = []
+
     async def stop(self) -> None:
+        await self._stop_triggers()
         if self._sender is not None:
             await self._sender.stop()
         if self._providers is not None:

@@ -39,6 +39,7 @@ from tapwire_privacy.stores.messaging import (
     InteractionsHandler,
     OutboxHandler,
 )
+from tapwire_privacy.stores.trigger_timers import TriggerTimersHandler
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
 from tapwire_privacy.stores.warehouse_links import AliasLinks, IdentifierColumnLinks, ProfilePropertyLinks
 
@@ -76,6 +77,7 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "message_consent": "control.message_consent",
     "message_interactions": "control.message_interactions",
     "campaigns": "control.campaigns",
+    "trigger_timers": "control.trigger_timers",
     "segments": Exempt(
         "saved segments are the customer's audience rules (CQL) written by the customer's staff, not data collected "
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
@@ -177,6 +179,7 @@ def default_registry(
         InteractionsHandler(engine),
         ConsentHandler(engine),
         CampaignsHandler(engine),
+        TriggerTimersHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         TrackingOptOutsHandler(engine),

@@ -10,6 +10,7 @@ from tapwire_core.control.console.models import (
 )
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
     PrivacyKeyRow,
@@ -47,4 +48,5 @@ __all__ = [
     "SignInThrottleRow",
     "SuppressionRow",
     "TrackingOptOutRow",
+    "TriggerTimerRow",
 ]

@@ -116,6 +116,7 @@ class Dispatcher:
                 row.variant,
                 row.channel,
                 now,
+                occurrence=_occurrence(row),
             )
             verdict = Verdict(row.id, "sent", result.detail, result.provider_id, sent_ms=now)
             return Outcome(verdict, sent, holds_slot=True)
@@ -134,6 +135,7 @@ class Dispatcher:
             row.channel,
             now,
             {"reason": result.outcome, "detail": result.detail[:200]},
+            occurrence=_occurrence(row),
         )
         return Outcome(
             Verdict(row.id, result.outcome, result.detail), failed, holds_slot=True, dead_token=dead
@@ -141,6 +143,12 @@ class Dispatcher:
 
     def _now_ms(self) -> int:
         return epoch_ms(self._clock())
+
+
+def _occurrence(row: Claimed) -> str:
+    # A triggered campaign that messages a user more than once names each firing, so each has its events.
+    occurrence = row.context.get("occurrence")
+    return occurrence if isinstance(occurrence, str) else ""
 
 
 def _unsent(verdict: Verdict) -> Outcome:
