@@ -47,6 +47,8 @@ class EvaluatorStats:
     timers: int = 0
     cancellations: int = 0
     undecodable: int = 0
+    committed: int = 0
+    """Envelopes of batches whose timers and offsets are written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +119,10 @@ class TriggerEvaluator:
             records = await consumer.fetch(FETCH_RECORDS, _FETCH_WAIT_S)
             if not records:
                 continue
+            before = self.stats.events
             await self.handle(records)
             await consumer.commit(_next_offsets(records))
+            self.stats.committed += self.stats.events - before
 
     async def handle(self, records: Sequence[Delivered]) -> None:
         """Match ``records`` and write their timers and cancellations; returns once they are durable. Raises
