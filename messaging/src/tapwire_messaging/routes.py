@@ -19,6 +19,7 @@ from tapwire_messaging.audience import AudienceError
 from tapwire_messaging.campaign_store import Campaign
 from tapwire_messaging.campaigns import Kind, MalformedCampaign, UnrunnableCampaign, parse_campaign
 from tapwire_messaging.feedback import Feedback, FeedbackName
+from tapwire_messaging.journeys import routes as journey_routes
 from tapwire_messaging.service import MessagingService
 from tapwire_messaging.signing import BadToken, ExpiredLink, LinkTarget
 from tapwire_messaging.triggers.timers import TriggerTimers
@@ -410,3 +411,7 @@ from tapwire_messaging.preview_routes import router as _preview_router  # noqa: 
 
 router.include_router(_preview_router)
 router.include_router(_consent_router)
+
+
+# Journeys have their own module; they share this router's mount points.
+router.include_router(journey_routes.router)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from tapwire_core.bus import Bus
 from tapwire_core.clock import Clock, epoch_ms, system_clock
@@ -14,12 +15,16 @@ from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
 from tapwire_messaging.campaign_store import Campaigns
-from tapwire_messaging.campaigns import CampaignSpec, UnrunnableCampaign
+from tapwire_messaging.campaigns import CampaignSpec, MalformedCampaign, UnrunnableCampaign, parse_campaign
 from tapwire_messaging.channels import Providers, build_providers
 from tapwire_messaging.delivery.sender import Sender
 from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.feedback import FeedbackPublisher
 from tapwire_messaging.interactions import Interactions
+from tapwire_messaging.journeys.definition import JourneyRefused, parse_definition
+from tapwire_messaging.journeys.positions import JourneyPositions
+from tapwire_messaging.journeys.runner import JourneyRunner
+from tapwire_messaging.journeys.store import Journey, Journeys, send_steps
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Outbox
 from tapwire_messaging.signing import LinkSigner, load_or_create_secret
@@ -61,7 +66,9 @@ class MessagingService:
         self._links: Links | None = None
         self.evaluator: TriggerEvaluator | None = None
         self.timer_runner: TimerRunner | None = None
+        self.journey_runner: JourneyRunner | None = None
         self._trigger_wakeup = Wakeup()
+        self._journey_wakeup = Wakeup()
         self._trigger_stopping = asyncio.Event()
         self._trigger_tasks: list[asyncio.Task[None]] = []
 
@@ -131,6 +138,60 @@ class MessagingService:
         self.sender.wake()
         return campaign_id
 
+    @property
+    def journeys(self) -> Journeys:
+        return Journeys(self.store.engine)
+
+    @property
+    def journey_positions(self) -> JourneyPositions:
+        return JourneyPositions(self.store.engine)
+
+    async def save_journey(
+        self, account_id: str, payload: Any, journey: Journey | None = None
+    ) -> tuple[int, int]:
+        """Create a journey from ``payload`` (``name``, ``definition``), or store the next version of
+        ``journey``; returns (id, version). Raises MalformedCampaign / UnrunnableCampaign naming the problem
+        (a definition that does not validate, a send step that could not run, an unknown segment), storing
+        nothing."""
+        if not isinstance(payload, dict):
+            raise MalformedCampaign("Body must be a JSON object")
+        name = payload.get("name", journey.name if journey else None)
+        if not isinstance(name, str) or not name.strip():
+            raise MalformedCampaign("name is required")
+        try:
+            definition = parse_definition(payload.get("definition"))
+        except JourneyRefused as exc:
+            raise UnrunnableCampaign(str(exc)) from exc
+        now = self.now_ms()
+        steps: dict[str, CampaignSpec] = {}
+        for step_name, step in send_steps(definition).items():
+            try:
+                spec = parse_campaign(step.campaign_request(name), now_ms=now, egress=self.egress)
+            except (MalformedCampaign, UnrunnableCampaign) as exc:
+                raise UnrunnableCampaign(f"definition.steps.{step_name}: {exc}") from exc
+            self._require_provider(spec)
+            steps[step_name] = spec
+        for audience in (
+            definition.entry.segment(),
+            definition.entry.trigger and definition.entry.trigger.segment(),
+        ):
+            if audience:
+                await self.resolver.source(audience).check(account_id)
+        if journey is None:
+            journey_id = await self.journeys.create(
+                account_id, name.strip()[:200], definition, steps, now_ms=now
+            )
+            version = 1
+        else:
+            journey_id, version = (
+                journey.id,
+                await self.journeys.new_version(journey, definition, steps, now_ms=now),
+            )
+        if self.evaluator is not None:
+            self.evaluator.invalidate()
+        self._journey_wakeup.set()
+        return journey_id, version
+
     def _require_provider(self, spec: CampaignSpec) -> None:
         # Webhook campaigns bring their own target; every other channel needs its provider configured here.
         if spec.channel != "webhook" and self.providers.get(spec.channel) is None:
@@ -172,8 +233,21 @@ class MessagingService:
             clock=self.clock,
             wakeup=self._trigger_wakeup,
             on_rows=sender.wake,
+            on_positions=self._journey_wakeup.set,
         )
-        loops = [self.timer_runner.run(self._trigger_stopping)]
+        self.journey_runner = JourneyRunner(
+            store=self.store,
+            warehouse=self.warehouse,
+            resolver=self.resolver,
+            settings=self.settings,
+            clock=self.clock,
+            wakeup=self._journey_wakeup,
+            on_rows=sender.wake,
+        )
+        loops = [
+            self.timer_runner.run(self._trigger_stopping),
+            self.journey_runner.run(self._trigger_stopping),
+        ]
         if self.bus is not None:
             self.evaluator = TriggerEvaluator(
                 bus=self.bus,
@@ -192,6 +266,7 @@ class MessagingService:
     async def _stop_triggers(self) -> None:
         self._trigger_stopping.set()
         self._trigger_wakeup.set()
+        self._journey_wakeup.set()
         for task in self._trigger_tasks:
             task.cancel()
         for task in self._trigger_tasks:

@@ -33,6 +33,7 @@ from tapwire_privacy.stores.control import (
 )
 from tapwire_privacy.stores.files import ExportArchivesHandler
 from tapwire_privacy.stores.identity import IdentityGraphHandler
+from tapwire_privacy.stores.journeys import JourneyPositionsHandler
 from tapwire_privacy.stores.messaging import (
     CampaignsHandler,
     ConsentHandler,
@@ -78,6 +79,12 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "message_interactions": "control.message_interactions",
     "campaigns": "control.campaigns",
     "trigger_timers": "control.trigger_timers",
+    "journey_positions": "control.journey_positions",
+    "journey_history": "control.journey_positions",
+    "journeys": Exempt("the customer's journey definitions (names, status, versions); no end-user data"),
+    "journey_versions": Exempt(
+        "journey step graphs written by the customer's staff (like saved segments), not data collected from end users"
+    ),
     "segments": Exempt(
         "saved segments are the customer's audience rules (CQL) written by the customer's staff, not data collected "
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
@@ -180,6 +187,7 @@ def default_registry(
         ConsentHandler(engine),
         CampaignsHandler(engine),
         TriggerTimersHandler(engine),
+        JourneyPositionsHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         TrackingOptOutsHandler(engine),

@@ -9,6 +9,12 @@ from tapwire_core.control.console.models import (
     SignInThrottleRow,
 )
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
+from tapwire_core.control.messaging.journey_models import (
+    JourneyHistoryRow,
+    JourneyPositionRow,
+    JourneyRow,
+    JourneyVersionRow,
+)
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.control.privacy.models import (
@@ -36,6 +42,10 @@ __all__ = [
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",
+    "JourneyHistoryRow",
+    "JourneyPositionRow",
+    "JourneyRow",
+    "JourneyVersionRow",
     "MarketingObjectionRow",
     "OutboxRow",
     "PrivacyAuditRow",

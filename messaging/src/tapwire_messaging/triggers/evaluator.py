@@ -2,7 +2,8 @@
 
 Each fetched batch is matched against the live triggers; matching events become timers (due after the
 trigger's delay and abandonment window), abandonment events cancel the user's waiting timers, and only once
-both are written does the batch's offset get committed. A crash replays from the last commit, and the replay
+both are written does the batch's offset get committed. A journey's goal event ends the user's open positions
+in that journey as converted. A crash replays from the last commit, and the replay
 writes nothing new: a timer's key is (campaign, user, triggering event id), a cancellation is idempotent.
 
 Only events whose (account, name) some live trigger names are decoded past their envelope head, so the cost
@@ -27,8 +28,9 @@ from tapwire_core.envelope import StoredEnvelope, decode_properties, decode_stor
 from tapwire_core.envelope_packs import decode_pack, is_pack
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
+from tapwire_messaging.journeys.positions import JourneyPositions
 from tapwire_messaging.triggers.filters import matches_all
-from tapwire_messaging.triggers.live import LiveTrigger, LiveTriggers, load_live
+from tapwire_messaging.triggers.live import LiveGoal, LiveTrigger, LiveTriggers, load_live
 from tapwire_messaging.triggers.membership import SegmentMembership
 from tapwire_messaging.triggers.timers import Cancellation, NewTimer, TriggerTimers
 
@@ -52,11 +54,23 @@ class EvaluatorStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Conversion:
+    """The user did the goal of these (journey, version) pairs at ``done_ms``."""
+
+    account_id: str
+    user_key: str
+    journeys: tuple[tuple[int, int], ...]
+    done_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     timers: list[NewTimer]
     cancellations: list[Cancellation]
     segment_checks: list[tuple[LiveTrigger, NewTimer]]
     """Timers that hold only if their user is in the trigger's segment now."""
+    conversions: list[Conversion]
 
 
 class TriggerEvaluator:
@@ -77,6 +91,7 @@ class TriggerEvaluator:
         self._clock = clock
         self._on_due = on_due
         self._timers = TriggerTimers(engine)
+        self._positions = JourneyPositions(engine)
         self._membership = SegmentMembership(
             warehouse, store, cluster=settings.clickhouse_cluster is not None
         )
@@ -131,6 +146,14 @@ class TriggerEvaluator:
         evaluation = self.evaluate(records)
         timers = evaluation.timers + await self._membership.admitted(evaluation.segment_checks)
         await self._timers.add(timers, evaluation.cancellations)
+        for conversion in evaluation.conversions:
+            await self._positions.convert(
+                account_id=conversion.account_id,
+                user_key=conversion.user_key,
+                journeys=conversion.journeys,
+                done_ms=conversion.done_ms,
+                reason=conversion.reason,
+            )
         self.stats.timers += len(timers)
         self.stats.cancellations += len(evaluation.cancellations)
         now = epoch_ms(self._clock())
@@ -145,9 +168,9 @@ class TriggerEvaluator:
 
     def evaluate(self, records: Sequence[Delivered]) -> Evaluation:
         """The timers and cancellations ``records`` make under the live triggers (no I/O)."""
-        evaluation = Evaluation([], [], [])
+        evaluation = Evaluation([], [], [], [])
         live = self._live
-        if not live.starting:
+        if not live.starting and not live.goals:
             self.stats.events += sum(1 for _ in records)
             return evaluation
         for record in records:
@@ -166,9 +189,10 @@ class TriggerEvaluator:
                 key = (envelope.account_id, envelope.name)
                 starts = live.starting.get(key)
                 cancels = live.cancelling.get(key)
-                if starts is None and cancels is None:
+                goals = live.goals.get(key)
+                if starts is None and cancels is None and goals is None:
                     continue
-                self._match(envelope, starts or (), cancels or (), evaluation)
+                self._match(envelope, starts or (), cancels or (), goals or (), evaluation)
         return evaluation
 
     def _match(
@@ -176,6 +200,7 @@ class TriggerEvaluator:
         envelope: StoredEnvelope,
         starts: Sequence[LiveTrigger],
         cancels: Sequence[LiveTrigger],
+        goals: Sequence[LiveGoal],
         evaluation: Evaluation,
     ) -> None:
         try:
@@ -214,6 +239,10 @@ class TriggerEvaluator:
         if done:
             reason = f"did {envelope.name}"
             evaluation.cancellations.append(Cancellation(envelope.account_id, user_key, done, at, reason))
+        reached = tuple((g.journey_id, g.version) for g in goals if matches_all(g.goal.filters, properties))
+        if reached:
+            conversion = Conversion(envelope.account_id, user_key, reached, at, f"did {envelope.name}")
+            evaluation.conversions.append(conversion)
 
 
 def _next_offsets(records: Sequence[Delivered]) -> dict[TopicPartition, int]:

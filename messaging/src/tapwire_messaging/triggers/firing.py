@@ -1,6 +1,7 @@
 """The timer runner: claim due trigger timers, apply the campaign's frequency rule, write the outbox rows.
 
-A fired timer becomes the same outbox rows a segment campaign's fill writes for that user (variant, control
+A fired timer of a journey's entry trigger enters the user into the journey instead. Any other fired timer
+becomes the same outbox rows a segment campaign's fill writes for that user (variant, control
 group, address, profile snapshot), with the triggering event's properties as the templates' ``Event``. A
 campaign that may message a user more than once gives each firing its own outbox key (:func:`firing_device`),
 so every firing is one message, and a firing written twice (a runner that died between writing the rows and
@@ -26,6 +27,8 @@ from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.campaign_store import Campaign, Campaigns
 from tapwire_messaging.delivery.filling import outbox_rows
 from tapwire_messaging.delivery.wakeup import Wakeup
+from tapwire_messaging.journeys.positions import JourneyPositions, NewPosition
+from tapwire_messaging.journeys.store import Journeys
 from tapwire_messaging.outbox import Outbox
 from tapwire_messaging.recipients import RecipientProfile, load_profiles
 from tapwire_messaging.triggers.spec import Once, PerWindow, TriggerSpec
@@ -49,8 +52,10 @@ class TimerRunner:
         clock: Clock,
         wakeup: Wakeup,
         on_rows: Callable[[], None],
+        on_positions: Callable[[], None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._on_positions = on_positions
         self._warehouse = warehouse
         self._settings = settings
         self._clock = clock
@@ -102,7 +107,10 @@ class TimerRunner:
                 campaign, TriggerSpec.from_stored(campaign.audience["trigger"]), timers, now
             )
             outcomes += refused
-            rows += await self._rows(campaign, fired)
+            if "journey" in campaign.audience:
+                await self._enter_journey(campaign, fired, now)
+            else:
+                rows += await self._rows(campaign, fired)
             outcomes += [TimerOutcome(t.id, "fired") for t in fired]
         await self._outbox.add(rows)
         await self.timers.finish(outcomes, worker=self.worker, now_ms=now)
@@ -131,6 +139,25 @@ class TimerRunner:
             counts[timer.user_key] = counts.get(timer.user_key, 0) + 1
             fired.append(timer)
         return fired, refused
+
+    async def _enter_journey(self, campaign: Campaign, timers: Sequence[ClaimedTimer], now_ms: int) -> None:
+        """A journey's entry trigger fired: the users enter the journey's version at its first step (a firing
+        entered twice is one position)."""
+        target = campaign.audience["journey"]
+        journey_id, version = int(target["id"]), int(target["version"])
+        definition = await Journeys(self._engine).definition(journey_id, version)
+        if definition is None or not timers:
+            return
+        await JourneyPositions(self._engine).enter(
+            [
+                NewPosition(
+                    journey_id, version, campaign.account_id, t.user_key, t.firing, definition.start, t.due_ms
+                )
+                for t in timers
+            ],
+            now_ms=now_ms,
+        )
+        self._on_positions()
 
     async def _rows(self, campaign: Campaign, timers: Sequence[ClaimedTimer]) -> list[dict[str, Any]]:
         if not timers:
