@@ -12,7 +12,7 @@ import orjson
 from tapwire_core.control.store import ControlStore
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.journeys.definition import ConditionStep, WaitStep
-from tapwire_messaging.recipients import load_profiles
+from tapwire_messaging.recipients import RecipientProfile
 from tapwire_messaging.triggers.filters import matches, matches_all
 from tapwire_query.audience import SegmentNotFound, member_keys
 from tapwire_query.cql import CqlError
@@ -32,9 +32,14 @@ class Conditions:
         self._store = store
         self._cluster = cluster
 
-    async def holds(self, step: ConditionStep, *, account_id: str, user_key: str, now_ms: int) -> bool:
+    async def holds(
+        self, step: ConditionStep, *, account_id: str, profile: RecipientProfile, now_ms: int
+    ) -> bool:
         """Whether the step's condition holds for the user now. A segment that is gone holds for nobody.
-        Raises what the warehouse raises."""
+        ``profile`` is the user's, as read for the runner's batch. Raises what the warehouse raises."""
+        user_key = profile.user_key
+        if step.profile is not None:
+            return matches(step.profile, profile.profile)
         if self._warehouse is None:
             return False
         if step.did is not None:
@@ -48,9 +53,6 @@ class Conditions:
                 },
             )
             return any(matches_all(step.did.filters, _properties(row["properties"])) for row in rows)
-        if step.profile is not None:
-            profile = await self.profile(account_id, user_key)
-            return matches(step.profile, profile)
         try:
             members = await member_keys(
                 self._warehouse,
@@ -65,30 +67,22 @@ class Conditions:
             return False
         return user_key in members
 
-    async def profile(self, account_id: str, user_key: str) -> dict[str, Any]:
-        if self._warehouse is None:
-            return {}
-        profiles = await load_profiles(
-            self._warehouse, account_id=account_id, user_keys=[user_key], with_tokens=False
-        )
-        return dict(profiles[user_key].profile)
 
-    async def wait_over_ms(self, step: WaitStep, *, account_id: str, user_key: str, now_ms: int) -> int:
-        """When the wait ends: ``duration_s`` from now, or the next ``until`` in the user's zone."""
-        if step.duration_s is not None:
-            return now_ms + int(step.duration_s * 1000)
-        assert step.until is not None, "a wait has a duration or a time of day"
-        profile = await self.profile(account_id, user_key)
-        zone = _zone(next((profile[k] for k in ("Timezone", "timezone", "tz", "TZ") if profile.get(k)), None))
-        zone = zone or _zone(step.timezone) or ZoneInfo("UTC")
-        local = datetime.fromtimestamp(now_ms / 1000, zone)
-        hour, minute = (int(part) for part in step.until.split(":"))
-        target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        if target <= local:
-            target += timedelta(days=1)
-        # Rebuilt in the zone so a DST change lands on the wall-clock time asked for.
-        wall = datetime(target.year, target.month, target.day, hour, minute, tzinfo=zone)
-        return int(wall.timestamp() * 1000)
+def wait_over_ms(step: WaitStep, user_zone: str | None, *, now_ms: int) -> int:
+    """When the wait ends: ``duration_s`` from now, or the next ``until`` in the user's zone (else the step's,
+    else UTC)."""
+    if step.duration_s is not None:
+        return now_ms + int(step.duration_s * 1000)
+    assert step.until is not None, "a wait has a duration or a time of day"
+    zone = _zone(user_zone) or _zone(step.timezone) or ZoneInfo("UTC")
+    local = datetime.fromtimestamp(now_ms / 1000, zone)
+    hour, minute = (int(part) for part in step.until.split(":"))
+    target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= local:
+        target += timedelta(days=1)
+    # Rebuilt in the zone so a DST change lands on the wall-clock time asked for.
+    wall = datetime(target.year, target.month, target.day, hour, minute, tzinfo=zone)
+    return int(wall.timestamp() * 1000)
 
 
 def _properties(raw: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +28,7 @@ from tapwire_messaging.audience import AudienceError, AudienceResolver
 from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.delivery.filling import outbox_rows
 from tapwire_messaging.delivery.wakeup import Wakeup
-from tapwire_messaging.journeys.conditions import Conditions
+from tapwire_messaging.journeys.conditions import Conditions, wait_over_ms
 from tapwire_messaging.journeys.definition import (
     ConditionStep,
     ExitStep,
@@ -37,13 +38,22 @@ from tapwire_messaging.journeys.definition import (
     WaitStep,
 )
 from tapwire_messaging.journeys.positions import ClaimedPosition, HistoryEntry, JourneyPositions, NewPosition
-from tapwire_messaging.journeys.store import Journeys
+from tapwire_messaging.journeys.store import Journey, Journeys
 from tapwire_messaging.outbox import Outbox
 from tapwire_messaging.recipients import RecipientProfile, load_profiles
 from tapwire_messaging.rules import assign_variant
 from tapwire_messaging.triggers.firing import firing_device
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    """What the walk of one claimed batch reads once: journeys, objections, profiles (with push tokens)."""
+
+    journeys: dict[int, Journey | None] = field(default_factory=dict)
+    objected: set[tuple[str, str]] = field(default_factory=set)
+    profiles: dict[tuple[str, str], RecipientProfile] = field(default_factory=dict)
 
 
 class JourneyRunner:
@@ -132,6 +142,8 @@ class JourneyRunner:
         return entered
 
     async def walk_once(self) -> int:
+        """Claim one batch of due positions and walk each as far as it goes now; the number claimed. What the
+        steps need about the batch's users (their journeys, objections, profiles) is read once per batch."""
         now = epoch_ms(self._clock())
         claimed = await self.positions.claim(
             worker=self.worker,
@@ -139,22 +151,40 @@ class JourneyRunner:
             lease_ms=int(self._settings.messaging_lease_s * 1000),
             limit=self._settings.messaging_claim_batch,
         )
+        if not claimed:
+            return 0
+        batch = _Batch()
+        for journey_id in {p.journey_id for p in claimed}:
+            batch.journeys[journey_id] = await self.journeys.get(journey_id)
+        by_account: dict[str, list[str]] = {}
         for position in claimed:
-            await self._walk(position)
+            by_account.setdefault(position.account_id, []).append(position.user_key)
+        for account_id, keys in by_account.items():
+            async with AsyncSession(self._engine) as session:
+                objected = await objected_keys(session, account_id=account_id, keys=keys)
+            batch.objected |= {(account_id, key) for key in objected}
+            if self._warehouse is not None:
+                profiles = await load_profiles(
+                    self._warehouse, account_id=account_id, user_keys=sorted(set(keys)), with_tokens=True
+                )
+                batch.profiles |= {(account_id, key): profile for key, profile in profiles.items()}
+        for position in claimed:
+            await self._walk(position, batch)
         return len(claimed)
 
-    async def _walk(self, position: ClaimedPosition) -> None:
+    async def _walk(self, position: ClaimedPosition, batch: _Batch) -> None:
         now = epoch_ms(self._clock())
-        journey = await self.journeys.get(position.journey_id)
+        journey = batch.journeys.get(position.journey_id)
         definition = await self.definition(position.journey_id, position.version)
         if journey is None or journey.status != "active" or definition is None:
             await self._end(
                 position, position.step, status="exited", history=[], now=now, detail="journey stopped"
             )
             return
-        async with AsyncSession(self._engine) as session:
-            objected = await objected_keys(session, account_id=position.account_id, keys=[position.user_key])
-        if objected:
+        profile = batch.profiles.get((position.account_id, position.user_key)) or RecipientProfile(
+            position.user_key
+        )
+        if (position.account_id, position.user_key) in batch.objected:
             await self._end(
                 position, position.step, status="exited", history=[], now=now, detail="objected to marketing"
             )
@@ -178,9 +208,7 @@ class JourneyRunner:
                 await self._end(position, name, status="completed", history=done, now=now)
                 return
             if isinstance(step, WaitStep):
-                due = await self._conditions.wait_over_ms(
-                    step, account_id=position.account_id, user_key=position.user_key, now_ms=now
-                )
+                due = wait_over_ms(step, profile.timezone, now_ms=now)
                 await self.positions.advance(
                     position,
                     worker=self.worker,
@@ -195,12 +223,12 @@ class JourneyRunner:
             if isinstance(step, SendStep):
                 if not await self.positions.still_ours(position, worker=self.worker):
                     return
-                await self._send(position, step)
+                await self._send(position, step, profile)
                 outcome = HistoryEntry(name, "sent")
                 following = step.next
             elif isinstance(step, ConditionStep):
                 answer = await self._conditions.holds(
-                    step, account_id=position.account_id, user_key=position.user_key, now_ms=now
+                    step, account_id=position.account_id, profile=profile, now_ms=now
                 )
                 outcome = HistoryEntry(name, "branched", "yes" if answer else "no")
                 following = step.yes if answer else step.no
@@ -254,13 +282,12 @@ class JourneyRunner:
             detail=detail,
         )
 
-    async def _send(self, position: ClaimedPosition, step: SendStep) -> None:
+    async def _send(self, position: ClaimedPosition, step: SendStep, profile: RecipientProfile) -> None:
         """Write the step's outbox rows for the user (keyed by the step's campaign, user and entry)."""
         assert step.campaign_id is not None, "a stored send step carries its campaign"
         campaign = await self._campaigns.get(step.campaign_id)
         if campaign is None:
             return
-        profile = await self._profile(position, with_tokens=campaign.channel == "push")
         dead: set[str] = set()
         if campaign.channel == "push":
             dead = await consent.dead_tokens(
@@ -277,14 +304,3 @@ class JourneyRunner:
             )
         await self._outbox.add(rows)
         self._on_rows()
-
-    async def _profile(self, position: ClaimedPosition, *, with_tokens: bool) -> RecipientProfile:
-        if self._warehouse is None:
-            return RecipientProfile(position.user_key)
-        profiles = await load_profiles(
-            self._warehouse,
-            account_id=position.account_id,
-            user_keys=[position.user_key],
-            with_tokens=with_tokens,
-        )
-        return profiles[position.user_key]
