@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.messaging.journey_models import JourneyHistoryRow, JourneyPositionRow, JourneyRow
 from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
@@ -35,6 +36,38 @@ async def seed(rig: Rig) -> IdentityGraph:
         campaign = await completed_campaign(
             session, name="welcome", channel="email", audience={"identities": {"Identity": ["carol", "bob"]}}
         )
+        journey = JourneyRow(
+            account_id="ACC-1",
+            name="onboarding",
+            status="active",
+            version=1,
+            enrolled_version=1,
+            created_ms=1,
+            updated_ms=1,
+        )
+        session.add(journey)
+        await session.flush()
+        for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
+            # Each waits in a journey, with the steps it went through.
+            position = JourneyPositionRow(
+                journey_id=journey.id,
+                version=1,
+                account_id="ACC-1",
+                user_key=user,
+                entry=f"evt-{user}",
+                step="pause",
+                status="waiting",
+                due_ms=10,
+                entered_ms=1,
+                updated_ms=1,
+            )
+            session.add(position)
+            await session.flush()
+            session.add(
+                JourneyHistoryRow(
+                    position_id=position.id, journey_id=journey.id, step="welcome", action="sent", ts_ms=1
+                )
+            )
         for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
             session.add(
                 OutboxRow(
@@ -136,6 +169,9 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
         assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
         assert [r.user_key for r in await session.scalars(select(TriggerTimerRow))] == ["i:bob"]
+        # Out of every journey at once: her position and its history are gone, bob's stay.
+        assert [r.user_key for r in await session.scalars(select(JourneyPositionRow))] == ["i:bob"]
+        assert len(list(await session.scalars(select(JourneyHistoryRow)))) == 1
         consent = [(r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
         assert consent == [("i:carol", "unsubscribed")]  # the opt-out stays; the subscription is gone
         campaign = (await session.scalars(select(CampaignRow))).one()
@@ -179,6 +215,7 @@ async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig
     assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
     assert removed[carol.id]["control.message_interactions"] == 1
     assert removed[carol.id]["control.trigger_timers"] == 1
+    assert removed[carol.id]["control.journey_positions"] == 1
     assert removed[carol.id]["control.message_consent"] == 1
     assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them
     for quiet in (nobody.id, other.id):
