@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.messaging.journey_models import JourneyHistoryRow, JourneyPositionRow, JourneyRow
+from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
 from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
@@ -47,7 +47,7 @@ async def seed(rig: Rig) -> IdentityGraph:
         )
         session.add(journey)
         await session.flush()
-        for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
+        for user in ("i:carol", "i:bob"):
             # Each waits in a journey, with the steps it went through.
             position = JourneyPositionRow(
                 journey_id=journey.id,
