@@ -64,13 +64,20 @@ def settings_for(tmp: Path, smtp_url: str | None, **extra: Any) -> Settings:
 
 @asynccontextmanager
 async def messaging_rig(
-    tmp: Path, warehouse: Warehouse, settings: Settings, *, clock: Clock | None = None, bus: Bus | None = None
+    tmp: Path,
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    bus: Bus | None = None,
+    store_url: str | None = None,
 ) -> AsyncIterator[Rig]:
     """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's;
-    ``bus`` replaces the embedded log in ``tmp`` (a Kafka bus, for the distributed path)."""
+    ``bus`` replaces the embedded log in ``tmp`` and ``store_url`` the SQLite control store (Kafka and
+    PostgreSQL, for the distributed path)."""
     components = runtime.Components(
         settings=settings,
-        store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}"),
+        store=ControlStore(store_url or f"sqlite+aiosqlite:///{tmp / 'control.db'}"),
         bus=bus or EmbeddedBus(tmp / "log"),
         warehouse=warehouse,
     )

@@ -1,4 +1,5 @@
-"""Triggers on Kafka: the evaluator's consumer group on a real broker, restarted while a timer waits.
+"""Triggers in distributed mode: the evaluator's consumer group on a Kafka broker, timers in PostgreSQL,
+restarted while a timer waits.
 
 The messaging process is stopped while a delayed timer waits and while an event is published; a new process on
 the same control store and consumer group reads on from the group's commit, fires the waiting timer once, and
@@ -15,7 +16,7 @@ import pytest
 
 from tapwire_core.bus.kafka import KafkaBus
 from tests.infra.clickhouse import WarehouseFactory
-from tests.messaging.rig import add_profiles, messaging_rig, settings_for
+from tests.messaging.rig import HEADERS, add_profiles, messaging_rig, settings_for
 from tests.messaging.servers import smtp_sink
 from tests.messaging.test_triggers import (
     PROFILES,
@@ -31,8 +32,8 @@ from tests.messaging.test_triggers import (
 pytestmark = pytest.mark.integration
 
 
-async def test_a_waiting_timer_survives_a_restart_and_fires_once_on_kafka(
-    tmp_path: Path, warehouse_factory: WarehouseFactory, kafka_broker: Any
+async def test_a_waiting_timer_survives_a_restart_and_fires_once_on_kafka_and_postgresql(
+    tmp_path: Path, warehouse_factory: WarehouseFactory, kafka_broker: Any, fresh_postgres_url: str
 ) -> None:
     warehouse = await warehouse_factory("chdb")
     suffix = uuid.uuid4().hex[:8]
@@ -44,7 +45,9 @@ async def test_a_waiting_timer_survives_a_restart_and_fires_once_on_kafka(
             trigger_group=f"triggers-{suffix}",
             topic_partitions=3,
         )
-        async with messaging_rig(tmp_path, warehouse, settings, bus=KafkaBus(kafka_broker.bootstrap)) as rig:
+        async with messaging_rig(
+            tmp_path, warehouse, settings, bus=KafkaBus(kafka_broker.bootstrap), store_url=fresh_postgres_url
+        ) as rig:
             await add_profiles(warehouse, PROFILES)
             campaign_id = await create(
                 rig,
@@ -69,7 +72,9 @@ async def test_a_waiting_timer_survives_a_restart_and_fires_once_on_kafka(
         finally:
             await offline.close()
 
-        async with messaging_rig(tmp_path, warehouse, settings, bus=KafkaBus(kafka_broker.bootstrap)) as rig:
+        async with messaging_rig(
+            tmp_path, warehouse, settings, bus=KafkaBus(kafka_broker.bootstrap), store_url=fresh_postgres_url
+        ) as rig:
             await until(lambda: len(sink.receipts) >= 2, "both messages after the restart", timeout_s=90)
 
             async def fired() -> bool:
@@ -77,3 +82,69 @@ async def test_a_waiting_timer_survives_a_restart_and_fires_once_on_kafka(
 
             await until(fired, "both timers fired")
     assert sorted(str(m["To"]) for m in sink.receipts) == ["ann@example.com", "bob@example.com"]
+
+
+async def test_a_journey_runs_on_kafka_and_postgresql(
+    tmp_path: Path, warehouse_factory: WarehouseFactory, kafka_broker: Any, fresh_postgres_url: str
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    suffix = uuid.uuid4().hex[:8]
+    definition = {
+        "entry": {"trigger": {"event": "Signed Up"}},
+        "start": "welcome",
+        "goal": {"event": "Charged"},
+        "steps": {
+            "welcome": {
+                "type": "send",
+                "channel": "email",
+                "content": {"subject": "Welcome", "body": "Hi"},
+                "next": "pause",
+            },
+            "pause": {"type": "wait", "duration_s": 2, "next": "gold?"},
+            "gold?": {"type": "condition", "profile": {"name": "Tier", "value": "gold"}, "yes": "vip"},
+            "vip": {"type": "send", "channel": "email", "content": {"subject": "Perks", "body": "Hi"}},
+        },
+    }
+    with smtp_sink() as sink:
+        settings = settings_for(
+            tmp_path,
+            sink.url,
+            events_topic=f"events-{suffix}",
+            trigger_group=f"triggers-{suffix}",
+            topic_partitions=3,
+        )
+        bus = KafkaBus(kafka_broker.bootstrap)
+        async with messaging_rig(tmp_path, warehouse, settings, bus=bus, store_url=fresh_postgres_url) as rig:
+            await add_profiles(
+                warehouse, [*PROFILES, ("i:cat", {"Email": "cat@example.com", "Tier": "gold"})]
+            )
+            created = await rig.post(
+                "/messaging/v1/journeys", {"name": "onboarding", "definition": definition}
+            )
+            assert created.status_code == 201, created.text
+            await publish(rig, *(event(user, "Signed Up") for user in ("ann", "bob", "cat")))
+            await until(lambda: len(sink.receipts) >= 3, "three welcomes")
+            await publish(rig, event("cat", "Charged", {"amount": 5}))
+            await until(lambda: len(sink.receipts) >= 4, "ann's perks", timeout_s=90)
+
+            async def steps_now() -> dict[str, dict[str, int]]:
+                response = await rig.client.get(
+                    f"/messaging/v1/journeys/{created.json()['id']}", headers=HEADERS
+                )
+                found: dict[str, dict[str, int]] = response.json()["journey"]["steps"]
+                return found
+
+            async def all_ended() -> bool:
+                return sum(s["exited"] + s["converted"] for s in (await steps_now()).values()) == 3
+
+            await until(all_ended, "every position to end")
+            steps = await steps_now()
+    mailbox = {
+        to: sorted(str(m["Subject"]) for m in messages) for to, messages in sink.by_recipient().items()
+    }
+    assert mailbox == {
+        "ann@example.com": ["Perks", "Welcome"],
+        "bob@example.com": ["Welcome"],
+        "cat@example.com": ["Welcome"],
+    }
+    assert steps["pause"]["converted"] == 1 and steps["gold?"]["entered"] == 2
