@@ -16,6 +16,7 @@ import pytest
 from tapwire_core.bus import Bus
 from tapwire_core.envelope import Envelope, Identities, decode
 from tapwire_core.envelope_packs import pack
+from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.rig import ACCOUNT, HEADERS, Rig, add_profiles, messaging_rig, settings_for
 from tests.messaging.servers import SmtpSink, smtp_sink
@@ -28,13 +29,16 @@ PROFILES = [
 ]
 
 
-def event(user: str, name: str, properties: Mapping[str, Any] | None = None) -> Envelope:
+def event(
+    user: str, name: str, properties: Mapping[str, Any] | None = None, *, ids: Identities | None = None
+) -> Envelope:
+    """An event of ``user`` (an identity), or of whoever ``ids`` names."""
     now = int(time.time() * 1000)
     return Envelope(
         account_id=ACCOUNT,
         event_id=uuid.uuid4().hex,
         kind="event",
-        ids=Identities(identity=user),
+        ids=ids or Identities(identity=user),
         client_ts=now,
         received_ts=now,
         source="clevertap",
@@ -168,6 +172,45 @@ async def test_abandonment_sends_only_to_users_who_did_not_complete_in_time(
     assert view["timers"] == {"fired": 1, "cancelled": 1}
 
 
+async def test_a_cart_filled_before_login_is_the_persons_and_the_purchase_after_login_cancels_it(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    with smtp_sink() as sink:
+        settings = settings_for(tmp_path, sink.url, trigger_grace_s=0.2)
+        async with messaging_rig(tmp_path, warehouse, settings) as rig:
+            await add_profiles(warehouse, PROFILES)
+            graph = IdentityGraph(rig.service.store.engine)
+            await graph.link_many(
+                ACCOUNT,
+                [
+                    LinkRequest(("i:ann", "a:anon-ann"), "login"),
+                    LinkRequest(("i:bob", "a:anon-bob"), "login"),
+                ],
+            )
+            campaign_id = await create(
+                rig,
+                trigger_campaign({"event": "Added To Cart", "not_done": {"event": "Charged", "within_s": 2}}),
+            )
+            await publish(
+                rig,
+                event("", "Added To Cart", {"product": "shoes"}, ids=Identities(anonymous_id="anon-ann")),
+                event("", "Added To Cart", {"product": "socks"}, ids=Identities(anonymous_id="anon-bob")),
+            )
+            await publish(rig, event("bob", "Charged", {"amount": 20}))
+
+            async def settled() -> bool:
+                counts = await timers(rig, campaign_id)
+                return counts.get("fired", 0) + counts.get("cancelled", 0) == 2
+
+            await until(settled, "both timers to settle")
+            await until(lambda: sink.receipts, "ann's reminder")
+            view = await campaign_view(rig, campaign_id)
+    # Ann's anonymous cart reached the person, and her profile's address; Bob paid as himself.
+    assert subjects(sink) == {"ann@example.com": ["Still want shoes, Ann?"]}
+    assert view["timers"] == {"fired": 1, "cancelled": 1}
+
+
 async def test_at_most_n_per_window_sends_each_firing_as_its_own_message(
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
@@ -237,6 +280,12 @@ async def test_a_trigger_with_a_segment_sends_only_to_its_members(
                 event("ann", "App Launched", {"product": "app"}),
             )
             await until(lambda: sink.receipts, "the gold member's message")
+
+            async def fired() -> bool:
+                # The timer is marked fired just after its outbox row is written, so maybe after the send.
+                return (await timers(rig, campaign_id)).get("fired") == 1
+
+            await until(fired, "the timer to be marked fired")
             view = await campaign_view(rig, campaign_id)
     assert subjects(sink) == {"ann@example.com": ["Still want app, Ann?"]}
     assert view["timers"] == {"fired": 1}, "bob was not in the segment, so no timer was written for him"

@@ -187,12 +187,13 @@ class JourneyPositions:
         self,
         *,
         account_id: str,
-        user_key: str,
+        user_keys: Sequence[str],
         journeys: Sequence[tuple[int, int]],
         done_ms: int,
         reason: str,
     ) -> int:
-        """The user did the goal of (journey, version) pairs: their open positions there end ``converted``."""
+        """The user (any of ``user_keys``) did the goal of (journey, version) pairs: their open positions there
+        end ``converted``."""
         if not journeys:
             return 0
         pairs = or_(
@@ -204,7 +205,7 @@ class JourneyPositions:
                     update(JourneyPositionRow)
                     .where(
                         JourneyPositionRow.account_id == account_id,
-                        JourneyPositionRow.user_key == user_key,
+                        JourneyPositionRow.user_key.in_(list(user_keys)),
                         JourneyPositionRow.status.in_(OPEN_STATUSES),
                         JourneyPositionRow.entered_ms <= done_ms,
                         pairs,

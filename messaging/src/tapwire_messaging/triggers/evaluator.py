@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +32,7 @@ from tapwire_messaging.journeys.positions import JourneyPositions
 from tapwire_messaging.triggers.filters import matches_all
 from tapwire_messaging.triggers.live import LiveGoal, LiveTrigger, LiveTriggers, load_live
 from tapwire_messaging.triggers.membership import SegmentMembership
+from tapwire_messaging.triggers.people import people
 from tapwire_messaging.triggers.timers import Cancellation, NewTimer, TriggerTimers
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Conversion:
     """The user did the goal of these (journey, version) pairs at ``done_ms``."""
 
     account_id: str
-    user_key: str
+    user_keys: tuple[str, ...]
     journeys: tuple[tuple[int, int], ...]
     done_ms: int
     reason: str
@@ -143,13 +144,13 @@ class TriggerEvaluator:
         """Match ``records`` and write their timers and cancellations; returns once they are durable. Raises
         what the control store (or, for segment checks, the warehouse) raises."""
         await self._refresh()
-        evaluation = self.evaluate(records)
+        evaluation = await self._as_people(self.evaluate(records))
         timers = evaluation.timers + await self._membership.admitted(evaluation.segment_checks)
         await self._timers.add(timers, evaluation.cancellations)
         for conversion in evaluation.conversions:
             await self._positions.convert(
                 account_id=conversion.account_id,
-                user_key=conversion.user_key,
+                user_keys=conversion.user_keys,
                 journeys=conversion.journeys,
                 done_ms=conversion.done_ms,
                 reason=conversion.reason,
@@ -159,6 +160,43 @@ class TriggerEvaluator:
         now = epoch_ms(self._clock())
         if any(timer.due_ms <= now for timer in timers):
             self._on_due()
+
+    async def _as_people(self, evaluation: Evaluation) -> Evaluation:
+        """The evaluation with each event's user key read as the person behind it (see :mod:`.people`): timers
+        under the canonical key, cancellations and goals for every key of the person."""
+        keys: dict[str, set[str]] = {}
+        for timer in [*evaluation.timers, *(timer for _, timer in evaluation.segment_checks)]:
+            keys.setdefault(timer.account_id, set()).add(timer.user_key)
+        for cancellation in evaluation.cancellations:
+            keys.setdefault(cancellation.account_id, set()).update(cancellation.user_keys)
+        for conversion in evaluation.conversions:
+            keys.setdefault(conversion.account_id, set()).update(conversion.user_keys)
+        if not keys:
+            return evaluation
+        found = {
+            account: await people(self._engine, account, account_keys)
+            for account, account_keys in keys.items()
+        }
+
+        def canonical(account_id: str, key: str) -> str:
+            return found[account_id][key].canonical
+
+        def every(account_id: str, user_keys: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(sorted({k for key in user_keys for k in found[account_id][key].keys}))
+
+        return Evaluation(
+            timers=[replace(t, user_key=canonical(t.account_id, t.user_key)) for t in evaluation.timers],
+            cancellations=[
+                replace(c, user_keys=every(c.account_id, c.user_keys)) for c in evaluation.cancellations
+            ],
+            segment_checks=[
+                (trigger, replace(t, user_key=canonical(t.account_id, t.user_key)))
+                for trigger, t in evaluation.segment_checks
+            ],
+            conversions=[
+                replace(c, user_keys=every(c.account_id, c.user_keys)) for c in evaluation.conversions
+            ],
+        )
 
     async def _refresh(self) -> None:
         if self._stale or time.monotonic() - self._loaded_at >= self._settings.trigger_refresh_s:
@@ -238,10 +276,10 @@ class TriggerEvaluator:
         )
         if done:
             reason = f"did {envelope.name}"
-            evaluation.cancellations.append(Cancellation(envelope.account_id, user_key, done, at, reason))
+            evaluation.cancellations.append(Cancellation(envelope.account_id, (user_key,), done, at, reason))
         reached = tuple((g.journey_id, g.version) for g in goals if matches_all(g.goal.filters, properties))
         if reached:
-            conversion = Conversion(envelope.account_id, user_key, reached, at, f"did {envelope.name}")
+            conversion = Conversion(envelope.account_id, (user_key,), reached, at, f"did {envelope.name}")
             evaluation.conversions.append(conversion)
 
 

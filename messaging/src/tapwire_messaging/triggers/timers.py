@@ -35,11 +35,11 @@ class NewTimer:
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
-    """The user did ``campaign_ids``' abandonment event at ``done_ms``: their timers started at or before it
-    are cancelled."""
+    """The user did ``campaign_ids``' abandonment event at ``done_ms``: their timers (under any of their
+    ``user_keys``) started at or before it are cancelled."""
 
     account_id: str
-    user_key: str
+    user_keys: tuple[str, ...]
     campaign_ids: tuple[int, ...]
     done_ms: int
     reason: str
@@ -101,7 +101,7 @@ class TriggerTimers:
                     update(TriggerTimerRow)
                     .where(
                         TriggerTimerRow.account_id == cancel.account_id,
-                        TriggerTimerRow.user_key == cancel.user_key,
+                        TriggerTimerRow.user_key.in_(list(cancel.user_keys)),
                         TriggerTimerRow.campaign_id.in_(list(cancel.campaign_ids)),
                         TriggerTimerRow.status == "waiting",
                         TriggerTimerRow.trigger_ms <= cancel.done_ms,
