@@ -10,6 +10,11 @@
   control store) reading ``BENCH_TRIGGER_EVENTS`` (default 300,000) events against 100 live triggers, one in
   a hundred events matching one of them: from the evaluator's start until every event was evaluated and its timers
   and offsets written.
+
+Beside them, the references: ``send_api_to_sink_p50_ms`` / ``send_api_to_sink_p99_ms``, the same suite's
+transactional sends (``BENCH_TRIGGER_REFERENCE_SENDS``, default 50) from their 200 to the sink, and
+``trigger_bare_consume_events_per_s``, a consumer group of its own fetching, decoding and committing the same
+records without matching anything.
 """
 
 from __future__ import annotations
@@ -27,15 +32,16 @@ from typing import Any
 import httpx
 import orjson
 
+from tapwire_core.bus import TopicPartition
 from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.clock import system_clock
 from tapwire_core.control.store import ControlStore
-from tapwire_core.envelope import Envelope, Identities
-from tapwire_core.envelope_packs import pack
+from tapwire_core.envelope import Envelope, Identities, decode_properties
+from tapwire_core.envelope_packs import decode_pack, pack
 from tapwire_core.settings import Settings
 from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import parse_campaign
-from tapwire_messaging.triggers.evaluator import TriggerEvaluator
+from tapwire_messaging.triggers.evaluator import FETCH_RECORDS, TriggerEvaluator
 from tapwire_services.accounts import announce_accounts
 from tests.bench.messaging import SinkProcess
 from tests.integration.processes import TapwireProcess
@@ -47,6 +53,8 @@ SENDS = int(os.environ.get("BENCH_TRIGGER_SENDS", "300"))
 RATE = float(os.environ.get("BENCH_TRIGGER_RATE", "20"))
 EVENTS = int(os.environ.get("BENCH_TRIGGER_EVENTS", "300000"))
 MATCH_EVERY = 100
+# Transactional sends measured beside the triggered ones: the same pipeline without event, trigger or timer.
+REFERENCE_SENDS = int(os.environ.get("BENCH_TRIGGER_REFERENCE_SENDS", "50"))
 
 
 def log(message: str) -> None:
@@ -68,12 +76,14 @@ def trigger_body(index: int) -> dict[str, Any]:
     }
 
 
-async def _latency(url: str, sink: SinkProcess) -> tuple[dict[str, float], int]:
+async def _latency(url: str, sink: SinkProcess) -> tuple[dict[str, float], dict[str, float], int]:
+    """(trigger latencies, reference latencies, triggered messages missing), by recipient."""
+    users = [f"u{i}" for i in range(SENDS)] + [f"r{i}" for i in range(REFERENCE_SENDS)]
     async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=30) as client:
-        for start in range(0, SENDS, 1000):
+        for start in range(0, len(users), 1000):
             profiles = [
-                {"type": "profile", "identity": f"u{i}", "profileData": {"Email": f"u{i}@bench.example"}}
-                for i in range(start, min(SENDS, start + 1000))
+                {"type": "profile", "identity": user, "profileData": {"Email": f"{user}@bench.example"}}
+                for user in users[start : start + 1000]
             ]
             assert (await client.post("/1/upload", json={"d": profiles})).json()["processed"] == len(profiles)
         estimate = {
@@ -84,7 +94,7 @@ async def _latency(url: str, sink: SinkProcess) -> tuple[dict[str, float], int]:
         }
         for _ in range(600):
             reach = (await client.post("/1/targets/estimate.json", json=estimate)).json()["estimate"]["reach"]
-            if reach == SENDS:
+            if reach == len(users):
                 break
             await asyncio.sleep(0.2)
         for index in range(TRIGGERS):
@@ -104,12 +114,25 @@ async def _latency(url: str, sink: SinkProcess) -> tuple[dict[str, float], int]:
             response = await client.post("/1/upload", json={"d": [record]})
             acked[f"u{i}@bench.example"] = time.time()
             assert response.status_code == 200 and response.json()["processed"] == 1, response.text
+        # The reference: the same pipeline from a transactional send's 200 (no event, no trigger, no timer).
+        posted: dict[str, float] = {}
+        began = time.monotonic()
+        for i in range(REFERENCE_SENDS):
+            await asyncio.sleep(max(0.0, began + i / RATE - time.monotonic()))
+            body = {"to": {"Identity": [f"r{i}"]}, "content": {"subject": "Receipt", "body": "Thanks"}}
+            response = await client.post("/1/send/email.json", json=body)
+            posted[f"r{i}@bench.example"] = time.time()
+            assert response.status_code == 200, response.text
         await asyncio.sleep(10)  # the last messages' way to the sink, with room for a slow one
     received: dict[str, float] = {}
     for ts, to, _mid in sink.receipts():
         received.setdefault(to, ts)
     missing = len(set(acked) - set(received))
-    return {to: (received[to] - acked[to]) * 1000 for to in acked if to in received}, missing
+
+    def since(sent: dict[str, float]) -> dict[str, float]:
+        return {to: (received[to] - sent[to]) * 1000 for to in sent if to in received}
+
+    return since(acked), since(posted), missing
 
 
 def bench_latency(work: Path) -> dict[str, Any]:
@@ -125,21 +148,25 @@ def bench_latency(work: Path) -> dict[str, Any]:
     suite = TapwireProcess(["up"], env, work / "suite.log").start()
     try:
         suite.wait_ready()
-        latencies, missing = asyncio.run(_latency(suite.url, sink))
+        latencies, reference, missing = asyncio.run(_latency(suite.url, sink))
     finally:
         suite.stop()
-    ordered = sorted(latencies.values())
 
-    def percentile(p: float) -> float:
+    def percentile(values: dict[str, float], p: float) -> float:
+        ordered = sorted(values.values())
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
 
     log(
-        f"  {len(ordered)} messages, {missing} missing; p50 {percentile(50):.0f} ms, p99 {percentile(99):.0f} ms"
+        f"  {len(latencies)} messages, {missing} missing; p50 {percentile(latencies, 50):.0f} ms, "
+        f"p99 {percentile(latencies, 99):.0f} ms; reference (transactional send) p50 "
+        f"{percentile(reference, 50):.0f} ms, p99 {percentile(reference, 99):.0f} ms"
     )
     return {
-        "trigger_to_send_p50_ms": round(percentile(50), 1),
-        "trigger_to_send_p99_ms": round(percentile(99), 1),
+        "trigger_to_send_p50_ms": round(percentile(latencies, 50), 1),
+        "trigger_to_send_p99_ms": round(percentile(latencies, 99), 1),
         "trigger_sends_missing": missing,
+        "send_api_to_sink_p50_ms": round(percentile(reference, 50), 1),
+        "send_api_to_sink_p99_ms": round(percentile(reference, 99), 1),
     }
 
 
@@ -204,11 +231,43 @@ async def _throughput(work: Path) -> dict[str, Any]:
         stopping.set()
         await task
         rate = len(events) / elapsed
-        log(f"  {rate:.0f} events/s, {evaluator.stats.timers} timers written")
-        return {"trigger_events_per_s": round(rate), "trigger_timers_written": evaluator.stats.timers}
+        reference = await _bare_consume_rate(bus, topic, len(events))
+        log(
+            f"  {rate:.0f} events/s, {evaluator.stats.timers} timers written; "
+            f"a bare consumer decoding the same records: {reference:.0f} events/s"
+        )
+        return {
+            "trigger_events_per_s": round(rate),
+            "trigger_timers_written": evaluator.stats.timers,
+            "trigger_bare_consume_events_per_s": round(reference),
+        }
     finally:
         await bus.close()
         await store.close()
+
+
+async def _bare_consume_rate(bus: EmbeddedBus, topic: str, total: int) -> float:
+    """The reference for the evaluator: a consumer group of its own fetching, decoding (every envelope, with its
+    properties) and committing the same records, matching nothing."""
+    consumer = bus.consumer([topic], f"bench-bare-{uuid.uuid4().hex[:6]}")
+    await consumer.start()
+    seen = 0
+    began = time.perf_counter()
+    try:
+        while seen < total:
+            records = await consumer.fetch(FETCH_RECORDS, 0.2)
+            for record in records:
+                for envelope in decode_pack(record.value):
+                    decode_properties(envelope.properties)
+                    seen += 1
+            if records:
+                offsets: dict[TopicPartition, int] = {}
+                for record in records:
+                    offsets[record.tp] = max(offsets.get(record.tp, 0), record.offset + 1)
+                await consumer.commit(offsets)
+    finally:
+        await consumer.close()
+    return seen / (time.perf_counter() - began)
 
 
 def main() -> None:
