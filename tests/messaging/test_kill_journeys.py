@@ -28,7 +28,7 @@ ACCOUNT, PASSCODE = "TAP-KJRN-0001", "passcode-kjrn-0123456789abcdef"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 USERS = 300
 SEND_WINDOW = 6
-WAIT_S = 60
+WAIT_S = 120
 
 
 def _post(url: str, path: str, body: Any) -> httpx.Response:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE = "TAP-KTRG-0001", "passcode-ktrg-0123456789abcdef"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
-DELAY_S = 6
+DELAY_S = 15
 
 
 def _post(url: str, path: str, body: Any) -> httpx.Response:

@@ -84,7 +84,7 @@ async def timers(rig: Rig, campaign_id: int) -> dict[str, int]:
     return {str(k): int(v) for k, v in (await campaign_view(rig, campaign_id))["timers"].items()}
 
 
-async def until(predicate: Callable[[], Any], what: str, timeout_s: float = 60) -> None:
+async def until(predicate: Callable[[], Any], what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if await predicate() if asyncio.iscoroutinefunction(predicate) else predicate():
