@@ -182,6 +182,12 @@ def _figures_of(command: list[str]) -> dict[str, Any]:
     return figures
 
 
+def bench_triggers() -> dict[str, Any]:
+    """``tests.bench.triggers`` in its own process (chDB, one data directory per process): upload-to-SMTP
+    latency of triggered messages beside 100 live triggers, and the trigger evaluator's events per second."""
+    return _figures_of([sys.executable, "-m", "tests.bench.triggers"])
+
+
 def bench_hostile() -> dict[str, Any]:
     """``tests.bench.hostile`` in its own process: 64 connections of worst-case bodies against one gateway beside
     valid uploads (its peak memory is the figure, so nothing else runs in that gateway)."""
@@ -194,7 +200,7 @@ def bench_websdk() -> dict[str, Any]:
     return _figures_of([sys.executable, "-m", "tests.bench.websdk"])
 
 
-PARTS = ("ingest", "messaging", "privacy", "query", "hostile", "console", "websdk", "cql")
+PARTS = ("ingest", "messaging", "triggers", "privacy", "query", "hostile", "console", "websdk", "cql")
 
 
 def chosen_parts() -> tuple[str, ...]:
@@ -218,6 +224,9 @@ def main() -> None:
     if "messaging" in parts:
         log("messaging: campaign over SMTP to a sink process")
         figures.update(bench_messaging())
+    if "triggers" in parts:
+        log("triggers: upload → trigger → SMTP sink, and the evaluator's events per second")
+        figures.update(bench_triggers())
     # Queries first: they build the cached 10M-event dataset the privacy benchmark then copies.
     if "query" in parts:
         log("queries: compiled CQL against hand-written SQL (own process)")
@@ -325,6 +334,7 @@ TARGETS = {
     # Events on the topic less answered requests: negative would mean a 200 came before the bus had the event.
     "websdk_stored_minus_answered": 0,
     "messaging_msgs_per_s": 2_000,
+    "trigger_events_per_s": 20_000,
     "erasure_batch_subjects_per_s": 20,
     "hostile_valid_success_ratio": 0.99,
 }
@@ -339,6 +349,7 @@ CEILINGS: dict[str, tuple[str, float]] = {
     "query_vs_handwritten_ratio": ("≤", 1.5),
     "hostile_peak_rss_mib": ("≤", 512),
     "cql_compile_ms_max": ("<", 50),
+    "trigger_to_send_p99_ms": ("<", 5000),
 }
 
 

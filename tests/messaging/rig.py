@@ -14,6 +14,7 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from tapwire_core.bus import Bus
 from tapwire_core.bus.embedded import EmbeddedBus
 from tapwire_core.clock import Clock, system_clock
 from tapwire_core.control.store import ControlStore
@@ -74,14 +75,19 @@ async def messaging_rig(
     clock: Clock | None = None,
     sns_fetching: SnsFetching | None = None,
     providers: Providers | None = None,
+    bus: Bus | None = None,
+    store_url: str | None = None,
 ) -> AsyncIterator[Rig]:
     """The messaging app on real stores; with ``clock`` the service runs on that clock instead of the wall's,
-    with ``sns_fetching`` it reaches SNS certificates that way."""
+    with ``sns_fetching`` it reaches SNS certificates that way; ``bus`` replaces the embedded log in ``tmp`` and
+    ``store_url`` the SQLite control store (Kafka and PostgreSQL, for the distributed path)."""
     own_service = clock is not None or sns_fetching is not None or providers is not None
     components = runtime.Components(
         settings=settings,
-        store=ControlStore(f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS),
-        bus=EmbeddedBus(tmp / "log"),
+        store=ControlStore(
+            store_url or f"sqlite+aiosqlite:///{tmp / 'control.db'}", lookup_digests=LOOKUP_DIGESTS
+        ),
+        bus=bus or EmbeddedBus(tmp / "log"),
         warehouse=warehouse,
     )
     app = build_app(

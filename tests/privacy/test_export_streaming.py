@@ -23,6 +23,7 @@ from tapwire_core.warehouse.migrations import CreateTable, migrations
 from tapwire_privacy.export_archive import ArchiveWriter
 from tapwire_privacy.stores.row_batches import row_batches
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
+from tests.credentials import LOOKUP_DIGESTS
 from tests.privacy.seed import JAN_5_MS, alias, event, profile, write
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def control_store(store_url: str) -> AsyncIterator[ControlStore]:
-    store = ControlStore(store_url)
+    store = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
     await store.start()
     try:
         yield store
@@ -165,7 +166,9 @@ async def control_store(store_url: str) -> AsyncIterator[ControlStore]:
 
 
 async def test_control_store_exports_are_read_in_batches(control_store: ControlStore) -> None:
-    await control_store.upsert_account("ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1")
+    await control_store.upsert_account(
+        "ACC-1", passcode="passcode-1-0123456789", write_key="writekey-1-0123456789", region="eu1"
+    )
     async with AsyncSession(control_store.engine) as session, session.begin():
         session.add_all(
             IdentityNodeRow(

@@ -12,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.messaging import consent as consent_api
+from tapwire_core.control.messaging.journey_models import JourneyHistoryRow, JourneyPositionRow, JourneyRow
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.identity.graph import IdentityGraph, LinkRequest
 from tapwire_messaging.recipients import device_id
 from tapwire_privacy.records import RequestType
@@ -36,6 +38,38 @@ async def seed(rig: Rig) -> IdentityGraph:
         campaign = await completed_campaign(
             session, name="welcome", channel="email", audience={"identities": {"Identity": ["carol", "bob"]}}
         )
+        journey = JourneyRow(
+            account_id="ACC-1",
+            name="onboarding",
+            status="active",
+            version=1,
+            enrolled_version=1,
+            created_ms=1,
+            updated_ms=1,
+        )
+        session.add(journey)
+        await session.flush()
+        for user in ("i:carol", "i:bob"):
+            # Each waits in a journey, with the steps it went through.
+            position = JourneyPositionRow(
+                journey_id=journey.id,
+                version=1,
+                account_id="ACC-1",
+                user_key=user,
+                entry=f"evt-{user}",
+                step="pause",
+                status="waiting",
+                due_ms=10,
+                entered_ms=1,
+                updated_ms=1,
+            )
+            session.add(position)
+            await session.flush()
+            session.add(
+                JourneyHistoryRow(
+                    position_id=position.id, journey_id=journey.id, step="welcome", action="sent", ts_ms=1
+                )
+            )
         for user, address in (("i:carol", "carol@example.com"), ("i:bob", "bob@example.com")):
             session.add(
                 OutboxRow(
@@ -54,6 +88,19 @@ async def seed(rig: Rig) -> IdentityGraph:
             )
             session.add(
                 InteractionRow(campaign_id=campaign.id, variant="a", user_key=user, kind="opened", ts_ms=3)
+            )
+            # A triggered message waiting out its delay, holding the triggering event's properties.
+            session.add(
+                TriggerTimerRow(
+                    campaign_id=campaign.id,
+                    account_id="ACC-1",
+                    user_key=user,
+                    firing=f"evt-{user}",
+                    event={"product": "shoes"},
+                    trigger_ms=1,
+                    due_ms=2,
+                    status="waiting",
+                )
             )
         # A push to each of Carol's devices: the row's key names the device by a hash of its token.
         session.add(
@@ -123,6 +170,10 @@ async def test_erasure_named_by_a_graph_only_identifier_reaches_every_linked_row
         assert len(outbox["push", ""].device) == 32 and outbox["push", ""].device != device_id("tok-carol")
         assert outbox["email", "bob@example.com"].user_key == "i:bob"
         assert [r.user_key for r in await session.scalars(select(InteractionRow))] == ["i:bob"]
+        assert [r.user_key for r in await session.scalars(select(TriggerTimerRow))] == ["i:bob"]
+        # Out of every journey at once: her position and its history are gone, bob's stay.
+        assert [r.user_key for r in await session.scalars(select(JourneyPositionRow))] == ["i:bob"]
+        assert len(list(await session.scalars(select(JourneyHistoryRow)))) == 1
         consent = [(r.subject_kind, r.subject, r.state) for r in await session.scalars(select(ConsentRow))]
         # The opt-out stays, as a keyed hash of the user key; the subscription is gone.
         assert [(kind, state) for kind, _, state in consent] == [("user#", "unsubscribed")]
@@ -173,6 +224,8 @@ async def test_a_batch_attributes_each_stores_rows_to_the_right_request(rig: Rig
         removed[view.id] = {name: state["removed"] for name, state in done.progress["stores"].items()}
     assert removed[carol.id]["control.outbox"] == 2  # her email and her push device
     assert removed[carol.id]["control.message_interactions"] == 1
+    assert removed[carol.id]["control.trigger_timers"] == 1
+    assert removed[carol.id]["control.journey_positions"] == 1
     # Her subscription deleted and her opt-out rewritten under a keyed hash.
     assert removed[carol.id]["control.message_consent"] == 2
     assert removed[carol.id]["control.identity_graph"] >= 3  # its nodes and the edges between them

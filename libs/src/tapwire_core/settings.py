@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         ge=1,
         description="messages handed to providers whose outcome is not yet recorded (default: 4 x senders)",
     )
+    # Behaviour-triggered campaigns: the event stream's consumer group, how stale its list of live triggers may
+    # get, and how long an abandonment check waits past its window for the evaluator to read late events.
+    trigger_group: str = "tapwire-triggers"
+    trigger_refresh_s: float = Field(default=0.5, gt=0)
+    trigger_grace_s: float = Field(default=2.0, ge=0)
 
     # Email feedback: bounces and complaints (see docs/messaging.md). The VERP return path and the bounce
     # mailbox, the HTTP intake of raw reports, each provider's webhook credentials, the soft-bounce rule.

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tapwire_core.control.accounts.models import AccountRow
 from tapwire_core.control.messaging.models import CampaignRow, OutboxRow
 from tapwire_messaging.campaign_rules import ACROSS_CHANNELS, CampaignRules, FrequencyCap
 from tapwire_messaging.campaigns import CampaignSpec
+
+CONTINUOUS_FILL = 2
+"""``filled`` of a triggered campaign (or a journey's step): its trigger writes outbox rows as events come, so
+the scheduler never fills it (``filled == 0``) nor completes it (``filled == 1``); it runs until stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,32 @@ def _campaign(row: CampaignRow) -> Campaign:
     )
 
 
+async def insert_campaign(connection: AsyncConnection, account_id: str, spec: CampaignSpec) -> int:
+    """Insert a campaign in the caller's transaction: ``scheduled``, or ``running`` with a continuous fill when
+    its rows come from a trigger or a journey's step rather than from one fill."""
+    continuous = "trigger" in spec.audience or "journey" in spec.audience
+    result = await connection.execute(
+        insert(CampaignRow)
+        .values(
+            account_id=account_id,
+            name=spec.name,
+            kind=spec.kind,
+            channel=spec.channel,
+            status="running" if continuous else "scheduled",
+            filled=CONTINUOUS_FILL if continuous else 0,
+            started_ms=spec.scheduled_ms if continuous else None,
+            priority=spec.priority,
+            audience=spec.audience,
+            variants=spec.variants,
+            rules=spec.rules.to_json(),
+            scheduled_ms=spec.scheduled_ms,
+            cutoff_ms=spec.cutoff_ms,
+        )
+        .returning(CampaignRow.id)
+    )
+    return int(result.scalar_one())
+
+
 class Campaigns:
     """The campaigns table. Every method is one short transaction; none blocks on another sender."""
 
@@ -69,25 +99,9 @@ class Campaigns:
         self.engine = engine
 
     async def create(self, account_id: str, spec: CampaignSpec) -> int:
+        """Store a new campaign: ``scheduled``, or ``running`` with a continuous fill when it is triggered."""
         async with self.engine.begin() as connection:
-            result = await connection.execute(
-                insert(CampaignRow)
-                .values(
-                    account_id=account_id,
-                    name=spec.name,
-                    kind=spec.kind,
-                    channel=spec.channel,
-                    status="scheduled",
-                    priority=spec.priority,
-                    audience=spec.audience,
-                    variants=spec.variants,
-                    rules=spec.rules.to_json(),
-                    scheduled_ms=spec.scheduled_ms,
-                    cutoff_ms=spec.cutoff_ms,
-                )
-                .returning(CampaignRow.id)
-            )
-            return int(result.scalar_one())
+            return await insert_campaign(connection, account_id, spec)
 
     async def get(self, campaign_id: int, account_id: str | None = None) -> Campaign | None:
         """The campaign, or None when there is none (or it belongs to another account than ``account_id``)."""

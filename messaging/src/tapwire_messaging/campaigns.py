@@ -24,6 +24,7 @@ from tapwire_messaging.campaign_rules import (
 from tapwire_messaging.channels.base import CHANNELS, ChannelName
 from tapwire_messaging.rules import QuietHours
 from tapwire_messaging.templates import TemplateError, compile_content
+from tapwire_messaging.triggers.spec import TriggerRefused, TriggerSpec, parse_trigger
 
 Kind = Literal["campaign", "transactional"]
 
@@ -38,6 +39,8 @@ _TARGET_MODES: Mapping[str, ChannelName] = {
     "webpush": "push",
 }
 DEFAULT_CUTOFF_S = {"campaign": 24 * 3600, "transactional": 3600}
+# A triggered campaign's cutoff ends the trigger (events after it trigger nothing): by default, none to speak of.
+TRIGGER_CUTOFF_S = 100 * 365 * 86400
 PRIORITY = {"campaign": 0, "transactional": 10}
 MAX_IDENTITIES = 1000
 
@@ -67,6 +70,12 @@ class CampaignSpec:
     scheduled_ms: int
     cutoff_ms: int
 
+    @property
+    def trigger(self) -> TriggerSpec | None:
+        """The trigger of a behaviour-triggered campaign; None for a campaign sent to an audience."""
+        raw = self.audience.get("trigger")
+        return None if raw is None else TriggerSpec.from_stored(raw)
+
 
 def parse_campaign(
     payload: Any, *, now_ms: int, kind: Kind = "campaign", egress: EgressPolicy | None = None
@@ -86,7 +95,8 @@ def parse_campaign(
     variants = _variants(payload, channel)
     rules = _rules(payload, channel, egress or EgressPolicy())
     scheduled_ms = _when(payload.get("when", "now"), now_ms)
-    cutoff_s = payload.get("cutoff_s", DEFAULT_CUTOFF_S[kind])
+    default_cutoff_s = TRIGGER_CUTOFF_S if "trigger" in audience else DEFAULT_CUTOFF_S[kind]
+    cutoff_s = payload.get("cutoff_s", default_cutoff_s)
     if not isinstance(cutoff_s, int | float) or isinstance(cutoff_s, bool) or cutoff_s <= 0:
         raise UnrunnableCampaign("cutoff_s must be a positive number of seconds")
     priority = payload.get("priority", PRIORITY[kind])
@@ -114,11 +124,22 @@ def _channel(payload: Mapping[str, Any]) -> ChannelName:
 
 
 def _audience(payload: Mapping[str, Any]) -> dict[str, Any]:
-    given = [key for key in ("where", "segment", "segment_id", "identities", "to") if key in payload]
+    given = [
+        key for key in ("where", "segment", "segment_id", "identities", "to", "trigger") if key in payload
+    ]
     if len(given) != 1:
-        raise MalformedCampaign("exactly one of where, segment, segment_id or to (identities) is required")
+        raise MalformedCampaign(
+            "exactly one of where, segment, segment_id, to (identities) or trigger is required"
+        )
     key = given[0]
     value = payload[key]
+    if key == "trigger":
+        if not isinstance(value, dict):
+            raise MalformedCampaign("trigger must be an object with at least an event")
+        try:
+            return {"trigger": parse_trigger(value).to_stored()}
+        except TriggerRefused as exc:
+            raise UnrunnableCampaign(str(exc)) from exc
     if key == "where":
         if not isinstance(value, dict):
             raise MalformedCampaign("where must be a CQL object")

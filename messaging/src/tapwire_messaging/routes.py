@@ -19,8 +19,10 @@ from tapwire_messaging.audience import AudienceError
 from tapwire_messaging.campaign_store import Campaign
 from tapwire_messaging.campaigns import Kind, MalformedCampaign, UnrunnableCampaign, parse_campaign
 from tapwire_messaging.feedback import Feedback, FeedbackName
+from tapwire_messaging.journeys import routes as journey_routes
 from tapwire_messaging.service import MessagingService
 from tapwire_messaging.signing import BadToken, ExpiredLink, LinkTarget
+from tapwire_messaging.triggers.timers import TriggerTimers
 
 router = APIRouter()
 links_router = APIRouter()
@@ -311,9 +313,11 @@ async def native_get(campaign_id: int, account: PasscodeAccount, service: Messag
     detail = await reports.per_variant(
         campaign, outbox=service.outbox, interactions=service.interactions, warehouse=service.warehouse
     )
-    return json_response(
-        {"status": "success", "campaign": summary | detail | {"rules": campaign.rules.to_json()}}
-    )
+    extra: dict[str, Any] = {"rules": campaign.rules.to_json()}
+    if "trigger" in campaign.audience:
+        extra["trigger"] = campaign.audience["trigger"]
+        extra["timers"] = await TriggerTimers(service.store.engine).status_counts(campaign.id)
+    return json_response({"status": "success", "campaign": summary | detail | extra})
 
 
 @router.post("/messaging/v1/campaigns/{campaign_id}/stop")
@@ -418,3 +422,7 @@ from tapwire_messaging.preview_routes import router as _preview_router  # noqa: 
 
 router.include_router(_preview_router)
 router.include_router(_consent_router)
+
+
+# Journeys have their own module; they share this router's mount points.
+router.include_router(journey_routes.router)

@@ -215,6 +215,35 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "reason": "communication preference (a complaint) or deliverability (a bounce)",
         "created_ms": BEHAVIOUR,
     },
+    "trigger_timers": {
+        **dict.fromkeys(
+            ("id", "campaign_id", "account_id", "firing", "status", "lease_until_ms", "claimed_by", "detail"),
+            NONE,
+        ),
+        "user_key": IDENTIFIER,
+        "event": f"{BEHAVIOUR} (the triggering event as uploaded: every category the customer sends)",
+        **dict.fromkeys(("trigger_ms", "due_ms", "finished_ms"), BEHAVIOUR),
+    },
+    "journeys": dict.fromkeys(
+        ("id", "account_id", "name", "status", "version", "enrolled_version", "created_ms", "updated_ms"),
+        NONE,
+    ),
+    "journey_versions": {
+        **dict.fromkeys(("journey_id", "version", "created_ms"), NONE),
+        "definition": "step graph written by the customer (may name a profile value the customer chose)",
+    },
+    "journey_positions": {
+        **dict.fromkeys(
+            ("id", "journey_id", "version", "account_id", "status", "lease_until_ms", "claimed_by", "detail"),
+            NONE,
+        ),
+        "user_key": IDENTIFIER,
+        **dict.fromkeys(("entry", "step", "due_ms", "entered_ms", "updated_ms"), BEHAVIOUR),
+    },
+    "journey_history": {
+        **dict.fromkeys(("id", "position_id", "journey_id", "detail"), NONE),
+        **dict.fromkeys(("step", "action", "ts_ms"), BEHAVIOUR),
+    },
 }
 
 
@@ -315,6 +344,11 @@ def _retention(settings: Settings) -> dict[str, str]:
         "email_feedback": "until erased by a privacy request or the account's erasure",
         "email_suppressions": "until the customer lifts the suppression (kept through an erasure, hashed, so "
         "the address is not mailed again)",
+        "trigger_timers": "until the timer fires or is cancelled, then until erased or the campaign is deleted",
+        "journeys": "while the account keeps the journey",
+        "journey_versions": "while the account keeps the journey",
+        "journey_positions": "until erased, an objection, or the journey is deleted",
+        "journey_history": "with its position",
         "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
     }
 

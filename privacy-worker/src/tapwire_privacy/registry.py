@@ -35,12 +35,14 @@ from tapwire_privacy.stores.control import (
 from tapwire_privacy.stores.email_feedback import EmailFeedbackHandler, EmailSuppressionsHandler
 from tapwire_privacy.stores.files import ExportArchivesHandler
 from tapwire_privacy.stores.identity import IdentityGraphHandler
+from tapwire_privacy.stores.journeys import JourneyPositionsHandler
 from tapwire_privacy.stores.messaging import (
     CampaignsHandler,
     ConsentHandler,
     InteractionsHandler,
     OutboxHandler,
 )
+from tapwire_privacy.stores.trigger_timers import TriggerTimersHandler
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
 from tapwire_privacy.stores.warehouse_links import AliasLinks, IdentifierColumnLinks, ProfilePropertyLinks
 
@@ -90,6 +92,13 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "campaigns": "control.campaigns",
     "email_feedback": "control.email_feedback",
     "email_suppressions": "control.email_suppressions",
+    "trigger_timers": "control.trigger_timers",
+    "journey_positions": "control.journey_positions",
+    "journey_history": "control.journey_positions",
+    "journeys": Exempt("the customer's journey definitions (names, status, versions); no end-user data"),
+    "journey_versions": Exempt(
+        "journey step graphs written by the customer's staff (like saved segments), not data collected from end users"
+    ),
     "segments": Exempt(
         "saved segments are the customer's audience rules (CQL) written by the customer's staff, not data collected "
         "from end users; a definition naming one person's value is the customer's own content, which the customer "
@@ -195,6 +204,8 @@ def default_registry(
         CampaignsHandler(engine),
         EmailFeedbackHandler(engine),
         EmailSuppressionsHandler(engine),
+        TriggerTimersHandler(engine),
+        JourneyPositionsHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         TrackingOptOutsHandler(engine),

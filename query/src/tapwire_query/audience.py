@@ -8,12 +8,19 @@ event loop (``off_loop``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from tapwire_core.control.store import ControlStore
 from tapwire_core.warehouse import Warehouse
-from tapwire_query.cql import CompileOptions, CqlQuery, compile_user_count, compile_user_page, parse_query
+from tapwire_query.cql import (
+    CompileOptions,
+    CqlQuery,
+    compile_user_count,
+    compile_user_members,
+    compile_user_page,
+    parse_query,
+)
 from tapwire_query.cql.off_loop import off_loop
 from tapwire_query.segments.store import get_segment
 
@@ -91,3 +98,26 @@ async def count_user_keys(
     compiled = await off_loop(compile_user_count, query, account_id=account_id, options=options)
     rows = await warehouse.query(compiled.sql, compiled.params)
     return int(rows[0]["n"]) if rows else 0
+
+
+async def member_keys(
+    warehouse: Warehouse,
+    *,
+    account_id: str,
+    user_keys: Sequence[str],
+    where: Mapping[str, Any] | None = None,
+    segment_id: str | None = None,
+    store: ControlStore | None = None,
+    today: dt.date | None = None,
+    cluster: bool = False,
+) -> set[str]:
+    """Those of ``user_keys`` that the audience holds now (keys as the audience names users: canonical ones).
+    Raises like ``resolve_user_keys``."""
+    if not user_keys:
+        return set()
+    query = await audience_query(account_id=account_id, where=where, segment_id=segment_id, store=store)
+    options = CompileOptions(today=today or dt.datetime.now(dt.UTC).date(), cluster=cluster)
+    compiled = await off_loop(
+        compile_user_members, query, account_id=account_id, options=options, user_keys=list(user_keys)
+    )
+    return {str(row["uk"]) for row in await warehouse.query(compiled.sql, compiled.params)}

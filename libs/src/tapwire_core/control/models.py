@@ -10,7 +10,14 @@ from tapwire_core.control.console.models import (
 )
 from tapwire_core.control.email_feedback.models import EmailFeedbackRow, EmailSuppressionRow
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
+from tapwire_core.control.messaging.journey_models import (
+    JourneyHistoryRow,
+    JourneyPositionRow,
+    JourneyRow,
+    JourneyVersionRow,
+)
 from tapwire_core.control.messaging.models import CampaignRow, ConsentRow, InteractionRow, OutboxRow
+from tapwire_core.control.messaging.trigger_models import TriggerTimerRow
 from tapwire_core.control.privacy.ledger_models import ErasureLedgerRow
 from tapwire_core.control.privacy.models import (
     PrivacyAuditRow,
@@ -40,6 +47,10 @@ __all__ = [
     "IdentityEdgeRow",
     "IdentityNodeRow",
     "InteractionRow",
+    "JourneyHistoryRow",
+    "JourneyPositionRow",
+    "JourneyRow",
+    "JourneyVersionRow",
     "MarketingObjectionRow",
     "OutboxRow",
     "PrivacyAuditRow",
@@ -52,4 +63,5 @@ __all__ = [
     "SignInThrottleRow",
     "SuppressionRow",
     "TrackingOptOutRow",
+    "TriggerTimerRow",
 ]

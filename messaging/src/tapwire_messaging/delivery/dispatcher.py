@@ -122,6 +122,7 @@ class Dispatcher:
                 row.variant,
                 row.channel,
                 now,
+                occurrence=_occurrence(row),
             )
             verdict = Verdict(row.id, "sent", result.detail, result.provider_id, sent_ms=now)
             return Outcome(verdict, sent, holds_slot=True)
@@ -146,6 +147,7 @@ class Dispatcher:
             row.channel,
             now,
             {"reason": result.outcome, "detail": result.detail[:200]},
+            occurrence=_occurrence(row),
         )
         return Outcome(
             Verdict(row.id, result.outcome, result.detail), failed, holds_slot=True, dead_token=dead
@@ -170,6 +172,12 @@ def _bounce(row: Claimed, result: SendResult) -> Notice | None:
         status=judged.status,
         detail=scrubbed(result.detail, row.address),
     )
+
+
+def _occurrence(row: Claimed) -> str:
+    # A triggered campaign that messages a user more than once names each firing, so each has its events.
+    occurrence = row.context.get("occurrence")
+    return occurrence if isinstance(occurrence, str) else ""
 
 
 def _unsent(verdict: Verdict) -> Outcome:

@@ -65,7 +65,7 @@ class OutboxFiller:
                 )
             rows: list[dict[str, Any]] = []
             for key in chunk:
-                rows += _rows(campaign, weights, profiles[key], dead)
+                rows += outbox_rows(campaign, weights, profiles[key], dead)
             await self._outbox.add(rows)
             total += len(chunk)
             self._on_rows()
@@ -86,7 +86,7 @@ class OutboxFiller:
         )
 
 
-def _rows(
+def outbox_rows(
     campaign: Campaign, weights: Sequence[tuple[str, float]], profile: RecipientProfile, dead: set[str]
 ) -> list[dict[str, Any]]:
     """The user's outbox rows: ``control`` for the holdout, ``no_address`` without an address, else one

@@ -15,6 +15,7 @@ from tapwire_query.cql.compile import (
     compile_top,
     compile_trends,
     compile_user_count,
+    compile_user_members,
     compile_user_page,
     compile_user_set,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "compile_top",
     "compile_trends",
     "compile_user_count",
+    "compile_user_members",
     "compile_user_page",
     "compile_user_set",
     "parse_query",

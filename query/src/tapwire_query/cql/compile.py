@@ -514,6 +514,16 @@ def compile_user_count(query: ast.CqlQuery, *, account_id: str, options: Compile
     return statement.finish(f"SELECT count() AS n FROM ({statement.users(node)})")
 
 
+def compile_user_members(
+    query: ast.CqlQuery, *, account_id: str, options: CompileOptions, user_keys: Sequence[str]
+) -> Compiled:
+    """``SELECT uk``: those of ``user_keys`` that match ``query`` (a membership check for a few users)."""
+    statement = _Statement(account_id, options)
+    users = statement.users(statement.query(query, include_base=True))
+    listed = ", ".join(statement.binder.string(key) for key in user_keys)
+    return statement.finish(f"SELECT {UK} FROM ({users}) WHERE {UK} IN ({listed})")
+
+
 def compile_user_page(
     query: ast.CqlQuery, *, account_id: str, options: CompileOptions, after: str | None, limit: int
 ) -> Compiled:

@@ -9,13 +9,16 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
+from tapwire_core.control.messaging.journey_exits import exit_journeys
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
 
 
 async def record_objection(
     session: AsyncSession, *, account_id: str, keys: Iterable[str], request_id: str | None, at: datetime
 ) -> int:
-    """List every subject key in ``keys`` as objecting; returns how many were new. Idempotent."""
+    """List every subject key in ``keys`` as objecting, and take them out of every journey at once (their open
+    positions end ``exited``, in the same transaction); returns how many keys were new. Idempotent."""
+    keys = list(keys)
     salt = await deployment_secret(session, IDENTIFIER_SALT)
     hashes = {key_hash(salt, account_id, key) for key in keys}
     existing = set(
@@ -32,6 +35,13 @@ async def record_objection(
             )
         )
     await session.flush()
+    await exit_journeys(
+        session,
+        account_id=account_id,
+        user_keys=keys,
+        reason="objected to marketing",
+        now_ms=int(at.timestamp() * 1000),
+    )
     return len(hashes - existing)
 
 

@@ -1,0 +1,116 @@
+"""SIGKILL ``tapwire up`` while a triggered message waits out its delay: after a restart it leaves exactly once.
+
+The event comes in through the gateway (``/1/upload``, 200 = durable on the embedded log), the evaluator turns
+it into a timer in the control database, and the process is killed while the timer waits. The restarted process
+must neither lose the timer nor send it twice, and must not make a second timer from re-reading the event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.processes import TapwireProcess
+from tests.messaging.servers import smtp_sink
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT, PASSCODE = "TAP-KTRG-0001", "passcode-ktrg-0123456789abcdef"
+HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
+DELAY_S = 15
+
+
+def _post(url: str, path: str, body: Any) -> httpx.Response:
+    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
+
+
+def _wait(predicate: Any, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _timers(database: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT user_key, status FROM trigger_timers ORDER BY id").fetchall()
+    return [(str(user), str(status)) for user, status in rows]
+
+
+def test_sigkill_while_a_trigger_waits_then_restart_sends_it_once(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "control.db"
+    with smtp_sink() as sink:
+        env = {
+            "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
+            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-ktrg-0123456789abcdef",
+            "TAPWIRE_SMTP_URL": sink.url,
+            "TAPWIRE_EMAIL_FROM": "news@shop.example",
+            "TAPWIRE_MESSAGING_SECRET": "ktrg-test-secret-0123456789abcdef",
+            "TAPWIRE_MESSAGING_LEASE_S": "2",
+            "TAPWIRE_LOG_LEVEL": "WARNING",
+        }
+        suite = TapwireProcess(["up"], env, tmp_path / "suite.log").start()
+        try:
+            suite.wait_ready()
+            profile = {"type": "profile", "identity": "ann", "profileData": {"Email": "ann@example.com"}}
+            assert _post(suite.url, "/1/upload", {"d": [profile]}).json()["processed"] == 1
+            estimate = {
+                "name": "x",
+                "target_mode": "email",
+                "where": {},
+                "content": {"subject": "s", "body": "b"},
+            }
+            _wait(
+                lambda: (
+                    _post(suite.url, "/1/targets/estimate.json", estimate).json()["estimate"]["reach"] == 1
+                ),
+                "the profile to reach the warehouse",
+            )
+            created = _post(
+                suite.url,
+                "/messaging/v1/campaigns",
+                {
+                    "name": "delayed",
+                    "channel": "email",
+                    "trigger": {"event": "Added To Cart", "delay_s": DELAY_S},
+                    "content": {"subject": "Your {{ Event.product }}", "body": "is waiting"},
+                },
+            )
+            assert created.status_code == 201, created.text
+            cart = {
+                "type": "event",
+                "identity": "ann",
+                "evtName": "Added To Cart",
+                "evtData": {"product": "shoes"},
+            }
+            uploaded_at = time.monotonic()
+            assert _post(suite.url, "/1/upload", {"d": [cart]}).json()["processed"] == 1
+            _wait(lambda: _timers(database) == [("i:ann", "waiting")], "the timer to be written")
+            suite.kill()
+            assert time.monotonic() - uploaded_at < DELAY_S, (
+                "the kill came after the delay; the test proves nothing"
+            )
+            assert sink.receipts == []
+
+            restarted = TapwireProcess(["up"], env, tmp_path / "suite.log", port=suite.port).start()
+            try:
+                restarted.wait_ready()
+                _wait(
+                    lambda: _timers(database) == [("i:ann", "fired")], "the timer to fire after the restart"
+                )
+                _wait(lambda: len(sink.receipts) >= 1, "the message")
+                # Long enough for a duplicate timer (from the re-read event) or a second send to show up.
+                time.sleep(3)
+            finally:
+                restarted.stop()
+        finally:
+            suite.kill()
+    assert [str(m["Subject"]) for m in sink.receipts] == ["Your shoes"]
+    assert _timers(database) == [("i:ann", "fired")]
