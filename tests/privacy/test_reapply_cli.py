@@ -57,7 +57,12 @@ async def test_reapply_queues_an_erasure_for_a_restored_subject(
     # The state after a restore: the ledger says i:uma was erased, and the restored warehouse holds her again.
     await write(warehouse, [event("ACC-1", identity="uma"), event("ACC-1", identity="vic")])
     async with ControlStore(f"sqlite+aiosqlite:///{data / 'control.db'}") as store:
-        await store.upsert_account("ACC-1", passcode="passcode-1", write_key="wk-1", region="eu1")
+        await store.upsert_account(
+            "ACC-1",
+            passcode="passcode-reapply-0123456789",
+            write_key="writekey-reapply-0123456789",
+            region="eu1",
+        )
         salt = await PrivacyRepository(store.engine, clock=system_clock).secrets.identifier_salt()
         now = dt.datetime.now(dt.UTC)
         await ErasureLedger(store.engine, warehouse).record(
