@@ -199,6 +199,43 @@ async def test_a_new_version_applies_to_new_entries_only(
     assert shown["version"] == 2
 
 
+async def test_stopping_a_journey_exits_the_users_inside_and_enters_no_one(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    definition = {
+        "entry": {"trigger": {"event": "Signed Up"}},
+        "start": "pause",
+        "steps": {"pause": {"type": "wait", "duration_s": 1.5, "next": "hello"}, "hello": send("Hello")},
+    }
+    with smtp_sink() as sink:
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
+            await add_profiles(warehouse, PROFILES)
+            journey_id = await create(rig, definition)
+            await publish(rig, event("ann", "Signed Up"))
+
+            async def ann_waits() -> bool:
+                return (await counts(rig, journey_id)).get("pause", {}).get("waiting") == 1
+
+            await until(ann_waits, "ann to wait")
+            stopped = await rig.post(f"/messaging/v1/journeys/{journey_id}/stop", {})
+            assert stopped.status_code == 200, stopped.text
+            await publish(rig, event("bob", "Signed Up"))
+
+            async def ann_exited() -> bool:
+                return (await counts(rig, journey_id)).get("pause", {}).get("exited") == 1
+
+            await until(ann_exited, "ann to be exited once her wait is over")
+            # Bob's event, published after the stop, had the rest of ann's wait to enter him, had it been able to.
+            shown = await view(rig, journey_id)
+            ann = await history(rig, journey_id, "i:ann")
+            bob = await history(rig, journey_id, "i:bob")
+    assert sink.receipts == []
+    assert shown["status"] == "stopped"
+    assert ann[0]["status"] == "exited" and ann[0]["detail"] == "journey stopped"
+    assert bob == []
+
+
 async def test_a_segment_entry_enrols_its_members_and_splits_them(
     tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
@@ -254,6 +291,20 @@ async def test_a_segment_entry_enrols_its_members_and_splits_them(
             },
             422,
             "cycle",
+        ),
+        (
+            {
+                "entry": {"trigger": {"event": "E"}},
+                "start": "a",
+                "steps": {"a": send("x") | {"campaign_id": 1}},
+            },
+            422,
+            "definition.steps.a.campaign_id is set by the server",
+        ),
+        (
+            {"entry": {"segment_id": "s", "campaign_id": 1}, "start": "a", "steps": {"a": {"type": "exit"}}},
+            422,
+            "definition.entry.campaign_id is set by the server",
         ),
         (
             {"entry": {"trigger": {"event": "E"}}, "start": "a", "steps": {"a": {"type": "teleport"}}},

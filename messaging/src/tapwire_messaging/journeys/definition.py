@@ -42,6 +42,8 @@ class Entry(_Strict):
     trigger: TriggerSpec | None = None
     segment_id: str | None = Field(default=None, min_length=1, max_length=64)
     where: dict[str, Any] | None = None
+    campaign_id: int | None = None
+    """Set by the store for a trigger entry: the campaign whose firings enter users (not given by the client)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Entry:
@@ -205,10 +207,11 @@ class JourneyRefused(ValueError):
 
 
 def parse_definition(raw: Any) -> JourneyDefinition:
+    """A client's definition. Raises :class:`JourneyRefused` naming the bad fields."""
     if not isinstance(raw, dict):
         raise JourneyRefused("definition must be an object with entry, start and steps")
     try:
-        return JourneyDefinition.model_validate(raw)
+        definition = JourneyDefinition.model_validate(raw)
     except ValidationError as exc:
         parts = []
         for err in exc.errors()[:5]:
@@ -216,3 +219,10 @@ def parse_definition(raw: Any) -> JourneyDefinition:
             path = [str(p) for p in err.get("loc", ()) if p not in tags]
             parts.append(f"{'.'.join(['definition', *path])}: {err.get('msg', 'invalid')}")
         raise JourneyRefused("; ".join(parts)) from exc
+    # Campaign ids are the store's to set: one given by the client could name another tenant's campaign.
+    if definition.entry.campaign_id is not None:
+        raise JourneyRefused("definition.entry.campaign_id is set by the server")
+    for name, step in definition.steps.items():
+        if isinstance(step, SendStep) and step.campaign_id is not None:
+            raise JourneyRefused(f"definition.steps.{name}.campaign_id is set by the server")
+    return definition

@@ -171,6 +171,17 @@ class JourneyPositions:
                 )
         return True
 
+    async def renew(self, ids: Sequence[int], *, worker: str, until_ms: int) -> None:
+        """Extend the lease of the positions ``worker`` still holds among ``ids``."""
+        if not ids:
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(JourneyPositionRow)
+                .where(JourneyPositionRow.id.in_(list(ids)), JourneyPositionRow.claimed_by == worker)
+                .values(lease_until_ms=until_ms)
+            )
+
     async def still_ours(self, position: ClaimedPosition, *, worker: str) -> bool:
         """Whether ``worker`` still holds the position and it is open (checked before a send)."""
         async with self.engine.connect() as connection:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -168,7 +169,17 @@ class JourneyRunner:
                     self._warehouse, account_id=account_id, user_keys=sorted(set(keys)), with_tokens=True
                 )
                 batch.profiles |= {(account_id, key): profile for key, profile in profiles.items()}
-        for position in claimed:
+        lease_ms = int(self._settings.messaging_lease_s * 1000)
+        renewed = time.monotonic()
+        for index, position in enumerate(claimed):
+            # A long batch (a slow warehouse) keeps its leases, so no other runner takes the positions it has yet
+            # to walk.
+            if time.monotonic() - renewed > self._settings.messaging_lease_s / 3:
+                rest = [p.id for p in claimed[index:]]
+                await self.positions.renew(
+                    rest, worker=self.worker, until_ms=epoch_ms(self._clock()) + lease_ms
+                )
+                renewed = time.monotonic()
             await self._walk(position, batch)
         return len(claimed)
 

@@ -3,8 +3,9 @@
 Each version of a journey gets campaigns of its own, created in the same transaction as the version: one per
 send step (its outbox rows are that step's messages; ``audience`` names the journey, version and step), and, for
 a trigger entry, an entry campaign whose trigger the evaluator watches (its timers enter users instead of
-writing outbox rows; ``channel`` is ``journey``). A new version stops the previous version's entry campaign, so
-new entries take the new version, and leaves its send steps running for the users already inside it.
+writing outbox rows; ``channel`` is ``journey``). The stored definition carries these campaigns' ids. A new
+version stops the previous version's entry campaign, so new entries take the new version, and leaves its send
+steps running for the users already inside it.
 """
 
 from __future__ import annotations
@@ -83,16 +84,9 @@ class Journeys:
         """Store the next version; new entries take it, users inside stay on theirs. Returns its number."""
         version = journey.version + 1
         async with self.engine.begin() as connection:
-            await connection.execute(
-                update(CampaignRow)
-                .where(
-                    CampaignRow.account_id == journey.account_id,
-                    CampaignRow.channel == "journey",
-                    CampaignRow.status == "running",
-                    CampaignRow.name == _entry_name(journey.id),
-                )
-                .values(status="stopped", finished_ms=now_ms)
-            )
+            current = await _stored_versions(connection, journey.id, journey.version)
+            entry_ids = [int(d["entry"]["campaign_id"]) for d in current if d["entry"].get("campaign_id")]
+            await _stop_campaigns(connection, entry_ids, now_ms)
             await self._add_version(
                 connection, journey.account_id, journey.id, journey.name, version, definition, steps, now_ms
             )
@@ -124,10 +118,11 @@ class Journeys:
             )
         trigger = definition.entry.trigger
         if trigger is not None:
-            await connection.execute(
-                insert(CampaignRow).values(
+            entry = await connection.execute(
+                insert(CampaignRow)
+                .values(
                     account_id=account_id,
-                    name=_entry_name(journey_id),
+                    name=f"{name} · entry"[:200],
                     kind="campaign",
                     channel="journey",
                     status="running",
@@ -143,7 +138,9 @@ class Journeys:
                     cutoff_ms=now_ms + TRIGGER_CUTOFF_S * 1000,
                     started_ms=now_ms,
                 )
+                .returning(CampaignRow.id)
             )
+            stored["entry"]["campaign_id"] = int(entry.scalar_one())
         await connection.execute(
             insert(JourneyVersionRow).values(
                 journey_id=journey_id, version=version, definition=stored, created_ms=now_ms
@@ -181,25 +178,14 @@ class Journeys:
                 .where(JourneyRow.id == journey.id)
                 .values(status="stopped", updated_ms=now_ms)
             )
-            rows = await connection.execute(
-                select(JourneyVersionRow.definition).where(JourneyVersionRow.journey_id == journey.id)
-            )
-            ids = [
-                int(step["campaign_id"])
-                for (definition,) in rows.all()
-                for step in definition["steps"].values()
-                if step.get("campaign_id") is not None
-            ]
-            entry = CampaignRow.channel == "journey"
-            await connection.execute(
-                update(CampaignRow)
-                .where(
-                    CampaignRow.account_id == journey.account_id,
-                    CampaignRow.status.in_(("scheduled", "running")),
-                    CampaignRow.id.in_(ids) | (entry & (CampaignRow.name == _entry_name(journey.id))),
-                )
-                .values(status="stopped", finished_ms=now_ms)
-            )
+            ids: list[int] = []
+            for stored in await _stored_versions(connection, journey.id):
+                ids += [
+                    int(step["campaign_id"]) for step in stored["steps"].values() if step.get("campaign_id")
+                ]
+                if stored["entry"].get("campaign_id"):
+                    ids.append(int(stored["entry"]["campaign_id"]))
+            await _stop_campaigns(connection, ids, now_ms)
 
     async def due_enrolments(self) -> list[Journey]:
         """Active journeys whose current version enters a segment that was not enrolled yet."""
@@ -220,9 +206,23 @@ class Journeys:
             )
 
 
-def _entry_name(journey_id: int) -> str:
-    """The entry campaign's name, which is how a journey finds it again."""
-    return f"journey {journey_id} entry"
+async def _stored_versions(
+    connection: AsyncConnection, journey_id: int, version: int | None = None
+) -> list[dict[str, Any]]:
+    """The stored definitions of the journey's versions (of one, given ``version``)."""
+    statement = select(JourneyVersionRow.definition).where(JourneyVersionRow.journey_id == journey_id)
+    if version is not None:
+        statement = statement.where(JourneyVersionRow.version == version)
+    return [dict(raw) for raw in (await connection.execute(statement)).scalars()]
+
+
+async def _stop_campaigns(connection: AsyncConnection, ids: list[int], now_ms: int) -> None:
+    if ids:
+        await connection.execute(
+            update(CampaignRow)
+            .where(CampaignRow.id.in_(ids), CampaignRow.status.in_(("scheduled", "running")))
+            .values(status="stopped", finished_ms=now_ms)
+        )
 
 
 def send_steps(definition: JourneyDefinition) -> dict[str, SendStep]:
