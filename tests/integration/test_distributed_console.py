@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.credentials import CREDENTIAL_SECRET
 from tests.integration.processes import TapwireProcess
 
 ACCOUNT, PASSCODE = "TAP-DCON-0001", "passcode-dcon-0123456789abcdef"
@@ -33,6 +34,7 @@ def services(
     env = {
         "TAPWIRE_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "TAPWIRE_DATABASE_URL": fresh_postgres_url,
+        "TAPWIRE_CREDENTIAL_SECRET": CREDENTIAL_SECRET,
         "TAPWIRE_CLICKHOUSE_URL": clickhouse_database_url,
         "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-dcon-{suffix}-0123456789",
         "TAPWIRE_EVENTS_TOPIC": f"events-{suffix}",
