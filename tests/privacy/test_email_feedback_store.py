@@ -39,7 +39,7 @@ async def seed(rig: Rig) -> None:
 
 async def test_erasure_deletes_the_records_and_keeps_the_hashed_suppression(rig: Rig) -> None:
     await seed(rig)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1",
         type="erasure",
         scope="subject",
@@ -48,7 +48,7 @@ async def test_erasure_deletes_the_records_and_keeps_the_hashed_suppression(rig:
         keys=["i:carol", "e:carol@example.com"],
     )
     await rig.run_until_settled()
-    done = await rig.repository.get(view.id)
+    done = await rig.repository.requests.get(view.id)
     assert done.status == "completed", json.dumps(done.progress)[-1500:]
     assert done.progress["stores"]["control.email_feedback"]["removed"] == 2
     async with AsyncSession(rig.control.engine) as session, session.begin():
@@ -61,7 +61,7 @@ async def test_erasure_deletes_the_records_and_keeps_the_hashed_suppression(rig:
 
 async def test_export_lists_the_records_and_the_suppression(rig: Rig) -> None:
     await seed(rig)
-    view = await rig.repository.create(
+    view = await rig.repository.requests.create(
         account_id="ACC-1",
         type="export",
         scope="subject",
@@ -70,7 +70,7 @@ async def test_export_lists_the_records_and_the_suppression(rig: Rig) -> None:
         keys=["e:carol@example.com"],
     )
     await rig.run_until_settled()
-    assert (await rig.repository.get(view.id)).status == "completed"
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
     [path] = list(rig.settings.resolved_export_dir().rglob("*.zip"))
     with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as bundle:
         stores = {name: json.loads(bundle.read(name)) for name in bundle.namelist()}
