@@ -3,10 +3,12 @@ condition branches, A/B splits, goal exits, objections, versions, per-step count
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tapwire_core.control.messaging import consent
@@ -111,6 +113,105 @@ async def test_a_triggered_journey_sends_waits_and_branches_on_the_profile(
         ("vip", "sent"),
         ("vip", "completed"),
     ]
+
+
+async def add_events(warehouse: Any, events: list[tuple[str, str, dict[str, Any], int]]) -> None:
+    """(user key, name, properties, ts ms) straight into the events table, as the loader stores them."""
+    columns = [
+        "account_id",
+        "event_id",
+        "user_key",
+        "name",
+        "ts",
+        "received_at",
+        "source",
+        "properties",
+        "context",
+    ]
+    await warehouse.insert(
+        "events",
+        columns,
+        [
+            (
+                ACCOUNT,
+                f"e-{key}-{name}-{ts}",
+                key,
+                name,
+                ts,
+                ts,
+                "clevertap",
+                orjson.dumps(props).decode(),
+                "{}",
+            )
+            for key, name, props, ts in events
+        ],
+    )
+
+
+async def test_conditions_on_recent_events_and_on_a_segment_choose_each_users_branch(
+    tmp_path: Path, warehouse_factory: WarehouseFactory
+) -> None:
+    warehouse = await warehouse_factory("chdb")
+    profiles = [
+        ("i:ann", {"Email": "ann@example.com", "Tier": "gold"}),
+        ("i:bob", {"Email": "bob@example.com", "Tier": "gold"}),
+        ("i:cat", {"Email": "cat@example.com"}),
+        ("i:dan", {"Email": "dan@example.com"}),
+    ]
+    now = int(time.time() * 1000)
+    definition = {
+        "entry": {"trigger": {"event": "Signed Up"}},
+        "start": "launched?",
+        "steps": {
+            "launched?": {
+                "type": "condition",
+                "did": {
+                    "event": "App Launched",
+                    "within_s": 3600,
+                    "filters": [{"name": "platform", "value": "ios"}],
+                },
+                "yes": "gold?",
+                "no": "nudge",
+            },
+            "gold?": {
+                "type": "condition",
+                "where": {
+                    "common_profile_properties": {"profile_fields": [{"name": "Tier", "value": "gold"}]}
+                },
+                "yes": "vip",
+            },
+            "vip": send("Gold"),
+            "nudge": send("Open the app"),
+        },
+    }
+    with smtp_sink() as sink:
+        async with messaging_rig(tmp_path, warehouse, settings_for(tmp_path, sink.url)) as rig:
+            await add_profiles(warehouse, profiles)
+            await add_events(
+                warehouse,
+                [
+                    ("i:ann", "App Launched", {"platform": "ios"}, now - 60_000),
+                    ("i:bob", "App Launched", {"platform": "android"}, now - 60_000),
+                    ("i:cat", "App Launched", {"platform": "ios"}, now - 2 * 3600_000),  # outside the window
+                    ("i:dan", "App Launched", {"platform": "ios"}, now - 60_000),
+                ],
+            )
+            journey_id = await create(rig, definition)
+            await publish(rig, *(event(user, "Signed Up") for user in ("ann", "bob", "cat", "dan")))
+
+            async def done() -> bool:
+                return await ended(rig, journey_id, 4)
+
+            await until(done, "every user to finish")
+            await until(lambda: len(sink.receipts) == 3, "three messages")
+            steps = await counts(rig, journey_id)
+    assert mail(sink) == {
+        "ann@example.com": ["Gold"],
+        "bob@example.com": ["Open the app"],
+        "cat@example.com": ["Open the app"],
+    }
+    assert steps["launched?"]["entered"] == 4 and steps["gold?"]["entered"] == 2
+    assert steps["gold?"]["exited"] == 1  # dan: launched on iOS, not gold, no "no" branch
 
 
 async def test_the_goal_and_an_objection_take_users_out_during_a_wait(
