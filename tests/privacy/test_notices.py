@@ -235,8 +235,8 @@ async def test_a_webhook_leading_inside_gets_no_notice_and_says_why(
             settings["privacy_jurisdiction"] = "ccpa"
         await rig.control.upsert_account(
             account,
-            passcode=f"passcode-{account}",
-            write_key=f"wk-{account}",
+            passcode=f"passcode-{account}-0123456789",
+            write_key=f"writekey-{account}-0123456789",
             region="eu1",
             settings=settings,
         )
