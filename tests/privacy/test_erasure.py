@@ -126,7 +126,9 @@ async def test_many_subjects_share_one_mutation_per_table(rig: Rig) -> None:
     ids = [await erase(rig.repository, f"i:user-{i}") for i in range(30)]
     await rig.worker.tick()
     mutations = await rig.warehouse.query(
-        "SELECT table, count() AS n FROM system.mutations WHERE database = currentDatabase() GROUP BY table"
+        # The erasure's deletes only: the schema's own migrations may have mutated a table too (an index).
+        "SELECT table, count() AS n FROM system.mutations WHERE database = currentDatabase() "
+        "AND command LIKE '%DELETE WHERE%' GROUP BY table"
     )
     assert {row["table"]: int(row["n"]) for row in mutations}["events"] == 1
     remaining = await rig.warehouse.query("SELECT identity FROM events ORDER BY identity")

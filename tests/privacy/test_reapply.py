@@ -140,3 +140,26 @@ async def test_a_restored_control_database_is_erased_again_from_the_warehouses_l
         subjects = [r.subject for r in await session.scalars(select(ConsentRow))]
     assert subjects == ["bob@example.com"]
     assert await _reapply(rig) == []
+
+
+async def test_a_restored_account_erased_whole_is_erased_whole_again(rig: Rig) -> None:
+    await seed_alice_and_bob(rig.warehouse)
+    await _back_up_warehouse(rig.warehouse)
+    view = await rig.repository.requests.create(
+        account_id="ACC-1", type="erasure", scope="tenant", channel="api", jurisdiction="gdpr", keys=[]
+    )
+    await rig.run_until_settled()
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
+    assert sum((await rows_naming(rig.warehouse, "ACC-1", [*ALICE, *BOB])).values()) == 0
+
+    await _restore_warehouse(rig.warehouse)
+    assert sum((await rows_naming(rig.warehouse, "ACC-1", BOB)).values()) > 0
+
+    queued = await _reapply(rig)
+    assert len(queued) == 1
+    again = await rig.repository.requests.get(queued[0])
+    assert again.scope == "tenant" and again.type == "erasure"
+    await rig.run_until_settled()
+    assert sum((await rows_naming(rig.warehouse, "ACC-1", [*ALICE, *BOB])).values()) == 0
+    assert sum((await rows_naming(rig.warehouse, "ACC-2", ["alice"])).values()) > 0
+    assert await _reapply(rig) == []
