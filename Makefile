@@ -23,7 +23,7 @@ help:
 	@echo "              and a gateway SIGKILLed); prints soak_acked/stored/lost/duplicates/5xx as its JSON last line"
 	@echo "              (figures in docs/operations.md; a 45-second version runs in make test; last measured"
 	@echo "              45 s run: 17,825 acked = 17,825 stored, 0 lost, 0 duplicates, 0 5xx besides 503)"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff check, ruff format --check, mypy strict (code and tests)"
 	@echo "make k8s    - render every Kubernetes overlay to deploy/k8s/rendered/ and validate it offline"
 
 # Python toolchain and the workspace's locked dependencies.
@@ -60,7 +60,7 @@ soak: deps infra
 lint: deps
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy libs/src ingest/src query/src messaging/src privacy-worker/src console/src services/src
+	@$(UV) run --frozen mypy libs/src ingest/src query/src messaging/src privacy-worker/src console/src services/src tests
 
 # Kubernetes manifests: kustomize, kubeconform and kube-score from the Go module proxy (pinned, cached under
 # $(CACHE)/bin), hadolint and the Kubernetes JSON schemas from the dev dependencies; all offline once cached.

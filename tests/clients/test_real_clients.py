@@ -138,7 +138,7 @@ def assert_scenario_visible(url: str, scenario: Scenario) -> None:
 
 
 def test_segment_analytics_python(suite: TapwireProcess) -> None:
-    from segment.analytics import Client  # type: ignore[import-untyped]
+    from segment.analytics import Client
 
     errors: list[Any] = []
     scenario = Scenario("segment-py")
@@ -152,7 +152,7 @@ def test_segment_analytics_python(suite: TapwireProcess) -> None:
 
 
 def test_rudder_sdk_python(suite: TapwireProcess) -> None:
-    from rudderstack.analytics import Client  # type: ignore[import-untyped]
+    from rudderstack.analytics import Client
 
     errors: list[Any] = []
     scenario = Scenario("rudder-py")

@@ -13,6 +13,7 @@ import pytest
 from tapwire_console.api import ROUTERS
 from tapwire_core.control.accounts import AccountDirectory
 from tapwire_core.control.console.directory import ConsoleDirectory
+from tapwire_core.control.console.roles import Role
 from tapwire_core.control.store import ControlStore
 from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
@@ -45,11 +46,11 @@ class AccountApi:
     def admin(self) -> dict[str, str]:
         return {"X-CleverTap-Account-Id": "ACC-1", "X-CleverTap-Passcode": PASSCODE}
 
-    async def sign_in_user(self, email: str, role: str, password: str = "correct horse battery") -> str:
+    async def sign_in_user(self, email: str, role: Role, password: str = "correct horse battery") -> str:
         """Invite ``email`` with ``role``, accept with ``password``, sign in; the session token."""
         invited = await self.console.users.invite(
             "ACC-1", email=email, name=email.split("@", maxsplit=1)[0], role=role
-        )  # type: ignore[arg-type]
+        )
         await self.console.users.accept(invited.token, password=password)
         response = await self.client.post(
             "/account/v1/sessions", json={"account_id": "ACC-1", "email": email, "password": password}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tapwire_core.control.console.directory import ConsoleDirectory
@@ -9,6 +11,13 @@ from tapwire_core.control.console.session_cache import DEFAULT_TTL
 from tests.console.conftest import OTHER_PASSCODE, PASSCODE, AccountApi, bearer
 
 pytestmark = pytest.mark.integration
+
+
+async def settings_of(account_api: AccountApi, account_id: str) -> dict[str, Any]:
+    """The account's settings as stored."""
+    account = await account_api.store.get_account(account_id)
+    assert account is not None, account_id
+    return dict(account.settings)
 
 
 async def test_settings_round_trip_with_defaults_and_validation_naming_the_field(
@@ -31,16 +40,16 @@ async def test_settings_round_trip_with_defaults_and_validation_naming_the_field
         },
     )
     assert changed.status_code == 200, changed.text
-    stored = (await account_api.store.get_account("ACC-1")).settings  # type: ignore[union-attr]
+    stored = await settings_of(account_api, "ACC-1")
     assert stored["cors_origins"] == ["https://shop.example", "http://localhost:3000"]
     assert stored["frequency_caps"] == {"email": [{"limit": 3, "window_s": 86400}]}
     assert stored["upload_concurrency"] == 4 and stored["client_ingestion"] is False
     # Another account is untouched.
-    assert "cors_origins" not in (await account_api.store.get_account("ACC-2")).settings  # type: ignore[union-attr]
+    assert "cors_origins" not in await settings_of(account_api, "ACC-2")
 
     restored = await client.patch("/account/v1/settings", headers=admin, json={"upload_concurrency": None})
     assert restored.json()["settings"]["upload_concurrency"] is None
-    assert "upload_concurrency" not in (await account_api.store.get_account("ACC-1")).settings  # type: ignore[union-attr]
+    assert "upload_concurrency" not in await settings_of(account_api, "ACC-1")
 
     for body, field in [
         ({"privacy_webhook_url": "http://127.0.0.1:9000/hook"}, "privacy_webhook_url"),

@@ -28,14 +28,14 @@ pytestmark = pytest.mark.integration
 
 _INT64_MIN, _UINT64_END = -(2**63), 2**64
 
-keys = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+keys = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([_INT64_MIN, _INT64_MIN - 1, _UINT64_END - 1, _UINT64_END, 0, -1]),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(st.characters(exclude_categories=("Cs",)), max_size=12),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=12),
     st.sampled_from(["true", "false", "null", "1.5", '"', "\\", "{}", "", "True"]),
 )
 values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(keys, scalars, max_size=3))

@@ -255,7 +255,14 @@ async def test_columns_insert_stores_what_rows_insert_stores(warehouse: Warehous
         }
         for i, value in enumerate(TRICKY)
     ]
-    profile = [[ACCOUNT, ACCOUNT], ["u1", "u2"], ["u1", None], [None, None], [None, "b@x"], [None, None]]
+    profile: list[list[object]] = [
+        [ACCOUNT, ACCOUNT],
+        ["u1", "u2"],
+        ["u1", None],
+        [None, None],
+        [None, "b@x"],
+        [None, None],
+    ]
     profile += [[None, None], [ms, ms], [ms + 5, ms + 5]]
     await warehouse.insert_columns("profiles", PROFILE_NAMES, profile)
     got = await warehouse.query(

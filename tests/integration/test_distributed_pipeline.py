@@ -138,8 +138,9 @@ def test_upload_is_visible_through_the_query_service(cluster: Cluster) -> None:
 
     def counted() -> bool:
         body = {"event_name": "Bought", "from": 20260101, "to": 20260131}
-        got = httpx.post(f"{cluster.query.url}/1/counts/events.json", headers=HEADERS, json=body).json()
-        return got.get("count") == 26
+        response = httpx.post(f"{cluster.query.url}/1/counts/events.json", headers=HEADERS, json=body)
+        count: object = response.json().get("count")
+        return count == 26
 
     wait_until(counted, what="26 events in counts")
     # A batch's tables are written one after another, so the profile may trail its events by one insert.
@@ -215,10 +216,10 @@ def test_poison_record_goes_to_dead_letter_topic(
         await bus.start()
         try:
             # A pack with one malformed member between two good ones, as a buggy producer might send.
-            good = [Envelope(**(base | {"event_id": f"packed-{i}"})) for i in range(5)]  # type: ignore[arg-type]
+            good = [Envelope(**(base | {"event_id": f"packed-{i}"})) for i in range(5)]
             broken = b"[" + encode(good[0]) + b',{"account_id":7},' + encode(good[1]) + b"]"
             # And one whose members all decode, but one names no user: the warehouse cannot take it.
-            anonymous = Envelope(**(base | {"event_id": "nobody", "ids": Identities()}))  # type: ignore[arg-type]
+            anonymous = Envelope(**(base | {"event_id": "nobody", "ids": Identities()}))
             unstorable = b"[" + b",".join(encode(e) for e in (good[2], anonymous, good[3])) + b"]"
             # And a pack of events the loader hands to ClickHouse as JSON, which refuses it (a key given twice,
             # which the loader's decoder takes): the batch is stored record by record, and nothing is lost.
@@ -246,7 +247,7 @@ def test_poison_record_goes_to_dead_letter_topic(
         finally:
             await bus.close()
 
-    base = {
+    base: dict[str, Any] = {
         "account_id": ACCOUNT,
         "kind": "event",
         "ids": Identities(identity="packed-user"),

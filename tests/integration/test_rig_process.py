@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from io import BufferedReader
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_the_rig_starts_from_a_process_holding_more_than_a_thousand_files(tmp_path: Path) -> None:
     """Late in the whole suite the test process holds over 1,024 descriptors, so the rig's pipe gets a number
     ``select()`` cannot watch; the soak starts its rig then."""
-    held = []
+    held: list[BufferedReader] = []
     try:
         while not held or held[-1].fileno() < 1100:
             held.append(open(os.devnull, "rb"))  # noqa: SIM115 - kept open on purpose, closed below

@@ -21,12 +21,13 @@ USERS = 5000
 
 
 async def wait_done(rig: Rig, campaign_id: int, timeout_s: float = 120) -> dict[str, Any]:
+    assert rig.settings.accounts is not None
     for _ in range(int(timeout_s / 0.1)):
         response = await rig.client.get(
             f"/messaging/v1/campaigns/{campaign_id}",
             headers={
                 "X-CleverTap-Account-Id": ACCOUNT,
-                "X-CleverTap-Passcode": rig.settings.accounts.split(":")[1],  # type: ignore[union-attr]
+                "X-CleverTap-Passcode": rig.settings.accounts.split(":")[1],
             },
         )
         campaign = response.json()["campaign"]
@@ -126,11 +127,11 @@ async def test_campaign_reaches_exactly_the_eligible_users_once(
 
 
 def _eligible(
-    profiles: list[tuple[str, dict[str, object]]], *, excluded: set[str], control: dict[str, object]
+    profiles: list[tuple[str, dict[str, object]]], *, excluded: set[str], control: dict[str, Any]
 ) -> set[str]:
     from tapwire_messaging.rules import in_control_group
 
-    campaign_id = int(control["id"])  # type: ignore[call-overload]
+    campaign_id = int(control["id"])
     return {
         str(props["Email"])
         for key, props in profiles

@@ -128,7 +128,9 @@ async def test_opens_and_clicks_arrive_as_events_and_in_the_report(
             campaign_id = created.json()["id"]
             await wait_finished(rig, campaign_id)
             (mail,) = sink.receipts
-            html = mail.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+            html_part = mail.get_body(preferencelist=("html",))
+            assert html_part is not None
+            html = html_part.get_content()
             click_path = re.search(r'href="https://t\.shop\.example(/m/c/[^"]+)"', html)
             pixel_path = re.search(r'src="https://t\.shop\.example(/m/o/[^"]+)"', html)
             assert click_path and pixel_path

@@ -73,12 +73,13 @@ async def test_preview_renders_liquid_for_the_sample_profile_and_escapes_html(
 
 async def test_consent_lists_the_persons_entries_only(client: tuple[httpx.AsyncClient, ControlStore]) -> None:
     http, store = client
-    for account, kind, subject, state in [
+    seeds: list[tuple[str, consent.SubjectKind, str, consent.ConsentState]] = [
         ("ACC-1", "email", "Ann@Example.com", "unsubscribed"),
         ("ACC-1", "user", "i:ann", "subscribed"),
         ("ACC-1", "email", "bob@example.com", "unsubscribed"),
         ("ACC-2", "email", "ann@example.com", "unsubscribed"),
-    ]:
+    ]
+    for account, kind, subject, state in seeds:
         await consent.set_consent(
             store.engine,
             account_id=account,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,6 +19,7 @@ from tapwire_messaging.channels.fcm_token import FcmAccessToken
 from tapwire_messaging.channels.http_retry import RetryPolicy
 from tapwire_messaging.channels.push import ApnsAdapter, FcmAdapter, PushRouter
 from tapwire_messaging.channels.sms import TwilioSmsAdapter
+from tests.infra.clickhouse import WarehouseFactory
 from tests.messaging.push_receivers import (
     APNS_KEY_ID,
     APNS_TEAM_ID,
@@ -230,10 +232,10 @@ def test_push_is_built_from_settings_with_key_files(tmp_path: Path) -> None:
     ],
 )
 def test_push_without_its_credentials_stops_the_service_at_start(
-    settings: dict[str, str], problem: str
+    settings: dict[str, Any], problem: str
 ) -> None:
     with pytest.raises(ValueError, match=problem):
-        build_providers(Settings(**settings))  # type: ignore[arg-type]
+        build_providers(Settings(**settings))
 
 
 async def test_fcm_retry_after_holds_every_send_to_the_provider(tmp_path: Path) -> None:
@@ -307,7 +309,7 @@ async def test_twilio_retry_after_holds_the_text() -> None:
 
 
 async def test_the_sender_does_not_retry_before_the_providers_retry_after(
-    tmp_path: Path, warehouse_factory: object
+    tmp_path: Path, warehouse_factory: WarehouseFactory
 ) -> None:
     from sqlalchemy import select
 
@@ -317,7 +319,7 @@ async def test_the_sender_does_not_retry_before_the_providers_retry_after(
     def respond(_r: Received, _n: int) -> tuple[int, dict[str, object], dict[str, str]]:
         return 429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "900"}
 
-    warehouse = await warehouse_factory("chdb")  # type: ignore[operator]
+    warehouse = await warehouse_factory("chdb")
     with http_receiver(respond) as receiver:
         sms_url = (
             f"http://AC1:tok@127.0.0.1:{receiver.port}/2010-04-01/Accounts/AC1/Messages.json?From=%2B1555"

@@ -153,7 +153,9 @@ async def _send_one(rig: Rig, sink: Any) -> tuple[str, str, str, int]:
 
 
 async def _feedback(rig: Rig) -> list[Any]:
-    consumer = rig.service.bus.consumer([rig.settings.events_topic], "test-links")  # type: ignore[union-attr]
+    bus = rig.service.bus
+    assert bus is not None
+    consumer = bus.consumer([rig.settings.events_topic], "test-links")
     await consumer.start()
     found: list[Any] = []
     try:

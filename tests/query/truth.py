@@ -97,7 +97,7 @@ class Truth:
             for (raw, k, ts, d) in self.profile_ops
             if k == key and raw in raws and (since is None or ts >= since)
         ]
-        value = best[1] if best is not None else None
+        value: Any = best[1] if best is not None else None
         if deltas:
             start = value if type(value) in (int, float) else 0
             value = start + sum(deltas)

@@ -98,8 +98,9 @@ def api_routes(routes: list[Any]) -> list[APIRoute]:
 
 
 def body_routes() -> list[tuple[str, str]]:
-    found = []
+    found: list[tuple[str, str]] = []
     for route in api_routes(every_router_app().routes):
+        assert route.methods is not None, route.path
         if route.path not in PUBLIC_BODY_ROUTES:
             found.extend((method, route.path) for method in sorted(route.methods & {"POST", "PUT", "PATCH"}))
     return found
@@ -128,7 +129,7 @@ async def call(app: FastAPI, method: str, path: str, headers: dict[str, str]) ->
 
     statuses: list[int] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
 

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,9 +158,9 @@ async def test_concurrent_publishes_share_transactions(
     transactions: list[int] = []
     original = LogWriter._write
 
-    def counting(self: LogWriter, writes: list[object]) -> None:
+    def counting(self: LogWriter, writes: list[Any]) -> None:
         transactions.append(len(writes))
-        original(self, writes)  # type: ignore[arg-type]
+        original(self, writes)
 
     monkeypatch.setattr(LogWriter, "_write", counting)
     await bus.ensure_topic(TOPIC, 4)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 
@@ -13,8 +15,8 @@ from tapwire_ingest.loader.rows import (
 )
 
 
-def stored(**fields: object) -> object:
-    base: dict[str, object] = {
+def stored(**fields: Any) -> StoredEnvelope:
+    base: dict[str, Any] = {
         "account_id": "A",
         "event_id": "e1",
         "kind": "event",
@@ -25,12 +27,12 @@ def stored(**fields: object) -> object:
         "name": "Viewed",
         "properties": {"price": 9.5, "tags": ["a"]},
     }
-    return decode_stored(encode(Envelope(**(base | fields))))  # type: ignore[arg-type]
+    return decode_stored(encode(Envelope(**(base | fields))))
 
 
 def test_event_row_keeps_properties_as_json_text_and_ms_ticks() -> None:
     rows = TableRows()
-    rows.add(stored())  # type: ignore[arg-type]
+    rows.add(stored())
     (row,) = rows.events
     values = dict(zip(EVENT_COLUMNS, row, strict=True))
     assert values["properties"] == b'{"price":9.5,"tags":["a"]}'
@@ -41,7 +43,7 @@ def test_event_row_keeps_properties_as_json_text_and_ms_ticks() -> None:
 def test_profile_sets_deletes_and_operators_go_to_their_tables() -> None:
     rows = TableRows()
     props = {"Plan": "pro", "Old": {"$delete": 1}, "Score": {"$incr": 2}, "Tags": {"$add": ["x"]}}
-    rows.add(stored(kind="profile", name="", properties=props, event_id="p1"))  # type: ignore[arg-type]
+    rows.add(stored(kind="profile", name="", properties=props, event_id="p1"))
     sets = {r[2]: dict(zip(PROFILE_PROP_COLUMNS, r, strict=True)) for r in rows.profile_props}
     assert sets["Plan"]["value"] == '"pro"' and sets["Plan"]["deleted"] == 0
     assert sets["Old"]["deleted"] == 1
@@ -53,8 +55,8 @@ def test_profile_sets_deletes_and_operators_go_to_their_tables() -> None:
 
 def test_profiles_row_spans_first_and_last_seen_per_user() -> None:
     rows = TableRows()
-    rows.add(stored(client_ts=5_000))  # type: ignore[arg-type]
-    rows.add(stored(client_ts=3_000, event_id="e2", ids=Identities(identity="u1", email="u@example.com")))  # type: ignore[arg-type]
+    rows.add(stored(client_ts=5_000))
+    rows.add(stored(client_ts=3_000, event_id="e2", ids=Identities(identity="u1", email="u@example.com")))
     ((account, user, identity, _obj, email, _phone, _anon, first, last),) = rows.profiles()
     assert (account, user, identity, email, first, last) == ("A", "i:u1", "u1", "u@example.com", 3_000, 5_000)
 
@@ -68,15 +70,14 @@ def snapshot(rows: TableRows) -> list[list[tuple[object, ...]]]:
 
 def test_refused_envelope_leaves_every_column_as_it_was() -> None:
     rows = TableRows()
-    rows.add(stored())  # type: ignore[arg-type]
+    rows.add(stored())
     rows.add(
         stored(kind="profile", name="", properties={"Plan": "pro", "Score": {"$incr": 1}}, event_id="p1")
-    )  # type: ignore[arg-type]
+    )
     alias = {"alias_key": "a:x", "canonical_key": "i:u1", "version": 1, "active": 1}
-    rows.add(stored(kind="alias", name="", properties=alias, event_id="a1"))  # type: ignore[arg-type]
+    rows.add(stored(kind="alias", name="", properties=alias, event_id="a1"))
     before = snapshot(rows)
     valid = stored()
-    assert isinstance(valid, StoredEnvelope)
     refused = [
         msgspec.structs.replace(valid, ids=Identities()),
         msgspec.structs.replace(valid, account_id=""),

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -60,7 +60,7 @@ def test_malformed_cidrs_are_refused_at_start() -> None:
     assert parse_networks(" , ") == ()
 
 
-def app_with(trusted: str | None) -> object:
+def app_with(trusted: str | None) -> FastAPI:
     context = ServiceContext(
         settings=Settings(trusted_proxies=trusted),
         authenticator=FakeAuthenticator({}, {"WK-0123456789abcdef": FakeAccount("A")}),
@@ -76,7 +76,7 @@ async def _ready() -> dict[str, bool]:
 
 @pytest.fixture
 async def behind_ingress() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app_with("10.42.0.0/16"), client=(INGRESS, 50000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app_with("10.42.0.0/16"), client=(INGRESS, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         yield client
 
@@ -91,7 +91,7 @@ async def test_forwarded_and_x_forwarded_for_from_the_ingress(behind_ingress: ht
 
 
 async def test_without_trusted_proxies_the_headers_are_ignored() -> None:
-    transport = httpx.ASGITransport(app=app_with(None), client=("127.0.0.1", 50000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app_with(None), client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/whoami", headers={"X-Forwarded-For": "198.51.100.4"})
     assert response.json()["client"] == "127.0.0.1"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -127,12 +128,12 @@ async def test_malformed_requests_get_clear_errors(
 async def test_a_one_megabyte_query_string_is_413(store: ControlStore) -> None:
     """Sent as ASGI directly: HTTP clients refuse to build such a URL (the server test sends it over a socket)."""
     app = _app(store, RecordingBus())
-    sent: list[dict[str, object]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {
@@ -151,9 +152,9 @@ async def test_a_one_megabyte_query_string_is_413(store: ControlStore) -> None:
         "state": {},
     }
     async with app.router.lifespan_context(app):
-        await app(scope, receive, send)  # type: ignore[arg-type]
+        await app(scope, receive, send)
     assert sent[0]["status"] == 413
-    body = orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
+    body = orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["code"] == 413 and "Query string" in body["error"]
 
 
