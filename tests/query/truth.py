@@ -112,33 +112,41 @@ class Truth:
         base = query.base_event()
         if base is not None:
             result &= self.did([base], ast.CountThreshold())
-        common = query.common_profile_properties
-        if common is not None:
-            for flt in (*common.profile_fields, *common.demographics, *common.technographics):
-                result &= self.profile(flt)
-            if common.geo_fields:
-                union: set[str] = set()
-                for path in common.geo_fields:
-                    union |= self.geo(path)
-                result &= union
-        advanced = query.advanced_query
-        if advanced is not None:
-            for sub in advanced.did_all:
-                result &= self.did([sub], sub.threshold)
-            if advanced.did_any is not None:
-                any_ = advanced.did_any
-                if any_.operator is None or any_.value is None:
-                    union = set()
-                    for sub in any_.any_events:
-                        union |= self.did([sub], sub.threshold)
-                    result &= union
-                else:
-                    threshold = ast.CountThreshold(operator=any_.operator, value=any_.value)
-                    result &= self.did(any_.any_events, threshold)
-            for sub in advanced.did_none:
-                result -= self.did([sub], sub.threshold)
+        if query.common_profile_properties is not None:
+            result &= self.common_profile(query.common_profile_properties)
+        if query.advanced_query is not None:
+            result &= self.advanced(query.advanced_query)
         for condition in query.conditions:
             result &= self.condition(condition)
+        return result
+
+    def common_profile(self, common: ast.CommonProfileProperties) -> set[str]:
+        result = self.everyone()
+        for flt in (*common.profile_fields, *common.demographics, *common.technographics):
+            result &= self.profile(flt)
+        if common.geo_fields:
+            union: set[str] = set()
+            for path in common.geo_fields:
+                union |= self.geo(path)
+            result &= union
+        return result
+
+    def advanced(self, advanced: ast.AdvancedQuery) -> set[str]:
+        result = self.everyone()
+        for sub in advanced.did_all:
+            result &= self.did([sub], sub.threshold)
+        if advanced.did_any is not None:
+            any_ = advanced.did_any
+            if any_.operator is None or any_.value is None:
+                union: set[str] = set()
+                for sub in any_.any_events:
+                    union |= self.did([sub], sub.threshold)
+                result &= union
+            else:
+                threshold = ast.CountThreshold(operator=any_.operator, value=any_.value)
+                result &= self.did(any_.any_events, threshold)
+        for sub in advanced.did_none:
+            result -= self.did([sub], sub.threshold)
         return result
 
     def event_rows(self, query: ast.CqlQuery) -> list[Event]:
@@ -151,6 +159,23 @@ class Truth:
         return [e for e in self.events if self.event_matches(e, base) and self.canon(e.user) in allowed]
 
     def condition(self, node: ast.Condition) -> set[str]:
+        if isinstance(node, ast.AllOf | ast.AnyOf | ast.NotOf):
+            return self.combined(node)
+        if isinstance(node, ast.Did):
+            return self.did([node.did], node.did.threshold)
+        if isinstance(node, ast.DidNot):
+            return self.everyone() - self.did([node.did_not], ast.CountThreshold())
+        if isinstance(node, ast.Aggregate):
+            return self.aggregate(node.aggregate)
+        if isinstance(node, ast.Profile):
+            return self.profile(node.profile)
+        if isinstance(node, ast.FirstSeen | ast.LastSeen):
+            return self.seen_within(node)
+        if isinstance(node, ast.Funnel):
+            return self.funnel(node.funnel)
+        return self.retention(node.retention)
+
+    def combined(self, node: ast.AllOf | ast.AnyOf | ast.NotOf) -> set[str]:
         if isinstance(node, ast.AllOf):
             result = self.everyone()
             for part in node.all:
@@ -161,31 +186,21 @@ class Truth:
             for part in node.any:
                 union |= self.condition(part)
             return union
-        if isinstance(node, ast.NotOf):
-            return self.everyone() - self.condition(node.not_)
-        if isinstance(node, ast.Did):
-            return self.did([node.did], node.did.threshold)
-        if isinstance(node, ast.DidNot):
-            return self.everyone() - self.did([node.did_not], ast.CountThreshold())
-        if isinstance(node, ast.Aggregate):
-            return self.aggregate(node.aggregate)
-        if isinstance(node, ast.Profile):
-            return self.profile(node.profile)
-        if isinstance(node, ast.FirstSeen | ast.LastSeen):
-            window = node.first_seen if isinstance(node, ast.FirstSeen) else node.last_seen
-            index = 0 if isinstance(node, ast.FirstSeen) else 1
-            spans: dict[str, list[int]] = {}
-            for raw, (first, last) in self.seen.items():
-                span = spans.setdefault(self.canon(raw), [first, last])
-                span[0], span[1] = min(span[0], first), max(span[1], last)
-            return {
-                user
-                for user, span in spans.items()
-                if window.from_ <= dt.datetime.fromtimestamp(span[index] / 1000, UTC).date() <= window.to
-            }
-        if isinstance(node, ast.Funnel):
-            return self.funnel(node.funnel)
-        return self.retention(node.retention)
+        return self.everyone() - self.condition(node.not_)
+
+    def seen_within(self, node: ast.FirstSeen | ast.LastSeen) -> set[str]:
+        """Users first (or last) seen within the node's window, across the keys merged into them."""
+        window = node.first_seen if isinstance(node, ast.FirstSeen) else node.last_seen
+        index = 0 if isinstance(node, ast.FirstSeen) else 1
+        spans: dict[str, list[int]] = {}
+        for raw, (first, last) in self.seen.items():
+            span = spans.setdefault(self.canon(raw), [first, last])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
+        return {
+            user
+            for user, span in spans.items()
+            if window.from_ <= dt.datetime.fromtimestamp(span[index] / 1000, UTC).date() <= window.to
+        }
 
     def did(self, events: Sequence[ast.EventFilter], threshold: ast.CountThreshold) -> set[str]:
         counts: dict[str, int] = defaultdict(int)

@@ -328,6 +328,19 @@ def _decompress(body: bytes, encoding: str | None) -> bytes:
     )
 
 
+@dataclass
+class _Request:
+    """One request's statement: its parameters, the SQL, what the body holds after the SQL, and the INSERT
+    clause and format when it is an insert."""
+
+    params: dict[str, str]
+    database: str | None
+    bound: dict[str, str]
+    sql: str
+    body: bytes
+    insert: re.Match[str] | None
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ClickHouse"
@@ -386,68 +399,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             params = dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))
             query_id = params.get("query_id") or query_id
-            body = _decompress(body, self.headers.get("Content-Encoding"))
-            content_type = self.headers.get("Content-Type", "")
-            if content_type.startswith("multipart/form-data"):
-                # clickhouse-connect moves the query and its parameters into a form when they would make
-                # the URL too long (more than 4 KB of parameters), as ClickHouse's HTTP interface allows.
-                params.update(_form_fields(content_type, body))
-                body = b""
-            database = params.get("database") or self.headers.get("X-ClickHouse-Database")
-            bound = {key[6:]: value for key, value in params.items() if key.startswith("param_")}
-            sql = params.get("query", "")
-            insert = _INSERT_WITH_FORMAT.match(sql) if sql else None
-            if insert is None and not sql:
-                body_insert = _BODY_INSERT.match(body)
-                if body_insert is not None:
-                    sql = body_insert.group(0).decode()
-                    insert = _INSERT_WITH_FORMAT.match(sql)
-                    body = body[body_insert.end() :]
-            if insert is not None:
-                fault = self.faults.take(sql, database)
-                if fault is not None and not fault.applied:
-                    raise _fault_error(fault)
-                if _INPUT_FUNCTION.search(insert.group(1)):
-                    summary = self.engine.insert_select(insert.group(1), insert.group(2), body, database)
-                else:
-                    summary = self.engine.insert(insert.group(1), insert.group(2), body, database)
-                if fault is not None:
-                    raise _fault_error(fault)
-                self._send(200, b"", self._headers(query_id, summary, "TabSeparated"))
-                return
-            if body:
-                sql = f"{sql}\n{body.decode()}" if sql else body.decode()
-            if not sql.strip():
-                raise RigError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
-            kill = _KILL.match(sql)
-            if kill is not None:
-                self._kill(kill.group("literal") or bound.get(kill.group("param") or "", ""), query_id)
-                return
-            fault = self.faults.take(sql, database)
-            if fault is not None and not fault.applied:
-                raise _fault_error(fault)
-            trailing = _TRAILING_FORMAT.search(sql)
-            fmt = trailing.group(1) if trailing else params.get("default_format") or "TabSeparated"
-            if params.get("readonly", "0") != "0" and not _READ.match(sql):
-                # ClickHouse refuses it for this request only; applied to the rig's one session, readonly
-                # would outlive the statement, so the rig refuses it without running it.
-                raise RigError(
-                    164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)"
-                )
-            sql = _with_limits(sql, trailing, params)
-            stop = self.engine.running.enter(query_id)
-            try:
-                self.engine.running.wait_if_slow(bound, stop)
-                data, summary = self.engine.run(sql, fmt, bound, database)
-            except Cancelled:
-                raise RigError(
-                    394, "Code: 394. DB::Exception: Query was cancelled. (QUERY_WAS_CANCELLED)"
-                ) from None
-            finally:
-                self.engine.running.leave(query_id)
-            if fault is not None:
-                raise _fault_error(fault)
-            self._send(200, data, self._headers(query_id, summary, fmt))
+            request = self._request(params, body)
+            if request.insert is not None:
+                self._insert(request, request.insert, query_id)
+            else:
+                self._query(request, query_id)
         except _InjectedStatus as exc:
             self._send(exc.status, f"{exc.status} injected by the test rig\n".encode(), {})
         except RigError as exc:
@@ -459,6 +415,83 @@ class Handler(BaseHTTPRequestHandler):
             if not message.startswith("Code:"):
                 message = f"Code: {code}. DB::Exception: {message}. (STD_EXCEPTION)"
             self._error(code, message, query_id)
+
+    def _request(self, params: dict[str, str], body: bytes) -> _Request:
+        """The statement of a request, from the URL, a form or the body, and the data that follows it."""
+        body = _decompress(body, self.headers.get("Content-Encoding"))
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            # clickhouse-connect moves the query and its parameters into a form when they would make
+            # the URL too long (more than 4 KB of parameters), as ClickHouse's HTTP interface allows.
+            params.update(_form_fields(content_type, body))
+            body = b""
+        sql = params.get("query", "")
+        insert = _INSERT_WITH_FORMAT.match(sql) if sql else None
+        if insert is None and not sql:
+            body_insert = _BODY_INSERT.match(body)
+            if body_insert is not None:
+                sql = body_insert.group(0).decode()
+                insert = _INSERT_WITH_FORMAT.match(sql)
+                body = body[body_insert.end() :]
+        return _Request(
+            params=params,
+            database=params.get("database") or self.headers.get("X-ClickHouse-Database"),
+            bound={key[6:]: value for key, value in params.items() if key.startswith("param_")},
+            sql=sql,
+            body=body,
+            insert=insert,
+        )
+
+    def _insert(self, request: _Request, insert: re.Match[str], query_id: str) -> None:
+        fault = self.faults.take(request.sql, request.database)
+        if fault is not None and not fault.applied:
+            raise _fault_error(fault)
+        if _INPUT_FUNCTION.search(insert.group(1)):
+            summary = self.engine.insert_select(
+                insert.group(1), insert.group(2), request.body, request.database
+            )
+        else:
+            summary = self.engine.insert(insert.group(1), insert.group(2), request.body, request.database)
+        if fault is not None:
+            raise _fault_error(fault)
+        self._send(200, b"", self._headers(query_id, summary, "TabSeparated"))
+
+    def _query(self, request: _Request, query_id: str) -> None:
+        sql, body, params = request.sql, request.body, request.params
+        if body:
+            sql = f"{sql}\n{body.decode()}" if sql else body.decode()
+        if not sql.strip():
+            raise RigError(62, "Code: 62. DB::Exception: Empty query. (SYNTAX_ERROR)")
+        kill = _KILL.match(sql)
+        if kill is not None:
+            self._kill(kill.group("literal") or request.bound.get(kill.group("param") or "", ""), query_id)
+            return
+        fault = self.faults.take(sql, request.database)
+        if fault is not None and not fault.applied:
+            raise _fault_error(fault)
+        trailing = _TRAILING_FORMAT.search(sql)
+        fmt = trailing.group(1) if trailing else params.get("default_format") or "TabSeparated"
+        if params.get("readonly", "0") != "0" and not _READ.match(sql):
+            # ClickHouse refuses it for this request only; applied to the rig's one session, readonly
+            # would outlive the statement, so the rig refuses it without running it.
+            raise RigError(164, "Code: 164. DB::Exception: Cannot execute query in readonly mode. (READONLY)")
+        data, summary = self._run(_with_limits(sql, trailing, params), fmt, request, query_id)
+        if fault is not None:
+            raise _fault_error(fault)
+        self._send(200, data, self._headers(query_id, summary, fmt))
+
+    def _run(self, sql: str, fmt: str, request: _Request, query_id: str) -> tuple[bytes, dict[str, Any]]:
+        """Run a statement as a query the client may kill (``KILL QUERY``) while it runs."""
+        stop = self.engine.running.enter(query_id)
+        try:
+            self.engine.running.wait_if_slow(request.bound, stop)
+            return self.engine.run(sql, fmt, request.bound, request.database)
+        except Cancelled:
+            raise RigError(
+                394, "Code: 394. DB::Exception: Query was cancelled. (QUERY_WAS_CANCELLED)"
+            ) from None
+        finally:
+            self.engine.running.leave(query_id)
 
     def _kill(self, target: str, query_id: str) -> None:
         stopped = self.engine.running.kill(target)

@@ -52,9 +52,12 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 _runs = itertools.count()
 
 
+Operation = tuple[str, list[str], bool]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=OPERATIONS)
-def test_alias_rows_describe_the_graph(store_url: str, operations: list[tuple[str, list[str], bool]]) -> None:
+def test_alias_rows_describe_the_graph(store_url: str, operations: list[Operation]) -> None:
     # Each example uses its own keys (a run prefix after the kind), so examples never see each other's nodes.
     run = f"r{next(_runs)}-"
 
@@ -66,45 +69,62 @@ def test_alias_rows_describe_the_graph(store_url: str, operations: list[tuple[st
             await check(IdentityGraph(store.engine, max_identifiers_per_profile=CAP))
 
     async def check(graph: IdentityGraph) -> None:
-        published: dict[str, AliasRow] = {}
-
-        def record(rows: list[AliasRow] | tuple[AliasRow, ...]) -> None:
-            for row in rows:
-                current = published.get(row.alias_key)
-                assert current is None or row.version >= current.version
-                published[row.alias_key] = row
-
-        for kind, names, explicit in operations:
-            keys = [scoped(k) for k in names]
-            if kind == "link":
-                record((await graph.link(ACCOUNT, keys, reason="test", explicit=explicit)).rows)
-            elif kind == "many":
-                pairs = [LinkRequest((a, b), "test", explicit) for a, b in itertools.pairwise(keys)]
-                for outcome in await graph.link_many(ACCOUNT, pairs):
-                    record(outcome.rows)
-            elif kind == "demerge":
-                record(await graph.demerge(ACCOUNT, keys))
-            else:
-                record(await graph.disassociate(ACCOUNT, keys[0]))
-
-        seen: set[str] = set()
-        for key in (scoped(k) for k in KEYS):
-            members = await graph.linked_identifiers(ACCOUNT, key)
-            if not members or key in seen:
-                continue
-            seen.update(members)
-            assert len(members) <= CAP
-            canonicals = {await graph.canonical_key(ACCOUNT, m) for m in members}
-            assert len(canonicals) == 1, canonicals
-            (profile_canonical,) = canonicals
-            # The canonical key is the strongest kind present in the profile.
-            assert canonical_rank(profile_canonical) == min(canonical_rank(m) for m in members)
-            assert profile_canonical in members
-            for member in members:
-                row = published.get(member)
-                if member == profile_canonical:
-                    assert row is None or not row.active
-                else:
-                    assert row is not None and row.active and row.canonical_key == profile_canonical
+        published = await apply(
+            graph, [(kind, [scoped(k) for k in names], x) for kind, names, x in operations]
+        )
+        await assert_rows_describe_profiles(graph, published, [scoped(k) for k in KEYS])
 
     asyncio.run(scenario())
+
+
+async def apply(graph: IdentityGraph, operations: list[Operation]) -> dict[str, AliasRow]:
+    """Run the operations; the alias rows they handed out, latest version per alias (a version never goes back)."""
+    published: dict[str, AliasRow] = {}
+    for kind, keys, explicit in operations:
+        for row in await operate(graph, kind, keys, explicit):
+            current = published.get(row.alias_key)
+            assert current is None or row.version >= current.version
+            published[row.alias_key] = row
+    return published
+
+
+async def operate(graph: IdentityGraph, kind: str, keys: list[str], explicit: bool) -> list[AliasRow]:
+    if kind == "link":
+        return list((await graph.link(ACCOUNT, keys, reason="test", explicit=explicit)).rows)
+    if kind == "many":
+        pairs = [LinkRequest((a, b), "test", explicit) for a, b in itertools.pairwise(keys)]
+        return [row for outcome in await graph.link_many(ACCOUNT, pairs) for row in outcome.rows]
+    if kind == "demerge":
+        return await graph.demerge(ACCOUNT, keys)
+    return await graph.disassociate(ACCOUNT, keys[0])
+
+
+async def assert_rows_describe_profiles(
+    graph: IdentityGraph, published: dict[str, AliasRow], keys: list[str]
+) -> None:
+    """Every profile any of ``keys`` belongs to, checked once."""
+    seen: set[str] = set()
+    for key in keys:
+        members = await graph.linked_identifiers(ACCOUNT, key)
+        if not members or key in seen:
+            continue
+        seen.update(members)
+        await assert_rows_describe_profile(graph, published, members)
+
+
+async def assert_rows_describe_profile(
+    graph: IdentityGraph, published: dict[str, AliasRow], members: list[str]
+) -> None:
+    """One canonical key, the strongest kind present, and every other member's latest row points at it."""
+    assert len(members) <= CAP
+    canonicals = {await graph.canonical_key(ACCOUNT, m) for m in members}
+    assert len(canonicals) == 1, canonicals
+    (profile_canonical,) = canonicals
+    assert canonical_rank(profile_canonical) == min(canonical_rank(m) for m in members)
+    assert profile_canonical in members
+    for member in members:
+        row = published.get(member)
+        if member == profile_canonical:
+            assert row is None or not row.active
+        else:
+            assert row is not None and row.active and row.canonical_key == profile_canonical

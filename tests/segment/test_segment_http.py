@@ -264,6 +264,7 @@ async def test_single_call_paths_imply_the_type_and_refuse_invalid_calls(
     group_profile, membership = published(bus, "profile")
     assert group_profile.ids.user_key() == "grp:42" and group_profile.properties == {"plan": "enterprise"}
     assert membership.ids.identity == "u9" and membership.properties == {"Groups": {"$add": ["42"]}}
+    assert group_profile.event_id == membership.event_id + ":group"
     body = assert_error(await client.post("/v1/track", headers=BASIC, content=b'{"event":"X"}'), 400)
     assert "neither userId nor anonymousId" in body["message"]
     assert [d["code"] for d in dead_letters(bus)] == ["no_user_anon_id"]

@@ -55,6 +55,7 @@ def profile(**data: Any) -> dict[str, Any]:
         (profile(Employed="maybe"), 517),
         (profile(Education="PhD"), 518),
         (profile(Married=1), 519),
+        (profile(DOB="1990-01-01"), 512),
         (profile(tags={"$frobnicate": 1}), 512),
         (profile(score={"$incr": "one"}), 512),
         ({"type": "profile", "identity": "u1", "profileData": "x"}, 512),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -353,34 +354,10 @@ def _check_profile_operator(key: str, value: dict[str, Any]) -> None:
 
 
 def _check_reserved(key: str, value: Any) -> None:
-    if key == "Email":
-        if type(value) is not str or not _EMAIL.match(value):
-            raise RecordRejected(rc.EMAIL_INVALID, "Profile data is incorrect. Email is not valid")
-    elif key == "Phone":
-        if type(value) is not str or not _PHONE.match(value):
-            raise RecordRejected(
-                rc.PHONE_INVALID, "Profile data is incorrect. Phone must be +<country code><number>"
-            )
-    elif key == "Gender":
-        if value not in _GENDERS:
-            raise RecordRejected(rc.GENDER_INVALID, "Profile data is incorrect. Gender must be M or F")
-    elif key == "Age":
-        if not _valid_age(value):
-            raise RecordRejected(rc.AGE_INVALID, "Profile data is incorrect. Age must be an integer")
-    elif key == "Employed":
-        if value not in _YES_NO:
-            raise RecordRejected(rc.EMPLOYED_INVALID, "Profile data is incorrect. Employed must be Y or N")
-    elif key == "Married":
-        if value not in _YES_NO:
-            raise RecordRejected(rc.MARRIED_INVALID, "Profile data is incorrect. Married must be Y or N")
-    elif key == "Education":
-        if value not in _EDUCATION:
-            raise RecordRejected(
-                rc.EDUCATION_INVALID,
-                "Profile data is incorrect. Education must be School, College or Graduate",
-            )
-    elif key == "DOB" and (type(value) is not str or not _DATE.match(value)):
-        raise RecordRejected(rc.BAD_EVENT_STRUCTURE, "Profile data is incorrect. DOB must be $D_<epoch>")
+    """A scalar under a reserved profile key (``Email``, ``Phone``, ``Gender``, …) must have its documented form."""
+    reserved = _RESERVED_FIELDS.get(key)
+    if reserved is not None and not reserved.valid(value):
+        raise RecordRejected(reserved.code, reserved.message)
 
 
 def _valid_age(value: Any) -> bool:
@@ -388,6 +365,49 @@ def _valid_age(value: Any) -> bool:
         return 0 <= value <= 150
     # A captured real upload sent "18" as a string and was accepted.
     return type(value) is str and value.isdigit() and int(value) <= 150
+
+
+def _matching(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
+    return lambda value: type(value) is str and pattern.match(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _ReservedField:
+    """The form a reserved profile field's value must have, and the rejection a value of another form gets."""
+
+    valid: Callable[[Any], bool]
+    code: int
+    message: str
+
+
+_RESERVED_FIELDS: Final[dict[str, _ReservedField]] = {
+    "Email": _ReservedField(
+        _matching(_EMAIL), rc.EMAIL_INVALID, "Profile data is incorrect. Email is not valid"
+    ),
+    "Phone": _ReservedField(
+        _matching(_PHONE),
+        rc.PHONE_INVALID,
+        "Profile data is incorrect. Phone must be +<country code><number>",
+    ),
+    "Gender": _ReservedField(
+        _GENDERS.__contains__, rc.GENDER_INVALID, "Profile data is incorrect. Gender must be M or F"
+    ),
+    "Age": _ReservedField(_valid_age, rc.AGE_INVALID, "Profile data is incorrect. Age must be an integer"),
+    "Employed": _ReservedField(
+        _YES_NO.__contains__, rc.EMPLOYED_INVALID, "Profile data is incorrect. Employed must be Y or N"
+    ),
+    "Married": _ReservedField(
+        _YES_NO.__contains__, rc.MARRIED_INVALID, "Profile data is incorrect. Married must be Y or N"
+    ),
+    "Education": _ReservedField(
+        _EDUCATION.__contains__,
+        rc.EDUCATION_INVALID,
+        "Profile data is incorrect. Education must be School, College or Graduate",
+    ),
+    "DOB": _ReservedField(
+        _matching(_DATE), rc.BAD_EVENT_STRUCTURE, "Profile data is incorrect. DOB must be $D_<epoch>"
+    ),
+}
 
 
 def _token_identities(record: dict[str, Any]) -> Identities:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from tapwire_core.envelope import Envelope, Identities
+from tapwire_core.envelope import Envelope, Identities, RecordKind
 from tapwire_core.identity.keys import keys_of
 from tapwire_ingest.identity_links import PREVIOUS_ID_PREFIX, Link
 from tapwire_ingest.segment import limits
@@ -111,6 +112,40 @@ def map_message(
     message: Any, batch: BatchContext, *, position: int, implied_type: str | None = None
 ) -> tuple[list[Envelope], Link | None]:
     """One message to its envelopes and the identity link it asserts. Raises MessageRejected."""
+    kind = _message_kind(message, batch, implied_type)
+    user_id = _optional_id(message, "userId")
+    anonymous_id = _optional_id(message, "anonymousId")
+    if kind == "alias":
+        return [], _alias(message, user_id)
+    if user_id is None and anonymous_id is None:
+        raise MessageRejected("no_user_anon_id", "Message has neither userId nor anonymousId")
+    context = _request_context(message, batch)
+    integrations = _merged_object(batch.wrapper_integrations, message.get("integrations"), "integrations")
+    message_id = _optional_id(message, "messageId")
+    stamp = _Stamp(
+        batch,
+        event_id=_event_id(batch, message_id, position),
+        ts_ms=_timestamp(message, batch),
+        context=_stored_context(
+            message,
+            kind=kind,
+            context=context,
+            integrations=integrations,
+            message_id=message_id,
+            batch=batch,
+        ),
+    )
+    envelopes, ids = _MAPPERS[kind](
+        message, context, Identities(identity=user_id, anonymous_id=anonymous_id), stamp
+    )
+    keys = keys_of(ids)
+    link = Link(tuple(keys), explicit=False, reason=kind) if len(keys) > 1 else None
+    return envelopes, link
+
+
+def _message_kind(message: Any, batch: BatchContext, implied_type: str | None) -> str:
+    """The message's type (the endpoint's, for ``/v1/track`` and the like), once it is a JSON object of an
+    admitted size. Raises MessageRejected."""
     if type(message) is not dict:
         raise MessageRejected("invalid_message", "A message must be a JSON object")
     _check_size(message, batch.max_event_bytes)
@@ -119,83 +154,110 @@ def map_message(
         raise MessageRejected(
             "invalid_type", f"type must be one of {', '.join(sorted(limits.MESSAGE_TYPES))}"
         )
-    user_id = _optional_id(message, "userId")
-    anonymous_id = _optional_id(message, "anonymousId")
-    if kind == "alias":
-        return [], _alias(message, user_id)
-    if user_id is None and anonymous_id is None:
-        raise MessageRejected("no_user_anon_id", "Message has neither userId nor anonymousId")
+    return str(kind)
+
+
+def _request_context(message: dict[str, Any], batch: BatchContext) -> dict[str, Any]:
     context = _merged_object(batch.wrapper_context, message.get("context"), "context")
     if context.get("direct") is True and "ip" not in context and batch.client_ip:
         # A client without a server in front asks for the caller's address to be recorded.
         context = context | {"ip": batch.client_ip}
-    integrations = _merged_object(batch.wrapper_integrations, message.get("integrations"), "integrations")
-    message_id = _optional_id(message, "messageId")
-    event_id = _event_id(batch, message_id, position)
-    ts_ms = _timestamp(message, batch)
-    stored_context = _stored_context(
-        message,
-        kind=kind,
-        context=context,
-        integrations=integrations,
-        message_id=message_id,
-        batch=batch,
-    )
-    ids = Identities(identity=user_id, anonymous_id=anonymous_id)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    """What every envelope of one message shares: account, event id, times and the context stored with it."""
+
+    batch: BatchContext
+    event_id: str
+    ts_ms: int
+    context: dict[str, Any]
 
     def envelope(
-        envelope_kind: Any, name: str, properties: dict[str, Any], who: Identities, eid: str
+        self, kind: RecordKind, name: str, properties: dict[str, Any], who: Identities, *, id_suffix: str = ""
     ) -> Envelope:
         return Envelope(
-            account_id=batch.account_id,
-            event_id=eid,
-            kind=envelope_kind,
+            account_id=self.batch.account_id,
+            event_id=self.event_id + id_suffix,
+            kind=kind,
             ids=who,
-            client_ts=ts_ms,
-            received_ts=batch.received_ms,
+            client_ts=self.ts_ms,
+            received_ts=self.batch.received_ms,
             source="segment",
             name=name,
             properties=properties,
-            context=stored_context,
+            context=self.context,
         )
 
-    if kind == "track":
-        name = message.get("event")
-        if type(name) is not str or not name.strip():
-            raise MessageRejected("missing_event", "A track call needs an event name")
-        if len(name) > limits.MAX_EVENT_NAME_CHARS:
-            raise MessageRejected(
-                "invalid_event", f"Event names are at most {limits.MAX_EVENT_NAME_CHARS} characters"
-            )
-        envelopes = [envelope("event", name, _properties(message), ids, event_id)]
-    elif kind in ("page", "screen"):
+
+# Each maps one message of its type to envelopes, and says which identities the message links.
+_Mapper = Callable[[dict[str, Any], dict[str, Any], Identities, _Stamp], tuple[list[Envelope], Identities]]
+
+
+def _track(
+    message: dict[str, Any], _context: dict[str, Any], ids: Identities, stamp: _Stamp
+) -> tuple[list[Envelope], Identities]:
+    name = message.get("event")
+    if type(name) is not str or not name.strip():
+        raise MessageRejected("missing_event", "A track call needs an event name")
+    if len(name) > limits.MAX_EVENT_NAME_CHARS:
+        raise MessageRejected(
+            "invalid_event", f"Event names are at most {limits.MAX_EVENT_NAME_CHARS} characters"
+        )
+    return [stamp.envelope("event", name, _properties(message), ids)], ids
+
+
+def _view(event_name: str) -> _Mapper:
+    """Page and screen calls: an event of that name, with the call's ``name`` and ``category`` as properties
+    unless the properties carry their own."""
+
+    def view(
+        message: dict[str, Any], _context: dict[str, Any], ids: Identities, stamp: _Stamp
+    ) -> tuple[list[Envelope], Identities]:
         properties = dict(_properties(message))
         for key in ("name", "category"):
             value = message.get(key)
             if value is not None:
                 properties.setdefault(key, value)
-        name = limits.PAGE_EVENT if kind == "page" else limits.SCREEN_EVENT
-        envelopes = [envelope("event", name, properties, ids, event_id)]
-    elif kind == "identify":
-        traits = message.get("traits")
-        if type(traits) is not dict:
-            traits = context.get("traits") if context else None
-        profile = profile_properties(traits if type(traits) is dict else {})
-        ids = _with_contact(ids, profile)
-        envelopes = [envelope("profile", "", profile, ids, event_id)]
-    else:  # group
-        group_id = _optional_id(message, "groupId")
-        if group_id is None:
-            raise MessageRejected("missing_group_id", "A group call needs a groupId")
-        traits = message.get("traits")
-        group_traits = profile_properties(traits if type(traits) is dict else {})
-        envelopes = [
-            envelope("profile", "", group_traits, Identities(group_id=group_id), event_id + ":group"),
-            envelope("profile", "", {limits.GROUPS_TRAIT: {"$add": [group_id]}}, ids, event_id),
-        ]
-    keys = keys_of(ids)
-    link = Link(tuple(keys), explicit=False, reason=kind) if len(keys) > 1 else None
-    return envelopes, link
+        return [stamp.envelope("event", event_name, properties, ids)], ids
+
+    return view
+
+
+def _identify(
+    message: dict[str, Any], context: dict[str, Any], ids: Identities, stamp: _Stamp
+) -> tuple[list[Envelope], Identities]:
+    traits = message.get("traits")
+    if type(traits) is not dict:
+        traits = context.get("traits") if context else None
+    profile = profile_properties(traits if type(traits) is dict else {})
+    ids = _with_contact(ids, profile)
+    return [stamp.envelope("profile", "", profile, ids)], ids
+
+
+def _group(
+    message: dict[str, Any], _context: dict[str, Any], ids: Identities, stamp: _Stamp
+) -> tuple[list[Envelope], Identities]:
+    group_id = _optional_id(message, "groupId")
+    if group_id is None:
+        raise MessageRejected("missing_group_id", "A group call needs a groupId")
+    traits = message.get("traits")
+    group_traits = profile_properties(traits if type(traits) is dict else {})
+    envelopes = [
+        stamp.envelope("profile", "", group_traits, Identities(group_id=group_id), id_suffix=":group"),
+        stamp.envelope("profile", "", {limits.GROUPS_TRAIT: {"$add": [group_id]}}, ids),
+    ]
+    return envelopes, ids
+
+
+_MAPPERS: Final[dict[str, _Mapper]] = {
+    "track": _track,
+    "page": _view(limits.PAGE_EVENT),
+    "screen": _view(limits.SCREEN_EVENT),
+    "identify": _identify,
+    "group": _group,
+}
 
 
 def profile_properties(traits: dict[str, Any]) -> dict[str, Any]:

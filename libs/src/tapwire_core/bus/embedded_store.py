@@ -139,6 +139,8 @@ class _EnsureTopic:
 
 
 _Write = _Publish | _Commit | _EnsureTopic
+# A row of the ``records`` table: topic, partition, offset, key, value, headers, timestamp_ms.
+_RecordRow = tuple[str, int, int, bytes, bytes, bytes | None, int]
 
 
 @dataclass(frozen=True)
@@ -296,56 +298,22 @@ class LogWriter:
                 if isinstance(write, _EnsureTopic):
                     self._create_topic(conn, partitions, write.topic, write.partitions)
                 elif isinstance(write, _Commit):
-                    conn.executemany(
-                        "INSERT INTO group_offsets (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                        [(write.group, tp.topic, tp.partition, off) for tp, off in write.offsets.items()],
-                    )
-                    _touch_groups(conn, [write.group], now_ms)
+                    _commit_offsets(conn, write, now_ms)
                 else:
-                    count = partitions.get(write.topic)
-                    if count is None:
-                        count = self._create_topic(conn, partitions, write.topic, self._default_partitions)
                     topics.add(write.topic)
-                    for record in write.records:
-                        slot = (write.topic, partition_for(record.key, count))
-                        offset = next_offsets.get(slot)
-                        if offset is None:
-                            offset = self._next_offsets.get(slot, 0)
-                        next_offsets[slot] = offset + 1
-                        rows.append(
-                            (
-                                slot[0],
-                                slot[1],
-                                offset,
-                                record.key,
-                                record.value,
-                                encode_headers(record.headers),
-                                now_ms,
-                            )
-                        )
+                    self._stage_records(
+                        conn,
+                        write,
+                        partitions=partitions,
+                        next_offsets=next_offsets,
+                        rows=rows,
+                        now_ms=now_ms,
+                    )
             if rows:
-                conn.executemany(
-                    "INSERT INTO records (topic, partition, offset, key, value, headers, timestamp_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                conn.executemany(
-                    "INSERT INTO partitions (topic, partition, next_offset) VALUES (?, ?, ?) "
-                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                    [(topic, partition, nxt) for (topic, partition), nxt in next_offsets.items()],
-                )
+                _insert_records(conn, rows, next_offsets)
             conn.execute("COMMIT")
         except Exception as exc:
-            log.exception("embedded log write failed")
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback failed")
-            failure = BusUnavailable(f"embedded log write failed: {exc!r}")
-            for write in batch:
-                write.done.set_exception(failure)
+            _abandon(conn, batch, exc)
             return
         self._partitions = partitions
         self._next_offsets.update(next_offsets)
@@ -356,6 +324,31 @@ class LogWriter:
                 self._on_commit(topics)
             except Exception:  # waking consumers must never stop the writer
                 log.exception("commit notification failed")
+
+    def _stage_records(
+        self,
+        conn: sqlite3.Connection,
+        write: _Publish,
+        *,
+        partitions: dict[str, int],
+        next_offsets: dict[tuple[str, int], int],
+        rows: list[_RecordRow],
+        now_ms: int,
+    ) -> None:
+        """Append the rows of ``write``'s records to ``rows``, each at the next offset of its partition after the
+        rows already staged in this transaction (``next_offsets``, updated); a new topic is created first."""
+        count = partitions.get(write.topic)
+        if count is None:
+            count = self._create_topic(conn, partitions, write.topic, self._default_partitions)
+        for record in write.records:
+            slot = (write.topic, partition_for(record.key, count))
+            offset = next_offsets.get(slot)
+            if offset is None:
+                offset = self._next_offsets.get(slot, 0)
+            next_offsets[slot] = offset + 1
+            rows.append(
+                (slot[0], slot[1], offset, record.key, record.value, encode_headers(record.headers), now_ms)
+            )
 
     @staticmethod
     def _create_topic(conn: sqlite3.Connection, partitions: dict[str, int], topic: str, count: int) -> int:
@@ -449,6 +442,43 @@ class LogWriter:
         conn.execute("COMMIT")
         for grp in expired:
             log.info("consumer group offsets expired", extra={"group": grp})
+
+
+def _commit_offsets(conn: sqlite3.Connection, write: _Commit, now_ms: int) -> None:
+    conn.executemany(
+        "INSERT INTO group_offsets (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        [(write.group, tp.topic, tp.partition, off) for tp, off in write.offsets.items()],
+    )
+    _touch_groups(conn, [write.group], now_ms)
+
+
+def _insert_records(
+    conn: sqlite3.Connection, rows: list[_RecordRow], next_offsets: dict[tuple[str, int], int]
+) -> None:
+    conn.executemany(
+        "INSERT INTO records (topic, partition, offset, key, value, headers, timestamp_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany(
+        "INSERT INTO partitions (topic, partition, next_offset) VALUES (?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        [(topic, partition, nxt) for (topic, partition), nxt in next_offsets.items()],
+    )
+
+
+def _abandon(conn: sqlite3.Connection, batch: list[_Write], exc: Exception) -> None:
+    """Roll back a failed write transaction and fail every write of it with ``BusUnavailable``."""
+    log.exception("embedded log write failed")
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rollback failed")
+    failure = BusUnavailable(f"embedded log write failed: {exc!r}")
+    for write in batch:
+        write.done.set_exception(failure)
 
 
 def _touch_groups(conn: sqlite3.Connection, groups: Iterable[str], now_ms: int) -> None:

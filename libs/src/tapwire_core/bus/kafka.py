@@ -1,9 +1,10 @@
 """The Bus on Apache Kafka (distributed mode), through aiokafka.
 
-Publishing uses one idempotent producer (``acks=all``) per process, keyed by ``Record.key``: Kafka's default
-murmur2 partitioner keeps one key on one partition, in order. ``publish`` never waits longer than its
-``timeout_s``: when the broker is down or slow it raises ``BusUnavailable`` and the next publish starts over
-on a fresh producer, so the process recovers by itself once Kafka is back.
+Publishing uses one idempotent producer (``acks=all``) per process, keyed by ``Record.key``: the Bus-wide
+``partition_for`` (CRC-32 of the key, see ``_place``) keeps one key on one partition, in order, the partition the
+embedded log would choose. ``publish`` never waits longer than its ``timeout_s``: when the broker is down or
+slow it raises ``BusUnavailable`` and the next publish starts over on a fresh producer, so the process recovers
+by itself once Kafka is back.
 """
 
 from __future__ import annotations
