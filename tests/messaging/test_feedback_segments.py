@@ -117,7 +117,9 @@ def test_delivered_opened_clicked_bounced_and_unsubscribed_are_segments(
 
     def links(user: str) -> tuple[str, str, str, str]:
         message = mail[f"{user}@example.com"]
-        html = message.get_body(preferencelist=("html",)).get_content()
+        html_part = message.get_body(preferencelist=("html",))
+        assert html_part is not None
+        html = html_part.get_content()
         click = re.search(r'href="([^"]+/m/c/[^"]+)"', html)
         pixel = re.search(r'src="([^"]+/m/o/[^"]+)"', html)
         unsubscribe = str(message["List-Unsubscribe"]).strip("<>")

@@ -122,7 +122,7 @@ async def test_a_fast_lane_sees_the_client_and_only_its_own_method_and_path() ->
         await send({"type": "http.response.body", "body": b"lane"})
 
     app.add_fast_lane("GET", "/whoami", lane)  # type: ignore[attr-defined]
-    transport = httpx.ASGITransport(app=app, client=(INGRESS, 50000))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, client=(INGRESS, 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         fast = await client.get(
             "/whoami", headers={"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}

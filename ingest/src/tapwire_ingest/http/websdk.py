@@ -237,22 +237,9 @@ async def _ingest(
 
     await state.opt_outs.fresh()
     device_key = "o:" + device_id
-    choice = opt_out_choice(web)
-    if choice is not None:
-        await set_opt_out(
-            context.store.engine,
-            app_identity_graph(app),
-            state.opt_outs,
-            account_id=account_id,
-            device_key=device_key,
-            opted_out=choice,
-            retry_after_s=retry_after_s,
-        )
-        (_OPTED_OUT if choice else _OPTED_IN).inc()
-        return answer(opt_out=choice)
-    if web.device_opted_out or state.opt_outs.opted_out(account_id, (device_key,)):
-        _DROPPED.inc()
-        return answer(opt_out=True)
+    opt_out = await _settled_opt_out(app, context, state, web, account_id=account_id, device_key=device_key)
+    if opt_out is not None:
+        return answer(opt_out=opt_out)
 
     def records_for(device: str) -> WebRecords:
         return web_records(
@@ -304,11 +291,45 @@ async def _ingest(
         await publish(context, envelopes)
         if confirm is not None:
             confirm()
+    _count(records)
+    return answer(resume=resume, refused=records.refused)
+
+
+async def _settled_opt_out(
+    app: Starlette,
+    context: ServiceContext,
+    state: SdkState,
+    web: WebRequest,
+    *,
+    account_id: str,
+    device_key: str,
+) -> bool | None:
+    """The device's opt-out when it settles this request: the choice the request makes (recorded now), or True
+    when the device opted out before (its records are dropped). None when the request's records are taken."""
+    choice = opt_out_choice(web)
+    if choice is not None:
+        await set_opt_out(
+            context.store.engine,
+            app_identity_graph(app),
+            state.opt_outs,
+            account_id=account_id,
+            device_key=device_key,
+            opted_out=choice,
+            retry_after_s=context.settings.retry_after_s,
+        )
+        (_OPTED_OUT if choice else _OPTED_IN).inc()
+        return choice
+    if web.device_opted_out or state.opt_outs.opted_out(account_id, (device_key,)):
+        _DROPPED.inc()
+        return True
+    return None
+
+
+def _count(records: WebRecords) -> None:
     if records.accepted:
         _ACCEPTED.inc(len(records.accepted))
     if records.refused:
         _REFUSED.inc(len(records.refused))
-    return answer(resume=resume, refused=records.refused)
 
 
 def _account_rate(settings: Any) -> float | None:
