@@ -1,6 +1,6 @@
 """The erasure ledger's control-database copy. Created by the revision ``0013_erasure_ledger``.
 
-The warehouse keeps the other copy (``privacy_erasure_ledger``, warehouse migration 5), so that restoring either
+The warehouse keeps the other copy (``privacy_erasure_ledger``, warehouse migration 6), so that restoring either
 store from a backup leaves one; ``tapwire_privacy.ledger`` writes and reads both.
 """
 
