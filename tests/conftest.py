@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.infra.kafka",
     "tests.infra.postgres",
     "tests.infra.clickhouse",
+    "tests.infra.control_store",
 ]

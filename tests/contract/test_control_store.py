@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +41,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
-    await control.start()
-    try:
-        yield control
-    finally:
-        await control.close()
 
 
 async def _dump_all_rows(store: ControlStore) -> list[tuple[str, dict[str, Any]]]:

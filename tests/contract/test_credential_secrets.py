@@ -4,9 +4,6 @@ release (unkeyed digests) keep working and are re-keyed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import text
 
@@ -26,24 +23,6 @@ WRITE_KEY = "WK-legacy-0f6c3e8d27b4"
 NEWER_SECRET = "tests-newer-credential-secret-9876543210"
 # The last revision whose credentials carry unkeyed digests.
 BEFORE_KEYED_DIGESTS = "0009_query_jobs"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
-    await control.start()
-    try:
-        yield control
-    finally:
-        await control.close()
 
 
 async def _credential_rows(store: ControlStore) -> list[tuple[int, str, str | None, bool]]:

@@ -3,36 +3,14 @@ subject column, on PostgreSQL as on SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from tapwire_core.control.messaging import consent
 from tapwire_core.control.store import ControlStore
-from tests.credentials import LOOKUP_DIGESTS
 
 pytestmark = pytest.mark.integration
 
 ENDPOINT = "https://updates.push.services.mozilla.com/wpush/v2/" + "gAAAAABl" * 60
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
-    await control.start()
-    try:
-        yield control
-    finally:
-        await control.close()
 
 
 async def test_a_long_endpoint_is_remembered_as_gone_and_found_again(store: ControlStore) -> None:

@@ -4,38 +4,16 @@ ones too, and only a later resubscribe lifts an explicit opt-out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.email_feedback import FeedbackEntry, SoftBouncePolicy, record_feedback
 from tapwire_core.control.messaging import consent
 from tapwire_core.control.store import ControlStore
-from tests.credentials import LOOKUP_DIGESTS
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "ACC-1"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[ControlStore]:
-    control = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
-    await control.start()
-    try:
-        yield control
-    finally:
-        await control.close()
 
 
 async def _set(

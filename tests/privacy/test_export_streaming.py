@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from tapwire_core.warehouse.migrations import CreateTable, migrations
 from tapwire_privacy.export_archive import ArchiveWriter
 from tapwire_privacy.stores.row_batches import row_batches
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
-from tests.credentials import LOOKUP_DIGESTS
 from tests.privacy.seed import JAN_5_MS, alias, event, profile, write
 
 pytestmark = pytest.mark.integration
@@ -147,29 +146,11 @@ def test_the_archive_is_written_batch_by_batch_as_one_json_list(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["req-1.zip"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    url: str = request.getfixturevalue("fresh_postgres_url")
-    return url
-
-
-@pytest.fixture
-async def control_store(store_url: str) -> AsyncIterator[ControlStore]:
-    store = ControlStore(store_url, lookup_digests=LOOKUP_DIGESTS)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-async def test_control_store_exports_are_read_in_batches(control_store: ControlStore) -> None:
-    await control_store.upsert_account(
+async def test_control_store_exports_are_read_in_batches(store: ControlStore) -> None:
+    await store.upsert_account(
         "ACC-1", passcode="passcode-1-0123456789", write_key="writekey-1-0123456789", region="eu1"
     )
-    async with AsyncSession(control_store.engine) as session, session.begin():
+    async with AsyncSession(store.engine) as session, session.begin():
         session.add_all(
             IdentityNodeRow(
                 account_id="ACC-1", key=f"i:user-{i:02d}", profile_id=i, canonical_key=f"i:user-{i:02d}"
@@ -177,6 +158,6 @@ async def test_control_store_exports_are_read_in_batches(control_store: ControlS
             for i in range(11)
         )
     query = select(IdentityNodeRow).where(IdentityNodeRow.account_id == "ACC-1").order_by(IdentityNodeRow.key)
-    batches = [batch async for batch in row_batches(control_store.engine, query, size=4)]
+    batches = [batch async for batch in row_batches(store.engine, query, size=4)]
     assert [len(batch) for batch in batches] == [4, 4, 3]
     assert [row.key for batch in batches for row in batch] == [f"i:user-{i:02d}" for i in range(11)]
