@@ -36,6 +36,11 @@ class TapwireProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def successor(self) -> TapwireProcess:
+        """The same command, environment, log file and port in a new process, started (the restart after a
+        kill); not yet ready."""
+        return TapwireProcess(self.args, self.env, self.log_path, port=self.port).start()
+
     def start(self) -> TapwireProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -13,35 +13,26 @@ import sqlite3
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.infra.suite_api import AccountApi, wait_for
 from tests.integration.processes import TapwireProcess
 from tests.messaging.servers import SmtpSink, smtp_sink
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE = "TAP-KJRN-0001", "passcode-kjrn-0123456789abcdef"
-HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 USERS = 300
 SEND_WINDOW = 6
 WAIT_S = 120
 
 
-def _post(url: str, path: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
-
-
-def _wait(predicate: Any, what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
+    wait_for(predicate, what, timeout_s=timeout_s, poll_s=0.05)
 
 
 def _statuses(database: Path) -> Counter[str]:
@@ -85,95 +76,75 @@ def _definition() -> dict[str, Any]:
     }
 
 
-@pytest.mark.timeout(900)
-def test_sigkill_during_sends_and_a_wait_gives_each_user_each_step_once(tmp_path: Path) -> None:
-    database = tmp_path / "data" / "control.db"
-    with smtp_sink() as sink:
-        env = {
-            "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
-            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-kjrn-0123456789abcdef",
-            "TAPWIRE_SMTP_URL": sink.url,
-            "TAPWIRE_EMAIL_FROM": "news@shop.example",
-            "TAPWIRE_MESSAGING_SECRET": "kjrn-test-secret-0123456789abcdef",
-            "TAPWIRE_MESSAGING_LEASE_S": "2",
-            "TAPWIRE_MESSAGING_SENDERS": "8",
-            "TAPWIRE_MESSAGING_SEND_WINDOW": str(SEND_WINDOW),
-            "TAPWIRE_LOG_LEVEL": "WARNING",
-        }
-        log = tmp_path / "suite.log"
-        suite = TapwireProcess(["up"], env, log).start()
-        port = suite.port
-        processes = [suite]
-        try:
-            suite.wait_ready()
-            profiles = [
-                {"type": "profile", "identity": f"user{i}", "profileData": {"Email": f"user{i}@example.com"}}
-                for i in range(USERS)
-            ]
-            assert _post(suite.url, "/1/upload", {"d": profiles}).json()["processed"] == USERS
-            estimate = {
-                "name": "x",
-                "target_mode": "email",
-                "where": {},
-                "content": {"subject": "s", "body": "b"},
-            }
-            _wait(
-                lambda: (
-                    _post(suite.url, "/1/targets/estimate.json", estimate).json()["estimate"]["reach"]
-                    == USERS
-                ),
-                "the profiles to reach the warehouse",
-            )
-            created = _post(
-                suite.url, "/messaging/v1/journeys", {"name": "onboarding", "definition": _definition()}
-            )
-            assert created.status_code == 201, created.text
-            signups = [
-                {"type": "event", "identity": f"user{i}", "evtName": "Signed Up"} for i in range(USERS)
-            ]
-            assert _post(suite.url, "/1/upload", {"d": signups}).json()["processed"] == USERS
+def _suite_env(tmp_path: Path, sink: SmtpSink) -> dict[str, str]:
+    return {
+        "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
+        "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-kjrn-0123456789abcdef",
+        "TAPWIRE_SMTP_URL": sink.url,
+        "TAPWIRE_EMAIL_FROM": "news@shop.example",
+        "TAPWIRE_MESSAGING_SECRET": "kjrn-test-secret-0123456789abcdef",
+        "TAPWIRE_MESSAGING_LEASE_S": "2",
+        "TAPWIRE_MESSAGING_SENDERS": "8",
+        "TAPWIRE_MESSAGING_SEND_WINDOW": str(SEND_WINDOW),
+        "TAPWIRE_LOG_LEVEL": "WARNING",
+    }
 
-            # 1. During the first send.
-            _wait(lambda: _raw(sink, "Welcome") >= USERS // 3, "a third of the welcomes")
-            suite.kill()
-            stage("killed during the welcomes", database, sink)
-            assert _raw(sink, "Welcome") < USERS, "the welcomes were all out before the kill"
 
-            # 2. During the wait: every welcome out, no follow-up yet.
-            suite = TapwireProcess(["up"], env, log, port=port).start()
-            processes.append(suite)
-            suite.wait_ready()
-            stage("restarted", database, sink)
-            _wait(lambda: len(sink.by_recipient()) == USERS, "every welcome after the first restart")
-            _wait(lambda: _statuses(database)["waiting"] > 0, "users waiting")
-            suite.kill()
-            stage("killed during the wait", database, sink)
-            assert _raw(sink, "Follow-up") == 0, "the wait was over before the kill"
+def _enter_every_user(api: AccountApi) -> None:
+    """Profiles with addresses, the journey, then every user's entry event."""
+    profiles = [
+        {"type": "profile", "identity": f"user{i}", "profileData": {"Email": f"user{i}@example.com"}}
+        for i in range(USERS)
+    ]
+    assert api.post("/1/upload", {"d": profiles}).json()["processed"] == USERS
+    _wait(lambda: api.reach({}) == USERS, "the profiles to reach the warehouse")
+    created = api.post("/messaging/v1/journeys", {"name": "onboarding", "definition": _definition()})
+    assert created.status_code == 201, created.text
+    signups = [{"type": "event", "identity": f"user{i}", "evtName": "Signed Up"} for i in range(USERS)]
+    assert api.post("/1/upload", {"d": signups}).json()["processed"] == USERS
 
-            # 3. During the second send.
-            suite = TapwireProcess(["up"], env, log, port=port).start()
-            processes.append(suite)
-            suite.wait_ready()
-            _wait(
-                lambda: _raw(sink, "Follow-up") >= USERS // 3,
-                "a third of the follow-ups",
-                timeout_s=WAIT_S + 120,
-            )
-            suite.kill()
-            stage("killed during the follow-ups", database, sink)
-            assert _raw(sink, "Follow-up") < USERS, "the follow-ups were all out before the kill"
 
-            suite = TapwireProcess(["up"], env, log, port=port).start()
-            processes.append(suite)
-            suite.wait_ready()
-            _wait(lambda: _statuses(database) == Counter({"completed": USERS}), "every user to finish")
-            _wait(lambda: _raw(sink, "Follow-up") >= USERS, "every follow-up")
-            time.sleep(3)  # room for a late duplicate to show
-            suite.stop()
-        finally:
-            for process in processes:
-                process.kill()
+def _kill_at_each_stage(suite: TapwireProcess, processes: list[TapwireProcess], sink: SmtpSink) -> None:
+    """Kill during the welcomes, during the wait and during the follow-ups, restarting after each, then let
+    the last process finish every user's journey."""
+    database = Path(suite.env["TAPWIRE_DATA_DIR"]) / "control.db"
 
+    def restart() -> TapwireProcess:
+        process = suite.successor()
+        processes.append(process)
+        process.wait_ready()
+        return process
+
+    # 1. During the first send.
+    _wait(lambda: _raw(sink, "Welcome") >= USERS // 3, "a third of the welcomes")
+    suite.kill()
+    stage("killed during the welcomes", database, sink)
+    assert _raw(sink, "Welcome") < USERS, "the welcomes were all out before the kill"
+
+    # 2. During the wait: every welcome out, no follow-up yet.
+    suite = restart()
+    stage("restarted", database, sink)
+    _wait(lambda: len(sink.by_recipient()) == USERS, "every welcome after the first restart")
+    _wait(lambda: _statuses(database)["waiting"] > 0, "users waiting")
+    suite.kill()
+    stage("killed during the wait", database, sink)
+    assert _raw(sink, "Follow-up") == 0, "the wait was over before the kill"
+
+    # 3. During the second send.
+    suite = restart()
+    _wait(lambda: _raw(sink, "Follow-up") >= USERS // 3, "a third of the follow-ups", timeout_s=WAIT_S + 120)
+    suite.kill()
+    stage("killed during the follow-ups", database, sink)
+    assert _raw(sink, "Follow-up") < USERS, "the follow-ups were all out before the kill"
+
+    suite = restart()
+    _wait(lambda: _statuses(database) == Counter({"completed": USERS}), "every user to finish")
+    _wait(lambda: _raw(sink, "Follow-up") >= USERS, "every follow-up")
+    time.sleep(3)  # room for a late duplicate to show
+    suite.stop()
+
+
+def _assert_each_step_once(sink: SmtpSink) -> None:
     mailbox = {
         to: sorted(str(m["Subject"]) for m in messages) for to, messages in sink.by_recipient().items()
     }
@@ -189,3 +160,18 @@ def test_sigkill_during_sends_and_a_wait_gives_each_user_each_step_once(tmp_path
     )
     # Two kills came during sends: each can have left at most a send window of messages unrecorded.
     assert len(raw) - 2 * USERS <= 2 * SEND_WINDOW
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_during_sends_and_a_wait_gives_each_user_each_step_once(tmp_path: Path) -> None:
+    with smtp_sink() as sink:
+        suite = TapwireProcess(["up"], _suite_env(tmp_path, sink), tmp_path / "suite.log").start()
+        processes = [suite]
+        try:
+            suite.wait_ready()
+            _enter_every_user(AccountApi(suite.url, ACCOUNT, PASSCODE))
+            _kill_at_each_stage(suite, processes, sink)
+        finally:
+            for process in processes:
+                process.kill()
+    _assert_each_step_once(sink)

@@ -12,33 +12,27 @@ of them than the configured send window.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tapwire_core.settings import Settings
+from tests.infra.suite_api import AccountApi, wait_for
 from tests.integration.processes import TapwireProcess
 from tests.messaging.servers import smtp_sink
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE = "TAP-KILL-0001", "passcode-kill-0123456789abcdef"
-HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 USERS = 3000
 SENDERS = 8
 # Smaller than SENDERS, so the window (not the sender count) is what bounds the unrecorded sends.
 SEND_WINDOW = 6
 
 
-def _post(url: str, path: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
-
-
-def _upload_profiles(url: str) -> None:
+def _upload_profiles(api: AccountApi) -> None:
     for start in range(0, USERS, 1000):
         records = [
             {
@@ -48,17 +42,8 @@ def _upload_profiles(url: str) -> None:
             }
             for i in range(start, min(USERS, start + 1000))
         ]
-        response = _post(url, "/1/upload", {"d": records})
+        response = api.post("/1/upload", {"d": records})
         assert response.json()["processed"] == len(records), response.text
-
-
-def _wait(predicate: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkill_mid_campaign_then_restart_delivers_each_message_once(tmp_path: Path) -> None:
@@ -79,35 +64,26 @@ def test_sigkill_mid_campaign_then_restart_delivers_each_message_once(tmp_path: 
         suite = TapwireProcess(["up"], env, tmp_path / "suite.log").start()
         try:
             suite.wait_ready()
-            _upload_profiles(suite.url)
-            _wait(
-                lambda: (
-                    _post(suite.url, "/1/targets/estimate.json", _campaign())
-                    .json()
-                    .get("estimate", {})
-                    .get("reach")
-                    == USERS
-                ),
-                "profiles to reach the warehouse",
-            )
-            created = _post(suite.url, "/1/targets/create.json", _campaign())
+            api = AccountApi(suite.url, ACCOUNT, PASSCODE)
+            _upload_profiles(api)
+            wait_for(lambda: api.reach({}) == USERS, "profiles to reach the warehouse")
+            created = api.post("/1/targets/create.json", _campaign())
             assert created.status_code == 200, created.text
             campaign_id = created.json()["id"]
-            _wait(lambda: len(sink.receipts) >= USERS // 3, "a third of the campaign to go out")
+            wait_for(lambda: len(sink.receipts) >= USERS // 3, "a third of the campaign to go out")
             suite.kill()
             at_kill = _outbox_states(tmp_path / "data" / "control.db", campaign_id)
             assert Counter(at_kill.values())["sent"] < USERS, "the campaign finished before the kill"
 
-            restarted = TapwireProcess(["up"], env, tmp_path / "suite.log", port=suite.port).start()
+            restarted = suite.successor()
             try:
                 restarted.wait_ready()
-                _wait(
-                    lambda: (
-                        _post(restarted.url, "/1/targets/result.json", {"id": campaign_id}).status_code == 200
-                    ),
+                wait_for(
+                    lambda: api.campaign_result(campaign_id) is not None,
                     "the campaign to complete after restart",
                 )
-                result = _post(restarted.url, "/1/targets/result.json", {"id": campaign_id}).json()["result"]
+                result = api.campaign_result(campaign_id)
+                assert result is not None
             finally:
                 restarted.stop()
         finally:

@@ -10,32 +10,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
+from tests.infra.suite_api import AccountApi, wait_for
 from tests.integration.processes import TapwireProcess
 from tests.messaging.servers import smtp_sink
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE = "TAP-KTRG-0001", "passcode-ktrg-0123456789abcdef"
-HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 DELAY_S = 15
-
-
-def _post(url: str, path: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
-
-
-def _wait(predicate: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _timers(database: Path) -> list[tuple[str, str]]:
@@ -59,22 +44,11 @@ def test_sigkill_while_a_trigger_waits_then_restart_sends_it_once(tmp_path: Path
         suite = TapwireProcess(["up"], env, tmp_path / "suite.log").start()
         try:
             suite.wait_ready()
+            api = AccountApi(suite.url, ACCOUNT, PASSCODE)
             profile = {"type": "profile", "identity": "ann", "profileData": {"Email": "ann@example.com"}}
-            assert _post(suite.url, "/1/upload", {"d": [profile]}).json()["processed"] == 1
-            estimate = {
-                "name": "x",
-                "target_mode": "email",
-                "where": {},
-                "content": {"subject": "s", "body": "b"},
-            }
-            _wait(
-                lambda: (
-                    _post(suite.url, "/1/targets/estimate.json", estimate).json()["estimate"]["reach"] == 1
-                ),
-                "the profile to reach the warehouse",
-            )
-            created = _post(
-                suite.url,
+            assert api.post("/1/upload", {"d": [profile]}).json()["processed"] == 1
+            wait_for(lambda: api.reach({}) == 1, "the profile to reach the warehouse")
+            created = api.post(
                 "/messaging/v1/campaigns",
                 {
                     "name": "delayed",
@@ -91,21 +65,21 @@ def test_sigkill_while_a_trigger_waits_then_restart_sends_it_once(tmp_path: Path
                 "evtData": {"product": "shoes"},
             }
             uploaded_at = time.monotonic()
-            assert _post(suite.url, "/1/upload", {"d": [cart]}).json()["processed"] == 1
-            _wait(lambda: _timers(database) == [("i:ann", "waiting")], "the timer to be written")
+            assert api.post("/1/upload", {"d": [cart]}).json()["processed"] == 1
+            wait_for(lambda: _timers(database) == [("i:ann", "waiting")], "the timer to be written")
             suite.kill()
             assert time.monotonic() - uploaded_at < DELAY_S, (
                 "the kill came after the delay; the test proves nothing"
             )
             assert sink.receipts == []
 
-            restarted = TapwireProcess(["up"], env, tmp_path / "suite.log", port=suite.port).start()
+            restarted = suite.successor()
             try:
                 restarted.wait_ready()
-                _wait(
+                wait_for(
                     lambda: _timers(database) == [("i:ann", "fired")], "the timer to fire after the restart"
                 )
-                _wait(lambda: len(sink.receipts) >= 1, "the message")
+                wait_for(lambda: len(sink.receipts) >= 1, "the message")
                 # Long enough for a duplicate timer (from the re-read event) or a second send to show up.
                 time.sleep(3)
             finally:

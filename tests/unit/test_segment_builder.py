@@ -110,6 +110,32 @@ def test_json_the_builder_cannot_show_opens_as_json() -> None:
     for query in (
         {"event_name": "Charged", "from": 20260101, "to": 20260131},
         {"conditions": [{"did": {"event_name": "A", "session_properties": []}}]},
+        {"conditions": [{"cohort": {"name": "A"}}]},
+        {"conditions": [{"profile": ["Plan"]}]},
+        {"conditions": [{"did": {"event_name": "A"}, "not": {"did": {"event_name": "B"}}}]},
+        {
+            "conditions": [
+                {
+                    "did": {
+                        "event_name": "A",
+                        "event_properties": [
+                            {"name": "x", "operator": "equals", "value": 1},
+                            {"name": "y", "operator": "equals", "value": 2},
+                        ],
+                    }
+                }
+            ]
+        },
+        {
+            "conditions": [
+                {
+                    "retention": {
+                        "first": {"event_name": "A"},
+                        "returned": [{"event_name": "B"}, {"event_name": "C"}],
+                    }
+                }
+            ]
+        },
     ):
         try:
             builder.tree_from_definition(query)

@@ -7,7 +7,7 @@ that is not shaped as the API takes it, :class:`UnrunnableCampaign` for one that
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -124,32 +124,38 @@ def _channel(payload: Mapping[str, Any]) -> ChannelName:
 
 
 def _audience(payload: Mapping[str, Any]) -> dict[str, Any]:
-    given = [
-        key for key in ("where", "segment", "segment_id", "identities", "to", "trigger") if key in payload
-    ]
+    given = [key for key in _AUDIENCE_PARSERS if key in payload]
     if len(given) != 1:
         raise MalformedCampaign(
             "exactly one of where, segment, segment_id, to (identities) or trigger is required"
         )
     key = given[0]
-    value = payload[key]
-    if key == "trigger":
-        if not isinstance(value, dict):
-            raise MalformedCampaign("trigger must be an object with at least an event")
-        try:
-            return {"trigger": parse_trigger(value).to_stored()}
-        except TriggerRefused as exc:
-            raise UnrunnableCampaign(str(exc)) from exc
-    if key == "where":
-        if not isinstance(value, dict):
-            raise MalformedCampaign("where must be a CQL object")
-        return {"where": value}
-    if key == "segment":
-        if value == "all":
-            return {"where": {}}
-        return {"segment_id": str(value)}
-    if key == "segment_id":
-        return {"segment_id": str(value)}
+    return _AUDIENCE_PARSERS[key](key, payload[key])
+
+
+def _trigger_audience(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedCampaign("trigger must be an object with at least an event")
+    try:
+        return {"trigger": parse_trigger(value).to_stored()}
+    except TriggerRefused as exc:
+        raise UnrunnableCampaign(str(exc)) from exc
+
+
+def _where_audience(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MalformedCampaign("where must be a CQL object")
+    return {"where": value}
+
+
+def _segment_audience(key: str, value: Any) -> dict[str, Any]:
+    # CleverTap's segment "all" is everyone: an empty where.
+    if key == "segment" and value == "all":
+        return {"where": {}}
+    return {"segment_id": str(value)}
+
+
+def _identities_audience(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise MalformedCampaign(f'{key} must map identity kinds to lists, e.g. {{"Identity": ["ann"]}}')
     try:
@@ -161,6 +167,18 @@ def _audience(payload: Mapping[str, Any]) -> dict[str, Any]:
     if len(keys) > MAX_IDENTITIES:
         raise UnrunnableCampaign(f"{key}: at most {MAX_IDENTITIES} recipients per call, got {len(keys)}")
     return {"identities": value}
+
+
+# The request keys that name an audience, in the order the refusal lists them, each with its parser (given the
+# key it was found under, for the messages).
+_AUDIENCE_PARSERS: Mapping[str, Callable[[str, Any], dict[str, Any]]] = {
+    "where": _where_audience,
+    "segment": _segment_audience,
+    "segment_id": _segment_audience,
+    "identities": _identities_audience,
+    "to": _identities_audience,
+    "trigger": _trigger_audience,
+}
 
 
 _REQUIRED: Mapping[str, tuple[str, ...]] = {

@@ -9,7 +9,7 @@ result (422 names the field). The tree is plain dicts so templates can read it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Node = dict[str, Any]
@@ -301,54 +301,76 @@ def _from_condition(condition: Any, negate: bool = False) -> Node:
             "negate": negate,
             "children": [_from_condition(c) for c in spec],
         }
-    node = new_node(key) if key in LEAF_KINDS else None
-    if node is None or not isinstance(spec, dict):
+    reader = _LEAF_READERS.get(key)
+    if reader is None or not isinstance(spec, dict):
         raise NotRepresentable(f"{key} is not shown by the builder")
+    node = new_node(key)
     node["negate"] = negate
-    if key in ("did", "did_not", "aggregate"):
-        if set(spec) - {
-            "event_name",
-            "last_days",
-            "event_properties",
-            "operator",
-            "value",
-            "property",
-            "function",
-        }:
-            raise NotRepresentable(f"{key} with parts the builder does not show")
-        node["event"] = str(spec.get("event_name", ""))
-        node["days"] = str(spec.get("last_days", ""))
-        if key == "did":
-            props = spec.get("event_properties") or []
-            if len(props) > 1:
-                raise NotRepresentable("more than one event property filter")
-            if props:
-                _to_property(node, props[0])
-            if "operator" in spec:
-                node["count_op"], node["count"] = spec["operator"], str(spec.get("value", ""))
-        if key == "aggregate":
-            node.update(prop=str(spec.get("property", "")), function=spec.get("function", "sum"))
-            node.update(count_op=spec.get("operator", "greater_than"), count=str(spec.get("value", "")))
-    elif key == "profile":
-        _to_property(node, spec)
-    elif key in ("first_seen", "last_seen"):
-        node.update({"from": _iso(spec.get("from")), "to": _iso(spec.get("to"))})
-    elif key == "funnel":
-        node.update(
-            steps=", ".join(str(s.get("event_name", "")) for s in spec.get("steps", [])),
-            hours=str(round(int(spec.get("within_seconds", 0)) / 3600, 2)).removesuffix(".0"),
-        )
-        node.update({"from": _iso(spec.get("from")), "to": _iso(spec.get("to"))})
-    else:
-        first, returned = spec.get("first", {}), (spec.get("returned") or [{}])
-        if len(returned) != 1:
-            raise NotRepresentable("retention with more than one return window")
-        node.update(
-            event=str(first.get("event_name", "")), returned_event=str(returned[0].get("event_name", ""))
-        )
-        node.update({"from": _iso(first.get("from")), "to": _iso(first.get("to"))})
-        node.update(returned_from=_iso(returned[0].get("from")), returned_to=_iso(returned[0].get("to")))
+    reader(node, key, spec)
     return node
+
+
+_EVENT_PARTS = frozenset(
+    {"event_name", "last_days", "event_properties", "operator", "value", "property", "function"}
+)
+
+
+def _read_event(node: Node, key: str, spec: Mapping[str, Any]) -> None:
+    """did, did_not and aggregate: the event and its window, then did's property filter and count or the
+    aggregate's property, function and comparison."""
+    if set(spec) - _EVENT_PARTS:
+        raise NotRepresentable(f"{key} with parts the builder does not show")
+    node["event"] = str(spec.get("event_name", ""))
+    node["days"] = str(spec.get("last_days", ""))
+    if key == "did":
+        props = spec.get("event_properties") or []
+        if len(props) > 1:
+            raise NotRepresentable("more than one event property filter")
+        if props:
+            _to_property(node, props[0])
+        if "operator" in spec:
+            node["count_op"], node["count"] = spec["operator"], str(spec.get("value", ""))
+    if key == "aggregate":
+        node.update(prop=str(spec.get("property", "")), function=spec.get("function", "sum"))
+        node.update(count_op=spec.get("operator", "greater_than"), count=str(spec.get("value", "")))
+
+
+def _read_profile(node: Node, key: str, spec: Mapping[str, Any]) -> None:
+    _to_property(node, spec)
+
+
+def _read_seen(node: Node, key: str, spec: Mapping[str, Any]) -> None:
+    node.update({"from": _iso(spec.get("from")), "to": _iso(spec.get("to"))})
+
+
+def _read_funnel(node: Node, key: str, spec: Mapping[str, Any]) -> None:
+    node.update(
+        steps=", ".join(str(s.get("event_name", "")) for s in spec.get("steps", [])),
+        hours=str(round(int(spec.get("within_seconds", 0)) / 3600, 2)).removesuffix(".0"),
+    )
+    node.update({"from": _iso(spec.get("from")), "to": _iso(spec.get("to"))})
+
+
+def _read_retention(node: Node, key: str, spec: Mapping[str, Any]) -> None:
+    first, returned = spec.get("first", {}), (spec.get("returned") or [{}])
+    if len(returned) != 1:
+        raise NotRepresentable("retention with more than one return window")
+    node.update(event=str(first.get("event_name", "")), returned_event=str(returned[0].get("event_name", "")))
+    node.update({"from": _iso(first.get("from")), "to": _iso(first.get("to"))})
+    node.update(returned_from=_iso(returned[0].get("from")), returned_to=_iso(returned[0].get("to")))
+
+
+# One reader per leaf kind: fills the builder's node from the condition's spec, or refuses what it cannot show.
+_LEAF_READERS: Mapping[str, Callable[[Node, str, Mapping[str, Any]], None]] = {
+    "did": _read_event,
+    "did_not": _read_event,
+    "aggregate": _read_event,
+    "profile": _read_profile,
+    "first_seen": _read_seen,
+    "last_seen": _read_seen,
+    "funnel": _read_funnel,
+    "retention": _read_retention,
+}
 
 
 def _to_property(node: Node, spec: Mapping[str, Any]) -> None:

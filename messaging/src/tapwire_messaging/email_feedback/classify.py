@@ -16,6 +16,7 @@ RCPT name a bad address; a 5xx to MAIL or DATA is about the message or the sende
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -45,34 +46,64 @@ def classify_status(status: str, *, at_recipient: bool = True) -> Bounce:
     the recipient (a RCPT reply, a DSN's per-recipient status); else a 5.0.0 is about the message."""
     klass, subject, detail = (int(part) for part in status.split("."))
     permanent = klass == 5
-    if subject == 1:
-        return Bounce(
-            "hard_bounce" if permanent else "soft_bounce", _ADDRESS.get(detail, "bad-address"), status
-        )
-    if subject == 2:
-        if detail == 1:
-            return Bounce("hard_bounce" if permanent else "soft_bounce", "mailbox-disabled", status)
-        if detail == 3:
-            return Bounce("block", "message-too-large", status)
-        return Bounce("soft_bounce", "mailbox-full" if detail == 2 else "mailbox", status)
-    if subject == 3:
-        if detail == 4:
-            return Bounce("block", "message-too-large", status)
-        return Bounce("soft_bounce", "mail-system", status)
-    if subject == 4:
-        if permanent and detail == 4:
-            return Bounce("hard_bounce", "bad-domain", status)
-        return Bounce("soft_bounce", "expired" if detail == 7 else "routing", status)
-    if subject == 5:
-        return Bounce("soft_bounce", "protocol", status)
-    if subject == 6:
-        return Bounce("block", "content", status)
-    if subject == 7:
-        return Bounce("block", "policy", status)
+    judge = _BY_SUBJECT.get(subject)
+    if judge is not None:
+        kind, category = judge(permanent, detail)
+        return Bounce(kind, category, status)
     if permanent and at_recipient:
         return Bounce("hard_bounce", "rejected-recipient", status)
     return Bounce("soft_bounce" if not permanent else "block", "undetermined", status)
 
+
+# One judge per RFC 3463 subject: (permanent, detail) → the bounce's kind and category.
+_Judge = Callable[[bool, int], tuple[BounceKind, str]]
+
+
+def _address(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    return ("hard_bounce" if permanent else "soft_bounce"), _ADDRESS.get(detail, "bad-address")
+
+
+def _mailbox(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    if detail == 1:
+        return ("hard_bounce" if permanent else "soft_bounce"), "mailbox-disabled"
+    if detail == 3:
+        return "block", "message-too-large"
+    return "soft_bounce", "mailbox-full" if detail == 2 else "mailbox"
+
+
+def _mail_system(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    if detail == 4:
+        return "block", "message-too-large"
+    return "soft_bounce", "mail-system"
+
+
+def _routing(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    if permanent and detail == 4:
+        return "hard_bounce", "bad-domain"
+    return "soft_bounce", "expired" if detail == 7 else "routing"
+
+
+def _protocol(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    return "soft_bounce", "protocol"
+
+
+def _content(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    return "block", "content"
+
+
+def _policy(permanent: bool, detail: int) -> tuple[BounceKind, str]:
+    return "block", "policy"
+
+
+_BY_SUBJECT: Final[Mapping[int, _Judge]] = {
+    1: _address,
+    2: _mailbox,
+    3: _mail_system,
+    4: _routing,
+    5: _protocol,
+    6: _content,
+    7: _policy,
+}
 
 _ADDRESS: Final = {
     1: "bad-mailbox",

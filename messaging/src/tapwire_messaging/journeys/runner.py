@@ -36,6 +36,7 @@ from tapwire_messaging.journeys.definition import (
     JourneyDefinition,
     SendStep,
     SplitStep,
+    Step,
     WaitStep,
 )
 from tapwire_messaging.journeys.positions import ClaimedPosition, HistoryEntry, JourneyPositions, NewPosition
@@ -184,78 +185,96 @@ class JourneyRunner:
         return len(claimed)
 
     async def _walk(self, position: ClaimedPosition, batch: _Batch) -> None:
+        """Walk one claimed position from its step as far as it goes now: resume a finished wait, then take
+        steps until one waits, ends the journey or finds the position no longer ours."""
         now = epoch_ms(self._clock())
-        journey = batch.journeys.get(position.journey_id)
         definition = await self.definition(position.journey_id, position.version)
-        if journey is None or journey.status != "active" or definition is None:
-            await self._end(
-                position, position.step, status="exited", history=[], now=now, detail="journey stopped"
-            )
+        reason = _exit_reason(position, batch, definition)
+        if reason is not None or definition is None:
+            await self._end(position, position.step, status="exited", history=[], now=now, detail=reason)
             return
         profile = batch.profiles.get((position.account_id, position.user_key)) or RecipientProfile(
             position.user_key
         )
-        if (position.account_id, position.user_key) in batch.objected:
-            await self._end(
-                position, position.step, status="exited", history=[], now=now, detail="objected to marketing"
-            )
-            return
-        name: str | None = position.step
-        if position.status == "waiting":
-            wait = definition.steps[position.step]
-            name = wait.next if isinstance(wait, WaitStep) else None
-            if name is None:
-                waited = [HistoryEntry(position.step, "waited")]
-                await self._end(position, position.step, status="completed", history=waited, now=now)
-                return
-            if not await self._advance(position, name, [HistoryEntry(position.step, "waited")], now):
-                return
+        name = await self._resume(position, definition, now)
         for _ in range(len(definition.steps) + 1):
-            assert name is not None
-            step = definition.steps[name]
-            entered = HistoryEntry(name, "entered")
-            if isinstance(step, ExitStep):
-                done = [entered, HistoryEntry(name, "completed")]
-                await self._end(position, name, status="completed", history=done, now=now)
+            if name is None:
                 return
-            if isinstance(step, WaitStep):
-                due = wait_over_ms(step, profile.timezone, now_ms=now)
-                await self.positions.advance(
-                    position,
-                    worker=self.worker,
-                    step=name,
-                    status="waiting",
-                    due_ms=due,
-                    history=[entered],
-                    now_ms=now,
-                    release=True,
-                )
-                return
-            if isinstance(step, SendStep):
-                if not await self.positions.still_ours(position, worker=self.worker):
-                    return
-                await self._send(position, step, profile)
-                outcome = HistoryEntry(name, "sent")
-                following = step.next
-            elif isinstance(step, ConditionStep):
-                answer = await self._conditions.holds(
-                    step, account_id=position.account_id, profile=profile, now_ms=now
-                )
-                outcome = HistoryEntry(name, "branched", "yes" if answer else "no")
-                following = step.yes if answer else step.no
-            else:
-                assert isinstance(step, SplitStep)
-                weights = [(str(i), b.weight) for i, b in enumerate(step.branches)]
-                branch = int(assign_variant(position.journey_id, f"{position.user_key}\x1f{name}", weights))
-                outcome = HistoryEntry(name, "branched", f"branch {branch}")
-                following = step.branches[branch].next
-            if following is None:
-                done = [entered, outcome, HistoryEntry(name, "completed")]
-                await self._end(position, name, status="completed", history=done, now=now)
-                return
-            if not await self._advance(position, following, [entered, outcome], now):
-                return
-            name = following
+            name = await self._take_step(position, name, definition.steps[name], profile, now)
+
+    async def _resume(self, position: ClaimedPosition, definition: JourneyDefinition, now: int) -> str | None:
+        """The step to take next: the position's own, or the one after the wait it has finished (None: the walk
+        stops here, the journey completed with the wait or the position is no longer ours)."""
+        if position.status != "waiting":
+            return position.step
+        wait = definition.steps[position.step]
+        name = wait.next if isinstance(wait, WaitStep) else None
+        waited = [HistoryEntry(position.step, "waited")]
+        if name is None:
+            await self._end(position, position.step, status="completed", history=waited, now=now)
+            return None
+        if not await self._advance(position, name, waited, now):
+            return None
+        return name
+
+    async def _take_step(
+        self, position: ClaimedPosition, name: str, step: Step, profile: RecipientProfile, now: int
+    ) -> str | None:
+        """Take step ``name`` and write its outcome; the step to take next, or None when the walk stops here (an
+        exit, a wait begun, the journey completed, the position no longer ours)."""
+        entered = HistoryEntry(name, "entered")
+        if isinstance(step, ExitStep):
+            done = [entered, HistoryEntry(name, "completed")]
+            await self._end(position, name, status="completed", history=done, now=now)
+            return None
+        if isinstance(step, WaitStep):
+            due = wait_over_ms(step, profile.timezone, now_ms=now)
+            await self.positions.advance(
+                position,
+                worker=self.worker,
+                step=name,
+                status="waiting",
+                due_ms=due,
+                history=[entered],
+                now_ms=now,
+                release=True,
+            )
+            return None
+        taken = await self._outcome(position, name, step, profile, now)
+        if taken is None:
+            return None
+        outcome, following = taken
+        if following is None:
+            done = [entered, outcome, HistoryEntry(name, "completed")]
+            await self._end(position, name, status="completed", history=done, now=now)
+            return None
+        if not await self._advance(position, following, [entered, outcome], now):
+            return None
+        return following
+
+    async def _outcome(
+        self,
+        position: ClaimedPosition,
+        name: str,
+        step: SendStep | ConditionStep | SplitStep,
+        profile: RecipientProfile,
+        now: int,
+    ) -> tuple[HistoryEntry, str | None] | None:
+        """Do what a send, condition or split step does: its history entry and the step it leads to (None: the
+        journey ends after it); None when a send finds the position no longer ours."""
+        if isinstance(step, SendStep):
+            if not await self.positions.still_ours(position, worker=self.worker):
+                return None
+            await self._send(position, step, profile)
+            return HistoryEntry(name, "sent"), step.next
+        if isinstance(step, ConditionStep):
+            answer = await self._conditions.holds(
+                step, account_id=position.account_id, profile=profile, now_ms=now
+            )
+            return HistoryEntry(name, "branched", "yes" if answer else "no"), step.yes if answer else step.no
+        weights = [(str(i), b.weight) for i, b in enumerate(step.branches)]
+        branch = int(assign_variant(position.journey_id, f"{position.user_key}\x1f{name}", weights))
+        return HistoryEntry(name, "branched", f"branch {branch}"), step.branches[branch].next
 
     async def _advance(
         self, position: ClaimedPosition, step: str, history: list[HistoryEntry], now: int
@@ -315,3 +334,15 @@ class JourneyRunner:
             )
         await self._outbox.add(rows)
         self._on_rows()
+
+
+def _exit_reason(
+    position: ClaimedPosition, batch: _Batch, definition: JourneyDefinition | None
+) -> str | None:
+    """Why the position leaves its journey before any further step (stopped, or the user objected), or None."""
+    journey = batch.journeys.get(position.journey_id)
+    if journey is None or journey.status != "active" or definition is None:
+        return "journey stopped"
+    if (position.account_id, position.user_key) in batch.objected:
+        return "objected to marketing"
+    return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tapwire_core.clock import Clock
@@ -38,6 +39,16 @@ from tapwire_privacy.worker.progress import ProgressSaver, RequestWork
 log = logging.getLogger(__name__)
 
 COPIES_EXPIRING = "copies_expiring"
+
+
+@dataclass
+class _StoreChecks:
+    """What every store's verification said of one pass's requests: per request id, each store's verdict, and
+    which requests have mutations still running or residue found."""
+
+    results: dict[str, dict[str, Any]]
+    pending: set[str] = field(default_factory=set)
+    residue: set[str] = field(default_factory=set)
 
 
 class ErasurePass:
@@ -63,38 +74,54 @@ class ErasurePass:
     async def run(self, group: Sequence[RequestView]) -> None:
         """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them."""
         works = await self._saver.begin([RequestWork(view, dict(view.progress)) for view in group])
-        expiring = [w for w in works if w.phase == COPIES_EXPIRING]
-        if expiring:
-            await self._copies_expired(expiring)
-            await self._saver.save([w for w in expiring if w.phase != "completed"], release=True)
-            works = [w for w in works if w.phase not in (COPIES_EXPIRING, "completed")]
-        for work in works:
-            if work.phase == "sweep_wait":
-                work.progress["sweep"] = 1
-                work.phase = "closure"
-                for state in work.progress.get("stores", {}).values():
-                    state["state"] = "pending"
-                work.actions.append(("second_sweep_started", None, {}))
+        works = await self._finish_expiring(works)
+        _start_second_sweeps(works)
         await close_identities(works, working_sets=self._repo.working_sets, sources=self._registry.sources)
-        suppressing = [w for w in works if w.phase == "suppress" and not w.failed]
-        if suppressing:
-            await self._record_in_ledger(suppressing)
-            suppressing = [w for w in suppressing if not w.failed]
-        if suppressing:
-            added = await self._repo.suppressions.add_many(
-                [(w.view.account_id, w.id, w.keys) for w in suppressing],
-                days=self._settings.privacy_suppression_days,
-            )
-            for work in suppressing:
-                work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added[work.id]}))
-                work.phase = "erase"
+        await self._suppress([w for w in works if w.phase == "suppress" and not w.failed])
+        await self._forward(works)
+        await self._saver.save(works)
+        await self._erase([w for w in works if w.phase == "erase" and not w.failed])
+        await self._verify([w for w in works if w.phase == "verify" and not w.failed])
+        await self._saver.save([w for w in works if w.phase != "completed"], release=True)
+
+    async def _finish_expiring(self, works: list[RequestWork]) -> list[RequestWork]:
+        """Complete (or release again) the requests waiting for their bus copies to expire; the others, which
+        this pass moves on."""
+        expiring = [w for w in works if w.phase == COPIES_EXPIRING]
+        if not expiring:
+            return works
+        await self._copies_expired(expiring)
+        await self._saver.save([w for w in expiring if w.phase != "completed"], release=True)
+        return [w for w in works if w.phase not in (COPIES_EXPIRING, "completed")]
+
+    async def _suppress(self, suppressing: list[RequestWork]) -> None:
+        """Record the subjects in the ledger, then add their keys to the suppression list; each request that
+        got there moves on to ``erase``."""
+        if not suppressing:
+            return
+        await self._record_in_ledger(suppressing)
+        suppressing = [w for w in suppressing if not w.failed]
+        if not suppressing:
+            return
+        added = await self._repo.suppressions.add_many(
+            [(w.view.account_id, w.id, w.keys) for w in suppressing],
+            days=self._settings.privacy_suppression_days,
+        )
+        for work in suppressing:
+            work.actions.append(("suppressed", "bus.suppression_list", {"new_entries": added[work.id]}))
+            work.phase = "erase"
+
+    async def _forward(self, works: list[RequestWork]) -> None:
+        """Tell the recipients of the subjects' data, before any store is erased: what a recipient got is found
+        through those stores. The second sweep forwards again what was sent to the subject after the first pass
+        (found through the new rows only)."""
         for work in works:
-            # Before any store is erased: what a recipient got is found through those stores. The second sweep
-            # forwards again what was sent to the subject after the first pass (found through the new rows only).
             if work.phase == "erase" and not work.failed:
                 await self._forwarding.forward(work, "erasure", None)
-        await self._saver.save(works)
-        erasing = [w for w in works if w.phase == "erase" and not w.failed]
+
+    async def _erase(self, erasing: list[RequestWork]) -> None:
+        """Erase every store not yet erased for each request, one operation per store for all of them; each
+        request that did not fail moves on to ``verify``."""
         for handler in self._registry.handlers:
             todo = [w for w in erasing if not w.failed and w.store(handler.name)["state"] != "erased"]
             if todo:
@@ -102,8 +129,6 @@ class ErasurePass:
         for work in erasing:
             if not work.failed:
                 work.phase = "verify"
-        await self._verify([w for w in works if w.phase == "verify" and not w.failed])
-        await self._saver.save([w for w in works if w.phase != "completed"], release=True)
 
     async def _record_in_ledger(self, works: list[RequestWork]) -> None:
         """Record the subjects in the erasure ledger before anything is erased, so no erasure is made without
@@ -186,11 +211,24 @@ class ErasurePass:
         # A store where nothing was found is saved with the next save: repeating it after a crash costs one count.
 
     async def _verify(self, works: list[RequestWork]) -> None:
+        """Verify every store for ``works``, then move each on: back to ``erase`` on residue, to the sweep wait
+        after the first clean pass, to waiting for the bus copies after the second (completed if gone)."""
         if not works:
             return
-        results: dict[str, dict[str, Any]] = {w.id: {} for w in works}
-        pending: set[str] = set()
-        residue: set[str] = set()
+        checked = await self._check_stores(works)
+        if checked is None:
+            return
+        now = self._clock()
+        expiring = [work for work in works if self._settle_verification(work, checked, now)]
+        if expiring:
+            # Nothing reads the identifiers any more: the stores are clean and the bus copies just expire.
+            await self._repo.working_sets.discard([work.id for work in expiring])
+        await self._copies_expired(expiring)
+
+    async def _check_stores(self, works: list[RequestWork]) -> _StoreChecks | None:
+        """Every store's verification of ``works``; a store with residue is marked pending again. None when a
+        store fails, which fails every request of the pass."""
+        checks = _StoreChecks({w.id: {} for w in works})
         for handler in self._registry.handlers:
             try:
                 await handler.settle()
@@ -199,47 +237,46 @@ class ErasurePass:
                 metrics.STORE_FAILURES.labels(handler.name).inc()
                 for work in works:
                     work.fail(handler.name, type(exc).__name__)
-                return
+                return None
             for work in works:
                 verification = found[work.id]
-                results[work.id][handler.name] = verification.to_json()
+                checks.results[work.id][handler.name] = verification.to_json()
                 if verification.pending:
-                    pending.add(work.id)
+                    checks.pending.add(work.id)
                 elif verification.residue:
-                    residue.add(work.id)
+                    checks.residue.add(work.id)
                     work.store(handler.name)["state"] = "pending"
-        now = self._clock()
-        expiring: list[RequestWork] = []
-        for work in works:
-            sweep = int(work.progress.get("sweep", 0))
-            record = {"sweep": sweep + 1, "checked_at": iso(now), "stores": results[work.id]}
-            if work.id in pending:
-                work.progress["next_check"] = "mutations still running"
-                continue
-            if work.id in residue:
-                work.phase = "erase"
-                work.actions.append(("residue_found", None, {"sweep": sweep + 1}))
-                continue
-            work.progress.setdefault("verifications", []).append(record)
-            work.actions.append(("verified", None, {"sweep": sweep + 1}))
-            if sweep == 0:
-                work.phase = "sweep_wait"
-                work.progress["sweep_due"] = iso(
-                    now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
-                )
-            else:
-                ended = publication_ends(self._settings, now)
-                work.progress["bus_copies"] = bus_copies(self._bus_lifetimes, publication_ended=ended)
-                work.progress["copies_gone_at"] = iso(
-                    ended + max(lifetime.longest for lifetime in self._bus_lifetimes)
-                )
-                work.phase = COPIES_EXPIRING
-                work.actions.append(("bus_copies_expiring", None, {"until": work.progress["copies_gone_at"]}))
-                expiring.append(work)
-        if expiring:
-            # Nothing reads the identifiers any more: the stores are clean and the bus copies just expire.
-            await self._repo.working_sets.discard([work.id for work in expiring])
-        await self._copies_expired(expiring)
+        return checks
+
+    def _settle_verification(self, work: RequestWork, checks: _StoreChecks, now: dt.datetime) -> bool:
+        """Move one request on after its stores were checked; True when it now waits for its bus copies."""
+        sweep = int(work.progress.get("sweep", 0))
+        if work.id in checks.pending:
+            work.progress["next_check"] = "mutations still running"
+            return False
+        if work.id in checks.residue:
+            work.phase = "erase"
+            work.actions.append(("residue_found", None, {"sweep": sweep + 1}))
+            return False
+        record = {"sweep": sweep + 1, "checked_at": iso(now), "stores": checks.results[work.id]}
+        work.progress.setdefault("verifications", []).append(record)
+        work.actions.append(("verified", None, {"sweep": sweep + 1}))
+        if sweep == 0:
+            work.phase = "sweep_wait"
+            work.progress["sweep_due"] = iso(now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s))
+            return False
+        self._await_bus_copies(work, now)
+        return True
+
+    def _await_bus_copies(self, work: RequestWork, now: dt.datetime) -> None:
+        """After the second clean verification: list the copies left on the bus and when the last is gone."""
+        ended = publication_ends(self._settings, now)
+        work.progress["bus_copies"] = bus_copies(self._bus_lifetimes, publication_ended=ended)
+        work.progress["copies_gone_at"] = iso(
+            ended + max(lifetime.longest for lifetime in self._bus_lifetimes)
+        )
+        work.phase = COPIES_EXPIRING
+        work.actions.append(("bus_copies_expiring", None, {"until": work.progress["copies_gone_at"]}))
 
     async def _copies_expired(self, works: list[RequestWork]) -> None:
         """Complete the requests whose last bus copy is past its retention; the others wait for it (their
@@ -290,3 +327,14 @@ class ErasurePass:
 
 def _parse(moment: str) -> dt.datetime:
     return dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def _start_second_sweeps(works: list[RequestWork]) -> None:
+    """The requests whose sweep delay is over start the whole pass again, every store pending."""
+    for work in works:
+        if work.phase == "sweep_wait":
+            work.progress["sweep"] = 1
+            work.phase = "closure"
+            for state in work.progress.get("stores", {}).values():
+                state["state"] = "pending"
+            work.actions.append(("second_sweep_started", None, {}))

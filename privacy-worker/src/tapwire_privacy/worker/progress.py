@@ -27,7 +27,7 @@ from tapwire_core.clock import Clock
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
-from tapwire_privacy.records import RequestView, iso
+from tapwire_privacy.records import RequestView, Status, iso
 from tapwire_privacy.repository.audit import AuditAction
 from tapwire_privacy.repository.leases import ProgressUpdate, RequestLeases
 
@@ -152,39 +152,19 @@ class ProgressSaver:
         updates = []
         stopped = []
         for work in works:
-            next_run: dt.datetime | None = None
-            status = None
             attempts = int(work.progress.get("attempts", 0))
             if release and work.failed and attempts >= self._settings.privacy_max_attempts:
                 work.stop("errors", {"attempts": attempts, **work.progress.get("last_error", {})})
-            if work.stopped is not None:
-                status = "failed"
-                if release:
-                    stopped.append(work)
-            elif work.failed:
-                next_run = now + dt.timedelta(seconds=float(work.progress.get("retry_in_s", 1.0)))
-            elif work.phase == "sweep_wait":
-                status = "awaiting_sweep"
-                next_run = now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
-            elif work.phase == "copies_expiring":
-                # The stores are clean; due again when the last copy on the bus is past its retention.
-                status = "in_progress"
-                next_run = dt.datetime.fromisoformat(
-                    str(work.progress["copies_gone_at"]).replace("Z", "+00:00")
-                )
-            elif work.phase == "verify" and release:
-                next_run = now + dt.timedelta(seconds=self._settings.privacy_poll_s)
-            elif release:
-                next_run = now
-            if status is None and work.view.status == "pending" and not work.failed:
-                status = "in_progress"
+            if release and work.stopped is not None:
+                stopped.append(work)
+            status, next_run = self._next_run(work, now, release=release)
             if release:
                 work.end_pass()
             updates.append(
                 ProgressUpdate(
                     request_id=work.id,
                     progress=work.progress,
-                    status=status,  # type: ignore[arg-type]
+                    status=status,
                     next_run_at=next_run,
                     closure=sorted(work.keys) if work.closure_changed and work.keys is not None else None,
                     attempts=int(work.progress["attempts"]) if work.failed else None,
@@ -197,16 +177,47 @@ class ProgressSaver:
         lost = await self._leases.save_many(updates, owner=self.owner)
         if lost:
             log.warning("privacy requests passed to another worker", extra={"requests": len(lost)})
-        for work in stopped:
-            if work.id in lost or work.stopped is None:
-                continue
-            metrics.STOPPED.labels(work.view.type, work.stopped).inc()
-            log.error(
-                "privacy request stopped retrying; it waits for an operator to re-queue it",
-                extra={
-                    "request": work.id,
-                    "account": work.view.account_id,
-                    "type": work.view.type,
-                    **{f"failure_{k}": v for k, v in work.progress.get("failure", {}).items()},
-                },
-            )
+        _report_stopped([work for work in stopped if work.id not in lost])
+
+    def _next_run(
+        self, work: RequestWork, now: dt.datetime, *, release: bool
+    ) -> tuple[Status | None, dt.datetime | None]:
+        """The status to save (None: unchanged) and when the request falls due again (None: not set here)."""
+        status, next_run = self._status_and_due(work, now, release=release)
+        if status is None and work.view.status == "pending" and not work.failed:
+            status = "in_progress"
+        return status, next_run
+
+    def _status_and_due(
+        self, work: RequestWork, now: dt.datetime, *, release: bool
+    ) -> tuple[Status | None, dt.datetime | None]:
+        if work.stopped is not None:
+            return "failed", None
+        if work.failed:
+            return None, now + dt.timedelta(seconds=float(work.progress.get("retry_in_s", 1.0)))
+        if work.phase == "sweep_wait":
+            return "awaiting_sweep", now + dt.timedelta(seconds=self._settings.privacy_sweep_delay_s)
+        if work.phase == "copies_expiring":
+            # The stores are clean; due again when the last copy on the bus is past its retention.
+            gone_at = dt.datetime.fromisoformat(str(work.progress["copies_gone_at"]).replace("Z", "+00:00"))
+            return "in_progress", gone_at
+        if work.phase == "verify" and release:
+            return None, now + dt.timedelta(seconds=self._settings.privacy_poll_s)
+        return None, now if release else None
+
+
+def _report_stopped(stopped: Sequence[RequestWork]) -> None:
+    """Count and log the requests that stopped retrying and were saved so (an operator re-queues them)."""
+    for work in stopped:
+        if work.stopped is None:
+            continue
+        metrics.STOPPED.labels(work.view.type, work.stopped).inc()
+        log.error(
+            "privacy request stopped retrying; it waits for an operator to re-queue it",
+            extra={
+                "request": work.id,
+                "account": work.view.account_id,
+                "type": work.view.type,
+                **{f"failure_{k}": v for k, v in work.progress.get("failure", {}).items()},
+            },
+        )
