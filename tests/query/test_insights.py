@@ -3,6 +3,7 @@ timeline and identity, funnels, retention — on both warehouse paths, against c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import re
@@ -21,7 +22,7 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, schema
-from tapwire_core.warehouse.migrations import migrate
+from tapwire_core.warehouse.migrations import migrate, rollback
 from tapwire_query import insight_routes
 from tapwire_query.insight_routes import timeline_statement
 from tapwire_query.profile_batch import event_summary_statement, profile_records
@@ -241,6 +242,64 @@ async def test_a_persons_events_are_read_from_the_person_ordered_projection(
         text = "\n".join(str(next(iter(row.values()))) for row in table_plan)
         skipped = re.search(r"Name: idx_user_key_granule\n.*?Granules: (\d+)/(\d+)", text, re.S)
         assert skipped is not None and skipped[1] == skipped[2], text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_an_upgraded_install_builds_the_projection_for_its_parts_in_the_background(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """Parts written before migration 7 get the person-ordered copy from a background mutation; the migration
+    itself returns without waiting for it, and answers are the same before and after."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    await rollback(warehouse, cluster=None, to_version=6)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for day in range(3):  # three inserts, three parts without the projection
+        rows = [
+            (
+                "ACC-OLD", f"e-{day}-{n}", f"i:p{n % 7}", "", "", "", "", "", "Viewed",
+                start + dt.timedelta(days=day, minutes=n), start, "clevertap", "{}", "",
+            )
+            for n in range(50)
+        ]  # fmt: skip
+        await warehouse.insert(schema.EVENTS, [name for name, _ in schema.EVENT_COLUMNS], rows)
+    timeline = timeline_statement(
+        account_id="ACC-OLD", user_key="i:p3", before_ms=2_000_000_000_000, limit=50
+    )
+    before = await warehouse.query(timeline.sql, timeline.params)
+    assert len(before) == 21
+
+    async def builds() -> int:
+        rows = await warehouse.query(
+            "SELECT count() AS n FROM system.mutations WHERE database = currentDatabase() AND table = 'events' "
+            "AND command LIKE '%MATERIALIZE PROJECTION%'"
+        )
+        return int(rows[0]["n"])
+
+    earlier = await builds()
+    assert await migrate(warehouse, cluster=None) == ["0007_events_by_person"]
+    assert await builds() == earlier + 1
+
+    async def parts_with_the_copy() -> tuple[int, int]:
+        rows = await warehouse.query(
+            "SELECT count() AS parts, countIf(has(projections, {p:String})) AS with_copy FROM system.parts "
+            "WHERE database = currentDatabase() AND table = 'events' AND active",
+            {"p": schema.EVENTS_BY_PERSON},
+        )
+        return int(rows[0]["parts"]), int(rows[0]["with_copy"])
+
+    counted = await parts_with_the_copy()
+    for _ in range(600):  # the build runs in the background: up to a minute
+        if counted[1] == counted[0]:
+            break
+        await asyncio.sleep(0.1)
+        counted = await parts_with_the_copy()
+    assert counted[0] >= 1 and counted[1] == counted[0], counted
+    assert await warehouse.query(timeline.sql, timeline.params) == before
+    copied = await warehouse.query(
+        f"SELECT count() AS n FROM mergeTreeProjection(currentDatabase(), events, {schema.EVENTS_BY_PERSON})"
+    )
+    assert int(copied[0]["n"]) == 150
 
 
 @pytest.mark.parametrize("engine", ENGINES)

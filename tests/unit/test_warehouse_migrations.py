@@ -194,7 +194,7 @@ def test_projections_and_table_settings_live_on_the_storage_tables_only() -> Non
         "(SELECT account_id, k ORDER BY (account_id, k))"
     ]
     assert MaterializeProjection("events", "by_k").render(Target("tw")) == [
-        "ALTER TABLE tw.events MATERIALIZE PROJECTION IF EXISTS by_k"
+        "ALTER TABLE tw.events MATERIALIZE PROJECTION IF EXISTS by_k SETTINGS mutations_sync = 0"
     ]
     assert DropProjection("events", "by_k").render(Target("tw", "c")) == [
         "ALTER TABLE tw.events_local ON CLUSTER c DROP PROJECTION IF EXISTS by_k"

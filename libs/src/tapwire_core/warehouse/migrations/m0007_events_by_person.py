@@ -17,8 +17,8 @@ the merge keeps, so it never holds a duplicate the table no longer has.
 Building it for the parts already there is a background mutation that writes only the projection's files
 (no column of ``events`` is rewritten), part by part, under the server's mutation pool, so the migration is not
 blocking and returns at once; until a part has it, queries read that part itself, so answers never depend on
-it. The cost is bounded by the table: about 1 s per million events on a laptop, and the copy takes about 45 %
-of the table's size on disk.
+it. The cost grows with the table: on the 1M-event benchmark dataset the build took about 2 s, and the copy is
+58 MB beside the table's 76 MB (event ids, random strings, compress no better in person order).
 """
 
 from __future__ import annotations

@@ -272,7 +272,8 @@ class AddProjection(Operation):
 class MaterializeProjection(Operation):
     """Builds a projection for the parts written before it existed: a background mutation that writes the
     projection's files beside each part (no column of the part is rewritten). Until a part has it, queries read
-    that part itself, so answers never change."""
+    that part itself, so answers never change. The statement returns at once on every engine (chDB waits for
+    mutations by default), so a start that upgrades a large table is not held up by the build."""
 
     table: str
     name: str
@@ -283,6 +284,7 @@ class MaterializeProjection(Operation):
         storage = target.local_name(self.table) if self.distributed else self.table
         return [
             f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} MATERIALIZE PROJECTION IF EXISTS {self.name}"
+            " SETTINGS mutations_sync = 0"
         ]
 
 
