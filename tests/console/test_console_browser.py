@@ -347,7 +347,6 @@ def test_hostile_values_render_as_text(admin: Tab, suite: TapwireProcess) -> Non
     eventually(timeline_shows_it, what="the timeline")
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img[src=x]").count() == 0 and page.locator("main script").count() == 0
-    admin.shot("profile")
     # The privacy role's actions on a profile start a request for that person.
     page.get_by_role("button", name="Export this person's data").click()
     page.wait_for_load_state("networkidle")
@@ -355,8 +354,6 @@ def test_hostile_values_render_as_text(admin: Tab, suite: TapwireProcess) -> Non
         re.search(r"/console/privacy/[0-9a-f]+$", page.url)
         and page.locator("h1").inner_text() == "Privacy request"
     )
-    admin.go(f"/console/profiles?q={identity}")
-    admin.shot("profiles")
     events = admin.go("/console/events")
     assert HOSTILE in events.locator("main").inner_text() and events.evaluate("window.__xss") is None
 
@@ -380,6 +377,30 @@ class _AttackerPage(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def test_a_generated_person_is_found_by_email_and_shown_with_properties_totals_and_timeline(
+    admin: Tab, suite: TapwireProcess
+) -> None:
+    """One of the seeded (``tapwire generate``) people, a heavy one: the pages as a marketer meets them."""
+    person = generate.identity_of(3)
+    page = admin.go(f"/console/profiles?q={person}@example.com")
+    link = page.get_by_role("link", name=person)
+    assert link.count() == 1
+    admin.shot("profiles")
+    link.click()
+    page.wait_for_load_state("networkidle")
+    main = page.locator("main").inner_text()
+    record = api(suite, "GET", f"/1/profile.json?identity={person}").json()["record"]
+    assert record["profileData"]["Name"] == "User 3" and "User 3" in main
+    timeline = page.locator("table.stream tbody tr")
+    totals = sum(stats["count"] for stats in record["events"].values())
+    # A page of the timeline: the newest 50 of the person's events, with the link to older ones.
+    assert totals > 50 and timeline.count() == 50
+    assert page.get_by_role("link", name="Older events").count() == 1
+    for name in record["events"]:
+        assert name in main
+    admin.shot("profile")
 
 
 def test_forged_and_cross_site_posts_change_nothing(admin: Tab, suite: TapwireProcess) -> None:

@@ -157,3 +157,9 @@ async def test_tenant_erasure_removes_the_whole_account_only(rig: Rig) -> None:
         assert int(left[0]["n"]) == 0, table
     others = await rig.warehouse.query("SELECT count() AS n FROM events WHERE account_id = 'ACC-2'")
     assert int(others[0]["n"]) == 1
+    # The person-ordered copy inside every part goes with the rows, and only the account's.
+    copies = await rig.warehouse.query(
+        "SELECT account_id, count() AS n FROM mergeTreeProjection(currentDatabase(), events, events_by_person) "
+        "GROUP BY account_id SETTINGS apply_deleted_mask = 0"
+    )
+    assert {row["account_id"]: int(row["n"]) for row in copies} == {"ACC-2": 1}

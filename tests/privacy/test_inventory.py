@@ -81,3 +81,14 @@ def test_every_backup_the_manifests_take_is_in_the_inventory(overlay: str) -> No
     for backup in BACKUPS:
         entry = next(s for s in stores if s["store"] == "backups" and s["table"] == backup.store)
         assert entry["retention"] and "restore" in entry["erasure"]
+
+
+def test_the_person_ordered_copy_of_events_is_listed_with_its_categories_and_handler() -> None:
+    stores = build_inventory(Settings())["stores"]
+    events = next(s for s in stores if s["store"] == "warehouse" and s["table"] == "events")
+    copy = next(s for s in stores if s["store"] == "warehouse" and s["table"] == "events_by_person")
+    assert copy["copy_of"] == "events" and copy["handler"] == events["handler"] == "warehouse.events"
+    table_columns = {c["name"]: c for c in events["columns"]}
+    assert {c["name"] for c in copy["columns"]} >= {"user_key", "identity", "email", "phone", "properties"}
+    assert all(c == table_columns[c["name"]] for c in copy["columns"])
+    assert events["retention"] in copy["retention"]

@@ -67,3 +67,65 @@ async def test_a_detached_part_holds_the_proof_back(rig: Rig) -> None:
     await rig.warehouse.command(f"ALTER TABLE events ATTACH PARTITION {partition}")
     found = (await handler.verify([Scope("r-1", "ACC-1", frozenset({"i:jo"}))]))["r-1"]
     assert found.residue == 1 and not found.pending
+
+
+async def _copies_naming(warehouse: Warehouse, identity: str) -> int:
+    rows = await warehouse.query(
+        "SELECT count() AS n FROM mergeTreeProjection(currentDatabase(), events, events_by_person) "
+        "WHERE identity = {i:String} SETTINGS apply_deleted_mask = 0",
+        {"i": identity},
+    )
+    return int(rows[0]["n"])
+
+
+async def test_the_erasure_removes_the_person_ordered_copy_and_the_proof_counts_it(rig: Rig) -> None:
+    """``events`` keeps a second copy of each part's rows ordered by person (a projection): an erasure that left
+    it would leave the person readable, so the proof counts it with the table."""
+    await write(
+        rig.warehouse,
+        [event("ACC-1", identity="kai"), event("ACC-1", identity="kai"), event("ACC-1", identity="lea")],
+    )
+    assert await _copies_naming(rig.warehouse, "kai") == 2
+    handler = WarehouseTableHandler(WAREHOUSE_SPECS["events"], rig.warehouse)
+    scope = Scope("r-1", "ACC-1", frozenset({"i:kai"}))
+    assert (await handler.count_in_projections([scope]))[
+        "r-1"
+    ] == 2  # the negative control: the count sees it
+
+    request = await rig.repository.requests.create(
+        account_id="ACC-1",
+        type="erasure",
+        scope="subject",
+        channel="api",
+        jurisdiction="gdpr",
+        keys=["i:kai"],
+    )
+    await rig.run_until_settled()
+    done = await rig.repository.requests.get(request.id)
+    assert done.status == "completed"
+    assert await _copies_naming(rig.warehouse, "kai") == 0
+    assert await _copies_naming(rig.warehouse, "lea") == 1
+    checked = done.verification["stores"]["warehouse.events"]["checked"] if done.verification else ""
+    assert "of its projection events_by_person" in checked
+
+
+async def test_a_lightweight_delete_rebuilds_the_copy_and_the_erasure_clears_both(rig: Rig) -> None:
+    await write(rig.warehouse, [event("ACC-1", identity="mo"), event("ACC-1", identity="nia")])
+    # Allowed on a table with a projection only because migration 7 says what to do with it (rebuild).
+    await rig.warehouse.command("DELETE FROM events WHERE identity = 'mo'")
+    handler = WarehouseTableHandler(WAREHOUSE_SPECS["events"], rig.warehouse)
+    found = await handler.verify([Scope("r-1", "ACC-1", frozenset({"i:mo"}))])
+    assert found["r-1"].residue == 1 and not found["r-1"].clean
+    request = await rig.repository.requests.create(
+        account_id="ACC-1",
+        type="erasure",
+        scope="subject",
+        channel="api",
+        jurisdiction="gdpr",
+        keys=["i:mo"],
+    )
+    await rig.run_until_settled()
+    assert (await rig.repository.requests.get(request.id)).status == "completed"
+    assert await _all_rows_naming(rig.warehouse, "mo") == 0
+    assert await _copies_naming(rig.warehouse, "mo") == 0
+    assert await _copies_naming(rig.warehouse, "nia") == 1

@@ -14,7 +14,8 @@ from tapwire_core.control.base import Base
 from tapwire_core.privacy.scope import Scope
 from tapwire_core.warehouse import Warehouse, schema
 from tapwire_core.warehouse.chdb import ChdbWarehouse
-from tapwire_core.warehouse.migrations import CreateTable, DropTable, Migration, runner
+from tapwire_core.warehouse.migrations import AddProjection, CreateTable, DropTable, Migration, runner
+from tapwire_privacy import registry as registry_module
 from tapwire_privacy import schemas
 from tapwire_privacy.registry import Exempt, Registry, coverage_gaps, default_registry
 from tapwire_privacy.stores.base import StoreHandler, Verification
@@ -100,6 +101,43 @@ class _MessageLogHandler(StoreHandler):
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
         return {s.request_id: Verification(0, False, "nothing") for s in scopes}
+
+
+def test_a_projection_the_proof_does_not_count_fails(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A projection is a second copy of its table's rows: one the erasure's proof does not know is a gap."""
+    extra = Migration(
+        version=len(runner.migrations()) + 1,
+        name="events_by_name",
+        forward=(AddProjection(schema.EVENTS, "events_by_name", ("account_id", "user_key", "name"), "name"),),
+        backward=(),
+    )
+    shipped = runner.migrations()
+    monkeypatch.setattr(schemas, "migrations", lambda: (*shipped, extra))
+    schemas.warehouse_projections.cache_clear()
+    try:
+        assert coverage_gaps(registry.handlers) == [
+            "warehouse:events projection events_by_name is not counted by the erasure's proof"
+        ]
+    finally:
+        schemas.warehouse_projections.cache_clear()
+
+
+def test_the_shipped_projection_is_counted_and_holds_every_subject_column(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert schemas.warehouse_projections() == {
+        schema.EVENTS_BY_PERSON: (schema.EVENTS, schema.EVENTS_BY_PERSON_COLUMNS)
+    }
+    # Without one of the columns that name a subject, the table's condition cannot count the copy.
+    narrow = tuple(c for c in schema.EVENTS_BY_PERSON_COLUMNS if c != "anonymous_id")
+    monkeypatch.setattr(
+        registry_module, "warehouse_projections", lambda: {schema.EVENTS_BY_PERSON: (schema.EVENTS, narrow)}
+    )
+    assert coverage_gaps(registry.handlers) == [
+        "warehouse:events projection events_by_person lacks the subject columns ['anonymous_id']"
+    ]
 
 
 def test_other_services_plug_in_their_handlers(registry: Registry, message_log_migration: None) -> None:

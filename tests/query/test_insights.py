@@ -3,6 +3,7 @@ timeline and identity, funnels, retention — on both warehouse paths, against c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import re
@@ -21,10 +22,10 @@ from tapwire_core.http.app import create_app
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse, schema
-from tapwire_core.warehouse.migrations import migrate
+from tapwire_core.warehouse.migrations import migrate, rollback
 from tapwire_query import insight_routes
 from tapwire_query.insight_routes import timeline_statement
-from tapwire_query.profile_batch import profile_records
+from tapwire_query.profile_batch import event_summary_statement, profile_records
 from tapwire_query.routes import router as query_router
 from tapwire_services import generate
 from tapwire_services.accounts import directory_for
@@ -185,35 +186,120 @@ async def test_bad_windows_are_refused_with_the_field(client: httpx.AsyncClient)
     assert (await client.post("/query/v1/funnel", json={"steps": ["Viewed"]})).status_code == 422
 
 
+def _read_step(plan: list[dict[str, Any]]) -> tuple[str, int, int]:
+    """What an ``EXPLAIN indexes = 1`` plan reads: the table or projection, and its primary key's granules
+    (read, of all)."""
+    text = "\n".join(str(next(iter(row.values()))) for row in plan)
+    source = re.search(r"ReadFromMergeTree \(([\w.]+)\)", text)
+    granules = re.search(r"PrimaryKey\n.*?Granules: (\d+)/(\d+)", text, re.S)
+    assert source is not None and granules is not None, text
+    return source[1], int(granules[1]), int(granules[2])
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-async def test_a_timeline_reads_only_the_granules_that_hold_the_person(
+async def test_a_persons_events_are_read_from_the_person_ordered_projection(
     engine: Engine, warehouse_factory: WarehouseFactory
 ) -> None:
-    """Events are ordered by name and day, so a person's events sit wherever their days fall; the user-key
-    bloom filter (one per granule) is what keeps a timeline from reading the whole account."""
+    """Events are ordered by name and day, so a person active every day is in every granule of the account and
+    no skipping index helps; the profile page's timeline and event summary read the projection ordered by
+    person instead, where that person is one range."""
     warehouse = await warehouse_factory(engine)
     await migrate(warehouse, cluster=None)
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    # 30 days x 100 people x 8 events: about three granules of 8,192 rows, each person within one of them.
+    # 30 days x 300 people x 8 events (about nine granules of 8,192 rows), and one person on every day.
     rows = [
         (
             "ACC-MANY", f"e-{day}-{person}-{n}", f"i:p{day:02d}{person:03d}", f"p{day:02d}{person:03d}",
             "", "", "", "", "Viewed", start + dt.timedelta(days=day, minutes=person * 8 + n),
             start, "clevertap", "{}", "",
         )
-        for day in range(30) for person in range(100) for n in range(8)
+        for day in range(30) for person in range(300) for n in range(8)
+    ] + [
+        (
+            "ACC-MANY", f"e-daily-{day}", "i:daily", "daily", "", "", "", "", "Viewed",
+            start + dt.timedelta(days=day, hours=23), start, "clevertap", "{}", "",
+        )
+        for day in range(30)
     ]  # fmt: skip
     await warehouse.insert(schema.EVENTS, [name for name, _ in schema.EVENT_COLUMNS], rows)
-    statement = timeline_statement(
-        account_id="ACC-MANY", user_key="i:p12042", before_ms=2_000_000_000_000, limit=50
+    timeline = timeline_statement(
+        account_id="ACC-MANY", user_key="i:daily", before_ms=2_000_000_000_000, limit=50
     )
-    found = await warehouse.query(statement.sql, statement.params)
-    assert [r["event_id"] for r in found] == [f"e-12-42-{n}" for n in reversed(range(8))]
-    plan = await warehouse.query(f"EXPLAIN indexes = 1 {statement.sql}", statement.params)
-    text = "\n".join(str(next(iter(row.values()))) for row in plan)
-    granules = re.search(r"Name: idx_user_key_granule\n.*?Granules: (\d+)/(\d+)", text, re.S)
-    assert granules is not None, text
-    assert int(granules[2]) >= 3 and int(granules[1]) == 1, text
+    found = await warehouse.query(timeline.sql, timeline.params)
+    assert [r["event_id"] for r in found] == [f"e-daily-{day}" for day in reversed(range(30))]
+    summary = event_summary_statement(account_id="ACC-MANY", user_keys=["i:daily"])
+    assert [(r["name"], r["count"]) for r in await warehouse.query(summary.sql, summary.params)] == [
+        ("Viewed", 30)
+    ]
+    for statement in (timeline, summary):
+        plan = await warehouse.query(f"EXPLAIN indexes = 1 {statement.sql}", statement.params)
+        source, read, total = _read_step(plan)
+        assert source == schema.EVENTS_BY_PERSON and read == 1 and total >= 8, plan
+        # The table itself would read every granule: the person is in all of them.
+        table_plan = await warehouse.query(
+            f"EXPLAIN indexes = 1 {statement.sql} SETTINGS optimize_use_projections = 0", statement.params
+        )
+        text = "\n".join(str(next(iter(row.values()))) for row in table_plan)
+        skipped = re.search(r"Name: idx_user_key_granule\n.*?Granules: (\d+)/(\d+)", text, re.S)
+        assert skipped is not None and skipped[1] == skipped[2], text
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_an_upgraded_install_builds_the_projection_for_its_parts_in_the_background(
+    engine: Engine, warehouse_factory: WarehouseFactory
+) -> None:
+    """Parts written before migration 7 get the person-ordered copy from a background mutation; the migration
+    itself returns without waiting for it, and answers are the same before and after."""
+    warehouse = await warehouse_factory(engine)
+    await migrate(warehouse, cluster=None)
+    await rollback(warehouse, cluster=None, to_version=6)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for day in range(3):  # three inserts, three parts without the projection
+        rows = [
+            (
+                "ACC-OLD", f"e-{day}-{n}", f"i:p{n % 7}", "", "", "", "", "", "Viewed",
+                start + dt.timedelta(days=day, minutes=n), start, "clevertap", "{}", "",
+            )
+            for n in range(50)
+        ]  # fmt: skip
+        await warehouse.insert(schema.EVENTS, [name for name, _ in schema.EVENT_COLUMNS], rows)
+    timeline = timeline_statement(
+        account_id="ACC-OLD", user_key="i:p3", before_ms=2_000_000_000_000, limit=50
+    )
+    before = await warehouse.query(timeline.sql, timeline.params)
+    assert len(before) == 21
+
+    async def builds() -> int:
+        rows = await warehouse.query(
+            "SELECT count() AS n FROM system.mutations WHERE database = currentDatabase() AND table = 'events' "
+            "AND command LIKE '%MATERIALIZE PROJECTION%'"
+        )
+        return int(rows[0]["n"])
+
+    earlier = await builds()
+    assert await migrate(warehouse, cluster=None) == ["0007_events_by_person"]
+    assert await builds() == earlier + 1
+
+    async def parts_with_the_copy() -> tuple[int, int]:
+        rows = await warehouse.query(
+            "SELECT count() AS parts, countIf(has(projections, {p:String})) AS with_copy FROM system.parts "
+            "WHERE database = currentDatabase() AND table = 'events' AND active",
+            {"p": schema.EVENTS_BY_PERSON},
+        )
+        return int(rows[0]["parts"]), int(rows[0]["with_copy"])
+
+    counted = await parts_with_the_copy()
+    for _ in range(600):  # the build runs in the background: up to a minute
+        if counted[1] == counted[0]:
+            break
+        await asyncio.sleep(0.1)
+        counted = await parts_with_the_copy()
+    assert counted[0] >= 1 and counted[1] == counted[0], counted
+    assert await warehouse.query(timeline.sql, timeline.params) == before
+    copied = await warehouse.query(
+        f"SELECT count() AS n FROM mergeTreeProjection(currentDatabase(), events, {schema.EVENTS_BY_PERSON})"
+    )
+    assert int(copied[0]["n"]) == 150
 
 
 @pytest.mark.parametrize("engine", ENGINES)

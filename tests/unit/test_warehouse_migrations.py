@@ -14,14 +14,19 @@ from tapwire_core.warehouse.json_insert import JsonInsert
 from tapwire_core.warehouse.migrations import (
     AddColumn,
     AddIndex,
+    AddProjection,
     BlockingMigrationPending,
     CreateTable,
     DropColumn,
     DropIndex,
+    DropProjection,
     DropTable,
     MaterializeIndex,
+    MaterializeProjection,
     Migration,
     ModifyColumn,
+    ResetTableSettings,
+    SetTableSettings,
     Target,
     checksum,
     label,
@@ -30,7 +35,7 @@ from tapwire_core.warehouse.migrations import (
     plan,
     runner,
 )
-from tapwire_core.warehouse.schema import EVENT_COLUMNS
+from tapwire_core.warehouse.schema import EVENT_COLUMNS, EVENTS_BY_PERSON, EVENTS_BY_PERSON_COLUMNS
 
 PUBLIC_TABLES = (
     "events",
@@ -122,11 +127,13 @@ def test_every_statement_is_safe_to_rerun() -> None:
                         "MODIFY COLUMN IF EXISTS",
                         "MATERIALIZE INDEX IF EXISTS",
                         "DROP INDEX IF EXISTS",
+                        "MATERIALIZE PROJECTION IF EXISTS",
+                        "MODIFY SETTING",
                     )
                 ), sql
             for sql in migration.backward_sql(target):
-                # Undoing may also restore what the step replaced (an index it dropped).
-                assert "IF EXISTS" in sql or "IF NOT EXISTS" in sql, sql
+                # Undoing may also restore what the step replaced (an index it dropped), or a setting's default.
+                assert "IF EXISTS" in sql or "IF NOT EXISTS" in sql or "RESET SETTING" in sql, sql
 
 
 def test_backward_drops_public_then_local_tables() -> None:
@@ -178,6 +185,42 @@ def test_skipping_indexes_live_on_the_storage_tables_only() -> None:
     ]
     with pytest.raises(WarehouseError):
         AddIndex("events", "idx; DROP", "user_key", "set(0)").render(Target("tw"))
+
+
+def test_projections_and_table_settings_live_on_the_storage_tables_only() -> None:
+    add = AddProjection("events", "by_k", ("account_id", "k"), "(account_id, k)")
+    assert add.render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c ADD PROJECTION IF NOT EXISTS by_k "
+        "(SELECT account_id, k ORDER BY (account_id, k))"
+    ]
+    assert MaterializeProjection("events", "by_k").render(Target("tw")) == [
+        "ALTER TABLE tw.events MATERIALIZE PROJECTION IF EXISTS by_k SETTINGS mutations_sync = 0"
+    ]
+    assert DropProjection("events", "by_k").render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c DROP PROJECTION IF EXISTS by_k"
+    ]
+    assert SetTableSettings("events", (("a_mode", "'rebuild'"), ("b", "1"))).render(Target("tw", "c")) == [
+        "ALTER TABLE tw.events_local ON CLUSTER c MODIFY SETTING a_mode = 'rebuild', b = 1"
+    ]
+    assert ResetTableSettings("events", ("a_mode", "b")).render(Target("tw")) == [
+        "ALTER TABLE tw.events RESET SETTING a_mode, b"
+    ]
+    for unsafe in (
+        AddProjection("events", "p", ("k; DROP",), "k"),
+        AddProjection("events", "p x", ("k",), "k"),
+        SetTableSettings("events", (("a = 1, b", "1"),)),
+        ResetTableSettings("events", ("a b",)),
+    ):
+        with pytest.raises(WarehouseError):
+            unsafe.render(Target("tw"))
+
+
+def test_the_person_ordered_projection_holds_every_column_that_names_a_subject() -> None:
+    """The erasure's proof counts the projection with the table's own condition on these columns."""
+    identifiers = {"user_key", "identity", "object_id", "email", "phone", "anonymous_id"}
+    assert identifiers <= set(EVENTS_BY_PERSON_COLUMNS) <= {name for name, _ in EVENT_COLUMNS}
+    added = [op for m in migrations() for op in m.forward if isinstance(op, AddProjection)]
+    assert [(op.name, op.columns) for op in added] == [(EVENTS_BY_PERSON, EVENTS_BY_PERSON_COLUMNS)]
 
 
 @pytest.mark.parametrize(("database", "cluster"), [("tw; DROP", None), ("tw", "c' OR 1"), ("", None)])

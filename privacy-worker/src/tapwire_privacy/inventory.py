@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from tapwire_core.settings import Settings
 from tapwire_privacy.registry import CONTROL_COVERAGE, WAREHOUSE_COVERAGE, Exempt
-from tapwire_privacy.schemas import control_tables, warehouse_tables
+from tapwire_privacy.schemas import control_tables, warehouse_projections, warehouse_tables
 
 IDENTIFIER: Final = "identifier"
 CONTACT: Final = "contact"
@@ -353,6 +353,30 @@ def _retention(settings: Settings) -> dict[str, str]:
     }
 
 
+def _projection_entries(retention: dict[str, str]) -> list[dict[str, Any]]:
+    """A projection's copy of its table's columns, listed as a store of its own: erased and kept with its table."""
+    tables = warehouse_tables()
+    entries = []
+    for name, (table, copied) in warehouse_projections().items():
+        kinds = dict(tables[table])
+        categories = WAREHOUSE_CATEGORIES.get(table, {})
+        coverage = WAREHOUSE_COVERAGE.get(table)
+        entries.append(
+            {
+                "store": "warehouse",
+                "table": name,
+                "copy_of": table,
+                "handler": coverage if isinstance(coverage, str) else None,
+                "retention": f"with its rows in {table}: " + retention.get(table, retention["warehouse"]),
+                "columns": [
+                    {"name": column, "type": kinds[column], "category": categories.get(column, UNCLASSIFIED)}
+                    for column in copied
+                ],
+            }
+        )
+    return entries
+
+
 def build_inventory(settings: Settings) -> dict[str, Any]:
     """The inventory as the API returns it."""
     retention = _retention(settings)
@@ -372,6 +396,7 @@ def build_inventory(settings: Settings) -> dict[str, Any]:
                 ],
             }
         )
+    stores.extend(_projection_entries(retention))
     for table, columns in control_tables().items():
         coverage = CONTROL_COVERAGE.get(table)
         categories = CONTROL_CATEGORIES.get(table, {})

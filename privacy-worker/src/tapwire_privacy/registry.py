@@ -25,7 +25,7 @@ from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
 from tapwire_privacy.ledger import ErasureLedger
-from tapwire_privacy.schemas import control_tables, warehouse_tables
+from tapwire_privacy.schemas import control_tables, warehouse_projections, warehouse_tables
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import (
     MarketingObjectionsHandler,
@@ -140,7 +140,7 @@ def coverage_gaps(
         "control": set(control_tables()),
         "files": set(FILE_STORES),
     }
-    gaps = []
+    gaps = _projection_gaps()
     for store, present in existing.items():
         for table in sorted(present):
             coverage = declared[store].get(table)
@@ -148,6 +148,21 @@ def coverage_gaps(
                 gaps.append(f"{store}:{table} has no privacy handler and no exemption")
             elif isinstance(coverage, str) and coverage not in names:
                 gaps.append(f"{store}:{table} names handler {coverage!r}, which is not registered")
+    return gaps
+
+
+def _projection_gaps() -> list[str]:
+    """A projection is a copy of its table's rows: the erasure's proof must count it, and can only do so with
+    the table's condition when the copy holds every column that names a subject."""
+    gaps = []
+    for name, (table, columns) in warehouse_projections().items():
+        spec = WAREHOUSE_SPECS.get(table)
+        if spec is None or name not in spec.projections:
+            gaps.append(f"warehouse:{table} projection {name} is not counted by the erasure's proof")
+            continue
+        missing = sorted({key.column for key in spec.key_columns} - set(columns))
+        if missing:
+            gaps.append(f"warehouse:{table} projection {name} lacks the subject columns {missing}")
     return gaps
 
 

@@ -1,7 +1,7 @@
 """The tables that exist, derived from the schemas themselves (never a hand-kept list).
 
 Warehouse tables are folded from the migration operations (``CreateTable`` / ``AddColumn`` / ``DropColumn`` /
-``DropTable`` in version order); control-plane tables come from the SQLAlchemy metadata, which the control
+``DropTable`` in version order), and so are their projections (copies of a table's columns inside its parts); control-plane tables come from the SQLAlchemy metadata, which the control
 store's contract test proves equal to what the Alembic revisions create. The handler registry and the data
 inventory are both checked against these lists, so a new table without a privacy decision fails the tests.
 """
@@ -13,7 +13,15 @@ from functools import cache
 import tapwire_core.control.models  # noqa: F401  (registers every control-plane table on the metadata)
 from tapwire_core.control.base import Base
 from tapwire_core.warehouse import schema
-from tapwire_core.warehouse.migrations import AddColumn, CreateTable, DropColumn, DropTable, migrations
+from tapwire_core.warehouse.migrations import (
+    AddColumn,
+    AddProjection,
+    CreateTable,
+    DropColumn,
+    DropProjection,
+    DropTable,
+    migrations,
+)
 
 Columns = tuple[tuple[str, str], ...]
 
@@ -34,6 +42,21 @@ def warehouse_tables() -> dict[str, Columns]:
                 tables[op.table] = [c for c in tables[op.table] if c[0] != op.column]
     tables.pop(schema.MIGRATIONS, None)
     return {name: tuple(columns) for name, columns in sorted(tables.items())}
+
+
+@cache
+def warehouse_projections() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every projection after all migrations: its name -> (its table, the table's columns it copies)."""
+    projections: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for migration in migrations():
+        for op in migration.forward:
+            if isinstance(op, AddProjection):
+                projections[op.name] = (op.table, op.columns)
+            elif isinstance(op, DropProjection):
+                projections.pop(op.name, None)
+            elif isinstance(op, DropTable):
+                projections = {n: p for n, p in projections.items() if p[0] != op.name}
+    return dict(sorted(projections.items()))
 
 
 def control_tables() -> dict[str, Columns]:

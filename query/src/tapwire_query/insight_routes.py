@@ -327,8 +327,10 @@ def timeline_statement(*, account_id: str, user_key: str, before_ms: int, limit:
     """The newest ``limit`` events before ``before_ms`` of the person ``user_key`` counts as.
 
     The person's keys (the merged-in aliases of the key's canonical key) are worked out once, in a subquery:
-    ``user_key IN (subquery)`` is a set the user-key bloom filter skips granules with, where a
-    ``has(<array expression>, user_key)`` condition made ClickHouse read every granule of the account.
+    ``user_key IN (subquery)`` is a set the server analyses the primary key with, where a
+    ``has(<array expression>, user_key)`` condition made ClickHouse read every granule of the account. With the
+    set, the server reads the person-ordered projection of ``events`` (migration 7), where the person's events
+    are one range of a few granules; parts not yet given the projection are narrowed by the user-key bloom filter.
     """
     return Compiled(
         f"WITH {aliases_clause('{account:String}')}, "

@@ -93,3 +93,24 @@ USER_ALIAS_COLUMNS: Final = (
 # parsing JSON: string (and boolean, as "True"/"False") values, and numeric values.
 EVENT_PROPERTY_STRINGS: Final = "prop_strings"
 EVENT_PROPERTY_NUMBERS: Final = "prop_numbers"
+
+# A second copy of these columns of ``events``, inside every part, ordered by person (migration 7): a person's
+# events are a few adjacent granules there, where ``events`` (ordered for event and time scans) has them in most
+# granules of the account. Every column that names a subject is in it, so the erasure's proof can count the copy
+# with the same condition as the table.
+EVENTS_BY_PERSON: Final = "events_by_person"
+EVENTS_BY_PERSON_COLUMNS: Final = (
+    "account_id",
+    "user_key",
+    "ts",
+    "event_id",
+    "name",
+    "identity",
+    "object_id",
+    "email",
+    "phone",
+    "anonymous_id",
+    "source",
+    "properties",
+)
+EVENTS_BY_PERSON_ORDER: Final = "(account_id, user_key, ts)"

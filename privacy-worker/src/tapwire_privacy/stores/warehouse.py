@@ -81,13 +81,16 @@ class SortingKeyPart:
 class WarehouseTableSpec:
     """``narrow_by``: a column of the table's sorting key holding the user key, used to narrow an export's
     ``FINAL`` read to the subject's rows (see ``WarehouseTableHandler.export``). ``sorting_key``: the table's
-    sorting key after ``account_id`` (as the migrations create it), the order a tenant-wide export pages in."""
+    sorting key after ``account_id`` (as the migrations create it), the order a tenant-wide export pages in.
+    ``projections``: the table's projections, second copies of its rows inside every part; each holds every
+    key column, so the proof counts them with the same condition."""
 
     table: str
     key_columns: tuple[KeyColumn, ...]
     export_order: str
     sorting_key: tuple[SortingKeyPart, ...]
     narrow_by: str | None = None
+    projections: tuple[str, ...] = ()
 
     def after(self, cursor: Sequence[str], params: dict[str, Any]) -> str:
         """The condition ``(k0, k1, …) > cursor`` on the sorting key, spelled out as ``k0 > c0 OR (k0 = c0 AND
@@ -123,6 +126,7 @@ WAREHOUSE_SPECS: Final[dict[str, WarehouseTableSpec]] = {
                 SortingKeyPart("event_id", _STRING),
             ),
             "user_key",
+            (schema.EVENTS_BY_PERSON,),
         ),
         WarehouseTableSpec(
             schema.PROFILES,
@@ -295,12 +299,36 @@ class WarehouseTableHandler(StoreHandler):
 
     async def count(self, scopes: Sequence[Scope]) -> dict[str, int]:
         """Rows per request held in every active part, those a lightweight delete only hides included."""
+        return await self._count_in(self.spec.table, scopes)
+
+    async def count_in_projections(self, scopes: Sequence[Scope]) -> dict[str, int]:
+        """Rows per request held in the table's projections (their own copies inside every active part)."""
+        counts = {scope.request_id: 0 for scope in scopes}
+        for projection in self.spec.projections:
+            found = await self._count_in(self._projection_source(projection), scopes)
+            for request_id, n in found.items():
+                counts[request_id] += n
+        return counts
+
+    def _projection_source(self, projection: str) -> str:
+        """The rows of ``projection`` as a table expression; on a cluster, every replica's copy (a projection is
+        per replica, so each one must be clean)."""
+        checked_identifier(projection)
+        if self._cluster:
+            database = checked_identifier(self._warehouse.database)
+            return (
+                f"clusterAllReplicas({self._cluster}, "
+                f"mergeTreeProjection({database}, {self._local_table()}, {projection}))"
+            )
+        return f"mergeTreeProjection(currentDatabase(), {self.spec.table}, {projection})"
+
+    async def _count_in(self, source: str, scopes: Sequence[Scope]) -> dict[str, int]:
         counts = {scope.request_id: 0 for scope in scopes}
         for account_id, group in _by_account(scopes).items():
             tenant = [s for s in group if s.tenant]
             for scope in tenant:
                 rows = await self._warehouse.query(
-                    f"SELECT count() AS n FROM {self.spec.table} WHERE account_id = {{account:String}}{_ALL_ROWS}",
+                    f"SELECT count() AS n FROM {source} WHERE account_id = {{account:String}}{_ALL_ROWS}",
                     {"account": account_id},
                 )
                 counts[scope.request_id] = int(rows[0]["n"])
@@ -312,7 +340,7 @@ class WarehouseTableHandler(StoreHandler):
             where = self._match(union, params)
             columns = ", ".join(c.column for c in self.spec.key_columns)
             rows = await self._warehouse.query(
-                f"SELECT {columns}, count() AS n FROM {self.spec.table} WHERE {where} GROUP BY {columns}{_ALL_ROWS}",
+                f"SELECT {columns}, count() AS n FROM {source} WHERE {where} GROUP BY {columns}{_ALL_ROWS}",
                 params,
             )
             for row in rows:
@@ -403,18 +431,22 @@ class WarehouseTableHandler(StoreHandler):
             await asyncio.sleep(self._poll_s)
 
     async def verify(self, scopes: Sequence[Scope]) -> dict[str, Verification]:
-        """No unfinished mutation, no row of the scope in any active part (counted without ``FINAL`` and without
+        """No unfinished mutation, no row of the scope in any active part nor in the copy a projection keeps
+        inside it (counted without ``FINAL`` and without
         the lightweight-delete mask, so rows a merge has not collapsed and rows only hidden count), and no
         detached part (which no query can read, so nothing can be proven about it: the check waits until an
         operator drops it). Outdated parts are named with the time the server keeps them."""
         pending, reason = await self.mutations_pending()
         counts = await self.count(scopes)
+        copies = await self.count_in_projections(scopes)
         detached, outdated, lifetime = await self.parts_off_the_books()
         checked = (
             f"system.mutations: no unfinished mutation on {self.spec.table}"
             + (f" (failing: {reason[:200]})" if reason else "")
             + f"; count() without FINAL and without the lightweight-delete mask over every active part of "
-            f"{self.spec.table} for the subject's identifiers; system.detached_parts: "
+            f"{self.spec.table}"
+            + "".join(f" and of its projection {name}" for name in self.spec.projections)
+            + " for the subject's identifiers; system.detached_parts: "
             + (
                 f"{detached} detached parts cannot be read: drop them (ALTER TABLE … DROP DETACHED PART) for the "
                 "check to finish"
@@ -426,7 +458,10 @@ class WarehouseTableHandler(StoreHandler):
         )
         return {
             scope.request_id: Verification(
-                residue=counts[scope.request_id], pending=pending > 0 or detached > 0, checked=checked
+                # A projection copies the table's rows: what is left is the larger count, not their sum.
+                residue=max(counts[scope.request_id], copies[scope.request_id]),
+                pending=pending > 0 or detached > 0,
+                checked=checked,
             )
             for scope in scopes
         }

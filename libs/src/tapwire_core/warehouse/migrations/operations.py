@@ -217,6 +217,91 @@ class DropIndex(Operation):
         ]
 
 
+@dataclass(frozen=True)
+class SetTableSettings(Operation):
+    """MergeTree settings of the storage table (``ALTER TABLE … MODIFY SETTING``): metadata only. ``settings``
+    holds names and their values as SQL literals."""
+
+    table: str
+    settings: tuple[tuple[str, str], ...]
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        assignments = ", ".join(f"{checked_identifier(name)} = {value}" for name, value in self.settings)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} MODIFY SETTING {assignments}"]
+
+
+@dataclass(frozen=True)
+class ResetTableSettings(Operation):
+    """Back to the server's defaults for the named settings of the storage table."""
+
+    table: str
+    names: tuple[str, ...]
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        names = ", ".join(checked_identifier(name) for name in self.names)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} RESET SETTING {names}"]
+
+
+@dataclass(frozen=True)
+class AddProjection(Operation):
+    """A projection on the storage table: a second copy of ``columns`` inside every part, sorted by
+    ``order_by``, that the server reads instead of the part when that reads fewer granules. New parts get it as
+    they are written; ``MaterializeProjection`` builds it for the parts already there."""
+
+    table: str
+    name: str
+    columns: tuple[str, ...]
+    order_by: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        selected = ", ".join(checked_identifier(column) for column in self.columns)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} ADD PROJECTION IF NOT EXISTS "
+            f"{self.name} (SELECT {selected} ORDER BY {self.order_by})"
+        ]
+
+
+@dataclass(frozen=True)
+class MaterializeProjection(Operation):
+    """Builds a projection for the parts written before it existed: a background mutation that writes the
+    projection's files beside each part (no column of the part is rewritten). Until a part has it, queries read
+    that part itself, so answers never change. The statement returns at once on every engine (chDB waits for
+    mutations by default), so a start that upgrades a large table is not held up by the build."""
+
+    table: str
+    name: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} MATERIALIZE PROJECTION IF EXISTS {self.name}"
+            " SETTINGS mutations_sync = 0"
+        ]
+
+
+@dataclass(frozen=True)
+class DropProjection(Operation):
+    table: str
+    name: str
+    distributed: bool = True
+
+    def render(self, target: Target) -> list[str]:
+        checked_identifier(self.name)
+        storage = target.local_name(self.table) if self.distributed else self.table
+        return [
+            f"ALTER TABLE {target.qualified(storage)}{target.on_cluster()} DROP PROJECTION IF EXISTS {self.name}"
+        ]
+
+
 def _storage_first(table: str, target: Target, distributed: bool) -> list[str]:
     if target.cluster and distributed:
         return [target.local_name(table), table]
