@@ -321,3 +321,39 @@ async def test_industry_aggregates_need_an_operator_and_enough_accounts(
         scopes = (await connection.execute(select(AggregateReleaseRow.account_id))).scalars().all()
     # Two industry releases (the grouped one and everyone), none for the account that released nothing.
     assert sorted(scopes, key=str) == [None, None]
+
+
+async def test_the_window_holds_a_bounded_number_of_releases(
+    loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    await generate.load(loaded, _people("u", COUNTRIES), account_id="AGG-BUDGET", received_ms=RECEIVED_MS)
+    path = tmp_path_factory.mktemp("budget") / "control.db"
+    app, store = await _app(loaded, path, ["AGG-BUDGET"], Settings(aggregate_max_releases=2))
+    try:
+        assert (await _aggregate(app, "AGG-BUDGET", {})).status_code == 200
+        fr = {"common_profile_properties": {"profile_fields": [_country("FR")]}}
+        assert (await _aggregate(app, "AGG-BUDGET", fr)).status_code == 200
+        # A third release would be compared with two; the window holds two: 429 until the oldest leaves it.
+        full = await _aggregate(
+            app, "AGG-BUDGET", {"common_profile_properties": {"profile_fields": [_country("DE")]}}
+        )
+        assert full.status_code == 429, full.text
+        assert 89 * DAY < int(full.headers["Retry-After"]) <= 90 * DAY + 2
+        # An answer that releases nothing is not a release: it is answered whatever the window holds.
+        few = await _aggregate(
+            app, "AGG-BUDGET", {"common_profile_properties": {"profile_fields": [_country("BE")]}}
+        )
+        assert few.status_code == 200 and few.json()["total"] is None
+        # A definition too large to be compared later is refused before anything runs.
+        many = [{"name": f"P{i}", "operator": "equals", "value": "x"} for i in range(50)]
+        huge = {
+            "common_profile_properties": {
+                "profile_fields": many,
+                "demographics": many,
+                "technographics": many,
+            }
+        }
+        refused = await _aggregate(app, "AGG-BUDGET", huge)
+        assert refused.status_code == 422 and "too large for an aggregate" in refused.json()["error"]
+    finally:
+        await store.close()

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from tapwire_core.http.errors import ApiError
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
@@ -24,7 +26,7 @@ from tapwire_query.aggregates.releases import ReleaseLedger, StoredRelease
 from tapwire_query.aggregates.request import AggregateRequest, parse_request
 from tapwire_query.aggregates.statements import Cells, Definition
 from tapwire_query.aggregates.suppression import Candidate, Decision, Threshold, ascending, decide
-from tapwire_query.cql import CompileOptions
+from tapwire_query.cql import CompileOptions, CqlError
 from tapwire_query.cql.compile import MAX_SQL_BYTES, NOT_SET
 from tapwire_query.cql.off_loop import off_loop
 from tapwire_query.cql.sql import Binder
@@ -34,6 +36,8 @@ DIFFERENCING_CODE: Final = 4221
 """The error ``code`` of a refusal for being too close to an earlier release (status 422)."""
 _OVERHEAD: Final = 4096
 """SQL around the populations of one comparison statement, with margin."""
+MAX_PER_DEFINITION: Final = (MAX_SQL_BYTES - 2 * _OVERHEAD) // 2
+"""The most SQL one aggregate's population may compile to: any two released ones fit one statement."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ async def release(
     since = now - dt.timedelta(days=settings.aggregate_window_days)
     await ledger.purge(before=since)
     definition = Definition(request, scope.accounts, _options(settings, now.date()))
+    await off_loop(_comparable, definition)
     decision = await _decide(warehouse, definition, scope.threshold)
     answer = _answer(request, decision, scope)
     if not decision.released:
@@ -140,13 +145,24 @@ async def _first_clash(
     """Compare ``new`` with ``earlier`` in as few statements as the SQL size allows; the first clash found."""
     if not earlier:
         return None
-    releases = await off_loop(_evaluated, earlier, scope.accounts, settings)
+    distinct = _distinct(earlier)
+    releases = await off_loop(_evaluated, distinct, scope.accounts, settings)
     for chunk in await off_loop(_chunks, new, releases):
         compiled = await off_loop(statements.overlaps, new, [releases[i] for i in chunk])
         clash = first_clash(await run(warehouse, compiled), k=scope.threshold.k)
         if clash is not None:
-            return _Found(clash, earlier[chunk[clash.release - 1]].released_at)
+            return _Found(clash, distinct[chunk[clash.release - 1]].released_at)
     return None
+
+
+def _distinct(earlier: Sequence[StoredRelease]) -> list[StoredRelease]:
+    """``earlier`` without repeats of the same definition, anchor and cells (a report released every week with
+    the same windows is one population to evaluate), the latest of each kept."""
+    latest: dict[str, StoredRelease] = {}
+    for stored in earlier:
+        key = orjson.dumps([stored.definition, stored.anchor, stored.released], option=orjson.OPT_SORT_KEYS)
+        latest[key.decode()] = stored
+    return list(latest.values())
 
 
 def _evaluated(
@@ -160,6 +176,17 @@ def _evaluated(
         cells = Cells(tuple(stored.released["groups"]), bool(stored.released["other"]))
         releases.append((Definition(request, accounts, _options(settings, anchor)), cells))
     return releases
+
+
+def _comparable(definition: Definition) -> None:
+    """Raise ``CqlError`` unless ``definition`` fits one comparison statement beside any other that passed this
+    check (half the statement each): a release that fit nowhere would make every later request fail."""
+    size = _size(definition)
+    if size > MAX_PER_DEFINITION:
+        raise CqlError(
+            f"query: too large for an aggregate once compiled ({size} bytes of SQL, at most {MAX_PER_DEFINITION}"
+            "); use fewer conditions (or, industry-wide, fewer participating accounts)"
+        )
 
 
 def _chunks(new: tuple[Definition, Cells], releases: Sequence[tuple[Definition, Cells]]) -> list[list[int]]:
