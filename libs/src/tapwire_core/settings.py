@@ -181,6 +181,28 @@ class Settings(BaseSettings):
     query_max_execution_s: int = Field(default=60, ge=1, description="wall time of one statement")
     query_max_memory_bytes: int = Field(default=4 * 1024**3, ge=1, description="memory of one statement")
     query_max_rows_to_read: int = Field(default=1_000_000_000, ge=1, description="rows read by one statement")
+    # Anonymised aggregates (shared beyond the customer): the minimum group size, the accounts an industry figure
+    # needs, how long a released aggregate is remembered against differencing, and how many may be released in
+    # that window (every later one is compared with each of them).
+    aggregate_min_users: int = Field(
+        default=10, ge=2, description="k: distinct users every released figure of an aggregate needs"
+    )
+    aggregate_min_accounts: int = Field(
+        default=5, ge=2, description="accounts every released figure of an industry aggregate needs"
+    )
+    aggregate_window_days: int = Field(
+        default=90, ge=1, description="how long a released aggregate is compared with later ones"
+    )
+    aggregate_max_releases: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="aggregates released per account (or industry-wide) per window",
+    )
+    operator_accounts: str | None = Field(
+        default=None,
+        description="comma-separated account ids whose passcode is an operator credential (industry aggregates)",
+    )
 
     # Privacy worker.
     privacy_poll_s: float = Field(default=1.0, description="how often the privacy worker looks for due work")

@@ -196,6 +196,13 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "audience": f"{IDENTIFIER} (an explicit-identities audience names users; a CQL audience names none)",
     },
     "segments": {"definition": "CQL written by the customer (may name a profile value the customer chose)"},
+    "aggregate_releases": {
+        **dict.fromkeys(("id", "account_id", "anchor", "released_at"), NONE),
+        "definition": "CQL written by the customer or the operator (may name a profile value, even one "
+        "person's: what the differencing check compares against)",
+        "released": "the released groups' labels (values shared by at least k users) and whether an "
+        '"other" row was released',
+    },
     "query_jobs": {
         "value": f"aggregates of {BEHAVIOUR} and {PROFILE} (a most frequent value may be one user's property value)"
     },
@@ -335,6 +342,8 @@ def _retention(settings: Settings) -> dict[str, str]:
         "message_interactions": "until erased by a privacy request or the account's erasure",
         "campaigns": "while the account keeps the campaign; explicit recipients are removed on erasure",
         "segments": "while the account keeps the segment",
+        "aggregate_releases": f"{settings.aggregate_window_days} days (TAPWIRE_AGGREGATE_WINDOW_DAYS), then deleted "
+        "by the next aggregate request; deleted on erasure when the definition names the subject",
         "console_users": "while the person keeps console access (they or an admin can delete it)",
         "console_sessions": "until sign-out, a password change, or expiry (idle or session lifetime); expired "
         "sessions are purged at the account's next sign-in",

@@ -26,6 +26,7 @@ from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
 from tapwire_privacy.ledger import ErasureLedger
 from tapwire_privacy.schemas import control_tables, warehouse_projections, warehouse_tables
+from tapwire_privacy.stores.aggregate_releases import AggregateReleasesHandler
 from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.stores.control import (
     MarketingObjectionsHandler,
@@ -113,6 +114,7 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "audit_log": Exempt(
         "actions of the customer's staff in the console; a deleted console user's entries lose their email"
     ),
+    "aggregate_releases": "control.aggregate_releases",
     "query_jobs": Exempt(
         "answers of the customer's counts that outlived their request: aggregates over its users (counts, trends, "
         "most frequent values), no user key; kept 10 minutes, far inside any erasure deadline"
@@ -221,6 +223,7 @@ def default_registry(
         EmailSuppressionsHandler(engine),
         TriggerTimersHandler(engine),
         JourneyPositionsHandler(engine),
+        AggregateReleasesHandler(engine),
         MarketingObjectionsHandler(engine),
         SuppressionsHandler(engine),
         TrackingOptOutsHandler(engine),

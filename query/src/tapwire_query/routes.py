@@ -8,6 +8,7 @@ from starlette.responses import Response
 from tapwire_core.http.auth import PasscodeAccount
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_core.http.query_string import literal_params
+from tapwire_query.aggregates.routes import router as aggregate_router
 from tapwire_query.count_routes import router as count_router
 from tapwire_query.export_routes import router as export_router
 from tapwire_query.http_state import State
@@ -42,3 +43,4 @@ router.include_router(export_router)
 router.include_router(count_router)
 router.include_router(segment_router)
 router.include_router(insight_router)
+router.include_router(aggregate_router)

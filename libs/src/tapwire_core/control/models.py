@@ -1,6 +1,7 @@
 """Every control-plane table, imported in one place so the metadata is complete (Alembic, schema checks)."""
 
 from tapwire_core.control.accounts.models import AccountRow, CredentialRow
+from tapwire_core.control.aggregate_release_models import AggregateReleaseRow
 from tapwire_core.control.base import Base
 from tapwire_core.control.console.models import (
     AuditEntryRow,
@@ -34,6 +35,7 @@ from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
 
 __all__ = [
     "AccountRow",
+    "AggregateReleaseRow",
     "AuditEntryRow",
     "Base",
     "CampaignRow",

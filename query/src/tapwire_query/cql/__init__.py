@@ -8,6 +8,7 @@ every table scan carries the tenant condition.
 from tapwire_query.cql.ast import CqlQuery
 from tapwire_query.cql.compile import (
     CompileOptions,
+    Grouping,
     compile_active_users,
     compile_event_count,
     compile_event_name_known,
@@ -15,6 +16,7 @@ from tapwire_query.cql.compile import (
     compile_top,
     compile_trends,
     compile_user_count,
+    compile_user_groups,
     compile_user_members,
     compile_user_page,
     compile_user_set,
@@ -28,6 +30,7 @@ __all__ = [
     "Compiled",
     "CqlError",
     "CqlQuery",
+    "Grouping",
     "compile_active_users",
     "compile_event_count",
     "compile_event_name_known",
@@ -35,6 +38,7 @@ __all__ = [
     "compile_top",
     "compile_trends",
     "compile_user_count",
+    "compile_user_groups",
     "compile_user_members",
     "compile_user_page",
     "compile_user_set",

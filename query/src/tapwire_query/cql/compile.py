@@ -675,3 +675,57 @@ def compile_event_name_known(*, account_id: str, options: CompileOptions, name: 
     statement = _Statement(account_id, options)
     condition = f"name = {statement.binder.string(name)}"
     return statement.finish(f"{statement.events(condition, '1 AS one', final=False)} LIMIT 1", merges=False)
+
+
+GroupKind = Literal["profile_property", "event_property", "period"]
+_PERIODS: Final[dict[str, TrendType]] = {"day": "daily", "week": "weekly", "month": "monthly"}
+NOT_SET: Final = "n"
+"""The group label of users without the grouping property; every other label is ``'v'`` + the value."""
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How an aggregate splits its users: by a profile property's current value, by a property of the base
+    event, or by the ``day`` / ``week`` / ``month`` of the base event (``name``)."""
+
+    kind: GroupKind
+    name: str
+
+
+def compile_user_groups(
+    query: ast.CqlQuery, *, account_id: str, options: CompileOptions, grouping: Grouping | None
+) -> Compiled:
+    """``SELECT uk, g``: each user matching ``query`` once per group it falls in (a user may fall in several
+    groups of an event property or a period, in exactly one of a profile property). ``g`` is ``'v'`` followed
+    by the value (strings as they are, booleans True/False, numbers as JSON text, a period's first day as
+    YYYY-MM-DD) or ``NOT_SET``; without a grouping every user gets ``NOT_SET``. Raises ``CqlError`` when an
+    event grouping has no base event."""
+    statement = _Statement(account_id, options)
+    if grouping is None or grouping.kind == "profile_property":
+        users = statement.users(statement.query(query, include_base=True))
+        if grouping is None:
+            return statement.finish(f"SELECT DISTINCT {UK}, {_label('')} AS g FROM ({users})")
+        display = JsonValue("v", []).display
+        values = (
+            f"SELECT {UK}, {_label(display)} AS g "
+            f"FROM ({statement.profile_values(grouping.name)}) WHERE d = 0"
+        )
+        # A user without the property has no row on the right: the join gives '' (join_use_nulls is off).
+        return statement.finish(
+            f"SELECT DISTINCT u.{UK} AS {UK}, if(p.g = '', '{NOT_SET}', p.g) AS g "
+            f"FROM ({users}) AS u LEFT JOIN ({values}) AS p ON p.{UK} = u.{UK}"
+        )
+    if grouping.kind == "event_property":
+        value = JsonValue("properties", [statement.binder.string(grouping.name)])
+        label = f"if({value.exists}, {_label(value.display)}, '{NOT_SET}')"
+    else:
+        label = _label(f"toString({_PERIOD[_PERIODS[grouping.name]]})")
+    rows = _base_rows(statement, query, f"{canonical()} AS {UK}, {label} AS g")
+    return statement.finish(f"SELECT DISTINCT {UK}, g FROM ({rows})")
+
+
+def _label(value: str) -> str:
+    """SQL for the group label of ``value`` (SQL of a String): ``NOT_SET`` when empty."""
+    if not value:
+        return f"'{NOT_SET}'"
+    return f"if(({value}) = '', '{NOT_SET}', concat('v', {value}))"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ParamType = Literal["String", "Float64", "Int64", "UInt64", "Date"]
+ParamType = Literal["String", "Float64", "Int64", "UInt64", "Date", "Array(String)"]
 
 
 @dataclass(frozen=True)

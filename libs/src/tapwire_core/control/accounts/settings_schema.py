@@ -2,7 +2,8 @@
 
 Settings live in ``accounts.settings`` (a JSON document) under the names below, which the services read:
 ``cors_origins`` and ``client_ingestion`` (gateway), ``privacy_jurisdiction`` and ``privacy_webhook_url``
-(privacy worker), ``frequency_caps`` and ``quiet_hours`` (messaging), ``upload_concurrency`` (gateway).
+(privacy worker), ``frequency_caps`` and ``quiet_hours`` (messaging), ``upload_concurrency`` (gateway),
+``industry_benchmarks`` (query: ``false`` keeps the account's users out of industry aggregates).
 ``AccountSettingsPatch`` validates a change before it is stored; every message starts with the setting's name,
 so a form can show it next to its field.
 """
@@ -31,6 +32,7 @@ DEFAULTS: Mapping[str, Any] = {
     "frequency_caps": {},
     "quiet_hours": None,
     "upload_concurrency": None,
+    "industry_benchmarks": True,
 }
 
 
@@ -87,6 +89,7 @@ class AccountSettingsPatch(BaseModel):
     frequency_caps: dict[CapChannel, Annotated[list[FrequencyCap], Field(max_length=10)]] | None = None
     quiet_hours: QuietHoursDefault | None = None
     upload_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    industry_benchmarks: bool | None = None
 
     @field_validator("cors_origins")
     @classmethod
