@@ -49,7 +49,8 @@ async def waiting_for(
     this same request before. ``request`` names the request (called only when something may be waiting).
     Raises ApiError 503 when the delivery events cannot be made durable (the SDK retries the request)."""
     index = state.sdk_messages
-    await index.fresh()
+    if index.stale():
+        await index.fresh()
     ids = index.waiting(account_id, keys)
     recent = index.recently_taken(account_id, keys[0])
     if not ids and recent is None:

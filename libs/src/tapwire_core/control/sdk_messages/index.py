@@ -70,6 +70,10 @@ class WaitingSdkMessages:
         self.rows_read = 0
         """Rows the last update read; for tests and logs."""
 
+    def stale(self) -> bool:
+        """Whether ``fresh`` would read now: a check without a coroutine, for the hot path."""
+        return self._clock() >= self._due and not self._lock.locked()
+
     async def fresh(self) -> None:
         """Update when stale. Never raises: a store outage keeps the previous map."""
         if self._clock() < self._due or self._lock.locked():
