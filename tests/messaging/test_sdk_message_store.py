@@ -8,12 +8,16 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tapwire_core.control.marketing_objections.operations import record_objection
 from tapwire_core.control.messaging.models import CampaignRow
 from tapwire_core.control.sdk_messages import (
+    KeyFilter,
     QueuedMessage,
+    SdkMessageKeyRow,
+    SdkMessageRow,
     WaitingSdkMessages,
     attribute,
     enqueue,
@@ -73,62 +77,77 @@ async def test_a_message_is_queued_once_and_taken_by_one_request(store: ControlS
     assert not await enqueue(store.engine, _message(campaign, "k1")), "a repeated send queues nothing more"
     index = WaitingSdkMessages(store.engine, wall_ms=lambda: NOW)
     await index.fresh()
-    ids = index.waiting(ACCOUNT, ["o:ann-phone"])
-    assert len(ids) == 1
-    assert index.waiting(ACCOUNT, ["o:somebody-else"]) == set()
-    assert index.waiting("OTHER-ACCOUNT", ["o:ann-phone"]) == set()
+    assert index.may_wait(ACCOUNT, ["o:ann-phone"]) and index.may_wait(ACCOUNT, ["o:x", "i:ann"])
+    assert not index.may_wait(ACCOUNT, ["o:somebody-else"])
+    assert not index.may_wait("OTHER-ACCOUNT", ["o:ann-phone"])
 
-    # Two gateways take it at the same moment: one request gets it.
+    # Two gateways take it at the same moment, by the device and by the person: one request gets it.
     first, second = await asyncio.gather(
-        take(store.engine, account_id=ACCOUNT, ids=ids, request="r1", now_ms=NOW + 1),
-        take(store.engine, account_id=ACCOUNT, ids=ids, request="r2", now_ms=NOW + 1),
+        take(store.engine, account_id=ACCOUNT, keys=["o:ann-phone"], request="r1", now_ms=NOW + 1),
+        take(store.engine, account_id=ACCOUNT, keys=["o:x", "i:ann"], request="r2", now_ms=NOW + 1),
     )
     assert sorted([len(first), len(second)]) == [0, 1]
     winner = "r1" if first else "r2"
     (message,) = first or second
     assert message.wzrk_id == f"{campaign}_{message.id}" and message.content == {"title": "Hello"}
     # A retry of the winning request gets it again; any other request nothing.
-    again = await take(store.engine, account_id=ACCOUNT, ids=ids, request=winner, now_ms=NOW + 2)
+    again = await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request=winner, now_ms=NOW + 2)
     assert [m.id for m in again] == [message.id]
-    assert await take(store.engine, account_id=ACCOUNT, ids=ids, request="r3", now_ms=NOW + 2) == []
+    assert await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r3", now_ms=NOW + 2) == []
+    assert await take(store.engine, account_id="OTHER", keys=["i:ann"], request=winner, now_ms=NOW + 2) == []
 
 
 async def test_expired_messages_are_not_taken(store: ControlStore) -> None:
     campaign = await _campaign(store)
     await enqueue(store.engine, _message(campaign, "k-old", ttl_ms=10))
-    index = WaitingSdkMessages(store.engine, wall_ms=lambda: NOW)
+    assert await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r", now_ms=NOW + 11) == []
+    index = WaitingSdkMessages(store.engine, wall_ms=lambda: NOW + 11)
     await index.fresh()
-    ids = index.waiting(ACCOUNT, ["i:ann"])
-    assert await take(store.engine, account_id=ACCOUNT, ids=ids, request="r", now_ms=NOW + 11) == []
+    assert not index.may_wait(ACCOUNT, ["i:ann"]), "the filter holds only messages still waiting"
 
 
-async def test_another_gateways_delivery_leaves_the_index_at_its_next_update(store: ControlStore) -> None:
+async def test_the_filter_learns_new_messages_and_forgets_checked_keys(store: ControlStore) -> None:
     campaign = await _campaign(store)
     clock = [0.0]
     index = WaitingSdkMessages(store.engine, refresh_s=1.0, clock=lambda: clock[0], wall_ms=lambda: NOW)
+    assert index.stale()
     await index.fresh()
-    assert index.waiting(ACCOUNT, ["i:ann"]) == set()
+    assert not index.stale() and not index.may_wait(ACCOUNT, ["i:ann"])
     await enqueue(store.engine, _message(campaign, "k2"))
     await index.fresh()
-    assert index.waiting(ACCOUNT, ["i:ann"]) == set(), "not read again before refresh_s"
+    assert not index.may_wait(ACCOUNT, ["i:ann"]), "not read again before refresh_s"
     clock[0] = 1.5
     await index.fresh()
-    ids = index.waiting(ACCOUNT, ["i:ann"])
-    assert len(ids) == 1 and index.rows_read == 1, "an update reads only what changed"
-    await take(store.engine, account_id=ACCOUNT, ids=ids, request="elsewhere", now_ms=NOW + 5)
+    assert index.may_wait(ACCOUNT, ["i:ann"]) and index.rows_read == 2, "an update reads only the new keys"
+    # Another gateway delivers it; this one asks once, finds nothing, and asks no more for these keys.
+    await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="elsewhere", now_ms=NOW + 5)
+    assert await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="here", now_ms=NOW + 5) == []
+    index.checked(ACCOUNT, ["i:ann"], "here", took=False)
+    assert not index.may_wait(ACCOUNT, ["i:ann"]) and index.may_wait(ACCOUNT, ["o:ann-phone"])
+    assert index.recent_request(ACCOUNT, "i:ann") is None
+    # A newer message for the same person makes the key worth asking about again.
+    await enqueue(store.engine, _message(campaign, "k3"))
     clock[0] = 3.0
     await index.fresh()
-    assert index.waiting(ACCOUNT, ["i:ann"]) == set()
+    assert index.may_wait(ACCOUNT, ["i:ann"])
+    index.checked(ACCOUNT, ["i:ann"], "took-it", took=True)
+    assert index.recent_request(ACCOUNT, "i:ann") == "took-it"
+
+
+def test_the_key_filter_has_no_false_negatives_and_few_false_positives() -> None:
+    key_filter = KeyFilter(10_000)
+    members = [(ACCOUNT, f"o:device-{n}") for n in range(10_000)]
+    for member in members:
+        key_filter.add(member)
+    assert all(member in key_filter for member in members)
+    strangers = sum((ACCOUNT, f"o:stranger-{n}") in key_filter for n in range(20_000))
+    assert strangers < 20_000 * 0.02
 
 
 async def test_the_sdks_events_are_attributed_and_counted_once(store: ControlStore) -> None:
     campaign = await _campaign(store)
     await enqueue(store.engine, _message(campaign, "k3"))
-    index = WaitingSdkMessages(store.engine, wall_ms=lambda: NOW)
-    await index.fresh()
-    (message,) = await take(
-        store.engine, account_id=ACCOUNT, ids=index.waiting(ACCOUNT, ["i:ann"]), request="r", now_ms=NOW
-    )
+    (message,) = await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r", now_ms=NOW)
     found = await attribute(
         store.engine, account_id=ACCOUNT, wzrk_id=message.wzrk_id, interaction="viewed", ts_ms=NOW
     )
@@ -175,9 +194,11 @@ async def test_an_objection_withdraws_waiting_promotional_messages_only(store: C
             request_id=None,
             at=datetime.fromtimestamp(NOW / 1000, UTC),
         )
-    index = WaitingSdkMessages(store.engine, wall_ms=lambda: NOW)
-    await index.fresh()
-    taken = await take(
-        store.engine, account_id=ACCOUNT, ids=index.waiting(ACCOUNT, ["i:ann"]), request="r", now_ms=NOW
+    taken = await take(store.engine, account_id=ACCOUNT, keys=["o:ann-phone"], request="r", now_ms=NOW)
+    assert len(taken) == 1 and taken[0].content == {"title": "Hello"}
+    async with AsyncSession(store.engine) as session:
+        kinds = (await session.execute(select(SdkMessageRow.kind))).scalars().all()
+        keys = (await session.execute(select(SdkMessageKeyRow.message_id))).scalars().all()
+    assert kinds == ["transactional"] and set(keys) == {taken[0].id}, (
+        "the withdrawn message's keys went with it"
     )
-    assert [m.content for m in taken] == [{"title": "Hello"}] and len(taken) == 1

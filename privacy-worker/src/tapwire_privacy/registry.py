@@ -95,6 +95,7 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "email_suppressions": "control.email_suppressions",
     "trigger_timers": "control.trigger_timers",
     "sdk_messages": "control.sdk_messages",
+    "sdk_message_keys": "control.sdk_messages",
     "journey_positions": "control.journey_positions",
     "journey_history": "control.journey_positions",
     "journeys": Exempt("the customer's journey definitions (names, status, versions); no end-user data"),

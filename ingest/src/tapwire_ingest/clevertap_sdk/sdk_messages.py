@@ -1,8 +1,8 @@
 """Handing in-app and inbox messages to the user's SDK on its next request, and attributing what it reports.
 
-**Handing out.** ``waiting_for`` runs after a request's records are stored: the process's index of waiting
-messages (``tapwire_core.control.sdk_messages.WaitingSdkMessages``) says in one dict lookup whether any message
-waits for the request's device or the person it logs in; only then is the database asked, by message id. The
+**Handing out.** ``waiting_for`` runs after a request's records are stored: the process's filter of waiting
+messages (``tapwire_core.control.sdk_messages.WaitingSdkMessages``, a Bloom filter) says with a hash whether a
+message may wait for the request's device or the person it logs in; only then is the database asked. The
 messages are taken in one statement (``take``: a message goes to one request, whichever gateway serves it) and
 ``Notification Delivered`` is published for each before the answer carries them. A retry of that same request
 (its answer lost, so the SDK sends it again) gets them again from this process, and no other request does. A
@@ -51,24 +51,22 @@ async def waiting_for(
     index = state.sdk_messages
     if index.stale():
         await index.fresh()
-    ids = index.waiting(account_id, keys)
-    recent = index.recently_taken(account_id, keys[0])
-    if not ids and recent is None:
+    may_wait = index.may_wait(account_id, keys)
+    retried = index.recent_request(account_id, keys[0])
+    if not may_wait and retried is None:
         return []
     request_id = request()
-    if recent is not None and recent[0] == request_id:
-        ids |= recent[1]
-    if not ids:
+    if not may_wait and retried != request_id:
         return []
     now_ms = time.time_ns() // 1_000_000
     try:
         taken = await take(
-            context.store.engine, account_id=account_id, ids=ids, request=request_id, now_ms=now_ms
+            context.store.engine, account_id=account_id, keys=keys, request=request_id, now_ms=now_ms
         )
     except (SQLAlchemyError, OSError) as exc:
         log.warning("SDK messages not handed out: the store is unavailable", extra={"error": str(exc)})
         return []
-    index.handed_out(account_id, keys[0], request_id, ids, (m.id for m in taken))
+    index.checked(account_id, keys, request_id, took=bool(taken))
     if taken:
         await publish(context, [_delivered(account_id, m, now_ms) for m in taken])
     return taken

@@ -1,20 +1,19 @@
 """In-app and inbox messages waiting for users' CleverTap SDKs (see ``models``)."""
 
-from tapwire_core.control.sdk_messages.index import WaitingSdkMessages
-from tapwire_core.control.sdk_messages.models import SdkMessageRow
+from tapwire_core.control.sdk_messages.index import KeyFilter, WaitingSdkMessages
+from tapwire_core.control.sdk_messages.models import SdkMessageKeyRow, SdkMessageRow
 from tapwire_core.control.sdk_messages.store import (
     INTERACTIONS,
     SDK_CHANNELS,
     Attribution,
-    Change,
     PendingMessage,
     QueuedMessage,
     SdkChannel,
     attribute,
-    changes_since,
     enqueue,
     purge,
     take,
+    waiting_keys_since,
     withdraw,
 )
 
@@ -22,16 +21,17 @@ __all__ = [
     "INTERACTIONS",
     "SDK_CHANNELS",
     "Attribution",
-    "Change",
+    "KeyFilter",
     "PendingMessage",
     "QueuedMessage",
     "SdkChannel",
+    "SdkMessageKeyRow",
     "SdkMessageRow",
     "WaitingSdkMessages",
     "attribute",
-    "changes_since",
     "enqueue",
     "purge",
     "take",
+    "waiting_keys_since",
     "withdraw",
 ]

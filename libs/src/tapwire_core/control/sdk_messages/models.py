@@ -21,8 +21,8 @@ class SdkMessageRow(Base):
     """One in-app or inbox message for one user.
 
     ``message_key`` is the outbox row's idempotency key, so a send repeated after a crash queues one message.
-    ``lookup_keys`` are the person's user keys when it was queued (their device ids among them): the keys an
-    SDK request may name them by. ``content`` is the rendered message in a neutral shape; each SDK's answer
+    The person's user keys when it was queued (their device ids among them), the keys an SDK request may name
+    them by, are its :class:`SdkMessageKeyRow` rows. ``content`` is the rendered message in a neutral shape; each SDK's answer
     builds its own from it. ``delivered_request`` names the SDK request that took it, so a retry of that
     request (its answer lost) gets it again and no other request does.
     """
@@ -45,9 +45,21 @@ class SdkMessageRow(Base):
     """``campaign`` (promotional) or ``transactional``: an objection withdraws promotional ones only."""
     user_key: Mapped[str] = mapped_column(String(255))
     message_key: Mapped[str] = mapped_column(String(64), unique=True)
-    lookup_keys: Mapped[list[str]] = mapped_column(JSON_DOCUMENT)
     content: Mapped[dict[str, Any]] = mapped_column(JSON_DOCUMENT)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int] = mapped_column(BigInteger)
     delivered_ms: Mapped[int | None] = mapped_column(BigInteger)
     delivered_request: Mapped[str | None] = mapped_column(String(64))
+
+
+class SdkMessageKeyRow(Base):
+    """One key an SDK request may name a message's user by; deleted with its message."""
+
+    __tablename__ = "sdk_message_keys"
+    __table_args__ = (Index("ix_sdk_message_keys_key", "account_id", "key"),)
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("sdk_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))

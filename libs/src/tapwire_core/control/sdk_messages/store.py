@@ -1,7 +1,7 @@
 """Queueing, handing out and attributing SDK messages (``SdkMessageRow``), on the control store's engine.
 
-Messaging queues (:func:`enqueue`); gateways take what a user's SDK request may have (:func:`take`), read what
-changed for their in-memory index (:func:`changes_since`) and attribute the SDK's viewed and clicked events
+Messaging queues (:func:`enqueue`); gateways take what a user's SDK request may have (:func:`take`), read the
+keys of newly queued messages for their in-memory filter (:func:`waiting_keys_since`) and attribute the SDK's viewed and clicked events
 (:func:`attribute`); an objection withdraws what is still waiting (:func:`withdraw`). Every function may raise
 SQLAlchemyError when the database is unreachable.
 """
@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tapwire_core.control.messaging.models import InteractionRow
-from tapwire_core.control.sdk_messages.models import SdkMessageRow
+from tapwire_core.control.sdk_messages.models import SdkMessageKeyRow, SdkMessageRow
 
 SdkChannel = Literal["inapp", "inbox"]
 SDK_CHANNELS: Final[tuple[SdkChannel, ...]] = ("inapp", "inbox")
@@ -65,16 +65,6 @@ class PendingMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """A row as a gateway's index sees it: still waiting for an SDK, or not any more."""
-
-    id: int
-    account_id: str
-    lookup_keys: tuple[str, ...]
-    waiting: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Attribution:
     campaign_id: int
     variant: str
@@ -85,7 +75,8 @@ class Attribution:
 
 
 async def enqueue(engine: AsyncEngine, message: QueuedMessage) -> bool:
-    """Queue ``message``; False when a message with its key was queued before (a repeated send)."""
+    """Queue ``message`` with its lookup keys; False when a message with its key was queued before (a repeated
+    send)."""
     insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(SdkMessageRow)
@@ -97,32 +88,42 @@ async def enqueue(engine: AsyncEngine, message: QueuedMessage) -> bool:
             kind=message.kind,
             user_key=message.user_key,
             message_key=message.message_key,
-            lookup_keys=sorted(set(message.lookup_keys)),
             content=message.content,
             created_ms=message.created_ms,
             expires_ms=message.expires_ms,
         )
         .on_conflict_do_nothing(index_elements=["message_key"])
+        .returning(SdkMessageRow.id)
     )
     async with engine.begin() as connection:
-        result = await connection.execute(statement)
-    return bool(result.rowcount)
+        message_id = (await connection.execute(statement)).scalar()
+        if message_id is None:
+            return False
+        keys = sorted({message.user_key, *message.lookup_keys})
+        await connection.execute(
+            insert(SdkMessageKeyRow),
+            [{"message_id": message_id, "key": key, "account_id": message.account_id} for key in keys],
+        )
+    return True
 
 
 async def take(
-    engine: AsyncEngine, *, account_id: str, ids: Iterable[int], request: str, now_ms: int
+    engine: AsyncEngine, *, account_id: str, keys: Iterable[str], request: str, now_ms: int
 ) -> list[PendingMessage]:
-    """Mark the messages of ``ids`` delivered to ``request`` and return them: those not delivered yet, and
-    those delivered to this same request before (a retry whose first answer was lost). Expired messages and
-    messages another request took are left out. One statement: two gateways taking the same message at once
-    get it once between them."""
-    wanted = sorted(set(ids))
+    """Mark the messages waiting for any of ``keys`` delivered to ``request`` and return them, with those
+    delivered to this same request before (a retry whose first answer was lost). Expired messages and messages
+    another request took are left out. One statement: two gateways taking the same message at once get it once
+    between them."""
+    wanted = sorted(set(keys))
     if not wanted:
         return []
+    by_key = select(SdkMessageKeyRow.message_id).where(
+        SdkMessageKeyRow.account_id == account_id, SdkMessageKeyRow.key.in_(wanted)
+    )
     statement = (
         update(SdkMessageRow)
         .where(
-            SdkMessageRow.id.in_(wanted),
+            SdkMessageRow.id.in_(by_key),
             SdkMessageRow.account_id == account_id,
             SdkMessageRow.expires_ms > now_ms,
             or_(SdkMessageRow.delivered_ms.is_(None), SdkMessageRow.delivered_request == request),
@@ -147,30 +148,20 @@ async def take(
     return sorted((PendingMessage(*row) for row in rows), key=lambda m: m.id)
 
 
-async def changes_since(engine: AsyncEngine, *, since_ms: int | None, now_ms: int) -> list[Change]:
-    """Rows queued or delivered at or after ``since_ms`` (every waiting row when None), each saying whether it
-    still waits."""
-    columns = (
-        SdkMessageRow.id,
-        SdkMessageRow.account_id,
-        SdkMessageRow.lookup_keys,
-        SdkMessageRow.delivered_ms,
-        SdkMessageRow.expires_ms,
+async def waiting_keys_since(
+    engine: AsyncEngine, *, since_ms: int | None, now_ms: int
+) -> list[tuple[str, str]]:
+    """(account, key) of the messages still waiting that were queued at or after ``since_ms`` (all of them when
+    None)."""
+    query = (
+        select(SdkMessageKeyRow.account_id, SdkMessageKeyRow.key)
+        .join(SdkMessageRow, SdkMessageRow.id == SdkMessageKeyRow.message_id)
+        .where(SdkMessageRow.delivered_ms.is_(None), SdkMessageRow.expires_ms > now_ms)
     )
-    if since_ms is None:
-        query = select(*columns).where(
-            SdkMessageRow.delivered_ms.is_(None), SdkMessageRow.expires_ms > now_ms
-        )
-    else:
-        query = select(*columns).where(
-            or_(SdkMessageRow.created_ms >= since_ms, SdkMessageRow.delivered_ms >= since_ms)
-        )
+    if since_ms is not None:
+        query = query.where(SdkMessageRow.created_ms >= since_ms)
     async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return [
-        Change(int(id_), str(account), tuple(keys or ()), delivered is None and expires > now_ms)
-        for id_, account, keys, delivered, expires in rows
-    ]
+        return [(str(account), str(key)) for account, key in (await connection.execute(query)).all()]
 
 
 async def attribute(
