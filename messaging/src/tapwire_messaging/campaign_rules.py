@@ -85,6 +85,8 @@ class CampaignRules:
     event: Mapping[str, Any] | None = None
     """Event properties templates see as ``Event`` when the row carries none of its own."""
     labels: tuple[str, ...] = ()
+    message_ttl_s: float | None = None
+    """In-app and inbox messages: how long one waits for the user's SDK, and stays in its inbox."""
 
     def to_json(self) -> dict[str, Any]:
         """The stored shape: optional rules appear only when set."""
@@ -108,6 +110,8 @@ class CampaignRules:
         if self.event is not None:
             stored["event"] = dict(self.event)
         stored["labels"] = list(self.labels)
+        if self.message_ttl_s is not None:
+            stored["message_ttl_s"] = self.message_ttl_s
         return stored
 
     @classmethod
@@ -119,6 +123,7 @@ class CampaignRules:
         devices = raw.get("devices")
         all_devices = raw.get("send_to_all_devices")
         throttle = raw.get("throttle_per_s")
+        ttl = raw.get("message_ttl_s")
         return cls(
             control_group_percent=float(raw.get("control_group_percent", 0)),
             respect_frequency_caps=bool(raw.get("respect_frequency_caps", True)),
@@ -131,4 +136,5 @@ class CampaignRules:
             send_to_all_devices=bool(all_devices) if all_devices is not None else None,
             event=raw.get("event"),
             labels=tuple(str(label) for label in raw.get("labels", [])),
+            message_ttl_s=float(ttl) if ttl else None,
         )

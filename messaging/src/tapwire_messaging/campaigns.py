@@ -37,6 +37,11 @@ _TARGET_MODES: Mapping[str, ChannelName] = {
     "webhooks": "webhook",
     # Web push is push to browsers: the push channel (its consent, caps and reports) to ``web`` devices.
     "webpush": "push",
+    # Messages CleverTap's own SDKs fetch and show: a popup in the page or app, an entry in its inbox.
+    "inapp": "inapp",
+    "in-app": "inapp",
+    "inbox": "inbox",
+    "webinbox": "inbox",
 }
 DEFAULT_CUTOFF_S = {"campaign": 24 * 3600, "transactional": 3600}
 # A triggered campaign's cutoff ends the trigger (events after it trigger nothing): by default, none to speak of.
@@ -186,7 +191,11 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = {
     "push": ("body",),
     "sms": ("body",),
     "webhook": (),
+    "inapp": ("title",),
+    "inbox": ("title",),
 }
+DEFAULT_MESSAGE_TTL_S = {"inapp": 7 * 86400, "inbox": 30 * 86400}
+MAX_MESSAGE_TTL_S = 90 * 86400
 
 
 def _variants(payload: Mapping[str, Any], channel: ChannelName) -> list[dict[str, Any]]:
@@ -248,6 +257,7 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolic
     if event is not None and not isinstance(event, dict):
         raise UnrunnableCampaign("event must be an object of event properties (seen by templates as Event)")
     labels = payload.get("labels", [])
+    message_ttl_s = _message_ttl(payload.get("message_ttl_s"), channel)
     return CampaignRules(
         control_group_percent=float(control),
         respect_frequency_caps=bool(payload.get("respect_frequency_caps", True)),
@@ -264,7 +274,19 @@ def _rules(payload: Mapping[str, Any], channel: ChannelName, egress: EgressPolic
         send_to_all_devices=all_devices if channel == "push" else None,
         event=event,
         labels=tuple(str(label) for label in labels) if isinstance(labels, list) else (),
+        message_ttl_s=message_ttl_s,
     )
+
+
+def _message_ttl(raw: Any, channel: ChannelName) -> float | None:
+    """How long an in-app or inbox message waits for the user's SDK (and stays in the inbox); None elsewhere."""
+    if channel not in DEFAULT_MESSAGE_TTL_S:
+        return None
+    if raw is None:
+        return float(DEFAULT_MESSAGE_TTL_S[channel])
+    if not isinstance(raw, int | float) or isinstance(raw, bool) or not 60 <= raw <= MAX_MESSAGE_TTL_S:
+        raise UnrunnableCampaign(f"message_ttl_s must be a number of seconds from 60 to {MAX_MESSAGE_TTL_S}")
+    return float(raw)
 
 
 def _caps(caps: Any) -> tuple[FrequencyCap, ...]:

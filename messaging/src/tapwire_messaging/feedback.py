@@ -6,14 +6,14 @@ minute, so a republish after a crash is stored once (the events table deduplicat
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from tapwire_core.bus import Bus, BusUnavailable, Record
-from tapwire_core.envelope import Envelope, Identities, encode
+from tapwire_core.envelope import Envelope, encode
+from tapwire_core.message_events import message_event
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +27,6 @@ FeedbackName = Literal[
     "Notification Bounced",
     "Notification Complained",
 ]
-
-_PREFIX_FIELDS: Final = {
-    "i:": "identity",
-    "o:": "object_id",
-    "f:": "fbid",
-    "g:": "gpid",
-    "a:": "anonymous_id",
-    "e:": "email",
-    "p:": "phone",
-}
-
-
-def identities_for(user_key: str) -> Identities:
-    """The identities whose ``user_key()`` is ``user_key`` (the inverse of Identities.user_key)."""
-    field = _PREFIX_FIELDS.get(user_key[:2])
-    if field is None:
-        return Identities(anonymous_id=user_key)
-    return Identities(**{field: user_key[2:]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,26 +43,16 @@ class Feedback:
     """Tells apart events that may happen more than once per message (a click each minute); empty: once."""
 
     def envelope(self) -> Envelope:
-        identity = f"{self.campaign_id}\x1f{self.variant}\x1f{self.user_key}\x1f{self.channel}\x1f{self.name}"
-        if self.occurrence:
-            identity += f"\x1f{self.occurrence}"
-        event_id = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        properties: dict[str, Any] = {
-            "campaign_id": self.campaign_id,
-            "variant": self.variant,
-            "channel": self.channel,
-            **(self.extra or {}),
-        }
-        return Envelope(
+        return message_event(
             account_id=self.account_id,
-            event_id=event_id,
-            kind="event",
-            ids=identities_for(self.user_key),
-            client_ts=self.ts_ms,
-            received_ts=self.ts_ms,
-            source="internal",
+            user_key=self.user_key,
             name=self.name,
-            properties=properties,
+            campaign_id=self.campaign_id,
+            variant=self.variant,
+            channel=self.channel,
+            ts_ms=self.ts_ms,
+            extra=self.extra,
+            occurrence=self.occurrence,
         )
 
 

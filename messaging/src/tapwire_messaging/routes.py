@@ -28,7 +28,15 @@ router = APIRouter()
 links_router = APIRouter()
 
 _PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_SEND_CHANNELS = {"email": "email", "push": "push", "sms": "sms", "webhook": "webhook", "webpush": "webpush"}
+_SEND_CHANNELS = {
+    "email": "email",
+    "push": "push",
+    "sms": "sms",
+    "webhook": "webhook",
+    "webpush": "webpush",
+    "inapp": "inapp",
+    "inbox": "inbox",
+}
 
 
 def messaging_service(request: Request) -> MessagingService:

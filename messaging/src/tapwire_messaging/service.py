@@ -19,6 +19,7 @@ from tapwire_messaging.audience import AudienceResolver, DefaultAudienceResolver
 from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.campaigns import CampaignSpec, MalformedCampaign, UnrunnableCampaign, parse_campaign
 from tapwire_messaging.channels import Providers, build_providers
+from tapwire_messaging.channels.sdk_messages import SdkMessageAdapter
 from tapwire_messaging.delivery.sender import Sender
 from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.email_feedback.runtime import EmailFeedback, SnsFetching
@@ -219,6 +220,11 @@ class MessagingService:
             campaign_cutoff=self._campaign_cutoff,
         )
         providers = self._providers or build_providers(self.settings)
+        if providers.inapp is None or providers.inbox is None:
+            # In-app and inbox messages need no provider: they wait in the control store for the SDKs.
+            sdk = SdkMessageAdapter(self.store.engine)
+            providers.inapp = providers.inapp or sdk
+            providers.inbox = providers.inbox or sdk
         self._providers = providers
         await providers.start()
         self._email_feedback = EmailFeedback(

@@ -231,6 +231,28 @@ CONTROL_CATEGORIES: Final[dict[str, dict[str, str]]] = {
         "event": f"{BEHAVIOUR} (the triggering event as uploaded: every category the customer sends)",
         **dict.fromkeys(("trigger_ms", "due_ms", "finished_ms"), BEHAVIOUR),
     },
+    "sdk_messages": {
+        **dict.fromkeys(
+            (
+                "id",
+                "account_id",
+                "campaign_id",
+                "variant",
+                "channel",
+                "kind",
+                "message_key",
+                "delivered_request",
+            ),
+            NONE,
+        ),
+        "user_key": IDENTIFIER,
+        "content": "the message as rendered for the user (a template may put profile values into it)",
+        **dict.fromkeys(("created_ms", "expires_ms", "delivered_ms"), BEHAVIOUR),
+    },
+    "sdk_message_keys": {
+        **dict.fromkeys(("message_id", "account_id"), NONE),
+        "key": f"{IDENTIFIER} (a key of the person when the message was queued, device ids among them)",
+    },
     "journeys": dict.fromkeys(
         ("id", "account_id", "name", "status", "version", "enrolled_version", "created_ms", "updated_ms"),
         NONE,
@@ -354,6 +376,9 @@ def _retention(settings: Settings) -> dict[str, str]:
         "email_suppressions": "until the customer lifts the suppression (kept through an erasure, hashed, so "
         "the address is not mailed again)",
         "trigger_timers": "until the timer fires or is cancelled, then until erased or the campaign is deleted",
+        "sdk_message_keys": "with its message",
+        "sdk_messages": "until the message expires (the campaign's message_ttl_s, at most 90 days) and a day "
+        "more, or until erased, an objection (waiting promotional messages), or the campaign is deleted",
         "journeys": "while the account keeps the journey",
         "journey_versions": "while the account keeps the journey",
         "journey_positions": "until erased, an objection, or the journey is deleted",

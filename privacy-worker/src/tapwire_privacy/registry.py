@@ -43,6 +43,7 @@ from tapwire_privacy.stores.messaging import (
     InteractionsHandler,
     OutboxHandler,
 )
+from tapwire_privacy.stores.sdk_messages import SdkMessagesHandler
 from tapwire_privacy.stores.trigger_timers import TriggerTimersHandler
 from tapwire_privacy.stores.warehouse import WAREHOUSE_SPECS, WarehouseTableHandler
 from tapwire_privacy.stores.warehouse_links import AliasLinks, IdentifierColumnLinks, ProfilePropertyLinks
@@ -94,6 +95,8 @@ CONTROL_COVERAGE: Final[dict[str, Coverage]] = {
     "email_feedback": "control.email_feedback",
     "email_suppressions": "control.email_suppressions",
     "trigger_timers": "control.trigger_timers",
+    "sdk_messages": "control.sdk_messages",
+    "sdk_message_keys": "control.sdk_messages",
     "journey_positions": "control.journey_positions",
     "journey_history": "control.journey_positions",
     "journeys": Exempt("the customer's journey definitions (names, status, versions); no end-user data"),
@@ -222,6 +225,7 @@ def default_registry(
         EmailFeedbackHandler(engine),
         EmailSuppressionsHandler(engine),
         TriggerTimersHandler(engine),
+        SdkMessagesHandler(engine),
         JourneyPositionsHandler(engine),
         AggregateReleasesHandler(engine),
         MarketingObjectionsHandler(engine),

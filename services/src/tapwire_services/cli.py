@@ -247,6 +247,7 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
     from tapwire_core.control.accounts import AccountNotFoundError
     from tapwire_core.control.store import ControlStore
     from tapwire_ingest.clevertap_sdk.accounts import ENABLED_SETTING, RATE_SETTING, WEB_PUSH_KEY_SETTING
+    from tapwire_ingest.clevertap_sdk.message_shapes import WEB_INBOX_SELECTOR_SETTING as INBOX
 
     settings = Settings()
     changes: dict[str, object] = {}
@@ -260,6 +261,10 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
             print(f"tapwire accounts: {problem}", file=sys.stderr)
             return 1
         changes[WEB_PUSH_KEY_SETTING] = args.web_push_key or None
+    problem = _web_inbox_change(args.web_inbox_selector, changes)
+    if problem:
+        print(f"tapwire accounts: {problem}", file=sys.stderr)
+        return 1
 
     async def update() -> int:
         store = ControlStore(_control_url(settings))
@@ -275,11 +280,26 @@ def cmd_client_sdk(args: argparse.Namespace) -> int:
         print(
             f"{account.id}: client SDKs {'off' if current.get(ENABLED_SETTING) is False else 'on'}, "
             f"rate {current.get(RATE_SETTING) or 'the deployment default'} requests/s, "
-            f"web push {'on' if current.get(WEB_PUSH_KEY_SETTING) else 'off'}"
+            f"web push {'on' if current.get(WEB_PUSH_KEY_SETTING) else 'off'}, "
+            f"web inbox {'on #' + str(current[INBOX]) if current.get(INBOX) else 'off'}"
         )
         return 0
 
     return asyncio.run(update())
+
+
+def _web_inbox_change(selector: str | None, changes: dict[str, object]) -> str | None:
+    """Add the web inbox selector to ``changes`` (``''`` removes it); what is wrong with it, if anything."""
+    from tapwire_ingest.clevertap_sdk.message_shapes import WEB_INBOX_SELECTOR_SETTING, web_inbox_setting
+
+    if selector is None:
+        return None
+    if selector and web_inbox_setting({WEB_INBOX_SELECTOR_SETTING: selector}) is None:
+        return (
+            f"--web-inbox-selector {selector!r} is not an element id (a letter, then letters, digits, - or _)"
+        )
+    changes[WEB_INBOX_SELECTOR_SETTING] = selector or None
+    return None
 
 
 def _foreign_web_push_key(settings: Settings, public_key: str) -> str | None:
@@ -358,7 +378,8 @@ def parser() -> argparse.ArgumentParser:
     origins.add_argument("origins", nargs="*", metavar="ORIGIN", help="e.g. https://shop.example")
     origins.set_defaults(func=cmd_set_origins)
     client_sdk = account_commands.add_parser(
-        "client-sdk", help="CleverTap client-SDK ingestion of an account: on/off, rate limit, web push key"
+        "client-sdk",
+        help="CleverTap client-SDK ingestion of an account: on/off, rate limit, web push key, web inbox",
     )
     client_sdk.add_argument("account_id")
     switch = client_sdk.add_mutually_exclusive_group()
@@ -370,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
     client_sdk.add_argument(
         "--web-push-key",
         help="VAPID public key (base64url) the Web SDK subscribes browsers with ('' turns off)",
+    )
+    client_sdk.add_argument(
+        "--web-inbox-selector",
+        help="id of the page element that opens the Web SDK's inbox of inbox messages ('' turns off)",
     )
     client_sdk.set_defaults(func=cmd_client_sdk)
 

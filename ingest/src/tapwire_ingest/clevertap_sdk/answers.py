@@ -7,24 +7,24 @@
 has none, when ``rf`` (resume, answering a login) is true or when ``optOut`` is a boolean; takes ``sid`` as the
 session; drops the request numbered ``rn`` from its backup queue; and, on a new device id, fires every request
 it held back meanwhile. The fetch variant (``RequestDispatcher.handleFetchResponse``) calls the same function
-with ``meta``'s fields.
+with ``meta``'s fields. In-app and inbox messages for the user go to ``tr`` as well (``message_shapes``).
 
 Nothing from the request reaches a script unescaped: device ids are checked against a strict pattern before
-they get here, numbers are integers, and the only free text (why a record was refused) goes through a JSON
-encoder whose output is also safe inside an HTML ``<script>`` element.
+they get here, numbers are integers, and free text (why a record was refused, a message's texts) goes through a
+JSON encoder whose output is also safe inside an HTML ``<script>`` element.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID, OPT_OUT_SUFFIX
 
-_WEB_PUSH_CONFIG: Final = '{"webPushConfig":{}}'
+_WEB_PUSH_CONFIG: Final[dict[str, Any]] = {"webPushConfig": {}}
 # Both answers: never cached (each names a request number and a session), never sniffed as another type.
 SCRIPT_HEADERS: Final = ((b"content-type", b"application/javascript"),)
 META_HEADERS: Final = ((b"content-type", b"application/json"),)
@@ -50,6 +50,8 @@ class SdkAnswer:
     refused: Sequence[str] = field(default_factory=tuple)
     web_push_key: str | None = None
     """Tell the SDK web push is on, with this VAPID public key (``enableWebPush``); only on page loads."""
+    campaigns: dict[str, Any] | None = None
+    """In-app and inbox messages (and the web inbox's setting) for ``tr``, shaped by ``message_shapes``."""
 
     def device_cookie(self) -> str:
         """The id as the SDK stores it: an opted-out device's id ends in ``:OO``, which makes the SDK drop every
@@ -73,14 +75,16 @@ def script(answer: SdkAnswer) -> bytes:
         answer.request_number,
         _OPT_OUT_ARGUMENT[answer.opt_out],
     )
-    if answer.web_push_key is None and not answer.refused:
+    if answer.web_push_key is None and not answer.refused and answer.campaigns is None:
         return body.encode()
+    tr = answer.campaigns
     if answer.web_push_key is not None:
         # After s(): a subscription they trigger is sent with the device id just given.
-        body += (
-            f"\nwindow.$WZRK_WR&&window.$WZRK_WR.enableWebPush(true,{_js_string(answer.web_push_key)});"
-            f"\nwindow.$WZRK_WR&&window.$WZRK_WR.tr({_WEB_PUSH_CONFIG});"
-        )
+        body += f"\nwindow.$WZRK_WR&&window.$WZRK_WR.enableWebPush(true,{_js_string(answer.web_push_key)});"
+        tr = {**_WEB_PUSH_CONFIG, **(tr or {})}
+    if tr is not None:
+        # After s() too: the web inbox files its entries under the device id.
+        body += f"\nwindow.$WZRK_WR&&window.$WZRK_WR.tr({_js_json(tr)});"
     for reason in answer.refused:
         body += f"\nwindow.console&&console.warn({_js_string('tapwire refused a record: ' + reason)});"
     return body.encode()
@@ -97,9 +101,14 @@ def meta(answer: SdkAnswer) -> bytes:
     if answer.opt_out is not None:
         fields["optOut"] = answer.opt_out
     body: dict[str, object] = {"meta": fields}
+    tr: dict[str, Any] = {}
     if answer.web_push_key is not None:
         body["wpe"] = {"enabled": True, "key": answer.web_push_key}
-        body["tr"] = {"webPushConfig": {}}
+        tr.update(_WEB_PUSH_CONFIG)
+    if answer.campaigns is not None:
+        tr.update(answer.campaigns)
+    if tr:
+        body["tr"] = tr
     if answer.refused:
         body["refused"] = list(answer.refused)
     return orjson.dumps(body)
@@ -107,3 +116,7 @@ def meta(answer: SdkAnswer) -> bytes:
 
 def _js_string(text: str) -> str:
     return orjson.dumps(text).decode().translate(_SCRIPT_ESCAPES)
+
+
+def _js_json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode().translate(_SCRIPT_ESCAPES)

@@ -21,6 +21,7 @@ from tapwire_core.http.errors import ApiError
 from tapwire_core.identity import AliasRow, IdentityGraph, alias_envelopes
 from tapwire_core.identity.keys import key_for, keys_of
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id
+from tapwire_ingest.clevertap_sdk.web_request import WebRequest
 
 log = logging.getLogger(__name__)
 REASON = "clevertap-sdk"
@@ -82,6 +83,24 @@ async def link_login(
         # E.g. an email already used by another identified person: the new device stays on its own.
         log.info("client SDK login not linked", extra={"account_id": account_id, "reason": linked.refused})
     return outcome
+
+
+def login_keys(request: WebRequest) -> list[str]:
+    """The person keys a Web SDK profile push names (Identity, Email, Phone), without validating it; empty for
+    any other request. For finding what waits for the person, never for storing."""
+    if request.type != "push" or request.payload.get("type") != "profile":
+        return []
+    profile = request.payload.get("profile")
+    if type(profile) is not dict:
+        return []
+    values = {name: profile.get(name) for name in ("Identity", "Email", "Phone")}
+    found = {
+        name: str(value) if type(value) is int else value
+        for name, value in values.items()
+        if type(value) in (str, int) and value != ""
+    }
+    login = Identities(identity=found.get("Identity"), email=found.get("Email"), phone=found.get("Phone"))
+    return person_keys(login) if found else []
 
 
 def person_keys(login: Identities) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from tapwire_core.control.sdk_messages import WaitingSdkMessages
 from tapwire_core.control.tracking_opt_outs import TrackingOptOutList
 from tapwire_core.http.context import AccountView, ServiceContext
 from tapwire_ingest.clevertap_sdk.accounts import AccountsById, Lookup
@@ -18,6 +19,8 @@ class SdkState:
     per_address: TokenBuckets
     per_account: TokenBuckets
     opt_outs: TrackingOptOutList
+    sdk_messages: WaitingSdkMessages
+    """In-app and inbox messages waiting for users' SDKs (``clevertap_sdk.sdk_messages``)."""
 
 
 def sdk_state(app: Starlette) -> SdkState:
@@ -33,6 +36,7 @@ def sdk_state(app: Starlette) -> SdkState:
             opt_outs=TrackingOptOutList(
                 context.store.engine, refresh_s=settings.privacy_suppression_refresh_s
             ),
+            sdk_messages=WaitingSdkMessages(context.store.engine),
             per_address=TokenBuckets(
                 rate=settings.sdk_requests_per_s_per_address, burst=settings.sdk_burst_per_address
             ),

@@ -6,7 +6,8 @@ account), checked before the body is read. ``/hello`` is the handshake the SDKs 
 ``X-WZRK-RD`` / ``X-WZRK-SPIKY-RD`` name the host to send to, here the one the SDK already used. ``/a1`` takes
 the queued items (``clevertap_sdk.mobile_records``); a 200 means the stored ones are durable, and the SDK deletes
 its copy; any other status makes it keep the queue and send it again later, which the stable event ids make
-harmless.
+harmless. The answer carries the in-app and inbox messages waiting for the device's user (``inapp_notifs``,
+``inbox_notifs``; ``clevertap_sdk.sdk_messages``), which the SDKs show.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -30,8 +31,10 @@ from tapwire_core.http.errors import ApiError, error_response, json_response
 from tapwire_ingest.clevertap.limits import MAX_UPLOAD_DEPTH, MAX_UPLOAD_VALUES
 from tapwire_ingest.clevertap_sdk.accounts import ENABLED_SETTING
 from tapwire_ingest.clevertap_sdk.logins import LoginOutcome, link_login, person_keys
+from tapwire_ingest.clevertap_sdk.message_shapes import mobile_campaigns
 from tapwire_ingest.clevertap_sdk.mobile_records import MobileBatch, mobile_batch
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, set_opt_out
+from tapwire_ingest.clevertap_sdk.sdk_messages import attributed, request_digest, waiting_for
 from tapwire_ingest.clevertap_sdk.state import SdkState, sdk_state
 from tapwire_ingest.clevertap_sdk.web_request import DEVICE_ID
 from tapwire_ingest.http.upload import publish
@@ -136,8 +139,9 @@ async def _queue(request: Request) -> Response:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from exc
     resolved = await _resolve(request, context, state, batch, account_id=account.id, received_ms=received_ms)
-    if resolved.envelopes or resolved.links:
-        await publish(context, [*resolved.envelopes, *resolved.links])
+    envelopes = await attributed(context, account.id, resolved.envelopes)
+    if envelopes or resolved.links:
+        await publish(context, [*envelopes, *resolved.links])
         resolved.confirm()
     _ACCEPTED.inc(len(resolved.envelopes))
     if batch.refused:
@@ -145,9 +149,17 @@ async def _queue(request: Request) -> Response:
     if resolved.dropped:
         _DROPPED.inc(resolved.dropped)
     status = "success" if not batch.refused else ("partial" if resolved.envelopes else "fail")
-    return json_response(
-        {"status": status, "processed": len(resolved.envelopes), "unprocessed": batch.refused}
-    )
+    answer: dict[str, Any] = {"status": status, "processed": len(envelopes), "unprocessed": batch.refused}
+    if not state.opt_outs.opted_out(account.id, ("o:" + batch.device_id,)):
+        messages = await waiting_for(
+            context,
+            state,
+            account_id=account.id,
+            keys=["o:" + batch.device_id],
+            request=lambda: request_digest("a1", batch.device_id, *(e.event_id for e in envelopes)),
+        )
+        answer |= mobile_campaigns(messages)
+    return json_response(answer)
 
 
 async def _resolve(

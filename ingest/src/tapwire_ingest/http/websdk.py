@@ -38,8 +38,10 @@ from tapwire_ingest.clevertap_sdk.accounts import (
     sdk_account,
     web_push_key,
 )
-from tapwire_ingest.clevertap_sdk.logins import link_login, person_keys
+from tapwire_ingest.clevertap_sdk.logins import link_login, login_keys, person_keys
+from tapwire_ingest.clevertap_sdk.message_shapes import web_campaigns, web_inbox_setting
 from tapwire_ingest.clevertap_sdk.opt_outs import add_opt_out, opt_out_choice, set_opt_out
+from tapwire_ingest.clevertap_sdk.sdk_messages import attributed, request_digest, waiting_for
 from tapwire_ingest.clevertap_sdk.sessions import new_device_id, session_for
 from tapwire_ingest.clevertap_sdk.state import SdkState, sdk_state
 from tapwire_ingest.clevertap_sdk.web_records import WebRecords, web_records
@@ -201,6 +203,10 @@ async def _answer(app: Starlette, scope: Scope, page: PageHeaders) -> answers.Sd
     answer = await _ingest(
         app, context, state, web, account_id=account.id, address=address, user_agent=page.user_agent
     )
+    if answer.opt_out is not True:
+        await _add_messages(
+            context, state, web, answer, account_settings=account.settings, account_id=account.id
+        )
     if web.type == "page" and answer.opt_out is not True:
         key = web_push_key(account.settings)
         if key is not None:
@@ -288,6 +294,7 @@ async def _ingest(
             login.confirm(graph, account_id)
 
     if envelopes:
+        envelopes = await attributed(context, account_id, envelopes)
         await publish(context, envelopes)
         if confirm is not None:
             confirm()
@@ -323,6 +330,32 @@ async def _settled_opt_out(
         _DROPPED.inc()
         return True
     return None
+
+
+async def _add_messages(
+    context: ServiceContext,
+    state: SdkState,
+    web: WebRequest,
+    answer: answers.SdkAnswer,
+    *,
+    account_settings: Any,
+    account_id: str,
+) -> None:
+    """Put the in-app and inbox messages waiting for the browser's user into the answer (``sdk_messages``)."""
+    device_id = answer.device_id
+    messages = await waiting_for(
+        context,
+        state,
+        account_id=account_id,
+        keys=["o:" + device_id, *login_keys(web)],
+        request=lambda: request_digest(
+            "web", device_id, web.request_number, web.saved_at_s, web.sequence, web.raw_payload
+        ),
+    )
+    page_load = web.type == "page"
+    if not messages and not page_load:
+        return
+    answer.campaigns = web_campaigns(messages, web_inbox_setting(account_settings), page_load=page_load)
 
 
 def _count(records: WebRecords) -> None:

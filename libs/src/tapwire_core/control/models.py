@@ -29,6 +29,7 @@ from tapwire_core.control.privacy.models import (
     SuppressionRow,
 )
 from tapwire_core.control.query_job_models import QueryJobRow
+from tapwire_core.control.sdk_messages.models import SdkMessageKeyRow, SdkMessageRow
 from tapwire_core.control.segment_models import SegmentRow
 from tapwire_core.control.tracking_opt_outs.models import TrackingOptOutRow
 from tapwire_core.identity.models import IdentityEdgeRow, IdentityNodeRow
@@ -61,6 +62,8 @@ __all__ = [
     "PrivacyRequestRow",
     "PrivacyRequestSubjectRow",
     "QueryJobRow",
+    "SdkMessageKeyRow",
+    "SdkMessageRow",
     "SegmentRow",
     "SignInThrottleRow",
     "SuppressionRow",

@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from tapwire_messaging.email_feedback.classify import Bounce
 
-ChannelName = Literal["email", "push", "sms", "webhook"]
-CHANNELS: tuple[ChannelName, ...] = ("email", "push", "sms", "webhook")
+ChannelName = Literal["email", "push", "sms", "webhook", "inapp", "inbox"]
+CHANNELS: tuple[ChannelName, ...] = ("email", "push", "sms", "webhook", "inapp", "inbox")
+SDK_CHANNELS: frozenset[str] = frozenset({"inapp", "inbox"})
+"""Channels whose messages wait for the user's CleverTap SDK to fetch them (``channels.sdk_messages``)."""
 
 # sent: the provider accepted it. failed: transient (timeout, 5xx, 4xx SMTP), the outbox retries later.
 # rejected: refused for good (4xx HTTP, 5xx SMTP). unregistered: the address or token is gone; stop using it.

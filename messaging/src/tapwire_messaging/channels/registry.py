@@ -24,6 +24,8 @@ class Providers:
     push: ChannelAdapter | None = None
     sms: ChannelAdapter | None = None
     webhook: ChannelAdapter | None = None
+    inapp: ChannelAdapter | None = None
+    inbox: ChannelAdapter | None = None
 
     def get(self, channel: ChannelName) -> ChannelAdapter | None:
         adapter: ChannelAdapter | None = getattr(self, channel)
@@ -38,7 +40,9 @@ class Providers:
             await adapter.close()
 
     def _all(self) -> list[ChannelAdapter]:
-        return [a for a in (self.email, self.push, self.sms, self.webhook) if a is not None]
+        adapters = (self.email, self.push, self.sms, self.webhook, self.inapp, self.inbox)
+        # One adapter object may serve two channels (in-app and inbox share the SDK message store).
+        return list({id(a): a for a in adapters if a is not None}.values())
 
 
 def build_providers(settings: Settings) -> Providers:

@@ -18,6 +18,7 @@ from tapwire_core.control.messaging import consent
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceResolver
 from tapwire_messaging.campaign_store import Campaign, Campaigns
+from tapwire_messaging.channels.base import SDK_CHANNELS
 from tapwire_messaging.outbox import Outbox
 from tapwire_messaging.recipients import RecipientProfile, device_id, load_profiles, push_targets
 from tapwire_messaging.rules import assign_variant, in_control_group
@@ -133,6 +134,9 @@ def _targets(campaign: Campaign, profile: RecipientProfile, dead: set[str]) -> l
         all_devices = bool(campaign.rules.send_to_all_devices)
         tokens = push_targets(profile, dead=dead, devices=campaign.rules.devices, all_devices=all_devices)
         return [(token, kind, device_id(token) if all_devices else "") for token, kind in tokens]
+    if campaign.channel in SDK_CHANNELS:
+        # The message waits for whichever of the user's SDKs asks first: its address is the user.
+        return [(profile.user_key, None, "")]
     if campaign.channel == "email":
         address = profile.email
     elif campaign.channel == "sms":

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from tapwire_messaging.campaign_store import Campaign
+from tapwire_messaging.campaigns import DEFAULT_MESSAGE_TTL_S
 from tapwire_messaging.channels import OutboundMessage
+from tapwire_messaging.channels.base import SDK_CHANNELS
 from tapwire_messaging.delivery.campaign_views import CampaignView
 from tapwire_messaging.links import Links
 from tapwire_messaging.outbox import Claimed
@@ -61,6 +63,8 @@ class MessageBuilder:
             return self._email(key, row, campaign, rendered)
         if campaign.channel == "webhook":
             return _webhook(key, row, campaign, rendered)
+        if campaign.channel in SDK_CHANNELS:
+            return self._sdk_message(key, row, campaign, rendered)
         if row.platform == "chrome":
             return self._web_push(key, row, campaign, rendered)
         return _push(key, row, campaign, rendered)
@@ -99,6 +103,35 @@ class MessageBuilder:
             data={"keys": row.context.get("subscription_keys", {}), "payload": payload},
         )
 
+    def _sdk_message(
+        self, key: str, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]
+    ) -> OutboundMessage:
+        """An in-app or inbox message for the user's SDKs, in a neutral shape each SDK's answer is built from
+        (``title``, ``body``, ``image``, ``icon``, ``url``, ``button``, plain text). An in-app popup's click
+        goes through the tracked click link (``click_link``), which counts it and redirects to ``url``; an
+        inbox entry's click is reported by the SDK itself."""
+        content = sdk_content(rendered)
+        if campaign.channel == "inapp" and "url" in content:
+            target = LinkTarget(campaign.account_id, campaign.id, row.variant, row.user_key, row.channel)
+            content["click_link"] = self._links.click(target, content["url"])
+        ttl_s = campaign.rules.message_ttl_s or DEFAULT_MESSAGE_TTL_S[campaign.channel]
+        return OutboundMessage(
+            key,
+            row.address,
+            content.get("body", ""),
+            title=content.get("title"),
+            data={
+                "account_id": campaign.account_id,
+                "campaign_id": campaign.id,
+                "variant": row.variant,
+                "channel": campaign.channel,
+                "kind": campaign.kind,
+                "user_key": row.user_key,
+                "ttl_s": ttl_s,
+                "content": content,
+            },
+        )
+
     def _email(
         self, key: str, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]
     ) -> OutboundMessage:
@@ -119,6 +152,33 @@ class MessageBuilder:
             feedback_token=paths.token(row.id) if paths is not None else None,
             return_path=paths.return_path(row.id) if paths is not None else None,
         )
+
+
+_SDK_TEXT_FIELDS = ("title", "body", "button")
+_SDK_URL_FIELDS = ("image", "icon", "url")
+_MAX_SDK_TEXT = 2000
+_MAX_URL = 2048
+
+
+def sdk_content(rendered: Mapping[str, str]) -> dict[str, str]:
+    """The rendered fields an SDK message shows: texts cut to 2,000 characters, and only ``http(s)`` URLs
+    without quotes or spaces (the SDKs put them into attributes and open them; anything else is left out)."""
+    content: dict[str, str] = {}
+    for name in _SDK_TEXT_FIELDS:
+        value = rendered.get(name, "").strip()
+        if value:
+            content[name] = value[:_MAX_SDK_TEXT]
+    for name in _SDK_URL_FIELDS:
+        value = rendered.get(name, "").strip()
+        if _safe_url(value):
+            content[name] = value
+    return content
+
+
+def _safe_url(value: str) -> bool:
+    if not value or len(value) > _MAX_URL or not value.lower().startswith(("https://", "http://")):
+        return False
+    return not any(c in value for c in "\"'<>` \t\r\n\\")
 
 
 def _webhook(key: str, row: Claimed, campaign: Campaign, rendered: Mapping[str, str]) -> OutboundMessage:

@@ -68,7 +68,7 @@ class Goal(_Strict):
 
 class SendStep(_Strict):
     type: Literal["send"]
-    channel: Literal["email", "push", "sms", "webhook"]
+    channel: Literal["email", "push", "sms", "webhook", "inapp", "inbox"]
     content: dict[str, Any] | None = None
     variants: list[dict[str, Any]] | None = None
     webhook: dict[str, Any] | None = None

@@ -11,13 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tapwire_core.control.marketing_objections.models import MarketingObjectionRow
 from tapwire_core.control.messaging.journey_exits import exit_journeys
 from tapwire_core.control.privacy.subject_keys import IDENTIFIER_SALT, deployment_secret, key_hash
+from tapwire_core.control.sdk_messages.store import withdraw
 
 
 async def record_objection(
     session: AsyncSession, *, account_id: str, keys: Iterable[str], request_id: str | None, at: datetime
 ) -> int:
     """List every subject key in ``keys`` as objecting, and take them out of every journey at once (their open
-    positions end ``exited``, in the same transaction); returns how many keys were new. Idempotent."""
+    positions end ``exited``, and their promotional in-app and inbox messages not yet fetched are withdrawn, in
+    the same transaction); returns how many keys were new. Idempotent."""
     keys = list(keys)
     salt = await deployment_secret(session, IDENTIFIER_SALT)
     hashes = {key_hash(salt, account_id, key) for key in keys}
@@ -42,6 +44,8 @@ async def record_objection(
         reason="objected to marketing",
         now_ms=int(at.timestamp() * 1000),
     )
+    # In-app and inbox messages still waiting for the user's SDK are promotional messages not yet delivered.
+    await withdraw(session, account_id=account_id, user_keys=keys)
     return len(hashes - existing)
 
 
