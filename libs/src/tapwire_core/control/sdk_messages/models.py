@@ -1,6 +1,6 @@
 """Messages waiting for a user's CleverTap SDK to fetch them: in-app popups and inbox entries.
 
-The migration ``0016_sdk_messages`` creates the table. Messaging writes a row when a campaign's in-app or
+The migration ``0017_sdk_messages`` creates the table. Messaging writes a row when a campaign's in-app or
 inbox message is "sent" (queued for the user's SDK); a gateway hands it to the first SDK request of the user
 that comes (``delivered_ms``), once, and later attributes the SDK's viewed and clicked events to it.
 """

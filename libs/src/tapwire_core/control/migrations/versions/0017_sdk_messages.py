@@ -1,7 +1,7 @@
 """In-app and inbox messages waiting for users' CleverTap SDKs (``sdk_messages``, and ``sdk_message_keys``: the
 keys an SDK request may name each message's user by).
 
-Revision ID: 0016_sdk_messages
+Revision ID: 0017_sdk_messages
 Revises: 0015_journeys
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0016_sdk_messages"
-down_revision: str | None = "0015_journeys"
+revision = "0017_sdk_messages"
+down_revision: str | None = "0016_aggregate_releases"
 branch_labels: str | None = None
 depends_on: str | None = None
 
