@@ -46,6 +46,23 @@ class AccountApi:
     def post(self, path: str, body: Any, *, timeout_s: float = 30) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", headers=self.headers, json=body, timeout=timeout_s)
 
+    def get(
+        self, path: str, params: Mapping[str, str] | None = None, *, timeout_s: float = 10
+    ) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", params=params, headers=self.headers, timeout=timeout_s)
+
+    def event_count(self, name: str, *, days: tuple[object, object]) -> int:
+        """How many ``name`` events the suite counts from the first day to the second (``YYYYMMDD``)."""
+        body = {"event_name": name, "from": days[0], "to": days[1]}
+        response = self.post("/1/counts/events.json", body)
+        assert response.status_code == 200, response.text
+        count: int = response.json()["count"]
+        return count
+
+    def profile_status(self, **key: str) -> int:
+        """The status of ``/1/profile.json`` for one key (``identity=…``, ``email=…``, ``objectId=…``)."""
+        return self.get("/1/profile.json", key).status_code
+
     def reach(self, where: Mapping[str, Any], *, channel: Literal["email", "push"] = "email") -> int | None:
         """How many users a campaign on ``channel`` to ``where`` would reach now; None while the suite cannot
         say (it answers an error while starting)."""

@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import trustme
@@ -22,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.infra.tls_receiver import QuietHandler, https_server, resolver_for, trusting
 
 SNS_HOST = "sns.eu-west-1.amazonaws.com"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
@@ -55,9 +56,7 @@ class LocalSns:
         return f"https://{SNS_HOST}:{self.port}/SimpleNotificationService-test.pem"
 
     def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
+        return trusting(self.ca)
 
     def envelope(
         self,
@@ -114,12 +113,7 @@ def local_sns() -> Iterator[LocalSns]:
     sns = LocalSns(ca, key, _signing_certificate(key))
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             with lock:
                 if self.path.endswith(".pem"):
@@ -135,25 +129,12 @@ def local_sns() -> Iterator[LocalSns]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(SNS_HOST).configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    sns.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with https_server(Handler, ca=ca, host=SNS_HOST) as port:
+        sns.port = port
         yield sns
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-async def sns_resolver(host: str, port: int) -> list[str]:
-    """DNS for the test: the SNS host is the local server; nothing else resolves."""
-    if host == SNS_HOST:
-        return ["127.0.0.1"]
-    raise OSError(f"{host} does not resolve in this test")
+sns_resolver = resolver_for(SNS_HOST)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tapwire_messaging.channels.webpush import b64url, from_b64url
+from tests.infra.tls_receiver import QuietHandler, https_server, resolver_for, trusting
 
 PUSH_HOST = "push.example.test"
 
@@ -109,9 +109,7 @@ class PushService:
         return subscription
 
     def client_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
+        return trusting(self.ca)
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
         name = path.rsplit("/", 1)[-1]
@@ -147,15 +145,9 @@ class PushService:
 
 @contextmanager
 def push_service() -> Iterator[PushService]:
-    ca = trustme.CA()
-    service = PushService(ca)
+    service = PushService(trustme.CA())
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
@@ -172,21 +164,9 @@ def push_service() -> Iterator[PushService]:
             self.end_headers()
             self.wfile.write(payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(PUSH_HOST).configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    service.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with https_server(Handler, ca=service.ca, host=PUSH_HOST) as port:
+        service.port = port
         yield service
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-async def push_resolver(host: str, port: int) -> list[str]:
-    if host == PUSH_HOST:
-        return ["127.0.0.1"]
-    raise OSError(f"{host} does not resolve in this test")
+push_resolver = resolver_for(PUSH_HOST)

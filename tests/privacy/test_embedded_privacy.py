@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,56 +9,33 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.processes import TapwireProcess
+from tests.infra.privacy_suite import erase_and_wait, fast_privacy_suite
+from tests.infra.suite_api import AccountApi, wait_for
 
 ACCOUNT, PASSCODE = "TAP-PRIV-0001", "passcode-privacy-0123456789"
-HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 JAN_5 = 1_767_571_200
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def suite(tmp_path: Path) -> Iterator[TapwireProcess]:
-    proc = TapwireProcess(
-        ["up"],
-        env={
-            "TAPWIRE_DATA_DIR": str(tmp_path / "data"),
-            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:writekey-privacy-0123456789",
-            "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
-            "TAPWIRE_PRIVACY_POLL_S": "0.2",
-            "TAPWIRE_PRIVACY_SWEEP_DELAY_S": "1",
-            "TAPWIRE_EMBEDDED_LOG_RETENTION_HOURS": "0.002",  # 7 s: an erasure completes once its copies are gone
-            "TAPWIRE_PRIVACY_SUPPRESSION_REFRESH_S": "0.2",
-        },
-        log_path=tmp_path / "tapwire.log",
-    ).start()
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        proc.kill()
+def api(tmp_path: Path) -> Iterator[AccountApi]:
+    accounts = f"{ACCOUNT}:{PASSCODE}:writekey-privacy-0123456789"
+    with fast_privacy_suite(tmp_path, accounts=accounts, ready_timeout_s=240) as suite:
+        yield AccountApi(suite.url, ACCOUNT, PASSCODE)
 
 
-def upload(url: str, records: list[dict[str, Any]]) -> None:
-    response = httpx.post(f"{url}/1/upload", headers=HEADERS, json={"d": records}, timeout=10)
+def upload(api: AccountApi, records: list[dict[str, Any]]) -> None:
+    response = api.post("/1/upload", {"d": records}, timeout_s=10)
     assert response.status_code == 200 and response.json()["processed"] == len(records), response.text
 
 
-def count(url: str) -> int:
-    body = {"event_name": "Viewed", "from": 20260101, "to": 20260131}
-    response = httpx.post(f"{url}/1/counts/events.json", headers=HEADERS, json=body, timeout=10)
-    value: int = response.json()["count"]
-    return value
+def count(api: AccountApi) -> int:
+    return api.event_count("Viewed", days=(20260101, 20260131))
 
 
 def wait_until(check: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(check, what, timeout_s=timeout_s, poll_s=0.2)
 
 
 def suppressed_total(url: str) -> float:
@@ -69,12 +45,11 @@ def suppressed_total(url: str) -> float:
     return 0.0
 
 
-def test_erasure_through_the_embedded_suite(suite: TapwireProcess) -> None:
-    url = suite.url
+def test_erasure_through_the_embedded_suite(api: AccountApi) -> None:
     viewed = {"type": "event", "ts": JAN_5, "evtName": "Viewed", "evtData": {}}
     # Identical records collapse into one event, so each carries its own data.
     upload(
-        url,
+        api,
         [
             {**viewed, "identity": "zoe", "evtData": {"n": 1}},
             {**viewed, "identity": "zoe", "evtData": {"n": 2}},
@@ -82,35 +57,21 @@ def test_erasure_through_the_embedded_suite(suite: TapwireProcess) -> None:
         ],
     )
     upload(
-        url,
+        api,
         [{"type": "profile", "identity": "zoe", "ts": JAN_5, "profileData": {"Email": "zoe@example.com"}}],
     )
-    wait_until(lambda: count(url) == 3, "the events to load")
-    wait_until(
-        lambda: httpx.get(f"{url}/1/profile.json?email=zoe@example.com", headers=HEADERS).status_code == 200,
-        "the profile to load",
-    )
+    wait_until(lambda: count(api) == 3, "the events to load")
+    wait_until(lambda: api.profile_status(email="zoe@example.com") == 200, "the profile to load")
 
-    response = httpx.post(
-        f"{url}/1/delete/profiles.json", headers=HEADERS, json={"identity": "zoe"}, timeout=10
-    )
-    assert response.status_code == 200, response.text
-    request_id = response.json()["requests"][0]["id"]
-
-    def completed() -> bool:
-        body = httpx.get(f"{url}/privacy/v1/requests/{request_id}", headers=HEADERS, timeout=10).json()
-        return bool(body["status"] == "completed")
-
-    wait_until(completed, "the erasure to complete")
-    detail = httpx.get(f"{url}/privacy/v1/requests/{request_id}", headers=HEADERS, timeout=10).json()
+    detail = erase_and_wait(api, "zoe", timeout_s=60)
     assert detail["verification"]["sweeps"] == 2
-    assert count(url) == 1
-    assert httpx.get(f"{url}/1/profile.json?identity=zoe", headers=HEADERS).status_code == 404
-    assert httpx.get(f"{url}/1/profile.json?email=zoe@example.com", headers=HEADERS).status_code == 404
+    assert count(api) == 1
+    assert api.profile_status(identity="zoe") == 404
+    assert api.profile_status(email="zoe@example.com") == 404
 
     # A late event for the erased subject is acknowledged, dropped and counted; others still land.
-    before = suppressed_total(url)
-    upload(url, [{**viewed, "identity": "zoe"}, {**viewed, "identity": "xia"}])
-    wait_until(lambda: count(url) == 2, "the other subject's event")
-    assert suppressed_total(url) - before == 1
-    assert httpx.get(f"{url}/1/profile.json?identity=zoe", headers=HEADERS).status_code == 404
+    before = suppressed_total(api.url)
+    upload(api, [{**viewed, "identity": "zoe"}, {**viewed, "identity": "xia"}])
+    wait_until(lambda: count(api) == 2, "the other subject's event")
+    assert suppressed_total(api.url) - before == 1
+    assert api.profile_status(identity="zoe") == 404

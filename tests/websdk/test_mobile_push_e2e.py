@@ -7,45 +7,22 @@ both with ``onUserLogin`` (a profile naming ``Identity``); a push campaign to th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from tests.infra.suite_api import AccountApi
 from tests.integration.processes import TapwireProcess
+from tests.messaging.push_every_device import push_to_every_device
 from tests.messaging.push_receivers import push_providers
 from tests.websdk import mobile_requests as sdk
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT, PASSCODE, TOKEN = "TAP-MOBILE-01", "passcode-mobile-0123456789ab", "writekey-mobile-0123456789ab"
-HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
 SESSION = 1_765_000_000
-
-
-def _post(url: str, path: str, body: Any) -> httpx.Response:
-    return httpx.post(f"{url}{path}", headers=HEADERS, json=body, timeout=30)
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _reach(url: str, where: dict[str, Any]) -> int | None:
-    estimate = {"name": "e", "target_mode": "push", "where": where, "content": {"title": "T", "body": "B"}}
-    reach: int | None = (
-        _post(url, "/1/targets/estimate.json", estimate).json().get("estimate", {}).get("reach")
-    )
-    return reach
 
 
 def _send_queue(url: str, os_name: str, device: str, token: str, token_type: str) -> None:
@@ -85,38 +62,13 @@ def test_tokens_registered_by_both_apps_reach_each_device(tmp_path: Path) -> Non
             suite.wait_ready(timeout_s=180)
             _send_queue(suite.url, "Android", "__a1b2c3d4e5f60718293a4b5c6d7e8f90", "fcm-ann-pixel", "fcm")
             _send_queue(suite.url, "iOS", "-0F1E2D3C4B5A69788796A5B4C3D2E1F0", "apns-ann-iphone", "apns")
-            today = int(time.strftime("%Y%m%d", time.gmtime()))
-            # Both devices are Ann once the logins are projected: the one person who registered tokens today is
-            # the one whose profile says Name=Ann, and there is one person in all.
-            tokens_of_ann = {
-                "event_name": "__push_token",
-                "from": today,
-                "to": today,
-                "common_profile_properties": {
-                    "profile_fields": [{"name": "Name", "operator": "equals", "value": "Ann"}]
-                },
-            }
-            _wait(
-                lambda: _reach(suite.url, tokens_of_ann) == 1 and _reach(suite.url, {}) == 1,
-                "the tokens and the logins to reach the warehouse",
+            result = push_to_every_device(
+                AccountApi(suite.url, ACCOUNT, PASSCODE),
+                identity="ann",
+                name="Ann",
+                what="the tokens and the logins to reach the warehouse",
+                timeout_s=180,
             )
-            campaign = {
-                "name": "both apps",
-                "target_mode": "push",
-                "to": {"Identity": ["ann"]},
-                "send_to_all_devices": True,
-                "content": {"title": "Hi", "body": "News"},
-            }
-            created = _post(suite.url, "/1/targets/create.json", campaign)
-            assert created.status_code == 200, created.text
-            _wait(
-                lambda: (
-                    _post(suite.url, "/1/targets/result.json", {"id": created.json()["id"]}).status_code
-                    == 200
-                ),
-                "the campaign to complete",
-            )
-            result = _post(suite.url, "/1/targets/result.json", {"id": created.json()["id"]}).json()["result"]
         finally:
             suite.stop()
     assert [r.json()["message"]["token"] for r in fcm.requests] == ["fcm-ann-pixel"]

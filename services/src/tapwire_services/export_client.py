@@ -21,8 +21,9 @@ import httpx
 import orjson
 from tqdm import tqdm
 
+from tapwire_services.sdk_retries import request_with_retries
+
 ExportKind = Literal["events", "profiles"]
-RETRIED_STATUSES = frozenset({429, 503})
 
 
 @dataclass
@@ -98,24 +99,21 @@ async def _request(
     max_attempts: int,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    delay = 0.5
-    for attempt in range(1, max_attempts + 1):
-        try:
-            response = await client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            if attempt == max_attempts:
-                raise ExportFailed(f"the server was unreachable {max_attempts} times: {exc!r}") from exc
-        else:
-            if response.status_code == 200:
-                body: dict[str, Any] = response.json()
-                return body
-            if response.status_code not in RETRIED_STATUSES or attempt == max_attempts:
-                raise ExportFailed(f"HTTP {response.status_code}: {_message(response)}")
-            delay = max(delay, _retry_after(response))
+    def retried() -> None:
         summary.retries += 1
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
-    raise ExportFailed("unreachable")
+
+    response = await request_with_retries(
+        client,
+        method,
+        path,
+        max_attempts=max_attempts,
+        on_retry=retried,
+        refused=ExportFailed,
+        describe=_message,
+        **kwargs,
+    )
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def _message(response: httpx.Response) -> str:
@@ -126,13 +124,6 @@ def _message(response: httpx.Response) -> str:
     return (
         str(body.get("error") or body.get("message") or body)[:500] if isinstance(body, dict) else str(body)
     )
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(float(response.headers.get("retry-after", "0")), 60.0)
-    except ValueError:
-        return 0.0
 
 
 def export_to(

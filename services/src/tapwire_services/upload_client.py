@@ -4,7 +4,6 @@ progress bar on standard error."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Iterator
@@ -16,8 +15,7 @@ import orjson
 from tqdm import tqdm
 
 from tapwire_services.generate import batches
-
-RETRIED_STATUSES = frozenset({429, 503})
+from tapwire_services.sdk_retries import request_with_retries
 
 
 @dataclass
@@ -86,27 +84,16 @@ async def upload_all(
 async def _send(
     client: httpx.AsyncClient, body: bytes, summary: UploadSummary, *, max_attempts: int
 ) -> httpx.Response:
-    delay = 0.5
-    for attempt in range(1, max_attempts + 1):
-        try:
-            response = await client.post("/1/upload", content=body)
-        except httpx.TransportError as exc:
-            if attempt == max_attempts:
-                raise UploadFailed(f"the server was unreachable {max_attempts} times: {exc!r}") from exc
-        else:
-            if response.status_code == 200:
-                return response
-            if response.status_code not in RETRIED_STATUSES or attempt == max_attempts:
-                raise UploadFailed(f"HTTP {response.status_code}: {response.text[:500]}")
-            delay = max(delay, _retry_after(response))
+    def retried() -> None:
         summary.retries += 1
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
-    raise UploadFailed("unreachable")
 
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(float(response.headers.get("retry-after", "0")), 60.0)
-    except ValueError:
-        return 0.0
+    return await request_with_retries(
+        client,
+        "POST",
+        "/1/upload",
+        max_attempts=max_attempts,
+        on_retry=retried,
+        refused=UploadFailed,
+        describe=lambda response: response.text[:500],
+        content=body,
+    )

@@ -18,6 +18,7 @@ from tapwire_core.settings import Settings
 from tapwire_messaging.delivery.audience_rules import AudienceRules
 from tapwire_messaging.delivery.campaign_views import CampaignView, CampaignViews
 from tapwire_messaging.delivery.outcomes import Outcome, SenderStats
+from tapwire_messaging.delivery.polling import claim_due, poll_until_stopped
 from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.outbox import Claimed, Outbox, Verdict
 
@@ -64,16 +65,14 @@ class Claimer:
     async def run(self, stopping: asyncio.Event) -> None:
         """Claim until ``stopping`` is set, waiting a poll interval (or a wake-up) whenever nothing was due. A
         failed claim is logged and tried again."""
-        while not stopping.is_set():
-            try:
-                claimed = await self.claim_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("claiming outbox rows failed; retrying")
-                claimed = 0
-            if claimed == 0:
-                await self._wakeup.wait(self._settings.messaging_poll_s)
+        await poll_until_stopped(
+            stopping,
+            self.claim_once,
+            wakeup=self._wakeup,
+            poll_s=self._settings.messaging_poll_s,
+            log=log,
+            failure="claiming outbox rows failed; retrying",
+        )
 
     async def claim_once(self) -> int:
         """Claim one batch and route every row; the number of rows claimed (non-zero while the queue is too
@@ -83,10 +82,11 @@ class Claimer:
             await asyncio.sleep(0.01)
             return 1
         now = epoch_ms(self._clock())
-        rows = await self._outbox.claim(
+        rows = await claim_due(
+            self._outbox,
             worker=self._worker,
             now_ms=now,
-            lease_ms=int(self._settings.messaging_lease_s * 1000),
+            settings=self._settings,
             limit=min(room, self._settings.messaging_claim_batch),
         )
         if not rows:

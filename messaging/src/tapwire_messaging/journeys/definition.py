@@ -20,11 +20,11 @@ no cycle, so a position visits each step at most once (the history's (position, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from tapwire_messaging.request_models import StrictModel, describe_errors, segment_audience
 from tapwire_messaging.triggers.spec import MAX_DELAY_S, TriggerSpec
 from tapwire_query.cql.ast import MAX_CONDITIONS, Name, PropertyFilter
 
@@ -32,11 +32,7 @@ MAX_STEPS = 50
 StepName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Entry(_Strict):
+class Entry(StrictModel):
     """How users enter: each event of a trigger, or every member of a segment when the version starts."""
 
     trigger: TriggerSpec | None = None
@@ -52,21 +48,18 @@ class Entry(_Strict):
         return self
 
     def segment(self) -> dict[str, Any] | None:
-        if self.segment_id is not None:
-            return {"segment_id": self.segment_id}
-        if self.where is not None:
-            return {"where": self.where}
-        return None
+        """The segment whose members enter when the version starts, or None for a trigger entry."""
+        return segment_audience(self.segment_id, self.where)
 
 
-class Goal(_Strict):
+class Goal(StrictModel):
     """A user who does ``event`` (matching ``filters``) leaves the journey as converted, wherever they are."""
 
     event: Name
     filters: tuple[PropertyFilter, ...] = Field(default=(), max_length=MAX_CONDITIONS)
 
 
-class SendStep(_Strict):
+class SendStep(StrictModel):
     type: Literal["send"]
     channel: Literal["email", "push", "sms", "webhook", "inapp", "inbox"]
     content: dict[str, Any] | None = None
@@ -87,7 +80,7 @@ class SendStep(_Strict):
         return body
 
 
-class WaitStep(_Strict):
+class WaitStep(StrictModel):
     """Wait ``duration_s`` seconds, or until the next ``until`` (HH:MM) in the user's time zone (profile
     ``Timezone``, else ``timezone``, else UTC)."""
 
@@ -104,7 +97,7 @@ class WaitStep(_Strict):
         return self
 
 
-class DidEvent(_Strict):
+class DidEvent(StrictModel):
     """The user did ``event`` (matching ``filters``) within the last ``within_s`` seconds."""
 
     event: Name
@@ -112,7 +105,7 @@ class DidEvent(_Strict):
     filters: tuple[PropertyFilter, ...] = Field(default=(), max_length=MAX_CONDITIONS)
 
 
-class ConditionStep(_Strict):
+class ConditionStep(StrictModel):
     """Branch on exactly one of: an event done recently, a profile property, membership of a segment."""
 
     type: Literal["condition"]
@@ -130,19 +123,19 @@ class ConditionStep(_Strict):
         return self
 
 
-class Branch(_Strict):
+class Branch(StrictModel):
     weight: float = Field(gt=0)
     next: StepName | None = None
 
 
-class SplitStep(_Strict):
+class SplitStep(StrictModel):
     """An A/B split: each user takes one branch, by weight, stably per journey and user."""
 
     type: Literal["split"]
     branches: tuple[Branch, ...] = Field(min_length=2, max_length=10)
 
 
-class ExitStep(_Strict):
+class ExitStep(StrictModel):
     type: Literal["exit"]
 
 
@@ -159,7 +152,7 @@ def successors(step: SendStep | WaitStep | ConditionStep | SplitStep | ExitStep)
     return []
 
 
-class JourneyDefinition(_Strict):
+class JourneyDefinition(StrictModel):
     entry: Entry
     start: StepName
     steps: dict[StepName, Step] = Field(min_length=1, max_length=MAX_STEPS)
@@ -194,12 +187,9 @@ class JourneyDefinition(_Strict):
                     stack.append((target, successors(self.steps[target])))
         return self
 
-    def to_stored(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    @classmethod
-    def from_stored(cls, raw: Mapping[str, Any]) -> JourneyDefinition:
-        return cls.model_validate(raw)
+# The union tags of the step types, left out of the refusal's field paths.
+_STEP_TAGS = frozenset({"send", "wait", "condition", "split", "exit"})
 
 
 class JourneyRefused(ValueError):
@@ -213,12 +203,7 @@ def parse_definition(raw: Any) -> JourneyDefinition:
     try:
         definition = JourneyDefinition.model_validate(raw)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            tags = {"send", "wait", "condition", "split", "exit"}
-            path = [str(p) for p in err.get("loc", ()) if p not in tags]
-            parts.append(f"{'.'.join(['definition', *path])}: {err.get('msg', 'invalid')}")
-        raise JourneyRefused("; ".join(parts)) from exc
+        raise JourneyRefused(describe_errors(exc, root="definition", tags=_STEP_TAGS)) from exc
     # Campaign ids are the store's to set: one given by the client could name another tenant's campaign.
     if definition.entry.campaign_id is not None:
         raise JourneyRefused("definition.entry.campaign_id is set by the server")

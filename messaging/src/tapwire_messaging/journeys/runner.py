@@ -28,6 +28,7 @@ from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.audience import AudienceError, AudienceResolver
 from tapwire_messaging.campaign_store import Campaigns
 from tapwire_messaging.delivery.filling import outbox_rows
+from tapwire_messaging.delivery.polling import claim_due, lease_ms, poll_until_stopped
 from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.journeys.conditions import Conditions, wait_over_ms
 from tapwire_messaging.journeys.definition import (
@@ -89,16 +90,17 @@ class JourneyRunner:
     async def run(self, stopping: asyncio.Event) -> None:
         """Enrol and walk until ``stopping`` is set; a failed round is logged (its positions come back after
         their lease)."""
-        while not stopping.is_set():
-            try:
-                worked = await self.enrol_due() + await self.walk_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("running journeys failed; retrying")
-                worked = 0
-            if worked == 0:
-                await self._wakeup.wait(self._settings.messaging_poll_s)
+        await poll_until_stopped(
+            stopping,
+            self._round,
+            wakeup=self._wakeup,
+            poll_s=self._settings.messaging_poll_s,
+            log=log,
+            failure="running journeys failed; retrying",
+        )
+
+    async def _round(self) -> int:
+        return await self.enrol_due() + await self.walk_once()
 
     async def definition(self, journey_id: int, version: int) -> JourneyDefinition | None:
         key = (journey_id, version)
@@ -146,12 +148,8 @@ class JourneyRunner:
     async def walk_once(self) -> int:
         """Claim one batch of due positions and walk each as far as it goes now; the number claimed. What the
         steps need about the batch's users (their journeys, objections, profiles) is read once per batch."""
-        now = epoch_ms(self._clock())
-        claimed = await self.positions.claim(
-            worker=self.worker,
-            now_ms=now,
-            lease_ms=int(self._settings.messaging_lease_s * 1000),
-            limit=self._settings.messaging_claim_batch,
+        claimed = await claim_due(
+            self.positions, worker=self.worker, now_ms=epoch_ms(self._clock()), settings=self._settings
         )
         if not claimed:
             return 0
@@ -170,16 +168,14 @@ class JourneyRunner:
                     self._warehouse, account_id=account_id, user_keys=sorted(set(keys)), with_tokens=True
                 )
                 batch.profiles |= {(account_id, key): profile for key, profile in profiles.items()}
-        lease_ms = int(self._settings.messaging_lease_s * 1000)
+        lease = lease_ms(self._settings)
         renewed = time.monotonic()
         for index, position in enumerate(claimed):
             # A long batch (a slow warehouse) keeps its leases, so no other runner takes the positions it has yet
             # to walk.
             if time.monotonic() - renewed > self._settings.messaging_lease_s / 3:
                 rest = [p.id for p in claimed[index:]]
-                await self.positions.renew(
-                    rest, worker=self.worker, until_ms=epoch_ms(self._clock()) + lease_ms
-                )
+                await self.positions.renew(rest, worker=self.worker, until_ms=epoch_ms(self._clock()) + lease)
                 renewed = time.monotonic()
             await self._walk(position, batch)
         return len(claimed)

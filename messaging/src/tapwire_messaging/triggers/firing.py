@@ -26,6 +26,7 @@ from tapwire_core.settings import Settings
 from tapwire_core.warehouse import Warehouse
 from tapwire_messaging.campaign_store import Campaign, Campaigns
 from tapwire_messaging.delivery.filling import outbox_rows
+from tapwire_messaging.delivery.polling import claim_due, poll_until_stopped
 from tapwire_messaging.delivery.wakeup import Wakeup
 from tapwire_messaging.journeys.positions import JourneyPositions, NewPosition
 from tapwire_messaging.journeys.store import Journeys
@@ -70,27 +71,20 @@ class TimerRunner:
     async def run(self, stopping: asyncio.Event) -> None:
         """Fire due timers until ``stopping`` is set, waiting a poll interval (or a wake-up) whenever none was
         due. A failed round is logged; its timers come back when their lease runs out."""
-        while not stopping.is_set():
-            try:
-                claimed = await self.fire_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("firing trigger timers failed; retrying")
-                claimed = 0
-            if claimed == 0:
-                await self._wakeup.wait(self._settings.messaging_poll_s)
+        await poll_until_stopped(
+            stopping,
+            self.fire_once,
+            wakeup=self._wakeup,
+            poll_s=self._settings.messaging_poll_s,
+            log=log,
+            failure="firing trigger timers failed; retrying",
+        )
 
     async def fire_once(self) -> int:
         """Claim one batch of due timers and fire or skip each; the number claimed. Raises what the stores
         raise (the claimed timers are then retaken after their lease)."""
         now = epoch_ms(self._clock())
-        claimed = await self.timers.claim(
-            worker=self.worker,
-            now_ms=now,
-            lease_ms=int(self._settings.messaging_lease_s * 1000),
-            limit=self._settings.messaging_claim_batch,
-        )
+        claimed = await claim_due(self.timers, worker=self.worker, now_ms=now, settings=self._settings)
         if not claimed:
             return 0
         by_campaign: dict[int, list[ClaimedTimer]] = {}

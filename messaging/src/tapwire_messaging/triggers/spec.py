@@ -8,22 +8,18 @@ trigger filter means what the same filter means in a segment.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from tapwire_messaging.request_models import StrictModel, describe_errors, segment_audience
 from tapwire_query.cql.ast import MAX_CONDITIONS, Name, PropertyFilter
 
 MAX_DELAY_S = 90 * 86400
 """The longest wait a trigger may ask for (delay or abandonment window): 90 days."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class NotDone(_Strict):
+class NotDone(StrictModel):
     """Abandonment: send only when the user did not do ``event`` (matching ``filters``) within ``within_s``
     seconds after the triggering event."""
 
@@ -32,15 +28,15 @@ class NotDone(_Strict):
     filters: tuple[PropertyFilter, ...] = Field(default=(), max_length=MAX_CONDITIONS)
 
 
-class Once(_Strict):
+class Once(StrictModel):
     mode: Literal["once"]
 
 
-class EveryTime(_Strict):
+class EveryTime(StrictModel):
     mode: Literal["every_time"]
 
 
-class PerWindow(_Strict):
+class PerWindow(StrictModel):
     """At most ``limit`` messages of this campaign per user in any rolling ``window_s`` seconds."""
 
     mode: Literal["window"]
@@ -51,7 +47,7 @@ class PerWindow(_Strict):
 Frequency = Annotated[Once | EveryTime | PerWindow, Field(discriminator="mode")]
 
 
-class TriggerSpec(_Strict):
+class TriggerSpec(StrictModel):
     """``event`` with ``filters`` starts a firing; the message leaves ``delay_s`` later (plus ``not_done``'s
     window, at whose end the abandonment is checked), if the user was in ``segment_id`` / ``where`` when the
     event arrived and the campaign's ``frequency`` allows it."""
@@ -83,18 +79,7 @@ class TriggerSpec(_Strict):
 
     def segment(self) -> dict[str, Any] | None:
         """The audience the user must be in at trigger time, in the audience resolver's shape, or None."""
-        if self.segment_id is not None:
-            return {"segment_id": self.segment_id}
-        if self.where is not None:
-            return {"where": self.where}
-        return None
-
-    def to_stored(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-    @classmethod
-    def from_stored(cls, raw: Mapping[str, Any]) -> TriggerSpec:
-        return cls.model_validate(raw)
+        return segment_audience(self.segment_id, self.where)
 
 
 class TriggerRefused(ValueError):
@@ -108,13 +93,8 @@ def parse_trigger(raw: Any) -> TriggerSpec:
     try:
         return TriggerSpec.model_validate(raw)
     except ValidationError as exc:
-        raise TriggerRefused(_describe(exc)) from exc
+        raise TriggerRefused(describe_errors(exc, root="trigger", tags=_FREQUENCY_TAGS)) from exc
 
 
-def _describe(exc: ValidationError) -> str:
-    """``trigger.field.path: reason; …`` for the first five errors (union tags left out of the paths)."""
-    parts = []
-    for err in exc.errors()[:5]:
-        path = [str(p) for p in err.get("loc", ()) if p not in ("once", "every_time", "window")]
-        parts.append(f"{'.'.join(['trigger', *path])}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
+# The union tags of the frequency rules, left out of the refusal's field paths.
+_FREQUENCY_TAGS = frozenset({"once", "every_time", "window"})
