@@ -403,3 +403,27 @@ def test_a_triggered_campaign_puts_its_message_in_the_apps_inbox(suite: TapwireP
     (entry,) = _eventually(inbox, lambda entries: len(entries) == 1, "the inbox message", timeout_s=30)
     assert entry["content"][0]["title"] == "Still thinking about Red Shoes?"
     assert entry["wzrk_id"].startswith(f"{campaign_id}_")
+
+
+def test_frequency_caps_count_in_app_and_inbox_messages(suite: TapwireProcess) -> None:
+    """A cap across channels counts an in-app message already queued: the inbox message over the cap is
+    ``capped``, and the app gets the in-app alone."""
+    run = uuid.uuid4().hex[:8]
+    dee, device = f"dee-{run}", f"watch-{run}"
+    assert _a1(suite.url, device, mobile_requests.profile({"Identity": dee}, session=1)).status_code == 200
+    first = _campaign(suite.url, "inapp", dee, {"title": "First"})
+    _queued(suite.url, first)
+    body = {
+        "name": f"capped {run}",
+        "channel": "inbox",
+        "to": {"Identity": [dee]},
+        "content": {"title": "Second"},
+        "caps": [{"limit": 1, "window_s": 3600, "channel": "all"}],
+    }
+    created = httpx.post(f"{suite.url}/messaging/v1/campaigns", headers=HEADERS, json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    _eventually(
+        functools.partial(_figures, suite.url, created.json()["id"]), lambda f: f["capped"] == 1, "the cap"
+    )
+    answer = _a1(suite.url, device, mobile_requests.event("Browsed", {}, session=1)).json()
+    assert [n["title"]["text"] for n in answer["inapp_notifs"]] == ["First"] and "inbox_notifs" not in answer
