@@ -375,3 +375,55 @@ def test_opted_out_and_erased_people_get_nothing(suite: TapwireProcess, encoder:
     kept = web(f"{people['kept']}-laptop", event("Browsed", {"n": 1}))
     assert kept is not None
     assert sorted(e["msg"][0]["title"] for e in kept["inbox_notifs"]) == ["For kept", "Later for kept"]
+
+
+def test_a_triggered_campaign_puts_its_message_in_the_apps_inbox(suite: TapwireProcess) -> None:
+    """A behaviour-triggered campaign on the inbox channel: the event's firing queues the message, and the app's
+    next request gets it, with the event's data rendered."""
+    run = uuid.uuid4().hex[:8]
+    cid, device = f"cid-{run}", f"tablet-{run}"
+    body = {
+        "name": f"abandoned cart {run}",
+        "channel": "inbox",
+        "trigger": {"event": f"Cart Abandoned {run}"},
+        "content": {"title": "Still thinking about {{ Event.product }}?", "url": "https://shop.example/cart"},
+    }
+    created = httpx.post(f"{suite.url}/messaging/v1/campaigns", headers=HEADERS, json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    campaign_id: int = created.json()["id"]
+    assert _a1(suite.url, device, mobile_requests.profile({"Identity": cid}, session=1)).status_code == 200
+    fired = mobile_requests.event(f"Cart Abandoned {run}", {"product": "Red Shoes"}, session=1)
+    assert _a1(suite.url, device, fired).status_code == 200
+    _eventually(lambda: _figures(suite.url, campaign_id), lambda f: f["sent"] == 1, "the triggered message")
+
+    def inbox() -> list[dict[str, Any]]:
+        answer = _a1(suite.url, device, mobile_requests.event("Browsed", {}, session=1)).json()
+        return [android_campaigns.inbox_message(m) for m in answer.get("inbox_notifs", [])]
+
+    (entry,) = _eventually(inbox, lambda entries: len(entries) == 1, "the inbox message", timeout_s=30)
+    assert entry["content"][0]["title"] == "Still thinking about Red Shoes?"
+    assert entry["wzrk_id"].startswith(f"{campaign_id}_")
+
+
+def test_frequency_caps_count_in_app_and_inbox_messages(suite: TapwireProcess) -> None:
+    """A cap across channels counts an in-app message already queued: the inbox message over the cap is
+    ``capped``, and the app gets the in-app alone."""
+    run = uuid.uuid4().hex[:8]
+    dee, device = f"dee-{run}", f"watch-{run}"
+    assert _a1(suite.url, device, mobile_requests.profile({"Identity": dee}, session=1)).status_code == 200
+    first = _campaign(suite.url, "inapp", dee, {"title": "First"})
+    _queued(suite.url, first)
+    body = {
+        "name": f"capped {run}",
+        "channel": "inbox",
+        "to": {"Identity": [dee]},
+        "content": {"title": "Second"},
+        "caps": [{"limit": 1, "window_s": 3600, "channel": "all"}],
+    }
+    created = httpx.post(f"{suite.url}/messaging/v1/campaigns", headers=HEADERS, json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    _eventually(
+        functools.partial(_figures, suite.url, created.json()["id"]), lambda f: f["capped"] == 1, "the cap"
+    )
+    answer = _a1(suite.url, device, mobile_requests.event("Browsed", {}, session=1)).json()
+    assert [n["title"]["text"] for n in answer["inapp_notifs"]] == ["First"] and "inbox_notifs" not in answer

@@ -5,7 +5,8 @@ JSON; both get the device id and session it waits for (``clevertap_sdk.answers``
 a browser its device id the SDK holds every later request back, so that answer must come even when the
 request's record is refused: a refused record is reported in the answer, and only a failure of the request
 itself (unknown account, rate limit, unreadable payload, bus down) answers with an error status and the JSON
-error shape.
+error shape. Once a request's records are stored, its answer also carries the in-app and inbox messages waiting
+for the browser's user (``clevertap_sdk.sdk_messages``; a filter keeps the others away from the database).
 
 This path serves one small request per event, where the framework's layers cost about as much as the request's
 own work (docs/benchmarks.md). So the services answer ``GET /a`` in a fast lane (``WebSdkLane``, see

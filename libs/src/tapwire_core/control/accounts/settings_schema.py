@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Jurisdiction = Literal["gdpr", "ccpa"]
-CapChannel = Literal["all", "email", "push", "sms", "webhook"]
+CapChannel = Literal["all", "email", "push", "sms", "webhook", "inapp", "inbox"]
 
 MAX_ORIGINS = 50
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
