@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+import uvloop
 
 from tapwire_core.settings import Settings
 from tests.bench.cql_compile import run_in_subprocess as run_cql_compile_benchmark
@@ -110,8 +111,8 @@ def bench_gateway(
         "TAPWIRE_UPLOAD_CONCURRENCY": "1000",
     }
     with gateway_processes(work, broker, env, name=f"gateway-{topic}", count=processes) as gateways:
-        asyncio.run(load(gateways, bodies[:50]))  # warm-up: connections, JIT-free paths, producer metadata
-        return asyncio.run(load(gateways, bodies[50:]))
+        uvloop.run(load(gateways, bodies[:50]))  # warm-up: connections, JIT-free paths, producer metadata
+        return uvloop.run(load(gateways, bodies[50:]))
 
 
 def bench_loader(work: Path, broker: KafkaBroker, topic: str, expected_rows: int) -> tuple[float, int]:
@@ -139,7 +140,7 @@ def bench_embedded(work: Path, bodies: list[bytes]) -> tuple[LoadResult, float]:
     suite = TapwireProcess(["up"], env, work / "embedded.log").start()
     try:
         suite.wait_ready()
-        result = asyncio.run(load([suite], bodies))
+        result = uvloop.run(load([suite], bodies))
         visible_s = asyncio.run(time_until_visible(suite.url, result.records))
     finally:
         suite.stop()
@@ -311,6 +312,8 @@ def bench_ingestion() -> dict[str, Any]:
         "gateway_scaled_events_per_s": round(scaled.records_per_s),
         "gateway_scaled_p99_ms": round(scaled.percentile_ms(99), 2),
         "gateway_scaled_errors": scaled.errors,
+        # N processes' rate over N times one process's, both in this run.
+        "gateway_scaling_efficiency": round(scaled.records_per_s / (processes * gateway.records_per_s), 3),
         **segment_figures(segment),
         "kafka_perf_events_per_s": round(perf["records_per_s"]),
         "kafka_perf_p99_ms": perf.get("p99_ms"),
@@ -327,7 +330,8 @@ def bench_ingestion() -> dict[str, Any]:
 
 TARGETS = {
     "gateway_events_per_s": 50_000,
-    "gateway_vs_kafka_ratio": 0.25,
+    "gateway_vs_kafka_ratio": 0.5,
+    "gateway_scaling_efficiency": 0.8,
     "loader_rows_per_s": 100_000,
     "embedded_events_per_s": 20_000,
     "websdk_requests_per_s": 5_000,

@@ -6,13 +6,13 @@ bench`` runs it beside the CleverTap figures on the same broker.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import orjson
+import uvloop
 
 from tests.bench.gateways import gateway_processes
 from tests.bench.loadgen import LoadResult, drive_requests, segment_bodies, segment_requests
@@ -60,8 +60,8 @@ def bench_segment_gateway(
                 duration_s=duration_s,
             )
 
-        asyncio.run(run(requests[:50]))
-        return asyncio.run(run(requests[50:]))
+        uvloop.run(run(requests[:50]))
+        return uvloop.run(run(requests[50:]))
 
 
 def figures(result: LoadResult) -> dict[str, float | int]:

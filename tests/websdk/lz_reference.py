@@ -1,5 +1,5 @@
 """lz-string's ``_decompress`` as the JavaScript reads it, one bit at a time: the yardstick for the production
-decoder (``tapwire_ingest.clevertap_sdk.lz``), whose loop is written for speed. Same strictness: a code that
+decoder (``tapwire_ingest.clevertap_sdk.lz``), whose loop is C (``_lzdecode.c``). Same strictness: a code that
 runs past the last bit, names no dictionary entry or passes the size cap is an error, never a prefix."""
 
 from __future__ import annotations

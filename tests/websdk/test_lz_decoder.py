@@ -136,9 +136,9 @@ def _outcome_of_reference(raw: bytes, cap: int) -> str:
 
 @settings(max_examples=3000, deadline=None)
 @given(raw=st.binary(min_size=1, max_size=80), cap=st.sampled_from([3, 40, 1_000, CAP]))
-def test_the_fast_loop_reads_every_stream_as_the_bit_by_bit_reference_does(raw: bytes, cap: int) -> None:
+def test_the_c_decoder_reads_every_stream_as_the_bit_by_bit_reference_does(raw: bytes, cap: int) -> None:
     """Random streams hit every branch: literals of both widths, the code past the dictionary, unknown codes,
-    truncation inside a code or a literal, the cap; the word-at-a-time reads must agree on all of them."""
+    truncation inside a code or a literal, the cap; the C decoder must agree on all of them."""
     # Surrogates are joined (or refused) after decoding, which the reference leaves out: compare the code units.
     expected = _outcome_of_reference(raw, cap)
     got = _outcome_of_production(raw, cap)
@@ -150,7 +150,7 @@ def test_the_fast_loop_reads_every_stream_as_the_bit_by_bit_reference_does(raw: 
         assert got == expected
 
 
-def test_the_fast_loop_matches_the_reference_on_sdk_streams_cut_anywhere(encoder: SdkEncoder) -> None:
+def test_the_c_decoder_matches_the_reference_on_sdk_streams_cut_anywhere(encoder: SdkEncoder) -> None:
     text = orjson.dumps(
         {
             "type": "event",
@@ -161,3 +161,9 @@ def test_the_fast_loop_matches_the_reference_on_sdk_streams_cut_anywhere(encoder
     raw = base64.b64decode(encoder.encode(text))
     for cut in range(1, len(raw) + 1):
         assert _outcome_of_production(raw[:cut], CAP) == _outcome_of_reference(raw[:cut], CAP)
+
+
+def test_codes_wider_than_sixteen_bits_decode(encoder: SdkEncoder) -> None:
+    # Over 65,536 dictionary entries: the coder's codes grow past 16 bits, wider than any literal.
+    text = "".join(chr(0x4E00 + (n * 7919) % 20000) for n in range(150_000))
+    assert decompress_from_base64(encoder.encode(text), max_chars=CAP) == text

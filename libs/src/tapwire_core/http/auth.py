@@ -21,7 +21,9 @@ BEARER = "bearer "
 SELF_AUDITED = "/account/v1/"
 
 
-def service_context(request: Request) -> ServiceContext:
+async def service_context(request: Request) -> ServiceContext:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop on every request that
+    # names the context (every upload), for a lookup of one attribute.
     context: ServiceContext = request.app.state.context
     return context
 
