@@ -27,6 +27,8 @@ from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.bus_copies import TopicLifetime, bus_copies, publication_ends
 from tapwire_privacy.ledger import LedgerEntry
+from tapwire_privacy.offboarding import OFFBOARDING
+from tapwire_privacy.offboarding.record import completion_record
 from tapwire_privacy.records import RequestView, aware, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository
@@ -60,8 +62,12 @@ class ErasurePass:
         self._saver = saver
         self._forwarding = forwarding
 
-    async def run(self, group: Sequence[RequestView]) -> None:
-        """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them."""
+    async def run(
+        self, group: Sequence[RequestView], *, handlers: Sequence[StoreHandler] | None = None
+    ) -> None:
+        """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them.
+        ``handlers``: the stores to erase and verify (by default the registry's; an offboarding's add one)."""
+        stores = list(self._registry.handlers if handlers is None else handlers)
         works = await self._saver.begin([RequestWork(view, dict(view.progress)) for view in group])
         expiring = [w for w in works if w.phase == COPIES_EXPIRING]
         if expiring:
@@ -95,14 +101,14 @@ class ErasurePass:
                 await self._forwarding.forward(work, "erasure", None)
         await self._saver.save(works)
         erasing = [w for w in works if w.phase == "erase" and not w.failed]
-        for handler in self._registry.handlers:
+        for handler in stores:
             todo = [w for w in erasing if not w.failed and w.store(handler.name)["state"] != "erased"]
             if todo:
                 await self._erase_store(handler, todo)
         for work in erasing:
             if not work.failed:
                 work.phase = "verify"
-        await self._verify([w for w in works if w.phase == "verify" and not w.failed])
+        await self._verify([w for w in works if w.phase == "verify" and not w.failed], stores)
         await self._saver.save([w for w in works if w.phase != "completed"], release=True)
 
     async def _record_in_ledger(self, works: list[RequestWork]) -> None:
@@ -185,13 +191,13 @@ class ErasurePass:
             await self._saver.save(todo)
         # A store where nothing was found is saved with the next save: repeating it after a crash costs one count.
 
-    async def _verify(self, works: list[RequestWork]) -> None:
+    async def _verify(self, works: list[RequestWork], stores: Sequence[StoreHandler]) -> None:
         if not works:
             return
         results: dict[str, dict[str, Any]] = {w.id: {} for w in works}
         pending: set[str] = set()
         residue: set[str] = set()
-        for handler in self._registry.handlers:
+        for handler in stores:
             try:
                 await handler.settle()
                 found = await handler.verify([w.scope() for w in works])
@@ -267,6 +273,9 @@ class ErasurePass:
                 "checked_at": record["checked_at"],
                 "bus_copies": work.progress.get("bus_copies", []),
             }
+            offboarding = work.progress.get(OFFBOARDING)
+            if offboarding is not None:
+                verification[OFFBOARDING] = completion_record(offboarding, removed, work.view, self._clock())
             completions.append(
                 Completion(
                     work.id,
@@ -277,6 +286,7 @@ class ErasurePass:
                         "scope": work.view.scope,
                         "recipients": work.progress.get("recipients", {}),
                     },
+                    notify=offboarding is None,
                 )
             )
         lost = await self._repo.leases.complete_many(completions, owner=self._saver.owner)
