@@ -33,7 +33,7 @@ from tapwire_privacy.stores.files import archive_path
 from tests.credentials import LOOKUP_DIGESTS
 from tests.infra.clickhouse import WarehouseFactory
 from tests.privacy.account_seed import seed_every_table
-from tests.privacy.conftest import Rig
+from tests.privacy.conftest import HEADERS, Api, Rig
 from tests.privacy.seed import alias, event, profile, write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -319,3 +319,36 @@ class TestKilledWorker:
         assert await _control_rows(rig.control.engine, "ACC-2") == other
         with zipfile.ZipFile(archive_path(rig.worker.export_dir, view.id)) as archive:
             assert len(orjson.loads(archive.read("stores/warehouse.events.json"))) == 3
+
+
+@pytest.mark.integration
+async def test_the_api_starts_it_once_and_its_signed_link_follows_it_without_credentials(api: Api) -> None:
+    rig = api.rig
+    await _seed(rig)
+    refused = await api.client.post("/privacy/v1/offboarding", json={"confirm": "ACC-2"}, headers=HEADERS)
+    assert refused.status_code == 422 and refused.json()["error"].startswith("confirm:")
+    assert (await api.client.post("/privacy/v1/offboarding", json={"confirm": "ACC-1"})).status_code == 401
+    started = await api.client.post("/privacy/v1/offboarding", json={"confirm": "ACC-1"}, headers=HEADERS)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert job["phase"] == "revoke" and job["archive"] is None
+    again = await api.client.post("/privacy/v1/offboarding", json={"confirm": "ACC-1"}, headers=HEADERS)
+    assert again.json()["id"] == job["id"]
+
+    await rig.worker.tick()
+    # The passcode stopped working with the first pass (a process that verified it keeps it for at most 60 s);
+    # the signed link is what follows the job now.
+    assert await AccountDirectory(rig.control).authenticate_passcode("ACC-1", PASSCODE_1) is None
+    status_path = job["status_url"].removeprefix(rig.settings.resolved_public_url())
+    shown = (await api.client.get(status_path)).json()
+    assert shown["access_revoked"]["credentials"] == 2 and shown["archive"]["sha256"]
+    download = await api.client.get(shown["archive"]["url"].removeprefix(rig.settings.resolved_public_url()))
+    assert download.status_code == 200 and download.content[:2] == b"PK"
+    assert hashlib.sha256(download.content).hexdigest() == shown["archive"]["sha256"]
+    tampered = status_path.replace("signature=", "signature=0")
+    assert (await api.client.get(tampered)).status_code == 403
+
+    await rig.run_until_settled(max_ticks=40)
+    finished = (await api.client.get(status_path)).json()
+    assert finished["status"] == "completed"
+    assert finished["completion_record"]["archive"]["sha256"] == shown["archive"]["sha256"]
