@@ -26,6 +26,7 @@ from tapwire_core.warehouse import Warehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_privacy.offboarding.account_rows import KEPT, REDACTED, account_tables, unplaced_tables
 from tapwire_privacy.rate_limit import SlidingWindowLimit
+from tapwire_privacy.reapply import reapply
 from tapwire_privacy.records import RequestView
 from tapwire_privacy.schemas import warehouse_tables
 from tapwire_privacy.service import PrivacyService
@@ -103,7 +104,7 @@ async def _warehouse_rows(warehouse: Warehouse, account_id: str) -> dict[str, in
     for table in warehouse_tables():
         rows = await warehouse.query(
             f"SELECT count() AS n FROM {table} WHERE account_id = {{a:String}}"
-            + (" AND key_hash != '*'" if table == "privacy_erasure_ledger" else "")
+            + (" AND key_hash NOT IN ('*', '*account')" if table == "privacy_erasure_ledger" else "")
             + " SETTINGS apply_deleted_mask = 0",
             {"a": account_id},
         )
@@ -152,7 +153,7 @@ async def test_nothing_of_the_account_is_left_in_any_store_and_the_other_is_unto
 
     left = await _control_rows(rig.control.engine, "ACC-1")
     assert left.pop("privacy_requests") == 1
-    assert left.pop("privacy_suppressions") == left.pop("privacy_erasure_ledger") == 1
+    assert left.pop("privacy_suppressions") == 1 and left.pop("privacy_erasure_ledger") == 2
     assert left.pop("privacy_audit") == len(await rig.repository.audit.trail(view.id))
     assert left == dict.fromkeys(left, 0)
     async with rig.control.engine.connect() as connection:
@@ -314,7 +315,8 @@ class TestKilledWorker:
         # The rows the killed worker deleted are still counted in the record.
         assert (done.verification or {})["offboarding"]["removed"]["control.account"] > 0
         left = await _control_rows(rig.control.engine, "ACC-1")
-        assert sum(left.values()) == 1 + 1 + 1 + len(trail)  # the record, '*' entries and its audit trail
+        # The record, the '*' suppression, the '*' and '*account' ledger entries and its audit trail.
+        assert sum(left.values()) == 1 + 1 + 2 + len(trail)
         assert await _warehouse_rows(rig.warehouse, "ACC-1") == dict.fromkeys(warehouse_tables(), 0)
         assert await _control_rows(rig.control.engine, "ACC-2") == other
         with zipfile.ZipFile(archive_path(rig.worker.export_dir, view.id)) as archive:
@@ -352,3 +354,31 @@ async def test_the_api_starts_it_once_and_its_signed_link_follows_it_without_cre
     finished = (await api.client.get(status_path)).json()
     assert finished["status"] == "completed"
     assert finished["completion_record"]["archive"]["sha256"] == shown["archive"]["sha256"]
+
+
+@pytest.mark.integration
+async def test_a_restore_brings_the_account_back_and_reapply_deletes_it_whole_again(rig: Rig) -> None:
+    await _seed(rig)
+    view = await _offboard(rig)
+    await rig.run_until_settled(max_ticks=40)
+    assert (await rig.repository.requests.get(view.id)).status == "completed"
+    archives = sorted(p.name for p in rig.worker.export_dir.iterdir())
+
+    # A restore from before the deletion: the account, its credentials and its events are back.
+    await rig.control.upsert_account("ACC-1", passcode=PASSCODE_1, write_key=WRITE_KEY_1, region="eu1")
+    await write(rig.warehouse, [event("ACC-1", "Viewed", identity="ACC-1-alice")])
+    assert rig.registry.ledger is not None
+    queued = await reapply(
+        ledger=rig.registry.ledger,
+        repository=rig.repository,
+        warehouse=rig.warehouse,
+        engine=rig.control.engine,
+    )
+    assert len(queued.requests) == 1
+    await rig.run_until_settled(max_ticks=40)
+    again = await rig.repository.requests.get(queued.requests[0])
+    assert again.status == "completed" and again.progress["offboarding"]["reapplies"] == view.id
+    assert await rig.control.get_account("ACC-1") is None
+    assert await AccountDirectory(rig.control).authenticate_passcode("ACC-1", PASSCODE_1) is None
+    assert await _warehouse_rows(rig.warehouse, "ACC-1") == dict.fromkeys(warehouse_tables(), 0)
+    assert sorted(p.name for p in rig.worker.export_dir.iterdir()) == archives  # no second archive

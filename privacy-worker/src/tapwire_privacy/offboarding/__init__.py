@@ -23,6 +23,9 @@ REVOKE: Final = "revoke"
 EXPORT: Final = "export"
 STEPS: Final = (REVOKE, EXPORT)
 """The phases an offboarding runs before the erasure's own."""
+ACCOUNT_DELETED: Final = "*account"
+"""The erasure-ledger entry an offboarding adds to the account-wide ``*``: after a restore, ``tapwire privacy
+reapply`` deletes the account whole again (credentials and settings too), not only its end users' data."""
 
 
 def is_offboarding(view: RequestView) -> bool:
@@ -33,3 +36,9 @@ def offboarding_of(progress: dict[str, Any]) -> dict[str, Any]:
     """The offboarding's own part of a request's progress (changed in place)."""
     part: dict[str, Any] = progress.setdefault(OFFBOARDING, {})
     return part
+
+
+def reapplied_offboarding(original_id: str) -> dict[str, Any]:
+    """Where an offboarding repeated after a backup's restore starts: access revoked again, no new archive (the
+    customer had theirs), then every store erased."""
+    return {"phase": REVOKE, OFFBOARDING: {"reapplies": original_id, "export": "skipped"}}

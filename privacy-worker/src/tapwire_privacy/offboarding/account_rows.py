@@ -24,6 +24,7 @@ from sqlalchemy import Column, ColumnElement, Delete, Select, Table, delete, fun
 import tapwire_core.control.models  # noqa: F401  (registers every control-plane table on the metadata)
 from tapwire_core.control.base import Base
 from tapwire_core.control.privacy.subject_keys import TENANT_WIDE
+from tapwire_privacy.offboarding import ACCOUNT_DELETED
 
 NOT_PER_ACCOUNT: Final[dict[str, str]] = {
     "privacy_keys": "deployment secrets (identifier salt, link-signing key), shared by every account",
@@ -52,8 +53,8 @@ KEPT: Final[dict[str, tuple[Keep, str]]] = {
         "the account-wide suppression (*): the account's records still on the bus are dropped until it expires",
     ),
     "privacy_erasure_ledger": (
-        lambda t, _: t.c.key_hash == TENANT_WIDE,
-        "the account-wide ledger entry (*): a restored backup's copy of the account is erased again",
+        lambda t, _: t.c.key_hash.in_([TENANT_WIDE, ACCOUNT_DELETED]),
+        "the account-wide ledger entries (*, *account): a restored backup's copy of the account is deleted again",
     ),
 }
 

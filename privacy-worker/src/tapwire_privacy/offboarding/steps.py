@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ class OffboardingSteps:
         settings: Settings,
         clock: Clock,
         saver: ProgressSaver,
+        on_revoked: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_revoked``: told the account id once its access is revoked (this process's credential caches
+        forget it at once; other processes' expire within a minute)."""
+        self._on_revoked = on_revoked
         self._repo = repository
         self._registry = registry
         self._settings = settings
@@ -76,6 +81,8 @@ class OffboardingSteps:
             if work.phase == REVOKE:
                 await self._revoke(work)
                 step = work.phase
+            if work.phase == EXPORT and "reapplies" in offboarding_of(work.progress):
+                work.phase = "closure"  # the customer had the archive the first time
             if work.phase == EXPORT:
                 await self._export(work)
         except Exception as exc:
@@ -89,6 +96,8 @@ class OffboardingSteps:
 
     async def _revoke(self, work: RequestWork) -> None:
         revoked = await revoke_access(self._repo.engine, work.view.account_id, self._clock())
+        if self._on_revoked is not None:
+            self._on_revoked(work.view.account_id)
         offboarding_of(work.progress)["revoked"] = {**revoked, "at": iso(self._clock())}
         work.actions.append(("access_revoked", "control.credentials", revoked))
         work.phase = EXPORT

@@ -27,7 +27,7 @@ from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.bus_copies import TopicLifetime, bus_copies, publication_ends
 from tapwire_privacy.ledger import LedgerEntry
-from tapwire_privacy.offboarding import OFFBOARDING
+from tapwire_privacy.offboarding import ACCOUNT_DELETED, OFFBOARDING
 from tapwire_privacy.offboarding.record import completion_record
 from tapwire_privacy.records import RequestView, aware, iso
 from tapwire_privacy.registry import Registry
@@ -124,7 +124,7 @@ class ErasurePass:
                 LedgerEntry(work.view.account_id, hashed, work.id, now)
                 for work in works
                 for hashed in (
-                    [TENANT_WIDE]
+                    ([TENANT_WIDE, ACCOUNT_DELETED] if OFFBOARDING in work.progress else [TENANT_WIDE])
                     if work.keys is None
                     else sorted(key_hash(salt, work.view.account_id, key) for key in work.keys)
                 )

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -52,9 +52,11 @@ class PrivacyWorker:
         owner: str | None = None,
         lease_s: float = 600.0,
         bus_lifetimes: Sequence[TopicLifetime] | None = None,
+        on_access_revoked: Callable[[str], None] | None = None,
     ) -> None:
         """``bus_lifetimes``: how long copies on the bus in use may outlive their publication (by default, Kafka's
-        topics as the settings describe them)."""
+        topics as the settings describe them). ``on_access_revoked``: told the account id when an offboarding has
+        revoked its credentials (the control store's listeners, so this process stops accepting them at once)."""
         self._repo = repository
         self._settings = settings
         self.owner = owner or f"privacy-{secrets.token_hex(6)}"
@@ -83,7 +85,12 @@ class PrivacyWorker:
             forwarding=forwarding,
         )
         self._offboarding = OffboardingSteps(
-            repository=repository, registry=registry, settings=settings, clock=clock, saver=saver
+            repository=repository,
+            registry=registry,
+            settings=settings,
+            clock=clock,
+            saver=saver,
+            on_revoked=on_access_revoked,
         )
         self._registry = registry
         self._housekeeping = Housekeeping(
