@@ -6,8 +6,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tapwire_core.control.store import ControlStore
@@ -107,7 +109,16 @@ def test_create_list_rotate_and_delete_with_confirmation(tmp_path: Path) -> None
 
     deleted = _tapwire(data, "delete", "ACME", "--yes")
     assert deleted.returncode == 0, deleted.stderr
-    assert deleted.stdout.startswith("deleted ACME: every store erased")
+    report = _secrets(deleted.stdout)
+    assert deleted.stdout.splitlines()[-1].startswith("deleted ACME: archived, every store erased")
+    # The account's archive, written before anything was deleted, is the operator's to hand over.
+    archive = Path(report["archive"].split(" (")[0])
+    with zipfile.ZipFile(archive) as opened:
+        accounts = orjson.loads(opened.read("stores/control.accounts.json"))
+        credentials = orjson.loads(opened.read("stores/control.credentials.json"))
+    assert [a["id"] for a in accounts] == ["ACME"] and len(credentials) >= 3
+    assert all("secret_hash" not in c and "lookup_digest" not in c for c in credentials)
+    assert report["download"].startswith("http") and "/privacy/v1/requests/" in report["download"]
     assert asyncio.run(_count(data, "credentials", "ACME")) == 0
     assert asyncio.run(_count(data, "audit_log", "ACME")) == 0
     assert asyncio.run(_count(data, "credentials", "OTHER")) > 0

@@ -35,6 +35,8 @@ ACCOUNT = "CONSOLE-ACC"
 PASSCODE = "console-passcode-0123456789"
 WRITE_KEY = "console-write-key-0123456789"
 HEADERS = {"X-CleverTap-Account-Id": ACCOUNT, "X-CleverTap-Passcode": PASSCODE}
+DOOMED = "DOOMED-ACC"
+DOOMED_PASSCODE = "doomed-passcode-0123456789"
 NAV = ["Overview", "Events", "Profiles", "Segments", "Campaigns", "Privacy", "Settings"]
 T = TypeVar("T")
 
@@ -52,7 +54,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, sink: SmtpSink) -> Iterator[
         ["up"],
         env={
             "TAPWIRE_DATA_DIR": str(work / "data"),
-            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY}",
+            "TAPWIRE_ACCOUNTS": f"{ACCOUNT}:{PASSCODE}:{WRITE_KEY},{DOOMED}:{DOOMED_PASSCODE}:doomed-write-key-0123456789",
             "TAPWIRE_LOADER_BATCH_SECONDS": "0.2",
             "TAPWIRE_SMTP_URL": sink.url,
             "TAPWIRE_EMAIL_FROM": "news@shop.example",
@@ -626,3 +628,45 @@ def test_signing_in_and_moving_around_by_keyboard_alone(
             page.keyboard.press("Enter")
         assert page.get_by_role("link", name="user-0000001").count() == 1
         assert visitor.errors == []
+
+
+def test_an_admin_deletes_the_account_and_follows_it_by_its_link(
+    browser: Browser, suite: TapwireProcess, shots: Path
+) -> None:
+    doomed = {"X-CleverTap-Account-Id": DOOMED, "X-CleverTap-Passcode": DOOMED_PASSCODE}
+    uploaded = httpx.post(
+        suite.url + "/1/upload",
+        headers=doomed,
+        json={"d": [{"type": "event", "identity": "doomed-user", "evtName": "App Opened", "evtData": {}}]},
+        timeout=60,
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    with tab(browser, suite.url, shots) as admin:
+        admin.sign_in_with_passcode(DOOMED, DOOMED_PASSCODE)
+        page = admin.go("/console/settings")
+        form = page.locator("form[action='/console/settings/delete-account']")
+        form.get_by_label("Account ID (type it to confirm)").fill(ACCOUNT)
+        form.get_by_role("button", name="Delete account").click()
+        page.wait_for_load_state("networkidle")
+        assert "type the account id" in page.locator(".field-error").inner_text()
+        admin.errors.clear()  # the refused confirmation answered 422, as it should
+        form = page.locator("form[action='/console/settings/delete-account']")
+        form.get_by_label("Account ID (type it to confirm)").fill(DOOMED)
+        form.get_by_role("button", name="Delete account").click()
+        page.wait_for_load_state("networkidle")
+        assert page.get_by_role("heading", name="Account deletion started").is_visible()
+        status_url = page.get_by_test_id("deletion-status").inner_text().strip()
+        admin.shot("account-deleted")
+        assert admin.errors == []
+
+    def finished() -> dict[str, Any] | None:
+        shown: dict[str, Any] = httpx.get(status_url, timeout=60).json()
+        return shown if shown["status"] == "completed" else None
+
+    job = eventually(finished, timeout_s=180, what="the account's deletion to complete")
+    archive = httpx.get(job["archive"]["url"], timeout=60) if job["archive"].get("url") else None
+    assert archive is not None and archive.status_code == 200 and archive.content[:2] == b"PK"
+    assert job["completion_record"]["removed"]["warehouse.events"] >= 1
+    assert httpx.get(suite.url + "/privacy/v1/requests", headers=doomed, timeout=60).status_code == 401
+    # The other account works as before.
+    assert api(suite, "GET", "/privacy/v1/requests").status_code == 200

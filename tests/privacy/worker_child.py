@@ -3,8 +3,8 @@
 Run as ``python -m tests.privacy.worker_child --control URL --clickhouse URL --data DIR --die-in STORE``. It runs
 one worker pass with the real handlers, except that the handler named by ``--die-in`` issues its real delete
 and then kills the process (SIGKILL: no cleanup, no progress saved for that store); with ``--die-in-export
-STORE`` that handler's export dies after its first batch instead, as a worker killed for memory would. Exits 3 if
-it never died.
+STORE`` that handler's export dies after its first batch instead, as a worker killed for memory would. ``--ticks N``
+runs up to N passes (an offboarding reaches its erasure on its second). Exits 3 if it never died.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ async def main(args: argparse.Namespace) -> int:
         warehouse=warehouse, engine=store.engine, export_dir=settings.resolved_export_dir()
     )
     if args.die_in:
-        die_after_erase(registry.handler(args.die_in))
+        stores = {h.name: h for h in [*registry.handlers, *registry.offboarding_handlers]}
+        die_after_erase(stores[args.die_in])
     if args.die_in_export:
         die_while_exporting(registry.handler(args.die_in_export))
     worker = PrivacyWorker(
@@ -71,7 +72,8 @@ async def main(args: argparse.Namespace) -> int:
         owner="doomed-worker",
         lease_s=float(args.lease_s),
     )
-    await worker.tick()
+    for _ in range(int(args.ticks)):
+        await worker.tick()
     return 3
 
 
@@ -81,4 +83,5 @@ if __name__ == "__main__":
         parser.add_argument(name, required=True)
     parser.add_argument("--die-in")
     parser.add_argument("--die-in-export")
+    parser.add_argument("--ticks", default="1", help="passes to run before giving up on dying")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -383,7 +383,8 @@ def _retention(settings: Settings) -> dict[str, str]:
         "journey_versions": "while the account keeps the journey",
         "journey_positions": "until erased, an objection, or the journey is deleted",
         "journey_history": "with its position",
-        "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker",
+        "export_archives": f"{settings.privacy_export_retention_days:g} days, then erased by the privacy worker "
+        "(an export request's archive from its completion, an account offboarding's from when it was written)",
     }
 
 

@@ -28,6 +28,8 @@ from tapwire_core.identity.models import IdentityNodeRow
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.deadlines import Jurisdiction
 from tapwire_privacy.ledger import ErasureLedger, LedgerEntry
+from tapwire_privacy.offboarding import ACCOUNT_DELETED, reapplied_offboarding
+from tapwire_privacy.offboarding.handler import account_exists
 from tapwire_privacy.repository import PrivacyRepository
 
 PAGE: Final = 50_000
@@ -73,7 +75,8 @@ async def reapply(
     result = Reapplied(accounts=len(by_account))
     for account_id, entries in sorted(by_account.items()):
         if any(entry.key_hash == TENANT_WIDE for entry in entries):
-            if await _holds_anything(warehouse, engine, account_id):
+            offboarded = await _offboarded(engine, entries)
+            if offboarded or await _holds_anything(warehouse, engine, account_id):
                 view = await repository.requests.create(
                     account_id=account_id,
                     type="erasure",
@@ -81,6 +84,7 @@ async def reapply(
                     channel="api",
                     jurisdiction=jurisdiction,
                     keys=[],
+                    progress=None if offboarded is None else reapplied_offboarding(offboarded),
                 )
                 result.requests.append(view.id)
             continue
@@ -103,6 +107,15 @@ async def reapply(
             )
             result.requests.append(view.id)
     return result
+
+
+async def _offboarded(engine: AsyncEngine, entries: list[LedgerEntry]) -> str | None:
+    """The offboarding that deleted the account, when the restore brought the account back: it is deleted whole
+    again (credentials, settings, every control row), not only erased. None otherwise (a tenant erasure suffices)."""
+    for entry in entries:
+        if entry.key_hash == ACCOUNT_DELETED and await account_exists(engine, entry.account_id):
+            return entry.request_id
+    return None
 
 
 async def _subject_keys(

@@ -135,6 +135,9 @@ class RequestView:
             # Copies on the bus no erasure reaches, and when the last is gone (then the request completes).
             body["bus_copies"] = self.progress.get("bus_copies", [])
             body["copies_gone_at"] = self.progress.get("copies_gone_at")
+            if "offboarding" in self.progress:
+                # The account's deletion: access revoked, its archive (digest, rows), as routes.offboarding shows it.
+                body["offboarding"] = self.progress["offboarding"]
         if self.type == "export":
             body["export_expires_at"] = iso(self.export_expires_at)
             body["export_erased_at"] = iso(self.export_erased_at)

@@ -25,6 +25,7 @@ from tapwire_core.privacy.data_recipients import DataRecipient
 from tapwire_core.warehouse import Warehouse
 from tapwire_privacy.closure import Candidates, ClosureSource, LinkedIdentifierSource
 from tapwire_privacy.ledger import ErasureLedger
+from tapwire_privacy.offboarding.handler import AccountRowsHandler
 from tapwire_privacy.schemas import control_tables, warehouse_projections, warehouse_tables
 from tapwire_privacy.stores.aggregate_releases import AggregateReleasesHandler
 from tapwire_privacy.stores.base import StoreHandler
@@ -181,6 +182,8 @@ class Registry:
     extra_coverage: dict[str, dict[str, Coverage]] = field(default_factory=dict)
     ledger: ErasureLedger | None = None
     """Where erasures are recorded for re-erasing after a restore (None: not recorded, for tests of parts)."""
+    offboarding_handlers: list[StoreHandler] = field(default_factory=list)
+    """Stores an account's offboarding erases after ``handlers``: every control table's rows of the account."""
 
     def handler(self, name: str) -> StoreHandler:
         for handler in self.handlers:
@@ -248,4 +251,5 @@ def default_registry(
         data_recipients=list(data_recipients),
         extra_coverage={store: dict(tables) for store, tables in (extra_coverage or {}).items()},
         ledger=ErasureLedger(engine, warehouse),
+        offboarding_handlers=[AccountRowsHandler(engine)],
     )

@@ -80,6 +80,7 @@ class PrivacyRuntime:
             clock=clock,
             notifier=notifier,
             bus_lifetimes=bus_lifetimes,
+            on_access_revoked=store.credentials_changed,
         )
         service = PrivacyService(
             repository=repository,

@@ -11,8 +11,9 @@ from tapwire_core.http.context import AccountView
 from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.deadlines import JURISDICTIONS, Jurisdiction
+from tapwire_privacy.offboarding import OFFBOARDING, REVOKE, is_offboarding
 from tapwire_privacy.rate_limit import SlidingWindowLimit
-from tapwire_privacy.records import Channel, RequestType, RequestView, ScopeKind, Status
+from tapwire_privacy.records import OPEN_STATUSES, Channel, RequestType, RequestView, ScopeKind, Status, iso
 from tapwire_privacy.repository import PrivacyRepository
 
 JURISDICTION_SETTING = "privacy_jurisdiction"
@@ -59,6 +60,24 @@ class PrivacyService:
         metrics.REQUESTS.labels(type, channel).inc()
         if type == "objection" and status == "pending" and keys:
             await self.repository.objections.add(account_id=account.id, request_id=view.id, keys=keys)
+        return view
+
+    async def start_offboarding(self, *, account: AccountView, channel: Channel = "api") -> RequestView:
+        """Start deleting the whole account (an offboarding: access revoked, everything exported, then deleted in
+        every store), or return the one already under way: asking twice starts one job."""
+        for view in await self.repository.requests.of_account(account_id=account.id):
+            if is_offboarding(view) and view.status in OPEN_STATUSES:
+                return view
+        view = await self.repository.requests.create(
+            account_id=account.id,
+            type="erasure",
+            scope="tenant",
+            channel=channel,
+            jurisdiction=jurisdiction_of(account),
+            keys=[],
+            progress={"phase": REVOKE, OFFBOARDING: {"started_at": iso(self.clock())}},
+        )
+        metrics.REQUESTS.labels("offboarding", channel).inc()
         return view
 
     async def submit_erasures(

@@ -1,8 +1,8 @@
 """``tapwire accounts create|list|rotate|delete``: operator account administration against the configured stores.
 
-Secrets are printed once, to stdout; they are stored only hashed. ``delete`` runs the privacy worker's tenant
-erasure to completion (every store: warehouse, control tables, exports) before removing the account's
-credentials, settings, segments, campaigns and console users, and asks for the account id to be typed first.
+Secrets are printed once, to stdout; they are stored only hashed. ``delete`` runs the privacy worker's account
+offboarding (access revoked, the account archived, then every store of it erased: warehouse, every control table,
+export archives; the bus's copies expire) and asks for the account id to be typed first.
 Embedded mode: stop ``tapwire up`` before ``delete`` (one process at a time may open the chDB files).
 """
 
@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tapwire_core.control.accounts.hashing import generate_secret
 from tapwire_core.control.accounts.types import CREDENTIAL_KINDS, CredentialKind
@@ -22,6 +22,7 @@ from tapwire_core.settings import Settings
 
 if TYPE_CHECKING:
     from tapwire_privacy.records import RequestView
+    from tapwire_privacy.runner import PrivacyRuntime
 
 
 def control_url(settings: Settings) -> str:
@@ -158,8 +159,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
             print("tapwire accounts delete: confirm with --yes when not at a terminal", file=sys.stderr)
             return 2
         print(
-            f"This erases every record of {args.account_id} in every store and removes the account.\n"
-            "Type the account id to confirm: ",
+            f"This revokes every credential of {args.account_id}, exports the account to one archive, then erases "
+            "every record of it in every store and removes the account.\nType the account id to confirm: ",
             end="",
             file=sys.stderr,
             flush=True,
@@ -167,13 +168,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if sys.stdin.readline().strip() != args.account_id:
             print("not confirmed; nothing changed", file=sys.stderr)
             return 1
-    return asyncio.run(_delete(settings, args.account_id))
+    return asyncio.run(_delete(settings, args.account_id, wait=not args.no_wait))
 
 
-async def _delete(settings: Settings, account_id: str) -> int:
-    from tqdm import tqdm
-
-    from tapwire_core.control.console.directory import ConsoleDirectory
+async def _delete(settings: Settings, account_id: str, *, wait: bool) -> int:
+    """Start the account's offboarding (the privacy worker's job; the one already under way if any) and, unless
+    ``wait`` is off, run it here until every store is clean (only the bus copies' expiry left)."""
+    from tapwire_privacy.routes.offboarding import offboarding_body
     from tapwire_privacy.runner import PrivacyRuntime
     from tapwire_services.cli_warehouse import open_warehouse
 
@@ -185,43 +186,65 @@ async def _delete(settings: Settings, account_id: str) -> int:
             return 1
         async with open_warehouse(settings) as warehouse:
             privacy = PrivacyRuntime.build(settings=settings, store=store, warehouse=warehouse)
-            view = await privacy.service.submit(
-                account=account, type="erasure", scope="tenant", channel="api", keys=[]
-            )
-            with tqdm(desc=f"erasing {account_id}", unit=" pass", file=sys.stderr, leave=False) as bar:
-                # Every store is erased once the request only waits for the copies on the bus to expire.
-                while view.status not in ("completed", "failed", "denied") and not _only_bus_copies_left(
-                    view
-                ):
-                    await privacy.worker.tick()
-                    view = await privacy.service.repository.requests.get(view.id)
-                    bar.set_postfix_str(view.status)
-                    bar.update(1)
-                    if view.status != "completed":
-                        await asyncio.sleep(min(settings.privacy_poll_s, 1.0))
-            await privacy.notifier.close()
-        if view.status != "completed" and not _only_bus_copies_left(view):
-            print(
-                f"tapwire accounts: the erasure {view.id} ended {view.status}; the account is kept",
-                file=sys.stderr,
-            )
-            return 1
-        await ConsoleDirectory(store).audit.erase_account(account_id)
-        await store.delete_account(account_id)
-    took = time.monotonic() - started
-    print(
-        f"deleted {account_id}: every store erased (request {view.id}) and the account removed in {took:.1f} s"
-        + (
-            f"; the last copies on the bus expire by {view.progress['copies_gone_at']}"
-            if view.status != "completed"
-            else ""
-        )
-    )
-    return 0
+            try:
+                view = await privacy.service.start_offboarding(account=account)
+                if wait:
+                    view = await _run_offboarding(privacy, view, poll_s=min(settings.privacy_poll_s, 1.0))
+                body = await offboarding_body(privacy.service, view)
+            finally:
+                await privacy.notifier.close()
+    return _report(body, settings, wait=wait, took=time.monotonic() - started)
+
+
+async def _run_offboarding(privacy: PrivacyRuntime, view: RequestView, *, poll_s: float) -> RequestView:
+    from tqdm import tqdm
+
+    with tqdm(desc=f"deleting {view.account_id}", unit=" pass", file=sys.stderr, leave=False) as bar:
+        # Every store is clean once the job only waits for the copies on the bus to expire.
+        while view.status not in ("completed", "failed", "denied") and not _only_bus_copies_left(view):
+            await privacy.worker.tick()
+            view = await privacy.service.repository.requests.get(view.id)
+            bar.set_postfix_str(str(view.progress.get("phase")))
+            bar.update(1)
+            if view.status != "completed":
+                await asyncio.sleep(poll_s)
+    return view
 
 
 def _only_bus_copies_left(view: RequestView) -> bool:
     return view.progress.get("phase") == "copies_expiring"
+
+
+def _report(body: dict[str, Any], settings: Settings, *, wait: bool, took: float) -> int:
+    archive = body.get("archive") or {}
+    if archive:
+        path = settings.resolved_export_dir() / f"{body['id']}.zip"
+        print(f"archive:    {path} ({archive['bytes']} bytes, sha256 {archive['sha256']})")
+        print(f"download:   {archive.get('url')}")
+    print(f"status:     {body['status_url']}")
+    if not wait:
+        print(f"account deletion {body['id']} started; the privacy worker runs it", file=sys.stderr)
+        return 0
+    if body["status"] != "completed" and body["phase"] != "copies_expiring":
+        print(
+            f"tapwire accounts: the deletion {body['id']} ended {body['status']} ({body['failure']}); "
+            "re-run the command to resume it",
+            file=sys.stderr,
+        )
+        return 1
+    removed = (body.get("completion_record") or {}).get("removed") or {
+        name: state.get("removed", 0) for name, state in body["stores"].items()
+    }
+    print(
+        f"deleted {body['account_id']}: archived, every store erased ({sum(removed.values())} rows) and the "
+        f"account removed in {took:.1f} s (request {body['id']})"
+        + (
+            f"; the last copies on the bus expire by {body['copies_gone_at']}"
+            if body["status"] != "completed"
+            else ""
+        )
+    )
+    return 0
 
 
 def add_commands(accounts: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -243,8 +266,14 @@ def add_commands(accounts: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rotate.set_defaults(func=cmd_rotate)
 
     delete = accounts.add_parser(
-        "delete", help="erase the account's data in every store, then remove the account (asks to confirm)"
+        "delete",
+        help="revoke the account's access, archive it, erase it in every store and remove it (asks to confirm)",
     )
     delete.add_argument("account_id")
     delete.add_argument("--yes", action="store_true", help="do not ask (scripts)")
+    delete.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="start the deletion and leave it to the running privacy workers",
+    )
     delete.set_defaults(func=cmd_delete)

@@ -252,6 +252,11 @@ class ControlStore:
     def add_credentials_listener(self, listener: Callable[[str], None]) -> None:
         self._listeners.append(listener)
 
+    def credentials_changed(self, account_id: str) -> None:
+        """Tell this process's listeners that the account's credentials or settings changed by a write made
+        outside this store's methods (the privacy worker revoking a deleted account's access)."""
+        self._notify(account_id)
+
     # Sessions.
 
     @asynccontextmanager

@@ -42,6 +42,7 @@ class PrivacyRepository:
         transactions = Transactions(engine, clock=clock)
         retention = dt.timedelta(days=record_retention_days)
         self.clock = clock
+        self.engine = engine
         self.audit = AuditLog(transactions)
         self.notices = NoticeQueue(transactions, self.audit)
         self.working_sets = WorkingSets(transactions)

@@ -1,4 +1,5 @@
-"""An export request's archive, as its request record tracks it: when it expires and when it was erased.
+"""An export's archive (an export request's, or an account offboarding's), as its request record tracks it: when it
+expires and when it was erased.
 
 The archive itself is a file (``stores.files``); the record remembers, until the archive is erased, the salted
 hashes of the keys it covers, so an erasure finds the subject's archives without reading them.
@@ -6,7 +7,9 @@ hashes of the keys it covers, so an erasure finds the subject's archives without
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+
+from sqlalchemy import select, update
 
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 from tapwire_privacy.records import RequestView
@@ -21,17 +24,26 @@ class ExportRecords:
         self._audit = audit
 
     async def expired(self) -> list[RequestView]:
-        """Export requests whose archive is past its expiry and not yet erased."""
+        """Requests whose archive is past its expiry and not yet erased."""
         now = self._tx.clock()
         async with self._tx.begin() as session:
             rows = await session.scalars(
                 select(PrivacyRequestRow).where(
-                    PrivacyRequestRow.type == "export",
                     PrivacyRequestRow.export_expires_at <= now,
                     PrivacyRequestRow.export_erased_at.is_(None),
                 )
             )
             return [RequestView.of(row) for row in rows]
+
+    async def set_expiry(self, request_id: str, expires_at: dt.datetime) -> None:
+        """When the request's archive (written before the request completes: an offboarding's) is erased."""
+        async with self._tx.begin() as session:
+            await session.execute(
+                update(PrivacyRequestRow)
+                .where(PrivacyRequestRow.id == request_id)
+                .values(export_expires_at=expires_at)
+                .execution_options(synchronize_session=False)
+            )
 
     async def mark_erased(self, request_id: str) -> None:
         """Record that the request's archive was deleted (audited)."""

@@ -49,6 +49,8 @@ class Completion:
     status: Status = "completed"
     export_expires_at: dt.datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    notify: bool = True
+    """Queue the customer's notice; an offboarding's account (and its webhook setting) is gone by then."""
 
 
 class RequestLeases:
@@ -192,7 +194,8 @@ class RequestLeases:
                 if done.export_expires_at is not None:
                     row.export_expires_at = done.export_expires_at
                 self._audit.add(session, row, done.status, detail=done.detail)
-                self._notices.queue(session, row, done.status)
+                if done.notify:
+                    self._notices.queue(session, row, done.status)
             finished = [row.id for row in rows]
             if finished:
                 await self._working_sets.drop(session, finished)

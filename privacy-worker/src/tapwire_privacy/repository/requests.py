@@ -83,8 +83,10 @@ class RequestRecords:
         keys: Sequence[str],
         payload: dict[str, Any] | None = None,
         status: Status = "pending",
+        progress: dict[str, Any] | None = None,
     ) -> RequestView:
-        """Record a new request; a subject request keeps its identifiers in the working set only."""
+        """Record a new request; a subject request keeps its identifiers in the working set only. ``progress``:
+        where the request starts (an offboarding's first phase)."""
         created = await self.create_many(
             account_id=account_id,
             type=type,
@@ -94,6 +96,7 @@ class RequestRecords:
             subjects=[keys],
             payload=payload,
             status=status,
+            progress=progress,
         )
         return created[0]
 
@@ -108,6 +111,7 @@ class RequestRecords:
         subjects: Sequence[Sequence[str]],
         payload: dict[str, Any] | None = None,
         status: Status = "pending",
+        progress: dict[str, Any] | None = None,
     ) -> list[RequestView]:
         """Record one request per entry of ``subjects`` (each a subject's keys) in one transaction: all or none
         are recorded, and they fall due together, so the worker can serve them with one pass."""
@@ -129,7 +133,7 @@ class RequestRecords:
                     acknowledge_by=deadlines.acknowledge_by,
                     due_at=deadlines.due_at,
                     extension_notice_by=deadlines.extension_notice_by,
-                    progress={},
+                    progress=copy.deepcopy(progress or {}),
                     next_run_at=now if status == "pending" else None,
                     attempts=0,
                     retain_until=now + self._retention,

@@ -16,6 +16,7 @@ from tapwire_core.http.errors import ApiError, json_response
 from tapwire_privacy.deadlines import ExtensionRefused
 from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
 from tapwire_privacy.inventory import build_inventory
+from tapwire_privacy.offboarding import OFFBOARDING, is_offboarding
 from tapwire_privacy.records import REQUEST_STATUSES, RequestView, iso
 from tapwire_privacy.repository import ACKNOWLEDGEMENT, RequestConflict, RequestNotFound
 from tapwire_privacy.routes.dependencies import Privacy
@@ -221,7 +222,8 @@ async def download_export(
     except RequestNotFound:
         raise ApiError(404, "Export not found") from None
     path = archive_path(privacy.settings.resolved_export_dir(), request_id)
-    if view.type != "export" or view.status != "completed":
+    ready = view.type == "export" and view.status == "completed"
+    if not (ready or (is_offboarding(view) and "archive" in view.progress[OFFBOARDING])):
         raise ApiError(404, "Export not found")
     if view.export_erased_at is not None or not path.exists():
         raise ApiError(410, "This export has been erased after its retention period")

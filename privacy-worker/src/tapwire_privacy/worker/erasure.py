@@ -28,6 +28,8 @@ from tapwire_core.settings import Settings
 from tapwire_privacy import metrics
 from tapwire_privacy.bus_copies import TopicLifetime, bus_copies, publication_ends
 from tapwire_privacy.ledger import LedgerEntry
+from tapwire_privacy.offboarding import ACCOUNT_DELETED, OFFBOARDING
+from tapwire_privacy.offboarding.record import completion_record
 from tapwire_privacy.records import RequestView, aware, iso
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import Completion, PrivacyRepository
@@ -71,8 +73,12 @@ class ErasurePass:
         self._saver = saver
         self._forwarding = forwarding
 
-    async def run(self, group: Sequence[RequestView]) -> None:
-        """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them."""
+    async def run(
+        self, group: Sequence[RequestView], *, handlers: Sequence[StoreHandler] | None = None
+    ) -> None:
+        """Advance every erasure of ``group`` (one account's) as far as it can go now, then release them.
+        ``handlers``: the stores to erase and verify (by default the registry's; an offboarding's add one)."""
+        stores = list(self._registry.handlers if handlers is None else handlers)
         works = await self._saver.begin([RequestWork(view, dict(view.progress)) for view in group])
         works = await self._finish_expiring(works)
         _start_second_sweeps(works)
@@ -80,8 +86,8 @@ class ErasurePass:
         await self._suppress([w for w in works if w.phase == "suppress" and not w.failed])
         await self._forward(works)
         await self._saver.save(works)
-        await self._erase([w for w in works if w.phase == "erase" and not w.failed])
-        await self._verify([w for w in works if w.phase == "verify" and not w.failed])
+        await self._erase([w for w in works if w.phase == "erase" and not w.failed], stores)
+        await self._verify([w for w in works if w.phase == "verify" and not w.failed], stores)
         await self._saver.save([w for w in works if w.phase != "completed"], release=True)
 
     async def _finish_expiring(self, works: list[RequestWork]) -> list[RequestWork]:
@@ -119,10 +125,10 @@ class ErasurePass:
             if work.phase == "erase" and not work.failed:
                 await self._forwarding.forward(work, "erasure", None)
 
-    async def _erase(self, erasing: list[RequestWork]) -> None:
-        """Erase every store not yet erased for each request, one operation per store for all of them; each
-        request that did not fail moves on to ``verify``."""
-        for handler in self._registry.handlers:
+    async def _erase(self, erasing: list[RequestWork], stores: Sequence[StoreHandler]) -> None:
+        """Erase every store of ``stores`` not yet erased for each request, one operation per store for all of
+        them; each request that did not fail moves on to ``verify``."""
+        for handler in stores:
             todo = [w for w in erasing if not w.failed and w.store(handler.name)["state"] != "erased"]
             if todo:
                 await self._erase_store(handler, todo)
@@ -143,7 +149,7 @@ class ErasurePass:
                 LedgerEntry(work.view.account_id, hashed, work.id, now)
                 for work in works
                 for hashed in (
-                    [TENANT_WIDE]
+                    ([TENANT_WIDE, ACCOUNT_DELETED] if OFFBOARDING in work.progress else [TENANT_WIDE])
                     if work.keys is None
                     else sorted(key_hash(salt, work.view.account_id, key) for key in work.keys)
                 )
@@ -210,12 +216,12 @@ class ErasurePass:
             await self._saver.save(todo)
         # A store where nothing was found is saved with the next save: repeating it after a crash costs one count.
 
-    async def _verify(self, works: list[RequestWork]) -> None:
+    async def _verify(self, works: list[RequestWork], stores: Sequence[StoreHandler]) -> None:
         """Verify every store for ``works``, then move each on: back to ``erase`` on residue, to the sweep wait
         after the first clean pass, to waiting for the bus copies after the second (completed if gone)."""
         if not works:
             return
-        checked = await self._check_stores(works)
+        checked = await self._check_stores(works, stores)
         if checked is None:
             return
         now = self._clock()
@@ -225,11 +231,13 @@ class ErasurePass:
             await self._repo.working_sets.discard([work.id for work in expiring])
         await self._copies_expired(expiring)
 
-    async def _check_stores(self, works: list[RequestWork]) -> _StoreChecks | None:
+    async def _check_stores(
+        self, works: list[RequestWork], stores: Sequence[StoreHandler]
+    ) -> _StoreChecks | None:
         """Every store's verification of ``works``; a store with residue is marked pending again. None when a
         store fails, which fails every request of the pass."""
         checks = _StoreChecks({w.id: {} for w in works})
-        for handler in self._registry.handlers:
+        for handler in stores:
             try:
                 await handler.settle()
                 found = await handler.verify([w.scope() for w in works])
@@ -304,6 +312,9 @@ class ErasurePass:
                 "checked_at": record["checked_at"],
                 "bus_copies": work.progress.get("bus_copies", []),
             }
+            offboarding = work.progress.get(OFFBOARDING)
+            if offboarding is not None:
+                verification[OFFBOARDING] = completion_record(offboarding, removed, work.view, self._clock())
             completions.append(
                 Completion(
                     work.id,
@@ -314,6 +325,7 @@ class ErasurePass:
                         "scope": work.view.scope,
                         "recipients": work.progress.get("recipients", {}),
                     },
+                    notify=offboarding is None,
                 )
             )
         lost = await self._repo.leases.complete_many(completions, owner=self._saver.owner)

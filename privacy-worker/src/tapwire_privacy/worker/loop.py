@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -21,9 +21,12 @@ from tapwire_core.clock import Clock
 from tapwire_core.settings import Settings
 from tapwire_privacy.bus_copies import TopicLifetime, topic_lifetimes
 from tapwire_privacy.notices import WebhookNotifier
+from tapwire_privacy.offboarding import STEPS, is_offboarding
+from tapwire_privacy.offboarding.steps import OffboardingSteps
 from tapwire_privacy.records import RequestView
 from tapwire_privacy.registry import Registry
 from tapwire_privacy.repository import PrivacyRepository
+from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.worker.answers import Answers
 from tapwire_privacy.worker.erasure import ErasurePass
 from tapwire_privacy.worker.forwarding import Forwarding
@@ -49,9 +52,11 @@ class PrivacyWorker:
         owner: str | None = None,
         lease_s: float = 600.0,
         bus_lifetimes: Sequence[TopicLifetime] | None = None,
+        on_access_revoked: Callable[[str], None] | None = None,
     ) -> None:
         """``bus_lifetimes``: how long copies on the bus in use may outlive their publication (by default, Kafka's
-        topics as the settings describe them)."""
+        topics as the settings describe them). ``on_access_revoked``: told the account id when an offboarding has
+        revoked its credentials (the control store's listeners, so this process stops accepting them at once)."""
         self._repo = repository
         self._settings = settings
         self.owner = owner or f"privacy-{secrets.token_hex(6)}"
@@ -79,9 +84,23 @@ class PrivacyWorker:
             saver=saver,
             forwarding=forwarding,
         )
+        self._offboarding = OffboardingSteps(
+            repository=repository,
+            registry=registry,
+            settings=settings,
+            clock=clock,
+            saver=saver,
+            on_revoked=on_access_revoked,
+        )
+        self._registry = registry
         self._housekeeping = Housekeeping(
             repository=repository, clock=clock, export_dir=self.export_dir, notifier=notifier
         )
+
+    def _stores(self, offboarding: bool) -> list[StoreHandler]:
+        """The stores an erasure goes through; an account's offboarding goes on to every control row of it."""
+        handlers = list(self._registry.handlers)
+        return [*handlers, *self._registry.offboarding_handlers] if offboarding else handlers
 
     @property
     def export_dir(self) -> Path:
@@ -107,13 +126,18 @@ class PrivacyWorker:
         claimed = await self._repo.leases.claim(
             owner=self.owner, lease_s=self._lease_s, limit=self._settings.privacy_batch_size
         )
-        erasures: dict[str, list[RequestView]] = defaultdict(list)
+        erasures: dict[tuple[str, bool], list[RequestView]] = defaultdict(list)
         for view in claimed:
+            if is_offboarding(view) and view.progress.get("phase") in STEPS:
+                continue
             if view.type == "erasure":
-                erasures[view.account_id].append(view)
+                erasures[view.account_id, is_offboarding(view)].append(view)
         async with self._leases_renewed([view.id for view in claimed]):
-            for group in erasures.values():
-                await self._erasures.run(group)
+            for view in claimed:
+                if is_offboarding(view) and view.progress.get("phase") in STEPS:
+                    await self._offboarding.run(view)
+            for (_, offboarding), group in erasures.items():
+                await self._erasures.run(group, handlers=self._stores(offboarding))
             for view in claimed:
                 if view.type != "erasure":
                     await self._answers.run(view)

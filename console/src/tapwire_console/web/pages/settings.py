@@ -188,3 +188,14 @@ async def remove(request: Request, user_id: int, viewer: Change, web: Web) -> Re
     if not result.ok:
         return await _page(web, viewer, status=result.status, failure=result)
     return redirect(request, "/console/settings#users")
+
+
+@router.post("/console/settings/delete-account")
+async def delete_account(request: Request, viewer: Change, web: Web) -> Response:
+    """The account's deletion (the privacy worker's offboarding). Every session ends with its first pass, so the
+    answer is a page of its own with the signed link that follows the job and, once written, the archive."""
+    form = await request.form()
+    result = await viewer.api.post("/privacy/v1/offboarding", {"confirm": form_value(form, "confirm")})
+    if not result.ok:
+        return await _page(web, viewer, status=result.status, failure=result, form=dict(form))
+    return render(web, "account_deleted.html", viewer=None, status=202, job=result.body)
