@@ -47,11 +47,27 @@ def _people(prefix: str, countries: list[str], plans: list[str | None] | None = 
         if plan is not None:
             profile["Plan"] = plan
         records.append({"type": "profile", "identity": who, "ts": JAN_5, "profileData": profile})
-        # Everyone buys on Jan 5; every third person again on Jan 6.
-        records.append({"type": "event", "identity": who, "ts": JAN_5, "evtName": "Charged", "evtData": {}})
+        # Everyone buys on Jan 5 (channel web for the first 20, app for the next 15, kiosk for the rest); every
+        # third person again on Jan 6, in the shop.
+        channel = "web" if i < 20 else "app" if i < 35 else "kiosk"
+        records.append(
+            {
+                "type": "event",
+                "identity": who,
+                "ts": JAN_5,
+                "evtName": "Charged",
+                "evtData": {"channel": channel},
+            }
+        )
         if i % 3 == 0:
             records.append(
-                {"type": "event", "identity": who, "ts": JAN_5 + DAY, "evtName": "Charged", "evtData": {}}
+                {
+                    "type": "event",
+                    "identity": who,
+                    "ts": JAN_5 + DAY,
+                    "evtName": "Charged",
+                    "evtData": {"channel": "shop"},
+                }
             )
     return records
 
@@ -90,7 +106,7 @@ def _client(app: FastAPI, account: str) -> httpx.AsyncClient:
 async def account_app(loaded: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FastAPI]:
     # Each test gets its own account (the releases of one test would be compared with another's), all with the
     # same people; a noise account holds the same identities and 38 more people.
-    for account in ("AGG-SUPPRESS", "AGG-PLAN", "AGG-DIFF", "AGG-CELL", "AGG-FAR"):
+    for account in ("AGG-SUPPRESS", "AGG-PLAN", "AGG-EVENT", "AGG-DIFF", "AGG-CELL", "AGG-FAR"):
         await generate.load(
             loaded, _people("u", COUNTRIES, PLANS), account_id=account, received_ms=RECEIVED_MS
         )
@@ -98,7 +114,7 @@ async def account_app(loaded: Warehouse, tmp_path_factory: pytest.TempPathFactor
         loaded, _people("u", COUNTRIES * 2, PLANS * 2), account_id="AGG-NOISE", received_ms=RECEIVED_MS
     )
     path = tmp_path_factory.mktemp("aggregates") / "control.db"
-    accounts = ["AGG-SUPPRESS", "AGG-PLAN", "AGG-DIFF", "AGG-CELL", "AGG-FAR", "AGG-NOISE"]
+    accounts = ["AGG-SUPPRESS", "AGG-PLAN", "AGG-EVENT", "AGG-DIFF", "AGG-CELL", "AGG-FAR", "AGG-NOISE"]
     app, store = await _app(loaded, path, accounts, Settings())
     app.state.test_store = store
     yield app
@@ -163,6 +179,24 @@ async def test_small_groups_are_suppressed_and_pooled_into_other(account_app: Fa
     ).json()
     assert by_day["groups"] == [{"value": "20260105", "users": 38}, {"value": "20260106", "users": 13}]
     assert by_day["other"] is None and by_day["suppressed_groups"] == 0
+
+    # By a property of the base event, where a person falls in every group they have an event in: kiosk (3) is
+    # too small, and with it "other" would be 3, so shop (13, the smallest released) joins it. "other" counts
+    # people once: u36 bought in the kiosk and in the shop, so it holds 15, not 16.
+    by_channel = (
+        await _aggregate(
+            account_app,
+            "AGG-EVENT",
+            {
+                "event_name": "Charged",
+                "from": 20260101,
+                "to": 20260131,
+                "group_by": {"event_property": "channel"},
+            },
+        )
+    ).json()
+    assert by_channel["groups"] == [{"value": "web", "users": 20}, {"value": "app", "users": 15}]
+    assert by_channel["other"] == {"users": 15} and by_channel["suppressed_groups"] == 2
 
 
 async def test_a_differencing_pair_is_refused(account_app: FastAPI) -> None:
