@@ -335,14 +335,38 @@ def test_opted_out_and_erased_people_get_nothing(suite: TapwireProcess, encoder:
 
     people = {"opted": f"olga-{run}", "erased": f"zed-{run}", "kept": f"kim-{run}"}
     for person in people.values():
-        web(f"{person}-laptop", profile({"Identity": person}, login=True))
-    waiting = {
-        who: _campaign(url, "inbox", person, {"title": f"For {who}"}) for who, person in people.items()
+        web(f"{person}-laptop", profile({"Identity": person, "Run": run}, login=True))
+    # A campaign to a segment (the three of them, by a profile property) queues a message for each.
+    segment = {
+        "common_profile_properties": {"profile_fields": [{"name": "Run", "operator": "equals", "value": run}]}
     }
-    for campaign_id in waiting.values():
-        _queued(url, campaign_id)
+    body = {
+        "name": f"everyone {run}",
+        "channel": "inbox",
+        "where": segment,
+        "content": {"title": "For everyone"},
+    }
+    estimate = body | {"estimate_only": True}
 
-    # Olga opts out (the SDK's privacy record); Zed is erased. Both had a message waiting.
+    def reach() -> int:
+        answer = httpx.post(f"{url}/messaging/v1/campaigns", headers=HEADERS, json=estimate, timeout=30)
+        assert answer.status_code == 200, answer.text
+        found: int = answer.json()["estimate"]["reach"]
+        return found
+
+    _eventually(reach, lambda n: n == 3, "the segment's members")
+    body = {
+        "name": f"everyone {run}",
+        "channel": "inbox",
+        "where": segment,
+        "content": {"title": "For everyone"},
+    }
+    created = httpx.post(f"{url}/messaging/v1/campaigns", headers=HEADERS, json=body, timeout=30)
+    assert created.status_code == 201, created.text
+    waiting: int = created.json()["id"]
+    _eventually(functools.partial(_figures, url, waiting), lambda f: f["sent"] == 3, "the segment campaign")
+
+    # Olga opts out (the SDK's privacy record); Zed is erased. Each had the segment's message waiting.
     web(f"{people['opted']}-laptop", profile({"ct_optout": True}), optOut="true")
     erased = httpx.post(f"{url}/1/delete/profiles.json", headers=HEADERS, json={"identity": people["erased"]})
     assert erased.status_code == 200, erased.text
@@ -371,10 +395,16 @@ def test_opted_out_and_erased_people_get_nothing(suite: TapwireProcess, encoder:
         assert answer is None or "inbox_notifs" not in answer, (who, answer)
         mobile = _a1(url, f"{people[who]}-laptop", mobile_requests.event("Browsed", {}, session=1)).json()
         assert "inbox_notifs" not in mobile, (who, mobile)
-        assert _count(url, "Notification Delivered", waiting[who]) == 0
     kept = web(f"{people['kept']}-laptop", event("Browsed", {"n": 1}))
     assert kept is not None
-    assert sorted(e["msg"][0]["title"] for e in kept["inbox_notifs"]) == ["For kept", "Later for kept"]
+    assert sorted(e["msg"][0]["title"] for e in kept["inbox_notifs"]) == ["For everyone", "Later for kept"]
+    _eventually(
+        functools.partial(_count, url, "Notification Delivered", waiting), lambda n: n == 1, "the delivery"
+    )
+    time.sleep(1)
+    assert _count(url, "Notification Delivered", waiting) == 1, (
+        "only the person kept got the segment's message"
+    )
 
 
 def test_a_triggered_campaign_puts_its_message_in_the_apps_inbox(suite: TapwireProcess) -> None:
