@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tapwire_core.control.marketing_objections.operations import record_objection
 from tapwire_core.control.messaging.models import CampaignRow
 from tapwire_core.control.sdk_messages import (
+    MAX_PER_ANSWER,
     KeyFilter,
     QueuedMessage,
     SdkMessageKeyRow,
@@ -202,3 +203,15 @@ async def test_an_objection_withdraws_waiting_promotional_messages_only(store: C
     assert kinds == ["transactional"] and set(keys) == {taken[0].id}, (
         "the withdrawn message's keys went with it"
     )
+
+
+async def test_one_request_takes_at_most_a_full_answer(store: ControlStore) -> None:
+    campaign = await _campaign(store)
+    for n in range(MAX_PER_ANSWER + 5):
+        await enqueue(store.engine, _message(campaign, f"many-{n}"))
+    first = await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r1", now_ms=NOW)
+    assert len(first) == MAX_PER_ANSWER and [m.id for m in first] == sorted(m.id for m in first)
+    retried = await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r1", now_ms=NOW)
+    assert [m.id for m in retried] == [m.id for m in first], "a retry gets the same answer"
+    rest = await take(store.engine, account_id=ACCOUNT, keys=["i:ann"], request="r2", now_ms=NOW)
+    assert len(rest) == 5 and not {m.id for m in rest} & {m.id for m in first}

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 from sqlalchemy.exc import SQLAlchemyError
 
-from tapwire_core.control.sdk_messages import INTERACTIONS, PendingMessage, attribute, take
+from tapwire_core.control.sdk_messages import INTERACTIONS, MAX_PER_ANSWER, PendingMessage, attribute, take
 from tapwire_core.envelope import Envelope
 from tapwire_core.http.context import ServiceContext
 from tapwire_core.message_events import message_event
@@ -66,7 +66,11 @@ async def waiting_for(
     except (SQLAlchemyError, OSError) as exc:
         log.warning("SDK messages not handed out: the store is unavailable", extra={"error": str(exc)})
         return []
-    index.checked(account_id, keys, request_id, took=bool(taken))
+    # A full answer may leave more waiting: the keys stay worth asking about on the next request.
+    if len(taken) < MAX_PER_ANSWER:
+        index.checked(account_id, keys, request_id, took=bool(taken))
+    else:
+        index.remember_request(account_id, keys[0], request_id)
     if taken:
         await publish(context, [_delivered(account_id, m, now_ms) for m in taken])
     return taken

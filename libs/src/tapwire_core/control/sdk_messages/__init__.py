@@ -4,6 +4,7 @@ from tapwire_core.control.sdk_messages.index import KeyFilter, WaitingSdkMessage
 from tapwire_core.control.sdk_messages.models import SdkMessageKeyRow, SdkMessageRow
 from tapwire_core.control.sdk_messages.store import (
     INTERACTIONS,
+    MAX_PER_ANSWER,
     SDK_CHANNELS,
     Attribution,
     PendingMessage,
@@ -19,6 +20,7 @@ from tapwire_core.control.sdk_messages.store import (
 
 __all__ = [
     "INTERACTIONS",
+    "MAX_PER_ANSWER",
     "SDK_CHANNELS",
     "Attribution",
     "KeyFilter",

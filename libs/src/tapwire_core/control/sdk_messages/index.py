@@ -166,10 +166,14 @@ class WaitingSdkMessages:
         while len(self._checked) > self._checked_entries:
             self._checked.popitem(last=False)
         if took:
-            self._recent[(account_id, keys[0])] = (request, self._clock() + _RECENT_TTL_S)
-            self._recent.move_to_end((account_id, keys[0]))
-            while len(self._recent) > _RECENT_ENTRIES:
-                self._recent.popitem(last=False)
+            self.remember_request(account_id, keys[0], request)
+
+    def remember_request(self, account_id: str, key: str, request: str) -> None:
+        """``request`` took messages for ``key``: a retry of it may ask again for a while."""
+        self._recent[(account_id, key)] = (request, self._clock() + _RECENT_TTL_S)
+        self._recent.move_to_end((account_id, key))
+        while len(self._recent) > _RECENT_ENTRIES:
+            self._recent.popitem(last=False)
 
     async def _update(self, *, full: bool) -> None:
         started_ms = self._wall_ms()

@@ -24,6 +24,8 @@ SdkChannel = Literal["inapp", "inbox"]
 SDK_CHANNELS: Final[tuple[SdkChannel, ...]] = ("inapp", "inbox")
 # The events the SDKs raise about the messages they show, and the interaction each counts as.
 INTERACTIONS: Final = {"Notification Viewed": "viewed", "Notification Clicked": "clicked"}
+MAX_PER_ANSWER: Final = 20
+"""The most messages one SDK request takes: the answer stays small, and the rest go to the next request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +113,24 @@ async def take(
     engine: AsyncEngine, *, account_id: str, keys: Iterable[str], request: str, now_ms: int
 ) -> list[PendingMessage]:
     """Mark the messages waiting for any of ``keys`` delivered to ``request`` and return them, with those
-    delivered to this same request before (a retry whose first answer was lost). Expired messages and messages
-    another request took are left out. One statement: two gateways taking the same message at once get it once
-    between them."""
+    delivered to this same request before (a retry whose first answer was lost): the oldest
+    :data:`MAX_PER_ANSWER`. Expired messages and messages another request took are left out. One statement: two
+    gateways taking the same message at once get it once between them."""
     wanted = sorted(set(keys))
     if not wanted:
         return []
-    by_key = select(SdkMessageKeyRow.message_id).where(
-        SdkMessageKeyRow.account_id == account_id, SdkMessageKeyRow.key.in_(wanted)
+    for_request = or_(SdkMessageRow.delivered_ms.is_(None), SdkMessageRow.delivered_request == request)
+    by_key = (
+        select(SdkMessageKeyRow.message_id)
+        .join(SdkMessageRow, SdkMessageRow.id == SdkMessageKeyRow.message_id)
+        .where(
+            SdkMessageKeyRow.account_id == account_id,
+            SdkMessageKeyRow.key.in_(wanted),
+            SdkMessageRow.expires_ms > now_ms,
+            for_request,
+        )
+        .order_by(SdkMessageKeyRow.message_id)
+        .limit(MAX_PER_ANSWER)
     )
     statement = (
         update(SdkMessageRow)
@@ -126,7 +138,7 @@ async def take(
             SdkMessageRow.id.in_(by_key),
             SdkMessageRow.account_id == account_id,
             SdkMessageRow.expires_ms > now_ms,
-            or_(SdkMessageRow.delivered_ms.is_(None), SdkMessageRow.delivered_request == request),
+            for_request,
         )
         .values(
             delivered_ms=func.coalesce(SdkMessageRow.delivered_ms, now_ms),
