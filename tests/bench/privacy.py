@@ -19,7 +19,8 @@ own code. Prints one JSON object as its last line:
 - ``privacy_tenant_export_peak_rss_mib``: afterwards, an export of the whole account (the N events less the
   erased ones, and every other store) by a privacy worker in a process of its own, as ``tapwire serve
   privacy-worker`` runs it: the suite's modules imported, ClickHouse reached over HTTP (the test rig, serving the
-  benchmark's copy from another process); the process's peak resident memory (``ru_maxrss``).
+  benchmark's copy from another process); the process's peak resident memory (``VmHWM``; not ``ru_maxrss``,
+  which a child inherits from its parent's address space across ``execve``).
   ``privacy_tenant_export_start_rss_mib`` is the same process before the export, ``privacy_tenant_export_s`` its
   time, ``privacy_tenant_export_rows`` the rows written, ``privacy_tenant_export_archive_mib`` the archive's size,
   ``privacy_tenant_export_peak_rss_after_store_mib`` the peak once each store was exported (where it jumps is the
@@ -34,7 +35,6 @@ import argparse
 import asyncio
 import importlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -262,8 +262,15 @@ def rss_mib() -> float:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (``ru_maxrss``, KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far: ``VmHWM``, the high-water mark of its own address space.
+
+    Not ``ru_maxrss``: Linux carries it across ``execve`` from the address space the process had before, which
+    for a child started by ``subprocess`` is its parent's, so a child of a parent that once held 570 MiB reports
+    570 MiB whatever it does itself (``VmHWM`` starts afresh with the new program)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def watch_peaks(handlers: list[StoreHandler], peaks: dict[str, float]) -> None:
@@ -321,10 +328,8 @@ async def tenant_export(work: Path, clickhouse_url: str) -> dict[str, Any]:
         "privacy_tenant_export_rows": rows,
         "privacy_tenant_export_s": round(elapsed, 1),
         "privacy_tenant_export_start_rss_mib": round(start_rss, 1),
-        # ru_maxrss is in KiB on Linux: the process's peak over its whole life, the export included.
-        "privacy_tenant_export_peak_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-        ),
+        # The process's peak over its whole life (its imports and start-up included), the export included.
+        "privacy_tenant_export_peak_rss_mib": round(peak_rss_mib(), 1),
         "privacy_tenant_export_archive_mib": round(archive.stat().st_size / 2**20, 1),
         "privacy_tenant_export_peak_rss_after_store_mib": peaks,
     }
