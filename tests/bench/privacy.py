@@ -19,9 +19,12 @@ own code. Prints one JSON object as its last line:
 - ``privacy_tenant_export_peak_rss_mib``: afterwards, an export of the whole account (the N events less the
   erased ones, and every other store) by a privacy worker in a process of its own, as ``tapwire serve
   privacy-worker`` runs it: the suite's modules imported, ClickHouse reached over HTTP (the test rig, serving the
-  benchmark's copy from another process); the process's peak resident memory (``ru_maxrss``).
+  benchmark's copy from another process); the process's peak resident memory (``VmHWM``; not ``ru_maxrss``,
+  which a child inherits from its parent's address space across ``execve``).
   ``privacy_tenant_export_start_rss_mib`` is the same process before the export, ``privacy_tenant_export_s`` its
-  time, ``privacy_tenant_export_rows`` the rows written, ``privacy_tenant_export_archive_mib`` the archive's size.
+  time, ``privacy_tenant_export_rows`` the rows written, ``privacy_tenant_export_archive_mib`` the archive's size,
+  ``privacy_tenant_export_peak_rss_after_store_mib`` the peak once each store was exported (where it jumps is the
+  store that needed the memory). ``--tenant-export-only`` measures just this, on the cached dataset as it is.
 
 Run it in its own process: chDB allows one data directory per process.
 """
@@ -32,13 +35,13 @@ import argparse
 import asyncio
 import importlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from sqlalchemy import select
 from tapwire_core.clock import system_clock
 from tapwire_core.control.privacy.models import PrivacyRequestRow
 from tapwire_core.control.store import ControlStore
+from tapwire_core.privacy.scope import Scope
 from tapwire_core.settings import Settings
 from tapwire_core.warehouse.chdb import ChdbWarehouse
 from tapwire_core.warehouse.clickhouse import ClickHouseWarehouse
@@ -55,6 +59,7 @@ from tapwire_core.warehouse.migrations import migrate
 from tapwire_privacy.records import RequestType
 from tapwire_privacy.registry import default_registry
 from tapwire_privacy.repository import PrivacyRepository
+from tapwire_privacy.stores.base import StoreHandler
 from tapwire_privacy.worker import PrivacyWorker
 from tapwire_services.generate import BASE_TS, DAY_S, identity_of, load
 from tests.bench import query
@@ -256,6 +261,37 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far: ``VmHWM``, the high-water mark of its own address space.
+
+    Not ``ru_maxrss``: Linux carries it across ``execve`` from the address space the process had before, which
+    for a child started by ``subprocess`` is its parent's, so a child of a parent that once held 570 MiB reports
+    570 MiB whatever it does itself (``VmHWM`` starts afresh with the new program)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def watch_peaks(handlers: list[StoreHandler], peaks: dict[str, float]) -> None:
+    """Record, per store, the process's peak resident memory once the store's export is done: the store after
+    which the peak jumps is the one that needed the memory."""
+    for handler in handlers:
+        export = handler.export
+
+        def measured(
+            scope: Scope, export: Any = export, name: str = handler.name
+        ) -> AsyncGenerator[list[dict[str, Any]], None]:
+            async def batches() -> AsyncGenerator[list[dict[str, Any]], None]:
+                async for batch in export(scope):
+                    yield batch
+                peaks[name] = round(peak_rss_mib(), 1)
+
+            return batches()
+
+        handler.export = measured  # type: ignore[method-assign]
+
+
 async def tenant_export(work: Path, clickhouse_url: str) -> dict[str, Any]:
     """The whole account exported by one worker in this process, which imports what ``tapwire serve`` does
     (run it in a process of its own)."""
@@ -269,6 +305,8 @@ async def tenant_export(work: Path, clickhouse_url: str) -> dict[str, Any]:
     registry = default_registry(
         warehouse=warehouse, engine=store.engine, export_dir=settings.resolved_export_dir()
     )
+    peaks: dict[str, float] = {}
+    watch_peaks(registry.handlers, peaks)
     worker = PrivacyWorker(repository=repository, registry=registry, settings=settings, clock=system_clock)
     start_rss = rss_mib()
     try:
@@ -290,11 +328,10 @@ async def tenant_export(work: Path, clickhouse_url: str) -> dict[str, Any]:
         "privacy_tenant_export_rows": rows,
         "privacy_tenant_export_s": round(elapsed, 1),
         "privacy_tenant_export_start_rss_mib": round(start_rss, 1),
-        # ru_maxrss is in KiB on Linux: the process's peak over its whole life, the export included.
-        "privacy_tenant_export_peak_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-        ),
+        # The process's peak over its whole life (its imports and start-up included), the export included.
+        "privacy_tenant_export_peak_rss_mib": round(peak_rss_mib(), 1),
         "privacy_tenant_export_archive_mib": round(archive.stat().st_size / 2**20, 1),
+        "privacy_tenant_export_peak_rss_after_store_mib": peaks,
     }
 
 
@@ -314,7 +351,8 @@ def measure_tenant_export(work: Path) -> dict[str, Any]:
         f"tenant export: {figures['privacy_tenant_export_rows']} rows in {figures['privacy_tenant_export_s']}s, "
         f"peak RSS {figures['privacy_tenant_export_peak_rss_mib']} MiB "
         f"(at start {figures['privacy_tenant_export_start_rss_mib']} MiB), "
-        f"archive {figures['privacy_tenant_export_archive_mib']} MiB"
+        f"archive {figures['privacy_tenant_export_archive_mib']} MiB; peak after each store (MiB): "
+        f"{figures['privacy_tenant_export_peak_rss_after_store_mib']}"
     )
     return figures
 
@@ -328,6 +366,11 @@ def main() -> None:
     parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tenant-export", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clickhouse", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tenant-export-only",
+        action="store_true",
+        help="only the whole-account export of the cached dataset (its peak memory), nothing erased first",
+    )
     parser.add_argument(
         "--no-tenant-export",
         action="store_true",
@@ -346,6 +389,9 @@ def main() -> None:
     source = source_dataset(args.events, args.users)
     with tempfile.TemporaryDirectory(prefix="tapwire-bench-privacy-") as work:
         copy_dataset(source, Path(work) / "chdb")
+        if args.tenant_export_only:
+            print(orjson.dumps(measure_tenant_export(Path(work))).decode(), flush=True)
+            return
         figures = asyncio.run(run(args, Path(work), source))
         if not args.no_tenant_export:
             figures.update(measure_tenant_export(Path(work)))
