@@ -42,14 +42,17 @@ PUBLISHERS = 32
 _SOURCES = ("libs", "ingest", "query", "messaging", "privacy-worker", "services")
 
 
-async def fill(bootstrap: str, events: int, publishers: int = PUBLISHERS) -> None:
+async def fill(
+    bootstrap: str, events: int, publishers: int = PUBLISHERS, *, topic: str = TOPIC, accounts: int = 1
+) -> None:
+    """``events`` generated events on ``topic``, request by request spread over ``accounts`` accounts."""
     # Imported here: ``--against`` runs this module on another checkout's packages, which may predate it.
     from tapwire_core.pack_coalescing import CoalescingPublisher
 
     bus = KafkaBus(bootstrap)
     await bus.start()
     try:
-        await bus.ensure_topic(TOPIC, PARTITIONS)
+        await bus.ensure_topic(topic, PARTITIONS)
         coalescing = CoalescingPublisher(bus)
         pending = list(enumerate(upload_bodies(events // 100, records_per_body=100, users=100_000, seed=7)))
 
@@ -58,11 +61,11 @@ async def fill(bootstrap: str, events: int, publishers: int = PUBLISHERS) -> Non
                 number, body = pending.pop()
                 outcome = validate_upload(
                     orjson.loads(body)["d"],
-                    account_id="TAP-BENCH-0001",
+                    account_id=f"TAP-BENCH-{number % accounts + 1:04d}",
                     received_ms=1_770_000_000_000,
                     request_digest=b"%16d" % number,
                 )
-                await coalescing.publish(TOPIC, outcome.accepted, timeout_s=30)
+                await coalescing.publish(topic, outcome.accepted, timeout_s=30)
 
         await asyncio.gather(*(publisher() for _ in range(publishers)))
     finally:

@@ -171,3 +171,13 @@ async def drive_requests(
     await asyncio.gather(*(worker(ports[i % len(ports)]) for i in range(connections)))
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def upload_requests(
+    host: str, port: int, credentials: Sequence[tuple[str, str]], bodies: list[bytes]
+) -> list[bytes]:
+    """``/1/upload`` requests of ``bodies``, body ``i`` sent as account ``credentials[i % len(credentials)]``."""
+    return [
+        _request(host, port, *credentials[number % len(credentials)], body)
+        for number, body in enumerate(bodies)
+    ]
