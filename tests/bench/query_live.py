@@ -6,13 +6,14 @@ uploads arriving while customers query. This benchmark times the same compiled f
 
 - **The dataset**: the query benchmark's 10M events (same generator, seed and event ids), inserted with the
   loader's own statement for event packs (``EVENT_ROWS``, the JSON the events travel the bus in) in batches of
-  5,000 events, which is what the loader's 0.5 s batch timer makes of 10,000 events/s; never optimised. Built
+  5,000 events, which is what the loader's 0.5 s batch timer makes of 10,000 events/s, day after day as a live
+  account receives them; never optimised. Built
   once into ``~/.cache/tapwire-bench/live-query/<size>-<seed>-<generator and loader fingerprint>/`` and copied
   for each run (the run inserts into its copy). Migrations newer than the cache are applied to the copy.
 - **Merged identities**: 5 % of the users (user 20i+1 merged into user 20i, as ``--merged`` does in the query
   benchmark), so every scan maps user keys through the alias map.
-- **Uploads during the timing**: ``--rate`` events/s (default 10,000) of new generated events in the same
-  month, inserted as the loader would (a batch every 0.5 s holding what arrived since the last one), on the
+- **Uploads during the timing**: ``--rate`` events/s (default 10,000) of new generated events of the month's
+  last day ("today", inside the queried month), inserted as the loader would (a batch every 0.5 s holding what arrived since the last one), on the
   same chDB engine as the queries: a query waits behind an insert in flight, as it does in the embedded suite.
 
 Prints per-family p50/p95 and, as its last line, one JSON object: ``query_live_families`` (per family),
@@ -60,6 +61,9 @@ RUNS = query.RUNS
 MIN_RUNS = query.MIN_RUNS
 CACHE = Path(os.environ.get("TAPWIRE_BENCH_CACHE", Path.home() / ".cache" / "tapwire-bench")) / "live-query"
 RECEIVED_MS = 1_770_000_000_000
+DAYS = 30  # the generator's default: events from 2026-01-01 to 2026-01-30
+# Part of the dataset's cache key: bump it when ``build`` changes what it stores.
+BUILD_VERSION = b"live-build-2: day by day"
 
 
 def log(message: str) -> None:
@@ -67,23 +71,23 @@ def log(message: str) -> None:
 
 
 def dataset_dir(events: int, users: int) -> Path:
-    """Keyed by the generator's and the loader statement's code: either changing rebuilds the dataset. Schema
-    migrations do not: they are applied to each run's copy."""
+    """Keyed by the generator's and the loader statement's code and ``BUILD_VERSION``: any of them changing
+    rebuilds the dataset. Schema migrations do not: they are applied to each run's copy."""
     fingerprint = hashlib.sha256(Path(generate.__file__).read_bytes())
     fingerprint.update(Path(event_json.__file__).read_bytes())
+    fingerprint.update(BUILD_VERSION)
     return CACHE / f"e{events}-u{users}-s{SEED}-{fingerprint.hexdigest()[:10]}"
 
 
-def packs(records: Iterator[dict[str, Any]], size: int) -> Iterator[bytes]:
-    """The records as the gateway validates them, ``size`` envelopes to a JSON array (the loader's rows)."""
-    batch: list[bytes] = []
-    for position, record in enumerate(records):
-        batch.append(encode(_envelope(record, position)))
-        if len(batch) == size:
-            yield b"[" + b",".join(batch) + b"]"
-            batch = []
-    if batch:
-        yield b"[" + b",".join(batch) + b"]"
+def spill_by_day(records: Iterator[dict[str, Any]], spill: Path) -> list[Path]:
+    """The records' envelopes, one JSON line each, in one file per day of their timestamp."""
+    paths = [spill / f"day-{day:02d}.jsonl" for day in range(DAYS)]
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(path.open("wb")) for path in paths]
+        for position, record in enumerate(records):
+            day = (record["ts"] - generate.BASE_TS) // generate.DAY_S
+            files[day].write(encode(_envelope(record, position)) + b"\n")
+    return paths
 
 
 async def active_parts(warehouse: ChdbWarehouse) -> int:
@@ -95,17 +99,29 @@ async def active_parts(warehouse: ChdbWarehouse) -> int:
 
 
 async def build(path: Path, events: int, users: int) -> None:
-    """The events as the loader inserts them, 5,000 to an insert, into ``path`` (then marked complete)."""
+    """The events as the loader inserts them, 5,000 to an insert, into ``path`` (then marked complete).
+
+    A live account receives its events about when they happen, so each insert holds the events of a short
+    time: the generator's events (spread at random over the month) are first sorted into days and inserted day
+    by day. It matters to ``FINAL``: parts whose key ranges (account, event, day, …) do not overlap are read
+    without merging, so only the parts of the same days are merged on read."""
     warehouse = ChdbWarehouse(path / "chdb", database="live")
     await warehouse.start()
     try:
         await migrate(warehouse, cluster=None)
         started = time.perf_counter()
-        records = generate.events(users, events, SEED)
-        for number, rows in enumerate(packs(records, BATCH_EVENTS)):
-            await warehouse.insert_json(EVENT_ROWS, rows, dedup_token=f"live:{number}")
-            if number % 200 == 0:
-                log(f"  {number * BATCH_EVENTS:,} events, {await active_parts(warehouse)} active parts")
+        with tempfile.TemporaryDirectory(prefix="tapwire-live-spill-") as spill:
+            days = spill_by_day(generate.events(users, events, SEED), Path(spill))
+            log(f"  generated in {time.perf_counter() - started:.0f}s")
+            number = inserted = 0
+            for day in days:
+                lines = day.read_bytes().splitlines()
+                for first in range(0, len(lines), BATCH_EVENTS):
+                    rows = b"[" + b",".join(lines[first : first + BATCH_EVENTS]) + b"]"
+                    await warehouse.insert_json(EVENT_ROWS, rows, dedup_token=f"live:{number}")
+                    number += 1
+                inserted += len(lines)
+                log(f"  {day.stem}: {inserted:,} events, {await active_parts(warehouse)} active parts")
         seconds = round(time.perf_counter() - started)
         parts = await active_parts(warehouse)
     finally:
@@ -128,7 +144,7 @@ class Uploads:
         self._warehouse = warehouse
         self._rate = rate
         records = generate.events(users, self.POOL, SEED + 1)
-        self._pool = [encode(_envelope(record, position)) for position, record in enumerate(records)]
+        self._pool = [encode(_envelope(_today(record), position)) for position, record in enumerate(records)]
         self.sent = 0
         self.seconds = 0.0
 
@@ -147,6 +163,14 @@ class Uploads:
             await self._warehouse.insert_json(EVENT_ROWS, rows, dedup_token=f"upload:{number}")
             self.sent += due
             number += 1
+
+
+def _today(record: dict[str, Any]) -> dict[str, Any]:
+    """The record moved to the month's last day (Jan 31, after the dataset's 30 days): uploads on a live account
+    happen now, and the queried month ends today."""
+    return record | {
+        "ts": generate.BASE_TS + DAYS * generate.DAY_S + (record["ts"] - generate.BASE_TS) % generate.DAY_S
+    }
 
 
 def _envelope(record: dict[str, Any], position: int) -> Envelope:
