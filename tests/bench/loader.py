@@ -1,5 +1,5 @@
 """The loader alone, Kafka → ``Loader`` → chDB: ``python -m tests.bench.loader [--events N] [--rounds R]
-[--publishers N] [--against DIR] [--batch-rows N] [--against-batch-rows N]``.
+[--publishers N] [--against DIR] [--batch-rows N] [--against-batch-rows N] [--raw]``.
 
 Fills one topic once (``--events`` generated CleverTap events, 100 per request, published by ``--publishers``
 concurrent publishers, default 32, through the gateway's ``CoalescingPublisher``: fewer publishers make smaller
@@ -7,7 +7,8 @@ packs), then runs the loader over all of it ``--rounds`` times, each run
 in a fresh process with its own consumer group and chDB directory. With ``--against DIR`` (another checkout
 of this repository, e.g. ``git worktree add DIR <commit>``) every round runs that checkout's loader too,
 alternating, so two versions are compared on the same records under the same load (``--batch-rows`` and
-``--against-batch-rows`` set each side's ``loader_batch_rows``, default the setting's, to compare batch sizes). Each run reports rows/s
+``--against-batch-rows`` set each side's ``loader_batch_rows``, default the setting's, to compare batch sizes;
+``--raw`` times the raw chDB insert of the same rows after each of this checkout's runs). Each run reports rows/s
 from its first record to its last acknowledged row, and the process CPU time over the same window (cores
 used = CPU / wall). The loader runs with the service's defaults but for ``loader_batch_rows``: its batch timer
 (``loader_batch_seconds``) is what holds the last, partial batch back, and it counts in the figure.
@@ -42,14 +43,17 @@ PUBLISHERS = 32
 _SOURCES = ("libs", "ingest", "query", "messaging", "privacy-worker", "services")
 
 
-async def fill(bootstrap: str, events: int, publishers: int = PUBLISHERS) -> None:
+async def fill(
+    bootstrap: str, events: int, publishers: int = PUBLISHERS, *, topic: str = TOPIC, accounts: int = 1
+) -> None:
+    """``events`` generated events on ``topic``, request by request spread over ``accounts`` accounts."""
     # Imported here: ``--against`` runs this module on another checkout's packages, which may predate it.
     from tapwire_core.pack_coalescing import CoalescingPublisher
 
     bus = KafkaBus(bootstrap)
     await bus.start()
     try:
-        await bus.ensure_topic(TOPIC, PARTITIONS)
+        await bus.ensure_topic(topic, PARTITIONS)
         coalescing = CoalescingPublisher(bus)
         pending = list(enumerate(upload_bodies(events // 100, records_per_body=100, users=100_000, seed=7)))
 
@@ -58,11 +62,11 @@ async def fill(bootstrap: str, events: int, publishers: int = PUBLISHERS) -> Non
                 number, body = pending.pop()
                 outcome = validate_upload(
                     orjson.loads(body)["d"],
-                    account_id="TAP-BENCH-0001",
+                    account_id=f"TAP-BENCH-{number % accounts + 1:04d}",
                     received_ms=1_770_000_000_000,
                     request_digest=b"%16d" % number,
                 )
-                await coalescing.publish(TOPIC, outcome.accepted, timeout_s=30)
+                await coalescing.publish(topic, outcome.accepted, timeout_s=30)
 
         await asyncio.gather(*(publisher() for _ in range(publishers)))
     finally:
@@ -166,6 +170,20 @@ def run_in_process(
     return done.stdout.strip().splitlines()[-1]
 
 
+def _raw_beside(broker: KafkaBroker, data: Path, loader_line: str, options: argparse.Namespace) -> str:
+    """The raw insert of the same rows and batch size, and the loader's rate over it."""
+    from tests.bench.raw_insert import measure_in_process as measure_raw
+
+    load = os.getloadavg()[0]
+    raw = measure_raw(broker.bootstrap, TOPIC, data, options.events, batch_rows=options.batch_rows)
+    raw_rate = raw["rows"] / raw["seconds"]
+    loader_rate = float(loader_line.split(" = ")[1].split(" rows/s", maxsplit=1)[0].replace(",", ""))
+    return (
+        f"raw chDB insert: {raw['rows']:.0f} rows in {raw['seconds']:.2f}s = {raw_rate:,.0f} rows/s "
+        f"({raw['batches']:.0f} batches; load average {load:.2f}); loader / raw {loader_rate / raw_rate:.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=400_000)
@@ -193,6 +211,12 @@ def main() -> None:
     parser.add_argument("--run", nargs=4, metavar=("BOOTSTRAP", "GROUP", "DATA", "EVENTS"))
     parser.add_argument("--topic", default=TOPIC, help="with --run: the topic to load")
     parser.add_argument("--json", action="store_true", help="with --run: print the figures as JSON")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="every round also times the raw chDB insert of the same rows (tests.bench.raw_insert) right after "
+        "this checkout's loader, and prints the ratio: side by side on a noisy machine",
+    )
     options = parser.parse_args()
     if options.run:
         bootstrap, group, data, events = options.run
@@ -231,6 +255,11 @@ def main() -> None:
                     f"round {number} {name} ({batch_rows:,} rows/batch): {result} (load average {load:.2f})",
                     flush=True,
                 )
+                if options.raw and source is None:
+                    print(
+                        f"round {number} {_raw_beside(broker, work / f'raw-{number}', result, options)}",
+                        flush=True,
+                    )
     finally:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

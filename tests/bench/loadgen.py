@@ -214,3 +214,13 @@ def _content_length(head: bytes) -> int:
         if line[:15].lower() == b"content-length:":
             return int(line[15:])
     return 0
+
+
+def upload_requests(
+    host: str, port: int, credentials: Sequence[tuple[str, str]], bodies: list[bytes]
+) -> list[bytes]:
+    """``/1/upload`` requests of ``bodies``, body ``i`` sent as account ``credentials[i % len(credentials)]``."""
+    return [
+        _request(host, port, *credentials[number % len(credentials)], body)
+        for number, body in enumerate(bodies)
+    ]

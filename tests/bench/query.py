@@ -396,11 +396,14 @@ def main() -> None:
         default=0,
         help="merge this many identities for the run (measures the alias mapping; not written to the report)",
     )
+    parser.add_argument(
+        "--no-report", action="store_true", help="print the figures only (other benchmarks compare them)"
+    )
     args = parser.parse_args()
     figures = asyncio.run(bench(args.events, args.users, args.merged))
     if args.merged:
         figures["query_merged_identities"] = args.merged
-    else:
+    elif not args.no_report:
         write_report(figures)
     print(orjson.dumps(figures).decode(), flush=True)
 
