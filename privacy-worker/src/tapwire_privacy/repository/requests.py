@@ -175,7 +175,7 @@ class RequestRecords:
             views = [v for v in views if v.overdue(now) == overdue]
         return views
 
-    async def open_pages(self, size: int = 200) -> AsyncIterator[list[RequestView]]:
+    async def open_pages(self, size: int = 50) -> AsyncIterator[list[RequestView]]:
         """Every open request of every account, ``size`` at a time in id order: the deadline gauges read them
         all, and the progress records of a thousand erasures waiting for their bus copies would otherwise sit in
         memory together (32 MiB of a worker exporting a whole account)."""
