@@ -25,6 +25,7 @@ from tapwire_core.control.store import ControlStore
 from tapwire_core.warehouse import Warehouse
 from tapwire_core.warehouse.migrations import migrate
 from tapwire_privacy.offboarding.account_rows import KEPT, REDACTED, account_tables, unplaced_tables
+from tapwire_privacy.offboarding.handler import table_batches
 from tapwire_privacy.rate_limit import SlidingWindowLimit
 from tapwire_privacy.reapply import reapply
 from tapwire_privacy.records import RequestView
@@ -382,3 +383,26 @@ async def test_a_restore_brings_the_account_back_and_reapply_deletes_it_whole_ag
     assert await AccountDirectory(rig.control).authenticate_passcode("ACC-1", PASSCODE_1) is None
     assert await _warehouse_rows(rig.warehouse, "ACC-1") == dict.fromkeys(warehouse_tables(), 0)
     assert sorted(p.name for p in rig.worker.export_dir.iterdir()) == archives  # no second archive
+
+
+@pytest.mark.integration
+async def test_control_tables_are_read_into_the_archive_a_batch_at_a_time(rig: Rig) -> None:
+    await seed_every_table(rig.control.engine, "ACC-1")
+    audit = next(t for t in account_tables() if t.name == "audit_log")
+    async with rig.control.engine.begin() as connection:
+        for n in range(7):
+            await connection.execute(
+                audit.table.insert().values(
+                    account_id="ACC-1",
+                    at=dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+                    actor=f"a{n}",
+                    role="admin",
+                    action="x",
+                    target="",
+                    outcome="ok",
+                    client="",
+                    detail={},
+                )
+            )
+    sizes = [len(batch) async for batch in table_batches(rig.control.engine, audit, "ACC-1", size=3)]
+    assert sizes == [3, 3, 2]

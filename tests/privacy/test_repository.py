@@ -169,3 +169,13 @@ async def test_a_failed_request_is_requeued_once(store: ControlStore, store_url:
     ]
     with pytest.raises(RequestNotFound):
         await repository.requests.requeue(account_id="ACC-2", request_id=request_id)
+
+
+async def test_open_requests_are_read_a_page_at_a_time(store: ControlStore) -> None:
+    repository = PrivacyRepository(store.engine, clock=FakeClock())
+    ids = {await new(repository) for _ in range(5)}
+    done = await new(repository)
+    await repository.requests.deny(account_id="ACC-1", request_id=done, basis="not verified")
+    pages = [[view.id for view in page] async for page in repository.requests.open_pages(size=2)]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert {rid for page in pages for rid in page} == ids

@@ -51,22 +51,14 @@ class Housekeeping:
         each late acknowledgement. Returns (overdue, near due)."""
         now = self._clock()
         overdue = near = failed = 0
-        for view in await self._repo.requests.open():
-            failed += view.status == "failed"
-            if view.overdue(now):
-                overdue += 1
-                log.warning(
-                    "privacy request overdue",
-                    extra={
-                        "request": view.id,
-                        "account": view.account_id,
-                        "type": view.type,
-                        "status": view.status,
-                        "due_at": iso(view.effective_due_at),
-                    },
-                )
-            elif is_near_due(view.effective_due_at, now=now, within=NEAR_DUE) and not _done_in_time(view):
-                near += 1
+        async for page in self._repo.requests.open_pages():
+            for view in page:
+                failed += view.status == "failed"
+                if view.overdue(now):
+                    overdue += 1
+                    _log_overdue(view)
+                elif is_near_due(view.effective_due_at, now=now, within=NEAR_DUE) and not _done_in_time(view):
+                    near += 1
         metrics.OVERDUE.set(overdue)
         metrics.NEAR_DUE.set(near)
         metrics.FAILED.set(failed)
@@ -92,6 +84,19 @@ class Housekeeping:
             await self._repo.notices.record_delivery(
                 notice.id, error=error, retry_in_s=min(MAX_BACKOFF_S, 30.0 * 2 ** min(notice.attempts, 10))
             )
+
+
+def _log_overdue(view: RequestView) -> None:
+    log.warning(
+        "privacy request overdue",
+        extra={
+            "request": view.id,
+            "account": view.account_id,
+            "type": view.type,
+            "status": view.status,
+            "due_at": iso(view.effective_due_at),
+        },
+    )
 
 
 def _done_in_time(view: RequestView) -> bool:
