@@ -84,6 +84,18 @@ ROWS = (
         "1 account",
         "loader_rows_per_s_accounts_1",
     ),
+    Row(
+        "Gateway, 1 process, 4 accounts (events/s)",
+        "gateway_events_per_s_accounts_4",
+        "1 account",
+        "gateway_events_per_s_accounts_1",
+    ),
+    Row(
+        "Gateway, 1 process, 16 accounts (events/s)",
+        "gateway_events_per_s_accounts_16",
+        "1 account",
+        "gateway_events_per_s_accounts_1",
+    ),
     Row("Embedded suite (events/s)", "embedded_events_per_s", target="≥ 20,000"),
     Row(
         "Queries, optimised 10M table: slowest count family p95 (ms)",
