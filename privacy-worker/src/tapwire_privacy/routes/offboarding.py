@@ -19,11 +19,11 @@ from starlette.responses import Response
 from tapwire_core.http.auth import PasscodeAccount
 from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
-from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
+from tapwire_privacy.export_archive import signed_export_url
 from tapwire_privacy.offboarding import OFFBOARDING, is_offboarding
 from tapwire_privacy.records import RequestView, iso
-from tapwire_privacy.repository import RequestNotFound
 from tapwire_privacy.routes.dependencies import Privacy
+from tapwire_privacy.routes.signed_links import linked_request
 from tapwire_privacy.service import PrivacyService
 
 router = APIRouter()
@@ -92,20 +92,9 @@ async def offboarding_status(
     signature: Annotated[str, Query(max_length=128)] = "",
 ) -> Response:
     """The job, for whoever holds its signed status link (the account's credentials are revoked by then)."""
-    try:
-        check_link(
-            await privacy.repository.secrets.link_key(),
-            request_id,
-            expires=expires,
-            signature=signature,
-            now=privacy.clock(),
-        )
-    except LinkRefused as exc:
-        raise ApiError(exc.status, exc.reason) from None
-    try:
-        view = await privacy.repository.requests.get(request_id)
-    except RequestNotFound:
-        raise ApiError(404, "Account deletion not found") from None
+    view = await linked_request(
+        privacy, request_id, expires=expires, signature=signature, missing="Account deletion not found"
+    )
     if not is_offboarding(view):
         raise ApiError(404, "Account deletion not found")
     return json_response(await offboarding_body(privacy, view))

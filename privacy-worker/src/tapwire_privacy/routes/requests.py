@@ -14,12 +14,13 @@ from tapwire_core.http.auth import PasscodeAccount
 from tapwire_core.http.body import BodyLimits, read_model
 from tapwire_core.http.errors import ApiError, json_response
 from tapwire_privacy.deadlines import ExtensionRefused
-from tapwire_privacy.export_archive import LinkRefused, check_link, signed_export_url
+from tapwire_privacy.export_archive import signed_export_url
 from tapwire_privacy.inventory import build_inventory
 from tapwire_privacy.offboarding import OFFBOARDING, is_offboarding
 from tapwire_privacy.records import REQUEST_STATUSES, RequestView, iso
 from tapwire_privacy.repository import ACKNOWLEDGEMENT, RequestConflict, RequestNotFound
 from tapwire_privacy.routes.dependencies import Privacy
+from tapwire_privacy.routes.signed_links import linked_request
 from tapwire_privacy.service import PrivacyService
 from tapwire_privacy.stores.files import archive_path
 from tapwire_privacy.subjects import RectifyFields, SubjectIn
@@ -207,20 +208,9 @@ async def download_export(
     signature: Annotated[str, Query(max_length=128)] = "",
 ) -> Response:
     """The archive, for whoever holds a valid, unexpired signed link (the link is the credential)."""
-    try:
-        check_link(
-            await privacy.repository.secrets.link_key(),
-            request_id,
-            expires=expires,
-            signature=signature,
-            now=privacy.clock(),
-        )
-    except LinkRefused as exc:
-        raise ApiError(exc.status, exc.reason) from None
-    try:
-        view = await privacy.repository.requests.get(request_id)
-    except RequestNotFound:
-        raise ApiError(404, "Export not found") from None
+    view = await linked_request(
+        privacy, request_id, expires=expires, signature=signature, missing="Export not found"
+    )
     path = archive_path(privacy.settings.resolved_export_dir(), request_id)
     ready = view.type == "export" and view.status == "completed"
     if not (ready or (is_offboarding(view) and "archive" in view.progress[OFFBOARDING])):
